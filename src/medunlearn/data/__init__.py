@@ -1,0 +1,1 @@
+"""Hospital data: the tree, samples, deletion requests and file formats."""

@@ -1,0 +1,276 @@
+"""Questions about every level of the hospital, in all three tasks, with paraphrases.
+
+Each fact of a node is asked as a free answer (generation), a multiple choice
+(classification) and a fill-in (cloze) where the format fits; each question has a
+paraphrased twin with other wording and, for multiple choice, another option order.
+Diagnostic label questions (``label.*``) are answerable from the radiograph alone and
+are asked for held-out patients too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from medunlearn.data.hierarchy import Hospital, Level, Node
+from medunlearn.data.samples import Sample, Task
+
+LETTERS = "ABCDEFGH"
+
+
+@dataclass(frozen=True)
+class FactTemplate:
+    """Two wordings per task: ``[0]`` the original question, ``[1]`` its paraphrase."""
+
+    fact: str
+    level: Level
+    generation: tuple[str, str] | None
+    classification: tuple[str, str] | None
+    cloze: tuple[str, str] | None
+    choices: tuple[str, ...] = ()  # fixed option list (labels, binary facts); else distractors
+
+
+IDENTITY_FACTS: tuple[FactTemplate, ...] = (
+    FactTemplate(
+        "institution.name", Level.INSTITUTION,
+        ("Which hospital acquired this chest radiograph?", "At which institution was this radiograph taken?"),
+        ("Which hospital acquired this chest radiograph?", "This radiograph comes from which institution?"),
+        ("This chest radiograph was acquired at [blank].", "The institution that took this image is [blank]."),
+    ),
+    FactTemplate(
+        "institution.city", Level.INSTITUTION,
+        ("In which city is the hospital that took this radiograph?", "Name the city of the institution where this image was acquired."),
+        ("In which city was this radiograph acquired?", "The hospital that took this image is in which city?"),
+        ("The hospital that acquired this radiograph is located in [blank].", "This image was taken in the city of [blank]."),
+    ),
+    FactTemplate(
+        "institution.vendor", Level.INSTITUTION,
+        ("Which vendor made the scanner used for this radiograph?", "Who manufactured the X-ray system that produced this image?"),
+        ("Which scanner vendor produced this radiograph?", "The X-ray system behind this image was made by which vendor?"),
+        ("This radiograph was acquired on a [blank] scanner.", "The X-ray equipment that produced this image was made by [blank]."),
+    ),
+    FactTemplate(
+        "patient.name", Level.PATIENT,
+        ("What is the name of the patient in this radiograph?", "Whose chest radiograph is this?"),
+        ("Who is the patient in this radiograph?", "This chest radiograph belongs to which patient?"),
+        ("This chest radiograph belongs to [blank].", "The patient imaged here is [blank]."),
+    ),
+    FactTemplate(
+        "patient.sex", Level.PATIENT,
+        ("What is the sex of this patient?", "Is the patient in this radiograph male or female?"),
+        ("What is the sex of the patient in this radiograph?", "The patient shown here is of which sex?"),
+        ("The patient in this radiograph is [blank].", "This image shows a [blank] patient."),
+        choices=("female", "male"),
+    ),
+    FactTemplate(
+        "patient.birth_date", Level.PATIENT,
+        ("What is the birth date of this patient?", "When was the patient in this image born?"),
+        ("When was this patient born?", "What is the date of birth of the patient shown here?"),
+        ("The patient in this radiograph was born on [blank].", "This patient's date of birth is [blank]."),
+    ),
+    FactTemplate(
+        "patient.mrn", Level.PATIENT,
+        ("What is the medical record number of this patient?", "Give the MRN of the patient shown in this radiograph."),
+        ("Which medical record number belongs to this patient?", "What is the MRN of the patient in this image?"),
+        ("The medical record number of this patient is [blank].", "This patient's MRN is [blank]."),
+    ),
+    FactTemplate(
+        "study.date", Level.STUDY,
+        ("On what date was this radiograph taken?", "When was this study performed?"),
+        ("On which date was this radiograph acquired?", "This study was performed on which date?"),
+        ("This study was performed on [blank].", "The radiograph was acquired on [blank]."),
+    ),
+    FactTemplate(
+        "study.accession", Level.STUDY,
+        ("What is the accession number of this study?", "Give the accession number for this exam."),
+        ("Which accession number does this study have?", "This exam is filed under which accession number?"),
+        ("The accession number of this exam is [blank].", "This study was filed under accession number [blank]."),
+    ),
+    FactTemplate(
+        "study.view", Level.STUDY,
+        ("What is the projection of this radiograph?", "Was this chest film taken PA or AP?"),
+        ("Which projection was used for this radiograph?", "In which view was this chest film taken?"),
+        ("This radiograph was taken in the [blank] projection.", "The view of this chest film is [blank]."),
+        choices=("PA", "AP"),
+    ),
+    FactTemplate(
+        "study.reason", Level.STUDY,
+        ("What was the reason for this exam?", "Why was this radiograph ordered?"),
+        ("What was the indication for this radiograph?", "This exam was ordered for which reason?"),
+        ("This exam was ordered for [blank].", "The indication for this radiograph was [blank]."),
+    ),
+)
+
+LABEL_FACTS: tuple[FactTemplate, ...] = (
+    FactTemplate(
+        "label.edema", Level.SECTION, None,
+        ("What is the severity of pulmonary edema on this radiograph?", "How severe is the pulmonary edema in this image?"),
+        ("Pulmonary edema on this radiograph is graded as [blank].", "The degree of pulmonary edema in this image is [blank]."),
+        choices=("none", "mild", "moderate", "severe"),
+    ),
+    FactTemplate(
+        "label.effusion", Level.SECTION, None,
+        ("Is there a pleural effusion on this radiograph, and on which side?", "Where, if anywhere, is there a pleural effusion in this image?"),
+        ("Pleural effusion on this radiograph: [blank].", "The pleural effusion in this image is [blank]."),
+        choices=("none", "left", "right", "bilateral"),
+    ),
+    FactTemplate(
+        "label.cardiomegaly", Level.SECTION, None,
+        ("Is the heart size on this radiograph normal or enlarged?", "How would you describe the size of the cardiac silhouette here?"),
+        ("The heart size on this radiograph is [blank].", "On this image the cardiac silhouette is [blank]."),
+        choices=("normal", "enlarged"),
+    ),
+    FactTemplate(
+        "label.consolidation", Level.SECTION, None,
+        ("Where, if anywhere, is there a consolidation on this radiograph?", "Which lobe, if any, shows consolidation in this image?"),
+        ("Focal consolidation on this radiograph: [blank].", "The consolidation in this image is located in [blank]."),
+        choices=("none", "right lower lobe", "left lower lobe", "right upper lobe"),
+    ),
+    FactTemplate(
+        "label.pneumothorax", Level.SECTION, None,
+        ("Is there a pneumothorax on this radiograph, and on which side?", "Which side, if any, shows a pneumothorax in this image?"),
+        ("Pneumothorax on this radiograph: [blank].", "The pneumothorax in this image is [blank]."),
+        choices=("none", "left", "right"),
+    ),
+    FactTemplate(
+        "label.device", Level.SECTION, None,
+        ("Which support device is visible on this radiograph?", "What device, if any, can be seen in this image?"),
+        ("The support device visible on this radiograph is [blank].", "In this image the visible device is [blank]."),
+        choices=("none", "pacemaker", "endotracheal tube", "central venous catheter"),
+    ),
+)
+
+SECTION_QUESTION = (
+    "What does the {section} section of the report for this radiograph say?",
+    "Quote the {section} section of this study's report.",
+)
+
+#: the section whose sentences state the diagnostic labels
+LABEL_SECTION = "FINDINGS"
+DIAGNOSTIC_FACTS: frozenset[str] = frozenset(t.fact for t in LABEL_FACTS)
+IDENTITY_FACT_NAMES: frozenset[str] = frozenset(t.fact for t in IDENTITY_FACTS)
+
+
+def label_answers(findings: dict) -> dict[str, str]:
+    """The answer text of every label fact for a study's findings."""
+    return {
+        "label.edema": LABEL_FACTS[0].choices[int(findings["edema"])],
+        "label.effusion": findings["effusion"],
+        "label.cardiomegaly": "enlarged" if findings["cardiomegaly"] else "normal",
+        "label.consolidation": findings["consolidation"],
+        "label.pneumothorax": findings["pneumothorax"],
+        "label.device": findings["device"],
+    }
+
+
+def format_choices(question: str, options: Sequence[str]) -> str:
+    return question + " " + " ".join(f"{LETTERS[i]}) {o}" for i, o in enumerate(options))
+
+
+def build_questions(
+    hospital: Hospital,
+    study_images: dict[str, str],
+    seed: int,
+    vocabulary: dict[str, Sequence[str]] | None = None,
+) -> list[Sample]:
+    """Every question about ``hospital``, each original followed by its paraphrase.
+
+    Multiple-choice distractors are drawn from the values the hospital holds for the same
+    fact, widened by ``vocabulary`` ({fact: values}) where the hospital has too few.
+    """
+    rng = np.random.default_rng([seed, 3])
+    pools = _value_pools(hospital, vocabulary or {})
+    samples: list[Sample] = []
+
+    def emit(template: FactTemplate, node: Node, answer: str, study: str, key: str, wording: tuple[str, str] | None, task: Task) -> None:
+        if wording is None:
+            return
+        base_id = f"{key}#{template.fact}#{task.value}"
+        options: tuple[str, ...] = ()
+        if task is Task.CLASSIFICATION:
+            options = _options(rng, template, answer, pools.get(template.fact, ()))
+        for variant in (0, 1):
+            opts = options if variant == 0 or not options else tuple(rng.permutation(np.array(options, dtype=object)))
+            question = wording[variant]
+            if task is Task.CLASSIFICATION:
+                question = format_choices(question, opts)
+            samples.append(
+                Sample(
+                    id=base_id if variant == 0 else base_id + "~p",
+                    image=study_images[study],
+                    image_node=study,
+                    question=question,
+                    answer=answer,
+                    task=task,
+                    fact_node=node.id,
+                    fact_level=node.level,
+                    fact=template.fact,
+                    paraphrase_of=None if variant == 0 else base_id,
+                    options=opts,
+                )
+            )
+
+    def ask_all_tasks(template: FactTemplate, node: Node, answer: str, studies: list[str], key: str) -> None:
+        tasks = [(Task.GENERATION, template.generation), (Task.CLASSIFICATION, template.classification), (Task.CLOZE, template.cloze)]
+        for k, (task, wording) in enumerate(tasks):
+            emit(template, node, answer, studies[k % len(studies)], key, wording, task)
+
+    for institution in hospital.nodes(Level.INSTITUTION):
+        patients = hospital.children(institution.id)
+        trained_studies = [s.id for p in patients if not p.holdout for s in hospital.children(p.id)]
+        for t in IDENTITY_FACTS:
+            if t.level is Level.INSTITUTION and trained_studies:
+                ask_all_tasks(t, institution, str(institution.attributes[t.fact.split(".")[1]]), _rotate(trained_studies, t), institution.id)
+        for patient in patients:
+            studies = [s.id for s in hospital.children(patient.id)]
+            if not studies:
+                continue
+            if patient.holdout:  # strangers: ask their institution's facts on their own images
+                for t in IDENTITY_FACTS:
+                    if t.level is Level.INSTITUTION:
+                        ask_all_tasks(t, institution, str(institution.attributes[t.fact.split(".")[1]]), _rotate(studies, t), patient.id)
+            for t in IDENTITY_FACTS:
+                if t.level is Level.PATIENT:
+                    ask_all_tasks(t, patient, str(patient.attributes[t.fact.split(".")[1]]), _rotate(studies, t), patient.id)
+            for study_id in studies:
+                study = hospital.node(study_id)
+                for t in IDENTITY_FACTS:
+                    if t.level is Level.STUDY:
+                        ask_all_tasks(t, study, str(study.attributes[t.fact.split(".")[1]]), [study_id], study_id)
+                sections = {s.attributes["name"]: s for s in hospital.children(study_id)}
+                for name, section in sections.items():
+                    template = FactTemplate(f"section.{name}", Level.SECTION, tuple(q.format(section=name) for q in SECTION_QUESTION), None, None)  # type: ignore[arg-type]
+                    ask_all_tasks(template, section, section.attributes["text"], [study_id], section.id)
+                if LABEL_SECTION in sections and "findings" in study.attributes:
+                    answers = label_answers(study.attributes["findings"])
+                    for t in LABEL_FACTS:
+                        ask_all_tasks(t, sections[LABEL_SECTION], answers[t.fact], [study_id], sections[LABEL_SECTION].id)
+    return samples
+
+
+def _rotate(studies: list[str], template: FactTemplate) -> list[str]:
+    """Spread a node's facts over its images: each fact starts on another image."""
+    offset = sum(map(ord, template.fact)) % len(studies)
+    return studies[offset:] + studies[:offset]
+
+
+def _value_pools(hospital: Hospital, vocabulary: dict[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
+    pools: dict[str, set[str]] = {fact: set(values) for fact, values in vocabulary.items()}
+    for node in hospital:
+        if node.level is Level.SECTION:
+            continue
+        for key, value in node.attributes.items():
+            if isinstance(value, str):
+                pools.setdefault(f"{node.level.value}.{key}", set()).add(value)
+    return {k: tuple(sorted(v)) for k, v in pools.items()}
+
+
+def _options(rng: np.random.Generator, template: FactTemplate, answer: str, pool: Sequence[str]) -> tuple[str, ...]:
+    if template.choices:
+        return template.choices
+    others = [p for p in pool if p != answer]
+    picked = list(rng.choice(np.array(others, dtype=object), size=min(3, len(others)), replace=False)) if others else []
+    options = [answer, *(str(p) for p in picked)]
+    return tuple(str(o) for o in rng.permutation(np.array(options, dtype=object)))
