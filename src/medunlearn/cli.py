@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -195,18 +194,12 @@ def _print_summary(summary: dict, folder: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turn bad input into one sentence and exit status 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv)  # standalone: usage errors print themselves and exit 2
     except MedunlearnError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        err.print("aborted")
-        return 130
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0
 
 

@@ -163,12 +163,14 @@ def _stratified_share(table: SampleTable, *, share: float, seed: int) -> tuple[s
     n_pick = int(round(share * len(ids)))
     if n_pick == 0:
         return ()
-    strata = [f"{t}|{a}" for t, a in zip(table.column("task"), table.column("answer"))]
-    strata = _merge_rare(strata, minimum=2)
-    try:
-        _, picked = train_test_split(ids, test_size=n_pick, random_state=seed, stratify=strata)
-    except ValueError:  # too many strata for the share: stratify by task only
-        _, picked = train_test_split(ids, test_size=n_pick, random_state=seed, stratify=_merge_rare(table.column("task"), minimum=2))
+    by_answer = [f"{t}|{a}" for t, a in zip(table.column("task"), table.column("answer"))]
+    picked: list[str] = []
+    for strata in (_merge_rare(by_answer, minimum=2), _merge_rare(table.column("task"), minimum=2), None):
+        try:  # the finest stratification the share allows
+            _, picked = train_test_split(ids, test_size=n_pick, random_state=seed, stratify=strata)
+            break
+        except ValueError:
+            continue
     keep = set(picked)
     return tuple(i for i in ids if i in keep)
 

@@ -132,9 +132,9 @@ def synthesize(config: HospitalConfig = HospitalConfig()) -> HospitalDataset:
 
     hospital_names = _unique_combos(rng, HOSPITAL_FIRST, HOSPITAL_SECOND, config.institutions)
     people = _unique_people(rng, config.institutions * (config.patients + config.holdout_patients))
-    mrns = rng.choice(np.arange(1_000_000, 9_999_999), size=len(people), replace=False)
+    mrns = 1_000_000 + rng.choice(9_000_000, size=len(people), replace=False)  # no 9M-entry array
     n_studies = config.institutions * (config.patients + config.holdout_patients) * config.studies
-    accessions = rng.choice(np.arange(10_000_000, 99_999_999), size=n_studies, replace=False)
+    accessions = 10_000_000 + rng.choice(90_000_000, size=n_studies, replace=False)
     corners = rng.permutation(4)
     person_i = study_i = 0
     for i in range(config.institutions):

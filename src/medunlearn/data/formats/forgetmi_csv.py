@@ -49,7 +49,7 @@ def read_rows(path: Path, *, role: str) -> list[dict[str, Any]]:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             columns = [c.strip() for c in reader.fieldnames or []]
-            raw_rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+            raw_rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise MedunlearnError(f"{role} CSV {path} is unreadable ({exc.__class__.__name__}); save it as UTF-8 CSV.") from None
     severity = next((c for c in SEVERITY_COLUMNS if c in columns), None)
@@ -60,8 +60,11 @@ def read_rows(path: Path, *, role: str) -> list[dict[str, Any]]:
             f"edema_severity (or edeme_severity) and fold."
         )
     rows = []
-    for line, row in enumerate(raw_rows, start=2):
+    for line, raw in enumerate(raw_rows, start=2):
         where = f"{role} CSV {path} line {line}"
+        if None in raw:
+            raise MedunlearnError(f"{where} has more fields than the header; fix the row or the header.")
+        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
         for c in ID_COLUMNS:
             if not row[c]:
                 raise MedunlearnError(f"{where}: column {c} is empty; every row needs {', '.join(ID_COLUMNS)}.")

@@ -223,7 +223,10 @@ class _Reader:
             if not isinstance(question, str) or not isinstance(answer, str):
                 raise MedunlearnError(f"{where}: metadata item {k} needs a string 'Question' and an 'Answer' string or list.")
             level_name = hierarchy.get("hierarchy_level")
-            level = Level.parse(level_name) if level_name else infer_level(question)
+            try:
+                level = Level.parse(level_name) if level_name else infer_level(question)
+            except MedunlearnError as exc:
+                raise MedunlearnError(f"{where}: hierarchy_metadata field 'hierarchy_level': {exc}") from None
             fact_node = self._fact_node(level, inst, patient, study, hierarchy, attributes, question, where)
             task = Task(entry["task"]) if entry.get("task") else infer_task(question)
             options = tuple(entry.get("options") or (parse_options(question) if task is Task.CLASSIFICATION else ()))

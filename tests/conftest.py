@@ -1,0 +1,46 @@
+"""Shared fixtures: a small synthetic hospital built once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MEDUNLEARN_PROGRESS", "0")
+
+from medunlearn.data.dataset import HospitalDataset  # noqa: E402
+from medunlearn.data.synthetic import HospitalConfig, synthesize  # noqa: E402
+
+SMALL = HospitalConfig(seed=7, institutions=2, patients=3, studies=2, holdout_patients=1, image_size=56)
+
+
+@pytest.fixture(scope="session")
+def small_dataset() -> HospitalDataset:
+    return synthesize(SMALL)
+
+
+@pytest.fixture(scope="session")
+def small_folder(tmp_path_factory: pytest.TempPathFactory, small_dataset: HospitalDataset) -> Path:
+    folder = tmp_path_factory.mktemp("hospital") / "data"
+    small_dataset.save(folder)
+    return folder
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]):
+    """Run the CLI in-process; return (exit code, stdout, stderr)."""
+    from medunlearn.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+def listing(folder: Path) -> list[str]:
+    """Every path under ``folder`` (to check that nothing was left behind)."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []

@@ -1,0 +1,82 @@
+import json
+
+import pytest
+
+from tests.conftest import listing
+
+SMALL_FLAGS = ["--institutions", "2", "--patients", "3", "--studies", "2", "--holdout-patients", "1", "--image-size", "56", "--seed", "7"]
+
+
+def test_synth_inspect_nodes(run_cli, tmp_path, small_dataset):
+    code, out, _ = run_cli("data", "synth", "--out", tmp_path / "h", *SMALL_FLAGS)
+    assert code == 0 and "training samples" in out
+    code, out, _ = run_cli("data", "inspect", tmp_path / "h", "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary == json.loads(json.dumps(small_dataset.summary()))
+    for key in ("institutions", "patients", "studies", "sections", "images", "samples", "by_level", "by_task", "paraphrases", "holdout_samples"):
+        assert key in summary
+    code, out, _ = run_cli("data", "nodes", tmp_path / "h", "--level", "patient")
+    assert out.split() == [f"inst-{i}.pat-0{p}" for i in (1, 2) for p in (1, 2, 3)]
+    code, out, _ = run_cli("data", "nodes", tmp_path / "h", "--level", "patient", "--holdout")
+    assert out.split() == ["inst-1.hold-01", "inst-2.hold-01"]
+
+
+def test_split_and_medforget_round_trip(run_cli, small_folder, tmp_path):
+    code, out, _ = run_cli("data", "split", small_folder, "--level", "study", "--target", "inst-1.pat-01.st-1", "--target", "inst-2.pat-02.st-2", "--out", tmp_path / "s")
+    assert code == 0
+    written = json.loads((tmp_path / "s" / "split.json").read_text())
+    assert written["request"] == {"level": "study", "targets": ["inst-1.pat-01.st-1", "inst-2.pat-02.st-2"]}
+    assert written["counts"]["forget"] == len(written["sets"]["forget"]) > 0
+    code, _, _ = run_cli("data", "export-medforget", small_folder, "--level", "patient", "--target", "inst-1.pat-01", "--out", tmp_path / "mf")
+    assert code == 0 and (tmp_path / "mf" / "patient_level" / "retain_set_all.parquet").is_file()
+    code, _, _ = run_cli("data", "import-medforget", tmp_path / "mf", "--out", tmp_path / "back")
+    assert code == 0
+    _, original, _ = run_cli("data", "inspect", small_folder, "--json")
+    _, back, _ = run_cli("data", "inspect", tmp_path / "back", "--json")
+    assert {**json.loads(original), "source": None} == {**json.loads(back), "source": None}
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["data", "split", "{data}", "--level", "ward", "--target", "x"], "unknown level 'ward'"),
+        (["data", "split", "{data}", "--level", "study", "--target", "inst-1.pat-01"], "is a patient, not a study"),
+        (["data", "split", "{data}", "--level", "patient", "--target", "nobody"], "target 'nobody' does not exist"),
+        (["data", "split", "{tmp}/missing", "--level", "patient", "--target", "x"], "does not exist"),
+        (["data", "export-medforget", "{data}", "--level", "patient", "--target", "nobody"], "does not exist"),
+        (["data", "import-medforget", "{tmp}/nothing.parquet"], "does not exist"),
+        (["data", "import-forgetmi", "--split", "{tmp}/s.csv", "--forget", "{tmp}/f.csv", "--images", "{tmp}"], "split CSV"),
+        (["data", "synth", "--patients", "0"], "--patients is 0"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(run_cli, small_folder, tmp_path, args, message):
+    work = tmp_path / "work"
+    work.mkdir()
+    filled = [a.format(data=small_folder, tmp=work) for a in args] + ["--out", work / "out"]
+    before = listing(small_folder)
+    code, out, err = run_cli(*filled)
+    assert code == 2
+    assert message in " ".join(err.split())
+    assert listing(work) == []
+    assert listing(small_folder) == before
+
+
+def test_split_refuses_a_non_empty_out(run_cli, small_folder, tmp_path):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "keep.txt").write_text("mine")
+    code, _, err = run_cli("data", "split", small_folder, "--level", "patient", "--target", "inst-1.pat-01", "--out", tmp_path / "s")
+    assert code == 2 and "not empty" in err
+    assert listing(tmp_path / "s") == ["keep.txt"]
+
+
+def test_demo_synthesises_the_default_hospital(run_cli, tmp_path):
+    code, out, _ = run_cli("demo", "--out", tmp_path / "demo")
+    assert code == 0
+    _, summary, _ = run_cli("data", "inspect", tmp_path / "demo" / "data", "--json")
+    summary = json.loads(summary)
+    assert summary["institutions"] == 3 and summary["patients"] == 24 and summary["studies"] == 90
+
+
+def test_unknown_command_is_a_usage_error(run_cli):
+    code, _, err = run_cli("data", "frobnicate")
+    assert code == 2 and "No such command" in err
