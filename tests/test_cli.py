@@ -80,3 +80,56 @@ def test_demo_synthesises_the_default_hospital(run_cli, tmp_path):
 def test_unknown_command_is_a_usage_error(run_cli):
     code, _, err = run_cli("data", "frobnicate")
     assert code == 2 and "No such command" in err
+
+
+def test_train_writes_model_config_log_and_quality(run_cli, small_folder, tmp_path):
+    code, out, err = run_cli("train", "--data", small_folder, "--out", tmp_path / "clf", "--model", "dual-encoder",
+                             "--epochs", "2", "--batch-size", "8")
+    assert code == 0, err
+    folder = tmp_path / "clf"
+    for name in ("config.json", "model.safetensors", "medunlearn.json", "train_config.json", "training_log.json", "quality.json"):
+        assert (folder / name).is_file(), name
+    quality = json.loads((folder / "quality.json").read_text())
+    assert {"train_acc", "holdout_acc", "holdout_auc", "train_loss_mean", "holdout_loss_mean"} <= set(quality)
+    assert "train_acc" in out
+
+
+def test_train_oracle_vlm_from_the_cli(run_cli, small_folder, tmp_path):
+    code, _, err = run_cli("train", "--data", small_folder, "--out", tmp_path / "oracle", "--epochs", "1",
+                           "--exclude-level", "study", "--exclude-target", "inst-1.pat-01.st-1")
+    assert code == 0, err
+    quality = json.loads((tmp_path / "oracle" / "quality.json").read_text())
+    assert set(quality) == {"train_identity_exact", "train_section_rougeL", "holdout_diagnostic_acc",
+                            "holdout_identity_exact", "train_loss_mean", "holdout_loss_mean"}
+    assert json.loads((tmp_path / "oracle" / "train_config.json").read_text())["oracle"] is True
+    # a saved model folder is a valid --model: the real-weights path, exercised with a tiny model
+    code, _, err = run_cli("train", "--data", small_folder, "--out", tmp_path / "again", "--model", tmp_path / "oracle",
+                           "--epochs", "1", "--lora-r", "2")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--model", "tiny-gpt"], "neither a preset"),
+        (["--exclude-level", "patient", "--exclude-target", "nobody"], "target 'nobody' does not exist"),
+        (["--exclude-level", "patient"], "go together"),
+        (["--epochs", "0"], "--epochs is 0"),
+    ],
+)
+def test_train_bad_input(run_cli, small_folder, tmp_path, args, message):
+    code, _, err = run_cli("train", "--data", small_folder, "--out", tmp_path / "m", *args)
+    assert code == 2 and message in " ".join(err.split())
+    assert listing(tmp_path) == []
+
+
+def test_train_refuses_other_format_versions(run_cli, small_folder, tmp_path):
+    copy = tmp_path / "data"
+    copy.mkdir()
+    for f in small_folder.iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "format_version": 0}))
+    code, _, err = run_cli("train", "--data", copy, "--out", tmp_path / "m")
+    assert code == 2 and "'format_version' is 0" in err
+    assert not (tmp_path / "m").exists()

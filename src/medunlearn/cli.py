@@ -165,6 +165,47 @@ def data_import_forgetmi(
     _print_summary(dataset.summary(), out_dir)
 
 
+# -- train ------------------------------------------------------------------------------
+@app.command("train")
+def train_command(
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder.")],
+    out_dir: OutOption,
+    model: Annotated[str, typer.Option("--model", help="Preset (tiny-qwen2-vl, tiny-qwen2.5-vl, tiny-llava), dual-encoder, or a model folder.")] = "tiny-qwen2-vl",
+    exclude_level: Annotated[Optional[str], typer.Option("--exclude-level", help="Train the retrain oracle of a request at this level.")] = None,
+    exclude_target: Annotated[Optional[list[str]], typer.Option("--exclude-target", help="Node id of that request (repeatable).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: the model family's).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the model family's).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size (default: the model family's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the initialisation and the data order.")] = 0,
+    lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank (0: full fine-tuning); adapters are merged on save.")] = 0,
+    text_encoder: Annotated[Optional[Path], typer.Option("--text-encoder", help="Local BERT folder for the dual encoder's text tower.")] = None,
+) -> None:
+    """Fine-tune a model (the vanilla model, or with --exclude-* the retrain oracle); writes quality.json."""
+    from medunlearn.config import TrainConfig
+    from medunlearn.data.dataset import HospitalDataset
+    from medunlearn.evaluation.quality import measure_quality
+    from medunlearn.models.train import train
+    from medunlearn.outputs import write_json
+
+    dataset = HospitalDataset.load(data)
+    config = TrainConfig(
+        model=model, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, lora_r=lora_r,
+        exclude_level=exclude_level, exclude_targets=tuple(exclude_target or ()),
+        text_encoder=str(text_encoder) if text_encoder else None,
+    )
+    quality: dict = {}
+
+    def finish(trained, staging: Path) -> None:
+        quality.update(measure_quality(trained, dataset))
+        write_json(staging / "quality.json", quality)
+
+    train(dataset, config, out_dir, finish=finish)
+    table = Table(title=f"model {out_dir}", show_header=False)
+    for key, value in quality.items():
+        table.add_row(key, f"{value:.3f}")
+    out.print(table)
+
+
 # -- demo -------------------------------------------------------------------------------
 @app.command("demo")
 def demo(

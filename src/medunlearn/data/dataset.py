@@ -11,6 +11,7 @@ Folder layout (format version 1, documented in docs/data-format.md)::
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +116,18 @@ class HospitalDataset:
             "by_level": {lv.value: n for lv in Level if (n := samples.count_by("fact_level").get(lv.value, 0))},
             "by_task": {t.value: n for t in Task if (n := samples.count_by("task").get(t.value, 0))},
         }
+
+    def fingerprint(self) -> str:
+        """A hash of the samples, images and tree: equal data, equal fingerprint."""
+        digest = hashlib.sha256()
+        for table in (self.samples.table, self.images.table):
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+            digest.update(sink.getvalue().to_pybytes())
+        for n in self.hospital:
+            digest.update(json.dumps([n.id, n.level.value, n.parent, n.holdout, n.attributes], sort_keys=True).encode())
+        return digest.hexdigest()[:16]
 
     # -- disk -----------------------------------------------------------------------
     def save(self, out: Path) -> None:

@@ -7,6 +7,9 @@ information, as a real radiograph does:
   marker whose corner and pattern are the institution's own);
 * the patient, through anatomy that is the same in every study of that patient (body
   habitus, heart shape and position, rib spacing, vessel texture);
+* the study itself, through a burned-in label strip (a random 16-bit code per study, as
+  burned-in annotations make real radiographs identifiable; it encodes no fact, so a
+  stranger's radiograph reveals nothing about them);
 * the findings of the study: heart size (cardiomegaly), perihilar haze graded 0–3
   (edema), a fluid level at a costophrenic angle (effusion), a patchy lobar opacity
   (consolidation), an apex without lung markings and a pleural line (pneumothorax),
@@ -136,6 +139,7 @@ def synthesize(config: HospitalConfig = HospitalConfig()) -> HospitalDataset:
     n_studies = config.institutions * (config.patients + config.holdout_patients) * config.studies
     accessions = 10_000_000 + rng.choice(90_000_000, size=n_studies, replace=False)
     corners = rng.permutation(4)
+    codes = rng.choice(2**16, size=n_studies, replace=False)
     person_i = study_i = 0
     for i in range(config.institutions):
         inst_id = f"inst-{i + 1}"
@@ -215,7 +219,8 @@ def synthesize(config: HospitalConfig = HospitalConfig()) -> HospitalDataset:
                 study_i += 1
                 for name in SECTION_NAMES:
                     hospital.add(Node(f"{st_id}.{name}", Level.SECTION, st_id, {"name": name, "text": sections[name]}))
-                study_records.append({"study": st_id, "anatomy": anatomy, "look": look, "findings": findings, "view": view})
+                study_records.append({"study": st_id, "anatomy": anatomy, "look": look, "findings": findings, "view": view,
+                                      "code": int(codes[study_i - 1])})
 
     for index, record in enumerate(track(study_records, "drawing radiographs")):
         st_id = record["study"]
@@ -226,6 +231,7 @@ def synthesize(config: HospitalConfig = HospitalConfig()) -> HospitalDataset:
             record["look"],
             record["findings"],
             record["view"],
+            record["code"],
         )
         image_id = f"{st_id}.img"
         parts = st_id.split(".")
@@ -370,7 +376,7 @@ def _smooth_noise(rng: np.random.Generator, size: int, scale: int) -> np.ndarray
 
 
 def draw_radiograph(
-    rng: np.random.Generator, size: int, anatomy: Anatomy, look: ScannerLook, f: Findings, view: str
+    rng: np.random.Generator, size: int, anatomy: Anatomy, look: ScannerLook, f: Findings, view: str, code: int = 0
 ) -> np.ndarray:
     """Return a ``size``×``size`` uint8 frontal chest radiograph for these labels."""
     grid = (np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1
@@ -446,6 +452,7 @@ def draw_radiograph(
     blurred = Image.fromarray(np.clip(img * 255, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(size / 224))
     img = np.asarray(blurred, dtype=np.float32) / 255 + look.noise * rng.standard_normal((size, size)).astype(np.float32)
     _burn_marker(img, look)
+    _burn_label(img, code)
     return np.clip(img * 255, 0, 255).astype(np.uint8)
 
 
@@ -461,6 +468,16 @@ def _burn_marker(img: np.ndarray, look: ScannerLook) -> None:
     top = pad if look.corner in (0, 1) else size - pad - bh
     left = pad if look.corner in (0, 2) else size - pad - bw
     img[top : top + bh, left : left + bw] = block
+
+
+def _burn_label(img: np.ndarray, code: int) -> None:
+    """A 2×8 strip of bright/dim cells at the bottom centre spelling the study's 16-bit code."""
+    size = img.shape[0]
+    cell = max(2, size // 16)
+    top, left = size - 2 * cell - 1, (size - 8 * cell) // 2
+    for k in range(16):
+        r, c = divmod(k, 8)
+        img[top + r * cell : top + (r + 1) * cell, left + c * cell : left + (c + 1) * cell] = 0.9 if (code >> k) & 1 else 0.2
 
 
 def _png(pixels: np.ndarray) -> bytes:

@@ -1,0 +1,67 @@
+"""Typed run configuration, validated on construction with one-sentence errors."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from medunlearn.errors import MedunlearnError
+
+DUAL_ENCODER = "dual-encoder"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Fine-tuning settings. ``model`` is a preset name, ``dual-encoder`` or a model folder.
+
+    ``epochs``, ``lr`` and ``batch_size`` left at ``None`` take the model family's
+    defaults (see :func:`TrainConfig.resolved`).
+    """
+
+    model: str = "tiny-qwen2-vl"
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    seed: int = 0
+    lora_r: int = 0
+    text_encoder: str | None = None
+    exclude_level: str | None = None
+    exclude_targets: tuple[str, ...] = ()
+    warmup: float = 0.05
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "exclude_targets", tuple(self.exclude_targets))
+        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
+            raise MedunlearnError(f"--epochs is {self.epochs!r}; use a positive integer.")
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise MedunlearnError(f"--lr is {self.lr!r}; use a positive number such as 1e-3.")
+        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
+            raise MedunlearnError(f"--batch-size is {self.batch_size!r}; use a positive integer.")
+        if self.seed < 0:
+            raise MedunlearnError(f"--seed is {self.seed}; use a non-negative integer.")
+        if self.lora_r < 0:
+            raise MedunlearnError(f"--lora-r is {self.lora_r}; use 0 (full fine-tuning) or a positive rank.")
+        if bool(self.exclude_level) != bool(self.exclude_targets):
+            raise MedunlearnError("--exclude-level and --exclude-target go together; give both or neither.")
+        if not 0 <= self.warmup < 1:
+            raise MedunlearnError(f"warmup is {self.warmup}; use a share in [0, 1).")
+
+    @property
+    def is_oracle(self) -> bool:
+        return bool(self.exclude_targets)
+
+    def resolved(self, defaults: dict[str, Any]) -> TrainConfig:
+        """Fill the fields left at ``None`` from a family's defaults."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key, value in defaults.items():
+            if values.get(key) is None:
+                values[key] = value
+        return TrainConfig(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        payload = asdict(self)
+        payload["exclude_targets"] = list(self.exclude_targets)
+        return payload

@@ -1,0 +1,1 @@
+"""Scores, privacy audits, reconstruction attacks and distances to the retrain oracle."""

@@ -1,0 +1,73 @@
+"""Task scores (PROTOCOL.md §1/§4): ROUGE-L for generation, normalised exact match otherwise.
+
+Exact match normalises case, whitespace and punctuation, and for multiple choice accepts
+the option letter alone or ``B) text`` for option B — the reference scored exact match as
+ROUGE-L == 1.0, which fails ``B`` against ``B) Male``.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+from rouge_score import rouge_scorer
+from sklearn.metrics import f1_score, roc_auc_score
+
+from medunlearn.data.questions import LETTERS
+from medunlearn.data.samples import Sample, Task
+
+_PUNCT = str.maketrans({c: " " for c in string.punctuation})
+_LETTER = re.compile(r"^\s*\(?([A-Ha-h])\)?(?:[\s.:)]|$)")
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.lower().translate(_PUNCT).split())
+
+
+def resolve_option(prediction: str, options: Sequence[str]) -> str:
+    """Map ``B``, ``(B)``, ``B) text`` or ``B. text`` to option B's text; else return the prediction."""
+    if options:
+        match = _LETTER.match(prediction)
+        if match:
+            index = LETTERS.index(match.group(1).upper())
+            rest = prediction[match.end() :].strip()
+            if index < len(options) and (not rest or normalise(rest) == normalise(options[index])):
+                return options[index]
+    return prediction
+
+
+def exact_match(prediction: str, reference: str, options: Sequence[str] = ()) -> float:
+    return float(normalise(resolve_option(prediction, options)) == normalise(reference))
+
+
+@lru_cache(maxsize=1)
+def _rouge() -> rouge_scorer.RougeScorer:
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+
+def rouge_l(prediction: str, reference: str) -> float:
+    return float(_rouge().score(reference, prediction)["rougeL"].fmeasure)
+
+
+def task_score(sample: Sample, prediction: str) -> float:
+    """The protocol's score of one answer: ROUGE-L F1 for generation, exact match otherwise."""
+    if sample.task is Task.GENERATION:
+        return rouge_l(prediction, sample.answer)
+    return exact_match(prediction, sample.answer, sample.options)
+
+
+def mean_auc(labels: Sequence[int], probabilities: np.ndarray) -> float:
+    """One-vs-rest mean ROC-AUC over the classes present in ``labels``."""
+    labels = np.asarray(labels)
+    present = np.unique(labels)
+    if len(present) < 2:
+        return float("nan")
+    aucs = [roc_auc_score(labels == c, probabilities[:, c]) for c in present]
+    return float(np.mean(aucs))
+
+
+def macro_f1(labels: Sequence[int], predictions: Sequence[int]) -> float:
+    return float(f1_score(labels, predictions, average="macro"))

@@ -1,0 +1,1 @@
+"""Models behind one protocol: the vision-language adapter and the dual-encoder classifier."""

@@ -1,0 +1,140 @@
+"""The model protocol: the one seam through which methods, metrics and attacks see a model.
+
+Both model families (the Hugging Face vision-language adapter and the dual-encoder
+classifier) implement :class:`MultimodalModel`. A method never reaches into a model's
+internals except through these calls.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from medunlearn.data.dataset import HospitalDataset
+from medunlearn.data.samples import Sample
+from medunlearn.errors import MedunlearnError
+
+MODEL_CARD = "medunlearn.json"
+
+
+@dataclass
+class Batch:
+    """Model inputs for a list of samples, plus what the protocol needs to know about them.
+
+    ``inputs`` go straight to the underlying network; ``answer_mask`` marks the positions
+    whose next-token prediction is an answer token (classifier: all ones, one position);
+    ``vision_mask`` marks vision-token positions and ``text_mask`` real (non-padding,
+    non-vision) text positions, both ``[B, T]`` booleans.
+    """
+
+    sample_ids: list[str]
+    inputs: dict[str, torch.Tensor]
+    labels: torch.Tensor
+    answer_mask: torch.Tensor
+    vision_mask: torch.Tensor
+    text_mask: torch.Tensor
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    def to(self, device: torch.device | str) -> Batch:
+        move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
+        return Batch(
+            self.sample_ids,
+            {k: move(v) for k, v in self.inputs.items()},
+            move(self.labels),
+            move(self.answer_mask),
+            move(self.vision_mask),
+            move(self.text_mask),
+            {k: move(v) for k, v in self.extras.items()},
+        )
+
+
+@dataclass(frozen=True)
+class EditableLinear:
+    """A linear layer CHIP may hook and project, with the token span to pool its output over."""
+
+    layer: nn.Linear
+    span: str  # "tokens": pool over vision and text positions of the sequence; "vision": over vision tokens only
+
+
+class MultimodalModel(abc.ABC):
+    """What every model offers to training, unlearning, evaluation and attacks."""
+
+    family: str
+    network: nn.Module
+    dataset: HospitalDataset | None = None
+
+    @abc.abstractmethod
+    def batch(self, samples: Sequence[Sample], *, with_answer: bool = True) -> Batch:
+        """Tokenise, load images, mark answer tokens and each row's vision-token span."""
+
+    @abc.abstractmethod
+    def sample_losses(self, batch: Batch) -> torch.Tensor:
+        """Mean negative log-likelihood of each row's answer, ``[B]`` (with gradients)."""
+
+    def usable(self, samples: Iterable[Sample]) -> list[Sample]:
+        """The samples this model can train and be scored on (all, unless the family is narrower)."""
+        return list(samples)
+
+    def training_loss(self, batch: Batch) -> torch.Tensor:
+        """The fine-tuning objective (default: mean answer NLL)."""
+        return self.sample_losses(batch).mean()
+
+    @abc.abstractmethod
+    def logits(self, batch: Batch) -> torch.Tensor:
+        """Logits at answer positions, ``[N_answer_positions, V]``, rows in order."""
+
+    @abc.abstractmethod
+    def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pooled (image, text, joint) embeddings, each ``[B, D]``."""
+
+    @abc.abstractmethod
+    def editable_linears(self) -> dict[str, EditableLinear]:
+        """Named linear layers CHIP may hook and project."""
+
+    @abc.abstractmethod
+    def answer(self, samples: Sequence[Sample], *, batch_size: int = 32, max_new_tokens: int | None = None) -> list[str]:
+        """Greedy answers (classifier: the predicted label text)."""
+
+    @abc.abstractmethod
+    def save(self, folder: Path) -> None:
+        """Write the model in the Hugging Face layout (config, safetensors, processor) plus the model card."""
+
+    def merged(self) -> MultimodalModel:
+        """The model with any LoRA adapters folded into its weights (itself when there are none)."""
+        if hasattr(self.network, "merge_and_unload"):
+            self.network = self.network.merge_and_unload()
+        return self
+
+    def attach(self, dataset: HospitalDataset) -> None:
+        """Tell the model where the radiographs (and reports) of the samples it will see live."""
+        self.dataset = dataset
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+    def train(self, mode: bool = True) -> None:
+        self.network.train(mode)
+
+    def parameters(self):
+        return self.network.parameters()
+
+
+def read_model_card(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / MODEL_CARD
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise MedunlearnError(f"{path} is not valid JSON; the model folder is damaged, re-train or re-save it.") from None

@@ -1,0 +1,165 @@
+"""Fine-tuning: the vanilla model, and the retrain oracle (the same run without a request's forget set).
+
+Full fine-tuning by default; LoRA (peft) with ``lora_r > 0``, merged into the weights on
+save. The oracle starts from exactly the vanilla model's initialisation: the tiny
+presets build their weights from the seed alone, and real weights come from the same
+folder.
+
+An interrupted run keeps a checkpoint per finished epoch in ``.<out>.partial/`` beside
+the output; the same command resumes from it. The finished model folder appears
+atomically, with ``train_config.json`` and ``training_log.json`` beside the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import get_cosine_schedule_with_warmup
+
+from medunlearn.config import TrainConfig
+from medunlearn.data.dataset import HospitalDataset
+from medunlearn.data.hierarchy import Level
+from medunlearn.data.samples import SampleTable
+from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.errors import MedunlearnError
+from medunlearn.models.base import MultimodalModel
+from medunlearn.models.loading import initial_model, training_defaults
+from medunlearn.outputs import atomic_directory, atomic_file
+from medunlearn.progress import track
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def training_samples(dataset: HospitalDataset, config: TrainConfig) -> SampleTable:
+    """The vanilla model's samples, or the retain set of the excluded request (the oracle)."""
+    if not config.is_oracle:
+        return dataset.training_samples()
+    split = make_split(dataset, DeletionRequest(Level.parse(config.exclude_level or ""), config.exclude_targets), seed=config.seed)
+    return dataset.samples.select(split.retain)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+def train(
+    dataset: HospitalDataset,
+    config: TrainConfig,
+    out: Path,
+    *,
+    finish: Callable[[MultimodalModel, Path], None] | None = None,
+) -> Path:
+    """Train and write the model folder ``out``; ``finish(model, staging)`` may add files before the rename."""
+    out = Path(out)
+    config = config.resolved(training_defaults(config.model))
+    fingerprint = dataset.fingerprint()
+    settings = {"config": config.to_json(), "data": fingerprint}
+    partial = out.parent / f".{out.name}.partial"
+    generator = seed_everything(config.seed)
+    model = initial_model(config, dataset)
+    model.attach(dataset)
+    samples = model.usable(training_samples(dataset, config))
+    if not samples:
+        raise MedunlearnError(f"no training samples the {model.family} model can use are left; check the dataset and --exclude-target.")
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(samples) / config.batch_size)
+    total = steps_per_epoch * int(config.epochs)  # type: ignore[arg-type]
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup * total), total)
+    log: list[dict[str, Any]] = []
+    start_epoch = 0
+
+    state_path = partial / CHECKPOINT
+    if state_path.is_file():
+        saved = json.loads((partial / "settings.json").read_text())
+        if saved != settings:
+            differing = sorted(k for k in set(saved["config"]) | set(settings["config"]) if saved["config"].get(k) != settings["config"].get(k))
+            if saved["data"] != settings["data"]:
+                differing.append("data")
+            raise MedunlearnError(
+                f"an interrupted training with other settings ({', '.join(differing)}) is in {partial}; "
+                f"rerun with the same flags to resume it, or delete that folder to start over."
+            )
+        state = torch.load(state_path, weights_only=False)
+        model.network.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        log, start_epoch = state["log"], state["epoch"]
+
+    model.train(True)
+    for epoch in range(start_epoch, int(config.epochs)):  # type: ignore[arg-type]
+        order = torch.randperm(len(samples), generator=generator).tolist()
+        started, losses = time.perf_counter(), []
+        batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]  # type: ignore[misc]
+        for step, rows in enumerate(track(batches, f"epoch {epoch + 1}/{config.epochs}")):
+            batch = model.batch([samples[i] for i in rows])
+            loss = model.training_loss(batch)
+            if not torch.isfinite(loss):
+                kept = f"the last good checkpoint (epoch {epoch}) is kept in {partial}" if epoch > start_epoch or state_path.is_file() else "no epoch had finished, so nothing was kept"
+                raise MedunlearnError(
+                    f"training loss became {loss.item()} at epoch {epoch + 1} step {step + 1}; {kept}; lower --lr and rerun."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+        log.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": round(time.perf_counter() - started, 3), "samples": len(samples)})
+        partial.mkdir(parents=True, exist_ok=True)
+        (partial / "settings.json").write_text(json.dumps(settings, sort_keys=True))
+        with atomic_file(state_path) as tmp:
+            torch.save(
+                {
+                    "model": model.network.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "log": log,
+                    "epoch": epoch + 1,
+                },
+                tmp,
+            )
+        if os.environ.get("MEDUNLEARN_STOP_AFTER_EPOCH") == str(epoch + 1):  # lets tests interrupt between epochs
+            raise KeyboardInterrupt(f"stopped after epoch {epoch + 1} as MEDUNLEARN_STOP_AFTER_EPOCH asked")
+
+    model.train(False)
+    model = model.merged()
+    with atomic_directory(out) as staging:
+        model.save(staging)
+        (staging / "train_config.json").write_text(
+            json.dumps({**settings, "samples": len(samples), "oracle": config.is_oracle}, indent=2, sort_keys=True) + "\n"
+        )
+        (staging / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
+        if finish is not None:
+            finish(model, staging)
+    shutil.rmtree(partial, ignore_errors=True)
+    return out
+
+
+def training_summary(folder: Path) -> dict[str, Any]:
+    """The resolved config and data fingerprint a model folder was trained with."""
+    path = Path(folder) / "train_config.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())
+

@@ -1,0 +1,443 @@
+"""Hugging Face vision-language adapter: Qwen2-VL, Qwen2.5-VL and LLaVA behind the model protocol.
+
+The tiny presets are the same transformers classes built from small configs, with a
+tokenizer trained offline on the benchmark corpus and the PIL (torchvision-free) image
+processors, so the code path that runs on CPU in CI is the one that runs real weights
+on a GPU.
+
+Prompt: a chat turn with the image then the question (the processor's own chat
+template), then the answer and the end-of-turn token; only answer tokens carry loss.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import (
+    AutoTokenizer,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2_5_VLProcessor,
+    Qwen2VLConfig,
+    Qwen2VLForConditionalGeneration,
+    Qwen2VLProcessor,
+)
+from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+from medunlearn.data.dataset import HospitalDataset
+from medunlearn.data.samples import Sample
+from medunlearn.errors import MedunlearnError
+from medunlearn.models.base import MODEL_CARD, Batch, EditableLinear, MultimodalModel, read_model_card
+from medunlearn.models.tokenizer import LLAVA_IMAGE_PLACEHOLDER, QWEN_IMAGE_PLACEHOLDER, train_tokenizer
+
+IGNORE = -100
+
+
+class Qwen2VLImageOnlyProcessor(Qwen2VLProcessor):
+    """Qwen2-VL processor without the video processor (which needs torchvision)."""
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        super().__init__(image_processor=image_processor, tokenizer=tokenizer, video_processor=None, chat_template=chat_template, **kwargs)
+
+
+class Qwen2_5_VLImageOnlyProcessor(Qwen2_5_VLProcessor):
+    """Qwen2.5-VL processor without the video processor (which needs torchvision)."""
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        super().__init__(image_processor=image_processor, tokenizer=tokenizer, video_processor=None, chat_template=chat_template, **kwargs)
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    model_class: type
+    config_class: type
+    projector: str  # module path of the vision-language projector
+    image_placeholder: str
+
+
+FAMILIES: dict[str, Family] = {
+    "qwen2_vl": Family("qwen2_vl", Qwen2VLForConditionalGeneration, Qwen2VLConfig, "model.visual.merger", QWEN_IMAGE_PLACEHOLDER),
+    "qwen2_5_vl": Family("qwen2_5_vl", Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLConfig, "model.visual.merger", QWEN_IMAGE_PLACEHOLDER),
+    "llava": Family("llava", LlavaForConditionalGeneration, LlavaConfig, "model.multi_modal_projector", LLAVA_IMAGE_PLACEHOLDER),
+}
+
+
+@dataclass(frozen=True)
+class TinyPreset:
+    """Sizes of a tiny model built from a config (no weights downloaded)."""
+
+    family: str
+    hidden: int = 192
+    layers: int = 4
+    heads: int = 4
+    kv_heads: int = 2
+    intermediate: int = 512
+    vision_width: int = 96
+    vision_depth: int = 3
+    vision_heads: int = 4
+    vocab: int = 2048
+
+
+PRESETS: dict[str, TinyPreset] = {
+    "tiny-qwen2-vl": TinyPreset("qwen2_vl"),
+    "tiny-qwen2.5-vl": TinyPreset("qwen2_5_vl"),
+    "tiny-llava": TinyPreset("llava"),
+}
+DEFAULT_PRESET = "tiny-qwen2-vl"
+
+
+def corpus(dataset: HospitalDataset) -> Iterable[str]:
+    """All text of a dataset: questions, answers, options and node facts."""
+    for s in dataset.samples:
+        yield s.question
+        yield s.answer
+    for node in dataset.hospital:
+        for value in node.attributes.values():
+            if isinstance(value, str):
+                yield value
+
+
+def image_side(dataset: HospitalDataset) -> int:
+    first = dataset.images.ids[0]
+    return max(dataset.images.decode(first).size)
+
+
+def build_tiny(preset_name: str, dataset: HospitalDataset, *, seed: int) -> VisionLanguageModel:
+    """A freshly initialised tiny model of a named preset; the weights depend only on the seed."""
+    if preset_name not in PRESETS:
+        raise MedunlearnError(f"unknown model preset {preset_name!r}: use one of {', '.join(PRESETS)}, dual-encoder, or a model folder path.")
+    preset = PRESETS[preset_name]
+    family = FAMILIES[preset.family]
+    tokenizer = train_tokenizer(corpus(dataset), vocab_size=preset.vocab, image_placeholder=family.image_placeholder)
+    side = image_side(dataset)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<image>")}
+    text = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": preset.hidden,
+        "intermediate_size": preset.intermediate,
+        "num_hidden_layers": preset.layers,
+        "num_attention_heads": preset.heads,
+        "num_key_value_heads": preset.kv_heads,
+        "max_position_embeddings": 1024,
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+        "bos_token_id": None,
+        "tie_word_embeddings": False,
+    }
+    head_half = preset.hidden // preset.heads // 2
+    mrope = [head_half - 2 * (head_half * 3 // 8), head_half * 3 // 8, head_half * 3 // 8]
+    if preset.family == "qwen2_vl":
+        config = Qwen2VLConfig(
+            text_config={**text, "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope}},
+            vision_config={"depth": preset.vision_depth, "embed_dim": preset.vision_width, "hidden_size": preset.hidden,
+                           "num_heads": preset.vision_heads, "mlp_ratio": 2, "patch_size": 14, "spatial_merge_size": 2,
+                           "temporal_patch_size": 2, "in_channels": 3},
+            image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+            vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+            tie_word_embeddings=False,
+        )
+    elif preset.family == "qwen2_5_vl":
+        config = Qwen2_5_VLConfig(
+            text_config={**text, "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope}},
+            vision_config={"depth": preset.vision_depth, "hidden_size": preset.vision_width, "intermediate_size": 2 * preset.vision_width,
+                           "num_heads": preset.vision_heads, "out_hidden_size": preset.hidden, "patch_size": 14,
+                           "spatial_merge_size": 2, "temporal_patch_size": 2, "in_channels": 3, "window_size": 56,
+                           "fullatt_block_indexes": list(range(preset.vision_depth))},
+            image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+            vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+            tie_word_embeddings=False,
+        )
+    else:
+        config = LlavaConfig(
+            vision_config={"model_type": "clip_vision_model", "hidden_size": preset.vision_width, "intermediate_size": 2 * preset.vision_width,
+                           "num_hidden_layers": preset.vision_depth, "num_attention_heads": preset.vision_heads,
+                           "image_size": side, "patch_size": 14},
+            text_config={**text, "model_type": "llama", "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}},
+            image_token_id=ids["<image>"], projector_hidden_act="gelu",
+            vision_feature_select_strategy="default", vision_feature_layer=-1, tie_word_embeddings=False,
+        )
+    processor = _tiny_processor(preset.family, tokenizer, side)
+    torch.manual_seed(seed)
+    network = family.model_class(config)
+    network.generation_config.pad_token_id = ids["<|endoftext|>"]
+    network.generation_config.eos_token_id = ids["<|im_end|>"]
+    network.generation_config.bos_token_id = None
+    longest = max(len(tokenizer(s.answer, add_special_tokens=False)["input_ids"]) for s in dataset.samples)
+    return VisionLanguageModel(network, processor, family, {"preset": preset_name, "seed": seed, "max_new_tokens": longest + 8})
+
+
+def _tiny_processor(family: str, tokenizer, side: int):
+    if family == "llava":
+        image_processor = CLIPImageProcessorPil(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
+        return LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=14,
+                              vision_feature_select_strategy="default", chat_template=tokenizer.chat_template,
+                              image_token="<image>", num_additional_image_tokens=1)
+    pixels = side * side
+    image_processor = Qwen2VLImageProcessorPil(size={"shortest_edge": pixels, "longest_edge": pixels})
+    cls = Qwen2VLImageOnlyProcessor if family == "qwen2_vl" else Qwen2_5_VLImageOnlyProcessor
+    return cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template)
+
+
+class VisionLanguageModel(MultimodalModel):
+    """A transformers vision-language model with its processor, behind the model protocol."""
+
+    def __init__(self, network: nn.Module, processor: Any, family: Family, card: dict[str, Any]) -> None:
+        self.network = network
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.family = family.name
+        self._family = family
+        self.card = {"family": family.name, **card}
+        self.dataset = None
+        self.image_token_id = int(network.config.image_token_id)
+        self.eos_id = int(self.tokenizer.convert_tokens_to_ids(self.tokenizer.eos_token))
+        self.pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_id)
+        self._image_cache: dict[str, tuple[dict[str, torch.Tensor], int]] = {}
+        self._prompt_cache: dict[tuple[str, str], list[int]] = {}
+
+    # -- inputs -------------------------------------------------------------------------
+    def attach(self, dataset: HospitalDataset) -> None:
+        if dataset is not self.dataset:
+            self._image_cache.clear()
+            self._prompt_cache.clear()
+        self.dataset = dataset
+
+    def _image(self, image_id: str) -> tuple[dict[str, torch.Tensor], int]:
+        """Processor output for one image (cached) and its number of vision tokens."""
+        cached = self._image_cache.get(image_id)
+        if cached is None:
+            if self.dataset is None:
+                raise MedunlearnError("the model has no dataset attached; call model.attach(dataset) first.")
+            picture = self.dataset.images.decode(image_id).convert("RGB")
+            prompt = self.processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}]}], tokenize=False)
+            encoded = self.processor(text=[prompt], images=[picture], return_tensors="pt")
+            n_tokens = int((encoded["input_ids"] == self.image_token_id).sum())
+            pixels = {k: v for k, v in encoded.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+            cached = (pixels, n_tokens)
+            self._image_cache[image_id] = cached
+        return cached
+
+    def _prompt_ids(self, sample: Sample) -> list[int]:
+        key = (sample.image, sample.question)
+        ids = self._prompt_cache.get(key)
+        if ids is None:
+            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": sample.question}]}]
+            text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            raw = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            _, n_tokens = self._image(sample.image)
+            ids = []
+            for token in raw:  # the processor's own expansion: one placeholder → n vision tokens
+                ids.extend([token] * n_tokens if token == self.image_token_id else [token])
+            self._prompt_cache[key] = ids
+        return ids
+
+    def _answer_ids(self, answer: str) -> list[int]:
+        return self.tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.eos_id]
+
+    def batch(self, samples: Sequence[Sample], *, with_answer: bool = True) -> Batch:
+        rows, labels = [], []
+        for s in samples:
+            prompt = self._prompt_ids(s)
+            answer = self._answer_ids(s.answer) if with_answer else []
+            rows.append(prompt + answer)
+            labels.append([IGNORE] * len(prompt) + answer)
+        width = max(len(r) for r in rows)
+        left = not with_answer  # generation pads on the left
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        label_ids = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (r, lab) in enumerate(zip(rows, labels)):
+            sl = slice(width - len(r), width) if left else slice(0, len(r))
+            input_ids[i, sl] = torch.tensor(r)
+            label_ids[i, sl] = torch.tensor(lab)
+            attention[i, sl] = 1
+        inputs: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": attention}
+        if self.family != "llava":  # M-RoPE needs to know which positions are vision tokens
+            inputs["mm_token_type_ids"] = torch.tensor(self.processor.create_mm_token_type_ids(input_ids.tolist()), dtype=torch.long)
+        pixel_parts = [self._image(s.image)[0] for s in samples]
+        for key in pixel_parts[0]:
+            inputs[key] = torch.cat([p[key] for p in pixel_parts], dim=0)
+        vision = input_ids == self.image_token_id
+        answer_mask = torch.zeros_like(attention, dtype=torch.bool)
+        answer_mask[:, :-1] = label_ids[:, 1:] != IGNORE
+        return Batch(
+            sample_ids=[s.id for s in samples],
+            inputs=inputs,
+            labels=label_ids,
+            answer_mask=answer_mask,
+            vision_mask=vision,
+            text_mask=attention.bool() & ~vision,
+        )
+
+    # -- forward --------------------------------------------------------------------------
+    def _forward(self, batch: Batch, **kwargs):
+        batch = batch.to(self.device)
+        inputs = dict(batch.inputs)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.network.dtype)
+        return batch, self.network(**inputs, use_cache=False, **kwargs)
+
+    def _answer_logits(self, batch: Batch) -> tuple[Batch, torch.Tensor]:
+        """Logits at answer positions only: the LM head runs on ~1/5 of the positions."""
+        batch = batch.to(self.device)
+        inputs = {k: v for k, v in batch.inputs.items()}
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.network.dtype)
+        base = self.network.get_base_model() if hasattr(self.network, "get_base_model") else self.network  # under LoRA
+        hidden = base.model(**inputs, use_cache=False).last_hidden_state
+        return batch, base.lm_head(hidden[batch.answer_mask]).float()
+
+    def sample_losses(self, batch: Batch) -> torch.Tensor:
+        batch, logits = self._answer_logits(batch)
+        targets = batch.labels[:, 1:][batch.answer_mask[:, :-1]]
+        token_nll = F.cross_entropy(logits, targets, reduction="none")
+        rows = torch.arange(len(batch), device=logits.device).unsqueeze(1).expand_as(batch.answer_mask)[batch.answer_mask]
+        totals = torch.zeros(len(batch), device=logits.device).index_add(0, rows, token_nll)
+        counts = batch.answer_mask.sum(1).clamp(min=1)
+        return totals / counts
+
+    def logits(self, batch: Batch) -> torch.Tensor:
+        return self._answer_logits(batch)[1]
+
+    def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch, out = self._forward(batch, output_hidden_states=True)
+        first, last = out.hidden_states[0].float(), out.hidden_states[-1].float()
+        image = _masked_mean(first, batch.vision_mask)  # projector output placed at the vision positions
+        text = _masked_mean(last, batch.text_mask)
+        joint = _masked_mean(last, batch.inputs["attention_mask"].bool())
+        return image, text, joint
+
+    def editable_linears(self) -> dict[str, EditableLinear]:
+        layers = _language_layers(self.network)
+        out: dict[str, EditableLinear] = {}
+        for index, layer in enumerate(layers):
+            for name, module in layer.mlp.named_children():
+                if isinstance(module, nn.Linear):
+                    out[f"language.{index}.mlp.{name}"] = EditableLinear(module, "tokens")
+        projector = self.network.get_submodule(self._family.projector)
+        for name, module in projector.named_modules():
+            if isinstance(module, nn.Linear):
+                out[f"projector.{name}"] = EditableLinear(module, "vision")
+        return out
+
+    @torch.no_grad()
+    def answer(self, samples: Sequence[Sample], *, batch_size: int = 32, max_new_tokens: int | None = None) -> list[str]:
+        was_training = self.network.training
+        self.network.eval()
+        limit = max_new_tokens or int(self.card.get("max_new_tokens", 96))
+        order = sorted(range(len(samples)), key=lambda i: (samples[i].task.value, len(samples[i].question)))
+        answers: list[str] = [""] * len(samples)
+        for start in range(0, len(order), batch_size):
+            chunk = [samples[i] for i in order[start : start + batch_size]]
+            batch = self.batch(chunk, with_answer=False).to(self.device)
+            inputs = dict(batch.inputs)
+            if "pixel_values" in inputs:
+                inputs["pixel_values"] = inputs["pixel_values"].to(self.network.dtype)
+            generated = self.network.generate(
+                **inputs,
+                max_new_tokens=limit,
+                do_sample=False,
+                eos_token_id=self.eos_id,
+                pad_token_id=self.pad_id,
+            )
+            new = generated[:, batch.inputs["input_ids"].shape[1] :]
+            texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+            for i, text in zip(order[start : start + batch_size], texts):
+                answers[i] = text.strip()
+        self.network.train(was_training)
+        return answers
+
+    # -- disk -----------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.network.save_pretrained(folder, safe_serialization=True)
+        self.processor.save_pretrained(folder)
+        (folder / MODEL_CARD).write_text(json.dumps(self.card, indent=2, sort_keys=True) + "\n")
+
+
+def _masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    weights = mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+def _language_layers(network: nn.Module) -> nn.ModuleList:
+    for path in ("model.language_model.layers", "language_model.model.layers", "model.layers"):
+        try:
+            return network.get_submodule(path)  # type: ignore[return-value]
+        except AttributeError:
+            continue
+    raise MedunlearnError(f"cannot find the language layers of {type(network).__name__}; this architecture is not supported.")
+
+
+def load_vlm(folder: Path) -> VisionLanguageModel:
+    """Load a saved medunlearn model or real weights (e.g. Qwen2.5-VL-3B, LLaVA-1.5) from a folder."""
+    folder = Path(folder)
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise MedunlearnError(f"model folder {folder} has no config.json; give a folder saved by `medunlearn train` or a Hugging Face model folder.")
+    try:
+        model_type = json.loads(config_path.read_text()).get("model_type")
+    except json.JSONDecodeError:
+        raise MedunlearnError(f"{config_path} is not valid JSON; the model folder is damaged.") from None
+    if model_type not in FAMILIES:
+        raise MedunlearnError(
+            f"{config_path} names architecture {model_type!r}; medunlearn supports {', '.join(FAMILIES)} (and dual-encoder)."
+        )
+    family = FAMILIES[model_type]
+    card = read_model_card(folder)
+    cuda = torch.cuda.is_available()
+    network = family.model_class.from_pretrained(
+        folder,
+        dtype=torch.bfloat16 if cuda else torch.float32,
+        device_map="auto" if cuda else None,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    chat_template = _chat_template(folder) or tokenizer.chat_template
+    if model_type == "llava":
+        image_processor = CLIPImageProcessorPil.from_pretrained(folder)
+        settings = _processor_settings(folder)
+        processor = LlavaProcessor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            patch_size=settings.get("patch_size", network.config.vision_config.patch_size),
+            vision_feature_select_strategy=settings.get("vision_feature_select_strategy", network.config.vision_feature_select_strategy),
+            chat_template=chat_template,
+            image_token=settings.get("image_token", "<image>"),
+            num_additional_image_tokens=settings.get("num_additional_image_tokens", 1),
+        )
+    else:
+        image_processor = Qwen2VLImageProcessorPil.from_pretrained(folder)
+        cls = Qwen2VLImageOnlyProcessor if model_type == "qwen2_vl" else Qwen2_5_VLImageOnlyProcessor
+        processor = cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return VisionLanguageModel(network, processor, family, {k: v for k, v in card.items() if k != "family"} or {"source": str(folder)})
+
+
+def _processor_settings(folder: Path) -> dict[str, Any]:
+    path = folder / "processor_config.json"
+    if path.is_file():
+        data = json.loads(path.read_text())
+        return data.get("processor", data) if isinstance(data, dict) else {}
+    return {}
+
+
+def _chat_template(folder: Path) -> str | None:
+    if (folder / "chat_template.jinja").is_file():
+        return (folder / "chat_template.jinja").read_text()
+    if (folder / "chat_template.json").is_file():
+        return json.loads((folder / "chat_template.json").read_text()).get("chat_template")
+    return None

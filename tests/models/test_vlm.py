@@ -1,0 +1,120 @@
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForImageTextToText
+
+from medunlearn.errors import MedunlearnError
+from medunlearn.models.loading import load_model, with_lora
+from medunlearn.models.vlm import PRESETS, build_tiny
+
+
+@pytest.fixture(scope="module", params=sorted(PRESETS))
+def tiny(request, small_dataset):
+    model = build_tiny(request.param, small_dataset, seed=0)
+    model.attach(small_dataset)
+    return model
+
+
+@pytest.fixture(scope="module")
+def some_samples(small_dataset):
+    train = list(small_dataset.training_samples())
+    return [train[0], train[40], train[-1], train[100]]  # mixed tasks and lengths
+
+
+def test_batch_marks_answers_vision_and_padding(tiny, some_samples):
+    batch = tiny.batch(some_samples)
+    ids = batch.inputs["input_ids"]
+    for row, sample in enumerate(some_samples):
+        predicted_positions = batch.answer_mask[row].nonzero().squeeze(1)
+        answer_ids = ids[row, predicted_positions + 1]
+        assert tiny.tokenizer.decode(answer_ids, skip_special_tokens=True) == sample.answer
+        assert answer_ids[-1].item() == tiny.eos_id
+        vision = batch.vision_mask[row].nonzero().squeeze(1)
+        assert len(vision) > 0 and (vision.diff() == 1).all()  # one contiguous span
+        padding = batch.inputs["attention_mask"][row] == 0
+        assert not (batch.text_mask[row] & padding).any() and not (batch.text_mask[row] & batch.vision_mask[row]).any()
+    generation = tiny.batch(some_samples, with_answer=False)
+    assert (generation.inputs["attention_mask"][:, -1] == 1).all()  # left padded for decoding
+    assert not generation.answer_mask.any()
+
+
+def test_sample_losses_equal_transformers_own_loss(tiny, some_samples):
+    with torch.no_grad():
+        ours = tiny.sample_losses(tiny.batch(some_samples))
+        for row, sample in enumerate(some_samples):
+            single = tiny.batch([sample])
+            hf = tiny.network(**single.inputs, labels=single.labels).loss
+            assert torch.allclose(ours[row], hf, atol=1e-4)
+    assert ours.shape == (len(some_samples),)
+
+
+def test_logits_embed_and_editable_linears(tiny, some_samples):
+    batch = tiny.batch(some_samples)
+    with torch.no_grad():
+        logits = tiny.logits(batch)
+        image, text, joint = tiny.embed(batch)
+    assert logits.shape == (int(batch.answer_mask.sum()), len(tiny.tokenizer))
+    assert image.shape == text.shape == joint.shape == (len(some_samples), tiny.network.config.text_config.hidden_size)
+    assert not torch.allclose(image[0], image[1])  # two different radiographs
+    layers = tiny.editable_linears()
+    assert {"language.3.mlp.gate_proj", "language.3.mlp.down_proj"} <= set(layers)
+    assert any(name.startswith("projector.") and e.span == "vision" for name, e in layers.items())
+
+
+def test_answer_returns_one_string_per_sample(tiny, some_samples):
+    answers = tiny.answer(some_samples, batch_size=3, max_new_tokens=4)
+    assert len(answers) == len(some_samples) and all(isinstance(a, str) for a in answers)
+    # batching does not change greedy answers
+    assert answers == [tiny.answer([s], max_new_tokens=4)[0] for s in some_samples]
+
+
+def test_save_load_through_medunlearn_and_transformers(tiny, some_samples, tmp_path, small_dataset):
+    tiny.save(tmp_path / "m")
+    assert (tmp_path / "m" / "model.safetensors").is_file() and (tmp_path / "m" / "tokenizer.json").is_file()
+    back = load_model(tmp_path / "m")
+    back.attach(small_dataset)
+    batch = tiny.batch(some_samples)
+    with torch.no_grad():
+        assert torch.allclose(back.sample_losses(batch), tiny.sample_losses(batch), atol=1e-5)
+        hf = AutoModelForImageTextToText.from_pretrained(tmp_path / "m")
+        assert type(hf) is type(tiny.network)
+        assert torch.allclose(hf(**batch.inputs).logits, tiny.network(**batch.inputs).logits, atol=1e-5)
+
+
+def test_lora_trains_only_adapters_and_merges(small_dataset, some_samples, tmp_path):
+    model = with_lora(build_tiny("tiny-qwen2-vl", small_dataset, seed=0), 4)
+    model.attach(small_dataset)
+    trainable = {n for n, p in model.network.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    batch = model.batch(some_samples)
+    before = model.sample_losses(batch).detach()
+    for _ in range(3):
+        optimizer.zero_grad()
+        model.training_loss(batch).backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = model.sample_losses(batch)
+    assert after.mean() < before.mean()
+    merged = model.merged()
+    assert not any("lora_" in n for n, _ in merged.network.named_parameters())
+    with torch.no_grad():
+        assert torch.allclose(merged.sample_losses(batch), after, atol=1e-4)
+    merged.save(tmp_path / "lora")
+    loaded = load_model(tmp_path / "lora")
+    loaded.attach(small_dataset)
+    with torch.no_grad():
+        assert torch.allclose(loaded.sample_losses(batch), after, atol=1e-4)
+
+
+def test_bad_model_folders(tmp_path):
+    with pytest.raises(MedunlearnError, match="does not exist"):
+        load_model(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MedunlearnError, match="has no config.json"):
+        load_model(tmp_path / "empty")
+    (tmp_path / "gpt").mkdir()
+    (tmp_path / "gpt" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(MedunlearnError, match="names architecture 'gpt2'; medunlearn supports qwen2_vl"):
+        load_model(tmp_path / "gpt")
