@@ -5,7 +5,7 @@ from transformers import BertConfig, BertModel
 from medunlearn.config import TrainConfig
 from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.quality import dual_encoder_quality
-from medunlearn.models.dual_encoder import LABELS, build_dual_encoder, edema_samples, ranking_loss, train_wordpiece
+from medunlearn.models.dual_encoder import LABELS, build_dual_encoder, edema_samples, ranking_loss, train_word_tokenizer
 from medunlearn.models.loading import load_model
 from medunlearn.models.train import train
 
@@ -39,6 +39,16 @@ def test_other_questions_are_refused(classifier, small_dataset):
         classifier.batch([other])
 
 
+def test_word_tokenizer_is_deterministic(small_dataset):
+    from medunlearn.models.vlm import corpus
+
+    texts = list(corpus(small_dataset))
+    first = train_word_tokenizer(texts)
+    assert all(train_word_tokenizer(texts).get_vocab() == first.get_vocab() for _ in range(3))
+    ids = first("Moderate pulmonary edema, MRN 12")["input_ids"]
+    assert first.convert_ids_to_tokens(ids) == ["[CLS]", "moderate", "pulmonary", "edema", ",", "mrn", "1", "2", "[SEP]"]
+
+
 def test_ranking_loss_by_hand():
     image = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     assert ranking_loss(image, image.clone(), 0.2).item() == pytest.approx(0.0)  # matched pairs, orthogonal negatives
@@ -60,7 +70,7 @@ def test_training_learns_and_round_trips(small_dataset, tmp_path):
 
 
 def test_local_bert_folder_as_text_encoder(small_dataset, tmp_path):
-    tokenizer = train_wordpiece(["pulmonary edema", "no effusion"] * 20, vocab_size=60)
+    tokenizer = train_word_tokenizer(["pulmonary edema", "no effusion"] * 20)
     bert = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
     bert.save_pretrained(tmp_path / "bert")
     tokenizer.save_pretrained(tmp_path / "bert")
@@ -71,3 +81,13 @@ def test_local_bert_folder_as_text_encoder(small_dataset, tmp_path):
     (tmp_path / "notbert").mkdir()
     with pytest.raises(MedunlearnError, match="has no config.json"):
         build_dual_encoder(small_dataset, seed=0, text_encoder=str(tmp_path / "notbert"))
+
+
+def test_same_seed_same_classifier(small_dataset, tmp_path):
+    from safetensors.torch import load_file
+
+    config = TrainConfig(model="dual-encoder", epochs=2, batch_size=4, seed=1)
+    train(small_dataset, config, tmp_path / "a")
+    train(small_dataset, config, tmp_path / "b")
+    a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -58,7 +58,7 @@ def test_logits_embed_and_editable_linears(tiny, some_samples):
     assert image.shape == text.shape == joint.shape == (len(some_samples), tiny.network.config.text_config.hidden_size)
     assert not torch.allclose(image[0], image[1])  # two different radiographs
     layers = tiny.editable_linears()
-    assert {"language.3.mlp.gate_proj", "language.3.mlp.down_proj"} <= set(layers)
+    assert {"language.2.mlp.gate_proj", "language.2.mlp.down_proj"} <= set(layers)
     assert any(name.startswith("projector.") and e.span == "vision" for name, e in layers.items())
 
 
@@ -118,3 +118,16 @@ def test_bad_model_folders(tmp_path):
     (tmp_path / "gpt" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     with pytest.raises(MedunlearnError, match="names architecture 'gpt2'; medunlearn supports qwen2_vl"):
         load_model(tmp_path / "gpt")
+
+
+def test_tokenizer_is_trained_offline_and_deterministically(small_dataset):
+    from medunlearn.models.tokenizer import train_tokenizer
+    from medunlearn.models.vlm import corpus
+
+    texts = list(corpus(small_dataset))
+    first = train_tokenizer(texts)
+    assert all(train_tokenizer(texts).get_vocab() == first.get_vocab() for _ in range(3))
+    accession = next(n.attributes["accession"] for n in small_dataset.hospital if "accession" in n.attributes)
+    pieces = first.tokenize(accession)
+    assert pieces[-8:] == list(accession[-8:])  # digits one by one
+    assert first.decode(first(accession)["input_ids"]) == accession

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tokenizers import BertWordPieceTokenizer
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 from torch import nn
-from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, BertTokenizerFast, PretrainedConfig, PreTrainedModel
+from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast
 
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import SECTION_NAMES, Level
@@ -138,11 +138,30 @@ class DualEncoderNetwork(PreTrainedModel):
         }
 
 
-def train_wordpiece(texts: Sequence[str], vocab_size: int = 1500) -> BertTokenizerFast:
-    trainer = BertWordPieceTokenizer(lowercase=True)
-    trainer.train_from_iterator(texts, vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    return BertTokenizerFast(tokenizer_object=trainer._tokenizer, unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
-                             cls_token="[CLS]", mask_token="[MASK]", do_lower_case=True)
+def train_word_tokenizer(texts: Sequence[str], vocab_size: int = 4000) -> PreTrainedTokenizerFast:
+    """A BERT-style word-level tokenizer learnt from ``texts`` (lower-cased, digits one by one).
+
+    Ids are assigned in sorted order, so the same texts always give the same tokenizer
+    (the subword trainers of the tokenizers library break frequency ties differently
+    from run to run).
+    """
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+    def blank(vocab: dict[str, int] | None) -> Tokenizer:
+        tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]") if vocab else models.WordLevel(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.BertPreTokenizer(), pre_tokenizers.Digits(individual_digits=True)])
+        return tok
+
+    counted = blank(None)
+    counted.train_from_iterator(texts, trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False))
+    ordered = specials + sorted(t for t in counted.get_vocab() if t not in specials)
+    tokenizer = blank({t: i for i, t in enumerate(ordered)})
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
+                                   cls_token="[CLS]", mask_token="[MASK]")
 
 
 TINY_BERT = {"hidden_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 192,
@@ -165,7 +184,7 @@ def build_dual_encoder(dataset: HospitalDataset, *, seed: int, text_encoder: str
         network = DualEncoderNetwork(config)
         network.text_encoder.load_state_dict(pretrained.state_dict(), strict=False)
     else:
-        tokenizer = train_wordpiece(list(corpus(dataset)))
+        tokenizer = train_word_tokenizer(list(corpus(dataset)))
         config = DualEncoderConfig(image_size=side, text_config={**TINY_BERT, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id})
         network = DualEncoderNetwork(config)
     return DualEncoderModel(network, tokenizer, {"seed": seed, "text_encoder": text_encoder})

@@ -79,13 +79,13 @@ class TinyPreset:
     """Sizes of a tiny model built from a config (no weights downloaded)."""
 
     family: str
-    hidden: int = 192
-    layers: int = 4
+    hidden: int = 128
+    layers: int = 3
     heads: int = 4
     kv_heads: int = 2
-    intermediate: int = 512
-    vision_width: int = 96
-    vision_depth: int = 3
+    intermediate: int = 384
+    vision_width: int = 64
+    vision_depth: int = 2
     vision_heads: int = 4
     vocab: int = 2048
 
