@@ -25,6 +25,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/synth_hospital.py
+	$(BIN)/python benchmarks/train_vlm.py
 
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info .pytest_cache

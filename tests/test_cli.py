@@ -133,3 +133,14 @@ def test_train_refuses_other_format_versions(run_cli, small_folder, tmp_path):
     code, _, err = run_cli("train", "--data", copy, "--out", tmp_path / "m")
     assert code == 2 and "'format_version' is 0" in err
     assert not (tmp_path / "m").exists()
+
+
+def test_train_refuses_model_folders_it_cannot_use(run_cli, small_folder, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli("train", "--data", small_folder, "--out", tmp_path / "m", "--model", tmp_path / "empty")
+    assert code == 2 and "has no config.json" in err
+    (tmp_path / "bert").mkdir()
+    (tmp_path / "bert" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    code, _, err = run_cli("train", "--data", small_folder, "--out", tmp_path / "m", "--model", tmp_path / "bert")
+    assert code == 2 and "names architecture 'bert'" in " ".join(err.split())
+    assert not (tmp_path / "m").exists()

@@ -150,3 +150,13 @@ def test_images_carry_institution_and_patient(small_dataset):
 def test_bad_sizes_are_refused(field, value):
     with pytest.raises(MedunlearnError, match=f"--{field.replace('_', '-')}"):
         HospitalConfig(**{field: value})
+
+
+def test_burned_in_label_strip_spells_the_study_code():
+    size = SIZE
+    cell = size // 16
+    top, left = size - 2 * cell - 1, (size - 8 * cell) // 2
+    for code in (0b1010000000000001, 0b0000111100001111):
+        img = draw_radiograph(np.random.default_rng(0), size, ANATOMY, LOOK, CLEAR, "PA", code)
+        bits = [img[top + (k // 8) * cell + cell // 2, left + (k % 8) * cell + cell // 2] > 140 for k in range(16)]
+        assert bits == [bool((code >> k) & 1) for k in range(16)]
