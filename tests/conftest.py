@@ -44,3 +44,15 @@ def run_cli(capsys: pytest.CaptureFixture[str]):
 def listing(folder: Path) -> list[str]:
     """Every path under ``folder`` (to check that nothing was left behind)."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+def copy_with_manifest(folder: Path, target: Path, **changes) -> Path:
+    """Copy a dataset folder, overriding manifest fields (to make bad datasets)."""
+    import json
+
+    target.mkdir()
+    for f in folder.iterdir():
+        (target / f.name).write_bytes(f.read_bytes())
+    manifest = json.loads((target / "manifest.json").read_text())
+    (target / "manifest.json").write_text(json.dumps({**manifest, **changes}))
+    return target

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tests.conftest import listing
+from tests.conftest import copy_with_manifest, listing
 
 SMALL_FLAGS = ["--institutions", "2", "--patients", "3", "--studies", "2", "--holdout-patients", "1", "--image-size", "56", "--seed", "7"]
 
@@ -124,12 +124,7 @@ def test_train_bad_input(run_cli, small_folder, tmp_path, args, message):
 
 
 def test_train_refuses_other_format_versions(run_cli, small_folder, tmp_path):
-    copy = tmp_path / "data"
-    copy.mkdir()
-    for f in small_folder.iterdir():
-        (copy / f.name).write_bytes(f.read_bytes())
-    manifest = json.loads((copy / "manifest.json").read_text())
-    (copy / "manifest.json").write_text(json.dumps({**manifest, "format_version": 0}))
+    copy = copy_with_manifest(small_folder, tmp_path / "data", format_version=0)
     code, _, err = run_cli("train", "--data", copy, "--out", tmp_path / "m")
     assert code == 2 and "'format_version' is 0" in err
     assert not (tmp_path / "m").exists()

@@ -1,11 +1,9 @@
-import json
-
 import pytest
 
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.samples import SampleTable
 from medunlearn.errors import MedunlearnError
-from tests.conftest import listing
+from tests.conftest import copy_with_manifest, listing
 
 
 def test_save_load_round_trip(small_dataset, small_folder):
@@ -19,12 +17,7 @@ def test_save_load_round_trip(small_dataset, small_folder):
 
 
 def test_wrong_format_version_is_refused(small_folder, tmp_path):
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    for f in small_folder.iterdir():
-        (copy / f.name).write_bytes(f.read_bytes())
-    manifest = json.loads((copy / "manifest.json").read_text())
-    (copy / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    copy = copy_with_manifest(small_folder, tmp_path / "copy", format_version=99)
     with pytest.raises(MedunlearnError, match="'format_version' is 99"):
         HospitalDataset.load(copy)
     (copy / "manifest.json").write_text("{not json")

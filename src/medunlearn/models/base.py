@@ -71,6 +71,7 @@ class MultimodalModel(abc.ABC):
 
     family: str
     network: nn.Module
+    card: dict[str, Any]
     dataset: HospitalDataset | None = None
 
     @abc.abstractmethod
@@ -105,9 +106,16 @@ class MultimodalModel(abc.ABC):
     def answer(self, samples: Sequence[Sample], *, batch_size: int = 32, max_new_tokens: int | None = None) -> list[str]:
         """Greedy answers (classifier: the predicted label text)."""
 
-    @abc.abstractmethod
+    #: the tokenizer or processor saved beside the weights (its save_pretrained writes its files)
+    preprocessor: Any
+
     def save(self, folder: Path) -> None:
-        """Write the model in the Hugging Face layout (config, safetensors, processor) plus the model card."""
+        """Write the model in the Hugging Face layout (config, safetensors, tokenizer/processor) plus the model card."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.network.save_pretrained(folder, safe_serialization=True)
+        self.preprocessor.save_pretrained(folder)
+        (folder / MODEL_CARD).write_text(json.dumps(self.card, indent=2, sort_keys=True) + "\n")
 
     def merged(self) -> MultimodalModel:
         """The model with any LoRA adapters folded into its weights (itself when there are none)."""

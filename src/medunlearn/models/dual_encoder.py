@@ -15,7 +15,6 @@ text of the joint head's prediction; ``sample_losses`` its cross-entropy.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from medunlearn.data.hierarchy import SECTION_NAMES, Level
 from medunlearn.data.questions import LABEL_FACTS
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
-from medunlearn.models.base import MODEL_CARD, Batch, EditableLinear, MultimodalModel
+from medunlearn.models.base import Batch, EditableLinear, MultimodalModel
 from medunlearn.models.vlm import corpus
 
 LABELS: tuple[str, ...] = LABEL_FACTS[0].choices  # none, mild, moderate, severe
@@ -195,7 +194,7 @@ class DualEncoderModel(MultimodalModel):
 
     def __init__(self, network: DualEncoderNetwork, tokenizer: Any, card: dict[str, Any]) -> None:
         self.network = network
-        self.tokenizer = tokenizer
+        self.tokenizer = self.preprocessor = tokenizer
         self.card = {"family": self.family, **card}
         self.dataset = None
         self._pixels: dict[str, torch.Tensor] = {}
@@ -301,12 +300,6 @@ class DualEncoderModel(MultimodalModel):
     def answer(self, samples: Sequence[Sample], *, batch_size: int = 64, max_new_tokens: int | None = None) -> list[str]:
         return [self.labels[i] for i in self.probabilities(samples, batch_size=batch_size).argmax(1)]
 
-    def save(self, folder: Path) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.network.save_pretrained(folder, safe_serialization=True)
-        self.tokenizer.save_pretrained(folder)
-        (folder / MODEL_CARD).write_text(json.dumps(self.card, indent=2, sort_keys=True) + "\n")
 
 
 def ranking_loss(image: torch.Tensor, text: torch.Tensor, margin: float) -> torch.Tensor:

@@ -38,7 +38,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
-from medunlearn.models.base import MODEL_CARD, Batch, EditableLinear, MultimodalModel, read_model_card
+from medunlearn.models.base import Batch, EditableLinear, MultimodalModel, read_model_card
 from medunlearn.models.tokenizer import LLAVA_IMAGE_PLACEHOLDER, QWEN_IMAGE_PLACEHOLDER, train_tokenizer
 
 IGNORE = -100
@@ -195,7 +195,7 @@ class VisionLanguageModel(MultimodalModel):
 
     def __init__(self, network: nn.Module, processor: Any, family: Family, card: dict[str, Any]) -> None:
         self.network = network
-        self.processor = processor
+        self.processor = self.preprocessor = processor
         self.tokenizer = processor.tokenizer
         self.family = family.name
         self._family = family
@@ -359,13 +359,6 @@ class VisionLanguageModel(MultimodalModel):
         self.network.train(was_training)
         return answers
 
-    # -- disk -----------------------------------------------------------------------------
-    def save(self, folder: Path) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.network.save_pretrained(folder, safe_serialization=True)
-        self.processor.save_pretrained(folder)
-        (folder / MODEL_CARD).write_text(json.dumps(self.card, indent=2, sort_keys=True) + "\n")
 
 
 def _masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
