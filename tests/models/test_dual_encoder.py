@@ -40,7 +40,7 @@ def test_other_questions_are_refused(classifier, small_dataset):
 
 
 def test_word_tokenizer_is_deterministic(small_dataset):
-    from medunlearn.models.vlm import corpus
+    from medunlearn.models.tokenizer import corpus
 
     texts = list(corpus(small_dataset))
     first = train_word_tokenizer(texts)

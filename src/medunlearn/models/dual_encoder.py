@@ -2,7 +2,7 @@
 
 * image encoder: a small residual CNN (pure torch) → linear projection;
 * text encoder: a BERT-style model from transformers (tiny from a config with a
-  WordPiece tokenizer trained offline on the corpus, or any local BERT folder such as a
+  word-level tokenizer trained offline on the corpus, or any local BERT folder such as a
   clinical BERT) → [CLS] → linear projection;
 * fusion: the learned gate ``g = σ(W [i; t] + b)``, ``joint = g ⊙ i + (1 − g) ⊙ t``;
 * heads: image, text and joint logits; loss = CE(image) + CE(text) + CE(joint) + a
@@ -33,7 +33,8 @@ from medunlearn.data.questions import LABEL_FACTS
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.base import Batch, EditableLinear, MultimodalModel
-from medunlearn.models.vlm import corpus
+from medunlearn.models.tokenizer import corpus
+from medunlearn.models.vlm import image_side
 
 LABELS: tuple[str, ...] = LABEL_FACTS[0].choices  # none, mild, moderate, severe
 TARGET_FACT = "label.edema"
@@ -169,7 +170,7 @@ TINY_BERT = {"hidden_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4
 
 def build_dual_encoder(dataset: HospitalDataset, *, seed: int, text_encoder: str | None = None) -> DualEncoderModel:
     """A fresh classifier; with ``text_encoder`` a local BERT folder supplies the text tower's weights."""
-    side = max(dataset.images.decode(dataset.images.ids[0]).size)
+    side = image_side(dataset)
     torch.manual_seed(seed)
     if text_encoder is not None:
         folder = Path(text_encoder)

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from medunlearn.data.dataset import HospitalDataset
+
 PAD = "<|endoftext|>"
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 VISION_START, VISION_END = "<|vision_start|>", "<|vision_end|>"
@@ -34,8 +36,19 @@ QWEN_IMAGE_PLACEHOLDER = VISION_START + IMAGE_PAD + VISION_END
 LLAVA_IMAGE_PLACEHOLDER = LLAVA_IMAGE + "\n"
 
 
-def train_tokenizer(corpus: Iterable[str], *, vocab_size: int = 2048, image_placeholder: str = QWEN_IMAGE_PLACEHOLDER) -> PreTrainedTokenizerFast:
-    """Train a BPE tokenizer on ``corpus`` and wrap it for transformers."""
+def corpus(dataset: HospitalDataset) -> Iterable[str]:
+    """All text of a dataset: questions, answers (options are in the questions) and node facts."""
+    for s in dataset.samples:
+        yield s.question
+        yield s.answer
+    for node in dataset.hospital:
+        for value in node.attributes.values():
+            if isinstance(value, str):
+                yield value
+
+
+def train_tokenizer(texts: Iterable[str], *, vocab_size: int = 2048, image_placeholder: str = QWEN_IMAGE_PLACEHOLDER) -> PreTrainedTokenizerFast:
+    """Train a BPE tokenizer on ``texts`` and wrap it for transformers."""
     model = Tokenizer(models.BPE())
     model.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
@@ -47,7 +60,7 @@ def train_tokenizer(corpus: Iterable[str], *, vocab_size: int = 2048, image_plac
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    model.train_from_iterator(corpus, trainer)
+    model.train_from_iterator(texts, trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=model,
         eos_token=IM_END,

@@ -154,12 +154,3 @@ def train(
             finish(model, staging)
     shutil.rmtree(partial, ignore_errors=True)
     return out
-
-
-def training_summary(folder: Path) -> dict[str, Any]:
-    """The resolved config and data fingerprint a model folder was trained with."""
-    path = Path(folder) / "train_config.json"
-    if not path.is_file():
-        return {}
-    return json.loads(path.read_text())
-

@@ -12,7 +12,7 @@ template), then the answer and the end-of-turn token; only answer tokens carry l
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.base import Batch, EditableLinear, MultimodalModel, read_model_card
-from medunlearn.models.tokenizer import LLAVA_IMAGE_PLACEHOLDER, QWEN_IMAGE_PLACEHOLDER, train_tokenizer
+from medunlearn.models.tokenizer import LLAVA_IMAGE_PLACEHOLDER, QWEN_IMAGE_PLACEHOLDER, corpus, train_tokenizer
 
 IGNORE = -100
 
@@ -96,17 +96,6 @@ PRESETS: dict[str, TinyPreset] = {
     "tiny-llava": TinyPreset("llava"),
 }
 DEFAULT_PRESET = "tiny-qwen2-vl"
-
-
-def corpus(dataset: HospitalDataset) -> Iterable[str]:
-    """All text of a dataset: questions, answers, options and node facts."""
-    for s in dataset.samples:
-        yield s.question
-        yield s.answer
-    for node in dataset.hospital:
-        for value in node.attributes.values():
-            if isinstance(value, str):
-                yield value
 
 
 def image_side(dataset: HospitalDataset) -> int:
