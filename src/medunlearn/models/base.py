@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,6 @@ class Batch:
     answer_mask: torch.Tensor
     vision_mask: torch.Tensor
     text_mask: torch.Tensor
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -54,7 +53,6 @@ class Batch:
             move(self.answer_mask),
             move(self.vision_mask),
             move(self.text_mask),
-            {k: move(v) for k, v in self.extras.items()},
         )
 
 

@@ -271,20 +271,22 @@ class VisionLanguageModel(MultimodalModel):
         )
 
     # -- forward --------------------------------------------------------------------------
-    def _forward(self, batch: Batch, **kwargs):
+    def _on_device(self, batch: Batch) -> tuple[Batch, dict[str, torch.Tensor]]:
+        """The batch on the model's device, and network inputs with pixels in the model's dtype."""
         batch = batch.to(self.device)
         inputs = dict(batch.inputs)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.network.dtype)
-        return batch, self.network(**inputs, use_cache=False, **kwargs)
+        return batch, inputs
+
+    def _base(self) -> nn.Module:
+        """The transformers model (under LoRA, the one peft wraps)."""
+        return self.network.get_base_model() if hasattr(self.network, "get_base_model") else self.network
 
     def _answer_logits(self, batch: Batch) -> tuple[Batch, torch.Tensor]:
         """Logits at answer positions only: the LM head runs on ~1/5 of the positions."""
-        batch = batch.to(self.device)
-        inputs = {k: v for k, v in batch.inputs.items()}
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.network.dtype)
-        base = self.network.get_base_model() if hasattr(self.network, "get_base_model") else self.network  # under LoRA
+        batch, inputs = self._on_device(batch)
+        base = self._base()
         hidden = base.model(**inputs, use_cache=False).last_hidden_state
         return batch, base.lm_head(hidden[batch.answer_mask]).float()
 
@@ -301,8 +303,9 @@ class VisionLanguageModel(MultimodalModel):
         return self._answer_logits(batch)[1]
 
     def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        batch, out = self._forward(batch, output_hidden_states=True)
-        first, last = out.hidden_states[0].float(), out.hidden_states[-1].float()
+        batch, inputs = self._on_device(batch)  # no LM head: embeddings need only hidden states
+        out = self._base().model(**inputs, use_cache=False, output_hidden_states=True)
+        first, last = out.hidden_states[0].float(), out.last_hidden_state.float()
         image = _masked_mean(first, batch.vision_mask)  # projector output placed at the vision positions
         text = _masked_mean(last, batch.text_mask)
         joint = _masked_mean(last, batch.inputs["attention_mask"].bool())
@@ -330,10 +333,7 @@ class VisionLanguageModel(MultimodalModel):
         answers: list[str] = [""] * len(samples)
         for start in range(0, len(order), batch_size):
             chunk = [samples[i] for i in order[start : start + batch_size]]
-            batch = self.batch(chunk, with_answer=False).to(self.device)
-            inputs = dict(batch.inputs)
-            if "pixel_values" in inputs:
-                inputs["pixel_values"] = inputs["pixel_values"].to(self.network.dtype)
+            batch, inputs = self._on_device(self.batch(chunk, with_answer=False))
             generated = self.network.generate(
                 **inputs,
                 max_new_tokens=limit,
