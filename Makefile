@@ -7,7 +7,7 @@ STAMP := $(VENV)/.medunlearn-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test install clean bench
+.PHONY: demo demo-quick test install browser clean bench
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,9 +18,21 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/medunlearn demo
+	$(BIN)/medunlearn demo --out runs/demo
+	@echo "open runs/demo/report.html in a browser"
 
-test: $(STAMP)
+demo-quick: $(STAMP)
+	$(BIN)/medunlearn demo --quick --out runs/demo-quick
+	@echo "open runs/demo-quick/report.html in a browser"
+
+# The report test screenshots report.html in headless Chromium (Debian's package); it is
+# installed here when apt-get can (CI runs as root), and the test is skipped otherwise.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+		echo "chromium not installed: the report screenshot test will be skipped"; }
+
+test: $(STAMP) browser
 	MEDUNLEARN_PROGRESS=0 $(BIN)/python -m pytest -q
 
 bench: $(STAMP)

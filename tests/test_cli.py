@@ -69,12 +69,22 @@ def test_split_refuses_a_non_empty_out(run_cli, small_folder, tmp_path):
     assert listing(tmp_path / "s") == ["keep.txt"]
 
 
-def test_demo_synthesises_the_default_hospital(run_cli, tmp_path):
-    code, out, _ = run_cli("demo", "--out", tmp_path / "demo")
-    assert code == 0
-    _, summary, _ = run_cli("data", "inspect", tmp_path / "demo" / "data", "--json")
-    summary = json.loads(summary)
-    assert summary["institutions"] == 3 and summary["patients"] == 24 and summary["studies"] == 90
+def test_quick_demo_runs_the_whole_benchmark_into_one_report(run_cli, tmp_path):
+    code, out, err = run_cli("demo", "--quick", "--out", tmp_path / "demo")
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    vlm = [r for r in metrics["results"] if r["model"] == "qwen2_vl"]
+    dual = [r for r in metrics["results"] if r["model"] == "dual_encoder"]
+    assert {r["request"]["level"] for r in vlm} == {"institution", "patient", "study", "section"}
+    assert {r["method"] for r in vlm} == {"vanilla", "retrain", "chip", "forget_mi", "grad_ascent", "grad_diff", "kl", "npo", "retain_ft"}
+    assert sorted({r["request"]["fraction"] for r in dual}) == [0.03, 0.06, 0.10]
+    page = (tmp_path / "demo" / "report.html").read_text()
+    assert "qwen2_vl · section" in page and "dual_encoder · patients 10%" in page
+    assert "report:" in out
+    # the same command again reuses every model and cell
+    stamp = (tmp_path / "demo" / "vlm" / "models" / "vanilla" / "model.safetensors").stat().st_mtime_ns
+    assert run_cli("demo", "--quick", "--out", tmp_path / "demo")[0] == 0
+    assert (tmp_path / "demo" / "vlm" / "models" / "vanilla" / "model.safetensors").stat().st_mtime_ns == stamp
 
 
 def test_unknown_command_is_a_usage_error(run_cli):

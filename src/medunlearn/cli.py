@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -30,12 +30,13 @@ app = typer.Typer(
 data_app = typer.Typer(help="Build, inspect, split, import and export hospital datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-out = Console()
+out = Console() if sys.stdout.isatty() else Console(width=140)  # logs and pipes get full tables
 err = Console(stderr=True)
 
 LevelOption = Annotated[str, typer.Option("--level", help="institution, patient, study or section.")]
 TargetOption = Annotated[list[str], typer.Option("--target", help="Node id to forget (repeat for several).")]
 OutOption = Annotated[Path, typer.Option("--out", help="Output folder (written atomically).")]
+DataOption = Annotated[Path, typer.Option("--data", help="Dataset folder (the one the model was trained on).")]
 
 
 # -- data -------------------------------------------------------------------------------
@@ -76,7 +77,7 @@ def data_inspect(
 @data_app.command("nodes")
 def data_nodes(
     folder: Annotated[Path, typer.Argument(help="Dataset folder.")],
-    level: Annotated[Optional[str], typer.Option("--level", help="Only nodes of this level.")] = None,
+    level: Annotated[str | None, typer.Option("--level", help="Only nodes of this level.")] = None,
     holdout: Annotated[bool, typer.Option("--holdout", help="List held-out nodes instead of trained ones.")] = False,
 ) -> None:
     """Print node ids, one per line (trained nodes unless --holdout)."""
@@ -154,8 +155,8 @@ def data_import_forgetmi(
     forget_csv: Annotated[Path, typer.Option("--forget", help="Forget-MI forget CSV (same columns).")],
     images: Annotated[Path, typer.Option("--images", help="Image root: p10/p10000032/s5041.../<dicom_id>.jpg.")],
     out_dir: OutOption,
-    reports: Annotated[Optional[Path], typer.Option("--reports", help="Report root with s<study_id>.txt files.")] = None,
-    institutions: Annotated[Optional[Path], typer.Option("--institutions", help="CSV subject_id,institution.")] = None,
+    reports: Annotated[Path | None, typer.Option("--reports", help="Report root with s<study_id>.txt files.")] = None,
+    institutions: Annotated[Path | None, typer.Option("--institutions", help="CSV subject_id,institution.")] = None,
 ) -> None:
     """Import MIMIC-CXR edema data with Forget-MI split files into a dataset folder."""
     from medunlearn.data.formats.forgetmi_csv import import_forgetmi
@@ -168,17 +169,17 @@ def data_import_forgetmi(
 # -- train ------------------------------------------------------------------------------
 @app.command("train")
 def train_command(
-    data: Annotated[Path, typer.Option("--data", help="Dataset folder.")],
+    data: DataOption,
     out_dir: OutOption,
     model: Annotated[str, typer.Option("--model", help="Preset (tiny-qwen2-vl, tiny-qwen2.5-vl, tiny-llava), dual-encoder, or a model folder.")] = "tiny-qwen2-vl",
-    exclude_level: Annotated[Optional[str], typer.Option("--exclude-level", help="Train the retrain oracle of a request at this level.")] = None,
-    exclude_target: Annotated[Optional[list[str]], typer.Option("--exclude-target", help="Node id of that request (repeatable).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: the model family's).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default: the model family's).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Batch size (default: the model family's).")] = None,
+    exclude_level: Annotated[str | None, typer.Option("--exclude-level", help="Train the retrain oracle of a request at this level.")] = None,
+    exclude_target: Annotated[list[str] | None, typer.Option("--exclude-target", help="Node id of that request (repeatable).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default: the model family's).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: the model family's).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch size (default: the model family's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the initialisation and the data order.")] = 0,
     lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank (0: full fine-tuning); adapters are merged on save.")] = 0,
-    text_encoder: Annotated[Optional[Path], typer.Option("--text-encoder", help="Local BERT folder for the dual encoder's text tower.")] = None,
+    text_encoder: Annotated[Path | None, typer.Option("--text-encoder", help="Local BERT folder for the dual encoder's text tower.")] = None,
 ) -> None:
     """Fine-tune a model (the vanilla model, or with --exclude-* the retrain oracle); writes quality.json."""
     from medunlearn.config import TrainConfig
@@ -206,18 +207,258 @@ def train_command(
     out.print(table)
 
 
+# -- unlearning ---------------------------------------------------------------------------
+@app.command("unlearn")
+def unlearn_command(
+    model: Annotated[Path, typer.Option("--model", help="Model folder (from `medunlearn train`); it is never modified.")],
+    data: DataOption,
+    level: LevelOption,
+    target: TargetOption,
+    method: Annotated[str, typer.Option("--method", help="Method name (see `medunlearn methods`).")],
+    out_dir: OutOption,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Method parameter key=value (repeatable).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the method's data order and noise.")] = 0,
+) -> None:
+    """Execute a deletion request with one method; writes the unlearned model, cost.json and the resolved config."""
+    from medunlearn.config import MethodConfig, parse_assignments
+    from medunlearn.data.dataset import HospitalDataset
+    from medunlearn.data.hierarchy import Level
+    from medunlearn.data.splits import DeletionRequest, make_split
+    from medunlearn.methods.registry import resolved_config, unlearn
+    from medunlearn.models.loading import load_model
+    from medunlearn.outputs import atomic_directory, write_json
+
+    config = resolved_config(MethodConfig(method, parse_assignments(set_), seed))
+    dataset = HospitalDataset.load(data)
+    request = DeletionRequest(Level.parse(level), tuple(target))
+    split = make_split(dataset, request, seed=seed)
+    source = load_model(model)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    unlearned, cost, summary = unlearn(source, split, config, dataset=dataset, source=model, workdir=out_dir.parent)
+    with atomic_directory(out_dir) as staging:
+        unlearned.merged().save(staging)
+        write_json(staging / "cost.json", cost.to_json())
+        write_json(staging / "unlearn_config.json", {
+            **config.to_json(), "request": request.to_json(), "model": str(model), "data": dataset.fingerprint(),
+            "counts": split.counts(),
+        })
+        write_json(staging / "method_summary.json", summary)
+        if (Path(model) / "train_config.json").is_file():
+            (staging / "train_config.json").write_text((Path(model) / "train_config.json").read_text())
+    table = Table(title=f"{config.method}: forget {request.level.value} {', '.join(request.targets)}", show_header=False)
+    for key, value in cost.to_json().items():
+        table.add_row(key, str(value))
+    out.print(table)
+    out.print(f"wrote {out_dir}")
+
+
+@app.command("methods")
+def methods_command() -> None:
+    """List the registered unlearning methods and their parameters."""
+    from medunlearn.methods.registry import METHODS
+
+    table = Table(title="unlearning methods")
+    for column in ("method", "what it does", "parameters (default, valid range)"):
+        table.add_column(column)
+    for m in METHODS.values():
+        params = "\n".join(f"{p.name}={p.default:g} {p.interval()}  {p.help}" for p in m.parameters) or "(none)"
+        table.add_row(m.name, m.summary, params)
+    out.print(table)
+
+
+# -- evaluation, bench, report --------------------------------------------------------------
+@app.command("eval")
+def eval_command(
+    model: Annotated[Path, typer.Option("--model", help="Model folder to evaluate (vanilla, oracle or unlearned).")],
+    data: DataOption,
+    level: LevelOption,
+    target: TargetOption,
+    out_dir: OutOption,
+    oracle: Annotated[Path | None, typer.Option("--oracle", help="Retrain-oracle folder of the same request (for distances).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the evaluation samples and the audit.")] = 0,
+    limit: Annotated[int, typer.Option("--limit", help="Questions scored per set at most.")] = 200,
+) -> None:
+    """Score one model on a request's sets (beside the oracle when given); writes metrics.json and report.html."""
+    from medunlearn.bench import SCHEMA
+    from medunlearn.data.dataset import HospitalDataset
+    from medunlearn.data.hierarchy import Level
+    from medunlearn.data.splits import DeletionRequest, make_split
+    from medunlearn.evaluation.evaluate import (
+        compare_with_oracle,
+        evaluate_model,
+        evaluation_sets,
+    )
+    from medunlearn.models.loading import check_trained_on, load_model
+    from medunlearn.outputs import atomic_directory, write_json
+    from medunlearn.report.html import render
+
+    dataset = HospitalDataset.load(data)
+    request = DeletionRequest(Level.parse(level), tuple(target))
+    split = make_split(dataset, request, seed=seed)
+    check_trained_on(model, dataset)
+    if oracle is not None:
+        check_trained_on(oracle, dataset, role="oracle")
+    evaluated = load_model(model)
+    evaluated.attach(dataset)
+    sets = evaluation_sets(evaluated, dataset, split, limit=limit, seed=seed)
+    reference = None
+    rows = []
+    request_json = {**request.to_json(), "key": request.level.value}
+    if oracle is not None:
+        oracle_model = load_model(oracle)
+        oracle_evaluation = evaluate_model(oracle_model, dataset, sets, seed=seed)
+        reference = oracle_evaluation.reference()
+        rows.append({"model": oracle_model.family, "request": request_json, "method": "retrain", **compare_with_oracle(oracle_evaluation, reference), "cost": None})
+    name = _method_of(model)
+    rows.insert(0, {"model": evaluated.family, "request": request_json, "method": name,
+                    **compare_with_oracle(evaluate_model(evaluated, dataset, sets, seed=seed), reference), "cost": _read_cost(model)})
+    metrics = {"schema": SCHEMA, "config": {"model": str(model), "oracle": str(oracle) if oracle else None, "data": dataset.fingerprint(),
+                                            "request": request.to_json(), "seed": seed, "limit": limit},
+               "models": {evaluated.family: {"model": str(model)}}, "results": rows, "timings": {}}
+    with atomic_directory(out_dir) as staging:
+        write_json(staging / "metrics.json", metrics)
+        render(metrics, staging)
+    _print_results(rows)
+    out.print(f"wrote {out_dir / 'metrics.json'} and {out_dir / 'report.html'}")
+
+
+def _method_of(model: Path) -> str:
+    config = Path(model) / "unlearn_config.json"
+    if config.is_file():
+        return json.loads(config.read_text()).get("method", "model")
+    trained = Path(model) / "train_config.json"
+    if trained.is_file() and json.loads(trained.read_text()).get("oracle"):
+        return "retrain"
+    return "vanilla" if trained.is_file() else "model"
+
+
+def _read_cost(model: Path) -> dict | None:
+    path = Path(model) / "cost.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _print_results(rows: list[dict]) -> None:
+    """One compact table per model: the headline numbers of every request × method."""
+    from medunlearn.report.tables import summary_table
+
+    summary = summary_table(rows)
+    columns = (("request", "request"), ("method", "method"), ("forget", "forget"), ("retain", "retain"), ("gap", "gap"),
+               ("sibling", "sibling"), ("oracle_distance", "Δoracle"), ("mia_auc", "MIA"), ("wall_s", "s"))
+    for model in dict.fromkeys(r["model"] for r in summary):
+        table = Table(title=f"{model} (scores in [0, 1]; Δoracle on the forget sets; MIA = LOSS attack AUC)", title_justify="left")
+        for key, title in columns:
+            table.add_column(title, justify="left" if key in ("request", "method") else "right", no_wrap=True)
+        for row in (r for r in summary if r["model"] == model):
+            table.add_row(*[
+                (f"{row[k]:.1f}" if k == "wall_s" else f"{row[k]:.2f}") if isinstance(row[k], float) else ("–" if row[k] is None else str(row[k]))
+                for k, _ in columns
+            ])
+        out.print(table)
+
+
+def _split_list(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+@app.command("bench")
+def bench_command(
+    data: DataOption,
+    out_dir: OutOption,
+    model: Annotated[str, typer.Option("--model", help="Preset, dual-encoder, or a model folder.")] = "tiny-qwen2-vl",
+    methods: Annotated[str | None, typer.Option("--methods", help="Comma-separated methods (default: all).")] = None,
+    levels: Annotated[str | None, typer.Option("--levels", help="Comma-separated levels (default: all four; none with --forget-fraction).")] = None,
+    targets_per_level: Annotated[int, typer.Option("--targets-per-level", help="Requests drawn per level.")] = 1,
+    forget_fraction: Annotated[str | None, typer.Option("--forget-fraction", help="Patient shares deleted at once, e.g. 0.03,0.06,0.10.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of training, requests, methods and evaluation.")] = 0,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (default: the model family's).")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Questions scored per set at most.")] = 200,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="method.key=value for a method parameter (repeatable).")] = None,
+) -> None:
+    """Run the benchmark: vanilla, one oracle per request, every method on every request; metrics.json + report.html."""
+    from medunlearn.bench import Bench
+    from medunlearn.data.dataset import HospitalDataset
+    from medunlearn.report.html import render
+
+    config = _bench_config(model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, set_)
+    dataset = HospitalDataset.load(data)
+    metrics = Bench(dataset, config, out_dir).run()
+    report = render(metrics, Path(out_dir))
+    _print_results(metrics["results"])
+    out.print(f"wrote {Path(out_dir) / 'metrics.json'} and {report}")
+
+
+def _bench_config(model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, assignments):
+    from medunlearn.bench import ALL_LEVELS, BenchConfig
+    from medunlearn.config import parse_assignments
+    from medunlearn.methods.registry import METHODS
+
+    fractions = []
+    for raw in _split_list(forget_fraction):
+        try:
+            fractions.append(float(raw))
+        except ValueError:
+            raise MedunlearnError(f"--forget-fraction {raw!r} is not a number; use values like 0.03,0.06,0.10.") from None
+    chosen_levels = _split_list(levels) if levels is not None else ([] if fractions else list(ALL_LEVELS))
+    settings: dict[str, dict[str, str]] = {}
+    for key, value in parse_assignments(assignments).items():
+        name, dot, parameter = key.partition(".")
+        if not dot:
+            raise MedunlearnError(f"--set {key}={value} needs a method prefix, like --set chip.k=5.")
+        settings.setdefault(name, {})[parameter] = value
+    return BenchConfig(
+        model=model, methods=tuple(_split_list(methods) or METHODS), levels=tuple(chosen_levels),
+        targets_per_level=targets_per_level, forget_fractions=tuple(fractions), seed=seed, epochs=epochs,
+        eval_limit=limit, method_settings=settings,
+    )
+
+
+@app.command("report")
+def report_command(run_dir: Annotated[Path, typer.Argument(help="Run folder holding metrics.json.")]) -> None:
+    """(Re)build report.html and the plots from a run folder's metrics.json."""
+    from medunlearn.bench import load_metrics
+    from medunlearn.report.html import render
+
+    out.print(f"wrote {render(load_metrics(run_dir), Path(run_dir))}")
+
+
 # -- demo -------------------------------------------------------------------------------
+QUICK_HOSPITAL = {"institutions": 2, "patients": 3, "studies": 2, "holdout_patients": 1, "image_size": 56}
+
+
 @app.command("demo")
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/demo"),
+    quick: Annotated[bool, typer.Option("--quick", help="A small hospital and short training: a first look in minutes.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """The main job: synthesise the default hospital into <out>/data and summarise it."""
+    """The main job: synthesise a hospital, benchmark the VLM at all four levels and the dual encoder
+    with the Forget-MI protocol (3/6/10 % of patients), and write one report."""
+    from medunlearn.bench import Bench, BenchConfig, merge_metrics
+    from medunlearn.data.dataset import HospitalDataset
     from medunlearn.data.synthetic import HospitalConfig, synthesize
+    from medunlearn.outputs import write_json
+    from medunlearn.report.html import render
 
-    dataset = synthesize(HospitalConfig(seed=seed))
-    dataset.save(out_dir / "data")
-    _print_summary(dataset.summary(), out_dir / "data")
+    data = out_dir / "data"
+    hospital = HospitalConfig(seed=seed, **(QUICK_HOSPITAL if quick else {}))
+    if (data / "manifest.json").is_file() and HospitalDataset.load(data).fingerprint() == synthesize(hospital).fingerprint():
+        dataset = HospitalDataset.load(data)
+    else:
+        dataset = synthesize(hospital)
+        dataset.save(data)
+    _print_summary(dataset.summary(), data)
+    vlm = BenchConfig(seed=seed, epochs=6 if quick else None, eval_limit=48 if quick else 200,
+                      method_settings={"grad_ascent": {"steps": 10}, "grad_diff": {"steps": 10}, "kl": {"steps": 10}, "npo": {"steps": 10},
+                                       "retain_ft": {"steps": 10}, "forget_mi": {"epochs": 2}} if quick else {})
+    dual = BenchConfig(model="dual-encoder", levels=(), forget_fractions=(0.03, 0.06, 0.10), seed=seed,
+                       epochs=8 if quick else None, eval_limit=200)
+    parts = [Bench(dataset, vlm, out_dir / "vlm").run(), Bench(dataset, dual, out_dir / "dual-encoder").run()]
+    metrics = merge_metrics(parts)
+    write_json(out_dir / "metrics.json", metrics)
+    report = render(metrics, out_dir)
+    _print_results(metrics["results"])
+    out.print(f"[bold]report:[/] {report.resolve()}")
 
 
 def _print_summary(summary: dict, folder: Path) -> None:

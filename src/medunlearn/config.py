@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from medunlearn.errors import MedunlearnError
@@ -65,3 +65,30 @@ class TrainConfig:
         payload = asdict(self)
         payload["exclude_targets"] = list(self.exclude_targets)
         return payload
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """One unlearning run: the method, its settings (validated by the method's parameters) and the seed."""
+
+    method: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise MedunlearnError(f"--seed is {self.seed}; use a non-negative integer.")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"method": self.method, "settings": dict(sorted(self.settings.items())), "seed": self.seed}
+
+
+def parse_assignments(pairs: list[str] | None) -> dict[str, str]:
+    """``["k=5", "tau=0.9"]`` → ``{"k": "5", "tau": "0.9"}`` (the values are typed by the method)."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise MedunlearnError(f"--set {pair!r} is not key=value; write it like --set lr=1e-4.")
+        out[key.strip()] = value.strip()
+    return out

@@ -8,6 +8,7 @@ internals except through these calls.
 from __future__ import annotations
 
 import abc
+import copy
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ class Batch:
         return len(self.sample_ids)
 
     def to(self, device: torch.device | str) -> Batch:
-        move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
+        move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t
         return Batch(
             self.sample_ids,
             {k: move(v) for k, v in self.inputs.items()},
@@ -73,8 +74,11 @@ class MultimodalModel(abc.ABC):
     dataset: HospitalDataset | None = None
 
     @abc.abstractmethod
-    def batch(self, samples: Sequence[Sample], *, with_answer: bool = True) -> Batch:
-        """Tokenise, load images, mark answer tokens and each row's vision-token span."""
+    def batch(self, samples: Sequence[Sample], *, with_answer: bool = True, texts: Sequence[str] | None = None) -> Batch:
+        """Tokenise, load images, mark answer tokens and each row's vision-token span.
+
+        ``texts`` replace each sample's text input (see :meth:`model_text`), e.g. with noisy copies.
+        """
 
     @abc.abstractmethod
     def sample_losses(self, batch: Batch) -> torch.Tensor:
@@ -114,6 +118,19 @@ class MultimodalModel(abc.ABC):
         self.network.save_pretrained(folder, safe_serialization=True)
         self.preprocessor.save_pretrained(folder)
         (folder / MODEL_CARD).write_text(json.dumps(self.card, indent=2, sort_keys=True) + "\n")
+
+    def clone(self) -> MultimodalModel:
+        """An independent deep copy (weights, caches) that shares the attached dataset."""
+        memo = {id(self.dataset): self.dataset} if self.dataset is not None else {}
+        return copy.deepcopy(self, memo)
+
+    def model_text(self, sample: Sample) -> str:
+        """The text input the model reads for a sample (VLM: the question; classifier: the report)."""
+        return sample.question
+
+    @abc.abstractmethod
+    def with_image_noise(self, batch: Batch, sigma: float, generator: torch.Generator) -> Batch:
+        """The batch with Gaussian noise N(0, σ²) added to its images in pixel units [0, 1], clipped to that range."""
 
     def merged(self) -> MultimodalModel:
         """The model with any LoRA adapters folded into its weights (itself when there are none)."""

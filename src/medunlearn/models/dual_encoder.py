@@ -15,6 +15,7 @@ text of the joint head's prediction; ``sample_losses`` its cross-entropy.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import (
+    Tokenizer,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 from torch import nn
-from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast
+from transformers import (
+    AutoModel,
+    AutoTokenizer,
+    BertConfig,
+    BertModel,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+)
 
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import SECTION_NAMES, Level
@@ -241,10 +257,13 @@ class DualEncoderModel(MultimodalModel):
             )
         return self.labels.index(sample.answer)
 
+    def model_text(self, sample: Sample) -> str:
+        return self.report(sample.image_node)
+
     def batch(self, samples: Sequence[Sample], *, with_answer: bool = True, texts: Sequence[str] | None = None,
               pixels: torch.Tensor | None = None) -> Batch:
         """Inputs for ``samples``; ``texts``/``pixels`` replace the report and image (noisy copies)."""
-        texts = list(texts) if texts is not None else [self.report(s.image_node) for s in samples]
+        texts = list(texts) if texts is not None else [self.model_text(s) for s in samples]
         encoded = self.tokenizer(texts, padding=True, truncation=True, max_length=self.network.config.max_text_tokens, return_tensors="pt")
         stacked = pixels if pixels is not None else torch.stack([self.pixels(s.image) for s in samples])
         labels = torch.tensor([self.label_index(s) for s in samples], dtype=torch.long)
@@ -257,6 +276,11 @@ class DualEncoderModel(MultimodalModel):
             vision_mask=ones,
             text_mask=encoded["attention_mask"].bool(),
         )
+
+    def with_image_noise(self, batch: Batch, sigma: float, generator: torch.Generator) -> Batch:
+        pixels = batch.inputs["pixel_values"]
+        noisy = (pixels + sigma * torch.randn(pixels.shape, generator=generator, dtype=pixels.dtype)).clamp(0.0, 1.0)
+        return dataclasses.replace(batch, inputs={**batch.inputs, "pixel_values": noisy})
 
     def outputs(self, batch: Batch) -> dict[str, torch.Tensor]:
         batch = batch.to(self.device)

@@ -81,3 +81,16 @@ def load_model(folder: Path) -> MultimodalModel:
     from medunlearn.models.vlm import load_vlm
 
     return load_vlm(folder)
+
+
+def check_trained_on(folder: Path, dataset: HospitalDataset, *, role: str = "model") -> None:
+    """Refuse a model folder whose train_config.json names other data than ``dataset``."""
+    path = Path(folder) / "train_config.json"
+    if not path.is_file():
+        return
+    trained_on = json.loads(path.read_text()).get("data")
+    if trained_on and trained_on != dataset.fingerprint():
+        raise MedunlearnError(
+            f"{role} {folder} was trained on a different dataset than the one given (data fingerprint differs); "
+            "give the --data folder it was trained on, or retrain it on this one."
+        )

@@ -48,6 +48,23 @@ def training_samples(dataset: HospitalDataset, config: TrainConfig) -> SampleTab
     return dataset.samples.select(split.retain)
 
 
+def length_grouped_batches(samples: SampleTable | list, batch_size: int, generator: torch.Generator, *, group: int = 16) -> list[list[int]]:
+    """A shuffled epoch of batches whose rows have similar lengths (less padding, same samples).
+
+    The order is shuffled, cut into groups of ``group`` batches, each group sorted by the
+    length of question + answer (a tokenizer-free proxy of the sequence length), cut into
+    batches, and the batches shuffled again. Deterministic given the generator.
+    """
+    order = torch.randperm(len(samples), generator=generator).tolist()
+    span = batch_size * group
+    batches: list[list[int]] = []
+    for start in range(0, len(order), span):
+        chunk = sorted(order[start : start + span], key=lambda i: len(samples[i].question) + len(samples[i].answer))
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    shuffle = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in shuffle]
+
+
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -106,9 +123,8 @@ def train(
 
     model.train(True)
     for epoch in range(start_epoch, int(config.epochs)):  # type: ignore[arg-type]
-        order = torch.randperm(len(samples), generator=generator).tolist()
         started, losses = time.perf_counter(), []
-        batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]  # type: ignore[misc]
+        batches = length_grouped_batches(samples, int(config.batch_size), generator)  # type: ignore[arg-type]
         for step, rows in enumerate(track(batches, f"epoch {epoch + 1}/{config.epochs}")):
             batch = model.batch([samples[i] for i in rows])
             loss = model.training_loss(batch)

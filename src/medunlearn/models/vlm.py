@@ -11,6 +11,7 @@ template), then the answer and the end-of-turn token; only answer tokens carry l
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,13 +34,25 @@ from transformers import (
     Qwen2VLProcessor,
 )
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
-from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+    Qwen2VLImageProcessorPil,
+)
 
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
-from medunlearn.models.base import Batch, EditableLinear, MultimodalModel, read_model_card
-from medunlearn.models.tokenizer import LLAVA_IMAGE_PLACEHOLDER, QWEN_IMAGE_PLACEHOLDER, corpus, train_tokenizer
+from medunlearn.models.base import (
+    Batch,
+    EditableLinear,
+    MultimodalModel,
+    read_model_card,
+)
+from medunlearn.models.tokenizer import (
+    LLAVA_IMAGE_PLACEHOLDER,
+    QWEN_IMAGE_PLACEHOLDER,
+    corpus,
+    train_tokenizer,
+)
 
 IGNORE = -100
 
@@ -218,9 +231,9 @@ class VisionLanguageModel(MultimodalModel):
             self._image_cache[image_id] = cached
         return cached
 
-    def _prompt_ids(self, sample: Sample) -> list[int]:
+    def _prompt_ids(self, sample: Sample, *, cache: bool = True) -> list[int]:
         key = (sample.image, sample.question)
-        ids = self._prompt_cache.get(key)
+        ids = self._prompt_cache.get(key) if cache else None
         if ids is None:
             messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": sample.question}]}]
             text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -229,16 +242,19 @@ class VisionLanguageModel(MultimodalModel):
             ids = []
             for token in raw:  # the processor's own expansion: one placeholder → n vision tokens
                 ids.extend([token] * n_tokens if token == self.image_token_id else [token])
-            self._prompt_cache[key] = ids
+            if cache:
+                self._prompt_cache[key] = ids
         return ids
 
     def _answer_ids(self, answer: str) -> list[int]:
         return self.tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.eos_id]
 
-    def batch(self, samples: Sequence[Sample], *, with_answer: bool = True) -> Batch:
+    def batch(self, samples: Sequence[Sample], *, with_answer: bool = True, texts: Sequence[str] | None = None) -> Batch:
         rows, labels = [], []
+        if texts is not None:
+            samples = [dataclasses.replace(s, question=t) for s, t in zip(samples, texts, strict=True)]
         for s in samples:
-            prompt = self._prompt_ids(s)
+            prompt = self._prompt_ids(s, cache=texts is None)
             answer = self._answer_ids(s.answer) if with_answer else []
             rows.append(prompt + answer)
             labels.append([IGNORE] * len(prompt) + answer)
@@ -269,6 +285,19 @@ class VisionLanguageModel(MultimodalModel):
             vision_mask=vision,
             text_mask=attention.bool() & ~vision,
         )
+
+    def with_image_noise(self, batch: Batch, sigma: float, generator: torch.Generator) -> Batch:
+        """Noise in pixel units: undo the processor's normalisation, add N(0, σ²), clip to [0, 1], normalise again."""
+        processor = self.processor.image_processor
+        pixels = batch.inputs["pixel_values"]
+        mean = torch.tensor(processor.image_mean, dtype=pixels.dtype)
+        std = torch.tensor(processor.image_std, dtype=pixels.dtype)
+        shape = (1, len(mean), 1) if pixels.dim() == 2 else (1, len(mean), 1, 1)
+        shaped = pixels.reshape(pixels.shape[0], len(mean), -1) if pixels.dim() == 2 else pixels
+        raw = shaped * std.view(shape) + mean.view(shape)
+        noisy = (raw + sigma * torch.randn(raw.shape, generator=generator, dtype=raw.dtype)).clamp(0.0, 1.0)
+        normalised = ((noisy - mean.view(shape)) / std.view(shape)).reshape(pixels.shape)
+        return dataclasses.replace(batch, inputs={**batch.inputs, "pixel_values": normalised})
 
     # -- forward --------------------------------------------------------------------------
     def _on_device(self, batch: Batch) -> tuple[Batch, dict[str, torch.Tensor]]:

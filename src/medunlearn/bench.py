@@ -1,0 +1,274 @@
+"""The benchmark runner: requests × methods, beside the vanilla model and the retrain oracle.
+
+Layout of a run folder::
+
+    bench_config.json          the resolved configuration (a rerun must match it)
+    models/vanilla/            the fine-tuned model (reused when its recipe and data match)
+    models/oracle-<request>/   one retrain oracle per request, with cost.json
+    cells/<request>/<row>.json one finished result row (vanilla, retrain, each method)
+    metrics.json  report.html  plots/*.png
+
+A rerun reuses every finished model and cell, so an interrupted bench resumes where it
+stopped; a rerun with a different configuration is refused, naming the differing keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medunlearn.config import MethodConfig, TrainConfig
+from medunlearn.data.dataset import HospitalDataset
+from medunlearn.data.hierarchy import Level
+from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.errors import MedunlearnError
+from medunlearn.evaluation.evaluate import (
+    ModelEvaluation,
+    compare_with_oracle,
+    evaluate_model,
+    evaluation_sets,
+)
+from medunlearn.methods.cost import Cost, CostMeter
+from medunlearn.methods.registry import METHODS, method, resolved_config, unlearn
+from medunlearn.models.base import MultimodalModel
+from medunlearn.models.loading import load_model
+from medunlearn.models.train import train
+from medunlearn.outputs import write_json
+from medunlearn.progress import track
+
+SCHEMA = 1
+ALL_LEVELS = tuple(level.value for level in Level)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    model: str = "tiny-qwen2-vl"
+    methods: tuple[str, ...] = tuple(METHODS)
+    levels: tuple[str, ...] = ALL_LEVELS
+    targets_per_level: int = 1
+    forget_fractions: tuple[float, ...] = ()
+    seed: int = 0
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    eval_limit: int = 200
+    method_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in self.methods:
+            method(name)
+        for level in self.levels:
+            Level.parse(level)
+        if self.targets_per_level < 1:
+            raise MedunlearnError(f"--targets-per-level is {self.targets_per_level}; use a positive integer.")
+        for fraction in self.forget_fractions:
+            if not 0 < fraction < 1:
+                raise MedunlearnError(f"--forget-fraction {fraction} is not a share in (0, 1); use values like 0.03,0.06,0.10.")
+        if not self.levels and not self.forget_fractions:
+            raise MedunlearnError("the bench has no request: give --levels or --forget-fraction.")
+        if self.eval_limit < 1:
+            raise MedunlearnError(f"eval_limit is {self.eval_limit}; use a positive integer.")
+        for name, settings in self.method_settings.items():
+            resolved_config(MethodConfig(name, settings))
+
+    def training(self) -> TrainConfig:
+        return TrainConfig(model=self.model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed)
+
+    def to_json(self) -> dict[str, Any]:
+        payload = asdict(self)
+        payload["methods"], payload["levels"], payload["forget_fractions"] = list(self.methods), list(self.levels), list(self.forget_fractions)
+        return payload
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    request: DeletionRequest
+    fraction: float | None = None
+
+    @property
+    def key(self) -> str:
+        digest = hashlib.sha1(",".join(self.request.targets).encode()).hexdigest()[:8]
+        label = f"fraction{self.fraction:g}" if self.fraction is not None else self.request.level.value
+        return f"{label}-{digest}"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {**self.request.to_json(), "key": self.key}
+        if self.fraction is not None:
+            out["fraction"] = self.fraction
+        return out
+
+
+def draw_requests(dataset: HospitalDataset, model: MultimodalModel, config: BenchConfig) -> list[BenchRequest]:
+    """Targets per level (seeded; only nodes with samples the model can take), then fraction requests."""
+    rng = random.Random(config.seed)
+    requests: list[BenchRequest] = []
+    for name in config.levels:
+        level = Level.parse(name)
+        candidates = [n.id for n in dataset.hospital.nodes(level, holdout=False)]
+        rng.shuffle(candidates)
+        chosen = []
+        for node in candidates:
+            split = make_split(dataset, DeletionRequest(level, (node,)), seed=config.seed)
+            if model.usable(split.table(dataset, "forget")) and model.usable(split.table(dataset, "retain")):
+                chosen.append(node)
+            if len(chosen) == config.targets_per_level:
+                break
+        if not chosen:
+            raise MedunlearnError(f"no {level.value} of this dataset has questions the {model.family} model can take; drop that level from --levels.")
+        requests += [BenchRequest(DeletionRequest(level, (node,))) for node in chosen]
+    patients = sorted(n.id for n in dataset.hospital.nodes(Level.PATIENT, holdout=False))
+    for index, fraction in enumerate(config.forget_fractions):
+        count = max(1, round(fraction * len(patients)))
+        picked = tuple(sorted(random.Random(config.seed * 7919 + index).sample(patients, count)))
+        requests.append(BenchRequest(DeletionRequest(Level.PATIENT, picked), fraction))
+    return requests
+
+
+def _check_config(folder: Path, config: dict[str, Any]) -> None:
+    path = folder / "bench_config.json"
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text())
+    if saved != config:
+        old, new = saved.get("bench", {}), config.get("bench", {})
+        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if saved.get("data") != config.get("data"):
+            keys.append("data")
+        raise MedunlearnError(
+            f"{folder} holds a bench with another configuration (differs in: {', '.join(keys)}); "
+            "rerun with the same options to resume it, or choose another --out."
+        )
+
+
+def _trained(dataset: HospitalDataset, config: TrainConfig, folder: Path, timings: dict[str, float], stage: str) -> Path:
+    """Train into ``folder`` unless a model with the same recipe and data is already there."""
+    recipe = folder / "train_config.json"
+    if recipe.is_file():
+        saved = json.loads(recipe.read_text())
+        wanted = config.resolved(_defaults(config)).to_json()
+        if saved.get("config") == wanted and saved.get("data") == dataset.fingerprint():
+            return folder
+    with CostMeter() as meter:
+        train(dataset, config, folder)
+    log = json.loads((folder / "training_log.json").read_text())
+    meter.cost.forward = meter.cost.backward = sum(entry["samples"] for entry in log)
+    write_json(folder / "cost.json", meter.cost.to_json())
+    timings[stage] = timings.get(stage, 0.0) + meter.cost.wall_s
+    return folder
+
+
+def _defaults(config: TrainConfig) -> dict[str, Any]:
+    from medunlearn.models.loading import training_defaults
+
+    return training_defaults(config.model)
+
+
+class Bench:
+    """One run folder: trains or reuses models, runs and caches every cell, writes metrics.json."""
+
+    def __init__(self, dataset: HospitalDataset, config: BenchConfig, folder: Path) -> None:
+        self.dataset, self.config, self.folder = dataset, config, Path(folder)
+        self.settings = {"bench": config.to_json(), "data": dataset.fingerprint()}
+        self.timings: dict[str, float] = {}
+
+    def run(self) -> dict[str, Any]:
+        _check_config(self.folder, self.settings)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_json(self.folder / "bench_config.json", self.settings)
+        vanilla_folder = _trained(self.dataset, self.config.training(), self.folder / "models" / "vanilla", self.timings, "training")
+        vanilla = load_model(vanilla_folder)
+        vanilla.attach(self.dataset)
+        requests = draw_requests(self.dataset, vanilla, self.config)
+        rows: list[dict[str, Any]] = []
+        for bench_request in requests:
+            rows += self._request_rows(bench_request, vanilla, vanilla_folder)
+        family = vanilla.family
+        metrics = {
+            "schema": SCHEMA,
+            "config": self.settings,
+            "models": {family: {"model": self.config.model, "quality": _read_json(vanilla_folder / "quality.json")}},
+            "results": [{"model": family, **row} for row in rows],
+            "timings": {k: round(v, 2) for k, v in self.timings.items()},
+        }
+        write_json(self.folder / "metrics.json", metrics)
+        return metrics
+
+    def _request_rows(self, bench_request: BenchRequest, vanilla: MultimodalModel, vanilla_folder: Path) -> list[dict[str, Any]]:
+        request = bench_request.request
+        split = make_split(self.dataset, request, seed=self.config.seed)
+        cells = self.folder / "cells" / bench_request.key
+        cells.mkdir(parents=True, exist_ok=True)
+        sets = evaluation_sets(vanilla, self.dataset, split, limit=self.config.eval_limit, seed=self.config.seed)
+        oracle_config = TrainConfig(**{**self.config.training().to_json(), "exclude_level": request.level.value, "exclude_targets": tuple(request.targets)})
+        oracle_folder = _trained(self.dataset, oracle_config, self.folder / "models" / f"oracle-{bench_request.key}", self.timings, "oracles")
+        oracle_cost = Cost(**_read_json(oracle_folder / "cost.json"))
+        reference_path = cells / "retrain.reference.json"
+        if not reference_path.is_file():
+            oracle = load_model(oracle_folder)
+            evaluation = self._evaluate(oracle, sets)
+            write_json(reference_path, evaluation.reference())
+            self._write_cell(cells, "retrain", bench_request, evaluation, evaluation.reference(), oracle_cost, {"epochs": len(_read_json(oracle_folder / "training_log.json"))})
+        reference = _read_json(reference_path)
+        if not (cells / "vanilla.json").is_file():
+            self._write_cell(cells, "vanilla", bench_request, self._evaluate(vanilla, sets), reference, None, {})
+        for name in track([m for m in self.config.methods if m != "retrain"], f"methods on {bench_request.key}"):
+            if (cells / f"{name}.json").is_file():
+                continue
+            config = MethodConfig(name, self.config.method_settings.get(name, {}), self.config.seed)
+            unlearned, cost, summary = unlearn(vanilla, split, config, dataset=self.dataset, source=vanilla_folder, workdir=self.folder)
+            self.timings[f"method:{name}"] = self.timings.get(f"method:{name}", 0.0) + cost.wall_s
+            self._write_cell(cells, name, bench_request, self._evaluate(unlearned, sets), reference, cost, summary)
+        wanted = ["vanilla", "retrain", *(m for m in self.config.methods if m != "retrain")]  # the oracle row is always shown
+        return [_read_json(cells / f"{name}.json") for name in wanted]
+
+    def _evaluate(self, model: MultimodalModel, sets) -> ModelEvaluation:
+        started = time.perf_counter()
+        evaluation = evaluate_model(model, self.dataset, sets, seed=self.config.seed)
+        self.timings["evaluation"] = self.timings.get("evaluation", 0.0) + time.perf_counter() - started
+        return evaluation
+
+    def _write_cell(self, cells: Path, name: str, bench_request: BenchRequest, evaluation: ModelEvaluation,
+                    reference: dict[str, Any] | None, cost: Cost | None, summary: dict[str, Any]) -> None:
+        row = {
+            "request": bench_request.to_json(),
+            "method": name,
+            **compare_with_oracle(evaluation, reference),
+            "cost": cost.to_json() if cost is not None else None,
+            "summary": summary,
+        }
+        write_json(cells / f"{name}.json", row)
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text()) if Path(path).is_file() else None
+
+
+def load_metrics(folder: Path) -> dict[str, Any]:
+    """A run folder's metrics.json, checked for its schema version."""
+    path = Path(folder) / "metrics.json"
+    if not path.is_file():
+        raise MedunlearnError(f"{folder} has no metrics.json; run `medunlearn bench --out {folder}` first.")
+    try:
+        metrics = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise MedunlearnError(f"{path} is not valid JSON; rerun the bench to rewrite it.") from None
+    if metrics.get("schema") != SCHEMA:
+        raise MedunlearnError(f"{path} has schema {metrics.get('schema')!r}; this medunlearn reads schema {SCHEMA}, rerun the bench.")
+    return metrics
+
+
+def merge_metrics(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One metrics document from several benches (e.g. the demo's VLM and classifier runs)."""
+    return {
+        "schema": SCHEMA,
+        "config": {f"bench{i}": part["config"] for i, part in enumerate(parts)},
+        "models": {k: v for part in parts for k, v in part["models"].items()},
+        "results": [row for part in parts for row in part["results"]],
+        "timings": {f"{family}:{k}": v for part in parts for family in part["models"] for k, v in part["timings"].items()},
+    }
+

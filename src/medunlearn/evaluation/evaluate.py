@@ -1,0 +1,188 @@
+"""Scores of one model on one request's sets, and its comparison with the retrain oracle (PROTOCOL.md §4).
+
+Sets: ``forget``, ``children``, ``paraphrase`` (paraphrased forget questions),
+``siblings``, ``retain`` (a sample of it) and ``holdout``. Each set larger than
+``limit`` is scored on a reproducible sample of ``limit`` questions (drawn from the
+seed), the same for every model of a request, so that methods are compared on
+identical questions.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import ks_2samp
+
+from medunlearn.data.dataset import HospitalDataset
+from medunlearn.data.samples import Sample, Task
+from medunlearn.data.splits import Split
+from medunlearn.evaluation.factuality import factuality, total_score
+from medunlearn.evaluation.privacy import privacy_scores
+from medunlearn.evaluation.reconstruction import reconstruction_attack
+from medunlearn.evaluation.scores import macro_f1, mean_auc, task_score
+from medunlearn.models.base import Batch, MultimodalModel
+from medunlearn.progress import track
+
+SETS = ("forget", "children", "paraphrase", "siblings", "retain", "holdout")
+MIN_K = 0.2
+
+
+def evaluation_sets(model: MultimodalModel, dataset: HospitalDataset, split: Split, *, limit: int, seed: int) -> dict[str, list[Sample]]:
+    """The questions each set is scored on (a seeded sample of at most ``limit`` per set)."""
+    forget_ids = set(split.forget)
+    chosen = {
+        "forget": split.table(dataset, "forget"),
+        "children": split.table(dataset, "children"),
+        "paraphrase": [s for s in split.table(dataset, "paraphrase") if s.paraphrase_of in forget_ids],
+        "siblings": split.table(dataset, "siblings"),
+        "retain": split.table(dataset, "retain"),
+        "holdout": split.table(dataset, "holdout"),
+    }
+    out = {}
+    for offset, (name, samples) in enumerate(chosen.items()):
+        usable = model.usable(samples)
+        if len(usable) > limit:
+            keep = sorted(random.Random(seed * 1000 + offset).sample(range(len(usable)), limit))
+            usable = [usable[i] for i in keep]
+        out[name] = usable
+    return out
+
+
+def token_nlls(model: MultimodalModel, batch: Batch) -> list[torch.Tensor]:
+    """Per row, the NLL of each answer token (the classifier: one 'token', its label)."""
+    logits = model.logits(batch).float()
+    device = logits.device
+    if batch.labels.dim() == 2:
+        mask = batch.answer_mask.to(device)
+        targets = batch.labels.to(device)[:, 1:][mask[:, :-1]]
+        rows = torch.arange(len(batch), device=device).unsqueeze(1).expand_as(mask)[mask]
+    else:
+        targets = batch.labels.to(device)
+        rows = torch.arange(len(batch), device=device)
+    nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    return [nll[rows == i] for i in range(len(batch))]
+
+
+@torch.no_grad()
+def loss_statistics(model: MultimodalModel, samples: Sequence[Sample], *, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample: mean answer NLL (the LOSS attack) and the mean of its top-k % token NLLs (Min-K%)."""
+    model.train(False)
+    losses, min_k = [], []
+    for start in range(0, len(samples), batch_size):
+        for row in token_nlls(model, model.batch(samples[start : start + batch_size])):
+            losses.append(float(row.mean()) if len(row) else 0.0)
+            k = max(1, int(np.ceil(MIN_K * len(row))))
+            min_k.append(float(row.topk(k).values.mean()) if len(row) else 0.0)
+    return np.asarray(losses), np.asarray(min_k)
+
+
+@dataclass
+class SetEvaluation:
+    ids: list[str]
+    tasks: list[str]
+    answers: list[str]
+    scores: np.ndarray
+    losses: np.ndarray
+    min_k: np.ndarray
+    summary: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ModelEvaluation:
+    sets: dict[str, SetEvaluation]
+    privacy: dict[str, Any]
+    reconstruction: list[dict[str, Any]]
+    retain_logits: np.ndarray | None = None
+
+    def scores(self) -> dict[str, dict[str, float]]:
+        return {name: s.summary for name, s in self.sets.items()}
+
+    def mean(self, name: str) -> float:
+        return self.sets[name].summary.get("all", float("nan")) if name in self.sets else float("nan")
+
+    def reference(self) -> dict[str, Any]:
+        """What a comparison with this model (as the oracle) needs, in JSON form."""
+        return {
+            "means": {name: _finite(self.mean(name)) for name in self.sets},
+            "forget_losses": [float(x) for x in self.sets["forget"].losses] if "forget" in self.sets else [],
+            "retain_logits": self.retain_logits.tolist() if self.retain_logits is not None else None,
+        }
+
+
+def _summarise(model: MultimodalModel, samples: list[Sample], answers: list[str], scores: np.ndarray) -> dict[str, float]:
+    summary: dict[str, float] = {}
+    if not samples:
+        return summary
+    summary["all"] = float(scores.mean())
+    for task in Task:
+        picked = [i for i, s in enumerate(samples) if s.task is task]
+        if picked:
+            summary[task.value] = float(scores[picked].mean())
+    generated = [i for i, s in enumerate(samples) if s.task is Task.GENERATION]
+    if generated:
+        facts = np.asarray([factuality(answers[i], samples[i].answer) for i in generated])
+        summary["factuality"] = float(facts.mean())
+        summary["total"] = float(np.mean([total_score(scores[i], f) for i, f in zip(generated, facts)]))
+    if model.family == "dual_encoder":
+        probabilities = model.probabilities(samples)
+        labels = [model.labels.index(s.answer) for s in samples]
+        summary["auc"] = mean_auc(labels, probabilities)
+        summary["macro_f1"] = macro_f1(labels, probabilities.argmax(1))
+    return summary
+
+
+def evaluate_model(model: MultimodalModel, dataset: HospitalDataset, sets: dict[str, list[Sample]], *, seed: int, reconstruction_limit: int = 48) -> ModelEvaluation:
+    """Answers, task scores, losses, privacy and the reconstruction attack of one model."""
+    model.attach(dataset)
+    model.train(False)
+    results: dict[str, SetEvaluation] = {}
+    for name in track(list(sets), "evaluating sets"):
+        samples = sets[name]
+        answers = model.answer(samples) if samples else []
+        scores = np.asarray([task_score(s, a) for s, a in zip(samples, answers)], dtype=float)
+        losses, min_k = loss_statistics(model, samples)
+        results[name] = SetEvaluation([s.id for s in samples], [s.task.value for s in samples], answers, scores, losses, min_k,
+                                      _summarise(model, samples, answers, scores))
+    privacy = privacy_scores(
+        {name: (results[name].losses, results[name].min_k) for name in ("forget", "retain", "holdout")}, seed=seed
+    )
+    attack = reconstruction_attack(model, dataset, sets["forget"], limit=reconstruction_limit, seed=seed)
+    retain_logits = None
+    if model.family == "dual_encoder" and sets["retain"]:
+        retain_logits = np.concatenate(
+            [model.logits(model.batch(sets["retain"][i : i + 64])).detach().float().cpu().numpy() for i in range(0, len(sets["retain"]), 64)]
+        )
+    return ModelEvaluation(results, privacy, attack, retain_logits)
+
+
+def compare_with_oracle(evaluation: ModelEvaluation, oracle: dict[str, Any] | None) -> dict[str, Any]:
+    """Gap, sibling score and, given the oracle's :meth:`ModelEvaluation.reference`, the distance
+    to it per set, the KS p-value of forget losses and (classifier) 1 − cosine of retain logits."""
+    row: dict[str, Any] = {
+        "scores": evaluation.scores(),
+        "gap": _finite(evaluation.mean("retain") - evaluation.mean("forget")),
+        "sibling": _finite(evaluation.mean("siblings")),
+        "privacy": evaluation.privacy,
+        "reconstruction": evaluation.reconstruction,
+    }
+    if oracle is not None:
+        means = oracle["means"]
+        row["oracle_distance"] = {
+            name: _finite(abs(evaluation.mean(name) - means[name])) if means.get(name) is not None else None
+            for name in SETS if name in evaluation.sets and name in means
+        }
+        forget, reference = evaluation.sets["forget"].losses, np.asarray(oracle["forget_losses"])
+        row["ks_p"] = float(ks_2samp(forget, reference).pvalue) if len(forget) and len(reference) else None
+        if evaluation.retain_logits is not None and oracle.get("retain_logits") is not None:
+            a, b = torch.from_numpy(evaluation.retain_logits), torch.tensor(oracle["retain_logits"], dtype=torch.float32)
+            row["logit_distance"] = float(1 - torch.nn.functional.cosine_similarity(a.float(), b, dim=-1).mean())
+    return row
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None

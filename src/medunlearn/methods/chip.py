@@ -1,0 +1,312 @@
+"""CHIP — Cross-modal Hierarchy-Informed Projection (training-free), PROTOCOL.md §3.
+
+1. One teacher-forced forward pass without gradients over the forget and retain sets;
+   hooks pool each chosen linear layer's output per sample,
+   ``a = α·mean(vision tokens) + (1 − α)·mean(text tokens)`` (padding excluded), and
+   stream per-node sums and counts (memory independent of the number of samples).
+2. Per layer, units scored ``mean|a_forget| − mean|a_retain|``; the top k % are kept (S).
+3. One sibling-differential direction per target node (the request's children, or its
+   nodes when they have none): ``normalise(μ_target[S] − μ_siblings[S])``.
+4. Thin SVD of the stacked directions; the smallest r reaching τ of the energy.
+5. ``W[S, :] ← (I − QQᵀ) W[S, :]`` (and the bias rows) in float32.
+
+Deterministic: no sampling at all; ties in the unit ranking break by unit index.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+
+from medunlearn.data.hierarchy import Hospital, Level, Node
+from medunlearn.data.samples import Sample
+from medunlearn.errors import MedunlearnError
+from medunlearn.methods.method import Method, Parameter, UnlearnJob, positive
+from medunlearn.models.base import Batch, EditableLinear, MultimodalModel
+from medunlearn.progress import track
+
+LAYERED = re.compile(r"^(?P<group>[a-z_]+)\.(?P<index>\d+)\.")
+
+
+# -- which layers, which nodes ----------------------------------------------------------------
+
+
+def chosen_layers(editable: dict[str, EditableLinear], last: int) -> dict[str, EditableLinear]:
+    """Layers named ``<group>.<index>.…`` keep only the ``last`` highest indices of each group; others all stay."""
+    highest: dict[str, list[int]] = {}
+    for name in editable:
+        m = LAYERED.match(name)
+        if m:
+            highest.setdefault(m["group"], []).append(int(m["index"]))
+    keep = {group: set(sorted(set(indices))[-last:]) for group, indices in highest.items()}
+    out = {}
+    for name, linear in editable.items():
+        m = LAYERED.match(name)
+        if m is None or int(m["index"]) in keep[m["group"]]:
+            out[name] = linear
+    return out
+
+
+def node_at(hospital: Hospital, sample: Sample, level: Level) -> str | None:
+    """The node of ``level`` a sample belongs to: via its fact node, else via the study its image shows."""
+    if not sample.fact_level.is_below(level) and sample.fact_level is not level:
+        anchor = sample.image_node if level.depth <= Level.STUDY.depth else None
+    else:
+        anchor = sample.fact_node
+    if anchor is None:
+        return None
+    found = hospital.ancestor_at(anchor, level)
+    return found.id if found is not None else None
+
+
+# -- pooling and streaming -----------------------------------------------------------------------
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    weights = mask.to(values.dtype).unsqueeze(-1)
+    return (values * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+def pool(output: torch.Tensor, batch: Batch, span: str, alpha: float) -> torch.Tensor:
+    """Per-sample pooled activation ``[B, units]`` of one layer's output."""
+    rows = len(batch)
+    output = output.float()
+    if output.dim() == 3 and output.shape[0] == rows:
+        if span == "vision":  # a projector applied per image: [B, patches, units]
+            return output.mean(1)
+        text_mask = batch.text_mask.to(output.device)
+        if text_mask.shape[1] != output.shape[1]:
+            raise MedunlearnError(f"cannot pool a layer output of shape {tuple(output.shape)} over a batch of width {text_mask.shape[1]}.")
+        text = _masked_mean(output, text_mask)
+        vision_mask = batch.vision_mask.to(output.device)
+        if vision_mask.shape != text_mask.shape:
+            return text
+        vision = _masked_mean(output, vision_mask)
+        has_vision = vision_mask.any(1, keepdim=True)
+        return torch.where(has_vision, alpha * vision + (1 - alpha) * text, text)
+    if output.dim() == 2 and span == "vision":  # vision rows of all images, in batch order (one per image: the image itself)
+        counts = batch.vision_mask.sum(1).tolist()
+        if sum(counts) != output.shape[0]:
+            raise MedunlearnError(f"a vision layer produced {output.shape[0]} rows for {sum(counts)} vision tokens; this architecture is not supported by CHIP.")
+        return torch.stack([part.mean(0) for part in torch.split(output, counts)])
+    if output.dim() == 2 and output.shape[0] == rows:  # already one vector per sample
+        return output
+    raise MedunlearnError(f"cannot pool a layer output of shape {tuple(output.shape)} for a batch of {rows}; CHIP does not support this layer.")
+
+
+@dataclass
+class LayerStatistics:
+    """Streamed sums of one layer: signed sums per node, |a| sums per group (forget/retain)."""
+
+    units: int
+    nodes: int
+    signed: torch.Tensor = field(init=False)
+    counts: torch.Tensor = field(init=False)
+    magnitude: torch.Tensor = field(init=False)
+    group_counts: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.signed = torch.zeros(self.nodes, self.units, dtype=torch.float64)
+        self.counts = torch.zeros(self.nodes, dtype=torch.float64)
+        self.magnitude = torch.zeros(2, self.units, dtype=torch.float64)
+        self.group_counts = torch.zeros(2, dtype=torch.float64)
+
+    def add(self, pooled: torch.Tensor, node_index: torch.Tensor, group: int) -> None:
+        pooled = pooled.detach().to("cpu", torch.float64)
+        self.magnitude[group] += pooled.abs().sum(0)
+        self.group_counts[group] += len(pooled)
+        known = node_index >= 0
+        if known.any():
+            self.signed.index_add_(0, node_index[known], pooled[known])
+            self.counts.index_add_(0, node_index[known], torch.ones(int(known.sum()), dtype=torch.float64))
+
+    def node_means(self) -> torch.Tensor:
+        return self.signed / self.counts.clamp(min=1).unsqueeze(1)
+
+
+FORGET, RETAIN = 0, 1
+
+
+def stream_statistics(
+    model: MultimodalModel,
+    layers: dict[str, EditableLinear],
+    groups: Iterable[tuple[int, list[Sample]]],
+    node_of: dict[str, int],
+    n_nodes: int,
+    *,
+    alpha: float,
+    batch_size: int,
+    job: UnlearnJob | None = None,
+) -> dict[str, LayerStatistics]:
+    """One forward pass over each group's samples; hooks stream pooled activations into per-node sums."""
+    stats = {name: LayerStatistics(linear.layer.out_features, n_nodes) for name, linear in layers.items()}
+    current: dict[str, object] = {}
+
+    def hook(name: str, span: str):
+        def record(_module, _inputs, output):
+            batch: Batch = current["batch"]  # type: ignore[assignment]
+            stats[name].add(pool(output, batch, span, alpha), current["nodes"], current["group"])  # type: ignore[arg-type]
+
+        return record
+
+    handles = [linear.layer.register_forward_hook(hook(name, linear.span)) for name, linear in layers.items()]
+    was_training = model.network.training
+    model.train(False)
+    try:
+        with torch.no_grad():
+            for group, samples in groups:
+                chunks = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
+                label = "CHIP activations (forget)" if group == FORGET else "CHIP activations (retain)"
+                for chunk in track(chunks, label):
+                    batch = model.batch(chunk)
+                    current.update(batch=batch, group=group, nodes=torch.tensor([node_of.get(s.id, -1) for s in chunk], dtype=torch.long))
+                    model.sample_losses(batch)
+                    if job is not None:
+                        job.meter.cost.forward += len(chunk)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return stats
+
+
+# -- selection, directions, projection ---------------------------------------------------------
+
+
+def select_units(stats: LayerStatistics, percent: float) -> torch.Tensor:
+    """Indices of the top ``percent`` % units by mean|a_forget| − mean|a_retain| (ties: lower index first)."""
+    means = stats.magnitude / stats.group_counts.clamp(min=1).unsqueeze(1)
+    score = means[FORGET] - means[RETAIN]
+    keep = max(1, int(round(stats.units * percent / 100.0)))
+    order = sorted(range(stats.units), key=lambda i: (-float(score[i]), i))
+    return torch.tensor(sorted(order[:keep]), dtype=torch.long)
+
+
+def principal_directions(directions: torch.Tensor, tau: float) -> torch.Tensor:
+    """Q (``|S| × r``): the right singular vectors of the smallest r reaching τ of the energy σ²."""
+    _, sigma, vh = torch.linalg.svd(directions.double(), full_matrices=False)
+    energy = sigma**2
+    total = float(energy.sum())
+    if total == 0.0:
+        return torch.zeros(directions.shape[1], 0, dtype=torch.float64)
+    share = torch.cumsum(energy, 0) / total
+    rank = int(torch.searchsorted(share, torch.tensor(tau, dtype=share.dtype) - 1e-12).item()) + 1
+    return vh[: min(rank, len(sigma))].T
+
+
+@torch.no_grad()
+def project_rows(layer: torch.nn.Linear, rows: torch.Tensor, basis: torch.Tensor) -> None:
+    """``W[rows, :] ← (I − QQᵀ) W[rows, :]`` (and the bias rows), computed in float32, cast back."""
+    if basis.shape[1] == 0:
+        return
+    q = basis.to(device=layer.weight.device, dtype=torch.float32)
+    projector = torch.eye(len(rows), device=q.device) - q @ q.T
+    index = rows.to(layer.weight.device)
+    weight = layer.weight[index].float()
+    layer.weight[index] = (projector @ weight).to(layer.weight.dtype)
+    if layer.bias is not None:
+        bias = layer.bias[index].float()
+        layer.bias[index] = (projector @ bias).to(layer.bias.dtype)
+
+
+@dataclass(frozen=True)
+class DirectionPlan:
+    """Which node means are subtracted: one target node and the sibling nodes it is contrasted with."""
+
+    target: str
+    siblings: tuple[str, ...]
+    fallback: bool
+
+
+def direction_plans(hospital: Hospital, level: Level, targets: tuple[str, ...], retained: set[str]) -> tuple[Level, list[DirectionPlan]]:
+    """Target nodes (the request's children, or its own nodes at the section level) and their siblings."""
+    child_level = level.child
+    plans: list[DirectionPlan] = []
+    node_level = child_level if child_level is not None else level
+    for target in targets:
+        units: list[Node] = [c for c in hospital.children(target) if not c.holdout] if child_level is not None else [hospital.node(target)]
+        parent = hospital.node(target).parent
+        same_level = [n.id for n in hospital.nodes(node_level, holdout=False) if n.id in retained]
+        if parent is None:
+            scoped = same_level
+        else:
+            parent_level = hospital.node(parent).level
+            scoped = [n for n in same_level if (a := hospital.ancestor_at(n, parent_level)) is not None and a.id == parent]
+        for unit in units:
+            plans.append(DirectionPlan(unit.id, tuple(scoped or same_level), fallback=not scoped))
+    return node_level, plans
+
+
+def run_chip(model: MultimodalModel, job: UnlearnJob) -> None:
+    settings = job.settings
+    hospital = job.dataset.hospital
+    request = job.split.request
+    forget, retain = job.samples(model, "forget"), job.samples(model, "retain")
+    if not forget:
+        raise MedunlearnError("the request's forget set holds no sample this model can take; choose another target.")
+    if not retain:
+        raise MedunlearnError("the request leaves no retain sample this model can take; CHIP needs retained data to contrast with.")
+    node_level = request.level.child or request.level
+    retained_nodes = {n for s in retain if (n := node_at(hospital, s, node_level)) is not None}
+    forget_nodes = {n for s in forget if (n := node_at(hospital, s, node_level)) is not None}
+    retained_nodes -= forget_nodes
+    node_level, plans = direction_plans(hospital, request.level, request.targets, retained_nodes)
+    plans = [p for p in plans if p.target in forget_nodes]
+    if not plans:
+        raise MedunlearnError(f"no sample of the forget set belongs to a {node_level.value} node of {', '.join(request.targets)}; CHIP has nothing to contrast.")
+    index = {node: i for i, node in enumerate(sorted(forget_nodes | retained_nodes))}
+    node_of = {s.id: index[n] for s in forget + retain if (n := node_at(hospital, s, node_level)) in index}
+    layers = chosen_layers(model.editable_linears(), int(settings["layers"]))
+    stats = stream_statistics(
+        model, layers, [(FORGET, forget), (RETAIN, retain)], node_of, len(index),
+        alpha=float(settings["alpha"]), batch_size=int(settings["batch_size"]), job=job,
+    )
+    report = {}
+    for name, linear in layers.items():
+        layer_stats = stats[name]
+        units = select_units(layer_stats, float(settings["k"]))
+        means = layer_stats.node_means()[:, units]
+        present = layer_stats.counts > 0
+        rows = []
+        for plan in plans:
+            siblings = [index[s] for s in plan.siblings if present[index[s]]]
+            if not siblings:
+                continue
+            d = means[index[plan.target]] - means[siblings].mean(0)
+            norm = d.norm()
+            if norm > 0:
+                rows.append(d / norm)
+        if not rows:
+            report[name] = {"units": len(units), "directions": 0, "components": 0}
+            continue
+        basis = principal_directions(torch.stack(rows), float(settings["tau"]))
+        project_rows(linear.layer, units, basis)
+        report[name] = {"units": len(units), "directions": len(rows), "components": int(basis.shape[1])}
+    job.summary.update(
+        {
+            "node_level": node_level.value,
+            "targets": [p.target for p in plans],
+            "fallback_targets": [p.target for p in plans if p.fallback],
+            "layers": report,
+        }
+    )
+    if any(p.fallback for p in plans):
+        job.summary["note"] = f"no retained sibling under the same parent for {sum(p.fallback for p in plans)} target node(s); contrasted with all retained {node_level.value} nodes instead."
+
+
+CHIP = Method(
+    "chip",
+    "training-free cross-modal hierarchy-informed projection of the selected weight rows",
+    (
+        Parameter("k", 10.0, "percent of units per layer selected", low=0, high=100, low_open=True),
+        Parameter("tau", 0.95, "share of direction energy the kept components reach", low=0, high=1, low_open=True),
+        Parameter("alpha", 0.3, "weight of vision tokens in the pooled activation", low=0, high=1),
+        positive("layers", 6, "last language layers hooked (plus the vision-language projector)"),
+        positive("batch_size", 16, "samples per activation batch"),
+    ),
+    run_chip,
+    training_free=True,
+)

@@ -1,0 +1,70 @@
+"""What unlearning costs: wall seconds, peak memory, forward and backward passes.
+
+Forward and backward passes are counted in samples (a batch of 8 is 8 forward passes),
+by the methods themselves, so that a training-free method and a gradient method are
+compared on the same footing. Peak memory is the process's peak resident set during
+the method (Linux resets the high-water mark through ``/proc/self/clear_refs``), or the
+peak CUDA allocation when the model lives on a GPU.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import torch
+
+
+@dataclass
+class Cost:
+    wall_s: float = 0.0
+    peak_mb: float = 0.0
+    forward: int = 0
+    backward: int = 0
+
+    def to_json(self) -> dict[str, float | int]:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class CostMeter:
+    """``with CostMeter(device) as meter: ...; meter.cost`` — methods add their passes to ``meter.cost``."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    cost: Cost = field(default_factory=Cost)
+
+    def __enter__(self) -> CostMeter:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            _reset_peak_rss()
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.cost.wall_s = time.perf_counter() - self._started
+        if self.device.type == "cuda":
+            self.cost.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+        else:
+            self.cost.peak_mb = _peak_rss_mb()

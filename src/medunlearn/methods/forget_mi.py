@@ -1,0 +1,201 @@
+"""Forget-MI — embedding-space multimodal unlearning with noisy copies, PROTOCOL.md §3.
+
+The original model stays frozen; a copy is trained so that the embeddings of each
+forget sample move onto those the original gives a noisy copy of it (unimodal UU and
+multimodal MU terms), while the embeddings of retained samples stay where they were
+(UR, MR). ``[img; txt]`` is the concatenation of the pooled unimodal embeddings and G
+the model's own learned fusion (``embed()``'s joint embedding; never a freshly drawn
+gate — the reference code's defect). Distances are mean per-sample Euclidean distances.
+
+Retention terms are capped at (their first-epoch mean + 1) from the second epoch on,
+as in the paper. Training stops after ``epochs`` or earlier when the forget metric — the
+mean likelihood exp(−NLL) of the forget samples' answers — has not fallen for
+``patience`` epochs.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+from functools import cache
+from importlib.resources import files
+
+import torch
+
+from medunlearn.data.samples import Sample
+from medunlearn.errors import MedunlearnError
+from medunlearn.methods.gradient import BatchStream, frozen_copy
+from medunlearn.methods.method import Method, Parameter, UnlearnJob, positive
+from medunlearn.models.base import Batch, MultimodalModel
+from medunlearn.progress import track
+
+MASK = "[MASK]"
+TERMS = ("uu", "mu", "ur", "mr")
+
+
+@cache
+def synonyms() -> dict[str, tuple[str, ...]]:
+    """The shipped radiology synonym table (word → replacements)."""
+    table = json.loads(files("medunlearn.methods").joinpath("radiology_synonyms.json").read_text())
+    return {word: tuple(options) for word, options in table.items()}
+
+
+def _character_noise(word: str, rng: random.Random) -> str:
+    if len(word) < 4:
+        return word
+    i = rng.randrange(1, len(word) - 2)
+    if rng.random() < 0.5:
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]  # swap two neighbours
+    return word[:i] + word[i + 1 :]  # drop one character
+
+
+def noisy_text(text: str, level: float, rng: random.Random) -> str:
+    """Each word is changed with probability ``level``: a radiology keyword is masked or swapped
+    for a synonym (even odds), any other word gets a character swap or drop."""
+    words = text.split(" ")
+    table = synonyms()
+    out = []
+    for word in words:
+        core = word.strip(string.punctuation)
+        if not core or rng.random() >= level:
+            out.append(word)
+            continue
+        key = core.lower()
+        if key in table:
+            replacement = MASK if rng.random() < 0.5 else rng.choice(table[key])
+        else:
+            replacement = _character_noise(core, rng)
+        out.append(word.replace(core, replacement, 1))
+    return " ".join(out)
+
+
+# -- the four terms -----------------------------------------------------------------------------
+
+
+def mean_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean per-sample Euclidean distance between two ``[B, D]`` embeddings."""
+    return (a - b).norm(dim=-1).mean()
+
+
+def unimodal(embedding: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    image, text, _ = embedding
+    return torch.cat([image, text], dim=-1)
+
+
+def forget_mi_terms(
+    unlearned_forget: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    original_noisy_forget: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    unlearned_retain: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    original_retain: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """UU, MU, UR, MR from (image, text, joint) embeddings."""
+    return {
+        "uu": mean_distance(unimodal(unlearned_forget), unimodal(original_noisy_forget)),
+        "mu": mean_distance(unlearned_forget[2], original_noisy_forget[2]),
+        "ur": mean_distance(unimodal(unlearned_retain), unimodal(original_retain)),
+        "mr": mean_distance(unlearned_retain[2], original_retain[2]),
+    }
+
+
+def weighted_loss(terms: dict[str, torch.Tensor], weights: dict[str, float], caps: dict[str, float] | None = None) -> torch.Tensor:
+    """Σ λ·term with the λ normalised to sum 1; retention terms clamped at their caps when given."""
+    total = sum(weights.values())
+    loss = torch.zeros((), device=terms["uu"].device)
+    for name in TERMS:
+        term = terms[name]
+        if caps and name in caps:
+            term = term.clamp(max=caps[name])
+        loss = loss + (weights[name] / total) * term
+    return loss
+
+
+def noisy_batch(model: MultimodalModel, samples: list[Sample], *, sigma: float, level: float, rng: random.Random, generator: torch.Generator) -> Batch:
+    """The batch of noisy copies: noisy text input, then Gaussian image noise."""
+    texts = [noisy_text(model.model_text(s), level, rng) for s in samples]
+    return model.with_image_noise(model.batch(samples, texts=texts), sigma, generator)
+
+
+@torch.no_grad()
+def forget_likelihood(model: MultimodalModel, samples: list[Sample], batch_size: int) -> float:
+    values = [torch.exp(-model.sample_losses(model.batch(samples[i : i + batch_size]))) for i in range(0, len(samples), batch_size)]
+    return float(torch.cat(values).mean())
+
+
+def run_forget_mi(model: MultimodalModel, job: UnlearnJob) -> None:
+    settings = job.settings
+    forget, retain = job.samples(model, "forget"), job.samples(model, "retain")
+    if not forget:
+        raise MedunlearnError("the request's forget set holds no sample this model can take; choose another target.")
+    if not retain:
+        raise MedunlearnError("the request leaves no retain sample this model can take; Forget-MI's retention terms need one.")
+    weights = {name: float(settings[f"weight_{name}"]) for name in TERMS}
+    if sum(weights.values()) <= 0:
+        raise MedunlearnError("forget_mi: the four term weights sum to 0; give at least one positive weight_* value.")
+    rng = random.Random(job.seed)
+    generator = torch.Generator().manual_seed(job.seed)
+    torch.manual_seed(job.seed)
+    size = int(settings["batch_size"])
+    original = frozen_copy(model)
+    retain_stream = BatchStream(retain, size, generator)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=float(settings["lr"]), weight_decay=0.0)
+    caps: dict[str, float] | None = None
+    history: list[dict[str, float]] = []
+    best, stale = forget_likelihood(model, forget, size), 0
+    job.meter.cost.forward += len(forget)
+    for epoch in range(int(settings["epochs"])):
+        model.train(True)
+        order = torch.randperm(len(forget), generator=generator).tolist()
+        sums = dict.fromkeys(TERMS, 0.0)
+        chunks = [order[i : i + size] for i in range(0, len(order), size)]
+        for rows in track(chunks, f"Forget-MI epoch {epoch + 1}"):
+            forget_batch = [forget[i] for i in rows]
+            retain_batch = retain_stream.next()
+            with torch.no_grad():
+                target_forget = original.embed(noisy_batch(original, forget_batch, sigma=float(settings["sigma"]), level=float(settings["text_noise"]), rng=rng, generator=generator))
+                retain_inputs = model.batch(retain_batch)
+                target_retain = original.embed(retain_inputs)
+            terms = forget_mi_terms(model.embed(model.batch(forget_batch)), target_forget, model.embed(retain_inputs), target_retain)
+            loss = weighted_loss(terms, weights, caps)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()  # a step every batch (the reference stepped once per epoch)
+            for name in TERMS:
+                sums[name] += float(terms[name].detach()) * len(rows)
+            job.meter.cost.forward += 2 * (len(forget_batch) + len(retain_batch))
+            job.meter.cost.backward += len(forget_batch) + len(retain_batch)
+        means = {name: sums[name] / len(forget) for name in TERMS}
+        if caps is None:
+            caps = {"ur": means["ur"] + 1.0, "mr": means["mr"] + 1.0}
+        model.train(False)
+        likelihood = forget_likelihood(model, forget, size)
+        job.meter.cost.forward += len(forget)
+        history.append({"epoch": epoch + 1, **{k: round(v, 6) for k, v in means.items()}, "forget_likelihood": round(likelihood, 6)})
+        if likelihood < best - 1e-4:
+            best, stale = likelihood, 0
+        else:
+            stale += 1
+            if stale >= int(settings["patience"]):
+                break
+    job.summary.update({"epochs_run": len(history), "history": history, "retention_caps": caps})
+
+
+FORGET_MI = Method(
+    "forget_mi",
+    "embedding-space multimodal unlearning with noisy copies (UU, MU, UR, MR)",
+    (
+        positive("epochs", 5, "largest number of epochs over the forget set"),
+        positive("patience", 1, "epochs without a fall of the forget likelihood before stopping"),
+        positive("lr", 1e-4, "AdamW learning rate"),
+        positive("batch_size", 8, "samples per forget batch and per retain batch"),
+        Parameter("sigma", 0.1, "standard deviation of the image noise (pixel units)", low=0),
+        Parameter("text_noise", 0.5, "share of words changed in the noisy text", low=0, high=1),
+        Parameter("weight_uu", 0.4, "weight of unimodal unlearning", low=0),
+        Parameter("weight_mu", 0.1, "weight of multimodal unlearning", low=0),
+        Parameter("weight_ur", 0.4, "weight of unimodal retention", low=0),
+        Parameter("weight_mr", 0.1, "weight of multimodal retention", low=0),
+    ),
+    run_forget_mi,
+)
+

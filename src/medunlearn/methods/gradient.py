@@ -1,0 +1,171 @@
+"""The gradient baselines: one training loop, each method a loss function.
+
+Per step one forget batch and (for methods that keep something) one retain batch,
+AdamW, gradient clipping at 1.0, a fixed step budget. The losses (PROTOCOL.md §3):
+
+- ``grad_ascent``: −NLL(forget)
+- ``grad_diff``:   −NLL(forget) + L(retain)
+- ``kl``:          −NLL(forget) + KL(p_original ‖ p_current) on retain answer positions
+- ``npo``:         (2/β)·log(1 + (π_θ/π_ref)^β) on forget + L(retain)
+- ``retain_ft``:   L(retain)
+
+NLL is the model's per-sample answer NLL (``sample_losses``: mean over answer tokens;
+the classifier's cross-entropy), so log π = −NLL is length-normalised; L(retain) is the
+model's own fine-tuning objective (``training_loss``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from medunlearn.data.samples import Sample
+from medunlearn.errors import MedunlearnError
+from medunlearn.methods.method import Method, Parameter, UnlearnJob, positive
+from medunlearn.models.base import MultimodalModel
+from medunlearn.progress import track
+
+# -- the losses, as functions of tensors (tested on hand-computed cases) -----------------
+
+
+def ascent_loss(forget_nll: torch.Tensor) -> torch.Tensor:
+    return -forget_nll.mean()
+
+
+def difference_loss(forget_nll: torch.Tensor, retain_loss: torch.Tensor) -> torch.Tensor:
+    return -forget_nll.mean() + retain_loss
+
+
+def kl_divergence(reference_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """KL(p_reference ‖ p_current), summed over the vocabulary, averaged over positions."""
+    reference = F.log_softmax(reference_logits.float(), dim=-1)
+    current = F.log_softmax(logits.float(), dim=-1)
+    return F.kl_div(current, reference, log_target=True, reduction="batchmean")
+
+
+def npo_loss(forget_nll: torch.Tensor, reference_nll: torch.Tensor, beta: float) -> torch.Tensor:
+    """(2/β)·log(1 + (π_θ/π_ref)^β), with log(π_θ/π_ref) = NLL_ref − NLL_θ, averaged over samples."""
+    return (2.0 / beta) * F.softplus(beta * (reference_nll - forget_nll)).mean()
+
+
+# -- the loop -------------------------------------------------------------------------------
+
+
+class BatchStream:
+    """Endless shuffled batches of a sample list (reshuffled each pass, from the job's seed)."""
+
+    def __init__(self, samples: list[Sample], batch_size: int, generator: torch.Generator) -> None:
+        self.samples, self.batch_size, self.generator = samples, batch_size, generator
+        self.order: list[int] = []
+
+    def next(self) -> list[Sample]:
+        if len(self.order) < min(self.batch_size, len(self.samples)):
+            self.order += torch.randperm(len(self.samples), generator=self.generator).tolist()
+        rows, self.order = self.order[: self.batch_size], self.order[self.batch_size :]
+        return [self.samples[i] for i in rows]
+
+
+@dataclass(frozen=True)
+class Objective:
+    uses_forget: bool
+    uses_retain: bool
+    uses_reference: bool
+    loss: Callable[[MultimodalModel, MultimodalModel | None, list[Sample], list[Sample], UnlearnJob], torch.Tensor]
+
+
+def frozen_copy(model: MultimodalModel) -> MultimodalModel:
+    reference = copy.deepcopy(model)
+    reference.train(False)
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    return reference
+
+
+def run_objective(model: MultimodalModel, job: UnlearnJob, objective: Objective) -> None:
+    settings = job.settings
+    forget = job.samples(model, "forget")
+    retain = job.samples(model, "retain")
+    if objective.uses_forget and not forget:
+        raise MedunlearnError("the request's forget set holds no sample this model can take; choose another target.")
+    if objective.uses_retain and not retain:
+        raise MedunlearnError("the request leaves no retain sample this model can take; a method that keeps the retain set cannot run.")
+    generator = torch.Generator().manual_seed(job.seed)
+    torch.manual_seed(job.seed)
+    size = int(settings["batch_size"])
+    forget_stream, retain_stream = BatchStream(forget, size, generator), BatchStream(retain, size, generator)
+    reference = frozen_copy(model) if objective.uses_reference else None
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=float(settings["lr"]), weight_decay=0.0)
+    model.train(True)
+    losses: list[float] = []
+    for _ in track(range(int(settings["steps"])), "unlearning steps"):
+        forget_batch = forget_stream.next() if objective.uses_forget else []
+        retain_batch = retain_stream.next() if objective.uses_retain else []
+        loss = objective.loss(model, reference, forget_batch, retain_batch, job)
+        if not torch.isfinite(loss):
+            raise MedunlearnError(f"the unlearning loss became {loss.item()} at step {len(losses) + 1}; lower lr (--set lr=...) and rerun.")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+        passes = len(forget_batch) + len(retain_batch)
+        job.meter.cost.forward += passes + (len(forget_batch) + len(retain_batch) if reference is not None else 0)
+        job.meter.cost.backward += passes
+    model.train(False)
+    job.summary["loss_first"], job.summary["loss_last"] = losses[0], losses[-1]
+
+
+def _grad_ascent(model, reference, forget, retain, job):
+    return ascent_loss(model.sample_losses(model.batch(forget)))
+
+
+def _grad_diff(model, reference, forget, retain, job):
+    return difference_loss(model.sample_losses(model.batch(forget)), model.training_loss(model.batch(retain)))
+
+
+def _kl(model, reference, forget, retain, job):
+    retain_batch = model.batch(retain)
+    with torch.no_grad():
+        reference_logits = reference.logits(retain_batch)
+    return ascent_loss(model.sample_losses(model.batch(forget))) + kl_divergence(reference_logits, model.logits(retain_batch))
+
+
+def _npo(model, reference, forget, retain, job):
+    forget_batch = model.batch(forget)
+    with torch.no_grad():
+        reference_nll = reference.sample_losses(forget_batch)
+    forget_term = npo_loss(model.sample_losses(forget_batch), reference_nll, float(job.settings["beta"]))
+    return forget_term + model.training_loss(model.batch(retain))
+
+
+def _retain_ft(model, reference, forget, retain, job):
+    return model.training_loss(model.batch(retain))
+
+
+OBJECTIVES: dict[str, tuple[str, Objective]] = {
+    "grad_ascent": ("gradient ascent on the forget set", Objective(True, False, False, _grad_ascent)),
+    "grad_diff": ("gradient ascent on forget + descent on retain", Objective(True, True, False, _grad_diff)),
+    "kl": ("gradient ascent on forget + KL to the original model on retain", Objective(True, True, True, _kl)),
+    "npo": ("negative preference optimisation on forget + descent on retain", Objective(True, True, True, _npo)),
+    "retain_ft": ("fine-tune on the retain set only", Objective(False, True, False, _retain_ft)),
+}
+
+STEP_PARAMETERS = (
+    positive("steps", 40, "optimizer steps (the budget)"),
+    positive("lr", 1e-4, "AdamW learning rate"),
+    positive("batch_size", 8, "samples per forget batch and per retain batch"),
+)
+
+
+def _method(name: str) -> Method:
+    summary, objective = OBJECTIVES[name]
+    parameters = STEP_PARAMETERS + ((Parameter("beta", 0.1, "NPO inverse temperature β", low=0, low_open=True),) if name == "npo" else ())
+    return Method(name, summary, parameters, lambda model, job: run_objective(model, job, objective))
+
+
+GRADIENT_METHODS = tuple(_method(name) for name in OBJECTIVES)

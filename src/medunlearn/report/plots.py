@@ -1,0 +1,113 @@
+"""The report's figures (matplotlib, Agg): PNG files under plots/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from medunlearn.outputs import atomic_file
+from medunlearn.report.tables import grouped, summary_table
+
+
+def _save(figure, path: Path) -> Path:
+    with atomic_file(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def _panels(count: int, width: float = 4.2, height: float = 3.2):
+    columns = min(count, 3)
+    rows = (count + columns - 1) // columns
+    figure, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
+    for extra in axes.flat[count:]:
+        extra.set_visible(False)
+    return figure, list(axes.flat[:count])
+
+
+def forget_vs_retain(results: list[dict[str, Any]], path: Path) -> Path:
+    table = summary_table(results)
+    groups = list(dict.fromkeys((r["model"], r["request"]) for r in table))
+    figure, axes = _panels(len(groups))
+    for ax, (model, label) in zip(axes, groups):
+        rows = [r for r in table if (r["model"], r["request"]) == (model, label)]
+        x = range(len(rows))
+        ax.bar([i - 0.2 for i in x], [r["forget"] or 0 for r in rows], 0.4, label="forget", color="#c0392b")
+        ax.bar([i + 0.2 for i in x], [r["retain"] or 0 for r in rows], 0.4, label="retain", color="#2e86c1")
+        ax.set_xticks(list(x), [r["method"] for r in rows], rotation=45, ha="right", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{model} · {label}", fontsize=9)
+    axes[0].legend(fontsize=8)
+    figure.suptitle("Forget vs retain score (lower forget, unchanged retain is better)")
+    return _save(figure, path)
+
+
+def reconstruction(results: list[dict[str, Any]], path: Path) -> Path | None:
+    groups = {k: v for k, v in grouped(results).items() if any(c[0].get("reconstruction") for c in v.values())}
+    if not groups:
+        return None
+    figure, axes = _panels(len(groups))
+    for ax, ((model, label), methods) in zip(axes, groups.items()):
+        for name, cells in methods.items():
+            curve = cells[0].get("reconstruction") or []
+            style = "--" if name in ("vanilla", "retrain") else "-"
+            ax.plot([p["context"] for p in curve], [p["score"] for p in curve], style, marker="o", label=name)
+        ax.set_title(f"{model} · {label}", fontsize=9)
+        ax.set_ylim(0, 1)
+        ax.tick_params(labelsize=8)
+    axes[0].legend(fontsize=7)
+    figure.suptitle("Forget score as hierarchical context is added (reconstruction attack)")
+    return _save(figure, path)
+
+
+def mia_roc(results: list[dict[str, Any]], path: Path) -> Path | None:
+    groups = grouped(results)
+    figure, axes = _panels(len(groups))
+    drawn = False
+    for ax, ((model, label), methods) in zip(axes, groups.items()):
+        for name, cells in methods.items():
+            attack = (cells[0].get("privacy") or {}).get("loss")
+            if attack:
+                drawn = True
+                ax.plot(attack["roc"]["fpr"], attack["roc"]["tpr"], "--" if name in ("vanilla", "retrain") else "-", label=f"{name} {attack['auc']:.2f}")
+        ax.plot([0, 1], [0, 1], color="grey", linewidth=0.5)
+        ax.set_title(f"{model} · {label}", fontsize=9)
+        ax.set_xlabel("FPR", fontsize=8)
+        ax.set_ylabel("TPR", fontsize=8)
+        ax.legend(fontsize=6)
+    if not drawn:
+        plt.close(figure)
+        return None
+    figure.suptitle("LOSS membership inference: forget (member?) vs holdout — ROC and AUC")
+    return _save(figure, path)
+
+
+def cost_vs_quality(results: list[dict[str, Any]], path: Path) -> Path:
+    table = [r for r in summary_table(results) if r["wall_s"] and r["oracle_distance"] is not None]
+    figure, ax = plt.subplots(figsize=(6.5, 4.2))
+    for name in sorted({r["method"] for r in table}):
+        rows = [r for r in table if r["method"] == name]
+        ax.scatter([r["wall_s"] for r in rows], [r["oracle_distance"] for r in rows], label=name, s=28)
+    ax.set_xscale("log")
+    ax.set_xlabel("wall seconds (log)")
+    ax.set_ylabel("distance to oracle on forget sets")
+    if table:
+        ax.legend(fontsize=7)
+    ax.set_title("Cost vs closeness to the retrain oracle (lower left is better)")
+    return _save(figure, path)
+
+
+def draw_all(results: list[dict[str, Any]], folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    made = [
+        forget_vs_retain(results, folder / "forget_vs_retain.png"),
+        reconstruction(results, folder / "reconstruction.png"),
+        mia_roc(results, folder / "mia_roc.png"),
+        cost_vs_quality(results, folder / "cost_vs_quality.png"),
+    ]
+    return [p for p in made if p is not None]

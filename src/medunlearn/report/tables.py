@@ -1,0 +1,88 @@
+"""The report's tables, computed from metrics.json rows (no model needed)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+FORGET_SETS = ("forget", "children", "paraphrase")
+REFERENCE_ROWS = ("vanilla", "retrain")
+
+
+def request_label(row: dict[str, Any]) -> str:
+    request = row["request"]
+    if request.get("fraction") is not None:
+        return f"patients {request['fraction'] * 100:g}%"
+    return request["level"]
+
+
+def forget_distance(row: dict[str, Any]) -> float | None:
+    """Mean distance to the oracle over the forget, children and paraphrase sets (lower is closer)."""
+    distances = row.get("oracle_distance") or {}
+    values = [distances[s] for s in FORGET_SETS if distances.get(s) is not None]
+    return sum(values) / len(values) if values else None
+
+
+def keep_distance(row: dict[str, Any]) -> float | None:
+    distances = row.get("oracle_distance") or {}
+    values = [distances[s] for s in ("siblings", "retain", "holdout") if distances.get(s) is not None]
+    return sum(values) / len(values) if values else None
+
+
+def mia_auc(row: dict[str, Any]) -> float | None:
+    attack = (row.get("privacy") or {}).get("loss")
+    return attack["auc"] if attack else None
+
+
+def grouped(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, list[dict[str, Any]]]]:
+    """(model, request label) → method → rows (several targets per level are averaged)."""
+    out: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for row in results:
+        out[(row["model"], request_label(row))][row["method"]].append(row)
+    return out
+
+
+def _mean(values: list[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return sum(kept) / len(kept) if kept else None
+
+
+def summary_table(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per model × request label × method with the headline numbers."""
+    rows = []
+    for (model, label), methods in grouped(results).items():
+        for name, cells in methods.items():
+            rows.append({
+                "model": model,
+                "request": label,
+                "method": name,
+                "forget": _mean([c["scores"].get("forget", {}).get("all") for c in cells]),
+                "retain": _mean([c["scores"].get("retain", {}).get("all") for c in cells]),
+                "gap": _mean([c.get("gap") for c in cells]),
+                "sibling": _mean([c.get("sibling") for c in cells]),
+                "holdout": _mean([c["scores"].get("holdout", {}).get("all") for c in cells]),
+                "oracle_distance": _mean([forget_distance(c) for c in cells]),
+                "keep_distance": _mean([keep_distance(c) for c in cells]),
+                "mia_auc": _mean([mia_auc(c) for c in cells]),
+                "audit": _mean([(c.get("privacy") or {}).get("audit_member_share") for c in cells]),
+                "ks_p": _mean([c.get("ks_p") for c in cells]),
+                "wall_s": _mean([(c.get("cost") or {}).get("wall_s") for c in cells]),
+            })
+    return rows
+
+
+def closest_to_oracle(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model and request label: the method (not vanilla, not the oracle) closest to the oracle on
+    the forget sets, ties broken by the distance on what must be kept."""
+    verdicts = []
+    for row in summary_table(results):
+        if row["method"] in REFERENCE_ROWS or row["oracle_distance"] is None:
+            continue
+        verdicts.append(row)
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in verdicts:
+        key = (row["model"], row["request"])
+        rank = (row["oracle_distance"] + (row["keep_distance"] or 0.0), row["method"])
+        if key not in best or rank < best[key]["rank"]:
+            best[key] = {**row, "rank": rank}
+    return [{k: v for k, v in row.items() if k != "rank"} for row in best.values()]

@@ -1,0 +1,79 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from medunlearn.config import TrainConfig
+from medunlearn.data.hierarchy import Level
+from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.evaluation.evaluate import compare_with_oracle, evaluate_model, evaluation_sets, token_nlls
+from medunlearn.evaluation.reconstruction import STEPS, context
+from medunlearn.models.loading import load_model
+from medunlearn.models.train import train
+
+
+@pytest.fixture(scope="module")
+def quick_vlm(tmp_path_factory, small_dataset):
+    folder = train(small_dataset, TrainConfig(epochs=2, seed=0), tmp_path_factory.mktemp("eval") / "model")
+    model = load_model(folder)
+    model.attach(small_dataset)
+    return model
+
+
+def test_token_nlls_average_to_the_sample_losses(quick_vlm, small_dataset):
+    samples = list(small_dataset.training_samples())[:5]
+    batch = quick_vlm.batch(samples)
+    with torch.no_grad():
+        rows = token_nlls(quick_vlm, batch)
+        losses = quick_vlm.sample_losses(batch)
+    assert torch.allclose(torch.stack([r.mean() for r in rows]), losses, atol=1e-5)
+
+
+def test_sets_are_reproducible_and_capped(quick_vlm, small_dataset):
+    split = make_split(small_dataset, DeletionRequest(Level.INSTITUTION, ("inst-1",)))
+    a = evaluation_sets(quick_vlm, small_dataset, split, limit=10, seed=3)
+    b = evaluation_sets(quick_vlm, small_dataset, split, limit=10, seed=3)
+    assert {k: [s.id for s in v] for k, v in a.items()} == {k: [s.id for s in v] for k, v in b.items()}
+    assert all(len(v) <= 10 for v in a.values())
+    forget_ids = set(split.forget)
+    assert all(s.paraphrase_of in forget_ids for s in a["paraphrase"])
+
+
+def test_evaluation_against_itself_has_zero_distance_and_ks_p_one(quick_vlm, small_dataset):
+    split = make_split(small_dataset, DeletionRequest(Level.PATIENT, ("inst-1.pat-01",)))
+    sets = evaluation_sets(quick_vlm, small_dataset, split, limit=12, seed=0)
+    evaluation = evaluate_model(quick_vlm, small_dataset, sets, seed=0, reconstruction_limit=4)
+    row = compare_with_oracle(evaluation, evaluation.reference())
+    assert all(v == pytest.approx(0.0) for v in row["oracle_distance"].values() if v is not None)
+    assert row["ks_p"] == pytest.approx(1.0)
+    assert row["gap"] == pytest.approx(evaluation.mean("retain") - evaluation.mean("forget"))
+    assert [p["context"] for p in row["reconstruction"]] == list(STEPS)
+    assert set(row["scores"]["forget"]) >= {"all"}
+    assert row["privacy"]["loss"]["auc"] is not None
+    again = compare_with_oracle(evaluate_model(quick_vlm, small_dataset, sets, seed=0, reconstruction_limit=4), evaluation.reference())
+    assert again["scores"] == row["scores"] and again["privacy"] == row["privacy"]  # same model, seed → same metrics
+
+
+def test_reconstruction_context_is_cumulative(small_dataset):
+    sample = next(s for s in small_dataset.training_samples() if s.image_node)
+    texts = [context(small_dataset, sample, step) for step in STEPS]
+    assert texts[0] == ""
+    for shorter, longer in zip(texts, texts[1:]):
+        assert longer.startswith(shorter) and len(longer) > len(shorter)
+    patient = small_dataset.hospital.ancestor_at(sample.image_node, Level.PATIENT)
+    assert patient.attributes["name"] in texts[2]
+    assert dataclasses.is_dataclass(sample)
+
+
+def test_classifier_rows_carry_auc_f1_and_logit_distance(small_dataset, tmp_path):
+    folder = train(small_dataset, TrainConfig(model="dual-encoder", epochs=2, seed=0), tmp_path / "dual")
+    model = load_model(folder)
+    split = make_split(small_dataset, DeletionRequest(Level.INSTITUTION, ("inst-1",)))
+    sets = evaluation_sets(model, small_dataset, split, limit=50, seed=0)
+    evaluation = evaluate_model(model, small_dataset, sets, seed=0)
+    row = compare_with_oracle(evaluation, evaluation.reference())
+    assert "auc" in row["scores"]["holdout"] and "macro_f1" in row["scores"]["holdout"]
+    assert row["logit_distance"] == pytest.approx(0.0, abs=1e-6)
+    assert row["reconstruction"] == []
+    assert np.isfinite(row["scores"]["forget"]["all"])

@@ -1,0 +1,145 @@
+import pytest
+import torch
+from torch import nn
+
+from medunlearn.config import MethodConfig
+from medunlearn.data.hierarchy import Level
+from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.methods.chip import (
+    FORGET,
+    RETAIN,
+    chosen_layers,
+    direction_plans,
+    node_at,
+    pool,
+    principal_directions,
+    project_rows,
+    stream_statistics,
+)
+from medunlearn.methods.registry import unlearn
+from medunlearn.models.base import Batch
+
+
+def _layer(seed: int = 0) -> nn.Linear:
+    torch.manual_seed(seed)
+    return nn.Linear(5, 6)
+
+
+def test_projection_changes_only_the_selected_rows_and_is_idempotent():
+    layer = _layer()
+    before = layer.weight.detach().clone(), layer.bias.detach().clone()
+    rows = torch.tensor([1, 3, 4])
+    basis = principal_directions(torch.tensor([[1.0, 2.0, 0.0], [0.0, 1.0, 1.0]]), tau=0.99)
+    project_rows(layer, rows, basis)
+    once = layer.weight.detach().clone(), layer.bias.detach().clone()
+    untouched = [0, 2, 5]
+    assert torch.equal(once[0][untouched], before[0][untouched]) and torch.equal(once[1][untouched], before[1][untouched])
+    assert not torch.allclose(once[0][rows], before[0][rows])
+    project_rows(layer, rows, basis)
+    assert torch.allclose(layer.weight, once[0], atol=1e-6) and torch.allclose(layer.bias, once[1], atol=1e-6)
+
+
+def test_removed_subspace_is_orthogonal_to_the_kept_rows():
+    layer = _layer(1)
+    rows = torch.tensor([0, 2, 5])
+    basis = principal_directions(torch.tensor([[0.3, -1.0, 2.0]]), tau=0.95)
+    project_rows(layer, rows, basis)
+    q = basis.float()
+    assert torch.allclose(q.T @ layer.weight[rows].detach(), torch.zeros(1, 5), atol=1e-6)
+    assert torch.allclose(q.T @ layer.bias[rows].detach(), torch.zeros(1), atol=1e-6)
+
+
+def test_components_reach_tau_of_the_energy():
+    directions = torch.diag(torch.tensor([3.0, 2.0, 1.0]))  # energies 9, 4, 1 of 14
+    assert principal_directions(directions, 0.6).shape[1] == 1
+    assert principal_directions(directions, 0.9).shape[1] == 2
+    assert principal_directions(directions, 1.0).shape[1] == 3
+
+
+def test_pooling_weights_vision_and_text_and_excludes_padding():
+    output = torch.tensor([[[1.0], [3.0], [5.0], [100.0]]])  # position 3 is padding
+    batch = Batch(["s"], {}, torch.zeros(1), torch.zeros(1, 4, dtype=torch.bool),
+                  vision_mask=torch.tensor([[True, False, False, False]]), text_mask=torch.tensor([[False, True, True, False]]))
+    pooled = pool(output, batch, "tokens", alpha=0.3)
+    assert pooled.item() == pytest.approx(0.3 * 1.0 + 0.7 * 4.0)
+
+
+def test_vision_rows_are_pooled_per_image():
+    output = torch.tensor([[1.0], [3.0], [10.0]])  # image 1 has 2 vision tokens, image 2 has 1
+    batch = Batch(["a", "b"], {}, torch.zeros(2), torch.zeros(2, 3, dtype=torch.bool),
+                  vision_mask=torch.tensor([[True, True, False], [True, False, False]]), text_mask=torch.zeros(2, 3, dtype=torch.bool))
+    assert pool(output, batch, "vision", 0.3).flatten().tolist() == [2.0, 10.0]
+
+
+def test_streamed_node_means_equal_the_means_of_stored_activations(vlm, small_dataset):
+    split = make_split(small_dataset, DeletionRequest(Level.PATIENT, ("inst-1.pat-01",)))
+    forget = vlm.usable(split.table(small_dataset, "forget"))[:10]
+    retain = vlm.usable(split.table(small_dataset, "retain"))[:14]
+    nodes = sorted({node_at(small_dataset.hospital, s, Level.STUDY) for s in forget + retain})
+    node_of = {s.id: nodes.index(node_at(small_dataset.hospital, s, Level.STUDY)) for s in forget + retain}
+    layers = dict(list(chosen_layers(vlm.editable_linears(), 1).items())[:2])
+    stats = stream_statistics(vlm, layers, [(FORGET, forget), (RETAIN, retain)], node_of, len(nodes), alpha=0.3, batch_size=3)
+
+    stored: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    for name, linear in layers.items():  # all activations at once, kept per sample
+        batch = vlm.batch(forget + retain)
+        handle = linear.layer.register_forward_hook(lambda m, i, o, name=name, batch=batch, span=linear.span: stored[name].append(pool(o, batch, span, 0.3)))
+        with torch.no_grad():
+            vlm.sample_losses(batch)
+        handle.remove()
+    for name in layers:
+        everything = stored[name][0].double()
+        for node, node_id in enumerate(nodes):
+            rows = [i for i, s in enumerate(forget + retain) if node_of[s.id] == node]
+            assert torch.allclose(stats[name].node_means()[node], everything[rows].mean(0), atol=1e-5)
+        assert torch.allclose(stats[name].magnitude[FORGET] / len(forget), everything[: len(forget)].abs().mean(0), atol=1e-5)
+
+
+def test_layer_choice_keeps_the_last_language_layers_and_the_projector(vlm):
+    names = set(chosen_layers(vlm.editable_linears(), 1))
+    assert any(n.startswith("projector.") for n in names)
+    assert {n.split(".")[1] for n in names if n.startswith("language.")} == {"2"}  # the tiny preset has 3 layers
+
+
+def test_no_sibling_falls_back_to_all_retained_nodes_of_the_level(small_dataset):
+    hospital = small_dataset.hospital
+    study = "inst-1.pat-01.st-1"
+    elsewhere = {n.id for n in hospital.nodes(Level.SECTION, holdout=False) if n.id.startswith("inst-2.")}
+    level, plans = direction_plans(hospital, Level.STUDY, (study,), elsewhere)
+    assert level is Level.SECTION and plans and all(p.fallback for p in plans)
+    assert set(plans[0].siblings) == elsewhere
+    _, normal = direction_plans(hospital, Level.STUDY, (study,), {n.id for n in hospital.nodes(Level.SECTION, holdout=False)} - {c.id for c in hospital.children(study)})
+    assert not any(p.fallback for p in normal) and all(s.startswith("inst-1.pat-01.") for s in normal[0].siblings)
+
+
+def _changed_rows(before: dict, after: dict) -> dict[str, int]:
+    out = {}
+    for key, value in before.items():
+        diff = ~torch.isclose(value, after[key], atol=0, rtol=0)
+        if diff.any():
+            out[key] = int(diff.reshape(diff.shape[0], -1).any(1).sum()) if diff.dim() else 1
+    return out
+
+
+@pytest.mark.parametrize("family", ["vlm", "dual"])
+def test_chip_edits_only_selected_rows_deterministically(family, request, small_dataset):
+    model = request.getfixturevalue(family)
+    split = make_split(small_dataset, DeletionRequest(Level.PATIENT, ("inst-1.pat-02",)))
+    before = {k: v.clone() for k, v in model.network.state_dict().items()}
+    first, cost, summary = unlearn(model, split, MethodConfig("chip", {"k": 20}), dataset=small_dataset)
+    second, _, _ = unlearn(model, split, MethodConfig("chip", {"k": 20}), dataset=small_dataset)
+    assert all(torch.equal(v, model.network.state_dict()[k]) for k, v in before.items())  # the input model is untouched
+    after = first.network.state_dict()
+    assert all(torch.equal(v, second.network.state_dict()[k]) for k, v in after.items())
+    changed = _changed_rows(before, after)
+    layers = summary["layers"]
+    assert changed, "CHIP changed nothing"
+    editable = {name: linear for name, linear in model.editable_linears().items() if name in layers}
+    prefix = {id(linear.layer): name for name, linear in editable.items()}
+    for key, rows in changed.items():
+        module_path = key.rsplit(".", 1)[0]
+        module = model.network.get_submodule(module_path)
+        assert id(module) in prefix, f"{key} is not a hooked layer"
+        assert rows <= layers[prefix[id(module)]]["units"]
+    assert cost.forward == len(model.usable(split.table(small_dataset, "forget"))) + len(model.usable(split.table(small_dataset, "retain")))
+    assert cost.backward == 0

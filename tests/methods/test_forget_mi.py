@@ -1,0 +1,72 @@
+import random
+
+import pytest
+import torch
+
+from medunlearn.methods.forget_mi import (
+    MASK,
+    forget_mi_terms,
+    noisy_batch,
+    noisy_text,
+    synonyms,
+    weighted_loss,
+)
+
+
+def _embedding(*rows):
+    image, text, joint = (torch.tensor(r, dtype=torch.float32) for r in rows)
+    return image, text, joint
+
+
+def test_each_of_the_four_terms_on_a_tiny_case():
+    unlearned_forget = _embedding([[0.0, 0.0]], [[0.0]], [[1.0, 1.0]])
+    noisy_original = _embedding([[3.0, 0.0]], [[4.0]], [[1.0, 4.0]])
+    unlearned_retain = _embedding([[1.0, 1.0], [0.0, 0.0]], [[1.0], [0.0]], [[0.0], [0.0]])
+    original_retain = _embedding([[1.0, 1.0], [0.0, 0.0]], [[1.0], [2.0]], [[0.0], [6.0]])
+    terms = forget_mi_terms(unlearned_forget, noisy_original, unlearned_retain, original_retain)
+    assert terms["uu"].item() == pytest.approx(5.0)  # ‖(0,0,0) − (3,0,4)‖
+    assert terms["mu"].item() == pytest.approx(3.0)
+    assert terms["ur"].item() == pytest.approx((0.0 + 2.0) / 2)
+    assert terms["mr"].item() == pytest.approx((0.0 + 6.0) / 2)
+    loss = weighted_loss(terms, {"uu": 4, "mu": 1, "ur": 4, "mr": 1})  # normalised to 0.4/0.1/0.4/0.1
+    assert loss.item() == pytest.approx(0.4 * 5 + 0.1 * 3 + 0.4 * 1 + 0.1 * 3)
+    capped = weighted_loss(terms, {"uu": 4, "mu": 1, "ur": 4, "mr": 1}, caps={"ur": 0.5, "mr": 2.0})
+    assert capped.item() == pytest.approx(0.4 * 5 + 0.1 * 3 + 0.4 * 0.5 + 0.1 * 2.0)
+
+
+def test_noisy_text_masks_swaps_synonyms_and_perturbs_characters():
+    text = "Moderate pulmonary edema. There is a small left pleural effusion."
+    noisy = noisy_text(text, 0.5, random.Random(0))
+    assert noisy != text and len(noisy.split(" ")) == len(text.split(" "))
+    assert noisy_text(text, 0.0, random.Random(0)) == text
+    everything = noisy_text(text, 1.0, random.Random(1))
+    assert "edema" not in everything.lower().split(" ")  # every keyword is masked or replaced
+    assert MASK in everything or any(s in everything for options in synonyms().values() for s in options)
+    assert noisy_text(text, 0.5, random.Random(3)) == noisy_text(text, 0.5, random.Random(3))
+
+
+@pytest.mark.parametrize("family", ["vlm", "dual"])
+def test_noisy_copies_differ_from_the_originals_and_stay_in_range(family, request, small_dataset):
+    model = request.getfixturevalue(family)
+    samples = model.usable(small_dataset.training_samples())[:4]
+    clean = model.batch(samples)
+    noisy = noisy_batch(model, samples, sigma=0.1, level=0.5, rng=random.Random(0), generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(clean.inputs["pixel_values"], noisy.inputs["pixel_values"])
+    assert not torch.equal(clean.inputs["input_ids"][:, : noisy.inputs["input_ids"].shape[1]], noisy.inputs["input_ids"][:, : clean.inputs["input_ids"].shape[1]]) or clean.inputs["input_ids"].shape != noisy.inputs["input_ids"].shape
+    if family == "dual":
+        assert noisy.inputs["pixel_values"].min() >= 0 and noisy.inputs["pixel_values"].max() <= 1
+    else:  # back in pixel units the noisy image stays within [0, 1]
+        processor = model.processor.image_processor
+        mean, std = torch.tensor(processor.image_mean), torch.tensor(processor.image_std)
+        raw = noisy.inputs["pixel_values"].reshape(noisy.inputs["pixel_values"].shape[0], 3, -1) * std.view(1, 3, 1) + mean.view(1, 3, 1)
+        assert raw.min() >= -1e-5 and raw.max() <= 1 + 1e-5
+
+
+def test_gradients_reach_the_models_own_fusion(dual, small_dataset):
+    samples = dual.usable(small_dataset.training_samples())[:4]
+    noisy = noisy_batch(dual, samples, sigma=0.1, level=0.5, rng=random.Random(0), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        target = dual.embed(noisy)
+    terms = forget_mi_terms(dual.embed(dual.batch(samples)), target, dual.embed(dual.batch(samples)), target)
+    weighted_loss(terms, {"uu": 0, "mu": 1, "ur": 0, "mr": 0}).backward()
+    assert dual.network.fusion_gate.weight.grad is not None and dual.network.fusion_gate.weight.grad.abs().sum() > 0

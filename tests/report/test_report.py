@@ -1,0 +1,59 @@
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from medunlearn.bench import Bench, BenchConfig
+from medunlearn.report.html import render
+from medunlearn.report.tables import closest_to_oracle, summary_table
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory, small_dataset):
+    folder = tmp_path_factory.mktemp("report") / "run"
+    Bench(small_dataset, BenchConfig(model="dual-encoder", methods=("chip", "grad_diff", "retrain"), levels=("institution", "patient"),
+                                     epochs=2, eval_limit=20), folder).run()
+    return folder
+
+
+def test_report_is_self_contained_with_tables_and_figures(run_folder):
+    metrics = json.loads((run_folder / "metrics.json").read_text())
+    page = render(metrics, run_folder).read_text()
+    assert page.count("data:image/png;base64,") >= 3
+    assert "src='http" not in page and 'src="http' not in page
+    for text in ("Which method came closest to the oracle", "institution", "patient", "grad_diff", "retrain", "vanilla"):
+        assert text in page
+    assert sorted(p.name for p in (run_folder / "plots").glob("*.png")) >= ["cost_vs_quality.png", "forget_vs_retain.png"]
+
+
+def test_summary_and_verdict_tables(run_folder):
+    results = json.loads((run_folder / "metrics.json").read_text())["results"]
+    table = summary_table(results)
+    assert {(r["request"], r["method"]) for r in table} >= {("institution", "chip"), ("patient", "retrain")}
+    oracle = [r for r in table if r["method"] == "retrain"]
+    assert all(r["oracle_distance"] == 0.0 for r in oracle)
+    verdicts = closest_to_oracle(results)
+    assert {v["request"] for v in verdicts} == {"institution", "patient"}
+    assert all(v["method"] not in ("vanilla", "retrain") for v in verdicts)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (make test installs it where apt-get can)")
+def test_report_renders_in_headless_chromium(run_folder, tmp_path):
+    shot = tmp_path / "report.png"
+    result = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1600", f"--screenshot={shot}",
+         (run_folder / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    from PIL import Image
+
+    image = Image.open(shot).convert("L")
+    assert image.size == (1200, 1600)
+    colours = image.getcolors(maxcolors=1 << 16)
+    assert colours is None or len(colours) > 20  # text, tables and figures, not a blank page

@@ -1,0 +1,77 @@
+import json
+
+import pytest
+
+from medunlearn.bench import Bench, BenchConfig, draw_requests, load_metrics
+from medunlearn.errors import MedunlearnError
+from medunlearn.models.loading import load_model
+
+DUAL = dict(model="dual-encoder", methods=("chip", "grad_diff", "forget_mi", "retrain"), levels=(), forget_fractions=(0.2,), epochs=2, eval_limit=30)
+
+
+@pytest.fixture(scope="module")
+def dual_run(tmp_path_factory, small_dataset):
+    folder = tmp_path_factory.mktemp("bench") / "run"
+    return folder, Bench(small_dataset, BenchConfig(**DUAL), folder).run()
+
+
+def test_bench_writes_rows_for_vanilla_oracle_and_every_method(dual_run):
+    folder, metrics = dual_run
+    assert metrics["schema"] == 1 and load_metrics(folder) == json.loads((folder / "metrics.json").read_text())
+    methods = [row["method"] for row in metrics["results"]]
+    assert methods == ["vanilla", "retrain", "chip", "grad_diff", "forget_mi"]
+    row = metrics["results"][2]
+    assert row["request"]["fraction"] == 0.2 and row["request"]["level"] == "patient"
+    assert set(row) >= {"scores", "gap", "sibling", "oracle_distance", "ks_p", "privacy", "reconstruction", "cost"}
+    assert set(row["cost"]) == {"wall_s", "peak_mb", "forward", "backward"}
+    assert metrics["results"][1]["oracle_distance"]["forget"] == 0.0
+    assert {"training", "oracles", "evaluation"} <= set(metrics["timings"])
+
+
+def test_rerun_reuses_models_and_cells(dual_run, small_dataset):
+    folder, metrics = dual_run
+    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file() and p.name != "metrics.json" and p.name != "bench_config.json"}
+    again = Bench(small_dataset, BenchConfig(**DUAL), folder).run()
+    assert again["results"] == metrics["results"]
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    assert "training" not in again["timings"] and "oracles" not in again["timings"]
+
+
+def test_rerun_with_another_config_is_refused_naming_the_keys(dual_run, small_dataset):
+    folder, _ = dual_run
+    with pytest.raises(MedunlearnError, match=r"differs in: eval_limit, methods"):
+        Bench(small_dataset, BenchConfig(**{**DUAL, "methods": ("chip",), "eval_limit": 10}), folder).run()
+
+
+def test_fraction_requests_are_reproducible_and_sized(small_dataset, dual_run):
+    folder, _ = dual_run
+    model = load_model(folder / "models" / "vanilla")
+    model.attach(small_dataset)
+    config = BenchConfig(**{**DUAL, "forget_fractions": (0.2, 0.5)})
+    first, second = draw_requests(small_dataset, model, config), draw_requests(small_dataset, model, config)
+    assert [r.request for r in first] == [r.request for r in second]
+    assert [len(r.request.targets) for r in first] == [1, 3]  # 20 % and 50 % of 6 training patients
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"methods": ("erase",)}, "unknown method 'erase'"),
+        ({"levels": ("ward",)}, "unknown level 'ward'"),
+        ({"forget_fractions": (1.5,)}, "not a share in"),
+        ({"levels": (), "forget_fractions": ()}, "has no request"),
+        ({"method_settings": {"chip": {"k": "0"}}}, "k=0 is out of range"),
+    ],
+)
+def test_bad_bench_configs(changes, message):
+    with pytest.raises(MedunlearnError, match=message):
+        BenchConfig(**{**DUAL, **changes})
+
+
+def test_vlm_bench_covers_a_level_with_reconstruction(tmp_path, small_dataset):
+    config = BenchConfig(methods=("chip", "npo"), levels=("section",), epochs=1, eval_limit=6,
+                         method_settings={"npo": {"steps": 2}})
+    metrics = Bench(small_dataset, config, tmp_path / "run").run()
+    assert [r["method"] for r in metrics["results"]] == ["vanilla", "retrain", "chip", "npo"]
+    assert all(len(r["reconstruction"]) == 4 for r in metrics["results"])
+    assert (tmp_path / "run" / "cells").is_dir()
