@@ -33,6 +33,7 @@ from medunlearn.evaluation.evaluate import (
     evaluate_model,
     evaluation_sets,
 )
+from medunlearn.evaluation.quality import measure_quality
 from medunlearn.methods.cost import Cost, CostMeter
 from medunlearn.methods.registry import METHODS, method, resolved_config, unlearn
 from medunlearn.models.base import MultimodalModel
@@ -183,6 +184,8 @@ class Bench:
         vanilla_folder = _trained(self.dataset, self.config.training(), self.folder / "models" / "vanilla", self.timings, "training")
         vanilla = load_model(vanilla_folder)
         vanilla.attach(self.dataset)
+        if not (vanilla_folder / "quality.json").is_file():  # what the vanilla model memorised, for the report
+            write_json(vanilla_folder / "quality.json", measure_quality(vanilla, self.dataset))
         requests = draw_requests(self.dataset, vanilla, self.config)
         rows: list[dict[str, Any]] = []
         for bench_request in requests:
