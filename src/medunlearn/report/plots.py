@@ -15,13 +15,14 @@ from medunlearn.report.tables import grouped, summary_table
 
 
 def _save(figure, path: Path) -> Path:
+    figure.tight_layout(rect=(0, 0, 1, 0.96))  # keep rotated method names clear of the next row's titles
     with atomic_file(path) as tmp:
         figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(figure)
     return path
 
 
-def _panels(count: int, width: float = 4.2, height: float = 3.2):
+def _panels(count: int, width: float = 4.2, height: float = 3.6):
     columns = min(count, 3)
     rows = (count + columns - 1) // columns
     figure, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
