@@ -73,7 +73,7 @@ class BatchStream:
 class Objective:
     uses_forget: bool
     uses_retain: bool
-    uses_reference: bool
+    reference_on: str | None  # the set the frozen original model is run on ("forget", "retain"), if any
     loss: Callable[[MultimodalModel, MultimodalModel | None, list[Sample], list[Sample], UnlearnJob], torch.Tensor]
 
 
@@ -97,7 +97,7 @@ def run_objective(model: MultimodalModel, job: UnlearnJob, objective: Objective)
     torch.manual_seed(job.seed)
     size = int(settings["batch_size"])
     forget_stream, retain_stream = BatchStream(forget, size, generator), BatchStream(retain, size, generator)
-    reference = frozen_copy(model) if objective.uses_reference else None
+    reference = frozen_copy(model) if objective.reference_on else None
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=float(settings["lr"]), weight_decay=0.0)
     model.train(True)
@@ -114,7 +114,8 @@ def run_objective(model: MultimodalModel, job: UnlearnJob, objective: Objective)
         optimizer.step()
         losses.append(loss.item())
         passes = len(forget_batch) + len(retain_batch)
-        job.meter.cost.forward += passes + (len(forget_batch) + len(retain_batch) if reference is not None else 0)
+        reference_passes = {"forget": len(forget_batch), "retain": len(retain_batch)}.get(objective.reference_on or "", 0)
+        job.meter.cost.forward += passes + reference_passes
         job.meter.cost.backward += passes
     model.train(False)
     job.summary["loss_first"], job.summary["loss_last"] = losses[0], losses[-1]
@@ -148,11 +149,11 @@ def _retain_ft(model, reference, forget, retain, job):
 
 
 OBJECTIVES: dict[str, tuple[str, Objective]] = {
-    "grad_ascent": ("gradient ascent on the forget set", Objective(True, False, False, _grad_ascent)),
-    "grad_diff": ("gradient ascent on forget + descent on retain", Objective(True, True, False, _grad_diff)),
-    "kl": ("gradient ascent on forget + KL to the original model on retain", Objective(True, True, True, _kl)),
-    "npo": ("negative preference optimisation on forget + descent on retain", Objective(True, True, True, _npo)),
-    "retain_ft": ("fine-tune on the retain set only", Objective(False, True, False, _retain_ft)),
+    "grad_ascent": ("gradient ascent on the forget set", Objective(True, False, None, _grad_ascent)),
+    "grad_diff": ("gradient ascent on forget + descent on retain", Objective(True, True, None, _grad_diff)),
+    "kl": ("gradient ascent on forget + KL to the original model on retain", Objective(True, True, "retain", _kl)),
+    "npo": ("negative preference optimisation on forget + descent on retain", Objective(True, True, "forget", _npo)),
+    "retain_ft": ("fine-tune on the retain set only", Objective(False, True, None, _retain_ft)),
 }
 
 STEP_PARAMETERS = (
