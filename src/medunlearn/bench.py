@@ -37,7 +37,7 @@ from medunlearn.evaluation.quality import measure_quality
 from medunlearn.methods.cost import Cost, CostMeter
 from medunlearn.methods.registry import METHODS, method, resolved_config, unlearn
 from medunlearn.models.base import MultimodalModel
-from medunlearn.models.loading import load_model
+from medunlearn.models.loading import load_model, training_defaults
 from medunlearn.models.train import train
 from medunlearn.outputs import write_json
 from medunlearn.progress import track
@@ -151,7 +151,7 @@ def _trained(dataset: HospitalDataset, config: TrainConfig, folder: Path, timing
     recipe = folder / "train_config.json"
     if recipe.is_file():
         saved = json.loads(recipe.read_text())
-        wanted = config.resolved(_defaults(config)).to_json()
+        wanted = config.resolved(training_defaults(config.model)).to_json()
         if saved.get("config") == wanted and saved.get("data") == dataset.fingerprint():
             return folder
     with CostMeter() as meter:
@@ -161,12 +161,6 @@ def _trained(dataset: HospitalDataset, config: TrainConfig, folder: Path, timing
     write_json(folder / "cost.json", meter.cost.to_json())
     timings[stage] = timings.get(stage, 0.0) + meter.cost.wall_s
     return folder
-
-
-def _defaults(config: TrainConfig) -> dict[str, Any]:
-    from medunlearn.models.loading import training_defaults
-
-    return training_defaults(config.model)
 
 
 class Bench:

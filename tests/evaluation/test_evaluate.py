@@ -1,5 +1,3 @@
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -63,7 +61,6 @@ def test_reconstruction_context_is_cumulative(small_dataset):
         assert longer.startswith(shorter) and len(longer) > len(shorter)
     patient = small_dataset.hospital.ancestor_at(sample.image_node, Level.PATIENT)
     assert patient.attributes["name"] in texts[2]
-    assert dataclasses.is_dataclass(sample)
 
 
 def test_classifier_rows_carry_auc_f1_and_logit_distance(small_dataset, tmp_path):
