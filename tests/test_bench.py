@@ -61,6 +61,7 @@ def test_fraction_requests_are_reproducible_and_sized(small_dataset, dual_run):
         ({"forget_fractions": (1.5,)}, "not a share in"),
         ({"levels": (), "forget_fractions": ()}, "has no request"),
         ({"method_settings": {"chip": {"k": "0"}}}, "k=0 is out of range"),
+        ({"workers": 0}, "--workers is 0"),
     ],
 )
 def test_bad_bench_configs(changes, message):
@@ -75,3 +76,16 @@ def test_vlm_bench_covers_a_level_with_reconstruction(tmp_path, small_dataset):
     assert [r["method"] for r in metrics["results"]] == ["vanilla", "retrain", "chip", "npo"]
     assert all(len(r["reconstruction"]) == 4 for r in metrics["results"])
     assert (tmp_path / "run" / "cells").is_dir()
+
+
+def test_workers_train_the_oracles_side_by_side_and_reproducibly(tmp_path, small_dataset):
+    config = BenchConfig(**{**DUAL, "methods": ("retrain",), "forget_fractions": (0.2, 0.5), "workers": 2})
+    first = Bench(small_dataset, config, tmp_path / "a").run()
+    second = Bench(small_dataset, config, tmp_path / "b").run()
+    models = tmp_path / "a" / "models"
+    oracles = sorted(p for p in models.iterdir() if p.name.startswith("oracle-"))
+    assert len(oracles) == 2 and all((o / "cost.json").is_file() for o in oracles)
+    assert all(json.loads((o / "train_config.json").read_text())["threads"] == 1 for o in oracles)  # one thread per worker
+    without_cost = lambda rows: [{k: v for k, v in row.items() if k != "cost"} for row in rows]  # noqa: E731
+    assert without_cost(first["results"]) == without_cost(second["results"])
+    assert [row["method"] for row in first["results"]] == ["vanilla", "retrain"] * 2

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from medunlearn.data.synthetic import HospitalConfig
 from medunlearn.errors import MedunlearnError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -44,14 +45,14 @@ DataOption = Annotated[Path, typer.Option("--data", help="Dataset folder (the on
 def data_synth(
     out_dir: OutOption,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same hospital.")] = 0,
-    institutions: Annotated[int, typer.Option(help="Number of institutions.")] = 3,
-    patients: Annotated[int, typer.Option(help="Training patients per institution.")] = 8,
-    studies: Annotated[int, typer.Option(help="Studies (radiographs) per patient.")] = 3,
-    holdout_patients: Annotated[int, typer.Option(help="Held-out (never trained) patients per institution.")] = 2,
-    image_size: Annotated[int, typer.Option("--image-size", help="Radiograph side in pixels.")] = 112,
+    institutions: Annotated[int, typer.Option(help="Number of institutions.")] = HospitalConfig.institutions,
+    patients: Annotated[int, typer.Option(help="Training patients per institution.")] = HospitalConfig.patients,
+    studies: Annotated[int, typer.Option(help="Studies (radiographs) per patient.")] = HospitalConfig.studies,
+    holdout_patients: Annotated[int, typer.Option(help="Held-out (never trained) patients per institution.")] = HospitalConfig.holdout_patients,
+    image_size: Annotated[int, typer.Option("--image-size", help="Radiograph side in pixels.")] = HospitalConfig.image_size,
 ) -> None:
     """Synthesise a hospital: identities, radiographs, reports and questions."""
-    from medunlearn.data.synthetic import HospitalConfig, synthesize
+    from medunlearn.data.synthetic import synthesize
 
     config = HospitalConfig(seed, institutions, patients, studies, holdout_patients, image_size)
     dataset = synthesize(config)
@@ -374,13 +375,14 @@ def bench_command(
     epochs: Annotated[int | None, typer.Option(help="Training epochs (default: the model family's).")] = None,
     limit: Annotated[int, typer.Option("--limit", help="Questions scored per set at most.")] = 200,
     set_: Annotated[list[str] | None, typer.Option("--set", help="method.key=value for a method parameter (repeatable).")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Oracles trained side by side, one torch thread each (2 suits a 2-core CPU).")] = 1,
 ) -> None:
     """Run the benchmark: vanilla, one oracle per request, every method on every request; metrics.json + report.html."""
     from medunlearn.bench import Bench
     from medunlearn.data.dataset import HospitalDataset
     from medunlearn.report.html import render
 
-    config = _bench_config(model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, set_)
+    config = _bench_config(model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, set_, workers)
     dataset = HospitalDataset.load(data)
     metrics = Bench(dataset, config, out_dir).run()
     report = render(metrics, Path(out_dir))
@@ -388,7 +390,7 @@ def bench_command(
     out.print(f"wrote {Path(out_dir) / 'metrics.json'} and {report}")
 
 
-def _bench_config(model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, assignments):
+def _bench_config(model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, assignments, workers=1):
     from medunlearn.bench import ALL_LEVELS, BenchConfig
     from medunlearn.config import parse_assignments
     from medunlearn.methods.registry import METHODS
@@ -409,7 +411,7 @@ def _bench_config(model, methods, levels, targets_per_level, forget_fraction, se
     return BenchConfig(
         model=model, methods=tuple(_split_list(methods) or METHODS), levels=tuple(chosen_levels),
         targets_per_level=targets_per_level, forget_fractions=tuple(fractions), seed=seed, epochs=epochs,
-        eval_limit=limit, method_settings=settings,
+        eval_limit=limit, method_settings=settings, workers=workers,
     )
 
 
@@ -436,7 +438,7 @@ def demo(
     with the Forget-MI protocol (3/6/10 % of patients), and write one report."""
     from medunlearn.bench import Bench, BenchConfig, merge_metrics
     from medunlearn.data.dataset import HospitalDataset
-    from medunlearn.data.synthetic import HospitalConfig, synthesize
+    from medunlearn.data.synthetic import synthesize
     from medunlearn.outputs import write_json
     from medunlearn.report.html import render
 
@@ -448,11 +450,15 @@ def demo(
         dataset = synthesize(hospital)
         dataset.save(data)
     _print_summary(dataset.summary(), data)
-    vlm = BenchConfig(seed=seed, epochs=6 if quick else None, eval_limit=48 if quick else 200,
-                      method_settings={"grad_ascent": {"steps": 10}, "grad_diff": {"steps": 10}, "kl": {"steps": 10}, "npo": {"steps": 10},
-                                       "retain_ft": {"steps": 10}, "forget_mi": {"epochs": 2}} if quick else {})
+    import torch
+
+    workers = 2 if (os.cpu_count() or 1) >= 2 and not torch.cuda.is_available() else 1  # oracles side by side on a CPU
+    quick_steps = {name: {"steps": 10} for name in ("grad_ascent", "grad_diff", "kl", "npo", "retain_ft")}
+    vlm = BenchConfig(seed=seed, epochs=6 if quick else None, eval_limit=16 if quick else 100, workers=workers,
+                      method_settings={**quick_steps, "forget_mi": {"epochs": 1}} if quick else {})
+    # the classifier trains in about a second: starting worker processes would cost more than it saves
     dual = BenchConfig(model="dual-encoder", levels=(), forget_fractions=(0.03, 0.06, 0.10), seed=seed,
-                       epochs=8 if quick else None, eval_limit=200)
+                       epochs=8 if quick else None, eval_limit=24 if quick else 100, method_settings=quick_steps if quick else {})
     parts = [Bench(dataset, vlm, out_dir / "vlm").run(), Bench(dataset, dual, out_dir / "dual-encoder").run()]
     metrics = merge_metrics(parts)
     write_json(out_dir / "metrics.json", metrics)

@@ -58,7 +58,8 @@ def test_logits_embed_and_editable_linears(tiny, some_samples):
     assert image.shape == text.shape == joint.shape == (len(some_samples), tiny.network.config.text_config.hidden_size)
     assert not torch.allclose(image[0], image[1])  # two different radiographs
     layers = tiny.editable_linears()
-    assert {"language.2.mlp.gate_proj", "language.2.mlp.down_proj"} <= set(layers)
+    last = tiny.network.config.text_config.num_hidden_layers - 1
+    assert {f"language.{last}.mlp.gate_proj", f"language.{last}.mlp.down_proj", "language.0.mlp.up_proj"} <= set(layers)
     assert any(name.startswith("projector.") and e.span == "vision" for name, e in layers.items())
 
 

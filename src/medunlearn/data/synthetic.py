@@ -69,10 +69,10 @@ class HospitalConfig:
 
     seed: int = 0
     institutions: int = 3
-    patients: int = 8
-    studies: int = 3
+    patients: int = 4
+    studies: int = 2
     holdout_patients: int = 2
-    image_size: int = 112
+    image_size: int = 56
 
     def __post_init__(self) -> None:
         limits = {

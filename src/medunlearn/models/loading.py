@@ -12,9 +12,9 @@ from medunlearn.errors import MedunlearnError
 from medunlearn.models.base import MultimodalModel
 
 #: family defaults for the fields a TrainConfig leaves at None
-VLM_DEFAULTS: dict[str, Any] = {"epochs": 40, "lr": 1e-3, "batch_size": 8}
+VLM_DEFAULTS: dict[str, Any] = {"epochs": 30, "lr": 1e-3, "batch_size": 8}
 REAL_VLM_DEFAULTS: dict[str, Any] = {"epochs": 3, "lr": 2e-5, "batch_size": 4}
-DUAL_ENCODER_DEFAULTS: dict[str, Any] = {"epochs": 30, "lr": 3e-3, "batch_size": 16}
+DUAL_ENCODER_DEFAULTS: dict[str, Any] = {"epochs": 30, "lr": 3e-3, "batch_size": 4}
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 

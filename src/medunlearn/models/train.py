@@ -95,7 +95,7 @@ def train(
         raise MedunlearnError(f"no training samples the {model.family} model can use are left; check the dataset and --exclude-target.")
 
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay, fused=True)
     steps_per_epoch = math.ceil(len(samples) / config.batch_size)
     total = steps_per_epoch * int(config.epochs)  # type: ignore[arg-type]
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup * total), total)
@@ -163,7 +163,8 @@ def train(
     with atomic_directory(out) as staging:
         model.save(staging)
         (staging / "train_config.json").write_text(
-            json.dumps({**settings, "samples": len(samples), "oracle": config.is_oracle}, indent=2, sort_keys=True) + "\n"
+            json.dumps({**settings, "samples": len(samples), "oracle": config.is_oracle, "threads": torch.get_num_threads()}, indent=2, sort_keys=True)
+            + "\n"
         )
         (staging / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
         if finish is not None:

@@ -93,7 +93,7 @@ class TinyPreset:
 
     family: str
     hidden: int = 128
-    layers: int = 3
+    layers: int = 2
     heads: int = 4
     kv_heads: int = 2
     intermediate: int = 384
