@@ -236,8 +236,12 @@ class Bench:
         started = time.perf_counter()
         with ProcessPoolExecutor(max_workers=min(self.config.workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(_train_in_worker, self.dataset, config, folder) for config, folder in jobs]
-            for future in track(as_completed(futures), f"training {len(jobs)} oracles, {self.config.workers} at a time", total=len(futures)):
-                future.result()  # re-raises a worker's error here
+            try:
+                for future in track(as_completed(futures), f"training {len(jobs)} oracles, {self.config.workers} at a time", total=len(futures)):
+                    future.result()  # re-raises a worker's error here
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)  # do not start the queued trainings after a failure
+                raise
         # the stage split counts the wall time a person waited; each oracle's cost.json keeps its own
         self.timings["oracles"] = self.timings.get("oracles", 0.0) + time.perf_counter() - started
 
