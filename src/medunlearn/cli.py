@@ -390,7 +390,7 @@ def bench_command(
     out.print(f"wrote {Path(out_dir) / 'metrics.json'} and {report}")
 
 
-def _bench_config(model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, assignments, workers=1):
+def _bench_config(model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, assignments, workers):
     from medunlearn.bench import ALL_LEVELS, BenchConfig
     from medunlearn.config import parse_assignments
     from medunlearn.methods.registry import METHODS
