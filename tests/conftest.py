@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MEDUNLEARN_PROGRESS", "0")
+# the bases a test builds go to a cache of this session's own, never the user's
+os.environ["MEDUNLEARN_CACHE"] = _CACHE = tempfile.mkdtemp(prefix="medunlearn-test-cache-")
 
 from medunlearn.data.dataset import HospitalDataset  # noqa: E402
 from medunlearn.data.synthetic import HospitalConfig, synthesize  # noqa: E402
@@ -56,3 +60,7 @@ def copy_with_manifest(folder: Path, target: Path, **changes) -> Path:
     manifest = json.loads((target / "manifest.json").read_text())
     (target / "manifest.json").write_text(json.dumps({**manifest, **changes}))
     return target
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_CACHE, ignore_errors=True)

@@ -6,7 +6,7 @@ from medunlearn.bench import Bench, BenchConfig, draw_requests, load_metrics
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.loading import load_model
 
-DUAL = dict(model="dual-encoder", methods=("chip", "grad_diff", "forget_mi", "retrain"), levels=(), forget_fractions=(0.2,), epochs=2, eval_limit=30)
+DUAL = dict(model="dual-encoder@scratch", methods=("chip", "grad_diff", "forget_mi", "retrain"), levels=(), forget_fractions=(0.2,), epochs=2, eval_limit=30)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_bad_bench_configs(changes, message):
 
 
 def test_vlm_bench_covers_a_level_with_reconstruction(tmp_path, small_dataset):
-    config = BenchConfig(methods=("chip", "npo"), levels=("section",), epochs=1, eval_limit=6,
+    config = BenchConfig(model="tiny-qwen2-vl@scratch", methods=("chip", "npo"), levels=("section",), epochs=1, eval_limit=6,
                          method_settings={"npo": {"steps": 2}})
     metrics = Bench(small_dataset, config, tmp_path / "run").run()
     assert [r["method"] for r in metrics["results"]] == ["vanilla", "retrain", "chip", "npo"]

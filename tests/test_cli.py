@@ -93,24 +93,26 @@ def test_unknown_command_is_a_usage_error(run_cli):
 
 
 def test_train_writes_model_config_log_and_quality(run_cli, small_folder, tmp_path):
-    code, out, err = run_cli("train", "--data", small_folder, "--out", tmp_path / "clf", "--model", "dual-encoder",
+    code, out, err = run_cli("train", "--data", small_folder, "--out", tmp_path / "clf", "--model", "dual-encoder@scratch",
                              "--epochs", "2", "--batch-size", "8")
     assert code == 0, err
     folder = tmp_path / "clf"
     for name in ("config.json", "model.safetensors", "medunlearn.json", "train_config.json", "training_log.json", "quality.json"):
         assert (folder / name).is_file(), name
     quality = json.loads((folder / "quality.json").read_text())
-    assert {"train_acc", "holdout_acc", "holdout_auc", "train_loss_mean", "holdout_loss_mean"} <= set(quality)
+    assert {"train_acc", "holdout_acc", "holdout_auc", "holdout_image_acc", "holdout_image_auc", "holdout_majority",
+            "train_loss_mean", "holdout_loss_mean"} <= set(quality)
     assert "train_acc" in out
 
 
 def test_train_oracle_vlm_from_the_cli(run_cli, small_folder, tmp_path):
-    code, _, err = run_cli("train", "--data", small_folder, "--out", tmp_path / "oracle", "--epochs", "1",
+    code, _, err = run_cli("train", "--data", small_folder, "--out", tmp_path / "oracle", "--epochs", "1", "--model", "tiny-qwen2-vl@scratch",
                            "--exclude-level", "study", "--exclude-target", "inst-1.pat-01.st-1")
     assert code == 0, err
     quality = json.loads((tmp_path / "oracle" / "quality.json").read_text())
-    assert set(quality) == {"train_identity_exact", "train_section_rougeL", "holdout_diagnostic_acc",
-                            "holdout_identity_exact", "train_loss_mean", "holdout_loss_mean"}
+    assert {"train_identity_exact", "train_section_rougeL", "holdout_diagnostic_acc", "holdout_diagnostic_majority",
+            "holdout_identity_exact", "train_loss_mean", "holdout_loss_mean", "holdout_diagnostic_acc.edema"} <= set(quality)
+    assert 0 <= quality["holdout_diagnostic_majority"] <= 1
     assert json.loads((tmp_path / "oracle" / "train_config.json").read_text())["oracle"] is True
     # a saved model folder is a valid --model: the real-weights path, exercised with a tiny model
     code, _, err = run_cli("train", "--data", small_folder, "--out", tmp_path / "again", "--model", tmp_path / "oracle",

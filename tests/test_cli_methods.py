@@ -12,7 +12,7 @@ from .conftest import copy_with_manifest, listing
 
 @pytest.fixture(scope="module")
 def dual_model(tmp_path_factory, small_dataset):
-    return train(small_dataset, TrainConfig(model="dual-encoder", epochs=2, seed=0), tmp_path_factory.mktemp("cli") / "dual")
+    return train(small_dataset, TrainConfig(model="dual-encoder@scratch", epochs=2, seed=0), tmp_path_factory.mktemp("cli") / "dual")
 
 
 def test_methods_lists_every_method_with_parameters(run_cli):
@@ -65,7 +65,7 @@ def test_eval_refuses_an_oracle_trained_on_other_data(run_cli, small_folder, dua
     from medunlearn.data.synthetic import HospitalConfig, synthesize
 
     different = synthesize(HospitalConfig(seed=8, institutions=2, patients=3, studies=2, holdout_patients=1, image_size=56))
-    oracle = train(different, TrainConfig(model="dual-encoder", epochs=1, seed=0), tmp_path / "oracle")
+    oracle = train(different, TrainConfig(model="dual-encoder@scratch", epochs=1, seed=0), tmp_path / "oracle")
     code, _, err = run_cli("eval", "--model", dual_model, "--data", small_folder, "--level", "patient", "--target", "inst-1.pat-02",
                            "--oracle", oracle, "--out", tmp_path / "e")
     assert code == 2 and "oracle" in err and "different dataset" in " ".join(err.split())
@@ -99,5 +99,5 @@ def test_report_needs_metrics_of_a_known_schema(run_cli, tmp_path):
     ],
 )
 def test_bench_bad_input(run_cli, small_folder, tmp_path, args, message):
-    code, _, err = run_cli("bench", "--data", small_folder, "--out", tmp_path / "b", "--model", "dual-encoder", *args)
+    code, _, err = run_cli("bench", "--data", small_folder, "--out", tmp_path / "b", "--model", "dual-encoder@scratch", *args)
     assert code == 2 and message in " ".join(err.split())

@@ -45,8 +45,8 @@ from medunlearn.evaluation.quality import measure_quality
 from medunlearn.methods.cost import Cost, CostMeter
 from medunlearn.methods.registry import METHODS, method, resolved_config, unlearn
 from medunlearn.models.base import MultimodalModel
-from medunlearn.models.loading import load_model, training_defaults
-from medunlearn.models.train import train
+from medunlearn.models.loading import load_model
+from medunlearn.models.train import train, training_settings
 from medunlearn.outputs import write_json
 from medunlearn.progress import track
 
@@ -163,7 +163,7 @@ def _is_trained(dataset: HospitalDataset, config: TrainConfig, folder: Path) -> 
     if not recipe.is_file():
         return False
     saved = json.loads(recipe.read_text())
-    return saved.get("config") == config.resolved(training_defaults(config.model)).to_json() and saved.get("data") == dataset.fingerprint()
+    return {key: saved.get(key) for key in ("config", "data", "base")} == training_settings(dataset, config)
 
 
 def _trained(dataset: HospitalDataset, config: TrainConfig, folder: Path, timings: dict[str, float], stage: str) -> Path:

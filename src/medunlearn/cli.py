@@ -167,12 +167,36 @@ def data_import_forgetmi(
     _print_summary(dataset.summary(), out_dir)
 
 
+# -- pretrain -----------------------------------------------------------------------------
+@app.command("pretrain")
+def pretrain_command(
+    model: Annotated[str, typer.Option("--model", help="Preset whose base to build (tiny-qwen2-vl, tiny-qwen2.5-vl, tiny-llava, dual-encoder).")],
+    out_dir: OutOption,
+    seed: Annotated[int, typer.Option(help="Seed of the population and of the initialisation.")] = 0,
+    patients: Annotated[int, typer.Option(help="Patients of the pretraining population (2 studies each).")] = 1500,
+    epochs: Annotated[int | None, typer.Option(help="Epochs of the second stage (default: the family's).")] = None,
+) -> None:
+    """Build a preset's pretrained base on the synthetic pretraining population (disjoint from every hospital)."""
+    from medunlearn.models.pretrain import PretrainConfig, pretrain
+
+    config = PretrainConfig(model=model, seed=seed, patients=patients, epochs=epochs)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise MedunlearnError(f"output {out_dir} exists and is not an empty folder; choose another --out.")
+    pretrain(config, out_dir)
+    quality = json.loads((out_dir / "quality.json").read_text())
+    table = Table(title=f"base {model} → {out_dir}", show_header=False)
+    for key, value in quality.items():
+        table.add_row(key, f"{value:.3f}")
+    out.print(table)
+
+
 # -- train ------------------------------------------------------------------------------
 @app.command("train")
 def train_command(
     data: DataOption,
     out_dir: OutOption,
-    model: Annotated[str, typer.Option("--model", help="Preset (tiny-qwen2-vl, tiny-qwen2.5-vl, tiny-llava), dual-encoder, or a model folder.")] = "tiny-qwen2-vl",
+    model: Annotated[str, typer.Option("--model", help="Preset (tiny-qwen2-vl, tiny-qwen2.5-vl, tiny-llava, dual-encoder: its pretrained base; PRESET@scratch: random weights) or a model folder.")] = "tiny-qwen2-vl",
     exclude_level: Annotated[str | None, typer.Option("--exclude-level", help="Train the retrain oracle of a request at this level.")] = None,
     exclude_target: Annotated[list[str] | None, typer.Option("--exclude-target", help="Node id of that request (repeatable).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: the model family's).")] = None,
@@ -426,40 +450,54 @@ def report_command(run_dir: Annotated[Path, typer.Argument(help="Run folder hold
 
 # -- demo -------------------------------------------------------------------------------
 QUICK_HOSPITAL = {"institutions": 2, "patients": 3, "studies": 2, "holdout_patients": 1, "image_size": 56}
+#: the Forget-MI setting's cohort: ≥ 100 patients, so 3, 6 and 10 % are 4, 7 and 12 patients
+FORGET_MI_COHORT = {"institutions": 4, "patients": 30, "studies": 1, "holdout_patients": 8, "image_size": 56}
+#: --quick pretrains smaller bases (a first look, not a measurement)
+QUICK_PRETRAIN = {"patients": 300, "vision_epochs": 6}
+
+
+def _demo_dataset(folder: Path, config: HospitalConfig):
+    """The demo's hospital in ``folder``, synthesised unless an identical one is there."""
+    from medunlearn.data.dataset import HospitalDataset
+    from medunlearn.data.synthetic import synthesize
+
+    dataset = synthesize(config)
+    if not ((folder / "manifest.json").is_file() and HospitalDataset.load(folder).fingerprint() == dataset.fingerprint()):
+        dataset.save(folder)
+    _print_summary(dataset.summary(), folder)
+    return dataset
 
 
 @app.command("demo")
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/demo"),
-    quick: Annotated[bool, typer.Option("--quick", help="A small hospital and short training: a first look in minutes.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="A small hospital, small bases and short training: a first look in minutes.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """The main job: synthesise a hospital, benchmark the VLM at all four levels and the dual encoder
-    with the Forget-MI protocol (3/6/10 % of patients), and write one report."""
+    """The main job: benchmark the pretrained VLM at all four levels of a synthetic hospital and the dual
+    encoder with the Forget-MI protocol (3/6/10 % of a 120-patient cohort), and write one report."""
+    import torch
+
     from medunlearn.bench import Bench, BenchConfig, merge_metrics
-    from medunlearn.data.dataset import HospitalDataset
-    from medunlearn.data.synthetic import synthesize
+    from medunlearn.config import DUAL_ENCODER
+    from medunlearn.models.pretrain import PretrainConfig, ensure_base
+    from medunlearn.models.vlm import DEFAULT_PRESET
     from medunlearn.outputs import write_json
     from medunlearn.report.html import render
 
-    data = out_dir / "data"
-    hospital = HospitalConfig(seed=seed, **(QUICK_HOSPITAL if quick else {}))
-    if (data / "manifest.json").is_file() and HospitalDataset.load(data).fingerprint() == synthesize(hospital).fingerprint():
-        dataset = HospitalDataset.load(data)
-    else:
-        dataset = synthesize(hospital)
-        dataset.save(data)
-    _print_summary(dataset.summary(), data)
-    import torch
-
+    hospital = _demo_dataset(out_dir / "data", HospitalConfig(seed=seed, **(QUICK_HOSPITAL if quick else {})))
+    cohort = _demo_dataset(out_dir / "cohort", HospitalConfig(seed=seed, **FORGET_MI_COHORT))
+    vlm_model, dual_model = DEFAULT_PRESET, DUAL_ENCODER
+    if quick:  # smaller bases, given to the bench as model folders
+        vlm_model, dual_model = (str(ensure_base(PretrainConfig(model=name, **QUICK_PRETRAIN))[0]) for name in (DEFAULT_PRESET, DUAL_ENCODER))
     workers = 2 if (os.cpu_count() or 1) >= 2 and not torch.cuda.is_available() else 1  # oracles side by side on a CPU
     quick_steps = {name: {"steps": 10} for name in ("grad_ascent", "grad_diff", "kl", "npo", "retain_ft")}
-    vlm = BenchConfig(seed=seed, epochs=6 if quick else None, eval_limit=16 if quick else 100, workers=workers,
+    vlm = BenchConfig(model=vlm_model, seed=seed, epochs=4 if quick else None, eval_limit=16 if quick else 100, workers=workers,
                       method_settings={**quick_steps, "forget_mi": {"epochs": 1}} if quick else {})
-    # the classifier trains in about a second: starting worker processes would cost more than it saves
-    dual = BenchConfig(model="dual-encoder", levels=(), forget_fractions=(0.03, 0.06, 0.10), seed=seed,
-                       epochs=8 if quick else None, eval_limit=24 if quick else 100, method_settings=quick_steps if quick else {})
-    parts = [Bench(dataset, vlm, out_dir / "vlm").run(), Bench(dataset, dual, out_dir / "dual-encoder").run()]
+    # the classifier trains in seconds: starting worker processes would cost more than it saves
+    dual = BenchConfig(model=dual_model, levels=(), forget_fractions=(0.03, 0.06, 0.10), seed=seed,
+                       epochs=5 if quick else None, eval_limit=24 if quick else 100, method_settings=quick_steps if quick else {})
+    parts = [Bench(hospital, vlm, out_dir / "vlm").run(), Bench(cohort, dual, out_dir / "dual-encoder").run()]
     metrics = merge_metrics(parts)
     write_json(out_dir / "metrics.json", metrics)
     report = render(metrics, out_dir)

@@ -31,6 +31,7 @@ class TrainConfig:
     warmup: float = 0.05
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
+    freeze_vision: bool = False  # pretraining's second stage: the warmed-up image tower stays as it is
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude_targets", tuple(self.exclude_targets))

@@ -13,7 +13,7 @@ from medunlearn.models.train import train
 
 @pytest.fixture(scope="module")
 def quick_vlm(tmp_path_factory, small_dataset):
-    folder = train(small_dataset, TrainConfig(epochs=2, seed=0), tmp_path_factory.mktemp("eval") / "model")
+    folder = train(small_dataset, TrainConfig(model="tiny-qwen2-vl@scratch", epochs=2, seed=0), tmp_path_factory.mktemp("eval") / "model")
     model = load_model(folder)
     model.attach(small_dataset)
     return model
@@ -64,13 +64,13 @@ def test_reconstruction_context_is_cumulative(small_dataset):
 
 
 def test_classifier_rows_carry_auc_f1_and_logit_distance(small_dataset, tmp_path):
-    folder = train(small_dataset, TrainConfig(model="dual-encoder", epochs=2, seed=0), tmp_path / "dual")
+    folder = train(small_dataset, TrainConfig(model="dual-encoder@scratch", epochs=2, seed=0), tmp_path / "dual")
     model = load_model(folder)
     split = make_split(small_dataset, DeletionRequest(Level.INSTITUTION, ("inst-1",)))
     sets = evaluation_sets(model, small_dataset, split, limit=50, seed=0)
     evaluation = evaluate_model(model, small_dataset, sets, seed=0)
     row = compare_with_oracle(evaluation, evaluation.reference())
-    assert "auc" in row["scores"]["holdout"] and "macro_f1" in row["scores"]["holdout"]
+    assert {"auc", "macro_f1", "image_auc", "image_macro_f1"} <= set(row["scores"]["holdout_diagnostic"])
     assert row["logit_distance"] == pytest.approx(0.0, abs=1e-6)
     assert row["reconstruction"] == []
     assert np.isfinite(row["scores"]["forget"]["all"])

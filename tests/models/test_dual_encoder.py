@@ -5,14 +5,14 @@ from transformers import BertConfig, BertModel
 from medunlearn.config import TrainConfig
 from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.quality import dual_encoder_quality
-from medunlearn.models.dual_encoder import LABELS, build_dual_encoder, edema_samples, ranking_loss, train_word_tokenizer
+from medunlearn.models.dual_encoder import LABELS, build_scratch_dual_encoder, edema_samples, ranking_loss, train_word_tokenizer
 from medunlearn.models.loading import load_model
 from medunlearn.models.train import train
 
 
 @pytest.fixture(scope="module")
 def classifier(small_dataset):
-    model = build_dual_encoder(small_dataset, seed=0)
+    model = build_scratch_dual_encoder(small_dataset, seed=0)
     model.attach(small_dataset)
     return model
 
@@ -58,7 +58,7 @@ def test_ranking_loss_by_hand():
 
 
 def test_training_learns_and_round_trips(small_dataset, tmp_path):
-    config = TrainConfig(model="dual-encoder", epochs=25, batch_size=4, seed=0)
+    config = TrainConfig(model="dual-encoder@scratch", epochs=25, batch_size=4, seed=0)
     train(small_dataset, config, tmp_path / "clf")
     log = __import__("json").loads((tmp_path / "clf" / "training_log.json").read_text())
     assert log[-1]["loss"] < log[0]["loss"]
@@ -74,19 +74,19 @@ def test_local_bert_folder_as_text_encoder(small_dataset, tmp_path):
     bert = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
     bert.save_pretrained(tmp_path / "bert")
     tokenizer.save_pretrained(tmp_path / "bert")
-    model = build_dual_encoder(small_dataset, seed=0, text_encoder=str(tmp_path / "bert"))
+    model = build_scratch_dual_encoder(small_dataset, seed=0, text_encoder=str(tmp_path / "bert"))
     assert torch.equal(model.network.text_encoder.embeddings.word_embeddings.weight, bert.embeddings.word_embeddings.weight)
     model.attach(small_dataset)
     assert model.sample_losses(model.batch(edema_samples(small_dataset.training_samples())[:3])).shape == (3,)
     (tmp_path / "notbert").mkdir()
     with pytest.raises(MedunlearnError, match="has no config.json"):
-        build_dual_encoder(small_dataset, seed=0, text_encoder=str(tmp_path / "notbert"))
+        build_scratch_dual_encoder(small_dataset, seed=0, text_encoder=str(tmp_path / "notbert"))
 
 
 def test_same_seed_same_classifier(small_dataset, tmp_path):
     from safetensors.torch import load_file
 
-    config = TrainConfig(model="dual-encoder", epochs=2, batch_size=4, seed=1)
+    config = TrainConfig(model="dual-encoder@scratch", epochs=2, batch_size=4, seed=1)
     train(small_dataset, config, tmp_path / "a")
     train(small_dataset, config, tmp_path / "b")
     a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))

@@ -13,7 +13,7 @@ from medunlearn.models.loading import initial_model
 from medunlearn.models.train import train
 from tests.conftest import listing
 
-ONE_EPOCH = TrainConfig(model="tiny-qwen2-vl", epochs=1, batch_size=32, lr=2e-3, seed=3)
+ONE_EPOCH = TrainConfig(model="tiny-qwen2-vl@scratch", epochs=1, batch_size=32, lr=2e-3, seed=3)
 
 
 def weights(folder):
@@ -87,8 +87,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_dataset, tmp_pa
     "config,message",
     [
         (TrainConfig(model="huge-qwen"), "neither a preset"),
-        (TrainConfig(exclude_level="patient", exclude_targets=("nobody",)), "target 'nobody' does not exist"),
-        (TrainConfig(exclude_level="study", exclude_targets=("inst-1.pat-01",)), "is a patient, not a study"),
+        (TrainConfig(model="tiny-qwen2-vl@scratch", exclude_level="patient", exclude_targets=("nobody",)), "target 'nobody' does not exist"),
+        (TrainConfig(model="tiny-qwen2-vl@scratch", exclude_level="study", exclude_targets=("inst-1.pat-01",)), "is a patient, not a study"),
     ],
 )
 def test_bad_training_requests(small_dataset, tmp_path, config, message):

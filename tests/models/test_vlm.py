@@ -6,12 +6,12 @@ from transformers import AutoModelForImageTextToText
 
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.loading import load_model, with_lora
-from medunlearn.models.vlm import PRESETS, build_tiny
+from medunlearn.models.vlm import PRESETS, build_scratch
 
 
 @pytest.fixture(scope="module", params=sorted(PRESETS))
 def tiny(request, small_dataset):
-    model = build_tiny(request.param, small_dataset, seed=0)
+    model = build_scratch(request.param, small_dataset, seed=0)
     model.attach(small_dataset)
     return model
 
@@ -84,7 +84,7 @@ def test_save_load_through_medunlearn_and_transformers(tiny, some_samples, tmp_p
 
 
 def test_lora_trains_only_adapters_and_merges(small_dataset, some_samples, tmp_path):
-    model = with_lora(build_tiny("tiny-qwen2-vl", small_dataset, seed=0), 4)
+    model = with_lora(build_scratch("tiny-qwen2-vl", small_dataset, seed=0), 4)
     model.attach(small_dataset)
     trainable = {n for n, p in model.network.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)

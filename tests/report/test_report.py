@@ -14,7 +14,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory, small_dataset):
     folder = tmp_path_factory.mktemp("report") / "run"
-    Bench(small_dataset, BenchConfig(model="dual-encoder", methods=("chip", "grad_diff", "retrain"), levels=("institution", "patient"),
+    Bench(small_dataset, BenchConfig(model="dual-encoder@scratch", methods=("chip", "grad_diff", "retrain"), levels=("institution", "patient"),
                                      epochs=2, eval_limit=20), folder).run()
     return folder
 

@@ -105,37 +105,43 @@ IDENTITY_FACTS: tuple[FactTemplate, ...] = (
 
 LABEL_FACTS: tuple[FactTemplate, ...] = (
     FactTemplate(
-        "label.edema", Level.SECTION, None,
+        "label.edema", Level.SECTION,
+        ("How severe is the pulmonary edema on this radiograph?", "Grade the pulmonary edema seen in this image."),
         ("What is the severity of pulmonary edema on this radiograph?", "How severe is the pulmonary edema in this image?"),
         ("Pulmonary edema on this radiograph is graded as [blank].", "The degree of pulmonary edema in this image is [blank]."),
         choices=("none", "mild", "moderate", "severe"),
     ),
     FactTemplate(
-        "label.effusion", Level.SECTION, None,
+        "label.effusion", Level.SECTION,
+        ("On which side, if any, is there a pleural effusion on this radiograph?", "Describe the pleural effusion in this image by side."),
         ("Is there a pleural effusion on this radiograph, and on which side?", "Where, if anywhere, is there a pleural effusion in this image?"),
         ("Pleural effusion on this radiograph: [blank].", "The pleural effusion in this image is [blank]."),
         choices=("none", "left", "right", "bilateral"),
     ),
     FactTemplate(
-        "label.cardiomegaly", Level.SECTION, None,
+        "label.cardiomegaly", Level.SECTION,
+        ("Describe the heart size on this radiograph.", "Is the cardiac silhouette in this image normal or enlarged?"),
         ("Is the heart size on this radiograph normal or enlarged?", "How would you describe the size of the cardiac silhouette here?"),
         ("The heart size on this radiograph is [blank].", "On this image the cardiac silhouette is [blank]."),
         choices=("normal", "enlarged"),
     ),
     FactTemplate(
-        "label.consolidation", Level.SECTION, None,
+        "label.consolidation", Level.SECTION,
+        ("In which lobe, if any, is there a consolidation on this radiograph?", "Name the lobe with consolidation in this image, if any."),
         ("Where, if anywhere, is there a consolidation on this radiograph?", "Which lobe, if any, shows consolidation in this image?"),
         ("Focal consolidation on this radiograph: [blank].", "The consolidation in this image is located in [blank]."),
         choices=("none", "right lower lobe", "left lower lobe", "right upper lobe"),
     ),
     FactTemplate(
-        "label.pneumothorax", Level.SECTION, None,
+        "label.pneumothorax", Level.SECTION,
+        ("On which side, if any, is there a pneumothorax on this radiograph?", "Describe any pneumothorax in this image by side."),
         ("Is there a pneumothorax on this radiograph, and on which side?", "Which side, if any, shows a pneumothorax in this image?"),
         ("Pneumothorax on this radiograph: [blank].", "The pneumothorax in this image is [blank]."),
         choices=("none", "left", "right"),
     ),
     FactTemplate(
-        "label.device", Level.SECTION, None,
+        "label.device", Level.SECTION,
+        ("Name the support device visible on this radiograph, if any.", "What support device does this image show?"),
         ("Which support device is visible on this radiograph?", "What device, if any, can be seen in this image?"),
         ("The support device visible on this radiograph is [blank].", "In this image the visible device is [blank]."),
         choices=("none", "pacemaker", "endotracheal tube", "central venous catheter"),
@@ -169,37 +175,32 @@ def format_choices(question: str, options: Sequence[str]) -> str:
     return question + " " + " ".join(f"{LETTERS[i]}) {o}" for i, o in enumerate(options))
 
 
-def build_questions(
-    hospital: Hospital,
-    study_images: dict[str, str],
-    seed: int,
-    vocabulary: dict[str, Sequence[str]] | None = None,
-) -> list[Sample]:
-    """Every question about ``hospital``, each original followed by its paraphrase.
+class QuestionWriter:
+    """Emits each question of a fact in every task it has wording for, each followed by its paraphrase."""
 
-    Multiple-choice distractors are drawn from the values the hospital holds for the same
-    fact, widened by ``vocabulary`` ({fact: values}) where the hospital has too few.
-    """
-    rng = np.random.default_rng([seed, 3])
-    pools = _value_pools(hospital, vocabulary or {})
-    samples: list[Sample] = []
+    def __init__(self, hospital: Hospital, study_images: dict[str, str], seed: int, vocabulary: dict[str, Sequence[str]] | None = None) -> None:
+        self.hospital = hospital
+        self.study_images = study_images
+        self.rng = np.random.default_rng([seed, 3])
+        self.pools = _value_pools(hospital, vocabulary or {})
+        self.samples: list[Sample] = []
 
-    def emit(template: FactTemplate, node: Node, answer: str, study: str, key: str, wording: tuple[str, str] | None, task: Task) -> None:
+    def emit(self, template: FactTemplate, node: Node, answer: str, study: str, key: str, wording: tuple[str, str] | None, task: Task) -> None:
         if wording is None:
             return
         base_id = f"{key}#{template.fact}#{task.value}"
         options: tuple[str, ...] = ()
         if task is Task.CLASSIFICATION:
-            options = _options(rng, template, answer, pools.get(template.fact, ()))
+            options = _options(self.rng, template, answer, self.pools.get(template.fact, ()))
         for variant in (0, 1):
-            opts = options if variant == 0 or not options else tuple(rng.permutation(np.array(options, dtype=object)))
+            opts = options if variant == 0 or not options else tuple(self.rng.permutation(np.array(options, dtype=object)))
             question = wording[variant]
             if task is Task.CLASSIFICATION:
                 question = format_choices(question, opts)
-            samples.append(
+            self.samples.append(
                 Sample(
                     id=base_id if variant == 0 else base_id + "~p",
-                    image=study_images[study],
+                    image=self.study_images[study],
                     image_node=study,
                     question=question,
                     answer=answer,
@@ -212,17 +213,52 @@ def build_questions(
                 )
             )
 
-    def ask_all_tasks(template: FactTemplate, node: Node, answer: str, studies: list[str], key: str) -> None:
+    def ask_all_tasks(self, template: FactTemplate, node: Node, answer: str, studies: list[str], key: str, only: int | None = None) -> None:
+        """The fact in every task it has wording for (``only``: in the task of that index, 0–2, alone)."""
         tasks = [(Task.GENERATION, template.generation), (Task.CLASSIFICATION, template.classification), (Task.CLOZE, template.cloze)]
         for k, (task, wording) in enumerate(tasks):
-            emit(template, node, answer, studies[k % len(studies)], key, wording, task)
+            if only is None or k == only:
+                self.emit(template, node, answer, studies[k % len(studies)], key, wording, task)
 
+    def ask_study(self, study_id: str, sections: Sequence[str] | None = None, rotation: int | None = None) -> None:
+        """A study's report sections (``sections``: only these) and its diagnostic labels.
+
+        With ``rotation`` each label is asked in one task format only, the j-th label in
+        format ``(rotation + j) % 3``: a population that rotates it over its studies asks
+        every label in all three formats at a third of the cost.
+        """
+        study = self.hospital.node(study_id)
+        found = {s.attributes["name"]: s for s in self.hospital.children(study_id)}
+        for name, section in found.items():
+            if sections is not None and name not in sections:
+                continue
+            template = FactTemplate(f"section.{name}", Level.SECTION, tuple(q.format(section=name) for q in SECTION_QUESTION), None, None)  # type: ignore[arg-type]
+            self.ask_all_tasks(template, section, section.attributes["text"], [study_id], section.id)
+        if LABEL_SECTION in found and "findings" in study.attributes:
+            answers = label_answers(study.attributes["findings"])
+            for j, t in enumerate(LABEL_FACTS):
+                only = None if rotation is None else (rotation + j) % 3
+                self.ask_all_tasks(t, found[LABEL_SECTION], answers[t.fact], [study_id], found[LABEL_SECTION].id, only)
+
+
+def build_questions(
+    hospital: Hospital,
+    study_images: dict[str, str],
+    seed: int,
+    vocabulary: dict[str, Sequence[str]] | None = None,
+) -> list[Sample]:
+    """Every question about ``hospital``, each original followed by its paraphrase.
+
+    Multiple-choice distractors are drawn from the values the hospital holds for the same
+    fact, widened by ``vocabulary`` ({fact: values}) where the hospital has too few.
+    """
+    writer = QuestionWriter(hospital, study_images, seed, vocabulary)
     for institution in hospital.nodes(Level.INSTITUTION):
         patients = hospital.children(institution.id)
         trained_studies = [s.id for p in patients if not p.holdout for s in hospital.children(p.id)]
         for t in IDENTITY_FACTS:
             if t.level is Level.INSTITUTION and trained_studies:
-                ask_all_tasks(t, institution, str(institution.attributes[t.fact.split(".")[1]]), _rotate(trained_studies, t), institution.id)
+                writer.ask_all_tasks(t, institution, str(institution.attributes[t.fact.split(".")[1]]), _rotate(trained_studies, t), institution.id)
         for patient in patients:
             studies = [s.id for s in hospital.children(patient.id)]
             if not studies:
@@ -230,24 +266,17 @@ def build_questions(
             if patient.holdout:  # strangers: ask their institution's facts on their own images
                 for t in IDENTITY_FACTS:
                     if t.level is Level.INSTITUTION:
-                        ask_all_tasks(t, institution, str(institution.attributes[t.fact.split(".")[1]]), _rotate(studies, t), patient.id)
+                        writer.ask_all_tasks(t, institution, str(institution.attributes[t.fact.split(".")[1]]), _rotate(studies, t), patient.id)
             for t in IDENTITY_FACTS:
                 if t.level is Level.PATIENT:
-                    ask_all_tasks(t, patient, str(patient.attributes[t.fact.split(".")[1]]), _rotate(studies, t), patient.id)
+                    writer.ask_all_tasks(t, patient, str(patient.attributes[t.fact.split(".")[1]]), _rotate(studies, t), patient.id)
             for study_id in studies:
                 study = hospital.node(study_id)
                 for t in IDENTITY_FACTS:
                     if t.level is Level.STUDY:
-                        ask_all_tasks(t, study, str(study.attributes[t.fact.split(".")[1]]), [study_id], study_id)
-                sections = {s.attributes["name"]: s for s in hospital.children(study_id)}
-                for name, section in sections.items():
-                    template = FactTemplate(f"section.{name}", Level.SECTION, tuple(q.format(section=name) for q in SECTION_QUESTION), None, None)  # type: ignore[arg-type]
-                    ask_all_tasks(template, section, section.attributes["text"], [study_id], section.id)
-                if LABEL_SECTION in sections and "findings" in study.attributes:
-                    answers = label_answers(study.attributes["findings"])
-                    for t in LABEL_FACTS:
-                        ask_all_tasks(t, sections[LABEL_SECTION], answers[t.fact], [study_id], sections[LABEL_SECTION].id)
-    return samples
+                        writer.ask_all_tasks(t, study, str(study.attributes[t.fact.split(".")[1]]), [study_id], study_id)
+                writer.ask_study(study_id)
+    return writer.samples
 
 
 def _rotate(studies: list[str], template: FactTemplate) -> list[str]:

@@ -143,13 +143,7 @@ def synthesize(config: HospitalConfig = HospitalConfig()) -> HospitalDataset:
     person_i = study_i = 0
     for i in range(config.institutions):
         inst_id = f"inst-{i + 1}"
-        look = ScannerLook(
-            gamma=float(rng.uniform(0.75, 1.35)),
-            contrast=float(rng.uniform(0.8, 1.15)),
-            noise=float(rng.uniform(0.01, 0.05)),
-            corner=int(corners[i % 4]),
-            pattern=tuple(int(b) for b in rng.integers(0, 2, size=6)),
-        )
+        look = draw_scanner_look(rng, int(corners[i % 4]))
         hospital.add(
             Node(
                 inst_id,
@@ -167,15 +161,7 @@ def synthesize(config: HospitalConfig = HospitalConfig()) -> HospitalDataset:
             pat_id = f"{inst_id}.{'hold' if holdout else 'pat'}-{(p - config.patients if holdout else p) + 1:02d}"
             first, last, sex = people[person_i]
             birth = dt.date(1935, 1, 1) + dt.timedelta(days=int(rng.integers(0, 65 * 365)))
-            anatomy = Anatomy(
-                habitus=float(rng.uniform(0.82, 1.0)),
-                heart_ratio=float(rng.uniform(0.36, 0.46)),
-                heart_shift=float(rng.uniform(-0.02, 0.12)),
-                heart_height=float(rng.uniform(0.2, 0.3)),
-                rib_spacing=float(rng.uniform(0.13, 0.2)),
-                rib_phase=float(rng.uniform(0, 1)),
-                texture_seed=int(rng.integers(2**31)),
-            )
+            anatomy = draw_anatomy(rng)
             enlarged_heart = bool(rng.random() < 0.35)
             pacemaker = bool(rng.random() < 0.12)
             hospital.add(
@@ -197,8 +183,8 @@ def synthesize(config: HospitalConfig = HospitalConfig()) -> HospitalDataset:
             for s in range(config.studies):
                 st_id = f"{pat_id}.st-{s + 1}"
                 day = day + dt.timedelta(days=int(rng.integers(20, 400)))
-                findings = _draw_findings(rng, enlarged_heart, pacemaker)
-                view = "AP" if (findings.device in ("endotracheal tube", "central venous catheter") or rng.random() < 0.3) else "PA"
+                findings = draw_findings(rng, enlarged_heart, pacemaker)
+                view = draw_view(rng, findings)
                 reason = str(REASONS[int(rng.integers(len(REASONS)))])
                 age = int((day - birth).days // 365.25)
                 sections = _write_report(rng, findings, view, reason, age, sex)
@@ -271,7 +257,36 @@ def _unique_people(rng: np.random.Generator, n: int) -> list[tuple[str, str, str
     return out
 
 
-def _draw_findings(rng: np.random.Generator, enlarged_heart: bool, pacemaker: bool) -> Findings:
+def draw_scanner_look(rng: np.random.Generator, corner: int) -> ScannerLook:
+    """An institution's scanner: tone curve, contrast, noise and its burned-in corner marker."""
+    return ScannerLook(
+        gamma=float(rng.uniform(0.75, 1.35)),
+        contrast=float(rng.uniform(0.8, 1.15)),
+        noise=float(rng.uniform(0.01, 0.05)),
+        corner=corner,
+        pattern=tuple(int(b) for b in rng.integers(0, 2, size=6)),
+    )
+
+
+def draw_anatomy(rng: np.random.Generator) -> Anatomy:
+    """A patient's anatomy, the same in all their studies."""
+    return Anatomy(
+        habitus=float(rng.uniform(0.82, 1.0)),
+        heart_ratio=float(rng.uniform(0.36, 0.46)),
+        heart_shift=float(rng.uniform(-0.02, 0.12)),
+        heart_height=float(rng.uniform(0.2, 0.3)),
+        rib_spacing=float(rng.uniform(0.13, 0.2)),
+        rib_phase=float(rng.uniform(0, 1)),
+        texture_seed=int(rng.integers(2**31)),
+    )
+
+
+def draw_view(rng: np.random.Generator, findings: Findings) -> str:
+    """AP for intubated or lined patients (and 30 % of the rest), else PA."""
+    return "AP" if (findings.device in ("endotracheal tube", "central venous catheter") or rng.random() < 0.3) else "PA"
+
+
+def draw_findings(rng: np.random.Generator, enlarged_heart: bool, pacemaker: bool) -> Findings:
     edema = int(rng.choice(4, p=[0.34, 0.24, 0.22, 0.20]))
     effusion = str(rng.choice(["none", "left", "right", "bilateral"], p=[0.55, 0.15, 0.15, 0.15]))
     cardiomegaly = enlarged_heart if rng.random() < 0.9 else not enlarged_heart
@@ -305,6 +320,12 @@ def _write_report(
             "History: {r} in a {a}-year-old {s}.",
         ),
     ).format(a=age, s="woman" if sex == "female" else "man", r=reason, R=reason.capitalize())
+    findings, impression = write_reading(rng, f)
+    return {"EXAMINATION": exam, "INDICATION": indication, "FINDINGS": findings, "IMPRESSION": impression}
+
+
+def write_reading(rng: np.random.Generator, f: Findings) -> tuple[str, str]:
+    """The FINDINGS and IMPRESSION sections: what a radiologist writes from the image alone."""
     sentences = []
     sentences.append(
         _pick(rng, ("The heart is enlarged.", "Cardiomegaly is present.", "The cardiac silhouette is enlarged."))
@@ -356,7 +377,7 @@ def _write_report(
         impression = impression[0].upper() + impression[1:]
     else:
         impression = _pick(rng, ("No acute cardiopulmonary process.", "No acute cardiopulmonary abnormality.", "Normal chest radiograph."))
-    return {"EXAMINATION": exam, "INDICATION": indication, "FINDINGS": " ".join(sentences), "IMPRESSION": impression}
+    return " ".join(sentences), impression
 
 
 # -- radiographs ----------------------------------------------------------------------

@@ -23,17 +23,25 @@ from medunlearn.data.samples import Sample, Task
 from medunlearn.data.splits import Split
 from medunlearn.evaluation.factuality import factuality, total_score
 from medunlearn.evaluation.privacy import privacy_scores
+from medunlearn.evaluation.quality import diagnostic_questions, identity_questions
 from medunlearn.evaluation.reconstruction import reconstruction_attack
 from medunlearn.evaluation.scores import macro_f1, mean_auc, task_score
 from medunlearn.models.base import Batch, MultimodalModel
 from medunlearn.progress import track
 
-SETS = ("forget", "children", "paraphrase", "siblings", "retain", "holdout")
+SETS = ("forget", "children", "paraphrase", "siblings", "retain", "holdout_diagnostic", "holdout_identity")
+#: scored on held-out patients: what an unlearned model must keep reading, and facts no model can know
+HOLDOUT_SETS = ("holdout_diagnostic", "holdout_identity")
 MIN_K = 0.2
 
 
 def evaluation_sets(model: MultimodalModel, dataset: HospitalDataset, split: Split, *, limit: int, seed: int) -> dict[str, list[Sample]]:
-    """The questions each set is scored on (a seeded sample of at most ``limit`` per set)."""
+    """The questions each set is scored on (a seeded sample of at most ``limit`` per set).
+
+    The classifier scores its edema questions of held-out patients as ``holdout_diagnostic``;
+    the VLM its held-out label questions (multiple choice) there and their patient and study
+    facts as ``holdout_identity``.
+    """
     forget_ids = set(split.forget)
     chosen = {
         "forget": split.table(dataset, "forget"),
@@ -41,8 +49,11 @@ def evaluation_sets(model: MultimodalModel, dataset: HospitalDataset, split: Spl
         "paraphrase": [s for s in split.table(dataset, "paraphrase") if s.paraphrase_of in forget_ids],
         "siblings": split.table(dataset, "siblings"),
         "retain": split.table(dataset, "retain"),
-        "holdout": split.table(dataset, "holdout"),
+        "holdout_diagnostic": diagnostic_questions(split.table(dataset, "holdout")),
+        "holdout_identity": identity_questions(split.table(dataset, "holdout")),
     }
+    if model.family == "dual_encoder":  # its only questions are diagnostic ones
+        chosen["holdout_diagnostic"], chosen["holdout_identity"] = list(split.table(dataset, "holdout")), []
     out = {}
     for offset, (name, samples) in enumerate(chosen.items()):
         usable = model.usable(samples)
@@ -129,10 +140,12 @@ def _summarise(model: MultimodalModel, samples: list[Sample], answers: list[str]
         summary["factuality"] = float(facts.mean())
         summary["total"] = float(np.mean([total_score(scores[i], f) for i, f in zip(generated, facts)]))
     if model.family == "dual_encoder":
-        probabilities = model.probabilities(samples)
         labels = [model.labels.index(s.answer) for s in samples]
-        summary["auc"] = mean_auc(labels, probabilities)
-        summary["macro_f1"] = macro_f1(labels, probabilities.argmax(1))
+        for head, prefix in (("joint", ""), ("image", "image_")):
+            probabilities = model.probabilities(samples, head=head)
+            summary[f"{prefix}auc"] = mean_auc(labels, probabilities)
+            summary[f"{prefix}macro_f1"] = macro_f1(labels, probabilities.argmax(1))
+        summary["image_accuracy"] = float(np.mean(probabilities.argmax(1) == np.asarray(labels)))
     return summary
 
 
@@ -148,8 +161,9 @@ def evaluate_model(model: MultimodalModel, dataset: HospitalDataset, sets: dict[
         losses, min_k = loss_statistics(model, samples)
         results[name] = SetEvaluation([s.id for s in samples], [s.task.value for s in samples], answers, scores, losses, min_k,
                                       _summarise(model, samples, answers, scores))
+    non_members = tuple(np.concatenate([getattr(results[name], part) for name in HOLDOUT_SETS]) for part in ("losses", "min_k"))
     privacy = privacy_scores(
-        {name: (results[name].losses, results[name].min_k) for name in ("forget", "retain", "holdout")}, seed=seed
+        {"holdout": non_members, **{name: (results[name].losses, results[name].min_k) for name in ("forget", "retain")}}, seed=seed
     )
     attack = reconstruction_attack(model, dataset, sets["forget"], limit=reconstruction_limit, seed=seed)
     retain_logits = None

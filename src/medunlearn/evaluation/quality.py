@@ -10,6 +10,8 @@ training and held-out samples. Dual encoder: accuracy and AUC instead.
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,31 +37,62 @@ def per_sample_losses(model: MultimodalModel, samples: Sequence[Sample], *, batc
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def vlm_quality(model: MultimodalModel, dataset: HospitalDataset) -> dict[str, float]:
-    train = list(dataset.training_samples())
-    holdout = list(dataset.holdout_samples())
-    identity = [s for s in train if s.fact_level is not Level.SECTION]
-    sections = [s for s in train if s.fact.startswith("section.")]
-    diagnostic = [s for s in holdout if s.fact in DIAGNOSTIC_FACTS and s.task is Task.CLASSIFICATION]
-    strangers = [s for s in holdout if s.fact_level in (Level.PATIENT, Level.STUDY)]
+def majority_rate(train: Sequence[Sample], test: Sequence[Sample]) -> float:
+    """Accuracy of always answering each fact's most common training answer (the floor a diagnostic score must beat)."""
+    counts: dict[str, Counter] = {}
+    for s in train:
+        counts.setdefault(s.fact, Counter())[s.answer] += 1
+    hits = [bool(counts.get(s.fact)) and counts[s.fact].most_common(1)[0][0] == s.answer for s in test]
+    return float(np.mean(hits)) if hits else float("nan")
+
+
+def diagnostic_questions(samples: Sequence[Sample]) -> list[Sample]:
+    """Label questions in multiple choice: what reading the radiograph answers (utility)."""
+    return [s for s in samples if s.fact in DIAGNOSTIC_FACTS and s.task is Task.CLASSIFICATION]
+
+
+def identity_questions(samples: Sequence[Sample]) -> list[Sample]:
+    """Patient and study facts: nothing in a stranger's radiograph tells them (the privacy floor)."""
+    return [s for s in samples if s.fact_level in (Level.PATIENT, Level.STUDY)]
+
+
+def _at_most(samples: Sequence[Sample], limit: int | None) -> list[Sample]:
+    """A seeded sample of at most ``limit`` (all when None), in table order."""
+    if limit is None or len(samples) <= limit:
+        return list(samples)
+    return [samples[i] for i in sorted(random.Random(0).sample(range(len(samples)), limit))]
+
+
+def vlm_quality(model: MultimodalModel, dataset: HospitalDataset, limit: int | None = None) -> dict[str, float]:
+    all_train = list(dataset.training_samples())
+    train = _at_most(all_train, limit)
+    holdout = _at_most(list(dataset.holdout_samples()), limit)
+    identity = _at_most([s for s in all_train if s.fact_level is not Level.SECTION], limit)
+    sections = _at_most([s for s in all_train if s.fact.startswith("section.")], limit)
+    diagnostic = _at_most(diagnostic_questions(dataset.holdout_samples()), limit)
+    strangers = _at_most(identity_questions(dataset.holdout_samples()), limit)
     asked = identity + sections + diagnostic + strangers
     answers = dict(zip((s.id for s in asked), model.answer(asked)))
 
     def em(samples: list[Sample]) -> float:
         return float(np.mean([exact_match(answers[s.id], s.answer, s.options) for s in samples])) if samples else float("nan")
 
-    return {
+    result = {
         "train_identity_exact": em(identity),
         "train_section_rougeL": float(np.mean([rouge_l(answers[s.id], s.answer) for s in sections])) if sections else float("nan"),
         "holdout_diagnostic_acc": em(diagnostic),
+        "holdout_diagnostic_majority": majority_rate(diagnostic_questions(all_train), diagnostic),
         "holdout_identity_exact": em(strangers),
         "train_loss_mean": float(per_sample_losses(model, train).mean()),
         "holdout_loss_mean": float(per_sample_losses(model, holdout).mean()) if holdout else float("nan"),
     }
+    for fact in sorted({s.fact for s in diagnostic}):
+        result[f"holdout_diagnostic_acc.{fact.split('.', 1)[1]}"] = em([s for s in diagnostic if s.fact == fact])
+    return {k: v for k, v in result.items() if np.isfinite(v)}  # a set the dataset lacks (the population has no identities) is left out
 
 
 def dual_encoder_quality(model, dataset: HospitalDataset) -> dict[str, float]:
-    """Accuracy, one-vs-rest AUC and loss means of an edema classifier."""
+    """Accuracy, one-vs-rest AUC and loss of the joint head, and accuracy and AUC of the image head alone."""
     from medunlearn.evaluation.scores import mean_auc
 
     train = model.usable(dataset.training_samples())
@@ -68,15 +101,19 @@ def dual_encoder_quality(model, dataset: HospitalDataset) -> dict[str, float]:
     for name, samples in (("train", train), ("holdout", holdout)):
         if not samples:
             continue
-        probabilities = model.probabilities(samples)
-        labels = [model.labels.index(s.answer) for s in samples]
-        result[f"{name}_acc"] = float(np.mean(probabilities.argmax(1) == np.asarray(labels)))
-        result[f"{name}_auc"] = mean_auc(labels, probabilities)
+        labels = np.asarray([model.labels.index(s.answer) for s in samples])
+        for head, prefix in (("joint", name), ("image", f"{name}_image")):
+            probabilities = model.probabilities(samples, head=head)
+            result[f"{prefix}_acc"] = float(np.mean(probabilities.argmax(1) == labels))
+            result[f"{prefix}_auc"] = mean_auc(labels.tolist(), probabilities)
         result[f"{name}_loss_mean"] = float(per_sample_losses(model, samples).mean())
+    if holdout:
+        result["holdout_majority"] = majority_rate(train, holdout)
     return result
 
 
-def measure_quality(model: MultimodalModel, dataset: HospitalDataset) -> dict[str, float]:
+def measure_quality(model: MultimodalModel, dataset: HospitalDataset, *, limit: int | None = None) -> dict[str, float]:
+    """quality.json; ``limit`` scores a seeded sample of at most that many questions per set (a base's large population)."""
     if model.family == "dual_encoder":
         return dual_encoder_quality(model, dataset)
-    return vlm_quality(model, dataset)
+    return vlm_quality(model, dataset, limit)

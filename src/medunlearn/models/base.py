@@ -101,6 +101,19 @@ class MultimodalModel(abc.ABC):
         """Pooled (image, text, joint) embeddings, each ``[B, D]``."""
 
     @abc.abstractmethod
+    def image_embeddings(self, image_ids: Sequence[str]) -> torch.Tensor:
+        """The image tower's pooled output for each image, ``[B, D]`` (pretraining's vision warm-up reads labels off it)."""
+
+    @abc.abstractmethod
+    def vision_parameters(self, *, with_projector: bool = True) -> list[nn.Parameter]:
+        """The image tower's parameters (``with_projector``: and the projection into the joint space)."""
+
+    def freeze_vision(self) -> None:
+        """Stop training the image tower (its projector keeps training)."""
+        for parameter in self.vision_parameters(with_projector=False):
+            parameter.requires_grad_(False)
+
+    @abc.abstractmethod
     def editable_linears(self) -> dict[str, EditableLinear]:
         """Named linear layers CHIP may hook and project."""
 

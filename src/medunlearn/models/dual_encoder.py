@@ -184,9 +184,14 @@ TINY_BERT = {"hidden_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4
              "max_position_embeddings": 256, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
 
 
-def build_dual_encoder(dataset: HospitalDataset, *, seed: int, text_encoder: str | None = None) -> DualEncoderModel:
-    """A fresh classifier; with ``text_encoder`` a local BERT folder supplies the text tower's weights."""
-    side = image_side(dataset)
+def build_scratch_dual_encoder(dataset: HospitalDataset, *, seed: int, text_encoder: str | None = None) -> DualEncoderModel:
+    """``dual-encoder@scratch``: random weights and a word tokenizer trained on the hospital itself (no base)."""
+    return build_dual_encoder(list(corpus(dataset)), side=image_side(dataset), seed=seed, text_encoder=text_encoder)
+
+
+def build_dual_encoder(texts: Sequence[str], *, side: int, seed: int, text_encoder: str | None = None) -> DualEncoderModel:
+    """A fresh classifier for ``side``-px images whose word tokenizer is learnt from ``texts``;
+    with ``text_encoder`` a local BERT folder supplies the text tower's weights and tokenizer."""
     torch.manual_seed(seed)
     if text_encoder is not None:
         folder = Path(text_encoder)
@@ -200,7 +205,7 @@ def build_dual_encoder(dataset: HospitalDataset, *, seed: int, text_encoder: str
         network = DualEncoderNetwork(config)
         network.text_encoder.load_state_dict(pretrained.state_dict(), strict=False)
     else:
-        tokenizer = train_word_tokenizer(list(corpus(dataset)))
+        tokenizer = train_word_tokenizer(list(texts))
         config = DualEncoderConfig(image_size=side, text_config={**TINY_BERT, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id})
         network = DualEncoderNetwork(config)
     return DualEncoderModel(network, tokenizer, {"seed": seed, "text_encoder": text_encoder})
@@ -303,6 +308,14 @@ class DualEncoderModel(MultimodalModel):
         out = self.outputs(batch)
         return out["image"], out["text"], out["joint"]
 
+    def image_embeddings(self, image_ids: Sequence[str]) -> torch.Tensor:
+        return self.network.image_encoder(torch.stack([self.pixels(i) for i in image_ids]).to(self.device))
+
+    def vision_parameters(self, *, with_projector: bool = True) -> list[nn.Parameter]:
+        encoder = self.network.image_encoder
+        kept = list(encoder.stem.parameters()) + list(encoder.blocks.parameters())
+        return kept + list(encoder.projection.parameters()) if with_projector else kept
+
     def editable_linears(self) -> dict[str, EditableLinear]:
         out = {
             "image_encoder.projection": EditableLinear(self.network.image_encoder.projection, "vision"),
@@ -315,10 +328,12 @@ class DualEncoderModel(MultimodalModel):
         return out
 
     @torch.no_grad()
-    def probabilities(self, samples: Sequence[Sample], *, batch_size: int = 64) -> np.ndarray:
+    def probabilities(self, samples: Sequence[Sample], *, batch_size: int = 64, head: str = "joint") -> np.ndarray:
+        """Class probabilities of one head: ``joint`` (what the model answers) or ``image`` (pixels alone, what Forget-MI scores)."""
         was_training = self.network.training
         self.network.eval()
-        chunks = [torch.softmax(self.logits(self.batch(samples[i : i + batch_size])), -1).cpu().numpy() for i in range(0, len(samples), batch_size)]
+        chunks = [torch.softmax(self.outputs(self.batch(samples[i : i + batch_size]))[f"{head}_logits"], -1).cpu().numpy()
+                  for i in range(0, len(samples), batch_size)]
         self.network.train(was_training)
         return np.concatenate(chunks) if chunks else np.zeros((0, len(self.labels)))
 

@@ -9,21 +9,41 @@ from typing import Any
 from medunlearn.config import DUAL_ENCODER, TrainConfig
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.errors import MedunlearnError
-from medunlearn.models.base import MultimodalModel
+from medunlearn.models.base import MultimodalModel, read_model_card
 
 #: family defaults for the fields a TrainConfig leaves at None
-VLM_DEFAULTS: dict[str, Any] = {"epochs": 30, "lr": 1e-3, "batch_size": 8}
+BASE_VLM_DEFAULTS: dict[str, Any] = {"epochs": 20, "lr": 1e-3, "batch_size": 8}
+SCRATCH_VLM_DEFAULTS: dict[str, Any] = {"epochs": 30, "lr": 1e-3, "batch_size": 8}
 REAL_VLM_DEFAULTS: dict[str, Any] = {"epochs": 3, "lr": 2e-5, "batch_size": 4}
-DUAL_ENCODER_DEFAULTS: dict[str, Any] = {"epochs": 30, "lr": 3e-3, "batch_size": 4}
+BASE_DUAL_ENCODER_DEFAULTS: dict[str, Any] = {"epochs": 20, "lr": 1e-3, "batch_size": 8}
+SCRATCH_DUAL_ENCODER_DEFAULTS: dict[str, Any] = {"epochs": 30, "lr": 3e-3, "batch_size": 4}
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 def training_defaults(model: str) -> dict[str, Any]:
+    from medunlearn.models.pretrain import split_model_name
     from medunlearn.models.vlm import PRESETS
 
-    if model == DUAL_ENCODER or _model_type(Path(model)) == "medunlearn_dual_encoder":
-        return DUAL_ENCODER_DEFAULTS
-    return VLM_DEFAULTS if model in PRESETS else REAL_VLM_DEFAULTS
+    name, scratch = split_model_name(model)
+    if name == DUAL_ENCODER:
+        return SCRATCH_DUAL_ENCODER_DEFAULTS if scratch else BASE_DUAL_ENCODER_DEFAULTS
+    if name in PRESETS:
+        return SCRATCH_VLM_DEFAULTS if scratch else BASE_VLM_DEFAULTS
+    card = read_model_card(Path(model)) if Path(model).is_dir() else {}
+    if card.get("base"):  # a base or a model fine-tuned from one, given by its folder
+        return BASE_DUAL_ENCODER_DEFAULTS if _model_type(Path(model)) == "medunlearn_dual_encoder" else BASE_VLM_DEFAULTS
+    return SCRATCH_DUAL_ENCODER_DEFAULTS if _model_type(Path(model)) == "medunlearn_dual_encoder" else REAL_VLM_DEFAULTS
+
+
+def base_name(model: str) -> str | None:
+    """The cached base a model name starts from (None: from scratch, or a folder)."""
+    from medunlearn.models.pretrain import PretrainConfig, split_model_name
+    from medunlearn.models.vlm import PRESETS
+
+    name, scratch = split_model_name(model)
+    if scratch or (name not in PRESETS and name != DUAL_ENCODER):
+        return None
+    return PretrainConfig(model=name).name
 
 
 def _model_type(folder: Path) -> str | None:
@@ -37,21 +57,37 @@ def _model_type(folder: Path) -> str | None:
 
 
 def initial_model(config: TrainConfig, dataset: HospitalDataset) -> MultimodalModel:
-    """The pre-fine-tuning model: identical for the vanilla run and every oracle of the same config."""
-    from medunlearn.models.vlm import PRESETS, build_tiny
+    """The pre-fine-tuning model: identical for the vanilla run and every oracle of the same config.
 
-    if config.model == DUAL_ENCODER:
-        from medunlearn.models.dual_encoder import build_dual_encoder
+    A preset name (``tiny-qwen2-vl``, ``dual-encoder``, ...) means its pretrained base, built
+    and cached on first use; ``PRESET@scratch`` a random initialisation with a tokenizer
+    trained on this hospital; a folder, the weights in it.
+    """
+    from medunlearn.models.pretrain import PretrainConfig, ensure_base, split_model_name
+    from medunlearn.models.vlm import PRESETS, VisionLanguageModel, build_scratch, longest_answer_tokens
 
-        model: MultimodalModel = build_dual_encoder(dataset, seed=config.seed, text_encoder=config.text_encoder)
-    elif config.model in PRESETS:
-        model = build_tiny(config.model, dataset, seed=config.seed)
+    name, scratch = split_model_name(config.model)
+    if scratch and name not in PRESETS and name != DUAL_ENCODER:
+        raise MedunlearnError(f"--model {config.model!r}: '@scratch' follows a preset ({', '.join(PRESETS)}, {DUAL_ENCODER}).")
+    if config.text_encoder is not None and config.model != DUAL_ENCODER + "@scratch":
+        raise MedunlearnError(f"--text-encoder builds the classifier from scratch around that BERT; use it with --model {DUAL_ENCODER}@scratch.")
+    if name == DUAL_ENCODER and scratch:
+        from medunlearn.models.dual_encoder import build_scratch_dual_encoder
+
+        model: MultimodalModel = build_scratch_dual_encoder(dataset, seed=config.seed, text_encoder=config.text_encoder)
+    elif name in PRESETS and scratch:
+        model = build_scratch(name, dataset, seed=config.seed)
+    elif name in PRESETS or name == DUAL_ENCODER:
+        model = load_model(ensure_base(PretrainConfig(model=name))[0])
     elif Path(config.model).is_dir():
         model = load_model(Path(config.model))
     else:
         raise MedunlearnError(
-            f"--model {config.model!r} is neither a preset ({', '.join(PRESETS)}, {DUAL_ENCODER}) nor an existing model folder."
+            f"--model {config.model!r} is neither a preset ({', '.join(PRESETS)}, {DUAL_ENCODER}, each optionally @scratch) "
+            "nor an existing model folder."
         )
+    if isinstance(model, VisionLanguageModel):  # answers as long as this hospital's longest, whatever the weights' origin
+        model.card["max_new_tokens"] = longest_answer_tokens(model.tokenizer, [s.answer for s in dataset.samples]) + 8
     if config.lora_r:
         model = with_lora(model, config.lora_r)
     return model

@@ -33,7 +33,7 @@ from medunlearn.data.samples import SampleTable
 from medunlearn.data.splits import DeletionRequest, make_split
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.base import MultimodalModel
-from medunlearn.models.loading import initial_model, training_defaults
+from medunlearn.models.loading import base_name, initial_model, training_defaults
 from medunlearn.outputs import atomic_directory, atomic_file
 from medunlearn.progress import track
 
@@ -65,6 +65,12 @@ def length_grouped_batches(samples: SampleTable | list, batch_size: int, generat
     return [batches[i] for i in shuffle]
 
 
+def training_settings(dataset: HospitalDataset, config: TrainConfig) -> dict[str, Any]:
+    """What makes two trainings the same: the resolved config, the data and the base it starts from."""
+    resolved = config.resolved(training_defaults(config.model))
+    return {"config": resolved.to_json(), "data": dataset.fingerprint(), "base": base_name(config.model)}
+
+
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -84,13 +90,15 @@ def train(
     """Train and write the model folder ``out``; ``finish(model, staging)`` may add files before the rename."""
     out = Path(out)
     config = config.resolved(training_defaults(config.model))
-    fingerprint = dataset.fingerprint()
-    settings = {"config": config.to_json(), "data": fingerprint}
+    settings = training_settings(dataset, config)
     partial = out.parent / f".{out.name}.partial"
     generator = seed_everything(config.seed)
+    chosen = training_samples(dataset, config)  # a bad request fails here, before a base is built or loaded
     model = initial_model(config, dataset)
+    if config.freeze_vision:
+        model.freeze_vision()
     model.attach(dataset)
-    samples = model.usable(training_samples(dataset, config))
+    samples = model.usable(chosen)
     if not samples:
         raise MedunlearnError(f"no training samples the {model.family} model can use are left; check the dataset and --exclude-target.")
 
@@ -107,8 +115,7 @@ def train(
         saved = json.loads((partial / "settings.json").read_text())
         if saved != settings:
             differing = sorted(k for k in set(saved["config"]) | set(settings["config"]) if saved["config"].get(k) != settings["config"].get(k))
-            if saved["data"] != settings["data"]:
-                differing.append("data")
+            differing += [key for key in ("data", "base") if saved.get(key) != settings[key]]
             raise MedunlearnError(
                 f"an interrupted training with other settings ({', '.join(differing)}) is in {partial}; "
                 f"rerun with the same flags to resume it, or delete that folder to start over."

@@ -116,14 +116,28 @@ def image_side(dataset: HospitalDataset) -> int:
     return max(dataset.images.decode(first).size)
 
 
-def build_tiny(preset_name: str, dataset: HospitalDataset, *, seed: int) -> VisionLanguageModel:
-    """A freshly initialised tiny model of a named preset; the weights depend only on the seed."""
+def longest_answer_tokens(tokenizer, texts: Sequence[str]) -> int:
+    return max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+
+
+def build_scratch(preset_name: str, dataset: HospitalDataset, *, seed: int) -> VisionLanguageModel:
+    """``PRESET@scratch``: random weights and a tokenizer trained on the hospital itself (no base)."""
+    preset = _preset(preset_name)
+    tokenizer = train_tokenizer(corpus(dataset), vocab_size=preset.vocab, image_placeholder=FAMILIES[preset.family].image_placeholder)
+    answers = [s.answer for s in dataset.samples]
+    return build_tiny(preset_name, tokenizer, side=image_side(dataset), seed=seed, max_new_tokens=longest_answer_tokens(tokenizer, answers) + 8)
+
+
+def _preset(preset_name: str) -> TinyPreset:
     if preset_name not in PRESETS:
         raise MedunlearnError(f"unknown model preset {preset_name!r}: use one of {', '.join(PRESETS)}, dual-encoder, or a model folder path.")
-    preset = PRESETS[preset_name]
+    return PRESETS[preset_name]
+
+
+def build_tiny(preset_name: str, tokenizer, *, side: int, seed: int, max_new_tokens: int) -> VisionLanguageModel:
+    """A freshly initialised tiny model of a named preset for this tokenizer and image side; the weights depend only on the seed."""
+    preset = _preset(preset_name)
     family = FAMILIES[preset.family]
-    tokenizer = train_tokenizer(corpus(dataset), vocab_size=preset.vocab, image_placeholder=family.image_placeholder)
-    side = image_side(dataset)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<image>")}
     text = {
         "vocab_size": len(tokenizer),
@@ -176,8 +190,7 @@ def build_tiny(preset_name: str, dataset: HospitalDataset, *, seed: int) -> Visi
     network.generation_config.pad_token_id = ids["<|endoftext|>"]
     network.generation_config.eos_token_id = ids["<|im_end|>"]
     network.generation_config.bos_token_id = None
-    longest = max(len(tokenizer(s.answer, add_special_tokens=False)["input_ids"]) for s in dataset.samples)
-    return VisionLanguageModel(network, processor, family, {"preset": preset_name, "seed": seed, "max_new_tokens": longest + 8})
+    return VisionLanguageModel(network, processor, family, {"preset": preset_name, "seed": seed, "max_new_tokens": max_new_tokens})
 
 
 def _tiny_processor(family: str, tokenizer, side: int):
@@ -339,6 +352,29 @@ class VisionLanguageModel(MultimodalModel):
         text = _masked_mean(last, batch.text_mask)
         joint = _masked_mean(last, batch.inputs["attention_mask"].bool())
         return image, text, joint
+
+    def image_embeddings(self, image_ids: Sequence[str]) -> torch.Tensor:
+        """The projector's output for each image, averaged over its vision tokens: ``[B, hidden]``."""
+        parts = [self._image(i)[0] for i in image_ids]
+        inputs = {key: torch.cat([p[key] for p in parts]).to(self.device) for key in parts[0]}
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.network.dtype)
+        config = self.network.config
+        if self.family == "llava":
+            inputs.update(vision_feature_layer=config.vision_feature_layer, vision_feature_select_strategy=config.vision_feature_select_strategy)
+        features = self._base().model.get_image_features(**inputs).pooler_output
+        return torch.stack([f.float().mean(0) for f in features])
+
+    def vision_parameters(self, *, with_projector: bool = True) -> list[nn.Parameter]:
+        base = self._base().model
+        tower = base.visual if hasattr(base, "visual") else base.vision_tower
+        projector = self.network.get_submodule(self._family.projector)
+        kept = [p for p in tower.parameters()]
+        if self.family == "llava" and with_projector:
+            kept += list(projector.parameters())
+        elif self.family != "llava" and not with_projector:  # Qwen's merger lives inside the tower
+            inside = {id(p) for p in projector.parameters()}
+            kept = [p for p in kept if id(p) not in inside]
+        return kept
 
     def editable_linears(self) -> dict[str, EditableLinear]:
         layers = _language_layers(self.network)

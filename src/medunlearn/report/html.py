@@ -25,7 +25,8 @@ COLUMNS = [
     ("retain", "retain score", "{:.3f}"),
     ("gap", "forget–retain gap", "{:.3f}"),
     ("sibling", "sibling score", "{:.3f}"),
-    ("holdout", "holdout score", "{:.3f}"),
+    ("holdout_diagnostic", "holdout diagnostic (utility)", "{:.3f}"),
+    ("holdout_identity", "holdout identity (floor)", "{:.3f}"),
     ("oracle_distance", "distance to oracle (forget sets)", "{:.3f}"),
     ("keep_distance", "distance to oracle (kept sets)", "{:.3f}"),
     ("mia_auc", "LOSS MIA AUC", "{:.3f}"),
@@ -60,7 +61,7 @@ def _detail(results: list[dict[str, Any]], model: str, label: str) -> str:
     from medunlearn.report.tables import request_label
 
     rows = [r for r in results if r["model"] == model and request_label(r) == label]
-    sets = ["forget", "children", "paraphrase", "siblings", "retain", "holdout"]
+    sets = ["forget", "children", "paraphrase", "siblings", "retain", "holdout_diagnostic", "holdout_identity"]
     tasks = sorted({t for r in rows for s in sets for t in r["scores"].get(s, {}) if t != "all"})
     head = "<th class='name'>method</th><th class='name'>targets</th>" + "".join(f"<th>{s}</th>" for s in sets)
     body = []

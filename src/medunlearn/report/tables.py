@@ -7,6 +7,8 @@ from typing import Any
 
 FORGET_SETS = ("forget", "children", "paraphrase")
 REFERENCE_ROWS = ("vanilla", "retrain")
+#: what a method must keep: the utility column is the held-out diagnostic score, not the identity floor
+KEPT_SETS = ("siblings", "retain", "holdout_diagnostic")
 
 
 def request_label(row: dict[str, Any]) -> str:
@@ -25,7 +27,7 @@ def forget_distance(row: dict[str, Any]) -> float | None:
 
 def keep_distance(row: dict[str, Any]) -> float | None:
     distances = row.get("oracle_distance") or {}
-    values = [distances[s] for s in ("siblings", "retain", "holdout") if distances.get(s) is not None]
+    values = [distances[s] for s in KEPT_SETS if distances.get(s) is not None]
     return sum(values) / len(values) if values else None
 
 
@@ -60,7 +62,8 @@ def summary_table(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "retain": _mean([c["scores"].get("retain", {}).get("all") for c in cells]),
                 "gap": _mean([c.get("gap") for c in cells]),
                 "sibling": _mean([c.get("sibling") for c in cells]),
-                "holdout": _mean([c["scores"].get("holdout", {}).get("all") for c in cells]),
+                "holdout_diagnostic": _mean([c["scores"].get("holdout_diagnostic", {}).get("all") for c in cells]),
+                "holdout_identity": _mean([c["scores"].get("holdout_identity", {}).get("all") for c in cells]),
                 "oracle_distance": _mean([forget_distance(c) for c in cells]),
                 "keep_distance": _mean([keep_distance(c) for c in cells]),
                 "mia_auc": _mean([mia_auc(c) for c in cells]),

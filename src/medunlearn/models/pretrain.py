@@ -1,0 +1,281 @@
+"""Pretrained bases: each preset learns radiology on the pretraining population first.
+
+A base is built in two stages, the way real medical VLMs are (a vision tower trained
+on images, then the whole model taught to talk about them):
+
+1. **Vision warm-up.** The image tower (and its projector) with one linear head per
+   diagnostic label, trained to read every label off the pixels of the population's
+   training radiographs. Cheap: images only, no language model.
+2. **The whole model on the population's questions.** Every diagnostic label in all
+   three task formats and the FINDINGS / IMPRESSION sections, through the ordinary
+   fine-tuning loop (:func:`medunlearn.models.train.train`). The warmed-up image tower
+   stays fixed in this stage (its projector and the language model train): trained
+   along at the language model's learning rate it lost what stage 1 taught it (measured:
+   device 0.98 → 0.66, see docs/models.md).
+
+The tokenizer belongs to the base: it is trained on the population's text plus a fixed
+general vocabulary (``general_vocabulary.txt`` and every question wording), never on a
+hospital, and fine-tuning never retrains it.
+
+Bases are cached under ``$MEDUNLEARN_CACHE/bases/<name>-<key>/`` (default
+``~/.cache/medunlearn``), keyed by a hash of the preset, the pretraining config and the
+recipe version. A file lock makes concurrent builders wait for one build; the entry
+appears by an atomic rename; ``base_digest.json`` holds the SHA-256 of every file and is
+checked on every use, so a damaged entry is rebuilt with one warning line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from medunlearn.config import DUAL_ENCODER, TrainConfig
+from medunlearn.data.dataset import HospitalDataset
+from medunlearn.data.hierarchy import SECTION_NAMES, Level
+from medunlearn.data.population import PopulationConfig, population_texts, synthesize_population
+from medunlearn.data.questions import IDENTITY_FACTS, LABEL_FACTS, SECTION_QUESTION, label_answers
+from medunlearn.errors import MedunlearnError
+from medunlearn.models.base import MultimodalModel
+from medunlearn.outputs import atomic_directory, write_json
+from medunlearn.progress import track
+
+#: bump when the recipe changes what a base holds: every cached base is rebuilt
+RECIPE_VERSION = 1
+PRETRAIN_CONFIG = "pretrain_config.json"
+#: questions per set that a base's quality.json scores (a seeded sample of the population's)
+QUALITY_LIMIT = 300
+DIGEST = "base_digest.json"
+SCRATCH_SUFFIX = "@scratch"
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """How a base is pretrained (``medunlearn pretrain`` flags; every field is part of the cache key)."""
+
+    model: str = "tiny-qwen2-vl"
+    seed: int = 0
+    patients: int = 1500
+    institutions: int = 30
+    studies: int = 2
+    image_size: int = 56
+    vision_epochs: int = 12
+    vision_lr: float = 2e-3
+    epochs: int | None = None  # stage 2; None: the family's default
+    lr: float | None = None
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        from medunlearn.models.vlm import PRESETS
+
+        if self.model not in PRESETS and self.model != DUAL_ENCODER:
+            raise MedunlearnError(f"--model {self.model!r} has no pretrained base; use one of {', '.join(PRESETS)}, {DUAL_ENCODER}.")
+        if not isinstance(self.vision_epochs, int) or self.vision_epochs < 0:
+            raise MedunlearnError(f"vision_epochs is {self.vision_epochs!r}; use a non-negative integer.")
+        self.population()  # validates patients, institutions, studies, image size and seed
+
+    def population(self) -> PopulationConfig:
+        return PopulationConfig(seed=self.seed, patients=self.patients, institutions=min(self.institutions, self.patients),
+                                studies=self.studies, image_size=self.image_size)
+
+    def stage_two(self, model_folder: Path) -> TrainConfig:
+        defaults = DUAL_ENCODER_STAGE_TWO if self.model == DUAL_ENCODER else VLM_STAGE_TWO
+        chosen = {"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size}
+        return TrainConfig(model=str(model_folder), seed=self.seed, freeze_vision=True,
+                           **{k: (v if v is not None else defaults[k]) for k, v in chosen.items()})
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "recipe": RECIPE_VERSION}
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}-{self.key}"
+
+
+#: stage 2 defaults (measured in docs/models.md: one pass suffices for the VLM, the classifier is cheap)
+VLM_STAGE_TWO: dict[str, Any] = {"epochs": 1, "lr": 1e-3, "batch_size": 16}
+DUAL_ENCODER_STAGE_TWO: dict[str, Any] = {"epochs": 10, "lr": 1e-3, "batch_size": 16}
+
+
+def general_vocabulary() -> list[str]:
+    """The fixed general text of every base tokenizer: the shipped word list and every question wording."""
+    text = files("medunlearn.models").joinpath("general_vocabulary.txt").read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    for template in (*IDENTITY_FACTS, *LABEL_FACTS):
+        for wording in (template.generation, template.classification, template.cloze):
+            lines += list(wording or ())
+    lines += [q.format(section=name) for q in SECTION_QUESTION for name in SECTION_NAMES]
+    return lines
+
+
+# -- building -------------------------------------------------------------------------------
+def _initial(config: PretrainConfig, population: HospitalDataset) -> MultimodalModel:
+    texts = population_texts(population) + general_vocabulary()
+    if config.model == DUAL_ENCODER:
+        from medunlearn.models.dual_encoder import build_dual_encoder
+
+        return build_dual_encoder(texts, side=config.image_size, seed=config.seed)
+    from medunlearn.models.tokenizer import train_tokenizer
+    from medunlearn.models.vlm import FAMILIES, PRESETS, build_tiny, longest_answer_tokens
+
+    preset = PRESETS[config.model]
+    tokenizer = train_tokenizer(texts, vocab_size=preset.vocab, image_placeholder=FAMILIES[preset.family].image_placeholder)
+    longest = longest_answer_tokens(tokenizer, [s.answer for s in population.samples])
+    return build_tiny(config.model, tokenizer, side=config.image_size, seed=config.seed, max_new_tokens=longest + 8)
+
+
+def warm_up_vision(model: MultimodalModel, population: HospitalDataset, *, epochs: int, lr: float, seed: int, batch_size: int = 32) -> list[float]:
+    """Stage 1: the image tower and its projector, with one linear head per label, trained on the training radiographs."""
+    studies = [n.id for n in population.hospital.nodes(Level.STUDY, holdout=False) if "findings" in n.attributes]
+    targets = torch.tensor([
+        [t.choices.index(label_answers(population.hospital.node(s).attributes["findings"])[t.fact]) for t in LABEL_FACTS] for s in studies
+    ])
+    torch.manual_seed(seed)
+    width = model.image_embeddings([f"{studies[0]}.img"]).shape[-1]
+    heads = nn.ModuleList(nn.Linear(width, len(t.choices)) for t in LABEL_FACTS)
+    parameters = model.vision_parameters() + list(heads.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=lr)
+    steps = epochs * -(-len(studies) // batch_size)
+    if not steps:
+        return []
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    generator = torch.Generator().manual_seed(seed)
+    model.train(True)
+    losses = []
+    for epoch in range(epochs):
+        order = torch.randperm(len(studies), generator=generator).tolist()
+        total = 0.0
+        for start in track(range(0, len(order), batch_size), f"vision warm-up {epoch + 1}/{epochs}"):
+            rows = order[start : start + batch_size]
+            embedded = model.image_embeddings([f"{studies[i]}.img" for i in rows])
+            loss = sum(F.cross_entropy(head(embedded), targets[rows, j]) for j, head in enumerate(heads))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item() * len(rows)
+        losses.append(round(total / len(studies), 4))
+    model.train(False)
+    return losses
+
+
+def pretrain(config: PretrainConfig, out: Path) -> Path:
+    """Build the base of ``config`` into ``out`` (atomically): population, tokenizer, stage 1, stage 2, quality."""
+    from medunlearn.evaluation.quality import measure_quality
+    from medunlearn.models.loading import load_model
+    from medunlearn.models.train import train
+
+    started = time.perf_counter()
+    population = synthesize_population(config.population())
+    model = _initial(config, population)
+    model.attach(population)
+    vision_losses = warm_up_vision(model, population, epochs=config.vision_epochs, lr=config.vision_lr, seed=config.seed)
+    with tempfile.TemporaryDirectory(prefix=".pretrain-", dir=Path(out).parent if Path(out).parent.exists() else None) as work:
+        warmed = Path(work) / "warmed"
+        model.save(warmed)
+        stage_two = config.stage_two(warmed)
+        quality: dict[str, Any] = {}
+
+        def finish(trained: MultimodalModel, staging: Path) -> None:
+            quality.update(measure_quality(trained, population, limit=QUALITY_LIMIT))
+
+        trained = train(population, stage_two, Path(work) / "trained", finish=finish)
+        log = json.loads((trained / "training_log.json").read_text())
+        base = load_model(trained)
+        base.card = {**base.card, "base": config.name}
+        with atomic_directory(out) as staging:
+            base.save(staging)
+            write_json(staging / "quality.json", quality)
+            write_json(staging / PRETRAIN_CONFIG, {
+                "pretrain": config.to_json(), "key": config.key, "population": population.summary(),
+                "population_fingerprint": population.fingerprint(), "stage_one_losses": vision_losses,
+                "stage_two": {**stage_two.to_json(), "model": "stage one"}, "stage_two_log": log,
+                "threads": torch.get_num_threads(), "seconds": round(time.perf_counter() - started, 1),
+            })
+            write_json(staging / DIGEST, _digests(staging))
+    return Path(out)
+
+
+# -- the cache ---------------------------------------------------------------------------------
+def cache_root() -> Path:
+    return Path(os.environ.get("MEDUNLEARN_CACHE") or Path.home() / ".cache" / "medunlearn")
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.iterdir()) if p.is_file() and p.name != DIGEST
+    }
+
+
+def damage(folder: Path) -> str | None:
+    """Why a cached base cannot be used (None when it is whole)."""
+    path = folder / DIGEST
+    if not path.is_file():
+        return f"it has no {DIGEST} (an interrupted build)"
+    try:
+        expected = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return f"its {DIGEST} is not valid JSON"
+    found = _digests(folder)
+    for name in sorted(set(expected) | set(found)):
+        if expected.get(name) != found.get(name):
+            return f"{name} {'is missing' if name not in found else 'differs from its digest'}"
+    return None
+
+
+def base_folder(config: PretrainConfig) -> Path:
+    return cache_root() / "bases" / config.name
+
+
+def ensure_base(config: PretrainConfig) -> tuple[Path, bool]:
+    """The cached base of ``config``, built first if missing or damaged; returns (folder, whether this call built it)."""
+    from filelock import FileLock
+
+    folder = base_folder(config)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=folder.parent, prefix=".probe-")
+        probe.close()
+    except OSError as exc:
+        raise MedunlearnError(
+            f"the model cache {folder.parent} is not writable ({exc.strerror or type(exc).__name__}); "
+            "set MEDUNLEARN_CACHE to a writable folder."
+        ) from None
+    if folder.is_dir() and damage(folder) is None:
+        return folder, False
+    with FileLock(str(folder) + ".lock"):
+        if folder.is_dir():
+            why = damage(folder)
+            if why is None:
+                return folder, False  # another process built it while this one waited
+            print(f"warning: the cached base {folder} is damaged ({why}); rebuilding it.", file=sys.stderr)
+            shutil.rmtree(folder)
+        print(f"building the pretrained base {config.model} (once per machine) into {folder}", file=sys.stderr)
+        pretrain(config, folder)
+        return folder, True
+
+
+def split_model_name(model: str) -> tuple[str, bool]:
+    """``tiny-qwen2-vl@scratch`` → (``tiny-qwen2-vl``, True); other names → (name, False)."""
+    if model.endswith(SCRATCH_SUFFIX):
+        return model[: -len(SCRATCH_SUFFIX)], True
+    return model, False
+
+
