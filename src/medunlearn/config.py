@@ -31,7 +31,7 @@ class TrainConfig:
     warmup: float = 0.05
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
-    freeze_vision: bool = False  # pretraining's second stage: the warmed-up image tower stays as it is
+    freeze_vision: bool | None = None  # keep the image tower as it is (None: the family's default; a base's reading is kept)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude_targets", tuple(self.exclude_targets))

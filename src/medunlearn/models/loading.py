@@ -12,11 +12,13 @@ from medunlearn.errors import MedunlearnError
 from medunlearn.models.base import MultimodalModel, read_model_card
 
 #: family defaults for the fields a TrainConfig leaves at None
-BASE_VLM_DEFAULTS: dict[str, Any] = {"epochs": 20, "lr": 1e-3, "batch_size": 8}
-SCRATCH_VLM_DEFAULTS: dict[str, Any] = {"epochs": 30, "lr": 1e-3, "batch_size": 8}
-REAL_VLM_DEFAULTS: dict[str, Any] = {"epochs": 3, "lr": 2e-5, "batch_size": 4}
-BASE_DUAL_ENCODER_DEFAULTS: dict[str, Any] = {"epochs": 20, "lr": 1e-3, "batch_size": 8}
-SCRATCH_DUAL_ENCODER_DEFAULTS: dict[str, Any] = {"epochs": 30, "lr": 3e-3, "batch_size": 4}
+#: from a base the image tower stays fixed: trained along, the hospital's memorisation
+#: overwrote its reading (held-out diagnostics 0.74 vs 0.81 frozen; docs/models.md)
+BASE_VLM_DEFAULTS: dict[str, Any] = {"epochs": 20, "lr": 1e-3, "batch_size": 8, "freeze_vision": True}
+SCRATCH_VLM_DEFAULTS: dict[str, Any] = {"epochs": 30, "lr": 1e-3, "batch_size": 8, "freeze_vision": False}
+REAL_VLM_DEFAULTS: dict[str, Any] = {"epochs": 3, "lr": 2e-5, "batch_size": 4, "freeze_vision": False}
+BASE_DUAL_ENCODER_DEFAULTS: dict[str, Any] = {"epochs": 20, "lr": 1e-3, "batch_size": 8, "freeze_vision": True}
+SCRATCH_DUAL_ENCODER_DEFAULTS: dict[str, Any] = {"epochs": 30, "lr": 3e-3, "batch_size": 4, "freeze_vision": False}
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
