@@ -173,7 +173,7 @@ def _trained(dataset: HospitalDataset, config: TrainConfig, folder: Path, timing
     with CostMeter() as meter:
         train(dataset, config, folder)
     log = json.loads((folder / "training_log.json").read_text())
-    meter.cost.forward = meter.cost.backward = sum(entry["samples"] for entry in log)
+    meter.cost.forward = meter.cost.backward = sum(entry["samples"] + entry.get("replayed", 0) for entry in log)
     write_json(folder / "cost.json", meter.cost.to_json())
     timings[stage] = timings.get(stage, 0.0) + meter.cost.wall_s
     return folder

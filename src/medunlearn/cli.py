@@ -205,6 +205,7 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Seed of the initialisation and the data order.")] = 0,
     lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank (0: full fine-tuning); adapters are merged on save.")] = 0,
     text_encoder: Annotated[Path | None, typer.Option("--text-encoder", help="Local BERT folder for the dual encoder's text tower.")] = None,
+    replay: Annotated[int | None, typer.Option(help="Questions of the base's replay set rehearsed every epoch (default: 200 from a VLM base, else 0).")] = None,
 ) -> None:
     """Fine-tune a model (the vanilla model, or with --exclude-* the retrain oracle); writes quality.json."""
     from medunlearn.config import TrainConfig
@@ -217,7 +218,7 @@ def train_command(
     config = TrainConfig(
         model=model, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, lora_r=lora_r,
         exclude_level=exclude_level, exclude_targets=tuple(exclude_target or ()),
-        text_encoder=str(text_encoder) if text_encoder else None,
+        text_encoder=str(text_encoder) if text_encoder else None, replay=replay,
     )
     quality: dict = {}
 

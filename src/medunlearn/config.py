@@ -32,6 +32,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     freeze_vision: bool | None = None  # keep the image tower as it is (None: the family's default; a base's reading is kept)
+    replay: int | None = None  # questions of the base's replay set mixed into every epoch (None: the family's default; 0: none)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude_targets", tuple(self.exclude_targets))
@@ -47,6 +48,8 @@ class TrainConfig:
             raise MedunlearnError(f"--lora-r is {self.lora_r}; use 0 (full fine-tuning) or a positive rank.")
         if bool(self.exclude_level) != bool(self.exclude_targets):
             raise MedunlearnError("--exclude-level and --exclude-target go together; give both or neither.")
+        if self.replay is not None and (not isinstance(self.replay, int) or isinstance(self.replay, bool) or self.replay < 0):
+            raise MedunlearnError(f"--replay is {self.replay!r}; use 0 (no replay) or a positive number of questions per epoch.")
         if not 0 <= self.warmup < 1:
             raise MedunlearnError(f"warmup is {self.warmup}; use a share in [0, 1).")
 

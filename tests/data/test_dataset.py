@@ -55,3 +55,17 @@ def test_inconsistent_samples_are_refused(small_dataset):
         HospitalDataset(small_dataset.hospital, SampleTable.from_samples([bad]), small_dataset.images)
     with pytest.raises(MedunlearnError, match="duplicate sample id"):
         SampleTable.from_samples([first, first])
+
+
+def test_joined_puts_two_trees_side_by_side_and_refuses_shared_ids(small_dataset):
+    from medunlearn.data.population import PopulationConfig, synthesize_population
+
+    population = synthesize_population(PopulationConfig(patients=10, institutions=2, studies=1))
+    both = small_dataset.joined(population)
+    assert len(both.samples) == len(small_dataset.samples) + len(population.samples)
+    assert len(both.images) == len(small_dataset.images) + len(population.images)
+    assert both.training_samples().ids == small_dataset.training_samples().ids + population.training_samples().ids
+    some = next(iter(population.samples))
+    assert both.images.encoded(some.image) == population.images.encoded(some.image)
+    with pytest.raises(MedunlearnError, match="is in both datasets"):
+        small_dataset.joined(small_dataset)

@@ -6,12 +6,16 @@ import pytest
 import torch
 
 import medunlearn.models.pretrain as pretraining
+import medunlearn.models.train as training
 from medunlearn.config import TrainConfig
+from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import Level
+from medunlearn.data.population import ID_PREFIX
+from medunlearn.data.questions import DIAGNOSTIC_FACTS
 from medunlearn.errors import MedunlearnError
-from medunlearn.models.loading import initial_model, load_model
+from medunlearn.models.loading import BASE_REPLAY, REPLAY_FOLDER, initial_model, load_model
 from medunlearn.models.pretrain import DIGEST, PRETRAIN_CONFIG, PretrainConfig, damage, ensure_base, pretrain
-from medunlearn.models.train import train
+from medunlearn.models.train import length_grouped_batches, train
 
 TINY = PretrainConfig(patients=12, institutions=2, studies=1, vision_epochs=1, epochs=1)
 
@@ -59,6 +63,33 @@ def test_the_base_tokenizer_spells_unseen_names_dates_and_numbers_and_holds_no_h
     for patient in small_dataset.hospital.nodes(Level.PATIENT):
         for part in patient.attributes["name"].split():
             assert part not in vocabulary, part
+
+
+def test_a_base_ships_a_replay_set_of_label_questions_on_population_images(tiny_base, small_dataset):
+    replay = HospitalDataset.load(tiny_base / REPLAY_FOLDER)
+    assert len(replay.samples) and {s.fact for s in replay.samples} <= DIAGNOSTIC_FACTS
+    assert all(s.paraphrase_of is None and s.image_node.startswith(ID_PREFIX) for s in replay.samples)
+    assert not {n.id for n in replay.hospital} & {n.id for n in small_dataset.hospital}
+    assert not any(replay.is_holdout(s.image_node) for s in replay.samples)  # the population's held-out patients stay unseen
+    assert "replay/images.parquet" in json.loads((tiny_base / DIGEST).read_text())  # the digest covers it
+
+
+def test_fine_tuning_from_a_base_rehearses_a_fresh_replay_draw_every_epoch(tiny_base, small_dataset, tmp_path, monkeypatch):
+    seen: list[list[str]] = []
+    original = length_grouped_batches
+
+    def record(samples, *args, **kwargs):
+        seen.append(sorted(s.id for s in samples if s.image_node.startswith(ID_PREFIX)))
+        return original(samples, *args, **kwargs)
+
+    monkeypatch.setattr(training, "length_grouped_batches", record)
+    folder = train(small_dataset, TrainConfig(model=str(tiny_base), epochs=2, replay=4), tmp_path / "vanilla")
+    log = json.loads((folder / "training_log.json").read_text())
+    assert [entry["replayed"] for entry in log] == [4, 4] and [len(ids) for ids in seen] == [4, 4]
+    assert seen[0] != seen[1]  # another draw each epoch
+    assert json.loads((folder / "train_config.json").read_text())["config"]["replay"] == 4
+    defaults = json.loads((train(small_dataset, TrainConfig(model=str(tiny_base), epochs=1), tmp_path / "default") / "train_config.json").read_text())
+    assert defaults["config"]["replay"] == BASE_REPLAY
 
 
 def test_same_config_rebuilds_identical_bits(tiny_base, tmp_path):

@@ -89,6 +89,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_dataset, tmp_pa
         (TrainConfig(model="huge-qwen"), "neither a preset"),
         (TrainConfig(model="tiny-qwen2-vl@scratch", exclude_level="patient", exclude_targets=("nobody",)), "target 'nobody' does not exist"),
         (TrainConfig(model="tiny-qwen2-vl@scratch", exclude_level="study", exclude_targets=("inst-1.pat-01",)), "is a patient, not a study"),
+        (TrainConfig(model="tiny-qwen2-vl@scratch", replay=5), "has none; start from a pretrained base"),
     ],
 )
 def test_bad_training_requests(small_dataset, tmp_path, config, message):
@@ -97,7 +98,9 @@ def test_bad_training_requests(small_dataset, tmp_path, config, message):
     assert listing(tmp_path) == []
 
 
-@pytest.mark.parametrize("field,value,message", [("epochs", 0, "--epochs"), ("lr", -1.0, "--lr"), ("batch_size", 0, "--batch-size"), ("lora_r", -2, "--lora-r")])
+@pytest.mark.parametrize("field,value,message", [
+    ("epochs", 0, "--epochs"), ("lr", -1.0, "--lr"), ("batch_size", 0, "--batch-size"), ("lora_r", -2, "--lora-r"), ("replay", -1, "--replay"),
+])
 def test_bad_training_values(field, value, message):
     with pytest.raises(MedunlearnError, match=message):
         TrainConfig(**{field: value})

@@ -81,6 +81,20 @@ class HospitalDataset:
             if s.task is Task.CLASSIFICATION and s.options and s.answer not in s.options:
                 raise MedunlearnError(f"classification sample {s.id!r} has answer {s.answer!r} outside its options.")
 
+    def joined(self, other: HospitalDataset) -> HospitalDataset:
+        """Both datasets in one (trees side by side): how a base's replay set travels with a hospital
+        through fine-tuning. Their node, sample and image ids must be disjoint."""
+        shared = next((n.id for n in other.hospital if n.id in self.hospital), None)
+        if shared is not None:
+            raise MedunlearnError(f"node {shared!r} is in both datasets; a joined dataset needs disjoint ids.")
+        return HospitalDataset(
+            hospital=Hospital([*self.hospital, *other.hospital]),
+            samples=self.samples.concat(other.samples),
+            images=ImageStore(pa.concat_tables([self.images.table, other.images.table])),
+            source=f"{self.source}+{other.source}",
+            config=self.config,
+        )
+
     # -- views ----------------------------------------------------------------------
     def is_holdout(self, node_id: str) -> bool:
         return self.hospital.node(node_id).holdout

@@ -71,7 +71,7 @@ class HospitalConfig:
     institutions: int = 3
     patients: int = 4
     studies: int = 2
-    holdout_patients: int = 2
+    holdout_patients: int = 4
     image_size: int = 56
 
     def __post_init__(self) -> None:

@@ -44,7 +44,7 @@ def run_retrain(model: MultimodalModel, job: UnlearnJob) -> MultimodalModel:
         folder = train(job.dataset, config, Path(scratch) / "oracle")
         oracle = load_model(folder)
         log = json.loads((folder / "training_log.json").read_text())
-    passes = sum(entry["samples"] for entry in log)
+    passes = sum(entry["samples"] + entry.get("replayed", 0) for entry in log)
     job.meter.cost.forward += passes
     job.meter.cost.backward += passes
     job.summary.update({"epochs": len(log), "retain_samples": log[-1]["samples"] if log else 0})

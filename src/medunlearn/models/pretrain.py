@@ -38,6 +38,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -46,14 +48,18 @@ from medunlearn.config import DUAL_ENCODER, TrainConfig
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import SECTION_NAMES, Level
 from medunlearn.data.population import PopulationConfig, population_texts, synthesize_population
-from medunlearn.data.questions import IDENTITY_FACTS, LABEL_FACTS, SECTION_QUESTION, label_answers
+from medunlearn.data.questions import DIAGNOSTIC_FACTS, IDENTITY_FACTS, LABEL_FACTS, SECTION_QUESTION, label_answers
+from medunlearn.data.samples import ImageStore
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.base import MultimodalModel
+from medunlearn.models.loading import REPLAY_FOLDER
 from medunlearn.outputs import atomic_directory, write_json
 from medunlearn.progress import track
 
 #: bump when the recipe changes what a base holds: every cached base is rebuilt
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
+#: the base's replay set (``replay/``, a dataset folder): label questions on this many population studies
+REPLAY_STUDIES = 500
 PRETRAIN_CONFIG = "pretrain_config.json"
 #: questions per set that a base's quality.json scores (a seeded sample of the population's)
 QUALITY_LIMIT = 300
@@ -93,7 +99,7 @@ class PretrainConfig:
     def stage_two(self, model_folder: Path) -> TrainConfig:
         defaults = DUAL_ENCODER_STAGE_TWO if self.model == DUAL_ENCODER else VLM_STAGE_TWO
         chosen = {"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size}
-        return TrainConfig(model=str(model_folder), seed=self.seed, freeze_vision=True,
+        return TrainConfig(model=str(model_folder), seed=self.seed, freeze_vision=True, replay=0,
                            **{k: (v if v is not None else defaults[k]) for k, v in chosen.items()})
 
     def to_json(self) -> dict[str, Any]:
@@ -175,8 +181,20 @@ def warm_up_vision(model: MultimodalModel, population: HospitalDataset, *, epoch
     return losses
 
 
+def replay_set(population: HospitalDataset, *, studies: int = REPLAY_STUDIES, seed: int = 0) -> HospitalDataset:
+    """A seeded sample of the population's training studies with their label questions (originals only):
+    what fine-tuning rehearses so that reading radiographs survives a hospital's memorisation."""
+    import random
+
+    pool = [n.id for n in population.hospital.nodes(Level.STUDY, holdout=False)]
+    kept = set(random.Random(seed).sample(pool, min(studies, len(pool))))
+    samples = population.samples.where(lambda s: s.paraphrase_of is None and s.fact in DIAGNOSTIC_FACTS and s.image_node in kept)
+    images = ImageStore(population.images.table.filter(pa.compute.is_in(population.images.table.column("study"), pa.array(sorted(kept)))))
+    return HospitalDataset(hospital=population.hospital, samples=samples, images=images, source="replay", config=population.config)
+
+
 def pretrain(config: PretrainConfig, out: Path) -> Path:
-    """Build the base of ``config`` into ``out`` (atomically): population, tokenizer, stage 1, stage 2, quality."""
+    """Build the base of ``config`` into ``out`` (atomically): population, tokenizer, stage 1, stage 2, quality, replay set."""
     from medunlearn.evaluation.quality import measure_quality
     from medunlearn.models.loading import load_model
     from medunlearn.models.train import train
@@ -202,9 +220,12 @@ def pretrain(config: PretrainConfig, out: Path) -> Path:
         with atomic_directory(out) as staging:
             base.save(staging)
             write_json(staging / "quality.json", quality)
+            replay = replay_set(population, seed=config.seed)
+            replay.save(staging / REPLAY_FOLDER)
             write_json(staging / PRETRAIN_CONFIG, {
                 "pretrain": config.to_json(), "key": config.key, "population": population.summary(),
                 "population_fingerprint": population.fingerprint(), "stage_one_losses": vision_losses,
+                "replay": {"studies": REPLAY_STUDIES, "questions": len(replay.samples)},
                 "stage_two": {**stage_two.to_json(), "model": "stage one"}, "stage_two_log": log,
                 "threads": torch.get_num_threads(), "seconds": round(time.perf_counter() - started, 1),
             })
@@ -218,9 +239,10 @@ def cache_root() -> Path:
 
 
 def _digests(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file of the entry (its replay set too), by path relative to it."""
     return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.iterdir()) if p.is_file() and p.name != DIGEST
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*")) if p.is_file() and p.name != DIGEST
     }
 
 

@@ -33,7 +33,7 @@ from medunlearn.data.samples import SampleTable
 from medunlearn.data.splits import DeletionRequest, make_split
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.base import MultimodalModel
-from medunlearn.models.loading import base_name, initial_model, training_defaults
+from medunlearn.models.loading import base_name, initial_model, replay_set, training_defaults
 from medunlearn.outputs import atomic_directory, atomic_file
 from medunlearn.progress import track
 
@@ -97,14 +97,17 @@ def train(
     model = initial_model(config, dataset)
     if config.freeze_vision:
         model.freeze_vision()
-    model.attach(dataset)
+    replay = replay_set(config)
+    model.attach(dataset if replay is None else dataset.joined(replay))
     samples = model.usable(chosen)
     if not samples:
         raise MedunlearnError(f"no training samples the {model.family} model can use are left; check the dataset and --exclude-target.")
+    rehearsed = [] if replay is None else model.usable(replay.samples)
+    per_epoch = min(int(config.replay or 0), len(rehearsed))
 
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay, fused=True)
-    steps_per_epoch = math.ceil(len(samples) / config.batch_size)
+    steps_per_epoch = math.ceil((len(samples) + per_epoch) / config.batch_size)
     total = steps_per_epoch * int(config.epochs)  # type: ignore[arg-type]
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup * total), total)
     log: list[dict[str, Any]] = []
@@ -131,9 +134,12 @@ def train(
     model.train(True)
     for epoch in range(start_epoch, int(config.epochs)):  # type: ignore[arg-type]
         started, losses = time.perf_counter(), []
-        batches = length_grouped_batches(samples, int(config.batch_size), generator)  # type: ignore[arg-type]
+        # each epoch rehearses a fresh draw of the replay set beside every training sample
+        drawn = [rehearsed[i] for i in torch.randperm(len(rehearsed), generator=generator)[:per_epoch].tolist()] if per_epoch else []
+        epoch_samples = [*samples, *drawn]
+        batches = length_grouped_batches(epoch_samples, int(config.batch_size), generator)  # type: ignore[arg-type]
         for step, rows in enumerate(track(batches, f"epoch {epoch + 1}/{config.epochs}")):
-            batch = model.batch([samples[i] for i in rows])
+            batch = model.batch([epoch_samples[i] for i in rows])
             loss = model.training_loss(batch)
             if not torch.isfinite(loss):
                 kept = f"the last good checkpoint (epoch {epoch}) is kept in {partial}" if epoch > start_epoch or state_path.is_file() else "no epoch had finished, so nothing was kept"
@@ -146,7 +152,8 @@ def train(
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
-        log.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": round(time.perf_counter() - started, 3), "samples": len(samples)})
+        log.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": round(time.perf_counter() - started, 3),
+                    "samples": len(samples), "replayed": len(drawn)})
         partial.mkdir(parents=True, exist_ok=True)
         (partial / "settings.json").write_text(json.dumps(settings, sort_keys=True))
         with atomic_file(state_path) as tmp:
