@@ -1,4 +1,5 @@
 import json
+import math
 import shutil
 import subprocess
 
@@ -26,6 +27,8 @@ def test_report_is_self_contained_with_tables_and_figures(run_folder):
     assert "src='http" not in page and 'src="http' not in page
     for text in ("Which method came closest to the oracle", "institution", "patient", "grad_diff", "retrain", "vanilla"):
         assert text in page
+    # the classifier's tables show its image head beside the joint head, and no identity floor
+    assert "holdout AUC, image head" in page and "forget AUC, image head" in page and "holdout identity (floor)" not in page
     assert sorted(p.name for p in (run_folder / "plots").glob("*.png")) >= ["cost_vs_quality.png", "forget_vs_retain.png"]
 
 
@@ -35,6 +38,9 @@ def test_summary_and_verdict_tables(run_folder):
     assert {(r["request"], r["method"]) for r in table} >= {("institution", "chip"), ("patient", "retrain")}
     oracle = [r for r in table if r["method"] == "retrain"]
     assert all(r["oracle_distance"] == 0.0 for r in oracle)
+    assert all(0.0 <= r["holdout_image_auc"] <= 1.0 for r in table)
+    forget_auc = [r["forget_image_auc"] for r in table]  # undefined (nan) where a forget set holds one grade
+    assert any(0.0 <= v <= 1.0 for v in forget_auc) and all(math.isnan(v) or 0.0 <= v <= 1.0 for v in forget_auc)
     verdicts = closest_to_oracle(results)
     assert {v["request"] for v in verdicts} == {"institution", "patient"}
     assert all(v["method"] not in ("vanilla", "retrain") for v in verdicts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,18 @@ COLUMNS = [
 ]
 
 
+#: the classifier's tables: its image head beside the joint head, and no identity floor (it answers no identity question)
+IMAGE_HEAD_COLUMNS = [
+    ("forget_image_auc", "forget AUC, image head", "{:.3f}"),
+    ("holdout_image_auc", "holdout AUC, image head", "{:.3f}"),
+]
+CLASSIFIER_COLUMNS = [
+    column for c in COLUMNS if c[0] != "holdout_identity" for column in ([c, *IMAGE_HEAD_COLUMNS] if c[0] == "holdout_diagnostic" else [c])
+]
+
+
 def _cell(value: Any, fmt: str | None) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return html.escape(fmt.format(value) if fmt else str(value))
 
@@ -122,7 +133,8 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
     groups = list(dict.fromkeys((r["model"], r["request"]) for r in table))  # in request order
     for key in groups:
         parts.append(f"<h3>{html.escape(key[0])} · {html.escape(key[1])}</h3>")
-        parts.append(_table([r for r in table if (r["model"], r["request"]) == key]))
+        rows = [r for r in table if (r["model"], r["request"]) == key]
+        parts.append(_table(rows, CLASSIFIER_COLUMNS if any(r["holdout_image_auc"] is not None for r in rows) else COLUMNS))
     parts.append("<h2>Figures</h2>")
     parts += [_image(p, captions.get(p.name, p.name)) for p in plots]
     parts.append("<h2>Per-level detail (mean score per set)</h2>")

@@ -64,6 +64,9 @@ def summary_table(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "sibling": _mean([c.get("sibling") for c in cells]),
                 "holdout_diagnostic": _mean([c["scores"].get("holdout_diagnostic", {}).get("all") for c in cells]),
                 "holdout_identity": _mean([c["scores"].get("holdout_identity", {}).get("all") for c in cells]),
+                # the classifier's image head alone (what the Forget-MI reference scores; None for a VLM)
+                "forget_image_auc": _mean([c["scores"].get("forget", {}).get("image_auc") for c in cells]),
+                "holdout_image_auc": _mean([c["scores"].get("holdout_diagnostic", {}).get("image_auc") for c in cells]),
                 "oracle_distance": _mean([forget_distance(c) for c in cells]),
                 "keep_distance": _mean([keep_distance(c) for c in cells]),
                 "mia_auc": _mean([mia_auc(c) for c in cells]),
