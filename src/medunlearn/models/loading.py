@@ -54,7 +54,7 @@ def base_name(model: str) -> str | None:
     return PretrainConfig(model=name).name
 
 
-def replay_set(config: TrainConfig) -> HospitalDataset | None:
+def replay_set_for(config: TrainConfig) -> HospitalDataset | None:
     """The replay set that fine-tuning ``config`` rehearses (None when ``config.replay`` is 0).
 
     It ships with a base (``replay/`` in its folder): a preset's cached base, or a base given by its folder.

@@ -181,7 +181,7 @@ def warm_up_vision(model: MultimodalModel, population: HospitalDataset, *, epoch
     return losses
 
 
-def replay_set(population: HospitalDataset, *, studies: int = REPLAY_STUDIES, seed: int = 0) -> HospitalDataset:
+def draw_replay_set(population: HospitalDataset, *, studies: int = REPLAY_STUDIES, seed: int = 0) -> HospitalDataset:
     """A seeded sample of the population's training studies with their label questions (originals only):
     what fine-tuning rehearses so that reading radiographs survives a hospital's memorisation."""
     import random
@@ -220,7 +220,7 @@ def pretrain(config: PretrainConfig, out: Path) -> Path:
         with atomic_directory(out) as staging:
             base.save(staging)
             write_json(staging / "quality.json", quality)
-            replay = replay_set(population, seed=config.seed)
+            replay = draw_replay_set(population, seed=config.seed)
             replay.save(staging / REPLAY_FOLDER)
             write_json(staging / PRETRAIN_CONFIG, {
                 "pretrain": config.to_json(), "key": config.key, "population": population.summary(),

@@ -33,7 +33,7 @@ from medunlearn.data.samples import SampleTable
 from medunlearn.data.splits import DeletionRequest, make_split
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.base import MultimodalModel
-from medunlearn.models.loading import base_name, initial_model, replay_set, training_defaults
+from medunlearn.models.loading import base_name, initial_model, replay_set_for, training_defaults
 from medunlearn.outputs import atomic_directory, atomic_file
 from medunlearn.progress import track
 
@@ -97,7 +97,7 @@ def train(
     model = initial_model(config, dataset)
     if config.freeze_vision:
         model.freeze_vision()
-    replay = replay_set(config)
+    replay = replay_set_for(config)
     model.attach(dataset if replay is None else dataset.joined(replay))
     samples = model.usable(chosen)
     if not samples:
