@@ -80,7 +80,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_dataset, tmp_pa
     with pytest.raises(MedunlearnError, match=rf"became nan at epoch 2 step {18 - steps}; the last good checkpoint \(epoch 1\) is kept"):
         train(small_dataset, TrainConfig(**{**ONE_EPOCH.__dict__, "epochs": 3}), tmp_path / "m")
     assert not (tmp_path / "m").exists()
-    assert torch.load(tmp_path / ".m.partial" / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(tmp_path / ".m.partial" / "checkpoint.pt", weights_only=True)["epoch"] == 1
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from medunlearn.models.base import MultimodalModel, read_model_card
 #: family defaults for the fields a TrainConfig leaves at None
 #: from a base the image tower stays fixed: trained along, the hospital's memorisation
 #: overwrote its reading (held-out diagnostics 0.74 vs 0.81 frozen; docs/models.md), and
-#: each epoch rehearses questions of the base's replay set (0.82 → 0.85 with 200; docs/models.md)
+#: each epoch rehearses questions of the base's replay set (a fixed 200 moved held-out diagnostics 0.82 → 0.85; docs/models.md)
 BASE_REPLAY = 200
 BASE_VLM_DEFAULTS: dict[str, Any] = {"epochs": 20, "lr": 1e-3, "batch_size": 8, "freeze_vision": True, "replay": BASE_REPLAY}
 SCRATCH_VLM_DEFAULTS: dict[str, Any] = {"epochs": 30, "lr": 1e-3, "batch_size": 8, "freeze_vision": False, "replay": 0}

@@ -123,7 +123,7 @@ def train(
                 f"an interrupted training with other settings ({', '.join(differing)}) is in {partial}; "
                 f"rerun with the same flags to resume it, or delete that folder to start over."
             )
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, weights_only=True)  # tensors, numbers and dicts only: a planted pickle cannot run
         model.network.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
