@@ -74,3 +74,15 @@ def test_classifier_rows_carry_auc_f1_and_logit_distance(small_dataset, tmp_path
     assert row["logit_distance"] == pytest.approx(0.0, abs=1e-6)
     assert row["reconstruction"] == []
     assert np.isfinite(row["scores"]["forget"]["all"])
+
+
+def test_the_privacy_floor_holds_only_facts_a_strangers_radiograph_does_not_show(small_dataset):
+    from medunlearn.data.questions import IMAGE_SHOWN_FACTS
+    from medunlearn.evaluation.quality import identity_questions
+
+    holdout = list(small_dataset.holdout_samples())
+    floor = {s.fact for s in identity_questions(holdout)}
+    assert IMAGE_SHOWN_FACTS == {"study.view"}
+    assert "study.view" in {s.fact for s in holdout} and "study.view" not in floor
+    assert {"patient.name", "patient.sex", "study.accession", "study.reason"} <= floor
+    assert not any(f.startswith(("institution.", "label.")) for f in floor)

@@ -152,6 +152,27 @@ def test_the_dual_encoder_base_pretrains_its_image_tower(tmp_path):
     assert load_model(base).card["base"].startswith("dual-encoder-")
 
 
+def test_the_dual_encoder_image_head_starts_from_the_warm_up_edema_head(tmp_path, monkeypatch):
+    seen = {}
+    warm_up, fine_tune = pretraining.warm_up_vision, training.train
+
+    def recording_warm_up(*args, **kwargs):
+        losses, heads = warm_up(*args, **kwargs)
+        seen["edema"] = {k: v.detach().clone() for k, v in heads["label.edema"].state_dict().items()}
+        return losses, heads
+
+    def recording_train(dataset, config, out, **kwargs):
+        seen["stage two starts"] = {k: v.clone() for k, v in load_model(config.model).network.image_head.state_dict().items()}
+        return fine_tune(dataset, config, out, **kwargs)
+
+    monkeypatch.setattr(pretraining, "warm_up_vision", recording_warm_up)
+    monkeypatch.setattr(training, "train", recording_train)
+    pretrain(PretrainConfig(model="dual-encoder", patients=12, institutions=2, studies=3, vision_epochs=1, epochs=1), tmp_path / "dual")
+    assert seen["edema"].keys() == seen["stage two starts"].keys() == {"weight", "bias"}
+    for key, value in seen["edema"].items():
+        assert torch.equal(value, seen["stage two starts"][key])
+
+
 @pytest.mark.parametrize("args,message", [
     (["--model", "tiny-gpt"], "has no pretrained base"),
     (["--model", "tiny-qwen2-vl", "--patients", "3"], "--patients is 3"),

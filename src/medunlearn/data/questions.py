@@ -30,6 +30,7 @@ class FactTemplate:
     classification: tuple[str, str] | None
     cloze: tuple[str, str] | None
     choices: tuple[str, ...] = ()  # fixed option list (labels, binary facts); else distractors
+    shown_in_image: bool = False  # the radiograph itself shows the answer (a stranger's image tells it)
 
 
 IDENTITY_FACTS: tuple[FactTemplate, ...] = (
@@ -94,6 +95,7 @@ IDENTITY_FACTS: tuple[FactTemplate, ...] = (
         ("Which projection was used for this radiograph?", "In which view was this chest film taken?"),
         ("This radiograph was taken in the [blank] projection.", "The view of this chest film is [blank]."),
         choices=("PA", "AP"),
+        shown_in_image=True,  # an AP film is taken of lined or intubated patients: the tube or line is in the image
     ),
     FactTemplate(
         "study.reason", Level.STUDY,
@@ -156,6 +158,8 @@ SECTION_QUESTION = (
 #: the section whose sentences state the diagnostic labels
 LABEL_SECTION = "FINDINGS"
 DIAGNOSTIC_FACTS: frozenset[str] = frozenset(t.fact for t in LABEL_FACTS)
+#: identity facts that a radiograph shows (a model reads them off a stranger's image): never part of a privacy floor
+IMAGE_SHOWN_FACTS: frozenset[str] = frozenset(t.fact for t in IDENTITY_FACTS if t.shown_in_image)
 IDENTITY_FACT_NAMES: frozenset[str] = frozenset(t.fact for t in IDENTITY_FACTS)
 
 

@@ -19,7 +19,7 @@ import torch
 
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import Level
-from medunlearn.data.questions import DIAGNOSTIC_FACTS
+from medunlearn.data.questions import DIAGNOSTIC_FACTS, IMAGE_SHOWN_FACTS
 from medunlearn.data.samples import Sample, Task
 from medunlearn.evaluation.scores import exact_match, rouge_l
 from medunlearn.models.base import MultimodalModel
@@ -52,8 +52,13 @@ def diagnostic_questions(samples: Sequence[Sample]) -> list[Sample]:
 
 
 def identity_questions(samples: Sequence[Sample]) -> list[Sample]:
-    """Patient and study facts: nothing in a stranger's radiograph tells them (the privacy floor)."""
-    return [s for s in samples if s.fact_level in (Level.PATIENT, Level.STUDY)]
+    """Patient and study facts that nothing in a stranger's radiograph tells (the privacy floor).
+
+    The projection (PA/AP) is left out: the image shows it (AP films are of lined or intubated
+    patients), so a model that never saw the patient reads it (measured: 0.63–0.75 on held-out
+    patients, docs/models.md) and it would lift the floor with reading, not with memory.
+    """
+    return [s for s in samples if s.fact_level in (Level.PATIENT, Level.STUDY) and s.fact not in IMAGE_SHOWN_FACTS]
 
 
 def _at_most(samples: Sequence[Sample], limit: int | None) -> list[Sample]:

@@ -23,6 +23,9 @@ from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
 
 MODEL_CARD = "medunlearn.json"
+#: questions decoded side by side: greedy decoding of the tiny models is bound by the per-step cost, so 64 rows
+#: take 22 % less time than 32 for the same answers (600 training questions, 2 CPU threads; docs/evaluation.md)
+DECODE_BATCH = 64
 
 
 @dataclass
@@ -118,7 +121,7 @@ class MultimodalModel(abc.ABC):
         """Named linear layers CHIP may hook and project."""
 
     @abc.abstractmethod
-    def answer(self, samples: Sequence[Sample], *, batch_size: int = 32, max_new_tokens: int | None = None) -> list[str]:
+    def answer(self, samples: Sequence[Sample], *, batch_size: int = DECODE_BATCH, max_new_tokens: int | None = None) -> list[str]:
         """Greedy answers (classifier: the predicted label text)."""
 
     #: the tokenizer or processor saved beside the weights (its save_pretrained writes its files)

@@ -48,7 +48,7 @@ from medunlearn.data.hierarchy import SECTION_NAMES, Level
 from medunlearn.data.questions import LABEL_FACTS
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
-from medunlearn.models.base import Batch, EditableLinear, MultimodalModel
+from medunlearn.models.base import DECODE_BATCH, Batch, EditableLinear, MultimodalModel
 from medunlearn.models.tokenizer import corpus
 from medunlearn.models.vlm import image_side
 
@@ -311,6 +311,11 @@ class DualEncoderModel(MultimodalModel):
     def image_embeddings(self, image_ids: Sequence[str]) -> torch.Tensor:
         return self.network.image_encoder(torch.stack([self.pixels(i) for i in image_ids]).to(self.device))
 
+    @torch.no_grad()
+    def start_image_head(self, head: nn.Linear) -> None:
+        """Set the image head's weights to a trained linear head of the same shape (the base's vision warm-up)."""
+        self.network.image_head.load_state_dict(head.state_dict())
+
     def vision_parameters(self, *, with_projector: bool = True) -> list[nn.Parameter]:
         encoder = self.network.image_encoder
         kept = list(encoder.stem.parameters()) + list(encoder.blocks.parameters())
@@ -337,7 +342,7 @@ class DualEncoderModel(MultimodalModel):
         self.network.train(was_training)
         return np.concatenate(chunks) if chunks else np.zeros((0, len(self.labels)))
 
-    def answer(self, samples: Sequence[Sample], *, batch_size: int = 64, max_new_tokens: int | None = None) -> list[str]:
+    def answer(self, samples: Sequence[Sample], *, batch_size: int = DECODE_BATCH, max_new_tokens: int | None = None) -> list[str]:
         return [self.labels[i] for i in self.probabilities(samples, batch_size=batch_size).argmax(1)]
 
 

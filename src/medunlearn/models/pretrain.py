@@ -52,12 +52,15 @@ from medunlearn.data.questions import DIAGNOSTIC_FACTS, IDENTITY_FACTS, LABEL_FA
 from medunlearn.data.samples import ImageStore
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.base import MultimodalModel
+from medunlearn.models.dual_encoder import TARGET_FACT
 from medunlearn.models.loading import REPLAY_FOLDER
 from medunlearn.outputs import atomic_directory, write_json
 from medunlearn.progress import track
 
-#: bump when the recipe changes what a base holds: every cached base is rebuilt
+#: bump when the recipe changes what a base holds: every cached base of that model is rebuilt
+#: (2: the replay set; the dual encoder's 3: its image head starts from the warm-up's edema head)
 RECIPE_VERSION = 2
+RECIPE_VERSIONS = {DUAL_ENCODER: 3}
 #: the base's replay set (``replay/``, a dataset folder): label questions on this many population studies
 REPLAY_STUDIES = 500
 PRETRAIN_CONFIG = "pretrain_config.json"
@@ -103,7 +106,7 @@ class PretrainConfig:
                            **{k: (v if v is not None else defaults[k]) for k, v in chosen.items()})
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "recipe": RECIPE_VERSION}
+        return {**asdict(self), "recipe": RECIPE_VERSIONS.get(self.model, RECIPE_VERSION)}
 
     @property
     def key(self) -> str:
@@ -146,8 +149,12 @@ def _initial(config: PretrainConfig, population: HospitalDataset) -> MultimodalM
     return build_tiny(config.model, tokenizer, side=config.image_size, seed=config.seed, max_new_tokens=longest + 8)
 
 
-def warm_up_vision(model: MultimodalModel, population: HospitalDataset, *, epochs: int, lr: float, seed: int, batch_size: int = 32) -> list[float]:
-    """Stage 1: the image tower and its projector, with one linear head per label, trained on the training radiographs."""
+def warm_up_vision(model: MultimodalModel, population: HospitalDataset, *, epochs: int, lr: float, seed: int,
+                   batch_size: int = 32) -> tuple[list[float], dict[str, nn.Linear]]:
+    """Stage 1: the image tower and its projector, with one linear head per label, trained on the training radiographs.
+
+    Returns the mean loss per epoch and the trained head of each label fact (``label.edema`` → its head).
+    """
     studies = [n.id for n in population.hospital.nodes(Level.STUDY, holdout=False) if "findings" in n.attributes]
     targets = torch.tensor([
         [t.choices.index(label_answers(population.hospital.node(s).attributes["findings"])[t.fact]) for t in LABEL_FACTS] for s in studies
@@ -159,7 +166,7 @@ def warm_up_vision(model: MultimodalModel, population: HospitalDataset, *, epoch
     optimizer = torch.optim.AdamW(parameters, lr=lr)
     steps = epochs * -(-len(studies) // batch_size)
     if not steps:
-        return []
+        return [], {}
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
     generator = torch.Generator().manual_seed(seed)
     model.train(True)
@@ -178,7 +185,7 @@ def warm_up_vision(model: MultimodalModel, population: HospitalDataset, *, epoch
             total += loss.item() * len(rows)
         losses.append(round(total / len(studies), 4))
     model.train(False)
-    return losses
+    return losses, {t.fact: head for t, head in zip(LABEL_FACTS, heads)}
 
 
 def draw_replay_set(population: HospitalDataset, *, studies: int = REPLAY_STUDIES, seed: int = 0) -> HospitalDataset:
@@ -203,7 +210,11 @@ def pretrain(config: PretrainConfig, out: Path) -> Path:
     population = synthesize_population(config.population())
     model = _initial(config, population)
     model.attach(population)
-    vision_losses = warm_up_vision(model, population, epochs=config.vision_epochs, lr=config.vision_lr, seed=config.seed)
+    vision_losses, label_heads = warm_up_vision(model, population, epochs=config.vision_epochs, lr=config.vision_lr, seed=config.seed)
+    if config.model == DUAL_ENCODER and label_heads:
+        # the classifier's image head has the warm-up's task (edema from the pixels' embedding): start it there
+        # instead of at random, or stage 2 leaves it underfitted beside the text and joint heads (docs/models.md)
+        model.start_image_head(label_heads[TARGET_FACT])
     with tempfile.TemporaryDirectory(prefix=".pretrain-", dir=Path(out).parent if Path(out).parent.exists() else None) as work:
         warmed = Path(work) / "warmed"
         model.save(warmed)

@@ -42,6 +42,7 @@ from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.base import (
+    DECODE_BATCH,
     Batch,
     EditableLinear,
     MultimodalModel,
@@ -390,7 +391,7 @@ class VisionLanguageModel(MultimodalModel):
         return out
 
     @torch.no_grad()
-    def answer(self, samples: Sequence[Sample], *, batch_size: int = 32, max_new_tokens: int | None = None) -> list[str]:
+    def answer(self, samples: Sequence[Sample], *, batch_size: int = DECODE_BATCH, max_new_tokens: int | None = None) -> list[str]:
         was_training = self.network.training
         self.network.eval()
         limit = max_new_tokens or int(self.card.get("max_new_tokens", 96))
