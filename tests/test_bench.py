@@ -78,8 +78,8 @@ def test_vlm_bench_covers_a_level_with_reconstruction(tmp_path, small_dataset):
     assert (tmp_path / "run" / "cells").is_dir()
 
 
-def test_workers_train_the_oracles_side_by_side_and_reproducibly(tmp_path, small_dataset):
-    config = BenchConfig(**{**DUAL, "methods": ("retrain",), "forget_fractions": (0.2, 0.5), "workers": 2})
+def test_workers_run_the_requests_side_by_side_and_reproducibly(tmp_path, small_dataset):
+    config = BenchConfig(**{**DUAL, "methods": ("chip", "retrain"), "forget_fractions": (0.2, 0.5), "workers": 2})
     first = Bench(small_dataset, config, tmp_path / "a").run()
     second = Bench(small_dataset, config, tmp_path / "b").run()
     models = tmp_path / "a" / "models"
@@ -88,4 +88,6 @@ def test_workers_train_the_oracles_side_by_side_and_reproducibly(tmp_path, small
     assert all(json.loads((o / "train_config.json").read_text())["threads"] == 1 for o in oracles)  # one thread per worker
     without_cost = lambda rows: [{k: v for k, v in row.items() if k != "cost"} for row in rows]  # noqa: E731
     assert without_cost(first["results"]) == without_cost(second["results"])
-    assert [row["method"] for row in first["results"]] == ["vanilla", "retrain"] * 2
+    assert [row["method"] for row in first["results"]] == ["vanilla", "retrain", "chip"] * 2  # in request order
+    assert [row["request"]["fraction"] for row in first["results"]] == [0.2] * 3 + [0.5] * 3
+    assert {"requests", "oracles", "evaluation", "method:chip"} <= set(first["timings"])

@@ -11,10 +11,13 @@ Layout of a run folder::
 A rerun reuses every finished model and cell, so an interrupted bench resumes where it
 stopped; a rerun with a different configuration is refused, naming the differing keys.
 
-With ``workers`` > 1 the oracles, which do not depend on each other, train side by side
-in that many processes with one torch thread each (on a 2-core CPU two one-thread
-trainings do 1.4× the work of one two-thread training). The thread count changes the
-floating-point summation order, so ``workers`` is part of the configuration.
+With ``workers`` > 1 the requests, which do not depend on each other once the vanilla model
+exists, run side by side in that many processes with one torch thread each: each trains
+its oracle, evaluates it and the vanilla model, and runs and evaluates every method (on a
+2-core CPU two one-thread processes do 1.4× the work of one two-thread process). The
+thread count changes the floating-point summation order, so ``workers`` is part of the
+configuration. The stage timings then add up the workers' seconds; ``requests`` is the
+wall time of that parallel part.
 """
 
 from __future__ import annotations
@@ -179,13 +182,17 @@ def _trained(dataset: HospitalDataset, config: TrainConfig, folder: Path, timing
     return folder
 
 
-def _train_in_worker(dataset: HospitalDataset, config: TrainConfig, folder: Path) -> None:
-    """One training in a worker process, on one torch thread."""
+def _request_in_worker(bench: Bench, bench_request: BenchRequest) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """One request's whole pipeline (oracle, evaluations, methods) in a worker process, on one torch thread."""
     import torch
 
     torch.set_num_threads(1)
-    os.environ["MEDUNLEARN_PROGRESS"] = "0"  # the parent shows one bar for all trainings
-    _trained(dataset, config, folder, {}, "oracles")
+    os.environ["MEDUNLEARN_PROGRESS"] = "0"  # the parent shows one bar for all requests
+    vanilla_folder = bench.folder / "models" / "vanilla"
+    vanilla = load_model(vanilla_folder)
+    vanilla.attach(bench.dataset)
+    bench.timings = {}
+    return bench._request_rows(bench_request, vanilla, vanilla_folder), bench.timings
 
 
 class Bench:
@@ -206,11 +213,13 @@ class Bench:
         if not (vanilla_folder / "quality.json").is_file():  # what the vanilla model memorised, for the report
             write_json(vanilla_folder / "quality.json", measure_quality(vanilla, self.dataset))
         requests = draw_requests(self.dataset, vanilla, self.config)
-        if self.config.workers > 1:
-            self._train_oracles(requests)
         rows: list[dict[str, Any]] = []
-        for bench_request in requests:
-            rows += self._request_rows(bench_request, vanilla, vanilla_folder)
+        if self.config.workers > 1 and len(requests) > 1:
+            for request_rows in self._requests_in_workers(requests):
+                rows += request_rows
+        else:
+            for bench_request in requests:
+                rows += self._request_rows(bench_request, vanilla, vanilla_folder)
         family = vanilla.family
         metrics = {
             "schema": SCHEMA,
@@ -227,23 +236,24 @@ class Bench:
         config = TrainConfig(**{**self.config.training().to_json(), "exclude_level": request.level.value, "exclude_targets": tuple(request.targets)})
         return config, self.folder / "models" / f"oracle-{bench_request.key}"
 
-    def _train_oracles(self, requests: list[BenchRequest]) -> None:
-        """Train the missing oracles side by side in ``workers`` one-thread processes."""
-        jobs = [self._oracle(r) for r in requests]
-        jobs = [(config, folder) for config, folder in jobs if not _is_trained(self.dataset, config, folder)]
-        if not jobs:
-            return
+    def _requests_in_workers(self, requests: list[BenchRequest]) -> list[list[dict[str, Any]]]:
+        """Every request's rows, the requests side by side in ``workers`` one-thread processes (in request order)."""
         started = time.perf_counter()
-        with ProcessPoolExecutor(max_workers=min(self.config.workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_train_in_worker, self.dataset, config, folder) for config, folder in jobs]
+        results: dict[int, list[dict[str, Any]]] = {}
+        with ProcessPoolExecutor(max_workers=min(self.config.workers, len(requests)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_request_in_worker, self, r): index for index, r in enumerate(requests)}
             try:
-                for future in track(as_completed(futures), f"training {len(jobs)} oracles, {self.config.workers} at a time", total=len(futures)):
-                    future.result()  # re-raises a worker's error here
+                for future in track(as_completed(futures), f"{len(requests)} requests, {self.config.workers} at a time", total=len(futures)):
+                    rows, timings = future.result()  # re-raises a worker's error here
+                    results[futures[future]] = rows
+                    for stage, seconds in timings.items():
+                        self.timings[stage] = self.timings.get(stage, 0.0) + seconds
             except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)  # do not start the queued trainings after a failure
+                pool.shutdown(wait=False, cancel_futures=True)  # do not start the queued requests after a failure
                 raise
-        # the stage split counts the wall time a person waited; each oracle's cost.json keeps its own
-        self.timings["oracles"] = self.timings.get("oracles", 0.0) + time.perf_counter() - started
+        # the stage timings add up the workers' seconds; this is the wall time a person waited
+        self.timings["requests"] = self.timings.get("requests", 0.0) + time.perf_counter() - started
+        return [results[i] for i in range(len(requests))]
 
     def _request_rows(self, bench_request: BenchRequest, vanilla: MultimodalModel, vanilla_folder: Path) -> list[dict[str, Any]]:
         request = bench_request.request

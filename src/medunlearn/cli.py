@@ -400,7 +400,7 @@ def bench_command(
     epochs: Annotated[int | None, typer.Option(help="Training epochs (default: the model family's).")] = None,
     limit: Annotated[int, typer.Option("--limit", help="Questions scored per set at most.")] = 200,
     set_: Annotated[list[str] | None, typer.Option("--set", help="method.key=value for a method parameter (repeatable).")] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Oracles trained side by side, one torch thread each (2 suits a 2-core CPU).")] = 1,
+    workers: Annotated[int, typer.Option("--workers", help="Requests (oracle, evaluations, methods) run side by side, one torch thread each (2 suits a 2-core CPU).")] = 1,
 ) -> None:
     """Run the benchmark: vanilla, one oracle per request, every method on every request; metrics.json + report.html."""
     from medunlearn.bench import Bench
@@ -491,7 +491,7 @@ def demo(
     vlm_model, dual_model = DEFAULT_PRESET, DUAL_ENCODER
     if quick:  # smaller bases, given to the bench as model folders
         vlm_model, dual_model = (str(ensure_base(PretrainConfig(model=name, **QUICK_PRETRAIN))[0]) for name in (DEFAULT_PRESET, DUAL_ENCODER))
-    workers = 2 if (os.cpu_count() or 1) >= 2 and not torch.cuda.is_available() else 1  # oracles side by side on a CPU
+    workers = 2 if (os.cpu_count() or 1) >= 2 and not torch.cuda.is_available() else 1  # requests side by side on a CPU
     quick_steps = {name: {"steps": 10} for name in ("grad_ascent", "grad_diff", "kl", "npo", "retain_ft")}
     vlm = BenchConfig(model=vlm_model, seed=seed, epochs=4 if quick else None, eval_limit=16 if quick else 100, workers=workers,
                       method_settings={**quick_steps, "forget_mi": {"epochs": 1}} if quick else {})

@@ -70,6 +70,26 @@ def test_answer_returns_one_string_per_sample(tiny, some_samples):
     assert answers == [tiny.answer([s], max_new_tokens=4)[0] for s in some_samples]
 
 
+def test_a_model_that_never_ends_its_turn_answers_each_fact_within_that_facts_longest_answer(small_dataset):
+    from medunlearn.models.vlm import ANSWER_MARGIN
+
+    model = build_scratch("tiny-qwen2-vl", small_dataset, seed=0)  # random weights: it rarely says <|im_end|>
+    model.attach(small_dataset)
+    train = list(small_dataset.training_samples())
+    by_fact = {}
+    for s in train:
+        by_fact.setdefault(s.fact, []).append(s)
+    name, section = by_fact["patient.name"], next(v for f, v in by_fact.items() if f.startswith("section"))
+    limit = {f: max(len(model.tokenizer(s.answer, add_special_tokens=False)["input_ids"]) for s in small_dataset.samples if s.fact == f)
+             + ANSWER_MARGIN for f in ("patient.name", section[0].fact)}
+    assert limit["patient.name"] < limit[section[0].fact]
+    answers = model.answer([name[0], section[0]])  # one batch, two limits
+    assert answers[0] == model.answer([name[0]], max_new_tokens=limit["patient.name"])[0]
+    assert answers[0] != model.answer([name[0]], max_new_tokens=limit["patient.name"] + 5)[0]  # it would have gone on
+    assert answers[1] == model.answer([section[0]], max_new_tokens=limit[section[0].fact])[0]
+    assert answers[1] != model.answer([section[0]], max_new_tokens=limit["patient.name"])[0]  # not cut at the name's limit
+
+
 def test_save_load_through_medunlearn_and_transformers(tiny, some_samples, tmp_path, small_dataset):
     tiny.save(tmp_path / "m")
     assert (tmp_path / "m" / "model.safetensors").is_file() and (tmp_path / "m" / "tokenizer.json").is_file()

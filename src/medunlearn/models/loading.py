@@ -92,7 +92,7 @@ def initial_model(config: TrainConfig, dataset: HospitalDataset) -> MultimodalMo
     trained on this hospital; a folder, the weights in it.
     """
     from medunlearn.models.pretrain import PretrainConfig, ensure_base, split_model_name
-    from medunlearn.models.vlm import PRESETS, VisionLanguageModel, build_scratch, longest_answer_tokens
+    from medunlearn.models.vlm import ANSWER_MARGIN, PRESETS, VisionLanguageModel, build_scratch, longest_answer_tokens
 
     name, scratch = split_model_name(config.model)
     if scratch and name not in PRESETS and name != DUAL_ENCODER:
@@ -115,7 +115,7 @@ def initial_model(config: TrainConfig, dataset: HospitalDataset) -> MultimodalMo
             "nor an existing model folder."
         )
     if isinstance(model, VisionLanguageModel):  # answers as long as this hospital's longest, whatever the weights' origin
-        model.card["max_new_tokens"] = longest_answer_tokens(model.tokenizer, [s.answer for s in dataset.samples]) + 8
+        model.card["max_new_tokens"] = longest_answer_tokens(model.tokenizer, [s.answer for s in dataset.samples]) + ANSWER_MARGIN
     if config.lora_r:
         model = with_lora(model, config.lora_r)
     return model

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import (
     AutoTokenizer,
+    StoppingCriteria,
+    StoppingCriteriaList,
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
@@ -56,6 +58,18 @@ from medunlearn.models.tokenizer import (
 )
 
 IGNORE = -100
+#: tokens a greedy answer may run past the longest answer the dataset holds to the same fact
+ANSWER_MARGIN = 8
+
+
+class RowLimits(StoppingCriteria):
+    """Stops each row of a batched greedy decoding at its own number of new tokens (a finished row is padded)."""
+
+    def __init__(self, prompt_length: int, limits: torch.Tensor) -> None:
+        self.prompt_length, self.limits = prompt_length, limits
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        return (input_ids.shape[1] - self.prompt_length) >= self.limits
 
 
 class Qwen2VLImageOnlyProcessor(Qwen2VLProcessor):
@@ -126,7 +140,7 @@ def build_scratch(preset_name: str, dataset: HospitalDataset, *, seed: int) -> V
     preset = _preset(preset_name)
     tokenizer = train_tokenizer(corpus(dataset), vocab_size=preset.vocab, image_placeholder=FAMILIES[preset.family].image_placeholder)
     answers = [s.answer for s in dataset.samples]
-    return build_tiny(preset_name, tokenizer, side=image_side(dataset), seed=seed, max_new_tokens=longest_answer_tokens(tokenizer, answers) + 8)
+    return build_tiny(preset_name, tokenizer, side=image_side(dataset), seed=seed, max_new_tokens=longest_answer_tokens(tokenizer, answers) + ANSWER_MARGIN)
 
 
 def _preset(preset_name: str) -> TinyPreset:
@@ -222,12 +236,14 @@ class VisionLanguageModel(MultimodalModel):
         self.pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_id)
         self._image_cache: dict[str, tuple[dict[str, torch.Tensor], int]] = {}
         self._prompt_cache: dict[tuple[str, str], list[int]] = {}
+        self._limits: dict[str, int] | None = None
 
     # -- inputs -------------------------------------------------------------------------
     def attach(self, dataset: HospitalDataset) -> None:
         if dataset is not self.dataset:
             self._image_cache.clear()
             self._prompt_cache.clear()
+            self._limits = None
         self.dataset = dataset
 
     def _image(self, image_id: str) -> tuple[dict[str, torch.Tensor], int]:
@@ -390,30 +406,48 @@ class VisionLanguageModel(MultimodalModel):
                 out[f"projector.{name}"] = EditableLinear(module, "vision")
         return out
 
+    def _answer_limits(self) -> dict[str, int]:
+        """Per fact, the longest answer the attached dataset holds to it, plus a margin: the most tokens a
+        greedy answer to that kind of question may take (a name is a few tokens, a FINDINGS section a hundred)."""
+        if self._limits is None:
+            samples = list(self.dataset.samples) if self.dataset is not None else []
+            lengths = self.tokenizer([s.answer for s in samples], add_special_tokens=False)["input_ids"] if samples else []
+            longest: dict[str, int] = {}
+            for sample, ids in zip(samples, lengths):
+                longest[sample.fact] = max(longest.get(sample.fact, 0), len(ids))
+            self._limits = {fact: n + ANSWER_MARGIN for fact, n in longest.items()}
+        return self._limits
+
     @torch.no_grad()
     def answer(self, samples: Sequence[Sample], *, batch_size: int = DECODE_BATCH, max_new_tokens: int | None = None) -> list[str]:
+        """Greedy answers. Each question may take as many tokens as the longest answer of its fact (+ a margin),
+        so a model that never ends its turn (an unlearned one often does not) costs a name's length on a name
+        question, not a report's; questions of similar limits are decoded together."""
         was_training = self.network.training
         self.network.eval()
-        limit = max_new_tokens or int(self.card.get("max_new_tokens", 96))
-        order = sorted(range(len(samples)), key=lambda i: (samples[i].task.value, len(samples[i].question)))
+        fallback = int(self.card.get("max_new_tokens", 96))
+        limits = self._answer_limits()
+        limit_of = [max_new_tokens or limits.get(s.fact, fallback) for s in samples]
+        order = sorted(range(len(samples)), key=lambda i: (limit_of[i], samples[i].task.value, len(samples[i].question)))
         answers: list[str] = [""] * len(samples)
         for start in range(0, len(order), batch_size):
-            chunk = [samples[i] for i in order[start : start + batch_size]]
-            batch, inputs = self._on_device(self.batch(chunk, with_answer=False))
+            rows = order[start : start + batch_size]
+            batch, inputs = self._on_device(self.batch([samples[i] for i in rows], with_answer=False))
+            limits = torch.tensor([limit_of[i] for i in rows], device=self.device)
             generated = self.network.generate(
                 **inputs,
-                max_new_tokens=limit,
+                max_new_tokens=int(limits.max()),
+                stopping_criteria=StoppingCriteriaList([RowLimits(inputs["input_ids"].shape[1], limits)]),
                 do_sample=False,
                 eos_token_id=self.eos_id,
                 pad_token_id=self.pad_id,
             )
             new = generated[:, batch.inputs["input_ids"].shape[1] :]
             texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-            for i, text in zip(order[start : start + batch_size], texts):
+            for i, text in zip(rows, texts):
                 answers[i] = text.strip()
         self.network.train(was_training)
         return answers
-
 
 
 def _masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
