@@ -43,6 +43,15 @@ def test_rerun_with_another_config_is_refused_naming_the_keys(dual_run, small_da
         Bench(small_dataset, BenchConfig(**{**DUAL, "methods": ("chip",), "eval_limit": 10}), folder).run()
 
 
+def test_a_rerun_from_another_base_is_refused_naming_it(dual_run, small_dataset, monkeypatch):
+    folder, _ = dual_run  # cells of models fine-tuned from the old base must not be reused beside new models
+    before = (folder / "bench_config.json").read_bytes()
+    monkeypatch.setattr("medunlearn.bench.base_name", lambda model: "dual-encoder-0123456789abcdef")
+    with pytest.raises(MedunlearnError, match=r"differs in: base"):
+        Bench(small_dataset, BenchConfig(**DUAL), folder).run()
+    assert (folder / "bench_config.json").read_bytes() == before
+
+
 def test_fraction_requests_are_reproducible_and_sized(small_dataset, dual_run):
     folder, _ = dual_run
     model = load_model(folder / "models" / "vanilla")

@@ -9,7 +9,8 @@ Layout of a run folder::
     metrics.json  report.html  plots/*.png
 
 A rerun reuses every finished model and cell, so an interrupted bench resumes where it
-stopped; a rerun with a different configuration is refused, naming the differing keys.
+stopped; a rerun with a different configuration (or data, or pretrained base) is refused,
+naming the differing keys.
 
 With ``workers`` > 1 the requests, which do not depend on each other once the vanilla model
 exists, run side by side in that many processes with one torch thread each: each trains
@@ -48,7 +49,7 @@ from medunlearn.evaluation.quality import measure_quality
 from medunlearn.methods.cost import Cost, CostMeter
 from medunlearn.methods.registry import METHODS, method, resolved_config, unlearn
 from medunlearn.models.base import MultimodalModel
-from medunlearn.models.loading import load_model
+from medunlearn.models.loading import base_name, load_model
 from medunlearn.models.train import train, training_settings
 from medunlearn.outputs import write_json
 from medunlearn.progress import track
@@ -152,11 +153,10 @@ def _check_config(folder: Path, config: dict[str, Any]) -> None:
     if saved != config:
         old, new = saved.get("bench", {}), config.get("bench", {})
         keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        if saved.get("data") != config.get("data"):
-            keys.append("data")
+        keys += [key for key in ("data", "base") if saved.get(key) != config.get(key)]
         raise MedunlearnError(
             f"{folder} holds a bench with another configuration (differs in: {', '.join(keys)}); "
-            "rerun with the same options to resume it, or choose another --out."
+            f"rerun with the same options to resume it, or choose another --out (or delete {folder} to start over)."
         )
 
 
@@ -200,7 +200,8 @@ class Bench:
 
     def __init__(self, dataset: HospitalDataset, config: BenchConfig, folder: Path) -> None:
         self.dataset, self.config, self.folder = dataset, config, Path(folder)
-        self.settings = {"bench": config.to_json(), "data": dataset.fingerprint()}
+        # the base is part of what a run means: cells of models fine-tuned from another base are never reused
+        self.settings = {"bench": config.to_json(), "data": dataset.fingerprint(), "base": base_name(config.model)}
         self.timings: dict[str, float] = {}
 
     def run(self) -> dict[str, Any]:
