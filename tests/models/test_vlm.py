@@ -71,7 +71,7 @@ def test_answer_returns_one_string_per_sample(tiny, some_samples):
 
 
 def test_a_model_that_never_ends_its_turn_answers_each_fact_within_that_facts_longest_answer(small_dataset):
-    from medunlearn.models.vlm import ANSWER_MARGIN
+    from medunlearn.models.answer_length import ANSWER_MARGIN
 
     model = build_scratch("tiny-qwen2-vl", small_dataset, seed=0)  # random weights: it rarely says <|im_end|>
     model.attach(small_dataset)

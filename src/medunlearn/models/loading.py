@@ -92,7 +92,8 @@ def initial_model(config: TrainConfig, dataset: HospitalDataset) -> MultimodalMo
     trained on this hospital; a folder, the weights in it.
     """
     from medunlearn.models.pretrain import PretrainConfig, ensure_base, split_model_name
-    from medunlearn.models.vlm import ANSWER_MARGIN, PRESETS, VisionLanguageModel, build_scratch, longest_answer_tokens
+    from medunlearn.models.answer_length import longest_answer_limit
+    from medunlearn.models.vlm import PRESETS, VisionLanguageModel, build_scratch
 
     name, scratch = split_model_name(config.model)
     if scratch and name not in PRESETS and name != DUAL_ENCODER:
@@ -115,7 +116,7 @@ def initial_model(config: TrainConfig, dataset: HospitalDataset) -> MultimodalMo
             "nor an existing model folder."
         )
     if isinstance(model, VisionLanguageModel):  # answers as long as this hospital's longest, whatever the weights' origin
-        model.card["max_new_tokens"] = longest_answer_tokens(model.tokenizer, [s.answer for s in dataset.samples]) + ANSWER_MARGIN
+        model.card["max_new_tokens"] = longest_answer_limit(model.tokenizer, dataset.samples)
     if config.lora_r:
         model = with_lora(model, config.lora_r)
     return model

@@ -147,12 +147,13 @@ def _initial(config: PretrainConfig, population: HospitalDataset) -> MultimodalM
 
         return build_dual_encoder(texts, side=config.image_size, seed=config.seed)
     from medunlearn.models.tokenizer import train_tokenizer
-    from medunlearn.models.vlm import ANSWER_MARGIN, FAMILIES, PRESETS, build_tiny, longest_answer_tokens
+    from medunlearn.models.answer_length import longest_answer_limit
+    from medunlearn.models.vlm import FAMILIES, PRESETS, build_tiny
 
     preset = PRESETS[config.model]
     tokenizer = train_tokenizer(texts, vocab_size=preset.vocab, image_placeholder=FAMILIES[preset.family].image_placeholder)
-    longest = longest_answer_tokens(tokenizer, [s.answer for s in population.samples])
-    return build_tiny(config.model, tokenizer, side=config.image_size, seed=config.seed, max_new_tokens=longest + ANSWER_MARGIN)
+    return build_tiny(config.model, tokenizer, side=config.image_size, seed=config.seed,
+                      max_new_tokens=longest_answer_limit(tokenizer, population.samples))
 
 
 def warm_up_vision(model: MultimodalModel, population: HospitalDataset, *, epochs: int, lr: float, seed: int,

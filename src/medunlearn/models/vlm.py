@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import (
     AutoTokenizer,
-    StoppingCriteria,
     StoppingCriteriaList,
     LlavaConfig,
     LlavaForConditionalGeneration,
@@ -43,6 +42,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
+from medunlearn.models.answer_length import RowLimits, answer_limits, longest_answer_limit
 from medunlearn.models.base import (
     DECODE_BATCH,
     Batch,
@@ -58,18 +58,6 @@ from medunlearn.models.tokenizer import (
 )
 
 IGNORE = -100
-#: tokens a greedy answer may run past the longest answer the dataset holds to the same fact
-ANSWER_MARGIN = 8
-
-
-class RowLimits(StoppingCriteria):
-    """Stops each row of a batched greedy decoding at its own number of new tokens (a finished row is padded)."""
-
-    def __init__(self, prompt_length: int, limits: torch.Tensor) -> None:
-        self.prompt_length, self.limits = prompt_length, limits
-
-    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        return (input_ids.shape[1] - self.prompt_length) >= self.limits
 
 
 class Qwen2VLImageOnlyProcessor(Qwen2VLProcessor):
@@ -131,16 +119,11 @@ def image_side(dataset: HospitalDataset) -> int:
     return max(dataset.images.decode(first).size)
 
 
-def longest_answer_tokens(tokenizer, texts: Sequence[str]) -> int:
-    return max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
-
-
 def build_scratch(preset_name: str, dataset: HospitalDataset, *, seed: int) -> VisionLanguageModel:
     """``PRESET@scratch``: random weights and a tokenizer trained on the hospital itself (no base)."""
     preset = _preset(preset_name)
     tokenizer = train_tokenizer(corpus(dataset), vocab_size=preset.vocab, image_placeholder=FAMILIES[preset.family].image_placeholder)
-    answers = [s.answer for s in dataset.samples]
-    return build_tiny(preset_name, tokenizer, side=image_side(dataset), seed=seed, max_new_tokens=longest_answer_tokens(tokenizer, answers) + ANSWER_MARGIN)
+    return build_tiny(preset_name, tokenizer, side=image_side(dataset), seed=seed, max_new_tokens=longest_answer_limit(tokenizer, dataset.samples))
 
 
 def _preset(preset_name: str) -> TinyPreset:
@@ -407,22 +390,15 @@ class VisionLanguageModel(MultimodalModel):
         return out
 
     def _answer_limits(self) -> dict[str, int]:
-        """Per fact, the longest answer the attached dataset holds to it, plus a margin: the most tokens a
-        greedy answer to that kind of question may take (a name is a few tokens, a FINDINGS section a hundred)."""
+        """Per fact, what a greedy answer may take (the attached dataset's longest answer + a margin; cached)."""
         if self._limits is None:
-            samples = list(self.dataset.samples) if self.dataset is not None else []
-            lengths = self.tokenizer([s.answer for s in samples], add_special_tokens=False)["input_ids"] if samples else []
-            longest: dict[str, int] = {}
-            for sample, ids in zip(samples, lengths):
-                longest[sample.fact] = max(longest.get(sample.fact, 0), len(ids))
-            self._limits = {fact: n + ANSWER_MARGIN for fact, n in longest.items()}
+            self._limits = answer_limits(self.tokenizer, self.dataset.samples if self.dataset is not None else ())
         return self._limits
 
     @torch.no_grad()
     def answer(self, samples: Sequence[Sample], *, batch_size: int = DECODE_BATCH, max_new_tokens: int | None = None) -> list[str]:
-        """Greedy answers. Each question may take as many tokens as the longest answer of its fact (+ a margin),
-        so a model that never ends its turn (an unlearned one often does not) costs a name's length on a name
-        question, not a report's; questions of similar limits are decoded together."""
+        """Greedy answers, each at most its fact's limit (``models/answer_length.py``); questions of similar
+        limits are decoded together."""
         was_training = self.network.training
         self.network.eval()
         fallback = int(self.card.get("max_new_tokens", 96))
