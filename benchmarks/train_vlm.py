@@ -22,7 +22,7 @@ from pathlib import Path
 
 def timed(cmd: list[str]) -> tuple[float, float]:
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env={**os.environ, "MEDUNLEARN_PROGRESS": "0"})
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=dict(os.environ))
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
         raise SystemExit(f"{' '.join(cmd)} failed with status {status}")
@@ -45,7 +45,6 @@ def main() -> None:
     train_seconds = sum(e["seconds"] for e in log)
     samples_seen = sum(e["samples"] for e in log)
 
-    os.environ["MEDUNLEARN_PROGRESS"] = "0"
     from medunlearn.data.dataset import HospitalDataset
     from medunlearn.data.hierarchy import Level
     from medunlearn.data.questions import DIAGNOSTIC_FACTS

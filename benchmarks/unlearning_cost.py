@@ -20,15 +20,16 @@ from pathlib import Path
 
 import torch
 
-os.environ.setdefault("MEDUNLEARN_PROGRESS", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from medunlearn.bench import BenchConfig, draw_requests  # noqa: E402
-from medunlearn.config import MethodConfig  # noqa: E402
 from medunlearn.data.dataset import HospitalDataset  # noqa: E402
 from medunlearn.data.splits import make_split  # noqa: E402
 from medunlearn.evaluation.evaluate import evaluate_model, evaluation_sets, loss_statistics  # noqa: E402
-from medunlearn.methods.registry import unlearn  # noqa: E402
+from medunlearn.methods.registry import method_config, unlearn  # noqa: E402
+from medunlearn.progress import show_progress  # noqa: E402
+
+show_progress(False)
 from medunlearn.models.loading import load_model  # noqa: E402
 
 
@@ -56,7 +57,7 @@ def main() -> None:
         samples = model.usable(split.table(dataset, "forget")) + model.usable(split.table(dataset, "retain"))
         bare_forward(model, samples[:64])  # warm the image and prompt caches' code paths
         forward = statistics.median(bare_forward(model, samples) for _ in range(args.repeats))
-        chip = statistics.median(unlearn(model, split, MethodConfig("chip"), dataset=dataset)[1].wall_s for _ in range(args.repeats))
+        chip = statistics.median(unlearn(model, split, method_config("chip"), dataset=dataset)[1].wall_s for _ in range(args.repeats))
         sets = evaluation_sets(model, dataset, split, limit=200, seed=0)
         asked = [s for v in sets.values() for s in v]
         started = time.perf_counter()

@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("MEDUNLEARN_PROGRESS", "0")
 # the bases a test builds go to a cache of this session's own, never the user's
 os.environ["MEDUNLEARN_CACHE"] = _CACHE = tempfile.mkdtemp(prefix="medunlearn-test-cache-")
 
 from medunlearn.data.dataset import HospitalDataset  # noqa: E402
 from medunlearn.data.synthetic import HospitalConfig, synthesize  # noqa: E402
+from medunlearn.progress import show_progress  # noqa: E402
+
+show_progress(False)  # the test log stays readable; bars are drawn in a person's terminal only
 
 SMALL = HospitalConfig(seed=7, institutions=2, patients=3, studies=2, holdout_patients=1, image_size=56)
 

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from medunlearn.bench import Bench, BenchConfig, draw_requests, load_metrics
+from medunlearn.bench import Bench, BenchConfig, draw_requests
+from medunlearn.evaluation.results import load_metrics
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.loading import load_model
 
@@ -15,6 +16,7 @@ def dual_run(tmp_path_factory, small_dataset):
     return folder, Bench(small_dataset, BenchConfig(**DUAL), folder).run()
 
 
+@pytest.mark.slow
 def test_bench_writes_rows_for_vanilla_oracle_and_every_method(dual_run):
     folder, metrics = dual_run
     assert metrics["schema"] == 1 and load_metrics(folder) == json.loads((folder / "metrics.json").read_text())
@@ -28,6 +30,7 @@ def test_bench_writes_rows_for_vanilla_oracle_and_every_method(dual_run):
     assert {"training", "oracles", "evaluation"} <= set(metrics["timings"])
 
 
+@pytest.mark.slow
 def test_rerun_reuses_models_and_cells(dual_run, small_dataset):
     folder, metrics = dual_run
     stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file() and p.name != "metrics.json" and p.name != "bench_config.json"}
@@ -37,12 +40,14 @@ def test_rerun_reuses_models_and_cells(dual_run, small_dataset):
     assert "training" not in again["timings"] and "oracles" not in again["timings"]
 
 
+@pytest.mark.slow
 def test_rerun_with_another_config_is_refused_naming_the_keys(dual_run, small_dataset):
     folder, _ = dual_run
     with pytest.raises(MedunlearnError, match=r"differs in: eval_limit, methods"):
         Bench(small_dataset, BenchConfig(**{**DUAL, "methods": ("chip",), "eval_limit": 10}), folder).run()
 
 
+@pytest.mark.slow
 def test_a_rerun_from_another_base_is_refused_naming_it(dual_run, small_dataset, monkeypatch):
     folder, _ = dual_run  # cells of models fine-tuned from the old base must not be reused beside new models
     before = (folder / "bench_config.json").read_bytes()
@@ -52,6 +57,7 @@ def test_a_rerun_from_another_base_is_refused_naming_it(dual_run, small_dataset,
     assert (folder / "bench_config.json").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_fraction_requests_are_reproducible_and_sized(small_dataset, dual_run):
     folder, _ = dual_run
     model = load_model(folder / "models" / "vanilla")
@@ -78,6 +84,7 @@ def test_bad_bench_configs(changes, message):
         BenchConfig(**{**DUAL, **changes})
 
 
+@pytest.mark.slow
 def test_vlm_bench_covers_a_level_with_reconstruction(tmp_path, small_dataset):
     config = BenchConfig(model="tiny-qwen2-vl@scratch", methods=("chip", "npo"), levels=("section",), epochs=1, eval_limit=6,
                          method_settings={"npo": {"steps": 2}})
@@ -87,6 +94,7 @@ def test_vlm_bench_covers_a_level_with_reconstruction(tmp_path, small_dataset):
     assert (tmp_path / "run" / "cells").is_dir()
 
 
+@pytest.mark.slow
 def test_workers_run_the_requests_side_by_side_and_reproducibly(tmp_path, small_dataset):
     config = BenchConfig(**{**DUAL, "methods": ("chip", "retrain"), "forget_fractions": (0.2, 0.5), "workers": 2})
     first = Bench(small_dataset, config, tmp_path / "a").run()

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
 import random
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -34,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medunlearn.config import MethodConfig, TrainConfig
+from medunlearn.config import DEFAULT_PRESET, TrainConfig, differing_keys
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import Level
 from medunlearn.data.splits import DeletionRequest, make_split
@@ -46,21 +45,24 @@ from medunlearn.evaluation.evaluate import (
     evaluation_sets,
 )
 from medunlearn.evaluation.quality import measure_quality
+from medunlearn.evaluation.results import ORACLE, VANILLA, metrics_document, result_row
 from medunlearn.methods.cost import Cost, CostMeter
-from medunlearn.methods.registry import METHODS, method, resolved_config, unlearn
+from medunlearn.methods.method import MethodConfig
+from medunlearn.methods.registry import METHODS, method, method_config, unlearn
 from medunlearn.models.base import MultimodalModel
 from medunlearn.models.loading import base_name, load_model
-from medunlearn.models.train import train, training_settings
+from medunlearn.models.train import train, training_passes, training_settings
 from medunlearn.outputs import write_json
-from medunlearn.progress import track
+from medunlearn.progress import show_progress, track
 
-SCHEMA = 1
 ALL_LEVELS = tuple(level.value for level in Level)
+#: the seed of the n-th forget-fraction draw is seed × this + n (a prime, so the draws of nearby seeds differ)
+FRACTION_SEED_STRIDE = 7919
 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    model: str = "tiny-qwen2-vl"
+    model: str = DEFAULT_PRESET
     methods: tuple[str, ...] = tuple(METHODS)
     levels: tuple[str, ...] = ALL_LEVELS
     targets_per_level: int = 1
@@ -89,8 +91,12 @@ class BenchConfig:
             raise MedunlearnError(f"eval_limit is {self.eval_limit}; use a positive integer.")
         if self.workers < 1:
             raise MedunlearnError(f"--workers is {self.workers}; use 1 (train in this process) or more (parallel one-thread trainings).")
-        for name, settings in self.method_settings.items():
-            resolved_config(MethodConfig(name, settings))
+        # each method's overrides typed by its settings dataclass ("5" and 5 are one configuration)
+        typed = {name: {key: getattr(method(name).settings(given), key) for key in given} for name, given in self.method_settings.items()}
+        object.__setattr__(self, "method_settings", typed)
+
+    def method_config(self, name: str) -> MethodConfig:
+        return method_config(name, self.method_settings.get(name), self.seed)
 
     def training(self) -> TrainConfig:
         return TrainConfig(model=self.model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed)
@@ -140,7 +146,7 @@ def draw_requests(dataset: HospitalDataset, model: MultimodalModel, config: Benc
     patients = sorted(n.id for n in dataset.hospital.nodes(Level.PATIENT, holdout=False))
     for index, fraction in enumerate(config.forget_fractions):
         count = max(1, round(fraction * len(patients)))
-        picked = tuple(sorted(random.Random(config.seed * 7919 + index).sample(patients, count)))
+        picked = tuple(sorted(random.Random(config.seed * FRACTION_SEED_STRIDE + index).sample(patients, count)))
         requests.append(BenchRequest(DeletionRequest(Level.PATIENT, picked), fraction))
     return requests
 
@@ -151,11 +157,8 @@ def _check_config(folder: Path, config: dict[str, Any]) -> None:
         return
     saved = json.loads(path.read_text())
     if saved != config:
-        old, new = saved.get("bench", {}), config.get("bench", {})
-        keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        keys += [key for key in ("data", "base") if saved.get(key) != config.get(key)]
         raise MedunlearnError(
-            f"{folder} holds a bench with another configuration (differs in: {', '.join(keys)}); "
+            f"{folder} holds a bench with another configuration (differs in: {', '.join(differing_keys(saved, config, 'bench'))}); "
             f"rerun with the same options to resume it, or choose another --out (or delete {folder} to start over)."
         )
 
@@ -175,8 +178,7 @@ def _trained(dataset: HospitalDataset, config: TrainConfig, folder: Path, timing
         return folder
     with CostMeter() as meter:
         train(dataset, config, folder)
-    log = json.loads((folder / "training_log.json").read_text())
-    meter.cost.forward = meter.cost.backward = sum(entry["samples"] + entry.get("replayed", 0) for entry in log)
+    meter.cost.forward = meter.cost.backward = training_passes(folder)
     write_json(folder / "cost.json", meter.cost.to_json())
     timings[stage] = timings.get(stage, 0.0) + meter.cost.wall_s
     return folder
@@ -187,8 +189,8 @@ def _request_in_worker(bench: Bench, bench_request: BenchRequest) -> tuple[list[
     import torch
 
     torch.set_num_threads(1)
-    os.environ["MEDUNLEARN_PROGRESS"] = "0"  # the parent shows one bar for all requests
-    vanilla_folder = bench.folder / "models" / "vanilla"
+    show_progress(False)  # the parent shows one bar for all requests
+    vanilla_folder = bench.folder / "models" / VANILLA
     vanilla = load_model(vanilla_folder)
     vanilla.attach(bench.dataset)
     bench.timings = {}
@@ -208,7 +210,7 @@ class Bench:
         _check_config(self.folder, self.settings)
         self.folder.mkdir(parents=True, exist_ok=True)
         write_json(self.folder / "bench_config.json", self.settings)
-        vanilla_folder = _trained(self.dataset, self.config.training(), self.folder / "models" / "vanilla", self.timings, "training")
+        vanilla_folder = _trained(self.dataset, self.config.training(), self.folder / "models" / VANILLA, self.timings, "training")
         vanilla = load_model(vanilla_folder)
         vanilla.attach(self.dataset)
         if not (vanilla_folder / "quality.json").is_file():  # what the vanilla model memorised, for the report
@@ -221,21 +223,14 @@ class Bench:
         else:
             for bench_request in requests:
                 rows += self._request_rows(bench_request, vanilla, vanilla_folder)
-        family = vanilla.family
-        metrics = {
-            "schema": SCHEMA,
-            "config": self.settings,
-            "models": {family: {"model": self.config.model, "quality": _read_json(vanilla_folder / "quality.json")}},
-            "results": [{"model": family, **row} for row in rows],
-            "timings": {k: round(v, 2) for k, v in self.timings.items()},
-        }
+        models = {vanilla.family: {"model": self.config.model, "quality": _read_json(vanilla_folder / "quality.json")}}
+        rows = [{"model": vanilla.family, **row} for row in rows]  # cells written before rows named their model
+        metrics = metrics_document(self.settings, models, rows, self.timings)
         write_json(self.folder / "metrics.json", metrics)
         return metrics
 
     def _oracle(self, bench_request: BenchRequest) -> tuple[TrainConfig, Path]:
-        request = bench_request.request
-        config = TrainConfig(**{**self.config.training().to_json(), "exclude_level": request.level.value, "exclude_targets": tuple(request.targets)})
-        return config, self.folder / "models" / f"oracle-{bench_request.key}"
+        return self.config.training().oracle_for(bench_request.request), self.folder / "models" / f"oracle-{bench_request.key}"
 
     def _requests_in_workers(self, requests: list[BenchRequest]) -> list[list[dict[str, Any]]]:
         """Every request's rows, the requests side by side in ``workers`` one-thread processes (in request order)."""
@@ -270,63 +265,32 @@ class Bench:
             oracle = load_model(oracle_folder)
             evaluation = self._evaluate(oracle, sets)
             write_json(reference_path, evaluation.reference())
-            self._write_cell(cells, "retrain", bench_request, evaluation, evaluation.reference(), oracle_cost, {"epochs": len(_read_json(oracle_folder / "training_log.json"))})
+            self._write_cell(cells, oracle, ORACLE, bench_request, evaluation, evaluation.reference(), oracle_cost,
+                             {"epochs": len(_read_json(oracle_folder / "training_log.json"))})
         reference = _read_json(reference_path)
-        if not (cells / "vanilla.json").is_file():
-            self._write_cell(cells, "vanilla", bench_request, self._evaluate(vanilla, sets), reference, None, {})
-        for name in track([m for m in self.config.methods if m != "retrain"], f"methods on {bench_request.key}"):
+        if not (cells / f"{VANILLA}.json").is_file():
+            self._write_cell(cells, vanilla, VANILLA, bench_request, self._evaluate(vanilla, sets), reference, None, {})
+        for name in track([m for m in self.config.methods if m != ORACLE], f"methods on {bench_request.key}"):
             if (cells / f"{name}.json").is_file():
                 continue
-            config = MethodConfig(name, self.config.method_settings.get(name, {}), self.config.seed)
-            unlearned, cost, summary = unlearn(vanilla, split, config, dataset=self.dataset, source=vanilla_folder, workdir=self.folder)
+            unlearned, cost, summary = unlearn(vanilla, split, self.config.method_config(name), dataset=self.dataset, source=vanilla_folder, workdir=self.folder)
             self.timings[f"method:{name}"] = self.timings.get(f"method:{name}", 0.0) + cost.wall_s
-            self._write_cell(cells, name, bench_request, self._evaluate(unlearned, sets), reference, cost, summary)
-        wanted = ["vanilla", "retrain", *(m for m in self.config.methods if m != "retrain")]  # the oracle row is always shown
+            self._write_cell(cells, unlearned, name, bench_request, self._evaluate(unlearned, sets), reference, cost, summary)
+        wanted = [VANILLA, ORACLE, *(m for m in self.config.methods if m != ORACLE)]  # the oracle row is always shown
         return [_read_json(cells / f"{name}.json") for name in wanted]
 
     def _evaluate(self, model: MultimodalModel, sets) -> ModelEvaluation:
         started = time.perf_counter()
-        evaluation = evaluate_model(model, self.dataset, sets, seed=self.config.seed, reconstruction_limit=min(48, self.config.eval_limit))
+        evaluation = evaluate_model(model, self.dataset, sets, seed=self.config.seed)
         self.timings["evaluation"] = self.timings.get("evaluation", 0.0) + time.perf_counter() - started
         return evaluation
 
-    def _write_cell(self, cells: Path, name: str, bench_request: BenchRequest, evaluation: ModelEvaluation,
+    def _write_cell(self, cells: Path, model: MultimodalModel, name: str, bench_request: BenchRequest, evaluation: ModelEvaluation,
                     reference: dict[str, Any] | None, cost: Cost | None, summary: dict[str, Any]) -> None:
-        row = {
-            "request": bench_request.to_json(),
-            "method": name,
-            **compare_with_oracle(evaluation, reference),
-            "cost": cost.to_json() if cost is not None else None,
-            "summary": summary,
-        }
+        row = result_row(model.family, bench_request.to_json(), name, compare_with_oracle(evaluation, reference),
+                         cost.to_json() if cost is not None else None, summary)
         write_json(cells / f"{name}.json", row)
 
 
 def _read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text()) if Path(path).is_file() else None
-
-
-def load_metrics(folder: Path) -> dict[str, Any]:
-    """A run folder's metrics.json, checked for its schema version."""
-    path = Path(folder) / "metrics.json"
-    if not path.is_file():
-        raise MedunlearnError(f"{folder} has no metrics.json; run `medunlearn bench --out {folder}` first.")
-    try:
-        metrics = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise MedunlearnError(f"{path} is not valid JSON; rerun the bench to rewrite it.") from None
-    if metrics.get("schema") != SCHEMA:
-        raise MedunlearnError(f"{path} has schema {metrics.get('schema')!r}; this medunlearn reads schema {SCHEMA}, rerun the bench.")
-    return metrics
-
-
-def merge_metrics(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """One metrics document from several benches (e.g. the demo's VLM and classifier runs)."""
-    return {
-        "schema": SCHEMA,
-        "config": {f"bench{i}": part["config"] for i, part in enumerate(parts)},
-        "models": {k: v for part in parts for k, v in part["models"].items()},
-        "results": [row for part in parts for row in part["results"]],
-        "timings": {f"{family}:{k}": v for part in parts for family in part["models"] for k, v in part["timings"].items()},
-    }
-

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
+from medunlearn.data.splits import DeletionRequest
 from medunlearn.errors import MedunlearnError
 
+#: the model a command trains when none is named (the tiny Qwen2-VL preset, from its pretrained base)
+DEFAULT_PRESET = "tiny-qwen2-vl"
 DUAL_ENCODER = "dual-encoder"
 
 
@@ -19,15 +23,14 @@ class TrainConfig:
     defaults (see :func:`TrainConfig.resolved`).
     """
 
-    model: str = "tiny-qwen2-vl"
+    model: str = DEFAULT_PRESET
     epochs: int | None = None
     lr: float | None = None
     batch_size: int | None = None
     seed: int = 0
     lora_r: int = 0
     text_encoder: str | None = None
-    exclude_level: str | None = None
-    exclude_targets: tuple[str, ...] = ()
+    exclude: DeletionRequest | None = None  # set: the retrain oracle of this request (trained without its forget set)
     warmup: float = 0.05
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -35,7 +38,6 @@ class TrainConfig:
     replay: int | None = None  # questions of the base's replay set mixed into every epoch (None: the family's default; 0: none)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "exclude_targets", tuple(self.exclude_targets))
         if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
             raise MedunlearnError(f"--epochs is {self.epochs!r}; use a positive integer.")
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
@@ -46,8 +48,6 @@ class TrainConfig:
             raise MedunlearnError(f"--seed is {self.seed}; use a non-negative integer.")
         if self.lora_r < 0:
             raise MedunlearnError(f"--lora-r is {self.lora_r}; use 0 (full fine-tuning) or a positive rank.")
-        if bool(self.exclude_level) != bool(self.exclude_targets):
-            raise MedunlearnError("--exclude-level and --exclude-target go together; give both or neither.")
         if self.replay is not None and (not isinstance(self.replay, int) or isinstance(self.replay, bool) or self.replay < 0):
             raise MedunlearnError(f"--replay is {self.replay!r}; use 0 (no replay) or a positive number of questions per epoch.")
         if not 0 <= self.warmup < 1:
@@ -55,7 +55,11 @@ class TrainConfig:
 
     @property
     def is_oracle(self) -> bool:
-        return bool(self.exclude_targets)
+        return self.exclude is not None
+
+    def oracle_for(self, request: DeletionRequest) -> TrainConfig:
+        """This recipe without the request's forget set: the retrain oracle of ``request``."""
+        return dataclasses.replace(self, exclude=request)
 
     def resolved(self, defaults: dict[str, Any]) -> TrainConfig:
         """Fill the fields left at ``None`` from a family's defaults."""
@@ -66,25 +70,36 @@ class TrainConfig:
         return TrainConfig(**values)
 
     def to_json(self) -> dict[str, Any]:
-        payload = asdict(self)
-        payload["exclude_targets"] = list(self.exclude_targets)
+        """The recipe as ``train_config.json`` stores it (the request as ``exclude_level``/``exclude_targets``,
+        the keys model folders have always carried, so older folders still resume and retrain)."""
+        payload = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "exclude"}
+        payload["exclude_level"] = self.exclude.level.value if self.exclude else None
+        payload["exclude_targets"] = list(self.exclude.targets) if self.exclude else []
         return payload
 
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> TrainConfig:
+        values = dict(payload)
+        values["exclude"] = exclusion(values.pop("exclude_level", None), values.pop("exclude_targets", None))
+        return cls(**values)
 
-@dataclass(frozen=True)
-class MethodConfig:
-    """One unlearning run: the method, its settings (validated by the method's parameters) and the seed."""
 
-    method: str
-    settings: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
+def exclusion(level: str | None, targets: list[str] | tuple[str, ...] | None) -> DeletionRequest | None:
+    """The request an oracle is trained without, from ``--exclude-level`` and ``--exclude-target``."""
+    if bool(level) != bool(targets):
+        raise MedunlearnError("--exclude-level and --exclude-target go together; give both or neither.")
+    return DeletionRequest(level, tuple(targets)) if level and targets else None
 
-    def __post_init__(self) -> None:
-        if self.seed < 0:
-            raise MedunlearnError(f"--seed is {self.seed}; use a non-negative integer.")
 
-    def to_json(self) -> dict[str, Any]:
-        return {"method": self.method, "settings": dict(sorted(self.settings.items())), "seed": self.seed}
+def differing_keys(saved: dict[str, Any], current: dict[str, Any], nested: str) -> list[str]:
+    """The keys of ``saved[nested]`` and ``current[nested]`` that differ, then the other top-level keys that do.
+
+    One rule for every resume check (an interrupted training, a bench folder): the sentence
+    that refuses a resume names exactly what changed.
+    """
+    old, new = saved.get(nested) or {}, current.get(nested) or {}
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return keys + sorted(k for k in set(saved) | set(current) if k != nested and saved.get(k) != current.get(k))
 
 
 def parse_assignments(pairs: list[str] | None) -> dict[str, str]:

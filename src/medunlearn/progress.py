@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -12,11 +11,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 T = TypeVar("T")
 
 _console = Console(stderr=True)
+_shown = {"bars": True}
+
+
+def show_progress(shown: bool) -> None:
+    """Show (default) or hide this process's progress bars, e.g. in a worker whose parent shows one bar for all."""
+    _shown["bars"] = shown
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-    """Iterate ``items`` under a progress bar (hidden when MEDUNLEARN_PROGRESS=0)."""
-    if os.environ.get("MEDUNLEARN_PROGRESS", "1") == "0":
+    """Iterate ``items`` under a progress bar (unless :func:`show_progress` hid them)."""
+    if not _shown["bars"]:
         yield from items
         return
     if total is None and hasattr(items, "__len__"):

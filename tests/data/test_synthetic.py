@@ -6,7 +6,8 @@ import pytest
 from medunlearn.data.hierarchy import SECTION_NAMES, Level
 from medunlearn.data.questions import DIAGNOSTIC_FACTS, label_answers
 from medunlearn.data.samples import Task
-from medunlearn.data.synthetic import Anatomy, Findings, HospitalConfig, ScannerLook, draw_radiograph, synthesize
+from medunlearn.data.radiographs import Anatomy, Findings, ScannerLook, draw_radiograph
+from medunlearn.data.synthetic import HospitalConfig, synthesize
 from medunlearn.errors import MedunlearnError
 
 from tests.conftest import SMALL

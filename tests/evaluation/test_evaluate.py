@@ -5,7 +5,7 @@ import torch
 from medunlearn.config import TrainConfig
 from medunlearn.data.hierarchy import Level
 from medunlearn.data.splits import DeletionRequest, make_split
-from medunlearn.evaluation.evaluate import compare_with_oracle, evaluate_model, evaluation_sets, token_nlls
+from medunlearn.evaluation.evaluate import compare_with_oracle, evaluate_model, evaluation_sets
 from medunlearn.evaluation.reconstruction import STEPS, context
 from medunlearn.models.loading import load_model
 from medunlearn.models.train import train
@@ -19,11 +19,11 @@ def quick_vlm(tmp_path_factory, small_dataset):
     return model
 
 
-def test_token_nlls_average_to_the_sample_losses(quick_vlm, small_dataset):
+def test_token_losses_average_to_the_sample_losses(quick_vlm, small_dataset):
     samples = list(small_dataset.training_samples())[:5]
     batch = quick_vlm.batch(samples)
     with torch.no_grad():
-        rows = token_nlls(quick_vlm, batch)
+        rows = quick_vlm.token_losses(batch)
         losses = quick_vlm.sample_losses(batch)
     assert torch.allclose(torch.stack([r.mean() for r in rows]), losses, atol=1e-5)
 

@@ -2,7 +2,6 @@ import pytest
 import torch
 from torch import nn
 
-from medunlearn.config import MethodConfig
 from medunlearn.data.hierarchy import Level
 from medunlearn.data.splits import DeletionRequest, make_split
 from medunlearn.methods.chip import (
@@ -16,7 +15,7 @@ from medunlearn.methods.chip import (
     project_rows,
     stream_statistics,
 )
-from medunlearn.methods.registry import unlearn
+from medunlearn.methods.registry import method_config, unlearn
 from medunlearn.models.base import Batch
 
 
@@ -127,8 +126,8 @@ def test_chip_edits_only_selected_rows_deterministically(family, request, small_
     model = request.getfixturevalue(family)
     split = make_split(small_dataset, DeletionRequest(Level.PATIENT, ("inst-1.pat-02",)))
     before = {k: v.clone() for k, v in model.network.state_dict().items()}
-    first, cost, summary = unlearn(model, split, MethodConfig("chip", {"k": 20}), dataset=small_dataset)
-    second, _, _ = unlearn(model, split, MethodConfig("chip", {"k": 20}), dataset=small_dataset)
+    first, cost, summary = unlearn(model, split, method_config("chip", {"k": 20}), dataset=small_dataset)
+    second, _, _ = unlearn(model, split, method_config("chip", {"k": 20}), dataset=small_dataset)
     assert all(torch.equal(v, model.network.state_dict()[k]) for k, v in before.items())  # the input model is untouched
     after = first.network.state_dict()
     assert all(torch.equal(v, second.network.state_dict()[k]) for k, v in after.items())

@@ -1,20 +1,20 @@
 """Behaviour on trained models: after unlearning, the forget set's loss rises clearly more than the siblings'.
 
 Measured on the small test hospital (docs/methods.md has the full table): grad_diff is
-specific at every level; CHIP at the institution and section levels (at the patient and
-study levels its forget and sibling losses rise alike on this small model — a measured
-limitation, reported, not hidden); Forget-MI, an embedding-space method, on its home
-setting, the dual-encoder classifier.
+specific at every level; CHIP runs at every level and is specific at the institution,
+study and section levels (at the patient level its forget and sibling losses rise almost
+alike on this small model — a measured limitation, kept as an expected failure, not left
+out); Forget-MI, an embedding-space method, on its home setting, the
+dual-encoder classifier (an expected failure until issue 12).
 """
 
 import numpy as np
 import pytest
 
-from medunlearn.config import MethodConfig
 from medunlearn.data.hierarchy import Level
 from medunlearn.data.splits import DeletionRequest, make_split
 from medunlearn.evaluation.quality import per_sample_losses
-from medunlearn.methods.registry import unlearn
+from medunlearn.methods.registry import method_config, unlearn
 
 REQUESTS = {
     Level.INSTITUTION: "inst-1",
@@ -24,13 +24,17 @@ REQUESTS = {
 }
 CASES = [
     *[("vlm", "grad_diff", {"steps": 12, "lr": 5e-4}, level) for level in REQUESTS],
-    ("vlm", "chip", {"k": 30, "tau": 0.99}, Level.INSTITUTION),
-    ("vlm", "chip", {"k": 30, "tau": 0.99}, Level.SECTION),
+    *[("vlm", "chip", {"k": 30, "tau": 0.99}, level) for level in REQUESTS],
     ("dual", "forget_mi", {"lr": 1e-3}, Level.PATIENT),
 ]
-#: Forget-MI minimises the distance to the original's embeddings of noisy copies, which forgets
-#: nothing (issue 12); this case passed by chance with an earlier vocabulary
-KNOWN_DEFECTS = {("dual", "forget_mi")}
+#: measured failures, kept in the matrix and expected to fail (strict: a fix makes the suite say so)
+KNOWN_DEFECTS = {
+    # Forget-MI minimises the distance to the original's embeddings of noisy copies, which forgets nothing (issue 12)
+    ("dual", "forget_mi", Level.PATIENT): "Forget-MI as configured forgets nothing (issue 12)",
+    # CHIP contrasts the request's children with their siblings; at the patient level the forget and sibling losses
+    # rise almost alike on this small model (+0.33 vs +0.26, docs/methods.md; the request's own direction is issue 12)
+    ("vlm", "chip", Level.PATIENT): "CHIP is not specific at the patient level on the small model (issue 12)",
+}
 
 
 def _mean_loss(model, dataset, split, name):
@@ -39,12 +43,12 @@ def _mean_loss(model, dataset, split, name):
 
 @pytest.mark.parametrize("family, method, settings, level", CASES, ids=[f"{c[1]}-{c[0]}-{c[3].value}" for c in CASES])
 def test_forget_loss_rises_more_than_sibling_loss(request, small_dataset, family, method, settings, level):
-    if (family, method) in KNOWN_DEFECTS:
-        request.applymarker(pytest.mark.xfail(reason="Forget-MI as configured forgets nothing (issue 12)", strict=False))
+    if (family, method, level) in KNOWN_DEFECTS:
+        request.applymarker(pytest.mark.xfail(reason=KNOWN_DEFECTS[family, method, level], strict=True))
     model = request.getfixturevalue(family)
     split = make_split(small_dataset, DeletionRequest(level, (REQUESTS[level],)))
     before = {name: _mean_loss(model, small_dataset, split, name) for name in ("forget", "siblings")}
-    unlearned, _, _ = unlearn(model, split, MethodConfig(method, settings), dataset=small_dataset)
+    unlearned, _, _ = unlearn(model, split, method_config(method, settings), dataset=small_dataset)
     rise = {name: _mean_loss(unlearned, small_dataset, split, name) - before[name] for name in before}
     assert rise["forget"] > 0
     assert rise["forget"] > rise["siblings"] + 0.25 * rise["forget"]

@@ -46,13 +46,13 @@ def test_npo_reduces_to_its_formula():
 
 @pytest.mark.parametrize("name, forward_per_step", [("grad_ascent", 2), ("grad_diff", 4), ("kl", 6), ("npo", 6), ("retain_ft", 2)])
 def test_passes_are_counted_in_samples(dual, small_dataset, name, forward_per_step):
-    from medunlearn.config import MethodConfig
+    from medunlearn.methods.registry import method_config
     from medunlearn.data.hierarchy import Level
     from medunlearn.data.splits import DeletionRequest, make_split
     from medunlearn.methods.registry import unlearn
 
     split = make_split(small_dataset, DeletionRequest(Level.INSTITUTION, ("inst-1",)))
-    _, cost, summary = unlearn(dual, split, MethodConfig(name, {"steps": 3, "batch_size": 2}), dataset=small_dataset)
+    _, cost, summary = unlearn(dual, split, method_config(name, {"steps": 3, "batch_size": 2}), dataset=small_dataset)
     assert cost.forward == 3 * forward_per_step  # model passes + the frozen original's, 2 samples per batch
     assert cost.backward == 3 * (4 if name in ("grad_diff", "kl", "npo") else 2)
     assert summary["loss_first"] != summary["loss_last"]

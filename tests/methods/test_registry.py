@@ -1,18 +1,33 @@
+import dataclasses
+
 import pytest
 
-from medunlearn.config import MethodConfig, parse_assignments
+from medunlearn.config import parse_assignments
 from medunlearn.errors import MedunlearnError
-from medunlearn.methods.registry import METHODS, method, resolved_config
+from medunlearn.evaluation.results import ORACLE
+from medunlearn.methods.chip import ChipSettings
+from medunlearn.methods.gradient import GradientSettings, NPOSettings
+from medunlearn.methods.registry import METHODS, method, method_config
 
 
 def test_registry_holds_every_method_of_the_protocol():
     assert set(METHODS) == {"chip", "forget_mi", "grad_ascent", "grad_diff", "kl", "npo", "retain_ft", "retrain"}
+    assert ORACLE in METHODS  # the results' oracle rows are the retrain method's
 
 
 def test_defaults_are_filled_and_values_typed():
-    config = resolved_config(MethodConfig("chip", {"k": "5", "tau": "0.9"}))
-    assert config.settings == {"k": 5.0, "tau": 0.9, "alpha": 0.3, "layers": 6, "batch_size": 16}
-    assert isinstance(resolved_config(MethodConfig("grad_diff", {"steps": "12"})).settings["steps"], int)
+    config = method_config("chip", {"k": "5", "tau": "0.9"})
+    assert config.settings == ChipSettings(k=5.0, tau=0.9)
+    assert config.to_json()["settings"] == {"k": 5.0, "tau": 0.9, "alpha": 0.3, "layers": 6, "batch_size": 16}
+    steps = method_config("grad_diff", {"steps": "12"}).settings.steps
+    assert steps == 12 and isinstance(steps, int)
+    assert isinstance(ChipSettings(k=20).k, float)  # an int given for a float setting is typed on construction
+
+
+def test_each_method_takes_its_own_settings_type():
+    assert type(method_config("npo").settings) is NPOSettings and type(method_config("kl").settings) is GradientSettings
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        method_config("chip").settings.k = 5.0  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
@@ -24,15 +39,23 @@ def test_defaults_are_filled_and_values_typed():
         ("chip", {"k": "150"}, "k=150 is out of range"),
         ("chip", {"tau": "1.5"}, "tau=1.5 is out of range; use a value in (0, 1]"),
         ("chip", {"alpha": "-0.1"}, "alpha=-0.1 is out of range; use a value in [0, 1]"),
-        ("grad_diff", {"lr": "0"}, "lr=0 is out of range"),
+        ("grad_diff", {"lr": "0"}, "grad_diff: lr=0 is out of range"),
         ("grad_diff", {"steps": "-3"}, "steps=-3 is out of range"),
         ("grad_diff", {"steps": "2.5"}, "steps='2.5' is not an integer"),
         ("npo", {"beta": "x"}, "beta='x' is not a number"),
+        ("forget_mi", {"weight_uu": 0, "weight_mu": 0, "weight_ur": 0, "weight_mr": 0}, "the four term weights sum to 0"),
     ],
 )
 def test_bad_method_settings_are_refused_with_the_valid_choices(name, settings, message):
     with pytest.raises(MedunlearnError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
-        resolved_config(MethodConfig(name, settings))
+        method_config(name, settings)
+
+
+def test_settings_built_directly_are_checked_too():
+    with pytest.raises(MedunlearnError, match=r"chip: tau=2 is out of range"):
+        ChipSettings(tau=2)
+    with pytest.raises(MedunlearnError, match="is not a number"):
+        GradientSettings(lr=True)
 
 
 def test_assignments_must_be_key_value():
@@ -41,8 +64,13 @@ def test_assignments_must_be_key_value():
         parse_assignments(["k5"])
 
 
-def test_every_parameter_documents_itself():
-    for m in METHODS.values():
-        for p in m.parameters:
-            assert p.help and m.parameter(p.name) is p
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_parameter_documents_itself_and_its_grid_is_small_and_valid(name):
+    m = method(name)
+    assert [p.name for p in m.parameters] == [f.name for f in dataclasses.fields(m.settings_type)]
+    for p in m.parameters:
+        assert p.help and m.settings_type.parameter(name, p.name) == p
+        assert p.admits(p.default) and all(p.admits(point) for point in p.grid)
+    grid = m.settings_type.search_grid()
+    assert 1 <= len(grid) <= 6 and len(set(grid)) == len(grid)
     assert method("retrain").parameters == ()

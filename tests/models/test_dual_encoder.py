@@ -4,7 +4,7 @@ from transformers import BertConfig, BertModel
 
 from medunlearn.config import TrainConfig
 from medunlearn.errors import MedunlearnError
-from medunlearn.evaluation.quality import dual_encoder_quality
+from medunlearn.evaluation.quality import classifier_quality
 from medunlearn.models.dual_encoder import LABELS, build_scratch_dual_encoder, edema_samples, ranking_loss, train_word_tokenizer
 from medunlearn.models.loading import load_model
 from medunlearn.models.train import train
@@ -64,7 +64,7 @@ def test_training_learns_and_round_trips(small_dataset, tmp_path):
     assert log[-1]["loss"] < log[0]["loss"]
     model = load_model(tmp_path / "clf")
     model.attach(small_dataset)
-    quality = dual_encoder_quality(model, small_dataset)
+    quality = classifier_quality(model, small_dataset)
     # 12 studies, 75 steps: it learns, at least twice chance (0.25); one study is 0.083, so a tighter bound
     # flips with the word vocabulary (0.75 before the label questions gained generation wording, 0.67 after)
     assert quality["train_acc"] >= 0.5

@@ -11,6 +11,7 @@ from medunlearn.config import TrainConfig
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import Level
 from medunlearn.data.population import ID_PREFIX
+from medunlearn.data.splits import DeletionRequest
 from medunlearn.data.questions import DIAGNOSTIC_FACTS
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.loading import BASE_REPLAY, REPLAY_FOLDER, initial_model, load_model
@@ -34,8 +35,10 @@ def tiny_base(tmp_path_factory):
 def _ensure_in_process(config, cache_dir, queue):
     import os
 
+    from medunlearn.progress import show_progress
+
     os.environ["MEDUNLEARN_CACHE"] = cache_dir
-    os.environ["MEDUNLEARN_PROGRESS"] = "0"
+    show_progress(False)
     folder, built = ensure_base(config)
     queue.put((str(folder), built))
 
@@ -133,7 +136,7 @@ def test_a_preset_fine_tunes_from_its_base_and_at_scratch_does_not(tiny_base, sm
     monkeypatch.setattr(pretraining, "ensure_base", lambda config: (tiny_base, False))
     base_weights = load_model(tiny_base).network.state_dict()
     vanilla = initial_model(TrainConfig(model="tiny-qwen2-vl"), small_dataset)
-    oracle = initial_model(TrainConfig(model="tiny-qwen2-vl", exclude_level="patient", exclude_targets=("inst-1.pat-01",)), small_dataset)
+    oracle = initial_model(TrainConfig(model="tiny-qwen2-vl", exclude=DeletionRequest(Level.PATIENT, ("inst-1.pat-01",))), small_dataset)
     for model in (vanilla, oracle):  # the vanilla model and every oracle start from the same base
         state = model.network.state_dict()
         assert all(torch.equal(state[k], base_weights[k]) for k in base_weights)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from medunlearn.config import TrainConfig
+from medunlearn.config import TrainConfig, exclusion
 from medunlearn.data.hierarchy import Level
 from medunlearn.data.splits import DeletionRequest, make_split
 from medunlearn.errors import MedunlearnError
@@ -39,7 +39,7 @@ def test_same_config_and_seed_give_identical_weights(small_dataset, tmp_path):
 
 def test_oracle_trains_on_retain_from_the_same_initialisation(small_dataset, tmp_path):
     target = "inst-1.pat-02"
-    oracle = TrainConfig(**{**ONE_EPOCH.__dict__, "exclude_level": "patient", "exclude_targets": (target,)})
+    oracle = ONE_EPOCH.oracle_for(DeletionRequest(Level.PATIENT, (target,)))
     vanilla_init = initial_model(ONE_EPOCH, small_dataset).network.state_dict()
     oracle_init = initial_model(oracle, small_dataset).network.state_dict()
     assert all(torch.equal(vanilla_init[k], oracle_init[k]) for k in vanilla_init)
@@ -50,16 +50,22 @@ def test_oracle_trains_on_retain_from_the_same_initialisation(small_dataset, tmp
     assert json.loads((tmp_path / "oracle" / "train_config.json").read_text())["oracle"]
 
 
-def test_interrupted_training_resumes_to_the_same_weights(small_dataset, tmp_path, monkeypatch):
+def _stop_after(last: int):
+    def stop(epoch: int) -> None:
+        if epoch == last:
+            raise KeyboardInterrupt(f"stopped after epoch {epoch}")
+
+    return stop
+
+
+def test_interrupted_training_resumes_to_the_same_weights(small_dataset, tmp_path):
     two = TrainConfig(**{**ONE_EPOCH.__dict__, "epochs": 2})
     train(small_dataset, two, tmp_path / "straight")
-    monkeypatch.setenv("MEDUNLEARN_STOP_AFTER_EPOCH", "1")
     with pytest.raises(KeyboardInterrupt):
-        train(small_dataset, two, tmp_path / "resumed")
+        train(small_dataset, two, tmp_path / "resumed", epoch_done=_stop_after(1))
     assert not (tmp_path / "resumed").exists() and (tmp_path / ".resumed.partial" / "checkpoint.pt").is_file()
     with pytest.raises(MedunlearnError, match=r"other settings \(lr\)"):
         train(small_dataset, TrainConfig(**{**two.__dict__, "lr": 1e-3}), tmp_path / "resumed")
-    monkeypatch.delenv("MEDUNLEARN_STOP_AFTER_EPOCH")
     train(small_dataset, two, tmp_path / "resumed")
     assert same_weights(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))
     assert [e["epoch"] for e in json.loads((tmp_path / "resumed" / "training_log.json").read_text())] == [1, 2]
@@ -87,8 +93,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_dataset, tmp_pa
     "config,message",
     [
         (TrainConfig(model="huge-qwen"), "neither a preset"),
-        (TrainConfig(model="tiny-qwen2-vl@scratch", exclude_level="patient", exclude_targets=("nobody",)), "target 'nobody' does not exist"),
-        (TrainConfig(model="tiny-qwen2-vl@scratch", exclude_level="study", exclude_targets=("inst-1.pat-01",)), "is a patient, not a study"),
+        (TrainConfig(model="tiny-qwen2-vl@scratch", exclude=DeletionRequest(Level.PATIENT, ("nobody",))), "target 'nobody' does not exist"),
+        (TrainConfig(model="tiny-qwen2-vl@scratch", exclude=DeletionRequest(Level.STUDY, ("inst-1.pat-01",))), "is a patient, not a study"),
         (TrainConfig(model="tiny-qwen2-vl@scratch", replay=5), "has none; start from a pretrained base"),
     ],
 )
@@ -105,4 +111,4 @@ def test_bad_training_values(field, value, message):
     with pytest.raises(MedunlearnError, match=message):
         TrainConfig(**{field: value})
     with pytest.raises(MedunlearnError, match="go together"):
-        TrainConfig(exclude_level="patient")
+        exclusion("patient", None)

@@ -6,7 +6,7 @@ from transformers import AutoModelForImageTextToText
 
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.loading import load_model, with_lora
-from medunlearn.models.vlm import PRESETS, build_scratch
+from medunlearn.models.tiny import PRESETS, build_scratch
 
 
 @pytest.fixture(scope="module", params=sorted(PRESETS))

@@ -32,14 +32,8 @@ from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import Hospital, Level, Node
 from medunlearn.data.questions import QuestionWriter
 from medunlearn.data.samples import ImageStore, SampleTable
-from medunlearn.data.synthetic import (
-    draw_anatomy,
-    draw_findings,
-    draw_radiograph,
-    draw_scanner_look,
-    draw_view,
-    write_reading,
-)
+from medunlearn.data.radiographs import draw_anatomy, draw_findings, draw_radiograph, draw_scanner_look, draw_view
+from medunlearn.data.synthetic import write_reading
 from medunlearn.errors import MedunlearnError
 from medunlearn.progress import track
 

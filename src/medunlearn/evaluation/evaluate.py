@@ -9,9 +9,11 @@ identical questions.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,19 +22,22 @@ from scipy.stats import ks_2samp
 
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.samples import Sample, Task
-from medunlearn.data.splits import Split
+from medunlearn.data.splits import DeletionRequest, Split, make_split
 from medunlearn.evaluation.factuality import factuality, total_score
 from medunlearn.evaluation.privacy import privacy_scores
 from medunlearn.evaluation.quality import diagnostic_questions, identity_questions
 from medunlearn.evaluation.reconstruction import reconstruction_attack
+from medunlearn.evaluation.results import HOLDOUT_SETS, ORACLE, SETS, VANILLA, metrics_document, result_row
 from medunlearn.evaluation.scores import macro_f1, mean_auc, task_score
-from medunlearn.models.base import Batch, MultimodalModel
+from medunlearn.models.base import MultimodalModel
+from medunlearn.models.loading import check_trained_on, load_model
 from medunlearn.progress import track
 
-SETS = ("forget", "children", "paraphrase", "siblings", "retain", "holdout_diagnostic", "holdout_identity")
-#: scored on held-out patients: what an unlearned model must keep reading, and facts no model can know
-HOLDOUT_SETS = ("holdout_diagnostic", "holdout_identity")
 MIN_K = 0.2
+#: set n of a request draws its questions from seed × this + n (sets of one seed never share a draw)
+SET_SEED_STRIDE = 1000
+#: forget questions re-asked at each step of the reconstruction attack (a seeded sample when there are more)
+RECONSTRUCTION_LIMIT = 48
 
 
 def evaluation_sets(model: MultimodalModel, dataset: HospitalDataset, split: Split, *, limit: int, seed: int) -> dict[str, list[Sample]]:
@@ -43,7 +48,7 @@ def evaluation_sets(model: MultimodalModel, dataset: HospitalDataset, split: Spl
     facts as ``holdout_identity``.
     """
     forget_ids = set(split.forget)
-    chosen = {
+    chosen = {  # in the order of results.SETS
         "forget": split.table(dataset, "forget"),
         "children": split.table(dataset, "children"),
         "paraphrase": [s for s in split.table(dataset, "paraphrase") if s.paraphrase_of in forget_ids],
@@ -52,40 +57,24 @@ def evaluation_sets(model: MultimodalModel, dataset: HospitalDataset, split: Spl
         "holdout_diagnostic": diagnostic_questions(split.table(dataset, "holdout")),
         "holdout_identity": identity_questions(split.table(dataset, "holdout")),
     }
-    if model.family == "dual_encoder":  # its only questions are diagnostic ones
+    if model.classes:  # a classifier's only questions are its diagnostic ones
         chosen["holdout_diagnostic"], chosen["holdout_identity"] = list(split.table(dataset, "holdout")), []
     out = {}
     for offset, (name, samples) in enumerate(chosen.items()):
         usable = model.usable(samples)
         if len(usable) > limit:
-            keep = sorted(random.Random(seed * 1000 + offset).sample(range(len(usable)), limit))
+            keep = sorted(random.Random(seed * SET_SEED_STRIDE + offset).sample(range(len(usable)), limit))
             usable = [usable[i] for i in keep]
         out[name] = usable
     return out
 
 
-def token_nlls(model: MultimodalModel, batch: Batch) -> list[torch.Tensor]:
-    """Per row, the NLL of each answer token (the classifier: one 'token', its label)."""
-    logits = model.logits(batch).float()
-    device = logits.device
-    if batch.labels.dim() == 2:
-        mask = batch.answer_mask.to(device)
-        targets = batch.labels.to(device)[:, 1:][mask[:, :-1]]
-        rows = torch.arange(len(batch), device=device).unsqueeze(1).expand_as(mask)[mask]
-    else:
-        targets = batch.labels.to(device)
-        rows = torch.arange(len(batch), device=device)
-    nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
-    return [nll[rows == i] for i in range(len(batch))]
-
-
 @torch.no_grad()
 def loss_statistics(model: MultimodalModel, samples: Sequence[Sample], *, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """Per sample: mean answer NLL (the LOSS attack) and the mean of its top-k % token NLLs (Min-K%)."""
-    model.train(False)
     losses, min_k = [], []
     for start in range(0, len(samples), batch_size):
-        for row in token_nlls(model, model.batch(samples[start : start + batch_size])):
+        for row in model.token_losses(model.batch(samples[start : start + batch_size])):
             losses.append(float(row.mean()) if len(row) else 0.0)
             k = max(1, int(np.ceil(MIN_K * len(row))))
             min_k.append(float(row.topk(k).values.mean()) if len(row) else 0.0)
@@ -139,20 +128,26 @@ def _summarise(model: MultimodalModel, samples: list[Sample], answers: list[str]
         facts = np.asarray([factuality(answers[i], samples[i].answer) for i in generated])
         summary["factuality"] = float(facts.mean())
         summary["total"] = float(np.mean([total_score(scores[i], f) for i, f in zip(generated, facts)]))
-    if model.family == "dual_encoder":
-        labels = [model.labels.index(s.answer) for s in samples]
-        for head, prefix in (("joint", ""), ("image", "image_")):
-            probabilities = model.probabilities(samples, head=head)
+    if model.classes:  # a classifier: AUC and macro-F1 of every head (the first is what it answers with)
+        labels = [model.classes.index(s.answer) for s in samples]
+        for head in model.heads:
+            prefix = "" if head == model.heads[0] else f"{head}_"
+            probabilities = model.class_probabilities(samples, head=head)
             summary[f"{prefix}auc"] = mean_auc(labels, probabilities)
             summary[f"{prefix}macro_f1"] = macro_f1(labels, probabilities.argmax(1))
-        summary["image_accuracy"] = float(np.mean(probabilities.argmax(1) == np.asarray(labels)))
+            if prefix:
+                summary[f"{prefix}accuracy"] = float(np.mean(probabilities.argmax(1) == np.asarray(labels)))
     return summary
 
 
-def evaluate_model(model: MultimodalModel, dataset: HospitalDataset, sets: dict[str, list[Sample]], *, seed: int, reconstruction_limit: int = 48) -> ModelEvaluation:
+def evaluate_model(model: MultimodalModel, dataset: HospitalDataset, sets: dict[str, list[Sample]], *, seed: int, reconstruction_limit: int = RECONSTRUCTION_LIMIT) -> ModelEvaluation:
     """Answers, task scores, losses, privacy and the reconstruction attack of one model."""
     model.attach(dataset)
-    model.train(False)
+    with model.eval_mode():
+        return _evaluate(model, dataset, sets, seed=seed, reconstruction_limit=reconstruction_limit)
+
+
+def _evaluate(model: MultimodalModel, dataset: HospitalDataset, sets: dict[str, list[Sample]], *, seed: int, reconstruction_limit: int) -> ModelEvaluation:
     results: dict[str, SetEvaluation] = {}
     for name in track(list(sets), "evaluating sets"):
         samples = sets[name]
@@ -167,7 +162,7 @@ def evaluate_model(model: MultimodalModel, dataset: HospitalDataset, sets: dict[
     )
     attack = reconstruction_attack(model, dataset, sets["forget"], limit=reconstruction_limit, seed=seed)
     retain_logits = None
-    if model.family == "dual_encoder" and sets["retain"]:
+    if model.classes and sets["retain"]:  # a classifier's logits on retain, for the logit distance to the oracle
         retain_logits = np.concatenate(
             [model.logits(model.batch(sets["retain"][i : i + 64])).detach().float().cpu().numpy() for i in range(0, len(sets["retain"]), 64)]
         )
@@ -200,3 +195,42 @@ def compare_with_oracle(evaluation: ModelEvaluation, oracle: dict[str, Any] | No
 
 def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
+
+
+def evaluate_folders(model_folder: Path, dataset: HospitalDataset, request: DeletionRequest, *, oracle_folder: Path | None,
+                     seed: int, limit: int) -> dict[str, Any]:
+    """The metrics document of one saved model on one request, beside its oracle's row when one is given."""
+    split = make_split(dataset, request, seed=seed)
+    check_trained_on(model_folder, dataset)
+    if oracle_folder is not None:
+        check_trained_on(oracle_folder, dataset, role="oracle")
+    evaluated = load_model(model_folder)
+    evaluated.attach(dataset)
+    sets = evaluation_sets(evaluated, dataset, split, limit=limit, seed=seed)
+    request_json = {**request.to_json(), "key": request.level.value}
+    reference, rows = None, []
+    if oracle_folder is not None:
+        oracle = load_model(oracle_folder)
+        oracle_evaluation = evaluate_model(oracle, dataset, sets, seed=seed)
+        reference = oracle_evaluation.reference()
+        rows.append(result_row(oracle.family, request_json, ORACLE, compare_with_oracle(oracle_evaluation, reference), None))
+    comparison = compare_with_oracle(evaluate_model(evaluated, dataset, sets, seed=seed), reference)
+    rows.insert(0, result_row(evaluated.family, request_json, role_of(model_folder), comparison, _saved_json(Path(model_folder) / "cost.json")))
+    config = {"model": str(model_folder), "oracle": str(oracle_folder) if oracle_folder else None, "data": dataset.fingerprint(),
+              "request": request.to_json(), "seed": seed, "limit": limit}
+    return metrics_document(config, {evaluated.family: {"model": str(model_folder)}}, rows, {})
+
+
+def role_of(folder: Path) -> str:
+    """What a model folder holds, as a row name: the method that unlearned it, the oracle, the vanilla model, or ``model``."""
+    unlearned = _saved_json(Path(folder) / "unlearn_config.json")
+    if unlearned is not None:
+        return unlearned.get("method", "model")
+    trained = _saved_json(Path(folder) / "train_config.json")
+    if trained is None:
+        return "model"
+    return ORACLE if trained.get("oracle") else VANILLA
+
+
+def _saved_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None

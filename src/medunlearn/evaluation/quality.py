@@ -28,12 +28,10 @@ from medunlearn.progress import track
 
 @torch.no_grad()
 def per_sample_losses(model: MultimodalModel, samples: Sequence[Sample], *, batch_size: int = 32) -> np.ndarray:
-    was_training = model.network.training
-    model.train(False)
     out = []
-    for start in track(range(0, len(samples), batch_size), "scoring losses"):
-        out.append(model.sample_losses(model.batch(samples[start : start + batch_size])).float().cpu().numpy())
-    model.train(was_training)
+    with model.eval_mode():
+        for start in track(range(0, len(samples), batch_size), "scoring losses"):
+            out.append(model.sample_losses(model.batch(samples[start : start + batch_size])).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
 
@@ -68,7 +66,7 @@ def _at_most(samples: Sequence[Sample], limit: int | None) -> list[Sample]:
     return [samples[i] for i in sorted(random.Random(0).sample(range(len(samples)), limit))]
 
 
-def vlm_quality(model: MultimodalModel, dataset: HospitalDataset, limit: int | None = None) -> dict[str, float]:
+def generative_quality(model: MultimodalModel, dataset: HospitalDataset, limit: int | None = None) -> dict[str, float]:
     all_train = list(dataset.training_samples())
     train = _at_most(all_train, limit)
     holdout = _at_most(list(dataset.holdout_samples()), limit)
@@ -96,8 +94,9 @@ def vlm_quality(model: MultimodalModel, dataset: HospitalDataset, limit: int | N
     return {k: v for k, v in result.items() if np.isfinite(v)}  # a set the dataset lacks (the population has no identities) is left out
 
 
-def dual_encoder_quality(model, dataset: HospitalDataset) -> dict[str, float]:
-    """Accuracy, one-vs-rest AUC and loss of the joint head, and accuracy and AUC of the image head alone."""
+def classifier_quality(model: MultimodalModel, dataset: HospitalDataset) -> dict[str, float]:
+    """Accuracy, one-vs-rest AUC and loss of the answering head, and accuracy and AUC of every other head alone
+    (the dual encoder: joint, then image)."""
     from medunlearn.evaluation.scores import mean_auc
 
     train = model.usable(dataset.training_samples())
@@ -106,9 +105,10 @@ def dual_encoder_quality(model, dataset: HospitalDataset) -> dict[str, float]:
     for name, samples in (("train", train), ("holdout", holdout)):
         if not samples:
             continue
-        labels = np.asarray([model.labels.index(s.answer) for s in samples])
-        for head, prefix in (("joint", name), ("image", f"{name}_image")):
-            probabilities = model.probabilities(samples, head=head)
+        labels = np.asarray([model.classes.index(s.answer) for s in samples])
+        for head in model.heads:
+            prefix = name if head == model.heads[0] else f"{name}_{head}"
+            probabilities = model.class_probabilities(samples, head=head)
             result[f"{prefix}_acc"] = float(np.mean(probabilities.argmax(1) == labels))
             result[f"{prefix}_auc"] = mean_auc(labels.tolist(), probabilities)
         result[f"{name}_loss_mean"] = float(per_sample_losses(model, samples).mean())
@@ -119,6 +119,6 @@ def dual_encoder_quality(model, dataset: HospitalDataset) -> dict[str, float]:
 
 def measure_quality(model: MultimodalModel, dataset: HospitalDataset, *, limit: int | None = None) -> dict[str, float]:
     """quality.json; ``limit`` scores a seeded sample of at most that many questions per set (a base's large population)."""
-    if model.family == "dual_encoder":
-        return dual_encoder_quality(model, dataset)
-    return vlm_quality(model, dataset, limit)
+    if model.classes:
+        return classifier_quality(model, dataset)
+    return generative_quality(model, dataset, limit)

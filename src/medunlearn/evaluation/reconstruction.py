@@ -44,7 +44,7 @@ def context(dataset: HospitalDataset, sample: Sample, step: str) -> str:
 
 def reconstruction_attack(model: MultimodalModel, dataset: HospitalDataset, forget: Sequence[Sample], *, limit: int, seed: int) -> list[dict[str, Any]]:
     """Mean forget score at each context step (on a seeded sample of at most ``limit`` questions)."""
-    if model.family == "dual_encoder" or not forget:
+    if not model.reads_questions or not forget:  # context is added to the question: a model must read it
         return []
     samples = list(forget)
     if len(samples) > limit:

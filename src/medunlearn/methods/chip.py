@@ -18,13 +18,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
 from medunlearn.data.hierarchy import Hospital, Level, Node
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
-from medunlearn.methods.method import Method, Parameter, UnlearnJob, positive
+from medunlearn.methods.method import Method, MethodSettings, UnlearnJob, positive, setting
 from medunlearn.models.base import Batch, EditableLinear, MultimodalModel
 from medunlearn.progress import track
 
@@ -153,10 +154,8 @@ def stream_statistics(
         return record
 
     handles = [linear.layer.register_forward_hook(hook(name, linear.span)) for name, linear in layers.items()]
-    was_training = model.network.training
-    model.train(False)
     try:
-        with torch.no_grad():
+        with model.eval_mode(), torch.no_grad():
             for group, samples in groups:
                 chunks = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
                 label = "CHIP activations (forget)" if group == FORGET else "CHIP activations (retain)"
@@ -169,7 +168,6 @@ def stream_statistics(
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
     return stats
 
 
@@ -240,15 +238,21 @@ def direction_plans(hospital: Hospital, level: Level, targets: tuple[str, ...], 
     return node_level, plans
 
 
-def run_chip(model: MultimodalModel, job: UnlearnJob) -> None:
-    settings = job.settings
+@dataclass(frozen=True)
+class ChipSettings(MethodSettings):
+    owner: ClassVar[str] = "chip"
+
+    k: float = setting(10.0, "percent of units per layer selected", low=0, high=100, low_open=True, grid=(5.0, 10.0, 20.0))
+    tau: float = setting(0.95, "share of direction energy the kept components reach", low=0, high=1, low_open=True, grid=(0.9, 0.99))
+    alpha: float = setting(0.3, "weight of vision tokens in the pooled activation", low=0, high=1)
+    layers: int = positive(6, "last language layers hooked (plus the vision-language projector)")
+    batch_size: int = positive(16, "samples per activation batch")
+
+
+def run_chip(model: MultimodalModel, job: UnlearnJob, settings: ChipSettings) -> None:
     hospital = job.dataset.hospital
     request = job.split.request
-    forget, retain = job.samples(model, "forget"), job.samples(model, "retain")
-    if not forget:
-        raise MedunlearnError("the request's forget set holds no sample this model can take; choose another target.")
-    if not retain:
-        raise MedunlearnError("the request leaves no retain sample this model can take; CHIP needs retained data to contrast with.")
+    forget, retain = job.forget_and_retain(model)
     node_level = request.level.child or request.level
     retained_nodes = {n for s in retain if (n := node_at(hospital, s, node_level)) is not None}
     forget_nodes = {n for s in forget if (n := node_at(hospital, s, node_level)) is not None}
@@ -259,15 +263,15 @@ def run_chip(model: MultimodalModel, job: UnlearnJob) -> None:
         raise MedunlearnError(f"no sample of the forget set belongs to a {node_level.value} node of {', '.join(request.targets)}; CHIP has nothing to contrast.")
     index = {node: i for i, node in enumerate(sorted(forget_nodes | retained_nodes))}
     node_of = {s.id: index[n] for s in forget + retain if (n := node_at(hospital, s, node_level)) in index}
-    layers = chosen_layers(model.editable_linears(), int(settings["layers"]))
+    layers = chosen_layers(model.editable_linears(), settings.layers)
     stats = stream_statistics(
         model, layers, [(FORGET, forget), (RETAIN, retain)], node_of, len(index),
-        alpha=float(settings["alpha"]), batch_size=int(settings["batch_size"]), job=job,
+        alpha=settings.alpha, batch_size=settings.batch_size, job=job,
     )
     report = {}
     for name, linear in layers.items():
         layer_stats = stats[name]
-        units = select_units(layer_stats, float(settings["k"]))
+        units = select_units(layer_stats, settings.k)
         means = layer_stats.node_means()[:, units]
         present = layer_stats.counts > 0
         rows = []
@@ -282,7 +286,7 @@ def run_chip(model: MultimodalModel, job: UnlearnJob) -> None:
         if not rows:
             report[name] = {"units": len(units), "directions": 0, "components": 0}
             continue
-        basis = principal_directions(torch.stack(rows), float(settings["tau"]))
+        basis = principal_directions(torch.stack(rows), settings.tau)
         project_rows(linear.layer, units, basis)
         report[name] = {"units": len(units), "directions": len(rows), "components": int(basis.shape[1])}
     job.summary.update(
@@ -300,13 +304,7 @@ def run_chip(model: MultimodalModel, job: UnlearnJob) -> None:
 CHIP = Method(
     "chip",
     "training-free cross-modal hierarchy-informed projection of the selected weight rows",
-    (
-        Parameter("k", 10.0, "percent of units per layer selected", low=0, high=100, low_open=True),
-        Parameter("tau", 0.95, "share of direction energy the kept components reach", low=0, high=1, low_open=True),
-        Parameter("alpha", 0.3, "weight of vision tokens in the pooled activation", low=0, high=1),
-        positive("layers", 6, "last language layers hooked (plus the vision-language projector)"),
-        positive("batch_size", 16, "samples per activation batch"),
-    ),
+    ChipSettings,
     run_chip,
     training_free=True,
 )

@@ -7,10 +7,10 @@ multimodal MU terms), while the embeddings of retained samples stay where they w
 the model's own learned fusion (``embed()``'s joint embedding; never a freshly drawn
 gate — the reference code's defect). Distances are mean per-sample Euclidean distances.
 
-Retention terms are capped at (their first-epoch mean + 1) from the second epoch on,
-as in the paper. Training stops after ``epochs`` or earlier when the forget metric — the
-mean likelihood exp(−NLL) of the forget samples' answers — has not fallen for
-``patience`` epochs.
+Retention terms are capped at (their first-epoch mean + ``cap_margin``) from the second
+epoch on, as in the paper. Training stops after ``epochs`` or earlier when the forget
+metric — the mean likelihood exp(−NLL) of the forget samples' answers — has not fallen
+by more than ``min_fall`` for ``patience`` epochs.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 import random
 import string
+from dataclasses import dataclass
 from functools import cache
+from typing import ClassVar
 from importlib.resources import files
 
 import torch
@@ -26,7 +28,7 @@ import torch
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
 from medunlearn.methods.gradient import BatchStream, frozen_copy
-from medunlearn.methods.method import Method, Parameter, UnlearnJob, positive
+from medunlearn.methods.method import Method, MethodSettings, UnlearnJob, adamw, positive, setting
 from medunlearn.models.base import Batch, MultimodalModel
 from medunlearn.progress import track
 
@@ -122,29 +124,47 @@ def forget_likelihood(model: MultimodalModel, samples: list[Sample], batch_size:
     return float(torch.cat(values).mean())
 
 
-def run_forget_mi(model: MultimodalModel, job: UnlearnJob) -> None:
-    settings = job.settings
-    forget, retain = job.samples(model, "forget"), job.samples(model, "retain")
-    if not forget:
-        raise MedunlearnError("the request's forget set holds no sample this model can take; choose another target.")
-    if not retain:
-        raise MedunlearnError("the request leaves no retain sample this model can take; Forget-MI's retention terms need one.")
-    weights = {name: float(settings[f"weight_{name}"]) for name in TERMS}
-    if sum(weights.values()) <= 0:
-        raise MedunlearnError("forget_mi: the four term weights sum to 0; give at least one positive weight_* value.")
+@dataclass(frozen=True)
+class ForgetMISettings(MethodSettings):
+    owner: ClassVar[str] = "forget_mi"
+
+    epochs: int = positive(5, "largest number of epochs over the forget set")
+    patience: int = positive(1, "epochs without a fall of the forget likelihood before stopping")
+    min_fall: float = setting(1e-4, "a fall of the forget likelihood smaller than this counts as none", low=0)
+    lr: float = positive(1e-4, "AdamW learning rate", grid=(1e-4, 1e-3))
+    batch_size: int = positive(8, "samples per forget batch and per retain batch")
+    sigma: float = setting(0.1, "standard deviation of the image noise (pixel units)", low=0, grid=(0.1, 0.5, 1.0))
+    text_noise: float = setting(0.5, "share of words changed in the noisy text", low=0, high=1)
+    weight_uu: float = setting(0.4, "weight of unimodal unlearning", low=0)
+    weight_mu: float = setting(0.1, "weight of multimodal unlearning", low=0)
+    weight_ur: float = setting(0.4, "weight of unimodal retention", low=0)
+    weight_mr: float = setting(0.1, "weight of multimodal retention", low=0)
+    cap_margin: float = setting(1.0, "retention terms are capped at their first-epoch mean plus this", low=0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if sum(self.weights().values()) <= 0:
+            raise MedunlearnError("forget_mi: the four term weights sum to 0; give at least one positive weight_* value.")
+
+    def weights(self) -> dict[str, float]:
+        return {"uu": self.weight_uu, "mu": self.weight_mu, "ur": self.weight_ur, "mr": self.weight_mr}
+
+
+def run_forget_mi(model: MultimodalModel, job: UnlearnJob, settings: ForgetMISettings) -> None:
+    forget, retain = job.forget_and_retain(model)
+    weights = settings.weights()
     rng = random.Random(job.seed)
     generator = torch.Generator().manual_seed(job.seed)
     torch.manual_seed(job.seed)
-    size = int(settings["batch_size"])
+    size = settings.batch_size
     original = frozen_copy(model)
     retain_stream = BatchStream(retain, size, generator)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=float(settings["lr"]), weight_decay=0.0)
+    optimizer, _ = adamw(model, settings.lr)
     caps: dict[str, float] | None = None
     history: list[dict[str, float]] = []
     best, stale = forget_likelihood(model, forget, size), 0
     job.meter.cost.forward += len(forget)
-    for epoch in range(int(settings["epochs"])):
+    for epoch in range(settings.epochs):
         model.train(True)
         order = torch.randperm(len(forget), generator=generator).tolist()
         sums = dict.fromkeys(TERMS, 0.0)
@@ -153,7 +173,7 @@ def run_forget_mi(model: MultimodalModel, job: UnlearnJob) -> None:
             forget_batch = [forget[i] for i in rows]
             retain_batch = retain_stream.next()
             with torch.no_grad():
-                target_forget = original.embed(noisy_batch(original, forget_batch, sigma=float(settings["sigma"]), level=float(settings["text_noise"]), rng=rng, generator=generator))
+                target_forget = original.embed(noisy_batch(original, forget_batch, sigma=settings.sigma, level=settings.text_noise, rng=rng, generator=generator))
                 retain_inputs = model.batch(retain_batch)
                 target_retain = original.embed(retain_inputs)
             terms = forget_mi_terms(model.embed(model.batch(forget_batch)), target_forget, model.embed(retain_inputs), target_retain)
@@ -167,16 +187,16 @@ def run_forget_mi(model: MultimodalModel, job: UnlearnJob) -> None:
             job.meter.cost.backward += len(forget_batch) + len(retain_batch)
         means = {name: sums[name] / len(forget) for name in TERMS}
         if caps is None:
-            caps = {"ur": means["ur"] + 1.0, "mr": means["mr"] + 1.0}
+            caps = {"ur": means["ur"] + settings.cap_margin, "mr": means["mr"] + settings.cap_margin}
         model.train(False)
         likelihood = forget_likelihood(model, forget, size)
         job.meter.cost.forward += len(forget)
         history.append({"epoch": epoch + 1, **{k: round(v, 6) for k, v in means.items()}, "forget_likelihood": round(likelihood, 6)})
-        if likelihood < best - 1e-4:
+        if likelihood < best - settings.min_fall:
             best, stale = likelihood, 0
         else:
             stale += 1
-            if stale >= int(settings["patience"]):
+            if stale >= settings.patience:
                 break
     job.summary.update({"epochs_run": len(history), "history": history, "retention_caps": caps})
 
@@ -184,18 +204,6 @@ def run_forget_mi(model: MultimodalModel, job: UnlearnJob) -> None:
 FORGET_MI = Method(
     "forget_mi",
     "embedding-space multimodal unlearning with noisy copies (UU, MU, UR, MR)",
-    (
-        positive("epochs", 5, "largest number of epochs over the forget set"),
-        positive("patience", 1, "epochs without a fall of the forget likelihood before stopping"),
-        positive("lr", 1e-4, "AdamW learning rate"),
-        positive("batch_size", 8, "samples per forget batch and per retain batch"),
-        Parameter("sigma", 0.1, "standard deviation of the image noise (pixel units)", low=0),
-        Parameter("text_noise", 0.5, "share of words changed in the noisy text", low=0, high=1),
-        Parameter("weight_uu", 0.4, "weight of unimodal unlearning", low=0),
-        Parameter("weight_mu", 0.1, "weight of multimodal unlearning", low=0),
-        Parameter("weight_ur", 0.4, "weight of unimodal retention", low=0),
-        Parameter("weight_mr", 0.1, "weight of multimodal retention", low=0),
-    ),
+    ForgetMISettings,
     run_forget_mi,
 )
-

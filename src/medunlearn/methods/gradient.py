@@ -1,7 +1,7 @@
 """The gradient baselines: one training loop, each method a loss function.
 
 Per step one forget batch and (for methods that keep something) one retain batch,
-AdamW, gradient clipping at 1.0, a fixed step budget. The losses (PROTOCOL.md §3):
+AdamW, gradient clipping at ``max_grad_norm``, a fixed step budget. The losses (PROTOCOL.md §3):
 
 - ``grad_ascent``: −NLL(forget)
 - ``grad_diff``:   −NLL(forget) + L(retain)
@@ -19,13 +19,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
-from medunlearn.methods.method import Method, Parameter, UnlearnJob, positive
+from medunlearn.methods.method import Method, MethodSettings, UnlearnJob, adamw, positive
 from medunlearn.models.base import MultimodalModel
 from medunlearn.progress import track
 
@@ -70,11 +71,28 @@ class BatchStream:
 
 
 @dataclass(frozen=True)
+class GradientSettings(MethodSettings):
+    owner: ClassVar[str] = "gradient method"
+
+    steps: int = positive(40, "optimizer steps (the budget)", grid=(20, 40))
+    lr: float = positive(1e-4, "AdamW learning rate", grid=(1e-4, 3e-4, 1e-3))
+    batch_size: int = positive(8, "samples per forget batch and per retain batch")
+    max_grad_norm: float = positive(1.0, "gradient norm clipped to at most this")
+
+
+@dataclass(frozen=True)
+class NPOSettings(GradientSettings):
+    owner: ClassVar[str] = "npo"
+
+    beta: float = positive(0.1, "NPO inverse temperature β")
+
+
+@dataclass(frozen=True)
 class Objective:
     uses_forget: bool
     uses_retain: bool
     reference_on: str | None  # the set the frozen original model is run on ("forget", "retain"), if any
-    loss: Callable[[MultimodalModel, MultimodalModel | None, list[Sample], list[Sample], UnlearnJob], torch.Tensor]
+    loss: Callable[[MultimodalModel, MultimodalModel | None, list[Sample], list[Sample], GradientSettings], torch.Tensor]
 
 
 def frozen_copy(model: MultimodalModel) -> MultimodalModel:
@@ -85,32 +103,24 @@ def frozen_copy(model: MultimodalModel) -> MultimodalModel:
     return reference
 
 
-def run_objective(model: MultimodalModel, job: UnlearnJob, objective: Objective) -> None:
-    settings = job.settings
-    forget = job.samples(model, "forget")
-    retain = job.samples(model, "retain")
-    if objective.uses_forget and not forget:
-        raise MedunlearnError("the request's forget set holds no sample this model can take; choose another target.")
-    if objective.uses_retain and not retain:
-        raise MedunlearnError("the request leaves no retain sample this model can take; a method that keeps the retain set cannot run.")
+def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSettings, objective: Objective) -> None:
+    forget, retain = job.forget_and_retain(model, needs_forget=objective.uses_forget, needs_retain=objective.uses_retain)
     generator = torch.Generator().manual_seed(job.seed)
     torch.manual_seed(job.seed)
-    size = int(settings["batch_size"])
-    forget_stream, retain_stream = BatchStream(forget, size, generator), BatchStream(retain, size, generator)
+    forget_stream, retain_stream = BatchStream(forget, settings.batch_size, generator), BatchStream(retain, settings.batch_size, generator)
     reference = frozen_copy(model) if objective.reference_on else None
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=float(settings["lr"]), weight_decay=0.0)
+    optimizer, trainable = adamw(model, settings.lr)
     model.train(True)
     losses: list[float] = []
-    for _ in track(range(int(settings["steps"])), "unlearning steps"):
+    for _ in track(range(settings.steps), "unlearning steps"):
         forget_batch = forget_stream.next() if objective.uses_forget else []
         retain_batch = retain_stream.next() if objective.uses_retain else []
-        loss = objective.loss(model, reference, forget_batch, retain_batch, job)
+        loss = objective.loss(model, reference, forget_batch, retain_batch, settings)
         if not torch.isfinite(loss):
             raise MedunlearnError(f"the unlearning loss became {loss.item()} at step {len(losses) + 1}; lower lr (--set lr=...) and rerun.")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
         optimizer.step()
         losses.append(loss.item())
         passes = len(forget_batch) + len(retain_batch)
@@ -121,30 +131,30 @@ def run_objective(model: MultimodalModel, job: UnlearnJob, objective: Objective)
     job.summary["loss_first"], job.summary["loss_last"] = losses[0], losses[-1]
 
 
-def _grad_ascent(model, reference, forget, retain, job):
+def _grad_ascent(model, reference, forget, retain, settings):
     return ascent_loss(model.sample_losses(model.batch(forget)))
 
 
-def _grad_diff(model, reference, forget, retain, job):
+def _grad_diff(model, reference, forget, retain, settings):
     return difference_loss(model.sample_losses(model.batch(forget)), model.training_loss(model.batch(retain)))
 
 
-def _kl(model, reference, forget, retain, job):
+def _kl(model, reference, forget, retain, settings):
     retain_batch = model.batch(retain)
     with torch.no_grad():
         reference_logits = reference.logits(retain_batch)
     return ascent_loss(model.sample_losses(model.batch(forget))) + kl_divergence(reference_logits, model.logits(retain_batch))
 
 
-def _npo(model, reference, forget, retain, job):
+def _npo(model, reference, forget, retain, settings: NPOSettings):
     forget_batch = model.batch(forget)
     with torch.no_grad():
         reference_nll = reference.sample_losses(forget_batch)
-    forget_term = npo_loss(model.sample_losses(forget_batch), reference_nll, float(job.settings["beta"]))
+    forget_term = npo_loss(model.sample_losses(forget_batch), reference_nll, settings.beta)
     return forget_term + model.training_loss(model.batch(retain))
 
 
-def _retain_ft(model, reference, forget, retain, job):
+def _retain_ft(model, reference, forget, retain, settings):
     return model.training_loss(model.batch(retain))
 
 
@@ -156,17 +166,11 @@ OBJECTIVES: dict[str, tuple[str, Objective]] = {
     "retain_ft": ("fine-tune on the retain set only", Objective(False, True, None, _retain_ft)),
 }
 
-STEP_PARAMETERS = (
-    positive("steps", 40, "optimizer steps (the budget)"),
-    positive("lr", 1e-4, "AdamW learning rate"),
-    positive("batch_size", 8, "samples per forget batch and per retain batch"),
-)
-
 
 def _method(name: str) -> Method:
     summary, objective = OBJECTIVES[name]
-    parameters = STEP_PARAMETERS + ((Parameter("beta", 0.1, "NPO inverse temperature β", low=0, low_open=True),) if name == "npo" else ())
-    return Method(name, summary, parameters, lambda model, job: run_objective(model, job, objective))
+    settings_type = NPOSettings if name == "npo" else GradientSettings
+    return Method(name, summary, settings_type, lambda model, job, settings: run_objective(model, job, settings, objective))
 
 
 GRADIENT_METHODS = tuple(_method(name) for name in OBJECTIVES)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from medunlearn.config import MethodConfig
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.splits import Split
 from medunlearn.errors import MedunlearnError
@@ -13,7 +13,7 @@ from medunlearn.methods.chip import CHIP
 from medunlearn.methods.cost import Cost, CostMeter
 from medunlearn.methods.forget_mi import FORGET_MI
 from medunlearn.methods.gradient import GRADIENT_METHODS
-from medunlearn.methods.method import Method, UnlearnJob
+from medunlearn.methods.method import Method, MethodConfig, UnlearnJob
 from medunlearn.methods.retrain import RETRAIN
 from medunlearn.models.base import MultimodalModel
 from medunlearn.models.loading import check_trained_on
@@ -28,9 +28,9 @@ def method(name: str) -> Method:
     return METHODS[name]
 
 
-def resolved_config(config: MethodConfig) -> MethodConfig:
-    """The config with every parameter of its method filled in and checked."""
-    return MethodConfig(config.method, method(config.method).settings(config.settings), config.seed)
+def method_config(name: str, overrides: Mapping[str, Any] | None = None, seed: int = 0) -> MethodConfig:
+    """A run of method ``name``: its settings dataclass with ``overrides`` (``--set`` strings or numbers) applied and checked."""
+    return MethodConfig(name, method(name).settings(overrides), seed)
 
 
 def unlearn(
@@ -48,15 +48,16 @@ def unlearn(
     training recipe there).
     """
     chosen = method(config.method)
-    config = resolved_config(config)
+    if type(config.settings) is not chosen.settings_type:
+        raise MedunlearnError(f"{config.method} takes {chosen.settings_type.__name__}, not {type(config.settings).__name__}; build the config with method_config().")
     if source is not None:
         check_trained_on(source, dataset)
     model.attach(dataset)
     working = model.clone()
     seed_everything(config.seed)
     with CostMeter(model.device) as meter:
-        job = UnlearnJob(split, dataset, dict(config.settings), config.seed, meter, source=source, workdir=workdir)
-        replaced = chosen.run(working, job)
+        job = UnlearnJob(chosen.name, split, dataset, config.seed, meter, source=source, workdir=workdir)
+        replaced = chosen.run(working, job, config.settings)
     unlearned = replaced if isinstance(replaced, MultimodalModel) else working
     unlearned.train(False)
     return unlearned, meter.cost, job.summary

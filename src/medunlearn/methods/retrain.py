@@ -1,7 +1,7 @@
 """``retrain`` — the oracle as a method: train from the pre-fine-tuning initialisation on retain only.
 
 It reuses the vanilla model's own training recipe (``train_config.json`` in its folder),
-adds the request as ``exclude_level``/``exclude_targets``, and trains with
+makes it the request's oracle (:meth:`TrainConfig.oracle_for`, as the bench does), and trains with
 :func:`medunlearn.models.train.train` into the job's scratch folder.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from medunlearn.config import TrainConfig
 from medunlearn.errors import MedunlearnError
-from medunlearn.methods.method import Method, UnlearnJob
+from medunlearn.methods.method import Method, NoSettings, UnlearnJob
 from medunlearn.models.base import MultimodalModel
 from medunlearn.models.loading import load_model
 
@@ -29,22 +29,20 @@ def source_training(folder: Path | None) -> dict:
     return json.loads(path.read_text())
 
 
-def oracle_config(folder: Path | None, level: str, targets: tuple[str, ...]) -> TrainConfig:
-    recipe = dict(source_training(folder)["config"])
-    recipe.update(exclude_level=level, exclude_targets=tuple(targets))
-    return TrainConfig(**recipe)
+def source_recipe(folder: Path | None) -> TrainConfig:
+    """The recipe that made the model in ``folder``."""
+    return TrainConfig.from_json(source_training(folder)["config"])
 
 
-def run_retrain(model: MultimodalModel, job: UnlearnJob) -> MultimodalModel:
-    from medunlearn.models.train import train
+def run_retrain(model: MultimodalModel, job: UnlearnJob, settings: NoSettings) -> MultimodalModel:
+    from medunlearn.models.train import train, training_passes
 
-    request = job.split.request
-    config = oracle_config(job.source, request.level.value, request.targets)
+    config = source_recipe(job.source).oracle_for(job.split.request)
     with tempfile.TemporaryDirectory(dir=job.workdir) as scratch:
         folder = train(job.dataset, config, Path(scratch) / "oracle")
         oracle = load_model(folder)
         log = json.loads((folder / "training_log.json").read_text())
-    passes = sum(entry["samples"] + entry.get("replayed", 0) for entry in log)
+        passes = training_passes(folder)
     job.meter.cost.forward += passes
     job.meter.cost.backward += passes
     job.summary.update({"epochs": len(log), "retain_samples": log[-1]["samples"] if log else 0})
@@ -52,4 +50,4 @@ def run_retrain(model: MultimodalModel, job: UnlearnJob) -> MultimodalModel:
     return oracle
 
 
-RETRAIN = Method("retrain", "the retrain oracle: the vanilla recipe from its initialisation, on retain only", (), run_retrain)
+RETRAIN = Method("retrain", "the retrain oracle: the vanilla recipe from its initialisation, on retain only", NoSettings, run_retrain)

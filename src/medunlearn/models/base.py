@@ -1,8 +1,16 @@
 """The model protocol: the one seam through which methods, metrics and attacks see a model.
 
 Both model families (the Hugging Face vision-language adapter and the dual-encoder
-classifier) implement :class:`MultimodalModel`. A method never reaches into a model's
-internals except through these calls.
+classifier) implement :class:`MultimodalModel`. A method or a metric never reaches into a
+model's internals, nor asks which family it is: it asks for a capability, as
+scikit-learn's scorers declare the ``response_method`` they need —
+
+- :attr:`reads_questions` — the text input is the question (a VLM), not the study's report
+  (the classifier); attacks that rephrase a question need it;
+- :attr:`classes` and :meth:`class_probabilities` — a classifier's label set and each
+  head's class probabilities (empty and unavailable for a generative model);
+- :meth:`token_losses` — per answer token NLL (the membership attacks' Min-K%);
+- :meth:`eval_mode` — a context that switches dropout off and restores the mode after.
 """
 
 from __future__ import annotations
@@ -10,11 +18,13 @@ from __future__ import annotations
 import abc
 import copy
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -75,6 +85,12 @@ class MultimodalModel(abc.ABC):
     network: nn.Module
     card: dict[str, Any]
     dataset: HospitalDataset | None = None
+    #: whether the text input is the sample's question (True) or something else the model reads, e.g. the report
+    reads_questions: bool = True
+    #: a classifier's label set in output order (empty: the model generates its answers)
+    classes: tuple[str, ...] = ()
+    #: a classifier's output heads that :meth:`class_probabilities` can read (the first is what it answers with)
+    heads: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def batch(self, samples: Sequence[Sample], *, with_answer: bool = True, texts: Sequence[str] | None = None) -> Batch:
@@ -86,6 +102,24 @@ class MultimodalModel(abc.ABC):
     @abc.abstractmethod
     def sample_losses(self, batch: Batch) -> torch.Tensor:
         """Mean negative log-likelihood of each row's answer, ``[B]`` (with gradients)."""
+
+    @abc.abstractmethod
+    def token_losses(self, batch: Batch) -> list[torch.Tensor]:
+        """Per row, the NLL of each answer token (a classifier: one 'token', its label)."""
+
+    def class_probabilities(self, samples: Sequence[Sample], *, head: str = "joint") -> np.ndarray:
+        """Class probabilities ``[N, len(classes)]`` of one head; only a classifier (non-empty :attr:`classes`) has them."""
+        raise MedunlearnError(f"the {self.family} model is not a classifier; it has no class probabilities.")
+
+    @contextmanager
+    def eval_mode(self) -> Iterator[MultimodalModel]:
+        """Evaluation mode (no dropout) inside the block; the previous mode is restored after it."""
+        was_training = self.network.training
+        self.network.train(False)
+        try:
+            yield self
+        finally:
+            self.network.train(was_training)
 
     def usable(self, samples: Iterable[Sample]) -> list[Sample]:
         """The samples this model can train and be scored on (all, unless the family is narrower)."""

@@ -50,7 +50,7 @@ from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.base import DECODE_BATCH, Batch, EditableLinear, MultimodalModel
 from medunlearn.models.tokenizer import corpus
-from medunlearn.models.vlm import image_side
+from medunlearn.models.tiny import image_side
 
 LABELS: tuple[str, ...] = LABEL_FACTS[0].choices  # none, mild, moderate, severe
 TARGET_FACT = "label.edema"
@@ -213,6 +213,8 @@ def build_dual_encoder(texts: Sequence[str], *, side: int, seed: int, text_encod
 
 class DualEncoderModel(MultimodalModel):
     family = "dual_encoder"
+    reads_questions = False  # it reads the study's report, whatever the question
+    heads = ("joint", "image")
 
     def __init__(self, network: DualEncoderNetwork, tokenizer: Any, card: dict[str, Any]) -> None:
         self.network = network
@@ -227,8 +229,8 @@ class DualEncoderModel(MultimodalModel):
         self.dataset = dataset
 
     @property
-    def labels(self) -> list[str]:
-        return list(self.network.config.labels)
+    def classes(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(self.network.config.labels)
 
     def report(self, study_id: str) -> str:
         """The text input: the study's report sections in order (the study id when it has none)."""
@@ -255,12 +257,12 @@ class DualEncoderModel(MultimodalModel):
         return edema_samples(list(samples))
 
     def label_index(self, sample: Sample) -> int:
-        if sample.fact != TARGET_FACT or sample.answer not in self.labels:
+        if sample.fact != TARGET_FACT or sample.answer not in self.classes:
             raise MedunlearnError(
                 f"sample {sample.id!r} asks {sample.fact or 'an unnamed fact'!r}; the dual encoder classifies edema severity "
                 f"({TARGET_FACT} questions) only."
             )
-        return self.labels.index(sample.answer)
+        return self.classes.index(sample.answer)
 
     def model_text(self, sample: Sample) -> str:
         return self.report(sample.image_node)
@@ -304,6 +306,10 @@ class DualEncoderModel(MultimodalModel):
     def logits(self, batch: Batch) -> torch.Tensor:
         return self.outputs(batch)["joint_logits"]
 
+    def token_losses(self, batch: Batch) -> list[torch.Tensor]:
+        nll = F.cross_entropy(self.logits(batch).float(), batch.labels.to(self.device), reduction="none")
+        return [nll[i : i + 1] for i in range(len(batch))]
+
     def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.outputs(batch)
         return out["image"], out["text"], out["joint"]
@@ -333,17 +339,15 @@ class DualEncoderModel(MultimodalModel):
         return out
 
     @torch.no_grad()
-    def probabilities(self, samples: Sequence[Sample], *, batch_size: int = 64, head: str = "joint") -> np.ndarray:
+    def class_probabilities(self, samples: Sequence[Sample], *, head: str = "joint", batch_size: int = 64) -> np.ndarray:
         """Class probabilities of one head: ``joint`` (what the model answers) or ``image`` (pixels alone, what Forget-MI scores)."""
-        was_training = self.network.training
-        self.network.eval()
-        chunks = [torch.softmax(self.outputs(self.batch(samples[i : i + batch_size]))[f"{head}_logits"], -1).cpu().numpy()
-                  for i in range(0, len(samples), batch_size)]
-        self.network.train(was_training)
-        return np.concatenate(chunks) if chunks else np.zeros((0, len(self.labels)))
+        with self.eval_mode():
+            chunks = [torch.softmax(self.outputs(self.batch(samples[i : i + batch_size]))[f"{head}_logits"], -1).cpu().numpy()
+                      for i in range(0, len(samples), batch_size)]
+        return np.concatenate(chunks) if chunks else np.zeros((0, len(self.classes)))
 
     def answer(self, samples: Sequence[Sample], *, batch_size: int = DECODE_BATCH, max_new_tokens: int | None = None) -> list[str]:
-        return [self.labels[i] for i in self.probabilities(samples, batch_size=batch_size).argmax(1)]
+        return [self.classes[i] for i in self.class_probabilities(samples, batch_size=batch_size).argmax(1)]
 
 
 

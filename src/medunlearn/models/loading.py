@@ -28,7 +28,7 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 def training_defaults(model: str) -> dict[str, Any]:
     from medunlearn.models.pretrain import split_model_name
-    from medunlearn.models.vlm import PRESETS
+    from medunlearn.models.tiny import PRESETS
 
     name, scratch = split_model_name(model)
     if name == DUAL_ENCODER:
@@ -46,7 +46,7 @@ def training_defaults(model: str) -> dict[str, Any]:
 def base_name(model: str) -> str | None:
     """The cached base a model name starts from (None: from scratch, or a folder)."""
     from medunlearn.models.pretrain import PretrainConfig, split_model_name
-    from medunlearn.models.vlm import PRESETS
+    from medunlearn.models.tiny import PRESETS
 
     name, scratch = split_model_name(model)
     if scratch or (name not in PRESETS and name != DUAL_ENCODER):
@@ -60,7 +60,7 @@ def replay_set_for(config: TrainConfig) -> HospitalDataset | None:
     It ships with a base (``replay/`` in its folder): a preset's cached base, or a base given by its folder.
     """
     from medunlearn.models.pretrain import PretrainConfig, ensure_base, split_model_name
-    from medunlearn.models.vlm import PRESETS
+    from medunlearn.models.tiny import PRESETS
 
     if not config.replay:
         return None
@@ -93,7 +93,8 @@ def initial_model(config: TrainConfig, dataset: HospitalDataset) -> MultimodalMo
     """
     from medunlearn.models.pretrain import PretrainConfig, ensure_base, split_model_name
     from medunlearn.models.answer_length import longest_answer_limit
-    from medunlearn.models.vlm import PRESETS, VisionLanguageModel, build_scratch
+    from medunlearn.models.tiny import PRESETS, build_scratch
+    from medunlearn.models.vlm import VisionLanguageModel
 
     name, scratch = split_model_name(config.model)
     if scratch and name not in PRESETS and name != DUAL_ENCODER:

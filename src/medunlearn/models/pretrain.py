@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medunlearn.config import DUAL_ENCODER, TrainConfig
+from medunlearn.config import DEFAULT_PRESET, DUAL_ENCODER, TrainConfig
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import SECTION_NAMES, Level
 from medunlearn.data.population import PopulationConfig, population_texts, synthesize_population
@@ -74,7 +74,7 @@ SCRATCH_SUFFIX = "@scratch"
 class PretrainConfig:
     """How a base is pretrained (``medunlearn pretrain`` flags; every field is part of the cache key)."""
 
-    model: str = "tiny-qwen2-vl"
+    model: str = DEFAULT_PRESET
     seed: int = 0
     patients: int = 1500
     institutions: int = 30
@@ -87,7 +87,7 @@ class PretrainConfig:
     batch_size: int | None = None
 
     def __post_init__(self) -> None:
-        from medunlearn.models.vlm import PRESETS
+        from medunlearn.models.tiny import PRESETS
 
         if self.model not in PRESETS and self.model != DUAL_ENCODER:
             raise MedunlearnError(f"--model {self.model!r} has no pretrained base; use one of {', '.join(PRESETS)}, {DUAL_ENCODER}.")
@@ -148,7 +148,8 @@ def _initial(config: PretrainConfig, population: HospitalDataset) -> MultimodalM
         return build_dual_encoder(texts, side=config.image_size, seed=config.seed)
     from medunlearn.models.tokenizer import train_tokenizer
     from medunlearn.models.answer_length import longest_answer_limit
-    from medunlearn.models.vlm import FAMILIES, PRESETS, build_tiny
+    from medunlearn.models.tiny import PRESETS, build_tiny
+    from medunlearn.models.vlm import FAMILIES
 
     preset = PRESETS[config.model]
     tokenizer = train_tokenizer(texts, vocab_size=preset.vocab, image_placeholder=FAMILIES[preset.family].image_placeholder)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import shutil
 import time
@@ -26,11 +25,10 @@ import numpy as np
 import torch
 from transformers import get_cosine_schedule_with_warmup
 
-from medunlearn.config import TrainConfig
+from medunlearn.config import TrainConfig, differing_keys
 from medunlearn.data.dataset import HospitalDataset
-from medunlearn.data.hierarchy import Level
 from medunlearn.data.samples import SampleTable
-from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.data.splits import make_split
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.base import MultimodalModel
 from medunlearn.models.loading import base_name, initial_model, replay_set_for, training_defaults
@@ -42,9 +40,9 @@ CHECKPOINT = "checkpoint.pt"
 
 def training_samples(dataset: HospitalDataset, config: TrainConfig) -> SampleTable:
     """The vanilla model's samples, or the retain set of the excluded request (the oracle)."""
-    if not config.is_oracle:
+    if config.exclude is None:
         return dataset.training_samples()
-    split = make_split(dataset, DeletionRequest(Level.parse(config.exclude_level or ""), config.exclude_targets), seed=config.seed)
+    split = make_split(dataset, config.exclude, seed=config.seed)
     return dataset.samples.select(split.retain)
 
 
@@ -71,6 +69,12 @@ def training_settings(dataset: HospitalDataset, config: TrainConfig) -> dict[str
     return {"config": resolved.to_json(), "data": dataset.fingerprint(), "base": base_name(config.model)}
 
 
+def training_passes(folder: Path) -> int:
+    """Samples a finished training went through, forward and backward alike (replayed questions included)."""
+    log = json.loads((Path(folder) / "training_log.json").read_text())
+    return sum(entry["samples"] + entry.get("replayed", 0) for entry in log)
+
+
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -86,8 +90,13 @@ def train(
     out: Path,
     *,
     finish: Callable[[MultimodalModel, Path], None] | None = None,
+    epoch_done: Callable[[int], None] | None = None,
 ) -> Path:
-    """Train and write the model folder ``out``; ``finish(model, staging)`` may add files before the rename."""
+    """Train and write the model folder ``out``; ``finish(model, staging)`` may add files before the rename.
+
+    ``epoch_done(epoch)`` is called after each epoch's checkpoint is written (1-based), e.g. to
+    report progress or to stop the run there (an exception it raises leaves the checkpoint).
+    """
     out = Path(out)
     config = config.resolved(training_defaults(config.model))
     settings = training_settings(dataset, config)
@@ -117,8 +126,7 @@ def train(
     if state_path.is_file():
         saved = json.loads((partial / "settings.json").read_text())
         if saved != settings:
-            differing = sorted(k for k in set(saved["config"]) | set(settings["config"]) if saved["config"].get(k) != settings["config"].get(k))
-            differing += [key for key in ("data", "base") if saved.get(key) != settings[key]]
+            differing = differing_keys(saved, settings, "config")
             raise MedunlearnError(
                 f"an interrupted training with other settings ({', '.join(differing)}) is in {partial}; "
                 f"rerun with the same flags to resume it, or delete that folder to start over."
@@ -169,8 +177,8 @@ def train(
                 },
                 tmp,
             )
-        if os.environ.get("MEDUNLEARN_STOP_AFTER_EPOCH") == str(epoch + 1):  # lets tests interrupt between epochs
-            raise KeyboardInterrupt(f"stopped after epoch {epoch + 1} as MEDUNLEARN_STOP_AFTER_EPOCH asked")
+        if epoch_done is not None:
+            epoch_done(epoch + 1)
 
     model.train(False)
     model = model.merged()

@@ -1,6 +1,6 @@
 """Hugging Face vision-language adapter: Qwen2-VL, Qwen2.5-VL and LLaVA behind the model protocol.
 
-The tiny presets are the same transformers classes built from small configs, with a
+The tiny presets (models/tiny.py) are the same transformers classes built from small configs, with a
 tokenizer trained offline on the benchmark corpus and the PIL (torchvision-free) image
 processors, so the code path that runs on CPU in CI is the one that runs real weights
 on a GPU.
@@ -42,7 +42,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
-from medunlearn.models.answer_length import RowLimits, answer_limits, longest_answer_limit
+from medunlearn.models.answer_length import RowLimits, answer_limits
 from medunlearn.models.base import (
     DECODE_BATCH,
     Batch,
@@ -53,8 +53,6 @@ from medunlearn.models.base import (
 from medunlearn.models.tokenizer import (
     LLAVA_IMAGE_PLACEHOLDER,
     QWEN_IMAGE_PLACEHOLDER,
-    corpus,
-    train_tokenizer,
 )
 
 IGNORE = -100
@@ -88,119 +86,6 @@ FAMILIES: dict[str, Family] = {
     "qwen2_5_vl": Family("qwen2_5_vl", Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLConfig, "model.visual.merger", QWEN_IMAGE_PLACEHOLDER),
     "llava": Family("llava", LlavaForConditionalGeneration, LlavaConfig, "model.multi_modal_projector", LLAVA_IMAGE_PLACEHOLDER),
 }
-
-
-@dataclass(frozen=True)
-class TinyPreset:
-    """Sizes of a tiny model built from a config (no weights downloaded)."""
-
-    family: str
-    hidden: int = 128
-    layers: int = 2
-    heads: int = 4
-    kv_heads: int = 2
-    intermediate: int = 384
-    vision_width: int = 64
-    vision_depth: int = 2
-    vision_heads: int = 4
-    vocab: int = 2048
-
-
-PRESETS: dict[str, TinyPreset] = {
-    "tiny-qwen2-vl": TinyPreset("qwen2_vl"),
-    "tiny-qwen2.5-vl": TinyPreset("qwen2_5_vl"),
-    "tiny-llava": TinyPreset("llava"),
-}
-DEFAULT_PRESET = "tiny-qwen2-vl"
-
-
-def image_side(dataset: HospitalDataset) -> int:
-    first = dataset.images.ids[0]
-    return max(dataset.images.decode(first).size)
-
-
-def build_scratch(preset_name: str, dataset: HospitalDataset, *, seed: int) -> VisionLanguageModel:
-    """``PRESET@scratch``: random weights and a tokenizer trained on the hospital itself (no base)."""
-    preset = _preset(preset_name)
-    tokenizer = train_tokenizer(corpus(dataset), vocab_size=preset.vocab, image_placeholder=FAMILIES[preset.family].image_placeholder)
-    return build_tiny(preset_name, tokenizer, side=image_side(dataset), seed=seed, max_new_tokens=longest_answer_limit(tokenizer, dataset.samples))
-
-
-def _preset(preset_name: str) -> TinyPreset:
-    if preset_name not in PRESETS:
-        raise MedunlearnError(f"unknown model preset {preset_name!r}: use one of {', '.join(PRESETS)}, dual-encoder, or a model folder path.")
-    return PRESETS[preset_name]
-
-
-def build_tiny(preset_name: str, tokenizer, *, side: int, seed: int, max_new_tokens: int) -> VisionLanguageModel:
-    """A freshly initialised tiny model of a named preset for this tokenizer and image side; the weights depend only on the seed."""
-    preset = _preset(preset_name)
-    family = FAMILIES[preset.family]
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<image>")}
-    text = {
-        "vocab_size": len(tokenizer),
-        "hidden_size": preset.hidden,
-        "intermediate_size": preset.intermediate,
-        "num_hidden_layers": preset.layers,
-        "num_attention_heads": preset.heads,
-        "num_key_value_heads": preset.kv_heads,
-        "max_position_embeddings": 1024,
-        "eos_token_id": ids["<|im_end|>"],
-        "pad_token_id": ids["<|endoftext|>"],
-        "bos_token_id": None,
-        "tie_word_embeddings": False,
-    }
-    head_half = preset.hidden // preset.heads // 2
-    mrope = [head_half - 2 * (head_half * 3 // 8), head_half * 3 // 8, head_half * 3 // 8]
-    if preset.family == "qwen2_vl":
-        config = Qwen2VLConfig(
-            text_config={**text, "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope}},
-            vision_config={"depth": preset.vision_depth, "embed_dim": preset.vision_width, "hidden_size": preset.hidden,
-                           "num_heads": preset.vision_heads, "mlp_ratio": 2, "patch_size": 14, "spatial_merge_size": 2,
-                           "temporal_patch_size": 2, "in_channels": 3},
-            image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-            vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-            tie_word_embeddings=False,
-        )
-    elif preset.family == "qwen2_5_vl":
-        config = Qwen2_5_VLConfig(
-            text_config={**text, "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope}},
-            vision_config={"depth": preset.vision_depth, "hidden_size": preset.vision_width, "intermediate_size": 2 * preset.vision_width,
-                           "num_heads": preset.vision_heads, "out_hidden_size": preset.hidden, "patch_size": 14,
-                           "spatial_merge_size": 2, "temporal_patch_size": 2, "in_channels": 3, "window_size": 56,
-                           "fullatt_block_indexes": list(range(preset.vision_depth))},
-            image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-            vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-            tie_word_embeddings=False,
-        )
-    else:
-        config = LlavaConfig(
-            vision_config={"model_type": "clip_vision_model", "hidden_size": preset.vision_width, "intermediate_size": 2 * preset.vision_width,
-                           "num_hidden_layers": preset.vision_depth, "num_attention_heads": preset.vision_heads,
-                           "image_size": side, "patch_size": 14},
-            text_config={**text, "model_type": "llama", "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}},
-            image_token_id=ids["<image>"], projector_hidden_act="gelu",
-            vision_feature_select_strategy="default", vision_feature_layer=-1, tie_word_embeddings=False,
-        )
-    processor = _tiny_processor(preset.family, tokenizer, side)
-    torch.manual_seed(seed)
-    network = family.model_class(config)
-    network.generation_config.pad_token_id = ids["<|endoftext|>"]
-    network.generation_config.eos_token_id = ids["<|im_end|>"]
-    network.generation_config.bos_token_id = None
-    return VisionLanguageModel(network, processor, family, {"preset": preset_name, "seed": seed, "max_new_tokens": max_new_tokens})
-
-
-def _tiny_processor(family: str, tokenizer, side: int):
-    if family == "llava":
-        image_processor = CLIPImageProcessorPil(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
-        return LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=14,
-                              vision_feature_select_strategy="default", chat_template=tokenizer.chat_template,
-                              image_token="<image>", num_additional_image_tokens=1)
-    pixels = side * side
-    image_processor = Qwen2VLImageProcessorPil(size={"shortest_edge": pixels, "longest_edge": pixels})
-    cls = Qwen2VLImageOnlyProcessor if family == "qwen2_vl" else Qwen2_5_VLImageOnlyProcessor
-    return cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=tokenizer.chat_template)
 
 
 class VisionLanguageModel(MultimodalModel):
@@ -343,6 +228,13 @@ class VisionLanguageModel(MultimodalModel):
 
     def logits(self, batch: Batch) -> torch.Tensor:
         return self._answer_logits(batch)[1]
+
+    def token_losses(self, batch: Batch) -> list[torch.Tensor]:
+        batch, logits = self._answer_logits(batch)
+        targets = batch.labels[:, 1:][batch.answer_mask[:, :-1]]
+        rows = torch.arange(len(batch), device=logits.device).unsqueeze(1).expand_as(batch.answer_mask)[batch.answer_mask]
+        nll = F.cross_entropy(logits, targets, reduction="none")
+        return [nll[rows == i] for i in range(len(batch))]
 
     def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch, inputs = self._on_device(batch)  # no LM head: embeddings need only hidden states

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from medunlearn.evaluation.results import REFERENCE_ROWS, SETS, VANILLA
 from medunlearn.outputs import atomic_file
 from medunlearn.report.plots import draw_all
 from medunlearn.report.tables import closest_to_oracle, summary_table
@@ -57,7 +58,7 @@ def _table(rows: list[dict[str, Any]], columns=COLUMNS) -> str:
     head = "".join(f"<th class='name'>{html.escape(title)}</th>" if key == "method" else f"<th>{html.escape(title)}</th>" for key, title, _ in columns)
     body = []
     for row in rows:
-        css = " class='reference'" if row.get("method") in ("vanilla", "retrain") else ""
+        css = " class='reference'" if row.get("method") in REFERENCE_ROWS else ""
         cells = "".join(f"<td class='name'>{_cell(row.get(k), f)}</td>" if k == "method" else f"<td>{_cell(row.get(k), f)}</td>" for k, _, f in columns)
         body.append(f"<tr{css}>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -72,12 +73,12 @@ def _detail(results: list[dict[str, Any]], model: str, label: str) -> str:
     from medunlearn.report.tables import request_label
 
     rows = [r for r in results if r["model"] == model and request_label(r) == label]
-    sets = ["forget", "children", "paraphrase", "siblings", "retain", "holdout_diagnostic", "holdout_identity"]
+    sets = SETS
     tasks = sorted({t for r in rows for s in sets for t in r["scores"].get(s, {}) if t != "all"})
     head = "<th class='name'>method</th><th class='name'>targets</th>" + "".join(f"<th>{s}</th>" for s in sets)
     body = []
     for r in rows:
-        css = " class='reference'" if r["method"] in ("vanilla", "retrain") else ""
+        css = " class='reference'" if r["method"] in REFERENCE_ROWS else ""
         cells = "".join(f"<td>{_cell(r['scores'].get(s, {}).get('all'), '{:.3f}')}</td>" for s in sets)
         body.append(f"<tr{css}><td class='name'>{html.escape(r['method'])}</td><td class='name'>{html.escape(', '.join(r['request']['targets'][:3]))}{'…' if len(r['request']['targets']) > 3 else ''}</td>{cells}</tr>")
     task_rows = []
@@ -113,7 +114,7 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
                  "what forgotten looks like: the best method is closest to it on the forget sets while matching the vanilla "
                  "model on what is kept.</p>")
     parts.append("<h2>Which method came closest to the oracle</h2><ul>")
-    vanilla = {(r["model"], r["request"]): r for r in table if r["method"] == "vanilla"}
+    vanilla = {(r["model"], r["request"]): r for r in table if r["method"] == VANILLA}
     for v in verdicts:
         base = vanilla.get((v["model"], v["request"]))
         already = base is not None and base["oracle_distance"] is not None and base["oracle_distance"] <= v["oracle_distance"]

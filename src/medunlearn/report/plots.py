@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from medunlearn.evaluation.results import REFERENCE_ROWS
 from medunlearn.outputs import atomic_file
 from medunlearn.report.tables import grouped, summary_table
 
@@ -56,7 +57,7 @@ def reconstruction(results: list[dict[str, Any]], path: Path) -> Path | None:
     for ax, ((model, label), methods) in zip(axes, groups.items()):
         for name, cells in methods.items():
             curve = cells[0].get("reconstruction") or []
-            style = "--" if name in ("vanilla", "retrain") else "-"
+            style = "--" if name in REFERENCE_ROWS else "-"
             ax.plot([p["context"] for p in curve], [p["score"] for p in curve], style, marker="o", label=name)
         ax.set_title(f"{model} · {label}", fontsize=9)
         ax.set_ylim(0, 1)
@@ -75,7 +76,7 @@ def mia_roc(results: list[dict[str, Any]], path: Path) -> Path | None:
             attack = (cells[0].get("privacy") or {}).get("loss")
             if attack:
                 drawn = True
-                ax.plot(attack["roc"]["fpr"], attack["roc"]["tpr"], "--" if name in ("vanilla", "retrain") else "-", label=f"{name} {attack['auc']:.2f}")
+                ax.plot(attack["roc"]["fpr"], attack["roc"]["tpr"], "--" if name in REFERENCE_ROWS else "-", label=f"{name} {attack['auc']:.2f}")
         ax.plot([0, 1], [0, 1], color="grey", linewidth=0.5)
         ax.set_title(f"{model} · {label}", fontsize=9)
         ax.set_xlabel("FPR", fontsize=8)

@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-FORGET_SETS = ("forget", "children", "paraphrase")
-REFERENCE_ROWS = ("vanilla", "retrain")
-#: what a method must keep: the utility column is the held-out diagnostic score, not the identity floor
-KEPT_SETS = ("siblings", "retain", "holdout_diagnostic")
+# the utility column is the held-out diagnostic score (in KEPT_SETS), not the identity floor
+from medunlearn.evaluation.results import FORGET_SETS, KEPT_SETS, REFERENCE_ROWS
 
 
 def request_label(row: dict[str, Any]) -> str:

@@ -1,0 +1,281 @@
+"""The ``medunlearn`` command line (typer).
+
+Every command reports bad input as one sentence on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from medunlearn.cli.console import err, out, print_quality, print_results, print_summary
+from medunlearn.cli.data import data_app
+from medunlearn.cli.options import DataOption, LevelOption, OutOption, TargetOption
+from medunlearn.config import DEFAULT_PRESET
+from medunlearn.errors import MedunlearnError
+
+app = typer.Typer(
+    name="medunlearn",
+    help="Machine unlearning for medical multimodal models: data, training, unlearning, evaluation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_app, name="data")
+
+
+# -- pretrain -----------------------------------------------------------------------------
+@app.command("pretrain")
+def pretrain_command(
+    model: Annotated[str, typer.Option("--model", help="Preset whose base to build (tiny-qwen2-vl, tiny-qwen2.5-vl, tiny-llava, dual-encoder).")],
+    out_dir: OutOption,
+    seed: Annotated[int, typer.Option(help="Seed of the population and of the initialisation.")] = 0,
+    patients: Annotated[int, typer.Option(help="Patients of the pretraining population (2 studies each).")] = 1500,
+    epochs: Annotated[int | None, typer.Option(help="Epochs of the second stage (default: the family's).")] = None,
+) -> None:
+    """Build a preset's pretrained base on the synthetic pretraining population (disjoint from every hospital)."""
+    from medunlearn.models.pretrain import PretrainConfig, pretrain
+
+    config = PretrainConfig(model=model, seed=seed, patients=patients, epochs=epochs)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise MedunlearnError(f"output {out_dir} exists and is not an empty folder; choose another --out.")
+    pretrain(config, out_dir)
+    print_quality(f"base {model} → {out_dir}", json.loads((out_dir / "quality.json").read_text()))
+
+
+# -- train ------------------------------------------------------------------------------
+@app.command("train")
+def train_command(
+    data: DataOption,
+    out_dir: OutOption,
+    model: Annotated[str, typer.Option("--model", help="Preset (tiny-qwen2-vl, tiny-qwen2.5-vl, tiny-llava, dual-encoder: its pretrained base; PRESET@scratch: random weights) or a model folder.")] = DEFAULT_PRESET,
+    exclude_level: Annotated[str | None, typer.Option("--exclude-level", help="Train the retrain oracle of a request at this level.")] = None,
+    exclude_target: Annotated[list[str] | None, typer.Option("--exclude-target", help="Node id of that request (repeatable).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default: the model family's).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: the model family's).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch size (default: the model family's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the initialisation and the data order.")] = 0,
+    lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank (0: full fine-tuning); adapters are merged on save.")] = 0,
+    text_encoder: Annotated[Path | None, typer.Option("--text-encoder", help="Local BERT folder for the dual encoder's text tower.")] = None,
+    replay: Annotated[int | None, typer.Option(help="Questions of the base's replay set rehearsed every epoch (default: 200 from a VLM base, else 0).")] = None,
+) -> None:
+    """Fine-tune a model (the vanilla model, or with --exclude-* the retrain oracle); writes quality.json."""
+    from medunlearn.config import TrainConfig, exclusion
+    from medunlearn.data.dataset import HospitalDataset
+    from medunlearn.evaluation.quality import measure_quality
+    from medunlearn.models.train import train
+    from medunlearn.outputs import write_json
+
+    dataset = HospitalDataset.load(data)
+    config = TrainConfig(
+        model=model, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, lora_r=lora_r,
+        exclude=exclusion(exclude_level, exclude_target),
+        text_encoder=str(text_encoder) if text_encoder else None, replay=replay,
+    )
+    quality: dict = {}
+
+    def finish(trained, staging: Path) -> None:
+        quality.update(measure_quality(trained, dataset))
+        write_json(staging / "quality.json", quality)
+
+    train(dataset, config, out_dir, finish=finish)
+    print_quality(f"model {out_dir}", quality)
+
+
+# -- unlearning ---------------------------------------------------------------------------
+@app.command("unlearn")
+def unlearn_command(
+    model: Annotated[Path, typer.Option("--model", help="Model folder (from `medunlearn train`); it is never modified.")],
+    data: DataOption,
+    level: LevelOption,
+    target: TargetOption,
+    method: Annotated[str, typer.Option("--method", help="Method name (see `medunlearn methods`).")],
+    out_dir: OutOption,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Method parameter key=value (repeatable).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the method's data order and noise.")] = 0,
+) -> None:
+    """Execute a deletion request with one method; writes the unlearned model, cost.json and the resolved config."""
+    from medunlearn.config import parse_assignments
+    from medunlearn.data.dataset import HospitalDataset
+    from medunlearn.data.hierarchy import Level
+    from medunlearn.data.splits import DeletionRequest, make_split
+    from medunlearn.methods.registry import method_config, unlearn
+    from medunlearn.models.loading import load_model
+    from medunlearn.outputs import atomic_directory, write_json
+
+    config = method_config(method, parse_assignments(set_), seed)
+    dataset = HospitalDataset.load(data)
+    request = DeletionRequest(Level.parse(level), tuple(target))
+    split = make_split(dataset, request, seed=seed)
+    source = load_model(model)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    unlearned, cost, summary = unlearn(source, split, config, dataset=dataset, source=model, workdir=out_dir.parent)
+    with atomic_directory(out_dir) as staging:
+        unlearned.merged().save(staging)
+        write_json(staging / "cost.json", cost.to_json())
+        write_json(staging / "unlearn_config.json", {
+            **config.to_json(), "request": request.to_json(), "model": str(model), "data": dataset.fingerprint(),
+            "counts": split.counts(),
+        })
+        write_json(staging / "method_summary.json", summary)
+        if (Path(model) / "train_config.json").is_file():
+            (staging / "train_config.json").write_text((Path(model) / "train_config.json").read_text())
+    table = Table(title=f"{config.method}: forget {request.level.value} {', '.join(request.targets)}", show_header=False)
+    for key, value in cost.to_json().items():
+        table.add_row(key, str(value))
+    out.print(table)
+    out.print(f"wrote {out_dir}")
+
+
+@app.command("methods")
+def methods_command() -> None:
+    """List the registered unlearning methods and their parameters."""
+    from medunlearn.methods.registry import METHODS
+
+    table = Table(title="unlearning methods")
+    for column in ("method", "what it does", "parameters (default, valid range)"):
+        table.add_column(column)
+    for m in METHODS.values():
+        params = "\n".join(f"{p.name}={p.default:g} {p.interval()}  {p.help}" for p in m.parameters) or "(none)"
+        table.add_row(m.name, m.summary, params)
+    out.print(table)
+
+
+# -- evaluation, bench, report --------------------------------------------------------------
+@app.command("eval")
+def eval_command(
+    model: Annotated[Path, typer.Option("--model", help="Model folder to evaluate (vanilla, oracle or unlearned).")],
+    data: DataOption,
+    level: LevelOption,
+    target: TargetOption,
+    out_dir: OutOption,
+    oracle: Annotated[Path | None, typer.Option("--oracle", help="Retrain-oracle folder of the same request (for distances).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the evaluation samples and the audit.")] = 0,
+    limit: Annotated[int, typer.Option("--limit", help="Questions scored per set at most.")] = 200,
+) -> None:
+    """Score one model on a request's sets (beside the oracle when given); writes metrics.json and report.html."""
+    from medunlearn.data.dataset import HospitalDataset
+    from medunlearn.data.hierarchy import Level
+    from medunlearn.data.splits import DeletionRequest
+    from medunlearn.evaluation.evaluate import evaluate_folders
+    from medunlearn.outputs import atomic_directory, write_json
+    from medunlearn.report.html import render
+
+    dataset = HospitalDataset.load(data)
+    request = DeletionRequest(Level.parse(level), tuple(target))
+    metrics = evaluate_folders(model, dataset, request, oracle_folder=oracle, seed=seed, limit=limit)
+    with atomic_directory(out_dir) as staging:
+        write_json(staging / "metrics.json", metrics)
+        render(metrics, staging)
+    print_results(metrics["results"])
+    out.print(f"wrote {out_dir / 'metrics.json'} and {out_dir / 'report.html'}")
+
+def _split_list(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+@app.command("bench")
+def bench_command(
+    data: DataOption,
+    out_dir: OutOption,
+    model: Annotated[str, typer.Option("--model", help="Preset, dual-encoder, or a model folder.")] = DEFAULT_PRESET,
+    methods: Annotated[str | None, typer.Option("--methods", help="Comma-separated methods (default: all).")] = None,
+    levels: Annotated[str | None, typer.Option("--levels", help="Comma-separated levels (default: all four; none with --forget-fraction).")] = None,
+    targets_per_level: Annotated[int, typer.Option("--targets-per-level", help="Requests drawn per level.")] = 1,
+    forget_fraction: Annotated[str | None, typer.Option("--forget-fraction", help="Patient shares deleted at once, e.g. 0.03,0.06,0.10.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of training, requests, methods and evaluation.")] = 0,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (default: the model family's).")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Questions scored per set at most.")] = 200,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="method.key=value for a method parameter (repeatable).")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Requests (oracle, evaluations, methods) run side by side, one torch thread each (2 suits a 2-core CPU).")] = 1,
+) -> None:
+    """Run the benchmark: vanilla, one oracle per request, every method on every request; metrics.json + report.html."""
+    from medunlearn.bench import Bench
+    from medunlearn.data.dataset import HospitalDataset
+    from medunlearn.report.html import render
+
+    config = _bench_config(model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, set_, workers)
+    dataset = HospitalDataset.load(data)
+    metrics = Bench(dataset, config, out_dir).run()
+    report = render(metrics, Path(out_dir))
+    print_results(metrics["results"])
+    out.print(f"wrote {Path(out_dir) / 'metrics.json'} and {report}")
+
+
+def _bench_config(model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, assignments, workers):
+    from medunlearn.bench import ALL_LEVELS, BenchConfig
+    from medunlearn.config import parse_assignments
+    from medunlearn.methods.registry import METHODS
+
+    fractions = []
+    for raw in _split_list(forget_fraction):
+        try:
+            fractions.append(float(raw))
+        except ValueError:
+            raise MedunlearnError(f"--forget-fraction {raw!r} is not a number; use values like 0.03,0.06,0.10.") from None
+    chosen_levels = _split_list(levels) if levels is not None else ([] if fractions else list(ALL_LEVELS))
+    settings: dict[str, dict[str, str]] = {}
+    for key, value in parse_assignments(assignments).items():
+        name, dot, parameter = key.partition(".")
+        if not dot:
+            raise MedunlearnError(f"--set {key}={value} needs a method prefix, like --set chip.k=5.")
+        settings.setdefault(name, {})[parameter] = value
+    return BenchConfig(
+        model=model, methods=tuple(_split_list(methods) or METHODS), levels=tuple(chosen_levels),
+        targets_per_level=targets_per_level, forget_fractions=tuple(fractions), seed=seed, epochs=epochs,
+        eval_limit=limit, method_settings=settings, workers=workers,
+    )
+
+
+@app.command("report")
+def report_command(run_dir: Annotated[Path, typer.Argument(help="Run folder holding metrics.json.")]) -> None:
+    """(Re)build report.html and the plots from a run folder's metrics.json."""
+    from medunlearn.evaluation.results import load_metrics
+    from medunlearn.report.html import render
+
+    out.print(f"wrote {render(load_metrics(run_dir), Path(run_dir))}")
+
+
+# -- demo -------------------------------------------------------------------------------
+@app.command("demo")
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/demo"),
+    quick: Annotated[bool, typer.Option("--quick", help="A small hospital, small bases and short training: a first look in minutes.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """The main job: benchmark the pretrained VLM at all four levels of a synthetic hospital and the dual
+    encoder with the Forget-MI protocol (3/6/10 % of a 120-patient cohort), and write one report."""
+    from medunlearn.demo import run_demo
+
+    run = run_demo(out_dir, quick=quick, seed=seed, announce=lambda dataset, folder: print_summary(dataset.summary(), folder))
+    print_results(run.metrics["results"])
+    out.print(f"[bold]report:[/] {run.report.resolve()}")
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turn bad input into one sentence and exit status 2.
+
+    Nothing is downloaded at run time: the Hugging Face libraries are told so here, before
+    any command imports them (a user's own setting wins).
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        app(args=argv)  # standalone: usage errors print themselves and exit 2
+    except MedunlearnError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""What the command line prints: its two consoles and the tables of datasets and results."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+out = Console() if sys.stdout.isatty() else Console(width=140)  # logs and pipes get full tables
+err = Console(stderr=True)
+
+
+def print_results(rows: list[dict]) -> None:
+    """One compact table per model: the headline numbers of every request × method."""
+    from medunlearn.report.tables import summary_table
+
+    summary = summary_table(rows)
+    columns = (("request", "request"), ("method", "method"), ("forget", "forget"), ("retain", "retain"), ("gap", "gap"),
+               ("sibling", "sibling"), ("oracle_distance", "Δoracle"), ("mia_auc", "MIA"), ("wall_s", "s"))
+    for model in dict.fromkeys(r["model"] for r in summary):
+        table = Table(title=f"{model} (scores in [0, 1]; Δoracle on the forget sets; MIA = LOSS attack AUC)", title_justify="left")
+        for key, title in columns:
+            table.add_column(title, justify="left" if key in ("request", "method") else "right", no_wrap=True)
+        for row in (r for r in summary if r["model"] == model):
+            table.add_row(*[
+                (f"{row[k]:.1f}" if k == "wall_s" else f"{row[k]:.2f}") if isinstance(row[k], float) else ("–" if row[k] is None else str(row[k]))
+                for k, _ in columns
+            ])
+        out.print(table)
+
+
+def print_summary(summary: dict, folder: Path) -> None:
+    table = Table(title=f"hospital dataset {folder} ({summary['source']})", show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for key in ("institutions", "patients", "holdout_patients", "studies", "sections", "images", "samples",
+                "training_samples", "holdout_samples", "paraphrases"):
+        table.add_row(key.replace("_", " "), str(summary[key]))
+    for key in ("by_level", "by_task"):
+        table.add_row(key.replace("_", " "), ", ".join(f"{k} {v}" for k, v in summary[key].items()))
+    out.print(table)
+
+
+def print_quality(title: str, quality: dict[str, float]) -> None:
+    """A model's quality.json, one measure a row."""
+    table = Table(title=title, show_header=False)
+    for key, value in quality.items():
+        table.add_row(key, f"{value:.3f}")
+    out.print(table)

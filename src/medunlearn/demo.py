@@ -1,0 +1,93 @@
+"""The main job (``medunlearn demo``): the whole benchmark on two synthetic hospitals, one report.
+
+The tiny Qwen2-VL model with every method at all four levels of a small hospital, and the
+dual-encoder classifier with the Forget-MI protocol (3, 6 and 10 % of a 120-patient
+cohort deleted at once), each beside its retrain oracle. ``quick`` is a first look: a
+smaller hospital, smaller bases and short training and budgets — every stage and the
+report in minutes, too little training for the numbers to mean much.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from medunlearn.bench import Bench, BenchConfig
+from medunlearn.config import DEFAULT_PRESET, DUAL_ENCODER
+from medunlearn.data.dataset import HospitalDataset
+from medunlearn.data.synthetic import HospitalConfig, synthesize
+from medunlearn.evaluation.results import merge_metrics
+from medunlearn.methods.forget_mi import FORGET_MI
+from medunlearn.methods.gradient import GRADIENT_METHODS
+from medunlearn.outputs import write_json
+from medunlearn.report.html import render
+
+QUICK_HOSPITAL = {"institutions": 2, "patients": 3, "studies": 2, "holdout_patients": 1, "image_size": 56}
+#: the Forget-MI setting's cohort: ≥ 100 patients, so 3, 6 and 10 % are 4, 7 and 12 patients
+FORGET_MI_COHORT = {"institutions": 4, "patients": 30, "studies": 1, "holdout_patients": 8, "image_size": 56}
+FORGET_FRACTIONS = (0.03, 0.06, 0.10)
+#: --quick pretrains smaller bases (a first look, not a measurement)
+QUICK_PRETRAIN = {"patients": 300, "vision_epochs": 6}
+#: --quick's budgets: every gradient method 10 steps, Forget-MI one epoch
+QUICK_STEPS = {m.name: {"steps": 10} for m in GRADIENT_METHODS}
+QUICK_FORGET_MI = {FORGET_MI.name: {"epochs": 1}}
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What the demo produced: its two datasets, the merged metrics and the report's path."""
+
+    hospital: HospitalDataset
+    cohort: HospitalDataset
+    metrics: dict[str, Any]
+    report: Path
+
+
+def demo_dataset(folder: Path, config: HospitalConfig) -> HospitalDataset:
+    """The demo's hospital in ``folder``, synthesised unless an identical one is there."""
+    dataset = synthesize(config)
+    if not ((folder / "manifest.json").is_file() and HospitalDataset.load(folder).fingerprint() == dataset.fingerprint()):
+        dataset.save(folder)
+    return dataset
+
+
+def bench_configs(*, quick: bool, seed: int) -> tuple[BenchConfig, BenchConfig]:
+    """The VLM bench (all levels) and the classifier bench (the Forget-MI fractions)."""
+    import torch
+
+    from medunlearn.models.pretrain import PretrainConfig, ensure_base
+
+    vlm_model, dual_model = DEFAULT_PRESET, DUAL_ENCODER
+    if quick:  # smaller bases, given to the bench as model folders
+        vlm_model, dual_model = (str(ensure_base(PretrainConfig(model=name, **QUICK_PRETRAIN))[0]) for name in (DEFAULT_PRESET, DUAL_ENCODER))
+    workers = 2 if (os.cpu_count() or 1) >= 2 and not torch.cuda.is_available() else 1  # requests side by side on a CPU
+    vlm = BenchConfig(model=vlm_model, seed=seed, epochs=4 if quick else None, eval_limit=16 if quick else 100, workers=workers,
+                      method_settings={**QUICK_STEPS, **QUICK_FORGET_MI} if quick else {})
+    # the classifier trains in seconds: starting worker processes would cost more than it saves
+    dual = BenchConfig(model=dual_model, levels=(), forget_fractions=FORGET_FRACTIONS, seed=seed,
+                       epochs=5 if quick else None, eval_limit=24 if quick else 100, method_settings=QUICK_STEPS if quick else {})
+    return vlm, dual
+
+
+def run_demo(out: Path, *, quick: bool = False, seed: int = 0,
+             announce: Callable[[HospitalDataset, Path], None] | None = None) -> DemoRun:
+    """Both benches into ``out/vlm`` and ``out/dual-encoder``; the merged metrics.json and report.html in ``out``.
+
+    ``announce(dataset, folder)`` is called for each dataset once it is ready, before the long part.
+    """
+    out = Path(out)
+    datasets = []
+    for folder, config in ((out / "data", HospitalConfig(seed=seed, **(QUICK_HOSPITAL if quick else {}))),
+                           (out / "cohort", HospitalConfig(seed=seed, **FORGET_MI_COHORT))):
+        datasets.append(demo_dataset(folder, config))
+        if announce is not None:
+            announce(datasets[-1], folder)
+    hospital, cohort = datasets
+    vlm, dual = bench_configs(quick=quick, seed=seed)
+    parts = [Bench(hospital, vlm, out / "vlm").run(), Bench(cohort, dual, out / "dual-encoder").run()]
+    metrics = merge_metrics(parts)
+    write_json(out / "metrics.json", metrics)
+    return DemoRun(hospital, cohort, metrics, render(metrics, out))

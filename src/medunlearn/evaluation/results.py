@@ -1,0 +1,69 @@
+"""The results document (``metrics.json``): its schema, set names, rows, reading and merging.
+
+One home for what `bench`, `eval`, `demo` and `report` write and read. A row is one
+model (``vanilla``, the ``retrain`` oracle or a method) on one request::
+
+    {"model": family, "request": {...}, "method": name, "scores": {set: {...}}, "gap": ...,
+     "sibling": ..., "privacy": {...}, "reconstruction": [...], "oracle_distance": {...},
+     "ks_p": ..., "cost": {...} | null, "summary": {...}}
+
+This module is plain data (no torch), so the report reads it without loading a model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from medunlearn.errors import MedunlearnError
+
+SCHEMA = 1
+
+#: the reference rows every request shows: the model before unlearning and the retrain oracle (the method ``retrain``)
+VANILLA, ORACLE = "vanilla", "retrain"
+REFERENCE_ROWS = (VANILLA, ORACLE)
+
+#: the sets a model is scored on, in report order (evaluation.evaluate builds them)
+SETS = ("forget", "children", "paraphrase", "siblings", "retain", "holdout_diagnostic", "holdout_identity")
+#: what a method should forget: the forget set, its children and its paraphrased questions
+FORGET_SETS = ("forget", "children", "paraphrase")
+#: what a method should keep: the siblings, the retain set and reading held-out radiographs
+KEPT_SETS = ("siblings", "retain", "holdout_diagnostic")
+#: scored on held-out patients: what an unlearned model must keep reading, and facts no model can know
+HOLDOUT_SETS = ("holdout_diagnostic", "holdout_identity")
+
+
+def result_row(model: str, request: dict[str, Any], method: str, comparison: dict[str, Any],
+               cost: dict[str, Any] | None, summary: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One row: ``comparison`` is :func:`medunlearn.evaluation.evaluate.compare_with_oracle`'s output."""
+    return {"model": model, "request": request, "method": method, **comparison, "cost": cost, "summary": summary or {}}
+
+
+def metrics_document(config: dict[str, Any], models: dict[str, Any], rows: list[dict[str, Any]], timings: dict[str, float]) -> dict[str, Any]:
+    return {"schema": SCHEMA, "config": config, "models": models, "results": rows, "timings": {k: round(v, 2) for k, v in timings.items()}}
+
+
+def load_metrics(folder: Path) -> dict[str, Any]:
+    """A run folder's metrics.json, checked for its schema version."""
+    path = Path(folder) / "metrics.json"
+    if not path.is_file():
+        raise MedunlearnError(f"{folder} has no metrics.json; run `medunlearn bench --out {folder}` first.")
+    try:
+        metrics = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise MedunlearnError(f"{path} is not valid JSON; rerun the bench to rewrite it.") from None
+    if metrics.get("schema") != SCHEMA:
+        raise MedunlearnError(f"{path} has schema {metrics.get('schema')!r}; this medunlearn reads schema {SCHEMA}, rerun the bench.")
+    return metrics
+
+
+def merge_metrics(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One metrics document from several benches (e.g. the demo's VLM and classifier runs)."""
+    return {
+        "schema": SCHEMA,
+        "config": {f"bench{i}": part["config"] for i, part in enumerate(parts)},
+        "models": {k: v for part in parts for k, v in part["models"].items()},
+        "results": [row for part in parts for row in part["results"]],
+        "timings": {f"{family}:{k}": v for part in parts for family in part["models"] for k, v in part["timings"].items()},
+    }
