@@ -69,6 +69,7 @@ def test_split_refuses_a_non_empty_out(run_cli, small_folder, tmp_path):
     assert listing(tmp_path / "s") == ["keep.txt"]
 
 
+@pytest.mark.slow
 def test_quick_demo_runs_the_whole_benchmark_into_one_report(run_cli, tmp_path):
     code, out, err = run_cli("demo", "--quick", "--out", tmp_path / "demo")
     assert code == 0, err
