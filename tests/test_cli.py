@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -91,6 +93,14 @@ def test_quick_demo_runs_the_whole_benchmark_into_one_report(run_cli, tmp_path):
 def test_unknown_command_is_a_usage_error(run_cli):
     code, _, err = run_cli("data", "frobnicate")
     assert code == 2 and "No such command" in err
+
+
+@pytest.mark.parametrize("module", ["medunlearn", "medunlearn.cli"])
+def test_the_package_and_the_cli_module_start_the_command_line(module):
+    # the one check that needs a fresh interpreter: `python -m` (the benchmarks and `accelerate launch -m` use it)
+    result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "unlearn" in result.stdout and "bench" in result.stdout
 
 
 def test_train_writes_model_config_log_and_quality(run_cli, small_folder, tmp_path):
