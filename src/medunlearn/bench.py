@@ -52,7 +52,7 @@ from medunlearn.methods.registry import METHODS, method, method_config, unlearn
 from medunlearn.models.base import MultimodalModel
 from medunlearn.models.loading import base_name, load_model
 from medunlearn.models.train import train, training_passes, training_settings
-from medunlearn.outputs import write_json
+from medunlearn.outputs import read_json, write_json
 from medunlearn.progress import show_progress, track
 
 ALL_LEVELS = tuple(level.value for level in Level)
@@ -92,7 +92,10 @@ class BenchConfig:
         if self.workers < 1:
             raise MedunlearnError(f"--workers is {self.workers}; use 1 (train in this process) or more (parallel one-thread trainings).")
         # each method's overrides typed by its settings dataclass ("5" and 5 are one configuration)
-        typed = {name: {key: getattr(method(name).settings(given), key) for key in given} for name, given in self.method_settings.items()}
+        typed = {}
+        for name, given in self.method_settings.items():
+            resolved = method(name).settings(given).to_json()  # checked once; only the given keys are kept
+            typed[name] = {key: resolved[key] for key in given}
         object.__setattr__(self, "method_settings", typed)
 
     def method_config(self, name: str) -> MethodConfig:
@@ -178,7 +181,7 @@ def _trained(dataset: HospitalDataset, config: TrainConfig, folder: Path, timing
         return folder
     with CostMeter() as meter:
         train(dataset, config, folder)
-    meter.cost.forward = meter.cost.backward = training_passes(folder)
+    meter.cost.forward = meter.cost.backward = training_passes(read_json(folder / "training_log.json"))
     write_json(folder / "cost.json", meter.cost.to_json())
     timings[stage] = timings.get(stage, 0.0) + meter.cost.wall_s
     return folder
@@ -223,7 +226,7 @@ class Bench:
         else:
             for bench_request in requests:
                 rows += self._request_rows(bench_request, vanilla, vanilla_folder)
-        models = {vanilla.family: {"model": self.config.model, "quality": _read_json(vanilla_folder / "quality.json")}}
+        models = {vanilla.family: {"model": self.config.model, "quality": read_json(vanilla_folder / "quality.json")}}
         rows = [{"model": vanilla.family, **row} for row in rows]  # cells written before rows named their model
         metrics = metrics_document(self.settings, models, rows, self.timings)
         write_json(self.folder / "metrics.json", metrics)
@@ -259,15 +262,15 @@ class Bench:
         sets = evaluation_sets(vanilla, self.dataset, split, limit=self.config.eval_limit, seed=self.config.seed)
         oracle_config, oracle_folder = self._oracle(bench_request)
         oracle_folder = _trained(self.dataset, oracle_config, oracle_folder, self.timings, "oracles")
-        oracle_cost = Cost(**_read_json(oracle_folder / "cost.json"))
+        oracle_cost = Cost(**read_json(oracle_folder / "cost.json"))
         reference_path = cells / "retrain.reference.json"
         if not reference_path.is_file():
             oracle = load_model(oracle_folder)
             evaluation = self._evaluate(oracle, sets)
             write_json(reference_path, evaluation.reference())
             self._write_cell(cells, oracle, ORACLE, bench_request, evaluation, evaluation.reference(), oracle_cost,
-                             {"epochs": len(_read_json(oracle_folder / "training_log.json"))})
-        reference = _read_json(reference_path)
+                             {"epochs": len(read_json(oracle_folder / "training_log.json"))})
+        reference = read_json(reference_path)
         if not (cells / f"{VANILLA}.json").is_file():
             self._write_cell(cells, vanilla, VANILLA, bench_request, self._evaluate(vanilla, sets), reference, None, {})
         for name in track([m for m in self.config.methods if m != ORACLE], f"methods on {bench_request.key}"):
@@ -277,7 +280,7 @@ class Bench:
             self.timings[f"method:{name}"] = self.timings.get(f"method:{name}", 0.0) + cost.wall_s
             self._write_cell(cells, unlearned, name, bench_request, self._evaluate(unlearned, sets), reference, cost, summary)
         wanted = [VANILLA, ORACLE, *(m for m in self.config.methods if m != ORACLE)]  # the oracle row is always shown
-        return [_read_json(cells / f"{name}.json") for name in wanted]
+        return [read_json(cells / f"{name}.json") for name in wanted]
 
     def _evaluate(self, model: MultimodalModel, sets) -> ModelEvaluation:
         started = time.perf_counter()
@@ -290,7 +293,3 @@ class Bench:
         row = result_row(model.family, bench_request.to_json(), name, compare_with_oracle(evaluation, reference),
                          cost.to_json() if cost is not None else None, summary)
         write_json(cells / f"{name}.json", row)
-
-
-def _read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text()) if Path(path).is_file() else None

@@ -62,6 +62,12 @@ def atomic_file(target: Path) -> Iterator[Path]:
         raise
 
 
+def read_json(path: Path) -> Any:
+    """The JSON document at ``path``, or None when there is no such file (a step not run yet)."""
+    path = Path(path)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def write_json(target: Path, payload: Any) -> None:
     """Write ``payload`` as indented, key-sorted JSON, atomically."""
     with atomic_file(target) as tmp:

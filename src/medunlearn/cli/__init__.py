@@ -177,6 +177,7 @@ def eval_command(
     print_results(metrics["results"])
     out.print(f"wrote {out_dir / 'metrics.json'} and {out_dir / 'report.html'}")
 
+
 def _split_list(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
@@ -257,6 +258,7 @@ def demo(
     run = run_demo(out_dir, quick=quick, seed=seed, announce=lambda dataset, folder: print_summary(dataset.summary(), folder))
     print_results(run.metrics["results"])
     out.print(f"[bold]report:[/] {run.report.resolve()}")
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turn bad input into one sentence and exit status 2.

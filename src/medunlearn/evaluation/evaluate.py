@@ -9,7 +9,6 @@ identical questions.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from medunlearn.evaluation.results import HOLDOUT_SETS, ORACLE, SETS, VANILLA, m
 from medunlearn.evaluation.scores import macro_f1, mean_auc, task_score
 from medunlearn.models.base import MultimodalModel
 from medunlearn.models.loading import check_trained_on, load_model
+from medunlearn.outputs import read_json
 from medunlearn.progress import track
 
 MIN_K = 0.2
@@ -215,7 +215,7 @@ def evaluate_folders(model_folder: Path, dataset: HospitalDataset, request: Dele
         reference = oracle_evaluation.reference()
         rows.append(result_row(oracle.family, request_json, ORACLE, compare_with_oracle(oracle_evaluation, reference), None))
     comparison = compare_with_oracle(evaluate_model(evaluated, dataset, sets, seed=seed), reference)
-    rows.insert(0, result_row(evaluated.family, request_json, role_of(model_folder), comparison, _saved_json(Path(model_folder) / "cost.json")))
+    rows.insert(0, result_row(evaluated.family, request_json, role_of(model_folder), comparison, read_json(Path(model_folder) / "cost.json")))
     config = {"model": str(model_folder), "oracle": str(oracle_folder) if oracle_folder else None, "data": dataset.fingerprint(),
               "request": request.to_json(), "seed": seed, "limit": limit}
     return metrics_document(config, {evaluated.family: {"model": str(model_folder)}}, rows, {})
@@ -223,14 +223,10 @@ def evaluate_folders(model_folder: Path, dataset: HospitalDataset, request: Dele
 
 def role_of(folder: Path) -> str:
     """What a model folder holds, as a row name: the method that unlearned it, the oracle, the vanilla model, or ``model``."""
-    unlearned = _saved_json(Path(folder) / "unlearn_config.json")
+    unlearned = read_json(Path(folder) / "unlearn_config.json")
     if unlearned is not None:
         return unlearned.get("method", "model")
-    trained = _saved_json(Path(folder) / "train_config.json")
+    trained = read_json(Path(folder) / "train_config.json")
     if trained is None:
         return "model"
     return ORACLE if trained.get("oracle") else VANILLA
-
-
-def _saved_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None

@@ -20,8 +20,8 @@ import random
 import string
 from dataclasses import dataclass
 from functools import cache
-from typing import ClassVar
 from importlib.resources import files
+from typing import ClassVar
 
 import torch
 

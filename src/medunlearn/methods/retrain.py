@@ -42,7 +42,7 @@ def run_retrain(model: MultimodalModel, job: UnlearnJob, settings: NoSettings) -
         folder = train(job.dataset, config, Path(scratch) / "oracle")
         oracle = load_model(folder)
         log = json.loads((folder / "training_log.json").read_text())
-        passes = training_passes(folder)
+    passes = training_passes(log)
     job.meter.cost.forward += passes
     job.meter.cost.backward += passes
     job.summary.update({"epochs": len(log), "retain_samples": log[-1]["samples"] if log else 0})

@@ -307,8 +307,7 @@ class DualEncoderModel(MultimodalModel):
         return self.outputs(batch)["joint_logits"]
 
     def token_losses(self, batch: Batch) -> list[torch.Tensor]:
-        nll = F.cross_entropy(self.logits(batch).float(), batch.labels.to(self.device), reduction="none")
-        return [nll[i : i + 1] for i in range(len(batch))]
+        return list(self.sample_losses(batch).float().unsqueeze(1))  # one 'token' per row: its label
 
     def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.outputs(batch)

@@ -69,9 +69,8 @@ def training_settings(dataset: HospitalDataset, config: TrainConfig) -> dict[str
     return {"config": resolved.to_json(), "data": dataset.fingerprint(), "base": base_name(config.model)}
 
 
-def training_passes(folder: Path) -> int:
-    """Samples a finished training went through, forward and backward alike (replayed questions included)."""
-    log = json.loads((Path(folder) / "training_log.json").read_text())
+def training_passes(log: list[dict[str, Any]]) -> int:
+    """Samples a finished training went through (its ``training_log.json``), forward and backward alike, replayed questions included."""
     return sum(entry["samples"] + entry.get("replayed", 0) for entry in log)
 
 

@@ -217,24 +217,24 @@ class VisionLanguageModel(MultimodalModel):
         hidden = base.model(**inputs, use_cache=False).last_hidden_state
         return batch, base.lm_head(hidden[batch.answer_mask]).float()
 
-    def sample_losses(self, batch: Batch) -> torch.Tensor:
+    def _token_nll(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The NLL of every answer token, flat in row order, and how many answer tokens each row has."""
         batch, logits = self._answer_logits(batch)
         targets = batch.labels[:, 1:][batch.answer_mask[:, :-1]]
-        token_nll = F.cross_entropy(logits, targets, reduction="none")
-        rows = torch.arange(len(batch), device=logits.device).unsqueeze(1).expand_as(batch.answer_mask)[batch.answer_mask]
-        totals = torch.zeros(len(batch), device=logits.device).index_add(0, rows, token_nll)
-        counts = batch.answer_mask.sum(1).clamp(min=1)
-        return totals / counts
+        return F.cross_entropy(logits, targets, reduction="none"), batch.answer_mask.sum(1)
+
+    def sample_losses(self, batch: Batch) -> torch.Tensor:
+        token_nll, counts = self._token_nll(batch)
+        rows = torch.repeat_interleave(torch.arange(len(counts), device=token_nll.device), counts)
+        totals = torch.zeros(len(counts), device=token_nll.device).index_add(0, rows, token_nll)
+        return totals / counts.clamp(min=1)
 
     def logits(self, batch: Batch) -> torch.Tensor:
         return self._answer_logits(batch)[1]
 
     def token_losses(self, batch: Batch) -> list[torch.Tensor]:
-        batch, logits = self._answer_logits(batch)
-        targets = batch.labels[:, 1:][batch.answer_mask[:, :-1]]
-        rows = torch.arange(len(batch), device=logits.device).unsqueeze(1).expand_as(batch.answer_mask)[batch.answer_mask]
-        nll = F.cross_entropy(logits, targets, reduction="none")
-        return [nll[rows == i] for i in range(len(batch))]
+        token_nll, counts = self._token_nll(batch)
+        return list(torch.split(token_nll, counts.tolist()))
 
     def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch, inputs = self._on_device(batch)  # no LM head: embeddings need only hidden states
