@@ -28,10 +28,13 @@ def test_each_of_the_four_terms_on_a_tiny_case():
     assert terms["mu"].item() == pytest.approx(3.0)
     assert terms["ur"].item() == pytest.approx((0.0 + 2.0) / 2)
     assert terms["mr"].item() == pytest.approx((0.0 + 6.0) / 2)
-    loss = weighted_loss(terms, {"uu": 4, "mu": 1, "ur": 4, "mr": 1})  # normalised to 0.4/0.1/0.4/0.1
-    assert loss.item() == pytest.approx(0.4 * 5 + 0.1 * 3 + 0.4 * 1 + 0.1 * 3)
-    capped = weighted_loss(terms, {"uu": 4, "mu": 1, "ur": 4, "mr": 1}, caps={"ur": 0.5, "mr": 2.0})
-    assert capped.item() == pytest.approx(0.4 * 5 + 0.1 * 3 + 0.4 * 0.5 + 0.1 * 2.0)
+    weights = {"uu": 4, "mu": 1, "ur": 4, "mr": 1}  # normalised to 0.4/0.1/0.4/0.1
+    pushed = weighted_loss(terms, weights)  # the reference: the unlearning terms maximised
+    assert pushed.item() == pytest.approx(-0.4 * 5 - 0.1 * 3 + 0.4 * 1 + 0.1 * 3)
+    pulled = weighted_loss(terms, weights, push=False)
+    assert pulled.item() == pytest.approx(0.4 * 5 + 0.1 * 3 + 0.4 * 1 + 0.1 * 3)
+    capped = weighted_loss(terms, weights, caps={"ur": 0.5, "mr": 2.0})
+    assert capped.item() == pytest.approx(-0.4 * 5 - 0.1 * 3 + 0.4 * 0.5 + 0.1 * 2.0)
 
 
 def test_noisy_text_masks_swaps_synonyms_and_perturbs_characters():
@@ -75,3 +78,27 @@ def test_gradients_reach_the_models_own_fusion(dual, small_dataset):
     terms = forget_mi_terms(dual.embed(dual.batch(samples)), target, dual.embed(dual.batch(samples)), target)
     weighted_loss(terms, {"uu": 0, "mu": 1, "ur": 0, "mr": 0}).backward()
     assert dual.network.fusion_gate.weight.grad is not None and dual.network.fusion_gate.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("push, farther", [(1, True), (0, False)])
+def test_forget_embeddings_move_away_from_the_originals_view_of_their_noisy_copies(dual, small_dataset, push, farther):
+    from medunlearn.data.hierarchy import Level
+    from medunlearn.data.splits import DeletionRequest, make_split
+    from medunlearn.methods.forget_mi import ForgetMISettings, mean_distance, noisy_targets, unimodal
+    from medunlearn.methods.registry import method_config, unlearn
+
+    split = make_split(small_dataset, DeletionRequest(Level.INSTITUTION, ("inst-1",)))
+    forget = dual.usable(split.table(small_dataset, "forget"))
+    overrides = {"push": push, "lr": 1e-5, "epochs": 3, "patience": 3, "max_validation_drop": 1.0}
+    unlearned, _, summary = unlearn(dual, split, method_config("forget_mi", overrides), dataset=small_dataset)
+    # the targets the method trained against: the original's embeddings of one noisy copy per sample, drawn from the seed
+    settings = ForgetMISettings(**overrides)
+    targets = noisy_targets(dual, forget, settings, random.Random(0), torch.Generator().manual_seed(0))
+    target = (torch.stack([t[0] for t in targets]), torch.stack([t[1] for t in targets]), torch.stack([t[2] for t in targets]))
+    with torch.no_grad(), dual.eval_mode(), unlearned.eval_mode():
+        before, after = dual.embed(dual.batch(forget)), unlearned.embed(unlearned.batch(forget))
+    distance = {name: (mean_distance(unimodal(e), unimodal(target)).item(), mean_distance(e[2], target[2]).item())
+                for name, e in (("before", before), ("after", after))}
+    moved = [a > b for a, b in zip(distance["after"], distance["before"])]
+    assert moved == [farther, farther], distance  # UU and MU both grew (push) or both shrank (pull)
+    assert summary["epochs_run"] >= 1 and summary["stopped_by"] in ("budget", "patience", "validation")

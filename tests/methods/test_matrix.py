@@ -24,7 +24,7 @@ from medunlearn.models.train import train
 
 REQUEST = DeletionRequest(Level.PATIENT, ("inst-1.pat-02",))
 #: the smallest budget of each kind a method declares (the matrix checks behaviour, not forgetting)
-SMALL_BUDGETS = {"steps": 2, "epochs": 1}
+SMALL_BUDGETS = {"epochs": 1}
 TOYS = {
     "vlm": TrainConfig(model="tiny-qwen2-vl@scratch", epochs=1, lr=1e-3, batch_size=8, seed=0),
     "dual": TrainConfig(model=DUAL_ENCODER + "@scratch", epochs=2, seed=0),

@@ -18,9 +18,10 @@ def test_registry_holds_every_method_of_the_protocol():
 def test_defaults_are_filled_and_values_typed():
     config = method_config("chip", {"k": "5", "tau": "0.9"})
     assert config.settings == ChipSettings(k=5.0, tau=0.9)
-    assert config.to_json()["settings"] == {"k": 5.0, "tau": 0.9, "alpha": 0.3, "layers": 6, "batch_size": 16}
-    steps = method_config("grad_diff", {"steps": "12"}).settings.steps
-    assert steps == 12 and isinstance(steps, int)
+    assert config.to_json()["settings"] == {"k": 5.0, "tau": 0.9, "alpha": 0.3, "layers": 6, "batch_size": 16, "depth": 1, "own": 1}
+    batch = method_config("grad_diff", {"batch_size": "12"}).settings.batch_size
+    assert batch == 12 and isinstance(batch, int)
+    assert isinstance(method_config("grad_diff", {"epochs": "3"}).settings.epochs, float)
     assert isinstance(ChipSettings(k=20).k, float)  # an int given for a float setting is typed on construction
 
 
@@ -40,8 +41,10 @@ def test_each_method_takes_its_own_settings_type():
         ("chip", {"tau": "1.5"}, "tau=1.5 is out of range; use a value in (0, 1]"),
         ("chip", {"alpha": "-0.1"}, "alpha=-0.1 is out of range; use a value in [0, 1]"),
         ("grad_diff", {"lr": "0"}, "grad_diff: lr=0 is out of range"),
-        ("grad_diff", {"steps": "-3"}, "steps=-3 is out of range"),
-        ("grad_diff", {"steps": "2.5"}, "steps='2.5' is not an integer"),
+        ("grad_diff", {"epochs": "-3"}, "epochs=-3 is out of range"),
+        ("grad_diff", {"batch_size": "2.5"}, "batch_size='2.5' is not an integer"),
+        ("grad_diff", {"steps": "40"}, "grad_diff has no parameter 'steps'; its parameters are: epochs, lr"),
+        ("chip", {"own": "2"}, "own=2 is out of range; use a value in [0, 1]"),
         ("npo", {"beta": "x"}, "beta='x' is not a number"),
         ("forget_mi", {"weight_uu": 0, "weight_mu": 0, "weight_ur": 0, "weight_mr": 0}, "the four term weights sum to 0"),
     ],

@@ -1,16 +1,27 @@
 """Forget-MI — embedding-space multimodal unlearning with noisy copies, PROTOCOL.md §3.
 
-The original model stays frozen; a copy is trained so that the embeddings of each
-forget sample move onto those the original gives a noisy copy of it (unimodal UU and
-multimodal MU terms), while the embeddings of retained samples stay where they were
-(UR, MR). ``[img; txt]`` is the concatenation of the pooled unimodal embeddings and G
-the model's own learned fusion (``embed()``'s joint embedding; never a freshly drawn
-gate — the reference code's defect). Distances are mean per-sample Euclidean distances.
+The original model stays frozen; a copy is trained on four distances (unimodal UU and
+multimodal MU unlearning, UR and MR retention). ``[img; txt]`` is the concatenation of
+the pooled unimodal embeddings and G the model's own learned fusion (``embed()``'s joint
+embedding; never a freshly drawn gate — the reference code's defect). Distances are mean
+per-sample Euclidean distances.
 
-Retention terms are capped at (their first-epoch mean + ``cap_margin``) from the second
-epoch on, as in the paper. Training stops after ``epochs`` or earlier when the forget
-metric — the mean likelihood exp(−NLL) of the forget samples' answers — has not fallen
-by more than ``min_fall`` for ``patience`` epochs.
+As the reference configures it (``use_noise: false``), the loss is
+``λ_UR·UR − λ_UU·UU + λ_MR·MR − λ_MU·MU`` with weights UR 1 : UU 1 : MU 2 : MR 2
+normalised to sum 1: the forget embeddings are pushed *away* from the original model's
+view of a noisy copy of each sample while the retain embeddings stay where they were.
+``push=0`` gives the minimising variant (forget embeddings pulled onto the noisy copies'),
+which with small σ has the original representation as its optimum and forgets nothing
+(measured; kept as a documented setting). Each forget sample's noisy copy is drawn once
+and kept, so its target embedding is computed once. Retention terms are hinge-capped at
+their first-epoch mean + ``cap_margin`` from the second epoch on, as in the reference.
+
+An optimizer step every batch; the budget is ``epochs`` passes over the forget set. After
+each epoch the stop criterion is checked: training stops when the forget likelihood (mean
+exp(−NLL) of the forget answers) has not fallen by more than ``min_fall`` for
+``patience`` epochs, or when the likelihood on the split's validation set (retained data
+never used for the update) fell more than ``max_validation_drop`` below the original
+model's — then the weights of the last epoch that kept it are restored.
 """
 
 from __future__ import annotations
@@ -100,15 +111,21 @@ def forget_mi_terms(
     }
 
 
-def weighted_loss(terms: dict[str, torch.Tensor], weights: dict[str, float], caps: dict[str, float] | None = None) -> torch.Tensor:
-    """Σ λ·term with the λ normalised to sum 1; retention terms clamped at their caps when given."""
+FORGET_TERMS = ("uu", "mu")
+
+
+def weighted_loss(terms: dict[str, torch.Tensor], weights: dict[str, float], caps: dict[str, float] | None = None,
+                  *, push: bool = True) -> torch.Tensor:
+    """Σ ±λ·term with the λ normalised to sum 1: the unlearning terms negated when ``push``
+    (maximised), retention terms clamped at their caps when given."""
     total = sum(weights.values())
     loss = torch.zeros((), device=terms["uu"].device)
     for name in TERMS:
         term = terms[name]
         if caps and name in caps:
             term = term.clamp(max=caps[name])
-        loss = loss + (weights[name] / total) * term
+        sign = -1.0 if push and name in FORGET_TERMS else 1.0
+        loss = loss + sign * (weights[name] / total) * term
     return loss
 
 
@@ -119,27 +136,44 @@ def noisy_batch(model: MultimodalModel, samples: list[Sample], *, sigma: float, 
 
 
 @torch.no_grad()
-def forget_likelihood(model: MultimodalModel, samples: list[Sample], batch_size: int) -> float:
+def likelihood(model: MultimodalModel, samples: list[Sample], batch_size: int) -> float:
+    """Mean exp(−NLL) of the samples' answers (nan for no sample)."""
+    if not samples:
+        return float("nan")
     values = [torch.exp(-model.sample_losses(model.batch(samples[i : i + batch_size]))) for i in range(0, len(samples), batch_size)]
     return float(torch.cat(values).mean())
+
+
+@torch.no_grad()
+def noisy_targets(original: MultimodalModel, forget: list[Sample], settings: ForgetMISettings, rng: random.Random,
+                  generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The original model's embeddings of one noisy copy of each forget sample (drawn once, in sample order), per sample."""
+    size, out = settings.batch_size, []
+    for i in range(0, len(forget), size):
+        image, text, joint = original.embed(noisy_batch(original, forget[i : i + size], sigma=settings.sigma, level=settings.text_noise, rng=rng, generator=generator))
+        out += list(zip(image, text, joint))
+    return out
 
 
 @dataclass(frozen=True)
 class ForgetMISettings(MethodSettings):
     owner: ClassVar[str] = "forget_mi"
 
-    epochs: int = positive(5, "largest number of epochs over the forget set")
-    patience: int = positive(1, "epochs without a fall of the forget likelihood before stopping")
+    epochs: int = positive(10, "the budget: most epochs over the forget set")
+    patience: int = positive(2, "epochs without a fall of the forget likelihood before stopping")
     min_fall: float = setting(1e-4, "a fall of the forget likelihood smaller than this counts as none", low=0)
-    lr: float = positive(1e-4, "AdamW learning rate", grid=(1e-4, 1e-3))
+    max_validation_drop: float = setting(0.05, "stop (restoring the last good epoch) when the validation likelihood falls more than this", low=0)
+    lr: float = positive(1e-4, "AdamW learning rate (the reference: 1e-5 to 1e-4)", grid=(1e-5, 1e-4))
     batch_size: int = positive(8, "samples per forget batch and per retain batch")
     sigma: float = setting(0.1, "standard deviation of the image noise (pixel units)", low=0, grid=(0.1, 0.5, 1.0))
     text_noise: float = setting(0.5, "share of words changed in the noisy text", low=0, high=1)
-    weight_uu: float = setting(0.4, "weight of unimodal unlearning", low=0)
-    weight_mu: float = setting(0.1, "weight of multimodal unlearning", low=0)
-    weight_ur: float = setting(0.4, "weight of unimodal retention", low=0)
-    weight_mr: float = setting(0.1, "weight of multimodal retention", low=0)
+    push: int = setting(1, "1: push forget embeddings away from the noisy copies' (the reference); 0: pull them onto them", low=0, high=1)
+    weight_uu: float = setting(1.0, "weight of unimodal unlearning (normalised with the others)", low=0)
+    weight_mu: float = setting(2.0, "weight of multimodal unlearning", low=0)
+    weight_ur: float = setting(1.0, "weight of unimodal retention", low=0)
+    weight_mr: float = setting(2.0, "weight of multimodal retention", low=0)
     cap_margin: float = setting(1.0, "retention terms are capped at their first-epoch mean plus this", low=0)
+    validation_limit: int = positive(64, "validation samples the stop criterion reads (a seeded sample)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -150,55 +184,83 @@ class ForgetMISettings(MethodSettings):
         return {"uu": self.weight_uu, "mu": self.weight_mu, "ur": self.weight_ur, "mr": self.weight_mr}
 
 
+def trainable_state(model: MultimodalModel, names=None) -> dict[str, torch.Tensor]:
+    """Copies of the trainable parameters (or of those ``names``): what an epoch changes."""
+    return {name: p.detach().clone() for name, p in model.network.named_parameters() if (p.requires_grad if names is None else name in names)}
+
+
+@torch.no_grad()
+def restore(model: MultimodalModel, state: dict[str, torch.Tensor]) -> None:
+    parameters = dict(model.network.named_parameters())
+    for name, value in state.items():
+        parameters[name].copy_(value)
+
+
 def run_forget_mi(model: MultimodalModel, job: UnlearnJob, settings: ForgetMISettings) -> None:
     forget, retain = job.forget_and_retain(model)
+    validation = job.samples(model, "validation")
+    if len(validation) > settings.validation_limit:
+        validation = random.Random(job.seed).sample(validation, settings.validation_limit)
     weights = settings.weights()
     rng = random.Random(job.seed)
     generator = torch.Generator().manual_seed(job.seed)
     torch.manual_seed(job.seed)
     size = settings.batch_size
     original = frozen_copy(model)
+    targets = noisy_targets(original, forget, settings, rng, generator)  # one noisy copy per sample, kept
     retain_stream = BatchStream(retain, size, generator)
     optimizer, _ = adamw(model, settings.lr)
     caps: dict[str, float] | None = None
     history: list[dict[str, float]] = []
-    best, stale = forget_likelihood(model, forget, size), 0
-    job.meter.cost.forward += len(forget)
+    best, stale = likelihood(model, forget, size), 0
+    floor = likelihood(model, validation, size) - settings.max_validation_drop
+    job.meter.cost.forward += 2 * len(forget) + len(validation)
+    good_state = None
+    stop = "budget"
+    model.train(False)  # frozen normalisation statistics, as for the gradient methods (methods/gradient.py)
     for epoch in range(settings.epochs):
-        model.train(True)
         order = torch.randperm(len(forget), generator=generator).tolist()
         sums = dict.fromkeys(TERMS, 0.0)
         chunks = [order[i : i + size] for i in range(0, len(order), size)]
         for rows in track(chunks, f"Forget-MI epoch {epoch + 1}"):
             forget_batch = [forget[i] for i in rows]
             retain_batch = retain_stream.next()
+            target_forget = tuple(torch.stack([targets[i][part] for i in rows]) for part in range(3))
             with torch.no_grad():
-                target_forget = original.embed(noisy_batch(original, forget_batch, sigma=settings.sigma, level=settings.text_noise, rng=rng, generator=generator))
                 retain_inputs = model.batch(retain_batch)
                 target_retain = original.embed(retain_inputs)
             terms = forget_mi_terms(model.embed(model.batch(forget_batch)), target_forget, model.embed(retain_inputs), target_retain)
-            loss = weighted_loss(terms, weights, caps)
+            loss = weighted_loss(terms, weights, caps, push=bool(settings.push))
+            if not torch.isfinite(loss):
+                raise MedunlearnError(f"the Forget-MI loss became {loss.item()} in epoch {epoch + 1}; lower lr (--set lr=...) and rerun.")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()  # a step every batch (the reference stepped once per epoch)
             for name in TERMS:
                 sums[name] += float(terms[name].detach()) * len(rows)
-            job.meter.cost.forward += 2 * (len(forget_batch) + len(retain_batch))
+            job.meter.cost.forward += len(forget_batch) + 2 * len(retain_batch)
             job.meter.cost.backward += len(forget_batch) + len(retain_batch)
         means = {name: sums[name] / len(forget) for name in TERMS}
         if caps is None:
             caps = {"ur": means["ur"] + settings.cap_margin, "mr": means["mr"] + settings.cap_margin}
-        model.train(False)
-        likelihood = forget_likelihood(model, forget, size)
-        job.meter.cost.forward += len(forget)
-        history.append({"epoch": epoch + 1, **{k: round(v, 6) for k, v in means.items()}, "forget_likelihood": round(likelihood, 6)})
-        if likelihood < best - settings.min_fall:
-            best, stale = likelihood, 0
+        forget_now, validation_now = likelihood(model, forget, size), likelihood(model, validation, size)
+        job.meter.cost.forward += len(forget) + len(validation)
+        history.append({"epoch": epoch + 1, **{k: round(v, 6) for k, v in means.items()},
+                        "forget_likelihood": round(forget_now, 6), "validation_likelihood": round(validation_now, 6)})
+        if validation_now < floor:  # damage beyond the tolerance: back to the last epoch that kept utility
+            restore(model, good_state if good_state is not None else trainable_state(original, names=trainable_state(model).keys()))
+            stop = "validation"
+            break
+        good_state = trainable_state(model)
+        if forget_now < best - settings.min_fall:
+            best, stale = forget_now, 0
         else:
             stale += 1
             if stale >= settings.patience:
+                stop = "patience"
                 break
-    job.summary.update({"epochs_run": len(history), "history": history, "retention_caps": caps})
+    kept = len(history) - (1 if stop == "validation" else 0)
+    job.summary.update({"epochs_run": len(history), "epochs_kept": kept, "stopped_by": stop, "history": history, "retention_caps": caps})
 
 
 FORGET_MI = Method(

@@ -1,7 +1,17 @@
 """The gradient baselines: one training loop, each method a loss function.
 
 Per step one forget batch and (for methods that keep something) one retain batch,
-AdamW, gradient clipping at ``max_grad_norm``, a fixed step budget. The losses (PROTOCOL.md §3):
+AdamW, gradient clipping at ``max_grad_norm``. The budget is ``epochs`` passes over the
+forget set — ⌈epochs · |forget| / batch_size⌉ steps — never a fixed step count, which
+would be one pass over an institution and hundreds over a one-item section
+(open-unlearning's reproducible recipe is 10 epochs, constant lr 1e-5, effective batch
+32 on 1–8 B models; the tiny models here take batch 8 and lr 1e-4 — measured, not
+copied). The network stays in evaluation mode while it is updated: a forget batch (one
+patient's few images) has batch statistics far from the population's, and a batch-norm
+layer in training mode would normalise by them and fold them into its running statistics
+— measured on the classifier, a "pull" objective then *moved* the forget embeddings away
+(distance 0.07 → 2.6). Gradients flow the same; only normalisation and dropout are those
+the model was evaluated with. The losses (PROTOCOL.md §3):
 
 - ``grad_ascent``: −NLL(forget)
 - ``grad_diff``:   −NLL(forget) + L(retain)
@@ -10,13 +20,16 @@ AdamW, gradient clipping at ``max_grad_norm``, a fixed step budget. The losses (
 - ``retain_ft``:   L(retain)
 
 NLL is the model's per-sample answer NLL (``sample_losses``: mean over answer tokens;
-the classifier's cross-entropy), so log π = −NLL is length-normalised; L(retain) is the
-model's own fine-tuning objective (``training_loss``).
+the classifier's cross-entropy); L(retain) is the model's own fine-tuning objective
+(``training_loss``). NPO's π is the probability of the whole answer, log π = −(NLL summed
+over its tokens) (``sequence_losses``), as in the NPO paper and open-unlearning: with the
+per-token mean, β·log(π_θ/π_ref) stays near 0, σ(·) ≈ ½ and NPO's gradient is GradDiff's.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -49,7 +62,7 @@ def kl_divergence(reference_logits: torch.Tensor, logits: torch.Tensor) -> torch
 
 
 def npo_loss(forget_nll: torch.Tensor, reference_nll: torch.Tensor, beta: float) -> torch.Tensor:
-    """(2/β)·log(1 + (π_θ/π_ref)^β), with log(π_θ/π_ref) = NLL_ref − NLL_θ, averaged over samples."""
+    """(2/β)·log(1 + (π_θ/π_ref)^β), with log(π_θ/π_ref) = NLL_ref − NLL_θ (sequence NLLs), averaged over samples."""
     return (2.0 / beta) * F.softplus(beta * (reference_nll - forget_nll)).mean()
 
 
@@ -74,8 +87,8 @@ class BatchStream:
 class GradientSettings(MethodSettings):
     owner: ClassVar[str] = "gradient method"
 
-    steps: int = positive(40, "optimizer steps (the budget)", grid=(20, 40))
-    lr: float = positive(1e-4, "AdamW learning rate", grid=(1e-4, 3e-4, 1e-3))
+    epochs: float = positive(5.0, "the budget, in passes over the forget set (steps = ⌈epochs·|forget|/batch_size⌉)", grid=(2.0, 5.0, 10.0))
+    lr: float = positive(1e-4, "AdamW learning rate (constant)", grid=(1e-4, 3e-4))
     batch_size: int = positive(8, "samples per forget batch and per retain batch")
     max_grad_norm: float = positive(1.0, "gradient norm clipped to at most this")
 
@@ -110,9 +123,10 @@ def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSet
     forget_stream, retain_stream = BatchStream(forget, settings.batch_size, generator), BatchStream(retain, settings.batch_size, generator)
     reference = frozen_copy(model) if objective.reference_on else None
     optimizer, trainable = adamw(model, settings.lr)
-    model.train(True)
+    model.train(False)  # frozen normalisation statistics and no dropout: see the module docstring
     losses: list[float] = []
-    for _ in track(range(settings.steps), "unlearning steps"):
+    steps = budget_steps(settings, len(forget))
+    for _ in track(range(steps), "unlearning steps"):
         forget_batch = forget_stream.next() if objective.uses_forget else []
         retain_batch = retain_stream.next() if objective.uses_retain else []
         loss = objective.loss(model, reference, forget_batch, retain_batch, settings)
@@ -127,8 +141,12 @@ def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSet
         reference_passes = {"forget": len(forget_batch), "retain": len(retain_batch)}.get(objective.reference_on or "", 0)
         job.meter.cost.forward += passes + reference_passes
         job.meter.cost.backward += passes
-    model.train(False)
-    job.summary["loss_first"], job.summary["loss_last"] = losses[0], losses[-1]
+    job.summary.update(steps=steps, loss_first=losses[0], loss_last=losses[-1])
+
+
+def budget_steps(settings: GradientSettings, forget_size: int) -> int:
+    """⌈epochs · |forget| / batch_size⌉ optimizer steps (at least one)."""
+    return max(1, math.ceil(settings.epochs * max(forget_size, 1) / settings.batch_size - 1e-9))
 
 
 def _grad_ascent(model, reference, forget, retain, settings):
@@ -149,8 +167,8 @@ def _kl(model, reference, forget, retain, settings):
 def _npo(model, reference, forget, retain, settings: NPOSettings):
     forget_batch = model.batch(forget)
     with torch.no_grad():
-        reference_nll = reference.sample_losses(forget_batch)
-    forget_term = npo_loss(model.sample_losses(forget_batch), reference_nll, settings.beta)
+        reference_nll = reference.sequence_losses(forget_batch)
+    forget_term = npo_loss(model.sequence_losses(forget_batch), reference_nll, settings.beta)
     return forget_term + model.training_loss(model.batch(retain))
 
 

@@ -103,6 +103,13 @@ class MultimodalModel(abc.ABC):
     def sample_losses(self, batch: Batch) -> torch.Tensor:
         """Mean negative log-likelihood of each row's answer, ``[B]`` (with gradients)."""
 
+    def sequence_losses(self, batch: Batch) -> torch.Tensor:
+        """NLL of each row's whole answer, summed over its tokens (−log π(answer)), ``[B]`` (with gradients).
+
+        A classifier's answer is one label, so this is :meth:`sample_losses`.
+        """
+        return self.sample_losses(batch)
+
     @abc.abstractmethod
     def token_losses(self, batch: Batch) -> list[torch.Tensor]:
         """Per row, the NLL of each answer token (a classifier: one 'token', its label)."""

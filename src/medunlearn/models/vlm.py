@@ -223,11 +223,18 @@ class VisionLanguageModel(MultimodalModel):
         targets = batch.labels[:, 1:][batch.answer_mask[:, :-1]]
         return F.cross_entropy(logits, targets, reduction="none"), batch.answer_mask.sum(1)
 
-    def sample_losses(self, batch: Batch) -> torch.Tensor:
+    def _summed_nll(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's answer NLL summed over its tokens, and its token count."""
         token_nll, counts = self._token_nll(batch)
         rows = torch.repeat_interleave(torch.arange(len(counts), device=token_nll.device), counts)
-        totals = torch.zeros(len(counts), device=token_nll.device).index_add(0, rows, token_nll)
+        return torch.zeros(len(counts), device=token_nll.device).index_add(0, rows, token_nll), counts
+
+    def sample_losses(self, batch: Batch) -> torch.Tensor:
+        totals, counts = self._summed_nll(batch)
         return totals / counts.clamp(min=1)
+
+    def sequence_losses(self, batch: Batch) -> torch.Tensor:
+        return self._summed_nll(batch)[0]
 
     def logits(self, batch: Batch) -> torch.Tensor:
         return self._answer_logits(batch)[1]
