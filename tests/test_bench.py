@@ -3,6 +3,7 @@ import json
 import pytest
 
 from medunlearn.bench import Bench, BenchConfig, draw_requests
+from medunlearn.data.hierarchy import Level
 from medunlearn.evaluation.results import load_metrics
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.loading import load_model
@@ -87,7 +88,7 @@ def test_bad_bench_configs(changes, message):
 @pytest.mark.slow
 def test_vlm_bench_covers_a_level_with_reconstruction(tmp_path, small_dataset):
     config = BenchConfig(model="tiny-qwen2-vl@scratch", methods=("chip", "npo"), levels=("section",), epochs=1, eval_limit=6,
-                         method_settings={"npo": {"steps": 2}})
+                         method_settings={"npo": {"epochs": 1}})
     metrics = Bench(small_dataset, config, tmp_path / "run").run()
     assert [r["method"] for r in metrics["results"]] == ["vanilla", "retrain", "chip", "npo"]
     assert all(len(r["reconstruction"]) == 4 for r in metrics["results"])
@@ -108,3 +109,57 @@ def test_workers_run_the_requests_side_by_side_and_reproducibly(tmp_path, small_
     assert [row["method"] for row in first["results"]] == ["vanilla", "retrain", "chip"] * 2  # in request order
     assert [row["request"]["fraction"] for row in first["results"]] == [0.2] * 3 + [0.5] * 3
     assert {"requests", "oracles", "evaluation", "method:chip"} <= set(first["timings"])
+
+
+@pytest.fixture(scope="module")
+def scratch_vlm(small_dataset):
+    from medunlearn.models.tiny import build_scratch
+
+    model = build_scratch("tiny-qwen2-vl", small_dataset, seed=0)
+    model.attach(small_dataset)
+    return model
+
+
+def test_requests_hold_enough_items_and_validation_targets_are_unrelated_to_test_targets(small_dataset, scratch_vlm):
+    from medunlearn.data.splits import make_split
+
+    config = BenchConfig(model="tiny-qwen2-vl@scratch", select=True, validation_per_level=1, min_items=20)
+    requests = draw_requests(small_dataset, scratch_vlm, config)
+    assert draw_requests(small_dataset, scratch_vlm, config) == requests  # seeded
+    hospital = small_dataset.hospital
+    for level in ("institution", "patient", "study", "section"):
+        test, validation = ([r for r in requests if r.request.level.value == level and r.role == role] for role in ("test", "validation"))
+        assert len(test) == len(validation) == 1
+        for r in test + validation:
+            assert len(make_split(small_dataset, r.request).forget) >= 20
+        pairs = [(a, b) for a in test[0].request.targets for b in validation[0].request.targets]
+        assert not any(a == b or hospital.is_in_subtree(a, b) or hospital.is_in_subtree(b, a) for a, b in pairs)
+        assert validation[0].key.startswith("validation-") and test[0].group == level
+    section = next(r for r in requests if r.request.level.value == "section")
+    # no single section holds 20 questions: the request names one section kind of one patient, in each of its studies
+    names = {hospital.node(t).attributes["name"] for t in section.request.targets}
+    patients = {hospital.ancestor_at(t, Level.PATIENT).id for t in section.request.targets}
+    assert len(section.request.targets) > 1 and len(names) == 1 and len(patients) == 1
+
+
+def test_a_level_without_enough_large_targets_is_refused_in_one_sentence(small_dataset, scratch_vlm):
+    config = BenchConfig(model="tiny-qwen2-vl@scratch", levels=("institution",), targets_per_level=2, select=True)
+    with pytest.raises(MedunlearnError, match=r"the institution level has 2 unrelated targets .* but the bench needs 2 test and 1 validation; lower"):
+        draw_requests(small_dataset, scratch_vlm, config)
+
+
+@pytest.mark.slow
+def test_select_tunes_on_validation_requests_and_runs_the_tests_with_the_choice(tmp_path, small_dataset):
+    config = BenchConfig(**{**DUAL, "methods": ("chip", "grad_diff", "retrain"), "select": True})
+    metrics = Bench(small_dataset, config, tmp_path / "run").run()
+    chosen = metrics["selection"]["dual_encoder"]["fraction0.2"]
+    assert set(chosen) == {"chip", "grad_diff"} and len(chosen["chip"]["grid"]) == 6
+    validation = chosen["chip"]["validation_requests"]
+    assert len(validation) == 1 and validation[0].startswith("validation-fraction0.2-")
+    tested = {row["method"]: row for row in metrics["results"]}
+    assert all(row["request"]["role"] == "test" for row in metrics["results"])  # validation rows stay in their cells
+    for name in ("chip", "grad_diff"):
+        assert {k: tested[name]["settings"][k] for k in chosen[name]["chosen"]} == chosen[name]["chosen"]
+    test_patients = set(tested["chip"]["request"]["targets"])
+    assert not test_patients & set(json.loads((tmp_path / "run" / "cells" / validation[0] / "vanilla.json").read_text())["request"]["targets"])
+    assert {a["method"] for a in metrics["aggregates"]} == {"vanilla", "retrain", "chip", "grad_diff"}

@@ -5,8 +5,21 @@ Layout of a run folder::
     bench_config.json          the resolved configuration (a rerun must match it)
     models/vanilla/            the fine-tuned model (reused when its recipe and data match)
     models/oracle-<request>/   one retrain oracle per request, with cost.json
-    cells/<request>/<row>.json one finished result row (vanilla, retrain, each method)
+    cells/<request>/<row>.json one finished result row (vanilla, retrain, each method;
+                               ``<method>@<i>`` for grid point i on a validation request)
     metrics.json  report.html  plots/*.png
+
+Requests (PROTOCOL.md §5): per level, ``targets_per_level`` test targets whose forget
+sets hold at least ``min_items`` questions the model can take. A section rarely holds
+that many, so a section request names one section kind of one patient — that section
+of each of the patient's studies — when the single section falls short. With
+``select``, each level also gets ``validation_per_level`` validation targets (never a
+test target, nor its ancestor or descendant; for a forget fraction, patients outside
+the test draw), and each method's setting per level is the point of its declared grid
+that minimises the criterion of :mod:`medunlearn.evaluation.selection` over them; the
+test requests then run with the chosen settings. Without ``select`` the declared
+defaults (with ``--set`` overrides) run and the report says so. Every aggregate over a
+level's test requests carries a bootstrap CI (:mod:`medunlearn.evaluation.statistics`).
 
 A rerun reuses every finished model and cell, so an interrupted bench resumes where it
 stopped; a rerun with a different configuration (or data, or pretrained base) is refused,
@@ -46,6 +59,8 @@ from medunlearn.evaluation.evaluate import (
 )
 from medunlearn.evaluation.quality import measure_quality
 from medunlearn.evaluation.results import ORACLE, VANILLA, metrics_document, result_row
+from medunlearn.evaluation.selection import SELECTION_SETS, criterion, selection_record
+from medunlearn.evaluation.statistics import aggregate, retraining_noise
 from medunlearn.methods.cost import Cost, CostMeter
 from medunlearn.methods.method import MethodConfig
 from medunlearn.methods.registry import METHODS, method, method_config, unlearn
@@ -53,11 +68,14 @@ from medunlearn.models.base import MultimodalModel
 from medunlearn.models.loading import base_name, load_model
 from medunlearn.models.train import train, training_passes, training_settings
 from medunlearn.outputs import read_json, write_json
-from medunlearn.progress import show_progress, track
+from medunlearn.progress import note, show_progress, track
 
 ALL_LEVELS = tuple(level.value for level in Level)
 #: the seed of the n-th forget-fraction draw is seed × this + n (a prime, so the draws of nearby seeds differ)
 FRACTION_SEED_STRIDE = 7919
+#: a request's forget set must hold this many questions the model can take to be measured (PROTOCOL.md §5)
+MIN_SCORED_ITEMS = 20
+TEST, VALIDATION = "test", "validation"
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,10 @@ class BenchConfig:
     levels: tuple[str, ...] = ALL_LEVELS
     targets_per_level: int = 1
     forget_fractions: tuple[float, ...] = ()
+    select: bool = False
+    validation_per_level: int = 1
+    min_items: int = MIN_SCORED_ITEMS
+    seeds: int = 1
     seed: int = 0
     epochs: int | None = None
     lr: float | None = None
@@ -82,6 +104,12 @@ class BenchConfig:
             Level.parse(level)
         if self.targets_per_level < 1:
             raise MedunlearnError(f"--targets-per-level is {self.targets_per_level}; use a positive integer.")
+        if self.validation_per_level < 1:
+            raise MedunlearnError(f"--validation-per-level is {self.validation_per_level}; use a positive integer.")
+        if self.seeds < 1:
+            raise MedunlearnError(f"--seeds is {self.seeds}; use 1 (one training seed) or more (the retraining-noise band).")
+        if self.min_items < 1:
+            raise MedunlearnError(f"--min-items is {self.min_items}; use a positive integer.")
         for fraction in self.forget_fractions:
             if not 0 < fraction < 1:
                 raise MedunlearnError(f"--forget-fraction {fraction} is not a share in (0, 1); use values like 0.03,0.06,0.10.")
@@ -98,11 +126,18 @@ class BenchConfig:
             typed[name] = {key: resolved[key] for key in given}
         object.__setattr__(self, "method_settings", typed)
 
-    def method_config(self, name: str) -> MethodConfig:
-        return method_config(name, self.method_settings.get(name), self.seed)
+    def method_config(self, name: str, point: dict[str, Any] | None = None) -> MethodConfig:
+        """The method's defaults, the bench's ``--set`` overrides, then ``point`` (a grid point's settings)."""
+        return method_config(name, {**self.method_settings.get(name, {}), **(point or {})}, self.seed)
 
-    def training(self) -> TrainConfig:
-        return TrainConfig(model=self.model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed)
+    def grid(self, name: str) -> list[dict[str, Any]]:
+        """The grid points ``select`` tries for one method: its declared grid's keys only (empty: nothing to choose)."""
+        keys = [p.name for p in method(name).parameters if p.grid]
+        return [{key: point.to_json()[key] for key in keys} for point in method(name).settings_type.search_grid()]
+
+    def training(self, offset: int = 0) -> TrainConfig:
+        """The vanilla recipe; ``offset`` > 0 is the seed-``offset`` retraining of the noise band."""
+        return TrainConfig(model=self.model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed + offset)
 
     def to_json(self) -> dict[str, Any]:
         payload = asdict(self)
@@ -114,43 +149,99 @@ class BenchConfig:
 class BenchRequest:
     request: DeletionRequest
     fraction: float | None = None
+    role: str = TEST
+
+    @property
+    def group(self) -> str:
+        """What its scores are aggregated and its settings selected by: the forget fraction, else the level."""
+        return f"fraction{self.fraction:g}" if self.fraction is not None else self.request.level.value
 
     @property
     def key(self) -> str:
         digest = hashlib.sha1(",".join(self.request.targets).encode()).hexdigest()[:8]
-        label = f"fraction{self.fraction:g}" if self.fraction is not None else self.request.level.value
-        return f"{label}-{digest}"
+        return f"{self.group}-{digest}" if self.role == TEST else f"{VALIDATION}-{self.group}-{digest}"
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {**self.request.to_json(), "key": self.key}
+        out: dict[str, Any] = {**self.request.to_json(), "key": self.key, "role": self.role}
         if self.fraction is not None:
             out["fraction"] = self.fraction
         return out
 
 
+def _candidate_targets(dataset: HospitalDataset, level: Level, node: str, enough) -> tuple[str, ...]:
+    """``node`` alone, or — a section short of items — that section kind of each of its patient's studies."""
+    if level is not Level.SECTION or enough((node,)):
+        return (node,)
+    hospital = dataset.hospital
+    patient, kind = hospital.ancestor_at(node, Level.PATIENT), hospital.node(node).attributes.get("name")
+    if patient is None:
+        return (node,)
+    return tuple(sorted(n.id for n in hospital.descendants(patient.id)
+                        if n.level is Level.SECTION and not n.holdout and n.attributes.get("name") == kind))
+
+
+def _related(hospital, a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Whether two target sets share a node, or one holds an ancestor of the other's."""
+    return any(x == y or hospital.is_in_subtree(x, y) or hospital.is_in_subtree(y, x) for x in a for y in b)
+
+
 def draw_requests(dataset: HospitalDataset, model: MultimodalModel, config: BenchConfig) -> list[BenchRequest]:
-    """Targets per level (seeded; only nodes with samples the model can take), then fraction requests."""
+    """Test targets per level (seeded; forget sets of at least ``min_items`` usable questions), their
+    validation targets when selecting, then the fraction requests (and their validation draws)."""
     rng = random.Random(config.seed)
     requests: list[BenchRequest] = []
+    wanted = {TEST: config.targets_per_level, VALIDATION: config.validation_per_level if config.select else 0}
+
+    def counts(level: Level, targets: tuple[str, ...]) -> tuple[int, int]:
+        split = make_split(dataset, DeletionRequest(level, targets), seed=config.seed)
+        return len(model.usable(split.table(dataset, "forget"))), len(model.usable(split.table(dataset, "retain")))
+
     for name in config.levels:
         level = Level.parse(name)
         candidates = [n.id for n in dataset.hospital.nodes(level, holdout=False)]
         rng.shuffle(candidates)
-        chosen = []
+        chosen: dict[str, list[tuple[str, ...]]] = {TEST: [], VALIDATION: []}
+        largest = 0
         for node in candidates:
-            split = make_split(dataset, DeletionRequest(level, (node,)), seed=config.seed)
-            if model.usable(split.table(dataset, "forget")) and model.usable(split.table(dataset, "retain")):
-                chosen.append(node)
-            if len(chosen) == config.targets_per_level:
+            targets = _candidate_targets(dataset, level, node, lambda t: counts(level, t)[0] >= config.min_items)
+            if any(_related(dataset.hospital, targets, other) for picked in chosen.values() for other in picked):
+                continue
+            forget, retain = counts(level, targets)
+            largest = max(largest, forget)
+            if forget < config.min_items or not retain:
+                continue
+            role = TEST if len(chosen[TEST]) < wanted[TEST] else VALIDATION
+            chosen[role].append(targets)
+            if len(chosen[TEST]) == wanted[TEST] and len(chosen[VALIDATION]) == wanted[VALIDATION]:
                 break
-        if not chosen:
-            raise MedunlearnError(f"no {level.value} of this dataset has questions the {model.family} model can take; drop that level from --levels.")
-        requests += [BenchRequest(DeletionRequest(level, (node,))) for node in chosen]
+        if len(chosen[TEST]) < wanted[TEST] or len(chosen[VALIDATION]) < wanted[VALIDATION]:
+            need = f"{wanted[TEST]} test" + (f" and {wanted[VALIDATION]} validation" if wanted[VALIDATION] else "")
+            raise MedunlearnError(
+                f"the {level.value} level has {len(chosen[TEST]) + len(chosen[VALIDATION])} unrelated targets whose forget sets hold "
+                f"≥ {config.min_items} questions the {model.family} model can take (the largest holds {largest}), but the bench needs {need}; "
+                f"lower --targets-per-level or --min-items, or drop the level from --levels."
+            )
+        requests += [BenchRequest(DeletionRequest(level, targets), role=role) for role in (TEST, VALIDATION) for targets in chosen[role]]
     patients = sorted(n.id for n in dataset.hospital.nodes(Level.PATIENT, holdout=False))
     for index, fraction in enumerate(config.forget_fractions):
         count = max(1, round(fraction * len(patients)))
-        picked = tuple(sorted(random.Random(config.seed * FRACTION_SEED_STRIDE + index).sample(patients, count)))
-        requests.append(BenchRequest(DeletionRequest(Level.PATIENT, picked), fraction))
+        draws = [random.Random(config.seed * FRACTION_SEED_STRIDE + index)]  # the first draw of each fraction, as before replication
+        draws += [random.Random(f"{TEST}-{config.seed}-{index}-{n}") for n in range(1, config.targets_per_level)]
+        tested: set[str] = set()
+        for draw in draws:  # targets_per_level independent draws of the fraction (they may share patients)
+            picked = tuple(sorted(draw.sample(patients, count)))
+            if any(r.request.targets == picked for r in requests):
+                continue
+            requests.append(BenchRequest(DeletionRequest(Level.PATIENT, picked), fraction))
+            tested |= set(picked)
+        others = [p for p in patients if p not in tested]
+        draw = random.Random(f"{VALIDATION}-{config.seed}-{index}")
+        for _ in range(wanted[VALIDATION]):
+            if len(others) < count:
+                raise MedunlearnError(f"a forget fraction of {fraction:g} leaves too few other patients for its validation draws; lower --validation-per-level.")
+            held = tuple(sorted(draw.sample(others, count)))
+            others = [p for p in others if p not in held]
+            requests.append(BenchRequest(DeletionRequest(Level.PATIENT, held), fraction, VALIDATION))
     return requests
 
 
@@ -187,17 +278,21 @@ def _trained(dataset: HospitalDataset, config: TrainConfig, folder: Path, timing
     return folder
 
 
-def _request_in_worker(bench: Bench, bench_request: BenchRequest) -> tuple[list[dict[str, Any]], dict[str, float]]:
+#: one method run on a request: the cell's name and the method's configuration
+Run = tuple[str, MethodConfig]
+
+
+def _request_in_worker(bench: Bench, bench_request: BenchRequest, runs: list[Run], offset: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """One request's whole pipeline (oracle, evaluations, methods) in a worker process, on one torch thread."""
     import torch
 
     torch.set_num_threads(1)
     show_progress(False)  # the parent shows one bar for all requests
-    vanilla_folder = bench.folder / "models" / VANILLA
+    vanilla_folder = bench.vanilla_folder(offset)
     vanilla = load_model(vanilla_folder)
     vanilla.attach(bench.dataset)
     bench.timings = {}
-    return bench._request_rows(bench_request, vanilla, vanilla_folder), bench.timings
+    return bench._request_rows(bench_request, vanilla, vanilla_folder, runs, offset), bench.timings
 
 
 class Bench:
@@ -213,34 +308,92 @@ class Bench:
         _check_config(self.folder, self.settings)
         self.folder.mkdir(parents=True, exist_ok=True)
         write_json(self.folder / "bench_config.json", self.settings)
-        vanilla_folder = _trained(self.dataset, self.config.training(), self.folder / "models" / VANILLA, self.timings, "training")
+        vanilla_folder = _trained(self.dataset, self.config.training(), self.vanilla_folder(0), self.timings, "training")
         vanilla = load_model(vanilla_folder)
         vanilla.attach(self.dataset)
         if not (vanilla_folder / "quality.json").is_file():  # what the vanilla model memorised, for the report
             write_json(vanilla_folder / "quality.json", measure_quality(vanilla, self.dataset))
         requests = draw_requests(self.dataset, vanilla, self.config)
-        rows: list[dict[str, Any]] = []
-        if self.config.workers > 1 and len(requests) > 1:
-            for request_rows in self._requests_in_workers(requests):
-                rows += request_rows
-        else:
-            for bench_request in requests:
-                rows += self._request_rows(bench_request, vanilla, vanilla_folder)
+        done, planned = self.plan(requests)
+        note(f"{self.folder}: {sum(r.role == TEST for r in requests)} test and {sum(r.role == VALIDATION for r in requests)} validation requests, "
+             f"{planned} cells: {done} done, {planned - done} left")
+        tests = [r for r in requests if r.role == TEST]
+        selection = self._select([r for r in requests if r.role == VALIDATION], vanilla, vanilla_folder) if self.config.select else {}
+        runs = []
+        for bench_request in tests:
+            chosen = selection.get(bench_request.group, {})
+            runs.append([(name, self.config.method_config(name, chosen[name]["chosen"] if name in chosen else None)) for name in self._methods()])
+        rows = [row for request_rows in self._rows(tests, runs, vanilla, vanilla_folder) for row in request_rows]
         models = {vanilla.family: {"model": self.config.model, "quality": read_json(vanilla_folder / "quality.json")}}
         rows = [{"model": vanilla.family, **row} for row in rows]  # cells written before rows named their model
         metrics = metrics_document(self.settings, models, rows, self.timings)
+        metrics["selection"] = {vanilla.family: selection} if selection else {}
+        metrics["aggregates"] = aggregate(rows, seed=self.config.seed)
+        noise = [row for row in rows if row["method"] in (VANILLA, ORACLE)]
+        for offset in range(1, self.config.seeds):  # the same requests, vanilla and oracles trained from another seed
+            folder = _trained(self.dataset, self.config.training(offset), self.vanilla_folder(offset), self.timings, "training")
+            model = load_model(folder)
+            model.attach(self.dataset)
+            noise += [{"model": vanilla.family, **row} for rows_of in self._rows(tests, [[] for _ in tests], model, folder, offset) for row in rows_of]
+        metrics["noise"] = retraining_noise(noise) if self.config.seeds > 1 else []
         write_json(self.folder / "metrics.json", metrics)
         return metrics
 
-    def _oracle(self, bench_request: BenchRequest) -> tuple[TrainConfig, Path]:
-        return self.config.training().oracle_for(bench_request.request), self.folder / "models" / f"oracle-{bench_request.key}"
+    def plan(self, requests: list[BenchRequest]) -> tuple[int, int]:
+        """How many of the run's cells are finished, and how many it has."""
+        names: list[Path] = []
+        grid = [f"{name}@{i}" for name in self._methods() for i in range(len(self.config.grid(name)))]
+        for r in requests:
+            seeds = [f".seed{offset}" for offset in range(1, self.config.seeds)] if r.role == TEST else []
+            cells = [VANILLA, ORACLE, *(self._methods() if r.role == TEST else grid), *(f"{row}{s}" for s in seeds for row in (VANILLA, ORACLE))]
+            names += [self.folder / "cells" / r.key / f"{cell}.json" for cell in cells]
+        return sum(path.is_file() for path in names), len(names)
 
-    def _requests_in_workers(self, requests: list[BenchRequest]) -> list[list[dict[str, Any]]]:
+    def vanilla_folder(self, offset: int) -> Path:
+        return self.folder / "models" / (VANILLA if offset == 0 else f"{VANILLA}-seed{offset}")
+
+    def _methods(self) -> list[str]:
+        return [m for m in self.config.methods if m != ORACLE]
+
+    def _rows(self, requests: list[BenchRequest], runs: list[list[Run]], vanilla: MultimodalModel, vanilla_folder: Path,
+              offset: int = 0) -> list[list[dict[str, Any]]]:
+        """Each request's rows (its vanilla, oracle and method cells), in request order."""
+        if self.config.workers > 1 and len(requests) > 1:
+            return self._requests_in_workers(requests, runs, offset)
+        return [self._request_rows(r, vanilla, vanilla_folder, request_runs, offset) for r, request_runs in zip(requests, runs)]
+
+    def _select(self, validations: list[BenchRequest], vanilla: MultimodalModel, vanilla_folder: Path) -> dict[str, dict[str, Any]]:
+        """Per group and method, the grid point minimising the criterion over the group's validation requests."""
+        grids = {name: self.config.grid(name) for name in self._methods()}
+        runs = [[(f"{name}@{i}", self.config.method_config(name, point)) for name, points in grids.items() for i, point in enumerate(points)]
+                for _ in validations]
+        results = self._rows(validations, runs, vanilla, vanilla_folder)
+        selection: dict[str, dict[str, Any]] = {}
+        for group in dict.fromkeys(r.group for r in validations):
+            members = [(r, rows) for r, rows in zip(validations, results) if r.group == group]
+            for name, points in grids.items():
+                if not points:
+                    continue
+                values = []
+                for i in range(len(points)):
+                    per_request = []
+                    for _, rows in members:
+                        cells = {row["cell"]: row for row in rows}
+                        per_request.append(criterion(cells[f"{name}@{i}"], cells[VANILLA], cells[ORACLE]))
+                    values.append(per_request)
+                selection.setdefault(group, {})[name] = selection_record(points, values, [r.key for r, _ in members])
+        return selection
+
+    def _oracle(self, bench_request: BenchRequest, offset: int = 0) -> tuple[TrainConfig, Path]:
+        suffix = f"-seed{offset}" if offset else ""
+        return self.config.training(offset).oracle_for(bench_request.request), self.folder / "models" / f"oracle-{bench_request.key}{suffix}"
+
+    def _requests_in_workers(self, requests: list[BenchRequest], runs: list[list[Run]], offset: int = 0) -> list[list[dict[str, Any]]]:
         """Every request's rows, the requests side by side in ``workers`` one-thread processes (in request order)."""
         started = time.perf_counter()
         results: dict[int, list[dict[str, Any]]] = {}
         with ProcessPoolExecutor(max_workers=min(self.config.workers, len(requests)), mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_request_in_worker, self, r): index for index, r in enumerate(requests)}
+            futures = {pool.submit(_request_in_worker, self, r, request_runs, offset): index for index, (r, request_runs) in enumerate(zip(requests, runs))}
             try:
                 for future in track(as_completed(futures), f"{len(requests)} requests, {self.config.workers} at a time", total=len(futures)):
                     rows, timings = future.result()  # re-raises a worker's error here
@@ -254,42 +407,52 @@ class Bench:
         self.timings["requests"] = self.timings.get("requests", 0.0) + time.perf_counter() - started
         return [results[i] for i in range(len(requests))]
 
-    def _request_rows(self, bench_request: BenchRequest, vanilla: MultimodalModel, vanilla_folder: Path) -> list[dict[str, Any]]:
+    def _request_rows(self, bench_request: BenchRequest, vanilla: MultimodalModel, vanilla_folder: Path, runs: list[Run],
+                      offset: int = 0) -> list[dict[str, Any]]:
+        """One request's vanilla and oracle rows, then one row per run; ``offset`` > 0: the models of that training seed (no runs)."""
         request = bench_request.request
         split = make_split(self.dataset, request, seed=self.config.seed)
         cells = self.folder / "cells" / bench_request.key
         cells.mkdir(parents=True, exist_ok=True)
         sets = evaluation_sets(vanilla, self.dataset, split, limit=self.config.eval_limit, seed=self.config.seed)
-        oracle_config, oracle_folder = self._oracle(bench_request)
+        if bench_request.role == VALIDATION:  # a validation request only feeds the selection criterion: its sets, no attacks
+            sets = {name: sets[name] for name in SELECTION_SETS}
+        oracle_config, oracle_folder = self._oracle(bench_request, offset)
         oracle_folder = _trained(self.dataset, oracle_config, oracle_folder, self.timings, "oracles")
         oracle_cost = Cost(**read_json(oracle_folder / "cost.json"))
-        reference_path = cells / "retrain.reference.json"
+        suffix = f".seed{offset}" if offset else ""
+        reference_path = cells / f"{ORACLE}{suffix}.reference.json"
         if not reference_path.is_file():
             oracle = load_model(oracle_folder)
-            evaluation = self._evaluate(oracle, sets)
+            evaluation = self._evaluate(oracle, sets, bench_request)
             write_json(reference_path, evaluation.reference())
-            self._write_cell(cells, oracle, ORACLE, bench_request, evaluation, evaluation.reference(), oracle_cost,
-                             {"epochs": len(read_json(oracle_folder / "training_log.json"))})
+            self._write_cell(cells, oracle, ORACLE + suffix, bench_request, evaluation, evaluation.reference(), oracle_cost,
+                             {"epochs": len(read_json(oracle_folder / "training_log.json")), "training_seed": oracle_config.seed})
         reference = read_json(reference_path)
-        if not (cells / f"{VANILLA}.json").is_file():
-            self._write_cell(cells, vanilla, VANILLA, bench_request, self._evaluate(vanilla, sets), reference, None, {})
-        for name in track([m for m in self.config.methods if m != ORACLE], f"methods on {bench_request.key}"):
-            if (cells / f"{name}.json").is_file():
+        if not (cells / f"{VANILLA}{suffix}.json").is_file():
+            self._write_cell(cells, vanilla, VANILLA + suffix, bench_request, self._evaluate(vanilla, sets, bench_request), reference, None,
+                             {"training_seed": self.config.seed + offset})
+        for cell, config in track(runs, f"methods on {bench_request.key}"):
+            done = read_json(cells / f"{cell}.json")
+            if done is not None and done.get("settings") == config.settings.to_json():
                 continue
-            unlearned, cost, summary = unlearn(vanilla, split, self.config.method_config(name), dataset=self.dataset, source=vanilla_folder, workdir=self.folder)
-            self.timings[f"method:{name}"] = self.timings.get(f"method:{name}", 0.0) + cost.wall_s
-            self._write_cell(cells, unlearned, name, bench_request, self._evaluate(unlearned, sets), reference, cost, summary)
-        wanted = [VANILLA, ORACLE, *(m for m in self.config.methods if m != ORACLE)]  # the oracle row is always shown
-        return [read_json(cells / f"{name}.json") for name in wanted]
+            unlearned, cost, summary = unlearn(vanilla, split, config, dataset=self.dataset, source=vanilla_folder, workdir=self.folder)
+            self.timings[f"method:{config.method}"] = self.timings.get(f"method:{config.method}", 0.0) + cost.wall_s
+            self._write_cell(cells, unlearned, cell, bench_request, self._evaluate(unlearned, sets, bench_request), reference, cost, summary, config)
+        wanted = [VANILLA + suffix, ORACLE + suffix, *(cell for cell, _ in runs)]  # the oracle row is always shown
+        return [{**read_json(cells / f"{cell}.json"), "cell": cell} for cell in wanted]
 
-    def _evaluate(self, model: MultimodalModel, sets) -> ModelEvaluation:
+    def _evaluate(self, model: MultimodalModel, sets, bench_request: BenchRequest) -> ModelEvaluation:
         started = time.perf_counter()
-        evaluation = evaluate_model(model, self.dataset, sets, seed=self.config.seed)
+        evaluation = evaluate_model(model, self.dataset, sets, seed=self.config.seed, attacks=bench_request.role == TEST)
         self.timings["evaluation"] = self.timings.get("evaluation", 0.0) + time.perf_counter() - started
         return evaluation
 
-    def _write_cell(self, cells: Path, model: MultimodalModel, name: str, bench_request: BenchRequest, evaluation: ModelEvaluation,
-                    reference: dict[str, Any] | None, cost: Cost | None, summary: dict[str, Any]) -> None:
+    def _write_cell(self, cells: Path, model: MultimodalModel, cell: str, bench_request: BenchRequest, evaluation: ModelEvaluation,
+                    reference: dict[str, Any] | None, cost: Cost | None, summary: dict[str, Any], config: MethodConfig | None = None) -> None:
+        name = config.method if config is not None else cell.split(".")[0]
         row = result_row(model.family, bench_request.to_json(), name, compare_with_oracle(evaluation, reference),
                          cost.to_json() if cost is not None else None, summary)
-        write_json(cells / f"{name}.json", row)
+        if config is not None:
+            row["settings"] = config.settings.to_json()
+        write_json(cells / f"{cell}.json", row)

@@ -31,8 +31,8 @@ FORGET_MI_COHORT = {"institutions": 4, "patients": 30, "studies": 1, "holdout_pa
 FORGET_FRACTIONS = (0.03, 0.06, 0.10)
 #: --quick pretrains smaller bases (a first look, not a measurement)
 QUICK_PRETRAIN = {"patients": 300, "vision_epochs": 6}
-#: --quick's budgets: every gradient method 10 steps, Forget-MI one epoch
-QUICK_STEPS = {m.name: {"steps": 10} for m in GRADIENT_METHODS}
+#: --quick's budgets: every gradient method and Forget-MI one epoch over the forget set
+QUICK_BUDGETS = {m.name: {"epochs": 1} for m in GRADIENT_METHODS}
 QUICK_FORGET_MI = {FORGET_MI.name: {"epochs": 1}}
 
 
@@ -65,10 +65,10 @@ def bench_configs(*, quick: bool, seed: int) -> tuple[BenchConfig, BenchConfig]:
         vlm_model, dual_model = (str(ensure_base(PretrainConfig(model=name, **QUICK_PRETRAIN))[0]) for name in (DEFAULT_PRESET, DUAL_ENCODER))
     workers = 2 if (os.cpu_count() or 1) >= 2 and not torch.cuda.is_available() else 1  # requests side by side on a CPU
     vlm = BenchConfig(model=vlm_model, seed=seed, epochs=4 if quick else None, eval_limit=16 if quick else 100, workers=workers,
-                      method_settings={**QUICK_STEPS, **QUICK_FORGET_MI} if quick else {})
+                      method_settings={**QUICK_BUDGETS, **QUICK_FORGET_MI} if quick else {})
     # the classifier trains in seconds: starting worker processes would cost more than it saves
     dual = BenchConfig(model=dual_model, levels=(), forget_fractions=FORGET_FRACTIONS, seed=seed,
-                       epochs=5 if quick else None, eval_limit=24 if quick else 100, method_settings=QUICK_STEPS if quick else {})
+                       epochs=5 if quick else None, eval_limit=24 if quick else 100, method_settings=QUICK_BUDGETS if quick else {})
     return vlm, dual
 
 

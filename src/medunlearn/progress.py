@@ -38,3 +38,9 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
         for item in items:
             yield item
             progress.advance(task)
+
+
+def note(text: str) -> None:
+    """One status line on stderr (hidden with the bars)."""
+    if _shown["bars"]:
+        _console.print(text, highlight=False)

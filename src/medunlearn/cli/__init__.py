@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from medunlearn.cli.console import err, out, print_quality, print_results, print_summary
+from medunlearn.cli.console import err, out, print_claims, print_quality, print_results, print_summary
 from medunlearn.cli.data import data_app
 from medunlearn.cli.options import DataOption, LevelOption, OutOption, TargetOption
 from medunlearn.config import DEFAULT_PRESET
@@ -189,7 +189,11 @@ def bench_command(
     model: Annotated[str, typer.Option("--model", help="Preset, dual-encoder, or a model folder.")] = DEFAULT_PRESET,
     methods: Annotated[str | None, typer.Option("--methods", help="Comma-separated methods (default: all).")] = None,
     levels: Annotated[str | None, typer.Option("--levels", help="Comma-separated levels (default: all four; none with --forget-fraction).")] = None,
-    targets_per_level: Annotated[int, typer.Option("--targets-per-level", help="Requests drawn per level.")] = 1,
+    targets_per_level: Annotated[int, typer.Option("--targets-per-level", help="Test requests drawn per level.")] = 1,
+    select: Annotated[bool, typer.Option("--select", help="Choose each method's setting per level from its grid on validation requests (else: declared defaults).")] = False,
+    validation_per_level: Annotated[int, typer.Option("--validation-per-level", help="Validation requests per level that --select tunes on.")] = 1,
+    min_items: Annotated[int, typer.Option("--min-items", help="Questions a request's forget set must hold to be drawn.")] = 20,
+    seeds: Annotated[int, typer.Option("--seeds", help="Training seeds of vanilla and oracle (≥ 2: the retraining-noise band).")] = 1,
     forget_fraction: Annotated[str | None, typer.Option("--forget-fraction", help="Patient shares deleted at once, e.g. 0.03,0.06,0.10.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of training, requests, methods and evaluation.")] = 0,
     epochs: Annotated[int | None, typer.Option(help="Training epochs (default: the model family's).")] = None,
@@ -202,7 +206,8 @@ def bench_command(
     from medunlearn.data.dataset import HospitalDataset
     from medunlearn.report.html import render
 
-    config = _bench_config(model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, set_, workers)
+    config = _bench_config(model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, set_, workers,
+                           select=select, validation_per_level=validation_per_level, min_items=min_items, seeds=seeds)
     dataset = HospitalDataset.load(data)
     metrics = Bench(dataset, config, out_dir).run()
     report = render(metrics, Path(out_dir))
@@ -210,7 +215,7 @@ def bench_command(
     out.print(f"wrote {Path(out_dir) / 'metrics.json'} and {report}")
 
 
-def _bench_config(model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, assignments, workers):
+def _bench_config(model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, assignments, workers, **protocol):
     from medunlearn.bench import ALL_LEVELS, BenchConfig
     from medunlearn.config import parse_assignments
     from medunlearn.methods.registry import METHODS
@@ -231,7 +236,7 @@ def _bench_config(model, methods, levels, targets_per_level, forget_fraction, se
     return BenchConfig(
         model=model, methods=tuple(_split_list(methods) or METHODS), levels=tuple(chosen_levels),
         targets_per_level=targets_per_level, forget_fractions=tuple(fractions), seed=seed, epochs=epochs,
-        eval_limit=limit, method_settings=settings, workers=workers,
+        eval_limit=limit, method_settings=settings, workers=workers, **protocol,
     )
 
 
@@ -257,6 +262,20 @@ def demo(
 
     run = run_demo(out_dir, quick=quick, seed=seed, announce=lambda dataset, folder: print_summary(dataset.summary(), folder))
     print_results(run.metrics["results"])
+    out.print(f"[bold]report:[/] {run.report.resolve()}")
+
+
+@app.command("reproduce")
+def reproduce(
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder (a rerun resumes it).")] = Path("runs/reproduce"),
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """The claims configuration: both settings with --select, 3 test requests per level (3 draws per Forget-MI
+    fraction), 2 training seeds; the report opens with the published claims, checked."""
+    from medunlearn.reproduce import run_reproduce
+
+    run = run_reproduce(out_dir, seed=seed, announce=lambda dataset, folder: print_summary(dataset.summary(), folder))
+    print_claims(run.metrics.get("aggregates") or [])
     out.print(f"[bold]report:[/] {run.report.resolve()}")
 
 

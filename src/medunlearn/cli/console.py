@@ -49,3 +49,16 @@ def print_quality(title: str, quality: dict[str, float]) -> None:
     for key, value in quality.items():
         table.add_row(key, f"{value:.3f}")
     out.print(table)
+
+
+def print_claims(aggregates: list[dict]) -> None:
+    """The published claims with their verdicts (the report has every check's numbers)."""
+    from medunlearn.evaluation.claims import check_claims
+
+    table = Table(title="the published claims, checked (numbers per check: report.html)", title_justify="left")
+    table.add_column("claim")
+    table.add_column("model")
+    table.add_column("verdict")
+    for claim in check_claims(aggregates):
+        table.add_row(claim["claim"], claim["model"], claim["verdict"])
+    out.print(table)

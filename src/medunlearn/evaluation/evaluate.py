@@ -140,14 +140,16 @@ def _summarise(model: MultimodalModel, samples: list[Sample], answers: list[str]
     return summary
 
 
-def evaluate_model(model: MultimodalModel, dataset: HospitalDataset, sets: dict[str, list[Sample]], *, seed: int, reconstruction_limit: int = RECONSTRUCTION_LIMIT) -> ModelEvaluation:
-    """Answers, task scores, losses, privacy and the reconstruction attack of one model."""
+def evaluate_model(model: MultimodalModel, dataset: HospitalDataset, sets: dict[str, list[Sample]], *, seed: int,
+                   reconstruction_limit: int = RECONSTRUCTION_LIMIT, attacks: bool = True) -> ModelEvaluation:
+    """Answers, task scores, losses and — with ``attacks`` — privacy and the reconstruction attack of one model."""
     model.attach(dataset)
     with model.eval_mode():
-        return _evaluate(model, dataset, sets, seed=seed, reconstruction_limit=reconstruction_limit)
+        return _evaluate(model, dataset, sets, seed=seed, reconstruction_limit=reconstruction_limit, attacks=attacks)
 
 
-def _evaluate(model: MultimodalModel, dataset: HospitalDataset, sets: dict[str, list[Sample]], *, seed: int, reconstruction_limit: int) -> ModelEvaluation:
+def _evaluate(model: MultimodalModel, dataset: HospitalDataset, sets: dict[str, list[Sample]], *, seed: int, reconstruction_limit: int,
+              attacks: bool) -> ModelEvaluation:
     results: dict[str, SetEvaluation] = {}
     for name in track(list(sets), "evaluating sets"):
         samples = sets[name]
@@ -156,13 +158,16 @@ def _evaluate(model: MultimodalModel, dataset: HospitalDataset, sets: dict[str, 
         losses, min_k = loss_statistics(model, samples)
         results[name] = SetEvaluation([s.id for s in samples], [s.task.value for s in samples], answers, scores, losses, min_k,
                                       _summarise(model, samples, answers, scores))
-    non_members = tuple(np.concatenate([getattr(results[name], part) for name in HOLDOUT_SETS]) for part in ("losses", "min_k"))
-    privacy = privacy_scores(
-        {"holdout": non_members, **{name: (results[name].losses, results[name].min_k) for name in ("forget", "retain")}}, seed=seed
-    )
-    attack = reconstruction_attack(model, dataset, sets["forget"], limit=reconstruction_limit, seed=seed)
+    privacy: dict[str, Any] = {}
+    attack: list[dict[str, Any]] = []
+    if attacks:
+        non_members = tuple(np.concatenate([getattr(results[name], part) for name in HOLDOUT_SETS]) for part in ("losses", "min_k"))
+        privacy = privacy_scores(
+            {"holdout": non_members, **{name: (results[name].losses, results[name].min_k) for name in ("forget", "retain")}}, seed=seed
+        )
+        attack = reconstruction_attack(model, dataset, sets["forget"], limit=reconstruction_limit, seed=seed)
     retain_logits = None
-    if model.classes and sets["retain"]:  # a classifier's logits on retain, for the logit distance to the oracle
+    if model.classes and sets.get("retain"):  # a classifier's logits on retain, for the logit distance to the oracle
         retain_logits = np.concatenate(
             [model.logits(model.batch(sets["retain"][i : i + 64])).detach().float().cpu().numpy() for i in range(0, len(sets["retain"]), 64)]
         )

@@ -7,6 +7,12 @@ model (``vanilla``, the ``retrain`` oracle or a method) on one request::
      "sibling": ..., "privacy": {...}, "reconstruction": [...], "oracle_distance": {...},
      "ks_p": ..., "cost": {...} | null, "summary": {...}}
 
+Beside the rows, a bench writes ``aggregates`` (per model, request group and method: each
+metric's mean, bootstrap CI and paired difference to the oracle over the test requests,
+:mod:`medunlearn.evaluation.statistics`) and ``selection`` (per model, group and method:
+the grid, each point's criterion values on the validation requests and the chosen point,
+:mod:`medunlearn.evaluation.selection`; empty when the declared defaults ran).
+
 This module is plain data (no torch), so the report reads it without loading a model.
 """
 
@@ -66,4 +72,6 @@ def merge_metrics(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "models": {k: v for part in parts for k, v in part["models"].items()},
         "results": [row for part in parts for row in part["results"]],
         "timings": {f"{family}:{k}": v for part in parts for family in part["models"] for k, v in part["timings"].items()},
+        "selection": {family: chosen for part in parts for family, chosen in (part.get("selection") or {}).items()},
+        "aggregates": [entry for part in parts for entry in part.get("aggregates", [])],
     }

@@ -8,7 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from medunlearn.evaluation.results import REFERENCE_ROWS, SETS, VANILLA
+from medunlearn.evaluation.claims import FAILS, HOLDS, INCONCLUSIVE, check_claims
+from medunlearn.evaluation.results import ORACLE, REFERENCE_ROWS, SETS, VANILLA
 from medunlearn.outputs import atomic_file
 from medunlearn.report.plots import draw_all
 from medunlearn.report.tables import closest_to_oracle, summary_table
@@ -95,11 +96,99 @@ def _detail(results: list[dict[str, Any]], model: str, label: str) -> str:
     )
 
 
+#: the aggregated metrics the report shows, in column order (statistics.row_metrics names)
+AGGREGATE_COLUMNS = [
+    ("forget/all", "forget"), ("siblings/all", "siblings"), ("retain/all", "retain"), ("holdout_diagnostic/all", "holdout diagnostic"),
+    ("gap/generation", "gap · generation"), ("gap/classification", "gap · classification"), ("gap/cloze", "gap · cloze"),
+    ("forget/total", "forget · total"), ("forget/auc", "forget AUC"), ("privacy/loss_auc", "LOSS MIA AUC"),
+]
+
+
+def _interval(entry: dict[str, Any] | None) -> str:
+    """``mean [low, high]``, or the mean alone when there is no interval (one request)."""
+    if not entry or entry.get("mean") is None:
+        return "–"
+    if entry.get("low") is None:
+        return f"{entry['mean']:.3f}"
+    return f"{entry['mean']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
+
+
+def _aggregates(aggregates: list[dict[str, Any]]) -> str:
+    """Per model and group: each method's means with 95 % CIs over the test requests, then method − oracle, paired."""
+    parts = []
+    for model, group in dict.fromkeys((a["model"], a["group"]) for a in aggregates):
+        entries = [a for a in aggregates if (a["model"], a["group"]) == (model, group)]
+        columns = [(key, title) for key, title in AGGREGATE_COLUMNS if any(key in e["metrics"] for e in entries)]
+        head = "<th class='name'>method</th><th>n</th>" + "".join(f"<th>{html.escape(t)}</th>" for _, t in columns)
+        for title, pick in (("mean [95 % CI]", lambda e, k: e["metrics"].get(k)),
+                            ("method − oracle, paired [95 % CI]", lambda e, k: (e["metrics"].get(k) or {}).get("minus_oracle"))):
+            body = []
+            for e in entries:
+                if title.startswith("method") and e["method"] == ORACLE:  # the oracle against itself says nothing
+                    continue
+                css = " class='reference'" if e["method"] in REFERENCE_ROWS else ""
+                cells = "".join(f"<td>{html.escape(_interval(pick(e, k)))}</td>" for k, _ in columns)
+                body.append(f"<tr{css}><td class='name'>{html.escape(e['method'])}</td><td>{e['requests']}</td>{cells}</tr>")
+            parts.append(f"<h3>{html.escape(model)} · {html.escape(group)} — {title}</h3>"
+                         f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+    return "".join(parts)
+
+
+def _selection(selection: dict[str, Any]) -> str:
+    """Each method's grid on a group's validation requests, its criterion values and the chosen point."""
+    if not any(selection.values()):
+        return ("<p class='note'>No selection ran: every method used its declared default settings (with any --set overrides). "
+                "Run the bench with --select to choose each method's setting per level on validation requests.</p>")
+    parts = []
+    for model, groups in selection.items():
+        for group, methods in groups.items():
+            rows = []
+            for name, record in methods.items():
+                for i, point in enumerate(record["grid"]):
+                    mark = " ✔" if i == record["chosen_index"] else ""
+                    settings = ", ".join(f"{k}={v:g}" for k, v in point["settings"].items())
+                    values = ", ".join(f"{v:.3f}" for v in point["criterion"])
+                    mean = "–" if point["mean"] is None else f"{point['mean']:.3f}"
+                    rows.append(f"<tr><td class='name'>{html.escape(name)}{mark}</td><td class='name'>{html.escape(settings)}</td>"
+                                f"<td>{mean}</td><td class='name'>{html.escape(values)}</td></tr>")
+            requests = next(iter(methods.values()))["validation_requests"] if methods else []
+            parts.append(f"<h3>{html.escape(model)} · {html.escape(group)} (validation requests: {html.escape(', '.join(requests))})</h3>"
+                         "<table><thead><tr><th class='name'>method</th><th class='name'>grid point</th><th>criterion (mean)</th>"
+                         f"<th class='name'>per validation request</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    criterion = next(iter(next(iter(next(iter(selection.values())).values())).values()))["criterion"]
+    return f"<p class='note'>Criterion, fixed before any test request is scored: {html.escape(criterion)}. ✔ marks the chosen point.</p>" + "".join(parts)
+
+
+VERDICT_STYLE = {HOLDS: "#1e8449", FAILS: "#b03a2e", INCONCLUSIVE: "#7d6608"}
+
+
+def _claims(aggregates: list[dict[str, Any]]) -> str:
+    """The seed papers' claims, each with its verdict and the numbers of every check."""
+    claims = check_claims(aggregates)
+    if not claims:
+        return ""
+    rows = []
+    for claim in claims:
+        colour = VERDICT_STYLE[claim["verdict"]]
+        rows.append(f"<tr><td class='name'><b>{html.escape(claim['claim'])}</b> ({html.escape(claim['model'])})</td>"
+                    f"<td class='name' style='color:{colour}'><b>{html.escape(claim['verdict'])}</b></td><td></td></tr>")
+        for check in claim["checks"]:
+            rows.append(f"<tr><td class='name'>&nbsp;&nbsp;{html.escape(check['check'])}</td>"
+                        f"<td class='name' style='color:{VERDICT_STYLE[check['verdict']]}'>{html.escape(check['verdict'])}</td>"
+                        f"<td class='name'>{html.escape(check['numbers'])}</td></tr>")
+    return ("<h2>The published claims, checked</h2><p class='note'>Holds / does not hold when the 95 % interval lies wholly on one "
+            "side of the threshold; inconclusive when it crosses it or when there is one request (an example, not evidence). "
+            "Thresholds and rules: docs/evaluation.md.</p>"
+            "<table><thead><tr><th class='name'>claim · check</th><th class='name'>verdict</th><th class='name'>numbers: mean [95 % CI]</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
 def render(metrics: dict[str, Any], folder: Path) -> Path:
     """Draw the plots into ``folder/plots`` and write ``folder/report.html``."""
     results = metrics["results"]
-    plots = draw_all(results, folder / "plots")
+    plots = draw_all(results, folder / "plots", metrics.get("aggregates"), metrics.get("noise"))
     captions = {
+        "forget_against_oracle.png": "Forget score minus the oracle's, paired per request, with 95 % CIs; the grey band is the spread of the oracle's own training seeds.",
         "forget_vs_retain.png": "Forget vs retain score per method and request level.",
         "reconstruction.png": "Forget score with more hierarchical context in the prompt (reconstruction attack).",
         "mia_roc.png": "LOSS membership-inference ROC curves, forget vs holdout; the oracle's curve is the target.",
@@ -113,6 +202,7 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
                  "(ROUGE-L for generation, exact match otherwise); the retrain oracle, trained without the deleted data, defines "
                  "what forgotten looks like: the best method is closest to it on the forget sets while matching the vanilla "
                  "model on what is kept.</p>")
+    parts.append(_claims(metrics.get("aggregates") or []))
     parts.append("<h2>Which method came closest to the oracle</h2><ul>")
     vanilla = {(r["model"], r["request"]): r for r in table if r["method"] == VANILLA}
     for v in verdicts:
@@ -136,6 +226,14 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
         parts.append(f"<h3>{html.escape(key[0])} · {html.escape(key[1])}</h3>")
         rows = [r for r in table if (r["model"], r["request"]) == key]
         parts.append(_table(rows, CLASSIFIER_COLUMNS if any(r["holdout_image_auc"] is not None for r in rows) else COLUMNS))
+    if metrics.get("aggregates"):
+        parts.append("<h2>Over requests: means with 95 % bootstrap CIs</h2><p class='note'>Intervals resample the test requests "
+                     "(n per row); with one request there is no interval, only an example. The paired difference to the oracle "
+                     "is taken request by request; past the oracle on the forget set is over-forgetting, not success.</p>")
+        parts.append(_aggregates(metrics["aggregates"]))
+    if "selection" in metrics:
+        parts.append("<h2>How each method's settings were chosen</h2>")
+        parts.append(_selection(metrics["selection"]))
     parts.append("<h2>Figures</h2>")
     parts += [_image(p, captions.get(p.name, p.name)) for p in plots]
     parts.append("<h2>Per-level detail (mean score per set)</h2>")

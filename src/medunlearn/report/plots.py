@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from medunlearn.evaluation.results import REFERENCE_ROWS
+from medunlearn.evaluation.results import ORACLE, REFERENCE_ROWS
 from medunlearn.outputs import atomic_file
 from medunlearn.report.tables import grouped, summary_table
 
@@ -104,9 +104,38 @@ def cost_vs_quality(results: list[dict[str, Any]], path: Path) -> Path:
     return _save(figure, path)
 
 
-def draw_all(results: list[dict[str, Any]], folder: Path) -> list[Path]:
+def forget_against_oracle(aggregates: list[dict[str, Any]], noise: list[dict[str, Any]], path: Path) -> Path | None:
+    """Per model and group: each row's forget score minus the oracle's (paired mean, 95 % CI over requests),
+    beside the band the oracle's own retraining seeds span."""
+    groups = list(dict.fromkeys((a["model"], a["group"]) for a in aggregates if a["method"] != ORACLE))
+    if not groups:
+        return None
+    figure, axes = _panels(len(groups))
+    for ax, (model, group) in zip(axes, groups):
+        entries = [a for a in aggregates if (a["model"], a["group"]) == (model, group) and a["method"] != ORACLE]
+        for i, entry in enumerate(entries):
+            paired = (entry["metrics"].get("forget/all") or {}).get("minus_oracle") or {}
+            if paired.get("mean") is None:
+                continue
+            low, high = paired.get("low"), paired.get("high")
+            error = [[paired["mean"] - low], [high - paired["mean"]]] if low is not None else None
+            ax.errorbar([i], [paired["mean"]], yerr=error, fmt="s" if entry["method"] in REFERENCE_ROWS else "o", capsize=3)
+        band = next((n["metrics"].get("forget/all") for n in noise if (n["model"], n["group"], n["method"]) == (model, group, ORACLE)), None)
+        if band:  # the oracle's seeds, relative to the seed the methods are paired with
+            ax.axhspan(band["low"] - band["per_seed"][0], band["high"] - band["per_seed"][0], color="grey", alpha=0.3, label="oracle seeds")
+            ax.legend(fontsize=7)
+        ax.axhline(0, color="black", linewidth=0.7)
+        ax.set_xticks(range(len(entries)), [e["method"] for e in entries], rotation=45, ha="right", fontsize=8)
+        ax.set_title(f"{model} · {group} (n = {max(e['requests'] for e in entries)})", fontsize=9)
+    figure.suptitle("Forget score minus the oracle's, paired per request (95 % CI); below 0 is over-forgetting")
+    return _save(figure, path)
+
+
+def draw_all(results: list[dict[str, Any]], folder: Path, aggregates: list[dict[str, Any]] | None = None,
+             noise: list[dict[str, Any]] | None = None) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     made = [
+        forget_against_oracle(aggregates or [], noise or [], folder / "forget_against_oracle.png"),
         forget_vs_retain(results, folder / "forget_vs_retain.png"),
         reconstruction(results, folder / "reconstruction.png"),
         mia_roc(results, folder / "mia_roc.png"),
