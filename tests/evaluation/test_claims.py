@@ -81,3 +81,12 @@ def test_the_forget_mi_claim(auc_drop, test_gap, verdict):
                    privacy__loss_auc=drop, holdout_diagnostic__auc={"minus_oracle": test_gap})
     claim = next(c for c in check_claims([entry]) if c["claim"].startswith("Forget-MI"))
     assert claim["verdict"] == verdict and "paper -0.221" in claim["checks"][0]["numbers"]
+
+
+def test_the_forget_mi_claim_says_when_the_oracle_itself_does_not_drop():
+    drop = {"minus_vanilla": _ci(0.0, 0.0, 0.0)}
+    entries = [_entry("fraction0.1", "forget_mi", forget__auc=drop, forget__macro_f1=drop, privacy__loss_auc=drop,
+                      holdout_diagnostic__auc={"minus_oracle": _ci(0.0, 0.0, 0.0)}),
+               _entry("fraction0.1", "retrain", forget__auc={"minus_vanilla": _ci(0.0, -0.01, 0.01)})]
+    claim = next(c for c in check_claims(entries) if c["claim"].startswith("Forget-MI"))
+    assert claim["verdict"] == FAILS and "the oracle's own forget AUC − original is +0.000" in claim["checks"][0]["numbers"]

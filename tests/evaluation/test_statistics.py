@@ -49,3 +49,15 @@ def test_aggregates_pair_each_method_with_the_oracle_request_by_request():
     assert chip["minus_oracle"]["mean"] == pytest.approx(0.2)  # (0.3 + 0.1) / 2, paired per request
     assert chip["minus_oracle"]["low"] >= 0.1 - 1e-9 and chip["minus_oracle"]["high"] <= 0.3 + 1e-9
     assert "minus_oracle" not in out["retrain"]["metrics"]["forget/all"]
+
+
+def test_merged_documents_keep_every_part_of_each_bench():
+    from medunlearn.evaluation.results import merge_metrics
+
+    def part(family):
+        return {"config": {}, "models": {family: {}}, "results": [], "timings": {"training": 1.0},
+                "selection": {family: {"patient": {"chip": {}}}}, "aggregates": [{"model": family}], "noise": [{"model": family}]}
+
+    merged = merge_metrics([part("qwen2_vl"), part("dual_encoder")])
+    assert set(merged["selection"]) == {"qwen2_vl", "dual_encoder"}
+    assert [a["model"] for a in merged["aggregates"]] == [n["model"] for n in merged["noise"]] == ["qwen2_vl", "dual_encoder"]

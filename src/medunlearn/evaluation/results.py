@@ -74,4 +74,5 @@ def merge_metrics(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "timings": {f"{family}:{k}": v for part in parts for family in part["models"] for k, v in part["timings"].items()},
         "selection": {family: chosen for part in parts for family, chosen in (part.get("selection") or {}).items()},
         "aggregates": [entry for part in parts for entry in part.get("aggregates", [])],
+        "noise": [entry for part in parts for entry in part.get("noise", [])],
     }

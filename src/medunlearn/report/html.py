@@ -136,7 +136,7 @@ def _aggregates(aggregates: list[dict[str, Any]]) -> str:
 
 def _selection(selection: dict[str, Any]) -> str:
     """Each method's grid on a group's validation requests, its criterion values and the chosen point."""
-    if not any(selection.values()):
+    if not any(methods for groups in selection.values() for methods in groups.values()):
         return ("<p class='note'>No selection ran: every method used its declared default settings (with any --set overrides). "
                 "Run the bench with --select to choose each method's setting per level on validation requests.</p>")
     parts = []
@@ -155,7 +155,7 @@ def _selection(selection: dict[str, Any]) -> str:
             parts.append(f"<h3>{html.escape(model)} · {html.escape(group)} (validation requests: {html.escape(', '.join(requests))})</h3>"
                          "<table><thead><tr><th class='name'>method</th><th class='name'>grid point</th><th>criterion (mean)</th>"
                          f"<th class='name'>per validation request</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
-    criterion = next(iter(next(iter(next(iter(selection.values())).values())).values()))["criterion"]
+    criterion = next(record["criterion"] for groups in selection.values() for methods in groups.values() for record in methods.values())
     return f"<p class='note'>Criterion, fixed before any test request is scored: {html.escape(criterion)}. ✔ marks the chosen point.</p>" + "".join(parts)
 
 
