@@ -78,6 +78,9 @@ def test_fraction_requests_are_reproducible_and_sized(small_dataset, dual_run):
         ({"levels": (), "forget_fractions": ()}, "has no request"),
         ({"method_settings": {"chip": {"k": "0"}}}, "k=0 is out of range"),
         ({"workers": 0}, "--workers is 0"),
+        ({"seeds": 0}, "--seeds is 0"),
+        ({"min_items": 0}, "--min-items is 0"),
+        ({"validation_per_level": 0}, "--validation-per-level is 0"),
     ],
 )
 def test_bad_bench_configs(changes, message):
