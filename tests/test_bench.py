@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from medunlearn.bench import Bench, BenchConfig, draw_requests
+from medunlearn.bench import Bench, BenchConfig
+from medunlearn.bench_requests import draw_requests
 from medunlearn.data.hierarchy import Level
 from medunlearn.evaluation.results import load_metrics
 from medunlearn.errors import MedunlearnError

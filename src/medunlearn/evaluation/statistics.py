@@ -114,13 +114,14 @@ def retraining_noise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     keys = list(dict.fromkeys((r["model"], group_of(r["request"]), r["method"]) for r in rows if r["method"] in PAIRED))
     for model, group, method in keys:
-        mine = [r for r in rows if (r["model"], group_of(r["request"]), r["method"]) == (model, group, method)]
-        seeds = sorted({(r.get("summary") or {}).get("training_seed", 0) for r in mine})
+        mine = [((r.get("summary") or {}).get("training_seed", 0), row_metrics(r)) for r in rows
+                if (r["model"], group_of(r["request"]), r["method"]) == (model, group, method)]
+        seeds = sorted({seed for seed, _ in mine})
         metrics = {}
         for name in NOISE_METRICS:
             per_seed = []
             for seed in seeds:
-                values = [v for r in mine if (r.get("summary") or {}).get("training_seed", 0) == seed and (v := row_metrics(r).get(name)) is not None]
+                values = [v for s, flat in mine if s == seed and (v := flat.get(name)) is not None]
                 if values:
                     per_seed.append(float(np.mean(values)))
             if len(per_seed) >= 2:

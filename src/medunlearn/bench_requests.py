@@ -1,0 +1,132 @@
+"""The requests a bench scores (PROTOCOL.md §5): test targets per level, their validation
+targets, and forget-fraction draws — each a :class:`BenchRequest`.
+
+Per level, ``targets_per_level`` test targets whose forget sets hold at least
+``min_items`` questions the model can take (a section short of them becomes that
+section kind of each of its patient's studies); with ``select``, ``validation_per_level``
+further targets never equal to, above or below a test target. Per forget fraction,
+``targets_per_level`` draws of that share of the patients (the first is the draw of
+earlier versions), and validation draws from the patients outside them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from medunlearn.data.dataset import HospitalDataset
+from medunlearn.data.hierarchy import Hospital, Level
+from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.errors import MedunlearnError
+from medunlearn.models.base import MultimodalModel
+
+if TYPE_CHECKING:
+    from medunlearn.bench import BenchConfig
+
+#: the seed of the n-th forget-fraction draw is seed × this + n (a prime, so the draws of nearby seeds differ)
+FRACTION_SEED_STRIDE = 7919
+#: a request's forget set must hold this many questions the model can take to be measured (PROTOCOL.md §5)
+MIN_SCORED_ITEMS = 20
+TEST, VALIDATION = "test", "validation"
+
+
+@dataclass(frozen=True)
+class BenchRequest:
+    request: DeletionRequest
+    fraction: float | None = None
+    role: str = TEST
+
+    @property
+    def group(self) -> str:
+        """What its scores are aggregated and its settings selected by: the forget fraction, else the level."""
+        return f"fraction{self.fraction:g}" if self.fraction is not None else self.request.level.value
+
+    @property
+    def key(self) -> str:
+        digest = hashlib.sha1(",".join(self.request.targets).encode()).hexdigest()[:8]
+        return f"{self.group}-{digest}" if self.role == TEST else f"{VALIDATION}-{self.group}-{digest}"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {**self.request.to_json(), "key": self.key, "role": self.role}
+        if self.fraction is not None:
+            out["fraction"] = self.fraction
+        return out
+
+
+def _candidate_targets(dataset: HospitalDataset, level: Level, node: str, enough) -> tuple[str, ...]:
+    """``node`` alone, or — a section short of items — that section kind of each of its patient's studies."""
+    if level is not Level.SECTION or enough((node,)):
+        return (node,)
+    hospital = dataset.hospital
+    patient, kind = hospital.ancestor_at(node, Level.PATIENT), hospital.node(node).attributes.get("name")
+    if patient is None:
+        return (node,)
+    return tuple(sorted(n.id for n in hospital.descendants(patient.id)
+                        if n.level is Level.SECTION and not n.holdout and n.attributes.get("name") == kind))
+
+
+def _related(hospital: Hospital, a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Whether two target sets share a node, or one holds an ancestor of the other's."""
+    return any(x == y or hospital.is_in_subtree(x, y) or hospital.is_in_subtree(y, x) for x in a for y in b)
+
+
+def draw_requests(dataset: HospitalDataset, model: MultimodalModel, config: BenchConfig) -> list[BenchRequest]:
+    """Test targets per level (seeded; forget sets of at least ``min_items`` usable questions), their
+    validation targets when selecting, then the fraction requests (and their validation draws)."""
+    rng = random.Random(config.seed)
+    requests: list[BenchRequest] = []
+    wanted = {TEST: config.targets_per_level, VALIDATION: config.validation_per_level if config.select else 0}
+
+    def counts(level: Level, targets: tuple[str, ...]) -> tuple[int, int]:
+        split = make_split(dataset, DeletionRequest(level, targets), seed=config.seed)
+        return len(model.usable(split.table(dataset, "forget"))), len(model.usable(split.table(dataset, "retain")))
+
+    for name in config.levels:
+        level = Level.parse(name)
+        candidates = [n.id for n in dataset.hospital.nodes(level, holdout=False)]
+        rng.shuffle(candidates)
+        chosen: dict[str, list[tuple[str, ...]]] = {TEST: [], VALIDATION: []}
+        largest = 0
+        for node in candidates:
+            targets = _candidate_targets(dataset, level, node, lambda t: counts(level, t)[0] >= config.min_items)
+            if any(_related(dataset.hospital, targets, other) for picked in chosen.values() for other in picked):
+                continue
+            forget, retain = counts(level, targets)
+            largest = max(largest, forget)
+            if forget < config.min_items or not retain:
+                continue
+            role = TEST if len(chosen[TEST]) < wanted[TEST] else VALIDATION
+            chosen[role].append(targets)
+            if len(chosen[TEST]) == wanted[TEST] and len(chosen[VALIDATION]) == wanted[VALIDATION]:
+                break
+        if len(chosen[TEST]) < wanted[TEST] or len(chosen[VALIDATION]) < wanted[VALIDATION]:
+            need = f"{wanted[TEST]} test" + (f" and {wanted[VALIDATION]} validation" if wanted[VALIDATION] else "")
+            raise MedunlearnError(
+                f"the {level.value} level has {len(chosen[TEST]) + len(chosen[VALIDATION])} unrelated targets whose forget sets hold "
+                f"≥ {config.min_items} questions the {model.family} model can take (the largest holds {largest}), but the bench needs {need}; "
+                f"lower --targets-per-level or --min-items, or drop the level from --levels."
+            )
+        requests += [BenchRequest(DeletionRequest(level, targets), role=role) for role in (TEST, VALIDATION) for targets in chosen[role]]
+    patients = sorted(n.id for n in dataset.hospital.nodes(Level.PATIENT, holdout=False))
+    for index, fraction in enumerate(config.forget_fractions):
+        count = max(1, round(fraction * len(patients)))
+        draws = [random.Random(config.seed * FRACTION_SEED_STRIDE + index)]  # the first draw of each fraction, as before replication
+        draws += [random.Random(f"{TEST}-{config.seed}-{index}-{n}") for n in range(1, config.targets_per_level)]
+        tested: set[str] = set()
+        for draw in draws:  # targets_per_level independent draws of the fraction (they may share patients)
+            picked = tuple(sorted(draw.sample(patients, count)))
+            if any(r.request.targets == picked for r in requests):
+                continue
+            requests.append(BenchRequest(DeletionRequest(Level.PATIENT, picked), fraction))
+            tested |= set(picked)
+        others = [p for p in patients if p not in tested]
+        draw = random.Random(f"{VALIDATION}-{config.seed}-{index}")
+        for _ in range(wanted[VALIDATION]):
+            if len(others) < count:
+                raise MedunlearnError(f"a forget fraction of {fraction:g} leaves too few other patients for its validation draws; lower --validation-per-level.")
+            held = tuple(sorted(draw.sample(others, count)))
+            others = [p for p in others if p not in held]
+            requests.append(BenchRequest(DeletionRequest(Level.PATIENT, held), fraction, VALIDATION))
+    return requests
