@@ -5,7 +5,6 @@ import torch
 
 from medunlearn.methods.gradient import (
     ascent_loss,
-    difference_loss,
     kl_divergence,
     npo_loss,
 )
@@ -14,7 +13,6 @@ from medunlearn.methods.gradient import (
 def test_ascent_and_difference_on_a_hand_computed_case():
     forget = torch.tensor([1.0, 3.0])
     assert ascent_loss(forget).item() == pytest.approx(-2.0)
-    assert difference_loss(forget, torch.tensor(0.5)).item() == pytest.approx(-1.5)
 
 
 def test_gradient_ascent_pushes_the_forget_loss_up():

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from medunlearn.cli.console import err, out, print_claims, print_quality, print_results, print_summary
 from medunlearn.cli.data import data_app
 from medunlearn.cli.options import DataOption, LevelOption, OutOption, TargetOption
 from medunlearn.config import DEFAULT_PRESET
+from medunlearn.distributed import failure, is_main, start, world
 from medunlearn.errors import MedunlearnError
 
 app = typer.Typer(
@@ -85,7 +87,8 @@ def train_command(
         write_json(staging / "quality.json", quality)
 
     train(dataset, config, out_dir, finish=finish)
-    print_quality(f"model {out_dir}", quality)
+    if is_main():  # under a launcher the main process writes and reports
+        print_quality(f"model {out_dir}", quality)
 
 
 # -- unlearning ---------------------------------------------------------------------------
@@ -117,6 +120,8 @@ def unlearn_command(
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     unlearned, cost, summary = unlearn(source, split, config, dataset=dataset, source=model, workdir=out_dir.parent)
+    if not is_main():  # under a launcher the main process writes and reports
+        return
     with atomic_directory(out_dir) as staging:
         unlearned.merged().save(staging)
         write_json(staging / "cost.json", cost.to_json())
@@ -171,6 +176,8 @@ def eval_command(
     dataset = HospitalDataset.load(data)
     request = DeletionRequest(Level.parse(level), tuple(target))
     metrics = evaluate_folders(model, dataset, request, oracle_folder=oracle, seed=seed, limit=limit)
+    if not is_main():  # every process scored its part; the main process writes and reports
+        return
     with atomic_directory(out_dir) as staging:
         write_json(staging / "metrics.json", metrics)
         render(metrics, staging)
@@ -288,11 +295,17 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
+        start()  # under accelerate launch / torchrun: join the other processes
         app(args=argv)  # standalone: usage errors print themselves and exit 2
     except MedunlearnError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(failure(exc))}", highlight=False, soft_wrap=True)
         return 2
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except Exception as exc:  # under a launcher: one sentence naming the process; the launcher stops the others
+        if not world().distributed:
+            raise
+        err.print(f"[bold red]error:[/] {escape(failure(exc))} ({type(exc).__name__})", highlight=False, soft_wrap=True)
+        return 1
     return 0
 

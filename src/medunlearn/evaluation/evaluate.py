@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from scipy.stats import ks_2samp
 
+from medunlearn import distributed
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.samples import Sample, Task
 from medunlearn.data.splits import DeletionRequest, Split, make_split
@@ -71,14 +72,21 @@ def evaluation_sets(model: MultimodalModel, dataset: HospitalDataset, split: Spl
 
 @torch.no_grad()
 def loss_statistics(model: MultimodalModel, samples: Sequence[Sample], *, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Per sample: mean answer NLL (the LOSS attack) and the mean of its top-k % token NLLs (Min-K%)."""
-    losses, min_k = [], []
-    for start in range(0, len(samples), batch_size):
-        for row in model.token_losses(model.batch(samples[start : start + batch_size])):
-            losses.append(float(row.mean()) if len(row) else 0.0)
-            k = max(1, int(np.ceil(MIN_K * len(row))))
-            min_k.append(float(row.topk(k).values.mean()) if len(row) else 0.0)
-    return np.asarray(losses), np.asarray(min_k)
+    """Per sample: mean answer NLL (the LOSS attack) and the mean of its top-k % token NLLs (Min-K%).
+
+    Under several processes each scores its part of the samples; every process gets all rows, in order.
+    """
+
+    def rows(part: list[Sample]) -> list[tuple[float, float]]:
+        out = []
+        for start in range(0, len(part), batch_size):
+            for row in model.token_losses(model.batch(part[start : start + batch_size])):
+                k = max(1, int(np.ceil(MIN_K * len(row))))
+                out.append((float(row.mean()), float(row.topk(k).values.mean())) if len(row) else (0.0, 0.0))
+        return out
+
+    scored = distributed.sharded(rows, list(samples))
+    return np.asarray([loss for loss, _ in scored]), np.asarray([top for _, top in scored])
 
 
 @dataclass
@@ -153,7 +161,7 @@ def _evaluate(model: MultimodalModel, dataset: HospitalDataset, sets: dict[str, 
     results: dict[str, SetEvaluation] = {}
     for name in track(list(sets), "evaluating sets"):
         samples = sets[name]
-        answers = model.answer(samples) if samples else []
+        answers = distributed.sharded(model.answer, samples) if samples else []  # each process decodes its part
         scores = np.asarray([task_score(s, a) for s, a in zip(samples, answers)], dtype=float)
         losses, min_k = loss_statistics(model, samples)
         results[name] = SetEvaluation([s.id for s in samples], [s.task.value for s in samples], answers, scores, losses, min_k,

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from medunlearn import distributed
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import Level
 from medunlearn.data.samples import Sample
@@ -52,6 +53,6 @@ def reconstruction_attack(model: MultimodalModel, dataset: HospitalDataset, forg
     out = []
     for step in STEPS:
         asked = [dataclasses.replace(s, question=f"{context(dataset, s, step)} {s.question}".strip()) for s in samples]
-        answers = model.answer(asked)
+        answers = distributed.sharded(model.answer, asked)
         out.append({"context": step, "score": float(np.mean([task_score(s, a) for s, a in zip(samples, answers)]))})
     return out

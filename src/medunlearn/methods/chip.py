@@ -26,6 +26,7 @@ from typing import ClassVar
 
 import torch
 
+from medunlearn import distributed
 from medunlearn.data.hierarchy import Hospital, Level, Node
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
@@ -131,6 +132,11 @@ class LayerStatistics:
                 self.signed.index_add_(0, column[known], pooled[known])
                 self.counts.index_add_(0, column[known], torch.ones(int(known.sum()), dtype=torch.float64))
 
+    def add_up(self) -> None:
+        """Replace this process's sums by the sums over all processes (a no-op in one process)."""
+        for name in ("signed", "counts", "magnitude", "group_counts"):
+            setattr(self, name, distributed.total(getattr(self, name)))
+
     def node_means(self) -> torch.Tensor:
         return self.signed / self.counts.clamp(min=1).unsqueeze(1)
 
@@ -166,17 +172,20 @@ def stream_statistics(
     try:
         with model.eval_mode(), torch.no_grad():
             for group, samples in groups:
-                chunks = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
+                # under several processes each streams its part of the batches; the sums are added up below
+                chunks = distributed.this_part([samples[i : i + batch_size] for i in range(0, len(samples), batch_size)])
                 label = "CHIP activations (forget)" if group == FORGET else "CHIP activations (retain)"
                 for chunk in track(chunks, label):
                     batch = model.batch(chunk)
                     current.update(batch=batch, group=group, nodes=torch.tensor([node_of.get(s.id, missing) for s in chunk], dtype=torch.long))
                     model.sample_losses(batch)
-                    if job is not None:
-                        job.meter.cost.forward += len(chunk)
+                if job is not None:
+                    job.meter.cost.forward += len(samples)
     finally:
         for handle in handles:
             handle.remove()
+    for layer_stats in stats.values():  # every process selects units from the sums over all samples
+        layer_stats.add_up()
     return stats
 
 

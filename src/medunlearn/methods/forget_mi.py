@@ -36,6 +36,7 @@ from typing import ClassVar
 
 import torch
 
+from medunlearn import distributed
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
 from medunlearn.methods.gradient import BatchStream, frozen_copy
@@ -140,8 +141,11 @@ def likelihood(model: MultimodalModel, samples: list[Sample], batch_size: int) -
     """Mean exp(−NLL) of the samples' answers (nan for no sample)."""
     if not samples:
         return float("nan")
-    values = [torch.exp(-model.sample_losses(model.batch(samples[i : i + batch_size]))) for i in range(0, len(samples), batch_size)]
-    return float(torch.cat(values).mean())
+
+    def values(part: list[Sample]) -> list[torch.Tensor]:
+        return [torch.exp(-model.sample_losses(model.batch(part[i : i + batch_size]))) for i in range(0, len(part), batch_size)]
+
+    return float(torch.cat(distributed.sharded(values, samples)).mean())  # every process: all samples' mean
 
 
 @torch.no_grad()
@@ -223,23 +227,26 @@ def run_forget_mi(model: MultimodalModel, job: UnlearnJob, settings: ForgetMISet
         sums = dict.fromkeys(TERMS, 0.0)
         chunks = [order[i : i + size] for i in range(0, len(order), size)]
         for rows in track(chunks, f"Forget-MI epoch {epoch + 1}"):
-            forget_batch = [forget[i] for i in rows]
+            # under several processes each takes its part of both batches (distributed.share): the retention
+            # caps then clamp each part's term, so the step equals one process's only in expectation
+            forget_rows, weight = distributed.share(rows)
             retain_batch = retain_stream.next()
-            target_forget = tuple(torch.stack([targets[i][part] for i in rows]) for part in range(3))
+            retain_part, _ = distributed.share(retain_batch)
+            target_forget = tuple(torch.stack([targets[i][part] for i in forget_rows]) for part in range(3))
             with torch.no_grad():
-                retain_inputs = model.batch(retain_batch)
+                retain_inputs = model.batch(retain_part)
                 target_retain = original.embed(retain_inputs)
-            terms = forget_mi_terms(model.embed(model.batch(forget_batch)), target_forget, model.embed(retain_inputs), target_retain)
-            loss = weighted_loss(terms, weights, caps, push=bool(settings.push))
+            terms = forget_mi_terms(model.embed(model.batch([forget[i] for i in forget_rows])), target_forget, model.embed(retain_inputs), target_retain)
+            loss = weighted_loss(terms, weights, caps, push=bool(settings.push)) * weight
             if not torch.isfinite(loss):
                 raise MedunlearnError(f"the Forget-MI loss became {loss.item()} in epoch {epoch + 1}; lower lr (--set lr=...) and rerun.")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()  # a step every batch (the reference stepped once per epoch)
             for name in TERMS:
-                sums[name] += float(terms[name].detach()) * len(rows)
-            job.meter.cost.forward += len(forget_batch) + 2 * len(retain_batch)
-            job.meter.cost.backward += len(forget_batch) + len(retain_batch)
+                sums[name] += float(distributed.mean(terms[name].detach() * weight)) * len(rows)
+            job.meter.cost.forward += len(rows) + 2 * len(retain_batch)
+            job.meter.cost.backward += len(rows) + len(retain_batch)
         means = {name: sums[name] / len(forget) for name in TERMS}
         if caps is None:
             caps = {"ur": means["ur"] + settings.cap_margin, "mr": means["mr"] + settings.cap_margin}

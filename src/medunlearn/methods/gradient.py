@@ -37,6 +37,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from medunlearn import distributed
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
 from medunlearn.methods.method import Method, MethodSettings, UnlearnJob, adamw, positive
@@ -48,10 +49,6 @@ from medunlearn.progress import track
 
 def ascent_loss(forget_nll: torch.Tensor) -> torch.Tensor:
     return -forget_nll.mean()
-
-
-def difference_loss(forget_nll: torch.Tensor, retain_loss: torch.Tensor) -> torch.Tensor:
-    return -forget_nll.mean() + retain_loss
 
 
 def kl_divergence(reference_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -105,7 +102,21 @@ class Objective:
     uses_forget: bool
     uses_retain: bool
     reference_on: str | None  # the set the frozen original model is run on ("forget", "retain"), if any
-    loss: Callable[[MultimodalModel, MultimodalModel | None, list[Sample], list[Sample], GradientSettings], torch.Tensor]
+    #: (forget term, retain term) of a step, each a mean over its rows (None: the objective has no such term)
+    terms: Callable[[MultimodalModel, MultimodalModel | None, list[Sample], list[Sample], GradientSettings], tuple[torch.Tensor | None, torch.Tensor | None]]
+
+    def loss(self, model: MultimodalModel, reference: MultimodalModel | None, forget: list[Sample], retain: list[Sample],
+             settings: GradientSettings) -> torch.Tensor:
+        """The step's loss on this process's part of the forget and retain batches (all of them in one process).
+
+        Each term is weighted by its part's share (:func:`medunlearn.distributed.share`), so the
+        gradients the processes average are those of the whole batches' terms.
+        """
+        forget_part, forget_weight = distributed.share(forget)
+        retain_part, retain_weight = distributed.share(retain)
+        forget_term, retain_term = self.terms(model, reference, forget_part, retain_part, settings)
+        weighted = [term * weight for term, weight in ((forget_term, forget_weight), (retain_term, retain_weight)) if term is not None]
+        return weighted[0] if len(weighted) == 1 else weighted[0] + weighted[1]
 
 
 def frozen_copy(model: MultimodalModel) -> MultimodalModel:
@@ -130,13 +141,14 @@ def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSet
         forget_batch = forget_stream.next() if objective.uses_forget else []
         retain_batch = retain_stream.next() if objective.uses_retain else []
         loss = objective.loss(model, reference, forget_batch, retain_batch, settings)
-        if not torch.isfinite(loss):
-            raise MedunlearnError(f"the unlearning loss became {loss.item()} at step {len(losses) + 1}; lower lr (--set lr=...) and rerun.")
+        reported = distributed.mean(loss)  # the whole batches' loss, the same on every process
+        if not torch.isfinite(reported):
+            raise MedunlearnError(f"the unlearning loss became {reported.item()} at step {len(losses) + 1}; lower lr (--set lr=...) and rerun.")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
+        distributed.clip_gradients(trainable, settings.max_grad_norm)
         optimizer.step()
-        losses.append(loss.item())
+        losses.append(reported.item())
         passes = len(forget_batch) + len(retain_batch)
         reference_passes = {"forget": len(forget_batch), "retain": len(retain_batch)}.get(objective.reference_on or "", 0)
         job.meter.cost.forward += passes + reference_passes
@@ -150,30 +162,29 @@ def budget_steps(settings: GradientSettings, forget_size: int) -> int:
 
 
 def _grad_ascent(model, reference, forget, retain, settings):
-    return ascent_loss(model.sample_losses(model.batch(forget)))
+    return ascent_loss(model.sample_losses(model.batch(forget))), None
 
 
 def _grad_diff(model, reference, forget, retain, settings):
-    return difference_loss(model.sample_losses(model.batch(forget)), model.training_loss(model.batch(retain)))
+    return ascent_loss(model.sample_losses(model.batch(forget))), model.training_loss(model.batch(retain))
 
 
 def _kl(model, reference, forget, retain, settings):
     retain_batch = model.batch(retain)
     with torch.no_grad():
         reference_logits = reference.logits(retain_batch)
-    return ascent_loss(model.sample_losses(model.batch(forget))) + kl_divergence(reference_logits, model.logits(retain_batch))
+    return ascent_loss(model.sample_losses(model.batch(forget))), kl_divergence(reference_logits, model.logits(retain_batch))
 
 
 def _npo(model, reference, forget, retain, settings: NPOSettings):
     forget_batch = model.batch(forget)
     with torch.no_grad():
         reference_nll = reference.sequence_losses(forget_batch)
-    forget_term = npo_loss(model.sequence_losses(forget_batch), reference_nll, settings.beta)
-    return forget_term + model.training_loss(model.batch(retain))
+    return npo_loss(model.sequence_losses(forget_batch), reference_nll, settings.beta), model.training_loss(model.batch(retain))
 
 
 def _retain_ft(model, reference, forget, retain, settings):
-    return model.training_loss(model.batch(retain))
+    return None, model.training_loss(model.batch(retain))
 
 
 OBJECTIVES: dict[str, tuple[str, Objective]] = {

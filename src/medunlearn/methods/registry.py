@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from medunlearn import distributed
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.splits import Split
 from medunlearn.errors import MedunlearnError
@@ -53,12 +54,12 @@ def unlearn(
     if source is not None:
         check_trained_on(source, dataset)
     model.attach(dataset)
-    working = model.clone()
+    working = distributed.prepare(model.clone())  # under a launcher: data-parallel over the processes
     seed_everything(config.seed)
     with CostMeter(model.device) as meter:
         job = UnlearnJob(chosen.name, split, dataset, config.seed, meter, source=source, workdir=workdir)
         replaced = chosen.run(working, job, config.settings)
-    unlearned = replaced if isinstance(replaced, MultimodalModel) else working
+    unlearned = distributed.release(replaced if isinstance(replaced, MultimodalModel) else working)
     unlearned.train(False)
     return unlearned, meter.cost, job.summary
 

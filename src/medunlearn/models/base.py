@@ -70,6 +70,22 @@ class Batch:
         )
 
 
+class ForwardPasses(nn.Module):
+    """A model's forward passes as one module, so that a data-parallel wrapper (DDP, FSDP) sees every one.
+
+    ``forward(run, *args)`` is ``run(network, *args)``: an adapter's pass (its answer logits,
+    its hidden states) runs inside the wrapper, whose hooks then exchange the gradients of
+    every parameter the pass used (:mod:`medunlearn.distributed`).
+    """
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, run, *args):  # noqa: ANN001 - any pass of the adapter
+        return run(self.network, *args)
+
+
 @dataclass(frozen=True)
 class EditableLinear:
     """A linear layer CHIP may hook and project, with the token span to pool its output over."""
@@ -91,6 +107,8 @@ class MultimodalModel(abc.ABC):
     classes: tuple[str, ...] = ()
     #: a classifier's output heads that :meth:`class_probabilities` can read (the first is what it answers with)
     heads: tuple[str, ...] = ()
+    #: the data-parallel wrapper of :meth:`forward_passes` under a launcher (None: passes run directly)
+    _passes: nn.Module | None = None
 
     @abc.abstractmethod
     def batch(self, samples: Sequence[Sample], *, with_answer: bool = True, texts: Sequence[str] | None = None) -> Batch:
@@ -127,6 +145,23 @@ class MultimodalModel(abc.ABC):
             yield self
         finally:
             self.network.train(was_training)
+
+    def forward_passes(self) -> nn.Module:
+        """The module a data-parallel wrapper wraps (:func:`medunlearn.distributed.prepare`)."""
+        return ForwardPasses(self.network)
+
+    def distribute(self, passes: nn.Module | None) -> None:
+        """Run the forward passes through ``passes`` (the wrapped :meth:`forward_passes`; None: directly) from now on."""
+        self._passes = passes
+
+    def through(self, run, *args):  # noqa: ANN001
+        """``run(network, *args)``: through the data-parallel wrapper when the model is distributed."""
+        return run(self.network, *args) if self._passes is None else self._passes(run, *args)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_passes", None)  # a copy (a frozen reference, a clone) runs its passes directly
+        return state
 
     def usable(self, samples: Iterable[Sample]) -> list[Sample]:
         """The samples this model can train and be scored on (all, unless the family is narrower)."""

@@ -291,7 +291,7 @@ class DualEncoderModel(MultimodalModel):
 
     def outputs(self, batch: Batch) -> dict[str, torch.Tensor]:
         batch = batch.to(self.device)
-        return self.network(**batch.inputs)
+        return self.through(_network_pass, batch.inputs)
 
     def sample_losses(self, batch: Batch) -> torch.Tensor:
         out = self.outputs(batch)
@@ -348,6 +348,10 @@ class DualEncoderModel(MultimodalModel):
     def answer(self, samples: Sequence[Sample], *, batch_size: int = DECODE_BATCH, max_new_tokens: int | None = None) -> list[str]:
         return [self.classes[i] for i in self.class_probabilities(samples, batch_size=batch_size).argmax(1)]
 
+
+
+def _network_pass(network: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return network(**inputs)
 
 
 def ranking_loss(image: torch.Tensor, text: torch.Tensor, margin: float) -> torch.Tensor:

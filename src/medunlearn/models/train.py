@@ -8,6 +8,12 @@ folder.
 An interrupted run keeps a checkpoint per finished epoch in ``.<out>.partial/`` beside
 the output; the same command resumes from it. The finished model folder appears
 atomically, with ``train_config.json`` and ``training_log.json`` beside the weights.
+
+Under ``accelerate launch`` or ``torchrun`` the same function trains data-parallel
+(:mod:`medunlearn.distributed`): every process draws the same global batches, takes its
+part of each, and the averaged gradient is that of the whole batch, so ``batch_size``
+is the global batch whatever the number of processes. Only the main process writes the
+checkpoints and the model folder.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import numpy as np
 import torch
 from transformers import get_cosine_schedule_with_warmup
 
+from medunlearn import distributed
 from medunlearn.config import TrainConfig, differing_keys
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.samples import SampleTable
@@ -113,6 +120,7 @@ def train(
     rehearsed = [] if replay is None else model.usable(replay.samples)
     per_epoch = min(int(config.replay or 0), len(rehearsed))
 
+    distributed.prepare(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay, fused=True)
     steps_per_epoch = math.ceil((len(samples) + per_epoch) / config.batch_size)
@@ -146,45 +154,45 @@ def train(
         epoch_samples = [*samples, *drawn]
         batches = length_grouped_batches(epoch_samples, int(config.batch_size), generator)  # type: ignore[arg-type]
         for step, rows in enumerate(track(batches, f"epoch {epoch + 1}/{config.epochs}")):
-            batch = model.batch([epoch_samples[i] for i in rows])
-            loss = model.training_loss(batch)
-            if not torch.isfinite(loss):
+            part, weight = distributed.share(rows)
+            loss = model.training_loss(model.batch([epoch_samples[i] for i in part])) * weight
+            reported = distributed.mean(loss)  # the whole batch's mean loss, the same on every process
+            if not torch.isfinite(reported):
                 kept = f"the last good checkpoint (epoch {epoch}) is kept in {partial}" if epoch > start_epoch or state_path.is_file() else "no epoch had finished, so nothing was kept"
                 raise MedunlearnError(
-                    f"training loss became {loss.item()} at epoch {epoch + 1} step {step + 1}; {kept}; lower --lr and rerun."
+                    f"training loss became {reported.item()} at epoch {epoch + 1} step {step + 1}; {kept}; lower --lr and rerun."
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+            distributed.clip_gradients(trainable, config.max_grad_norm)
             optimizer.step()
             scheduler.step()
-            losses.append(loss.item())
+            losses.append(reported.item())
         log.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": round(time.perf_counter() - started, 3),
                     "samples": len(samples), "replayed": len(drawn)})
-        partial.mkdir(parents=True, exist_ok=True)
-        (partial / "settings.json").write_text(json.dumps(settings, sort_keys=True))
-        with atomic_file(state_path) as tmp:
-            torch.save(
-                {
-                    "model": model.network.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "generator": generator.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "log": log,
-                    "epoch": epoch + 1,
-                },
-                tmp,
-            )
+        if distributed.is_main():
+            _write_checkpoint(partial, settings, {
+                "model": model.network.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "log": log,
+                "epoch": epoch + 1,
+            })
+        distributed.wait()  # no process runs ahead of a checkpoint a resumed run would read
         if epoch_done is not None:
             epoch_done(epoch + 1)
 
     model.train(False)
-    model = model.merged()
+    model = distributed.release(model).merged()
+    if not distributed.is_main():
+        return out
     with atomic_directory(out) as staging:
         model.save(staging)
         (staging / "train_config.json").write_text(
-            json.dumps({**settings, "samples": len(samples), "oracle": config.is_oracle, "threads": torch.get_num_threads()}, indent=2, sort_keys=True)
+            json.dumps({**settings, "samples": len(samples), "oracle": config.is_oracle, "threads": torch.get_num_threads(),
+                        "processes": distributed.world().size}, indent=2, sort_keys=True)
             + "\n"
         )
         (staging / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
@@ -192,3 +200,10 @@ def train(
             finish(model, staging)
     shutil.rmtree(partial, ignore_errors=True)
     return out
+
+
+def _write_checkpoint(partial: Path, settings: dict[str, Any], state: dict[str, Any]) -> None:
+    partial.mkdir(parents=True, exist_ok=True)
+    (partial / "settings.json").write_text(json.dumps(settings, sort_keys=True))
+    with atomic_file(partial / CHECKPOINT) as tmp:
+        torch.save(state, tmp)

@@ -207,15 +207,12 @@ class VisionLanguageModel(MultimodalModel):
         return batch, inputs
 
     def _base(self) -> nn.Module:
-        """The transformers model (under LoRA, the one peft wraps)."""
-        return self.network.get_base_model() if hasattr(self.network, "get_base_model") else self.network
+        return _language_base(self.network)
 
     def _answer_logits(self, batch: Batch) -> tuple[Batch, torch.Tensor]:
         """Logits at answer positions only: the LM head runs on ~1/5 of the positions."""
         batch, inputs = self._on_device(batch)
-        base = self._base()
-        hidden = base.model(**inputs, use_cache=False).last_hidden_state
-        return batch, base.lm_head(hidden[batch.answer_mask]).float()
+        return batch, self.through(_answer_logits_pass, inputs, batch.answer_mask)
 
     def _token_nll(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The NLL of every answer token, flat in row order, and how many answer tokens each row has."""
@@ -245,8 +242,8 @@ class VisionLanguageModel(MultimodalModel):
 
     def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch, inputs = self._on_device(batch)  # no LM head: embeddings need only hidden states
-        out = self._base().model(**inputs, use_cache=False, output_hidden_states=True)
-        first, last = out.hidden_states[0].float(), out.last_hidden_state.float()
+        first, last = self.through(_hidden_pass, inputs)
+        first, last = first.float(), last.float()
         image = _masked_mean(first, batch.vision_mask)  # projector output placed at the vision positions
         text = _masked_mean(last, batch.text_mask)
         joint = _masked_mean(last, batch.inputs["attention_mask"].bool())
@@ -323,6 +320,23 @@ class VisionLanguageModel(MultimodalModel):
                 answers[i] = text.strip()
         self.network.train(was_training)
         return answers
+
+
+def _language_base(network: nn.Module) -> nn.Module:
+    """The transformers model (under LoRA, the one peft wraps)."""
+    return network.get_base_model() if hasattr(network, "get_base_model") else network
+
+
+def _answer_logits_pass(network: nn.Module, inputs: dict[str, torch.Tensor], answer_mask: torch.Tensor) -> torch.Tensor:
+    base = _language_base(network)
+    hidden = base.model(**inputs, use_cache=False).last_hidden_state
+    return base.lm_head(hidden[answer_mask]).float()
+
+
+def _hidden_pass(network: nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first hidden states (the projector's output at the vision positions) and the last."""
+    out = _language_base(network).model(**inputs, use_cache=False, output_hidden_states=True)
+    return out.hidden_states[0], out.last_hidden_state
 
 
 def _masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

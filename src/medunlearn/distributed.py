@@ -1,0 +1,183 @@
+"""One model on many processes: rank and world helpers over accelerate.
+
+``train``, ``unlearn`` and ``eval`` run unchanged under ``accelerate launch`` or
+``torchrun`` (docs/scaling.md). A launcher sets ``WORLD_SIZE`` and ``RANK``; in a single
+process (no launcher, or one process) nothing here creates a process group and every
+helper is the identity, so the one-process path is exactly the one without a launcher.
+
+Under several processes:
+
+- :func:`prepare` hands the model's forward passes to ``accelerate.Accelerator`` (DDP by
+  default; FSDP or DeepSpeed when the user's accelerate config says so), with unused
+  parameters detected (a Forget-MI step reads embeddings, not the LM head; a gradient
+  step runs two forward passes before its backward pass) and without a buffer broadcast
+  per forward pass, so that a pass without gradients (a likelihood over one process's
+  part) exchanges nothing; a batch-norm layer in training mode thus keeps each process's
+  running statistics, and the main process's are saved (PyTorch's SyncBatchNorm needs a GPU);
+- :func:`share` gives each process its part of a global batch, and the weight that
+  makes the averaged gradient the gradient of the whole batch's mean loss;
+- :func:`sharded` runs a function over each process's part of a list and gathers the
+  results in order on every process (evaluation, likelihoods);
+- :func:`total` all-reduces a tensor (CHIP's per-node sums and counts);
+- only :func:`is_main` writes outputs and shows progress bars.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    import torch
+    from accelerate import Accelerator
+
+    from medunlearn.models.base import MultimodalModel
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the launched ones."""
+
+    rank: int
+    size: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    def __str__(self) -> str:
+        return f"rank {self.rank} of {self.size}"
+
+
+def world() -> World:
+    """The launcher's ``RANK`` and ``WORLD_SIZE`` (one process of one without a launcher)."""
+    return World(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
+
+
+def is_main() -> bool:
+    return world().is_main
+
+
+@functools.cache
+def accelerator() -> Accelerator:
+    """The process group and the data-parallel wrapper, created once per process (only when launched)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    from medunlearn.progress import show_progress
+
+    import torch
+
+    # without a GPU accelerate treats launched processes as one unless told they are CPU processes (gloo)
+    created = Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True, broadcast_buffers=False)])
+    show_progress(created.is_main_process)  # one set of bars, the main process's
+    return created
+
+
+def start() -> World:
+    """Join the launched processes (a no-op without a launcher); the CLI calls it before any command."""
+    current = world()
+    if current.distributed:
+        accelerator()
+    return current
+
+
+def prepare(model: MultimodalModel) -> MultimodalModel:
+    """Route the model's forward passes through the accelerator's data-parallel wrapper (nothing in one process)."""
+    if world().distributed:
+        model.distribute(accelerator().prepare(model.forward_passes()))
+    return model
+
+
+def release(model: MultimodalModel) -> MultimodalModel:
+    """The model with its passes running directly again (after the data-parallel work, before saving or scoring)."""
+    model.distribute(None)
+    return model
+
+
+def share(rows: Sequence[T]) -> tuple[list[T], float]:
+    """This process's contiguous part of a global batch, and its loss weight.
+
+    The weight is ``len(part) / len(rows) · world size``: data-parallel training averages
+    the processes' gradients, so a mean loss scaled by it gives the gradient of the whole
+    batch's mean (exactly when the parts are equal). A process left without a row (a batch
+    smaller than the world) gets the first row with weight 0: it still takes part in the
+    gradient exchange. In one process: all rows, weight 1.
+    """
+    current = world()
+    if not current.distributed:
+        return list(rows), 1.0
+    part = this_part(rows)
+    if not part:
+        return list(rows[:1]), 0.0
+    return part, len(part) / len(rows) * current.size
+
+
+def this_part(items: Sequence[T]) -> list[T]:
+    """This process's contiguous part of ``items`` (near-equal parts in rank order; all of them in one process)."""
+    current = world()
+    base, extra = divmod(len(items), current.size)
+    start = current.rank * base + min(current.rank, extra)
+    return list(items[start : start + base + (current.rank < extra)])
+
+
+def sharded(function: Callable[[list[T]], Sequence[R]], items: Sequence[T]) -> list[R]:
+    """``function`` over this process's contiguous part of ``items``; every process gets all results, in order."""
+    current = world()
+    if not current.distributed:
+        return list(function(list(items)))
+    from accelerate.utils import gather_object
+
+    part = this_part(items)
+    mine = list(function(part)) if part else []
+    return gather_object(mine)  # every process's list, concatenated in rank order
+
+
+def total(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum of ``tensor`` over the processes (itself in one process)."""
+    if not world().distributed:
+        return tensor
+    import torch.distributed as dist
+
+    summed = tensor.detach().clone()
+    dist.all_reduce(summed, op=dist.ReduceOp.SUM)  # on the accelerator's process group
+    return summed
+
+
+def mean(value: torch.Tensor) -> torch.Tensor:
+    """The mean of a per-process scalar over the processes (a weighted loss: the whole batch's mean)."""
+    current = world()
+    return value if not current.distributed else total(value) / current.size
+
+
+def clip_gradients(parameters: Sequence[torch.nn.Parameter], max_norm: float) -> None:
+    """Clip the (already averaged) gradients to ``max_norm``; the accelerator's clip under sharded wrappers."""
+    if world().distributed:
+        accelerator().clip_grad_norm_(parameters, max_norm)
+    else:
+        from torch.nn.utils import clip_grad_norm_
+
+        clip_grad_norm_(parameters, max_norm)
+
+
+def wait() -> None:
+    """All processes meet here (a no-op in one process)."""
+    if world().distributed:
+        accelerator().wait_for_everyone()
+
+
+def failure(error: BaseException) -> str:
+    """The sentence a failed process prints: the error, and under a launcher which process failed."""
+    current = world()
+    return f"{current}: {error}" if current.distributed else str(error)
+
