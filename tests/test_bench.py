@@ -7,6 +7,7 @@ from medunlearn.bench_requests import draw_requests
 from medunlearn.data.hierarchy import Level
 from medunlearn.evaluation.results import load_metrics
 from medunlearn.errors import MedunlearnError
+from medunlearn.executors import LocalExecutor
 from medunlearn.models.loading import load_model
 
 DUAL = dict(model="dual-encoder@scratch", methods=("chip", "grad_diff", "forget_mi", "retrain"), levels=(), forget_fractions=(0.2,), epochs=2, eval_limit=30)
@@ -78,7 +79,7 @@ def test_fraction_requests_are_reproducible_and_sized(small_dataset, dual_run):
         ({"forget_fractions": (1.5,)}, "not a share in"),
         ({"levels": (), "forget_fractions": ()}, "has no request"),
         ({"method_settings": {"chip": {"k": "0"}}}, "k=0 is out of range"),
-        ({"workers": 0}, "--workers is 0"),
+        ({"threads": -1}, "--threads is -1"),
         ({"seeds": 0}, "--seeds is 0"),
         ({"min_items": 0}, "--min-items is 0"),
         ({"validation_per_level": 0}, "--validation-per-level is 0"),
@@ -100,10 +101,10 @@ def test_vlm_bench_covers_a_level_with_reconstruction(tmp_path, small_dataset):
 
 
 @pytest.mark.slow
-def test_workers_run_the_requests_side_by_side_and_reproducibly(tmp_path, small_dataset):
-    config = BenchConfig(**{**DUAL, "methods": ("chip", "retrain"), "forget_fractions": (0.2, 0.5), "workers": 2})
-    first = Bench(small_dataset, config, tmp_path / "a").run()
-    second = Bench(small_dataset, config, tmp_path / "b").run()
+def test_workers_run_the_cells_side_by_side_and_reproducibly(tmp_path, small_dataset):
+    config = BenchConfig(**{**DUAL, "methods": ("chip", "retrain"), "forget_fractions": (0.2, 0.5), "threads": 1})
+    first = Bench(small_dataset, config, tmp_path / "a", LocalExecutor(2)).run()
+    second = Bench(small_dataset, config, tmp_path / "b", LocalExecutor(2)).run()
     models = tmp_path / "a" / "models"
     oracles = sorted(p for p in models.iterdir() if p.name.startswith("oracle-"))
     assert len(oracles) == 2 and all((o / "cost.json").is_file() for o in oracles)

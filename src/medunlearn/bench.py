@@ -25,21 +25,20 @@ A rerun reuses every finished model and cell, so an interrupted bench resumes wh
 stopped; a rerun with a different configuration (or data, or pretrained base) is refused,
 naming the differing keys.
 
-With ``workers`` > 1 the requests, which do not depend on each other once the vanilla model
-exists, run side by side in that many processes with one torch thread each: each trains
-its oracle, evaluates it and the vanilla model, and runs and evaluates every method (on a
-2-core CPU two one-thread processes do 1.4× the work of one two-thread process). The
-thread count changes the floating-point summation order, so ``workers`` is part of the
-configuration. The stage timings then add up the workers' seconds; ``requests`` is the
-wall time of that parallel part.
+The cells — each request's retrain oracle (trained and evaluated), the vanilla model's
+evaluation, and each method run with its evaluation — are tasks of an executor
+(:mod:`medunlearn.executors`): in this process, in a local process pool
+(``bench --workers N``) or on Ray (``--executor ray``); the vanilla and method cells of a
+request wait for its oracle. Each cell writes its own file, so any executor resumes any
+run. ``threads`` (torch threads per cell; 0: torch's default) changes the floating-point
+summation order and is part of the configuration; the executor is not. With cells side
+by side the stage timings add up the cells' seconds and ``requests`` is the wall time.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +58,7 @@ from medunlearn.evaluation.quality import measure_quality
 from medunlearn.evaluation.results import ORACLE, VANILLA, metrics_document, result_row
 from medunlearn.evaluation.selection import SELECTION_SETS, criterion, selection_record
 from medunlearn.evaluation.statistics import aggregate, retraining_noise
+from medunlearn.executors import Executor, LocalExecutor, Task, Timings
 from medunlearn.methods.cost import Cost, CostMeter
 from medunlearn.methods.method import MethodConfig
 from medunlearn.methods.registry import METHODS, method, method_config, unlearn
@@ -66,7 +66,7 @@ from medunlearn.models.base import MultimodalModel
 from medunlearn.models.loading import base_name, load_model
 from medunlearn.models.train import train, training_passes, training_settings
 from medunlearn.outputs import read_json, write_json
-from medunlearn.progress import note, show_progress, track
+from medunlearn.progress import note
 from medunlearn.bench_requests import MIN_SCORED_ITEMS, TEST, VALIDATION, BenchRequest, draw_requests
 
 ALL_LEVELS = tuple(level.value for level in Level)
@@ -89,7 +89,7 @@ class BenchConfig:
     batch_size: int | None = None
     eval_limit: int = 200
     method_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
-    workers: int = 1
+    threads: int = 0
 
     def __post_init__(self) -> None:
         for name in self.methods:
@@ -111,8 +111,8 @@ class BenchConfig:
             raise MedunlearnError("the bench has no request: give --levels or --forget-fraction.")
         if self.eval_limit < 1:
             raise MedunlearnError(f"eval_limit is {self.eval_limit}; use a positive integer.")
-        if self.workers < 1:
-            raise MedunlearnError(f"--workers is {self.workers}; use 1 (train in this process) or more (parallel one-thread trainings).")
+        if self.threads < 0:
+            raise MedunlearnError(f"--threads is {self.threads}; use 0 (torch's default) or the torch threads of each cell.")
         # each method's overrides typed by its settings dataclass ("5" and 5 are one configuration)
         typed = {}
         for name, given in self.method_settings.items():
@@ -175,49 +175,88 @@ def _trained(dataset: HospitalDataset, config: TrainConfig, folder: Path, timing
 #: one method run on a request: the cell's name and the method's configuration
 Run = tuple[str, MethodConfig]
 
+ORACLE_WORK, VANILLA_WORK, METHOD_WORK = "oracle", "vanilla", "method"
 
-def _request_in_worker(bench: Bench, bench_request: BenchRequest, runs: list[Run], offset: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """One request's whole pipeline (oracle, evaluations, methods) in a worker process, on one torch thread."""
+
+@dataclass(frozen=True)
+class Cell:
+    """One task of a bench: a request's oracle (trained, then evaluated), its vanilla evaluation, or one method run."""
+
+    work: str
+    request: BenchRequest
+    offset: int = 0  # > 0: the models of that training seed
+    run: Run | None = None
+
+    @property
+    def name(self) -> str:
+        suffix = f".seed{self.offset}" if self.offset else ""
+        return {ORACLE_WORK: ORACLE + suffix, VANILLA_WORK: VANILLA + suffix}.get(self.work) or self.run[0]  # type: ignore[index]
+
+    @property
+    def key(self) -> str:
+        return f"{self.request.key}/{self.name}"
+
+
+_loaded: dict[tuple[str, int], MultimodalModel] = {}
+
+
+def _vanilla(folder: Path, dataset: HospitalDataset) -> MultimodalModel:
+    """The vanilla model, loaded once per process (the last one loaded is kept; a method edits a private copy)."""
+    key = (str(folder), (folder / "train_config.json").stat().st_mtime_ns)
+    if key not in _loaded:
+        _loaded.clear()
+        _loaded[key] = load_model(folder)
+    model = _loaded[key]
+    model.attach(dataset)
+    return model
+
+
+def run_cell(bench: Bench, cell: Cell) -> Timings:
+    """One cell, in whichever process the executor chose, on ``threads`` torch threads; its stage timings."""
     import torch
 
-    torch.set_num_threads(1)
-    show_progress(False)  # the parent shows one bar for all requests
-    vanilla_folder = bench.vanilla_folder(offset)
-    vanilla = load_model(vanilla_folder)
-    vanilla.attach(bench.dataset)
-    bench.timings = {}
-    return bench._request_rows(bench_request, vanilla, vanilla_folder, runs, offset), bench.timings
+    previous = torch.get_num_threads()
+    if bench.config.threads:
+        torch.set_num_threads(bench.config.threads)
+    try:
+        return bench.cell(cell)
+    finally:
+        torch.set_num_threads(previous)
 
 
 class Bench:
     """One run folder: trains or reuses models, runs and caches every cell, writes metrics.json."""
 
-    def __init__(self, dataset: HospitalDataset, config: BenchConfig, folder: Path) -> None:
+    def __init__(self, dataset: HospitalDataset, config: BenchConfig, folder: Path, executor: Executor | None = None) -> None:
         self.dataset, self.config, self.folder = dataset, config, Path(folder)
+        self.executor: Executor = executor or LocalExecutor()
         # the base is part of what a run means: cells of models fine-tuned from another base are never reused
         self.settings = {"bench": config.to_json(), "data": dataset.fingerprint(), "base": base_name(config.model)}
         self.timings: dict[str, float] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a cell needs in another process: the data, the configuration and the folder."""
+        return {key: value for key, value in self.__dict__.items() if key not in ("executor", "timings")}
 
     def run(self) -> dict[str, Any]:
         _check_config(self.folder, self.settings)
         self.folder.mkdir(parents=True, exist_ok=True)
         write_json(self.folder / "bench_config.json", self.settings)
         vanilla_folder = _trained(self.dataset, self.config.training(), self.vanilla_folder(0), self.timings, "training")
-        vanilla = load_model(vanilla_folder)
-        vanilla.attach(self.dataset)
+        vanilla = _vanilla(vanilla_folder, self.dataset)
         if not (vanilla_folder / "quality.json").is_file():  # what the vanilla model memorised, for the report
             write_json(vanilla_folder / "quality.json", measure_quality(vanilla, self.dataset))
         requests = draw_requests(self.dataset, vanilla, self.config)
         done, planned = self.plan(requests)
         note(f"{self.folder}: {sum(r.role == TEST for r in requests)} test and {sum(r.role == VALIDATION for r in requests)} validation requests, "
-             f"{planned} cells: {done} done, {planned - done} left")
+             f"{planned} cells: {done} done, {planned - done} left ({self.executor.name} executor)")
         tests = [r for r in requests if r.role == TEST]
-        selection = self._select([r for r in requests if r.role == VALIDATION], vanilla, vanilla_folder) if self.config.select else {}
+        selection = self._select([r for r in requests if r.role == VALIDATION]) if self.config.select else {}
         runs = []
         for bench_request in tests:
             chosen = selection.get(bench_request.group, {})
             runs.append([(name, self.config.method_config(name, chosen[name]["chosen"] if name in chosen else None)) for name in self._methods()])
-        rows = [row for request_rows in self._rows(tests, runs, vanilla, vanilla_folder) for row in request_rows]
+        rows = [row for request_rows in self._rows(tests, runs) for row in request_rows]
         models = {vanilla.family: {"model": self.config.model, "quality": read_json(vanilla_folder / "quality.json")}}
         rows = [{"model": vanilla.family, **row} for row in rows]  # cells written before rows named their model
         metrics = metrics_document(self.settings, models, rows, self.timings)
@@ -225,10 +264,8 @@ class Bench:
         metrics["aggregates"] = aggregate(rows, seed=self.config.seed)
         noise = [row for row in rows if row["method"] in (VANILLA, ORACLE)]
         for offset in range(1, self.config.seeds):  # the same requests, vanilla and oracles trained from another seed
-            folder = _trained(self.dataset, self.config.training(offset), self.vanilla_folder(offset), self.timings, "training")
-            model = load_model(folder)
-            model.attach(self.dataset)
-            noise += [{"model": vanilla.family, **row} for rows_of in self._rows(tests, [[] for _ in tests], model, folder, offset) for row in rows_of]
+            _trained(self.dataset, self.config.training(offset), self.vanilla_folder(offset), self.timings, "training")
+            noise += [{"model": vanilla.family, **row} for rows_of in self._rows(tests, [[] for _ in tests], offset) for row in rows_of]
         metrics["noise"] = retraining_noise(noise) if self.config.seeds > 1 else []
         write_json(self.folder / "metrics.json", metrics)
         return metrics
@@ -249,19 +286,45 @@ class Bench:
     def _methods(self) -> list[str]:
         return [m for m in self.config.methods if m != ORACLE]
 
-    def _rows(self, requests: list[BenchRequest], runs: list[list[Run]], vanilla: MultimodalModel, vanilla_folder: Path,
-              offset: int = 0) -> list[list[dict[str, Any]]]:
-        """Each request's rows (its vanilla, oracle and method cells), in request order."""
-        if self.config.workers > 1 and len(requests) > 1:
-            return self._requests_in_workers(requests, runs, offset)
-        return [self._request_rows(r, vanilla, vanilla_folder, request_runs, offset) for r, request_runs in zip(requests, runs)]
+    def _rows(self, requests: list[BenchRequest], runs: list[list[Run]], offset: int = 0) -> list[list[dict[str, Any]]]:
+        """Each request's rows (its vanilla, oracle and method cells), in request order; the missing cells run first."""
+        tasks = [task for r, request_runs in zip(requests, runs) for task in self._tasks(r, request_runs, offset)]
+        started = time.perf_counter()
+        for timings in self.executor.run(tasks, f"{len(tasks)} cells of {len(requests)} requests"):
+            for stage, seconds in timings.items():
+                self.timings[stage] = self.timings.get(stage, 0.0) + seconds
+        if self.executor.parallel and tasks:  # the stage timings add up the cells' seconds; this is the wall time a person waited
+            self.timings["requests"] = self.timings.get("requests", 0.0) + time.perf_counter() - started
+        rows = []
+        for r, request_runs in zip(requests, runs):
+            wanted = [Cell(VANILLA_WORK, r, offset).name, Cell(ORACLE_WORK, r, offset).name, *(cell for cell, _ in request_runs)]
+            rows.append([{**read_json(self.folder / "cells" / r.key / f"{cell}.json"), "cell": cell} for cell in wanted])
+        return rows
 
-    def _select(self, validations: list[BenchRequest], vanilla: MultimodalModel, vanilla_folder: Path) -> dict[str, dict[str, Any]]:
+    def _tasks(self, bench_request: BenchRequest, runs: list[Run], offset: int) -> list[Task]:
+        """The request's cells that are not on disk yet; the vanilla and method cells wait for the oracle's."""
+        cells = self.folder / "cells" / bench_request.key
+        oracle = Cell(ORACLE_WORK, bench_request, offset)
+        tasks = []
+        if not all((cells / f"{oracle.name}{ending}").is_file() for ending in (".reference.json", ".json")):
+            tasks.append(Task(oracle.key, run_cell, (self, oracle)))
+        after = tuple(task.key for task in tasks)
+        vanilla = Cell(VANILLA_WORK, bench_request, offset)
+        if not (cells / f"{vanilla.name}.json").is_file():
+            tasks.append(Task(vanilla.key, run_cell, (self, vanilla), after))
+        for run in runs:
+            done = read_json(cells / f"{run[0]}.json")
+            if done is None or done.get("settings") != run[1].settings.to_json():
+                cell = Cell(METHOD_WORK, bench_request, offset, run)
+                tasks.append(Task(cell.key, run_cell, (self, cell), after))
+        return tasks
+
+    def _select(self, validations: list[BenchRequest]) -> dict[str, dict[str, Any]]:
         """Per group and method, the grid point minimising the criterion over the group's validation requests."""
         grids = {name: self.config.grid(name) for name in self._methods()}
         runs = [[(f"{name}@{i}", self.config.method_config(name, point)) for name, points in grids.items() for i, point in enumerate(points)]
                 for _ in validations]
-        results = self._rows(validations, runs, vanilla, vanilla_folder)
+        results = self._rows(validations, runs)
         selection: dict[str, dict[str, Any]] = {}
         for group in dict.fromkeys(r.group for r in validations):
             members = [{row["cell"]: row for row in rows} for r, rows in zip(validations, results) if r.group == group]
@@ -273,68 +336,42 @@ class Bench:
                 selection.setdefault(group, {})[name] = selection_record(points, values, keys)
         return selection
 
-    def _oracle(self, bench_request: BenchRequest, offset: int = 0) -> tuple[TrainConfig, Path]:
-        suffix = f"-seed{offset}" if offset else ""
-        return self.config.training(offset).oracle_for(bench_request.request), self.folder / "models" / f"oracle-{bench_request.key}{suffix}"
-
-    def _requests_in_workers(self, requests: list[BenchRequest], runs: list[list[Run]], offset: int = 0) -> list[list[dict[str, Any]]]:
-        """Every request's rows, the requests side by side in ``workers`` one-thread processes (in request order)."""
-        started = time.perf_counter()
-        results: dict[int, list[dict[str, Any]]] = {}
-        with ProcessPoolExecutor(max_workers=min(self.config.workers, len(requests)), mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_request_in_worker, self, r, request_runs, offset): index for index, (r, request_runs) in enumerate(zip(requests, runs))}
-            try:
-                for future in track(as_completed(futures), f"{len(requests)} requests, {self.config.workers} at a time", total=len(futures)):
-                    rows, timings = future.result()  # re-raises a worker's error here
-                    results[futures[future]] = rows
-                    for stage, seconds in timings.items():
-                        self.timings[stage] = self.timings.get(stage, 0.0) + seconds
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)  # do not start the queued requests after a failure
-                raise
-        # the stage timings add up the workers' seconds; this is the wall time a person waited
-        self.timings["requests"] = self.timings.get("requests", 0.0) + time.perf_counter() - started
-        return [results[i] for i in range(len(requests))]
-
-    def _request_rows(self, bench_request: BenchRequest, vanilla: MultimodalModel, vanilla_folder: Path, runs: list[Run],
-                      offset: int = 0) -> list[dict[str, Any]]:
-        """One request's vanilla and oracle rows, then one row per run; ``offset`` > 0: the models of that training seed (no runs)."""
-        request = bench_request.request
-        split = make_split(self.dataset, request, seed=self.config.seed)
+    def cell(self, cell: Cell) -> Timings:
+        """Run one cell here and write its file(s); its stage timings."""
+        bench_request, offset, timings = cell.request, cell.offset, {}
+        split = make_split(self.dataset, bench_request.request, seed=self.config.seed)
         cells = self.folder / "cells" / bench_request.key
         cells.mkdir(parents=True, exist_ok=True)
+        vanilla_folder = self.vanilla_folder(offset)
+        vanilla = _vanilla(vanilla_folder, self.dataset)
         sets = evaluation_sets(vanilla, self.dataset, split, limit=self.config.eval_limit, seed=self.config.seed)
         if bench_request.role == VALIDATION:  # a validation request only feeds the selection criterion: its sets, no attacks
             sets = {name: sets[name] for name in SELECTION_SETS}
-        oracle_config, oracle_folder = self._oracle(bench_request, offset)
-        oracle_folder = _trained(self.dataset, oracle_config, oracle_folder, self.timings, "oracles")
-        oracle_cost = Cost(**read_json(oracle_folder / "cost.json"))
-        suffix = f".seed{offset}" if offset else ""
-        reference_path = cells / f"{ORACLE}{suffix}.reference.json"
-        if not reference_path.is_file():
+        reference_path = cells / f"{Cell(ORACLE_WORK, bench_request, offset).name}.reference.json"
+        if cell.work == ORACLE_WORK:
+            oracle_config = self.config.training(offset).oracle_for(bench_request.request)
+            oracle_folder = self.folder / "models" / f"oracle-{bench_request.key}{f'-seed{offset}' if offset else ''}"
+            oracle_folder = _trained(self.dataset, oracle_config, oracle_folder, timings, "oracles")
             oracle = load_model(oracle_folder)
-            evaluation = self._evaluate(oracle, sets, bench_request)
+            evaluation = self._evaluate(oracle, sets, bench_request, timings)
             write_json(reference_path, evaluation.reference())
-            self._write_cell(cells, oracle, ORACLE + suffix, bench_request, evaluation, evaluation.reference(), oracle_cost,
+            self._write_cell(cells, oracle, cell.name, bench_request, evaluation, evaluation.reference(), Cost(**read_json(oracle_folder / "cost.json")),
                              {"epochs": len(read_json(oracle_folder / "training_log.json")), "training_seed": oracle_config.seed})
-        reference = read_json(reference_path)
-        if not (cells / f"{VANILLA}{suffix}.json").is_file():
-            self._write_cell(cells, vanilla, VANILLA + suffix, bench_request, self._evaluate(vanilla, sets, bench_request), reference, None,
-                             {"training_seed": self.config.seed + offset})
-        for cell, config in track(runs, f"methods on {bench_request.key}"):
-            done = read_json(cells / f"{cell}.json")
-            if done is not None and done.get("settings") == config.settings.to_json():
-                continue
+        elif cell.work == VANILLA_WORK:
+            self._write_cell(cells, vanilla, cell.name, bench_request, self._evaluate(vanilla, sets, bench_request, timings), read_json(reference_path),
+                             None, {"training_seed": self.config.seed + offset})
+        else:
+            name, config = cell.run  # type: ignore[misc]
             unlearned, cost, summary = unlearn(vanilla, split, config, dataset=self.dataset, source=vanilla_folder, workdir=self.folder)
-            self.timings[f"method:{config.method}"] = self.timings.get(f"method:{config.method}", 0.0) + cost.wall_s
-            self._write_cell(cells, unlearned, cell, bench_request, self._evaluate(unlearned, sets, bench_request), reference, cost, summary, config)
-        wanted = [VANILLA + suffix, ORACLE + suffix, *(cell for cell, _ in runs)]  # the oracle row is always shown
-        return [{**read_json(cells / f"{cell}.json"), "cell": cell} for cell in wanted]
+            timings[f"method:{config.method}"] = cost.wall_s
+            self._write_cell(cells, unlearned, name, bench_request, self._evaluate(unlearned, sets, bench_request, timings),
+                             read_json(reference_path), cost, summary, config)
+        return timings
 
-    def _evaluate(self, model: MultimodalModel, sets, bench_request: BenchRequest) -> ModelEvaluation:
+    def _evaluate(self, model: MultimodalModel, sets, bench_request: BenchRequest, timings: Timings) -> ModelEvaluation:
         started = time.perf_counter()
         evaluation = evaluate_model(model, self.dataset, sets, seed=self.config.seed, attacks=bench_request.role == TEST)
-        self.timings["evaluation"] = self.timings.get("evaluation", 0.0) + time.perf_counter() - started
+        timings["evaluation"] = timings.get("evaluation", 0.0) + time.perf_counter() - started
         return evaluation
 
     def _write_cell(self, cells: Path, model: MultimodalModel, cell: str, bench_request: BenchRequest, evaluation: ModelEvaluation,

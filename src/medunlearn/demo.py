@@ -9,7 +9,6 @@ report in minutes, too little training for the numbers to mean much.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from medunlearn.config import DEFAULT_PRESET, DUAL_ENCODER
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.synthetic import HospitalConfig, synthesize
 from medunlearn.evaluation.results import merge_metrics
+from medunlearn.executors import Executor, LocalExecutor, side_by_side
 from medunlearn.methods.forget_mi import FORGET_MI
 from medunlearn.methods.gradient import GRADIENT_METHODS
 from medunlearn.outputs import write_json
@@ -56,27 +56,26 @@ def demo_dataset(folder: Path, config: HospitalConfig) -> HospitalDataset:
 
 def bench_configs(*, quick: bool, seed: int) -> tuple[BenchConfig, BenchConfig]:
     """The VLM bench (all levels) and the classifier bench (the Forget-MI fractions)."""
-    import torch
-
     from medunlearn.models.pretrain import PretrainConfig, ensure_base
 
     vlm_model, dual_model = DEFAULT_PRESET, DUAL_ENCODER
     if quick:  # smaller bases, given to the bench as model folders
         vlm_model, dual_model = (str(ensure_base(PretrainConfig(model=name, **QUICK_PRETRAIN))[0]) for name in (DEFAULT_PRESET, DUAL_ENCODER))
-    workers = 2 if (os.cpu_count() or 1) >= 2 and not torch.cuda.is_available() else 1  # requests side by side on a CPU
-    vlm = BenchConfig(model=vlm_model, seed=seed, epochs=4 if quick else None, eval_limit=16 if quick else 100, workers=workers,
+    threads = 1 if side_by_side() > 1 else 0  # one-thread cells side by side on a CPU
+    vlm = BenchConfig(model=vlm_model, seed=seed, epochs=4 if quick else None, eval_limit=16 if quick else 100, threads=threads,
                       method_settings={**QUICK_BUDGETS, **QUICK_FORGET_MI} if quick else {})
-    # the classifier trains in seconds: starting worker processes would cost more than it saves
+    # the classifier trains in seconds: by default its cells run in this process (worker processes would cost more than they save)
     dual = BenchConfig(model=dual_model, levels=(), forget_fractions=FORGET_FRACTIONS, seed=seed,
                        epochs=5 if quick else None, eval_limit=24 if quick else 100, method_settings=QUICK_BUDGETS if quick else {})
     return vlm, dual
 
 
 def run_demo(out: Path, *, quick: bool = False, seed: int = 0,
-             announce: Callable[[HospitalDataset, Path], None] | None = None) -> DemoRun:
+             announce: Callable[[HospitalDataset, Path], None] | None = None, executor: Executor | None = None) -> DemoRun:
     """Both benches into ``out/vlm`` and ``out/dual-encoder``; the merged metrics.json and report.html in ``out``.
 
     ``announce(dataset, folder)`` is called for each dataset once it is ready, before the long part.
+    ``executor`` runs the cells of both (default: the VLM's :func:`side_by_side` in local processes, the classifier's here).
     """
     out = Path(out)
     datasets = []
@@ -87,7 +86,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0,
             announce(datasets[-1], folder)
     hospital, cohort = datasets
     vlm, dual = bench_configs(quick=quick, seed=seed)
-    parts = [Bench(hospital, vlm, out / "vlm").run(), Bench(cohort, dual, out / "dual-encoder").run()]
+    parts = [Bench(hospital, vlm, out / "vlm", executor or LocalExecutor(side_by_side())).run(), Bench(cohort, dual, out / "dual-encoder", executor).run()]
     metrics = merge_metrics(parts)
     write_json(out / "metrics.json", metrics)
     return DemoRun(hospital, cohort, metrics, render(metrics, out))

@@ -7,7 +7,7 @@ helper is the identity, so the one-process path is exactly the one without a lau
 
 Under several processes:
 
-- :func:`prepare` hands the model's forward passes to ``accelerate.Accelerator`` (DDP by
+- :func:`prepare` hands the model's forward passes and its optimizer to ``accelerate.Accelerator`` (DDP by
   default; FSDP or DeepSpeed when the user's accelerate config says so), with unused
   parameters detected (a Forget-MI step reads embeddings, not the LM head; a gradient
   step runs two forward passes before its backward pass) and without a buffer broadcast
@@ -92,11 +92,24 @@ def start() -> World:
     return current
 
 
-def prepare(model: MultimodalModel) -> MultimodalModel:
-    """Route the model's forward passes through the accelerator's data-parallel wrapper (nothing in one process)."""
+def prepare(model: MultimodalModel, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """Route the model's forward passes through the accelerator's wrapper; the optimizer to step (itself in one process).
+
+    The passes and the optimizer are prepared in one call, as DeepSpeed requires.
+    """
+    if not world().distributed:
+        return optimizer
+    passes, prepared = accelerator().prepare(model.forward_passes(), optimizer)
+    model.distribute(passes)
+    return prepared
+
+
+def backward(loss: torch.Tensor) -> None:
+    """``loss.backward()``, through the accelerator under a launcher (DeepSpeed scales and steps its own way)."""
     if world().distributed:
-        model.distribute(accelerator().prepare(model.forward_passes()))
-    return model
+        accelerator().backward(loss)
+    else:
+        loss.backward()
 
 
 def release(model: MultimodalModel) -> MultimodalModel:

@@ -18,7 +18,6 @@ rerun after an interruption resumes where it stopped.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.synthetic import HospitalConfig
 from medunlearn.demo import FORGET_FRACTIONS, FORGET_MI_COHORT, DemoRun, demo_dataset
 from medunlearn.evaluation.results import merge_metrics
+from medunlearn.executors import Executor, LocalExecutor, side_by_side
 from medunlearn.outputs import write_json
 from medunlearn.report.html import render
 
@@ -41,17 +41,17 @@ VLM_METHODS = ("chip", "forget_mi", "grad_diff", "npo", "retrain")
 
 
 def reproduce_configs(*, seed: int) -> tuple[BenchConfig, BenchConfig]:
-    import torch
-
-    workers = 2 if (os.cpu_count() or 1) >= 2 and not torch.cuda.is_available() else 1
     common = dict(seed=seed, select=True, targets_per_level=TEST_REQUESTS, validation_per_level=1, seeds=SEEDS, eval_limit=EVAL_LIMIT)
-    vlm = BenchConfig(model=DEFAULT_PRESET, methods=VLM_METHODS, workers=workers, **common)
+    vlm = BenchConfig(model=DEFAULT_PRESET, methods=VLM_METHODS, threads=1 if side_by_side() > 1 else 0, **common)
     dual = BenchConfig(model=DUAL_ENCODER, levels=(), forget_fractions=FORGET_FRACTIONS, **common)
     return vlm, dual
 
 
-def run_reproduce(out: Path, *, seed: int = 0, announce: Callable[[HospitalDataset, Path], None] | None = None) -> DemoRun:
-    """Both benches into ``out/vlm`` and ``out/dual-encoder``; the merged metrics.json and report.html in ``out``."""
+def run_reproduce(out: Path, *, seed: int = 0, announce: Callable[[HospitalDataset, Path], None] | None = None,
+                  executor: Executor | None = None) -> DemoRun:
+    """Both benches into ``out/vlm`` and ``out/dual-encoder``; the merged metrics.json and report.html in ``out``.
+
+    ``executor`` runs the cells of both (default: as the demo, :func:`medunlearn.demo.run_demo`)."""
     out = Path(out)
     datasets = []
     for folder, config in ((out / "data", HospitalConfig(seed=seed, **REPRODUCE_HOSPITAL)), (out / "cohort", HospitalConfig(seed=seed, **FORGET_MI_COHORT))):
@@ -60,7 +60,7 @@ def run_reproduce(out: Path, *, seed: int = 0, announce: Callable[[HospitalDatas
             announce(datasets[-1], folder)
     hospital, cohort = datasets
     vlm, dual = reproduce_configs(seed=seed)
-    parts = [Bench(cohort, dual, out / "dual-encoder").run(), Bench(hospital, vlm, out / "vlm").run()]
+    parts = [Bench(cohort, dual, out / "dual-encoder", executor).run(), Bench(hospital, vlm, out / "vlm", executor or LocalExecutor(side_by_side())).run()]
     metrics = merge_metrics(parts)
     write_json(out / "metrics.json", metrics)
     return DemoRun(hospital, cohort, metrics, render(metrics, out))

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from medunlearn.cli.console import err, out, print_claims, print_quality, print_results, print_summary
 from medunlearn.cli.data import data_app
-from medunlearn.cli.options import DataOption, LevelOption, OutOption, TargetOption
+from medunlearn.cli.options import DataOption, ExecutorOption, GpusOption, LevelOption, OutOption, RayAddressOption, TargetOption
 from medunlearn.config import DEFAULT_PRESET
 from medunlearn.distributed import failure, is_main, start, world
 from medunlearn.errors import MedunlearnError
@@ -206,23 +206,31 @@ def bench_command(
     epochs: Annotated[int | None, typer.Option(help="Training epochs (default: the model family's).")] = None,
     limit: Annotated[int, typer.Option("--limit", help="Questions scored per set at most.")] = 200,
     set_: Annotated[list[str] | None, typer.Option("--set", help="method.key=value for a method parameter (repeatable).")] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Requests (oracle, evaluations, methods) run side by side, one torch thread each (2 suits a 2-core CPU).")] = 1,
+    executor: ExecutorOption = "local",
+    workers: Annotated[int, typer.Option("--workers", help="Local executor: cells (oracles, evaluations, method runs) side by side in that many processes (2 suits a 2-core CPU).")] = 1,
+    ray_address: RayAddressOption = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="Torch threads per cell (default: 1 with cells side by side, else torch's own); part of the configuration.")] = None,
+    gpus_per_cell: GpusOption = 0.0,
 ) -> None:
     """Run the benchmark: vanilla, one oracle per request, every method on every request; metrics.json + report.html."""
     from medunlearn.bench import Bench
     from medunlearn.data.dataset import HospitalDataset
+    from medunlearn.executors import executor as chosen_executor
     from medunlearn.report.html import render
 
-    config = _bench_config(model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, set_, workers,
+    if threads is None:
+        threads = 1 if executor == "ray" or workers > 1 else 0
+    cells = chosen_executor(executor, workers=workers, address=ray_address, threads=threads, gpus_per_cell=gpus_per_cell)
+    config = _bench_config(model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, set_, threads,
                            select=select, validation_per_level=validation_per_level, min_items=min_items, seeds=seeds)
     dataset = HospitalDataset.load(data)
-    metrics = Bench(dataset, config, out_dir).run()
+    metrics = Bench(dataset, config, out_dir, cells).run()
     report = render(metrics, Path(out_dir))
     print_results(metrics["results"])
     out.print(f"wrote {Path(out_dir) / 'metrics.json'} and {report}")
 
 
-def _bench_config(model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, assignments, workers, **protocol):
+def _bench_config(model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, assignments, threads, **protocol):
     from medunlearn.bench import ALL_LEVELS, BenchConfig
     from medunlearn.config import parse_assignments
     from medunlearn.methods.registry import METHODS
@@ -243,7 +251,7 @@ def _bench_config(model, methods, levels, targets_per_level, forget_fraction, se
     return BenchConfig(
         model=model, methods=tuple(_split_list(methods) or METHODS), levels=tuple(chosen_levels),
         targets_per_level=targets_per_level, forget_fractions=tuple(fractions), seed=seed, epochs=epochs,
-        eval_limit=limit, method_settings=settings, workers=workers, **protocol,
+        eval_limit=limit, method_settings=settings, threads=threads, **protocol,
     )
 
 
@@ -262,12 +270,16 @@ def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/demo"),
     quick: Annotated[bool, typer.Option("--quick", help="A small hospital, small bases and short training: a first look in minutes.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    executor: ExecutorOption = "local",
+    ray_address: RayAddressOption = None,
+    gpus_per_cell: GpusOption = 0.0,
 ) -> None:
     """The main job: benchmark the pretrained VLM at all four levels of a synthetic hospital and the dual
     encoder with the Forget-MI protocol (3/6/10 % of a 120-patient cohort), and write one report."""
     from medunlearn.demo import run_demo
 
-    run = run_demo(out_dir, quick=quick, seed=seed, announce=lambda dataset, folder: print_summary(dataset.summary(), folder))
+    run = run_demo(out_dir, quick=quick, seed=seed, announce=lambda dataset, folder: print_summary(dataset.summary(), folder),
+                   executor=_run_executor(executor, ray_address, gpus_per_cell))
     print_results(run.metrics["results"])
     out.print(f"[bold]report:[/] {run.report.resolve()}")
 
@@ -276,14 +288,27 @@ def demo(
 def reproduce(
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder (a rerun resumes it).")] = Path("runs/reproduce"),
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    executor: ExecutorOption = "local",
+    ray_address: RayAddressOption = None,
+    gpus_per_cell: GpusOption = 0.0,
 ) -> None:
     """The claims configuration: both settings with --select, 3 test requests per level (3 draws per Forget-MI
     fraction), 2 training seeds; the report opens with the published claims, checked."""
     from medunlearn.reproduce import run_reproduce
 
-    run = run_reproduce(out_dir, seed=seed, announce=lambda dataset, folder: print_summary(dataset.summary(), folder))
+    run = run_reproduce(out_dir, seed=seed, announce=lambda dataset, folder: print_summary(dataset.summary(), folder),
+                        executor=_run_executor(executor, ray_address, gpus_per_cell))
     print_claims(run.metrics.get("aggregates") or [])
     out.print(f"[bold]report:[/] {run.report.resolve()}")
+
+
+def _run_executor(name: str, address: str | None, gpus_per_cell: float):
+    """The demo's and reproduce's executor: None (their local default) unless Ray is asked for."""
+    from medunlearn.executors import executor
+
+    if name == "local" and address is None:
+        return None
+    return executor(name, address=address, gpus_per_cell=gpus_per_cell)
 
 
 def main(argv: list[str] | None = None) -> int:

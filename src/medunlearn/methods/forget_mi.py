@@ -241,7 +241,7 @@ def run_forget_mi(model: MultimodalModel, job: UnlearnJob, settings: ForgetMISet
             if not torch.isfinite(loss):
                 raise MedunlearnError(f"the Forget-MI loss became {loss.item()} in epoch {epoch + 1}; lower lr (--set lr=...) and rerun.")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            distributed.backward(loss)
             optimizer.step()  # a step every batch (the reference stepped once per epoch)
             for name in TERMS:
                 sums[name] += float(distributed.mean(terms[name].detach() * weight)) * len(rows)

@@ -145,7 +145,7 @@ def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSet
         if not torch.isfinite(reported):
             raise MedunlearnError(f"the unlearning loss became {reported.item()} at step {len(losses) + 1}; lower lr (--set lr=...) and rerun.")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        distributed.backward(loss)
         distributed.clip_gradients(trainable, settings.max_grad_norm)
         optimizer.step()
         losses.append(reported.item())

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, TypeVar
 
 import torch
 
+from medunlearn import distributed
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.samples import Sample
 from medunlearn.data.splits import Split
@@ -185,9 +186,12 @@ class UnlearnJob:
 
 
 def adamw(model: MultimodalModel, lr: float) -> tuple[torch.optim.Optimizer, list[torch.nn.Parameter]]:
-    """The methods' optimizer (AdamW without weight decay) over the trainable parameters, and those parameters."""
+    """The methods' optimizer (AdamW without weight decay) over the trainable parameters, and those parameters.
+
+    Under a launcher the model's forward passes and this optimizer are prepared for data-parallel work here.
+    """
     trainable = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0), trainable
+    return distributed.prepare(model, torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)), trainable
 
 
 @dataclass(frozen=True)

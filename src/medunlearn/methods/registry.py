@@ -54,12 +54,12 @@ def unlearn(
     if source is not None:
         check_trained_on(source, dataset)
     model.attach(dataset)
-    working = distributed.prepare(model.clone())  # under a launcher: data-parallel over the processes
+    working = model.clone()
     seed_everything(config.seed)
     with CostMeter(model.device) as meter:
         job = UnlearnJob(chosen.name, split, dataset, config.seed, meter, source=source, workdir=workdir)
         replaced = chosen.run(working, job, config.settings)
-    unlearned = distributed.release(replaced if isinstance(replaced, MultimodalModel) else working)
+    unlearned = distributed.release(replaced if isinstance(replaced, MultimodalModel) else working)  # prepared by adamw() under a launcher
     unlearned.train(False)
     return unlearned, meter.cost, job.summary
 

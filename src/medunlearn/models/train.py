@@ -120,9 +120,9 @@ def train(
     rehearsed = [] if replay is None else model.usable(replay.samples)
     per_epoch = min(int(config.replay or 0), len(rehearsed))
 
-    distributed.prepare(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    optimizer = distributed.prepare(model, optimizer)
     steps_per_epoch = math.ceil((len(samples) + per_epoch) / config.batch_size)
     total = steps_per_epoch * int(config.epochs)  # type: ignore[arg-type]
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup * total), total)
@@ -163,7 +163,7 @@ def train(
                     f"training loss became {reported.item()} at epoch {epoch + 1} step {step + 1}; {kept}; lower --lr and rerun."
                 )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            distributed.backward(loss)
             distributed.clip_gradients(trainable, config.max_grad_norm)
             optimizer.step()
             scheduler.step()
