@@ -71,15 +71,15 @@ def is_main() -> bool:
 @functools.cache
 def accelerator() -> Accelerator:
     """The process group and the data-parallel wrapper, created once per process (only when launched)."""
+    import torch
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
     from medunlearn.progress import show_progress
 
-    import torch
-
-    # without a GPU accelerate treats launched processes as one unless told they are CPU processes (gloo)
-    created = Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True, broadcast_buffers=False)])
+    # without a GPU accelerate treats launched processes as one (no gradient exchange at all) unless told they are CPU processes (gloo)
+    data_parallel = DistributedDataParallelKwargs(find_unused_parameters=True, broadcast_buffers=False)
+    created = Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=[data_parallel])
     show_progress(created.is_main_process)  # one set of bars, the main process's
     return created
 
