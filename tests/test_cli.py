@@ -49,6 +49,10 @@ def test_split_and_medforget_round_trip(run_cli, small_folder, tmp_path):
         (["data", "import-medforget", "{tmp}/nothing.parquet"], "does not exist"),
         (["data", "import-forgetmi", "--split", "{tmp}/s.csv", "--forget", "{tmp}/f.csv", "--images", "{tmp}"], "split CSV"),
         (["data", "synth", "--patients", "0"], "--patients is 0"),
+        (["bench", "--data", "{data}", "--executor", "dask"], "--executor 'dask' is unknown; use local or ray"),
+        (["bench", "--data", "{data}", "--ray-address", "auto"], "--ray-address needs --executor ray"),
+        (["bench", "--data", "{data}", "--workers", "0"], "--workers is 0"),
+        (["bench", "--data", "{data}", "--threads", "-1"], "--threads is -1"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(run_cli, small_folder, tmp_path, args, message):

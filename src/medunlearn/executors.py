@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -178,7 +177,6 @@ class RayExecutor:
             refs[task.key], keys[ref] = ref, task
         results: dict[str, Timings] = {}
         pending = list(keys)
-        started = time.perf_counter()
         for _ in track(range(len(tasks)), f"{description} (Ray)"):
             finished, pending = ray.wait(pending, num_returns=1)
             task = keys[finished[0]]
@@ -188,7 +186,6 @@ class RayExecutor:
                 for ref in pending:
                     ray.cancel(ref, force=True)
                 raise _failed(task, getattr(error, "cause", None) or error) from None
-        del started
         return [results[task.key] for task in tasks]
 
 
