@@ -144,7 +144,7 @@ def load_model(folder: Path) -> MultimodalModel:
         from medunlearn.models.dual_encoder import load_dual_encoder
 
         return load_dual_encoder(folder)
-    from medunlearn.models.vlm import load_vlm
+    from medunlearn.models.vlm_folder import load_vlm
 
     return load_vlm(folder)
 

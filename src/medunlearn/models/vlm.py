@@ -12,31 +12,23 @@ template), then the answer and the end-of-turn token; only answer tokens carry l
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import (
-    AutoTokenizer,
     StoppingCriteriaList,
     LlavaConfig,
     LlavaForConditionalGeneration,
-    LlavaProcessor,
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
     Qwen2_5_VLProcessor,
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
     Qwen2VLProcessor,
-)
-from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
-from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
-    Qwen2VLImageProcessorPil,
 )
 
 from medunlearn.data.dataset import HospitalDataset
@@ -48,7 +40,6 @@ from medunlearn.models.base import (
     Batch,
     EditableLinear,
     MultimodalModel,
-    read_model_card,
 )
 from medunlearn.models.tokenizer import (
     LLAVA_IMAGE_PLACEHOLDER,
@@ -351,64 +342,3 @@ def _language_layers(network: nn.Module) -> nn.ModuleList:
         except AttributeError:
             continue
     raise MedunlearnError(f"cannot find the language layers of {type(network).__name__}; this architecture is not supported.")
-
-
-def load_vlm(folder: Path) -> VisionLanguageModel:
-    """Load a saved medunlearn model or real weights (e.g. Qwen2.5-VL-3B, LLaVA-1.5) from a folder."""
-    folder = Path(folder)
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise MedunlearnError(f"model folder {folder} has no config.json; give a folder saved by `medunlearn train` or a Hugging Face model folder.")
-    try:
-        model_type = json.loads(config_path.read_text()).get("model_type")
-    except json.JSONDecodeError:
-        raise MedunlearnError(f"{config_path} is not valid JSON; the model folder is damaged.") from None
-    if model_type not in FAMILIES:
-        raise MedunlearnError(
-            f"{config_path} names architecture {model_type!r}; medunlearn supports {', '.join(FAMILIES)} (and dual-encoder)."
-        )
-    family = FAMILIES[model_type]
-    card = read_model_card(folder)
-    cuda = torch.cuda.is_available()
-    network = family.model_class.from_pretrained(
-        folder,
-        dtype=torch.bfloat16 if cuda else torch.float32,
-        device_map="auto" if cuda else None,
-    )
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    chat_template = _chat_template(folder) or tokenizer.chat_template
-    if model_type == "llava":
-        image_processor = CLIPImageProcessorPil.from_pretrained(folder)
-        settings = _processor_settings(folder)
-        processor = LlavaProcessor(
-            image_processor=image_processor,
-            tokenizer=tokenizer,
-            patch_size=settings.get("patch_size", network.config.vision_config.patch_size),
-            vision_feature_select_strategy=settings.get("vision_feature_select_strategy", network.config.vision_feature_select_strategy),
-            chat_template=chat_template,
-            image_token=settings.get("image_token", "<image>"),
-            num_additional_image_tokens=settings.get("num_additional_image_tokens", 1),
-        )
-    else:
-        image_processor = Qwen2VLImageProcessorPil.from_pretrained(folder)
-        cls = Qwen2VLImageOnlyProcessor if model_type == "qwen2_vl" else Qwen2_5_VLImageOnlyProcessor
-        processor = cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return VisionLanguageModel(network, processor, family, {k: v for k, v in card.items() if k != "family"} or {"source": str(folder)})
-
-
-def _processor_settings(folder: Path) -> dict[str, Any]:
-    path = folder / "processor_config.json"
-    if path.is_file():
-        data = json.loads(path.read_text())
-        return data.get("processor", data) if isinstance(data, dict) else {}
-    return {}
-
-
-def _chat_template(folder: Path) -> str | None:
-    if (folder / "chat_template.jinja").is_file():
-        return (folder / "chat_template.jinja").read_text()
-    if (folder / "chat_template.json").is_file():
-        return json.loads((folder / "chat_template.json").read_text()).get("chat_template")
-    return None
