@@ -47,7 +47,7 @@ def test_split_and_medforget_round_trip(run_cli, small_folder, tmp_path):
         (["data", "split", "{tmp}/missing", "--level", "patient", "--target", "x"], "does not exist"),
         (["data", "export-medforget", "{data}", "--level", "patient", "--target", "nobody"], "does not exist"),
         (["data", "import-medforget", "{tmp}/nothing.parquet"], "does not exist"),
-        (["data", "import-forgetmi", "--split", "{tmp}/s.csv", "--forget", "{tmp}/f.csv", "--images", "{tmp}"], "split CSV"),
+        (["data", "import-forgetmi", "--split", "{tmp}/s.csv", "--forget", "{tmp}/f.csv", "--images", "{tmp}/images"], "split CSV"),
         (["data", "synth", "--patients", "0"], "--patients is 0"),
         (["bench", "--data", "{data}", "--executor", "dask"], "--executor 'dask' is unknown; use local or ray"),
         (["bench", "--data", "{data}", "--ray-address", "auto"], "--ray-address needs --executor ray"),

@@ -38,6 +38,7 @@ by side the stage timings add up the cells' seconds and ``requests`` is the wall
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,13 +60,13 @@ from medunlearn.evaluation.results import ORACLE, VANILLA, metrics_document, res
 from medunlearn.evaluation.selection import SELECTION_SETS, criterion, selection_record
 from medunlearn.evaluation.statistics import aggregate, retraining_noise
 from medunlearn.executors import Executor, LocalExecutor, Task, Timings
-from medunlearn.methods.cost import Cost, CostMeter
+from medunlearn.methods.cost import Cost, CostMeter, model_cost, training_cost
 from medunlearn.methods.method import MethodConfig
 from medunlearn.methods.registry import METHODS, method, method_config, unlearn
 from medunlearn.models.base import MultimodalModel
 from medunlearn.models.loading import base_name, load_model
-from medunlearn.models.train import train, training_passes, training_settings
-from medunlearn.outputs import read_json, write_json
+from medunlearn.models.train import train, training_settings
+from medunlearn.outputs import mark, read_json, write_json
 from medunlearn.progress import note
 from medunlearn.bench_requests import MIN_SCORED_ITEMS, TEST, VALIDATION, BenchRequest, draw_requests
 
@@ -140,8 +141,9 @@ class BenchConfig:
 
 
 def _check_config(folder: Path, config: dict[str, Any]) -> None:
+    """Refuse to resume cells of another configuration (models are reused by their recipe, so a folder without cells is free)."""
     path = folder / "bench_config.json"
-    if not path.is_file():
+    if not path.is_file() or not _finished_cells(folder):
         return
     saved = json.loads(path.read_text())
     if saved != config:
@@ -149,6 +151,10 @@ def _check_config(folder: Path, config: dict[str, Any]) -> None:
             f"{folder} holds a bench with another configuration (differs in: {', '.join(differing_keys(saved, config, 'bench'))}); "
             f"rerun with the same options to resume it, or choose another --out (or delete {folder} to start over)."
         )
+
+
+def _finished_cells(folder: Path) -> list[Path]:
+    return sorted((folder / "cells").rglob("*.json")) if (folder / "cells").is_dir() else []
 
 
 def _is_trained(dataset: HospitalDataset, config: TrainConfig, folder: Path) -> bool:
@@ -165,10 +171,8 @@ def _trained(dataset: HospitalDataset, config: TrainConfig, folder: Path, timing
     if _is_trained(dataset, config, folder):
         return folder
     with CostMeter() as meter:
-        train(dataset, config, folder)
-    meter.cost.forward = meter.cost.backward = training_passes(read_json(folder / "training_log.json"))
-    write_json(folder / "cost.json", meter.cost.to_json())
-    timings[stage] = timings.get(stage, 0.0) + meter.cost.wall_s
+        train(dataset, config, folder, finish=lambda _model, staging: write_json(staging / "cost.json", training_cost(meter, staging)))
+    timings[stage] = timings.get(stage, 0.0) + read_json(folder / "cost.json")["wall_s"]
     return folder
 
 
@@ -240,7 +244,17 @@ class Bench:
 
     def run(self) -> dict[str, Any]:
         _check_config(self.folder, self.settings)
+        created = not self.folder.exists()
+        try:
+            return self._run()
+        except MedunlearnError:  # bad input found on the way: a folder this run created and that holds no finished work goes
+            if created and not _finished_cells(self.folder) and not list(self.folder.glob("models/*/train_config.json")):
+                shutil.rmtree(self.folder, ignore_errors=True)
+            raise
+
+    def _run(self) -> dict[str, Any]:
         self.folder.mkdir(parents=True, exist_ok=True)
+        mark(self.folder)
         write_json(self.folder / "bench_config.json", self.settings)
         vanilla_folder = _trained(self.dataset, self.config.training(), self.vanilla_folder(0), self.timings, "training")
         vanilla = _vanilla(vanilla_folder, self.dataset)
@@ -355,7 +369,7 @@ class Bench:
             oracle = load_model(oracle_folder)
             evaluation = self._evaluate(oracle, sets, bench_request, timings)
             write_json(reference_path, evaluation.reference())
-            self._write_cell(cells, oracle, cell.name, bench_request, evaluation, evaluation.reference(), Cost(**read_json(oracle_folder / "cost.json")),
+            self._write_cell(cells, oracle, cell.name, bench_request, evaluation, evaluation.reference(), model_cost(oracle_folder),
                              {"epochs": len(read_json(oracle_folder / "training_log.json")), "training_seed": oracle_config.seed})
         elif cell.work == VANILLA_WORK:
             self._write_cell(cells, vanilla, cell.name, bench_request, self._evaluate(vanilla, sets, bench_request, timings), read_json(reference_path),

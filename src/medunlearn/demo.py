@@ -22,7 +22,7 @@ from medunlearn.evaluation.results import merge_metrics
 from medunlearn.executors import Executor, LocalExecutor, side_by_side
 from medunlearn.methods.forget_mi import FORGET_MI
 from medunlearn.methods.gradient import GRADIENT_METHODS
-from medunlearn.outputs import write_json
+from medunlearn.outputs import mark, write_json
 from medunlearn.report.html import render
 
 QUICK_HOSPITAL = {"institutions": 2, "patients": 3, "studies": 2, "holdout_patients": 1, "image_size": 56}
@@ -78,6 +78,8 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0,
     ``executor`` runs the cells of both (default: the VLM's :func:`side_by_side` in local processes, the classifier's here).
     """
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    mark(out)  # a rerun resumes this folder
     datasets = []
     for folder, config in ((out / "data", HospitalConfig(seed=seed, **(QUICK_HOSPITAL if quick else {}))),
                            (out / "cohort", HospitalConfig(seed=seed, **FORGET_MI_COHORT))):

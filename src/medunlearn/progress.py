@@ -44,3 +44,8 @@ def note(text: str) -> None:
     """One status line on stderr (hidden with the bars)."""
     if _shown["bars"]:
         _console.print(text, highlight=False)
+
+
+def tell(text: str) -> None:
+    """One line on stderr that a person must see even where bars are hidden, e.g. that a run resumed."""
+    _console.print(text, highlight=False, soft_wrap=True)

@@ -28,7 +28,7 @@ from medunlearn.data.synthetic import HospitalConfig
 from medunlearn.demo import FORGET_FRACTIONS, FORGET_MI_COHORT, DemoRun, demo_dataset
 from medunlearn.evaluation.results import merge_metrics
 from medunlearn.executors import Executor, LocalExecutor, side_by_side
-from medunlearn.outputs import write_json
+from medunlearn.outputs import mark, write_json
 from medunlearn.report.html import render
 
 #: four institutions: three test institutions and one to validate on
@@ -53,6 +53,8 @@ def run_reproduce(out: Path, *, seed: int = 0, announce: Callable[[HospitalDatas
 
     ``executor`` runs the cells of both (default: as the demo, :func:`medunlearn.demo.run_demo`)."""
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    mark(out)  # a rerun resumes this folder
     datasets = []
     for folder, config in ((out / "data", HospitalConfig(seed=seed, **REPRODUCE_HOSPITAL)), (out / "cohort", HospitalConfig(seed=seed, **FORGET_MI_COHORT))):
         datasets.append(demo_dataset(folder, config))

@@ -110,3 +110,17 @@ def test_missing_column_and_missing_source(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(MedunlearnError, match="holds no .parquet files"):
         import_medforget(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("written", ["male", "B", "b", "B)", "B) male", " B ) male "])
+def test_a_classification_answer_is_stored_as_its_option_text_however_the_file_writes_it(written):
+    from medunlearn.data.formats.medforget_parquet import option_answer
+
+    assert option_answer(written, ("female", "male", "unknown")) == "male"
+
+
+@pytest.mark.parametrize("written", ["D", "B) female", "maybe"])
+def test_an_answer_outside_the_options_stays_as_written_and_is_refused_later(written):
+    from medunlearn.data.formats.medforget_parquet import option_answer
+
+    assert option_answer(written, ("female", "male", "unknown")) == written

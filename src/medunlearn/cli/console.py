@@ -62,3 +62,24 @@ def print_claims(aggregates: list[dict]) -> None:
     for claim in check_claims(aggregates):
         table.add_row(claim["claim"], claim["model"], claim["verdict"])
     out.print(table)
+
+
+def crash_log(argv: list[str] | None) -> Path | str:
+    """Write the current exception's traceback and the command line under the cache's logs/; its path."""
+    import os
+    import time
+    import traceback
+
+    from medunlearn import __version__
+    from medunlearn.outputs import cache_root
+
+    try:
+        logs = cache_root() / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        path = logs / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-rank{os.environ.get('RANK', '0')}.log"
+        path.write_text(f"medunlearn {__version__}\ncommand: {' '.join(argv if argv is not None else sys.argv[1:])}\n\n{traceback.format_exc()}",
+                        encoding="utf-8")
+        return path
+    except OSError:
+        return "not written (the cache is not writable)"
+

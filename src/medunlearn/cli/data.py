@@ -10,8 +10,9 @@ import typer
 from rich.table import Table
 
 from medunlearn.cli.console import out, print_summary
-from medunlearn.cli.options import LevelOption, OutOption, TargetOption
+from medunlearn.cli.options import LevelOption, OutOption, OverwriteOption, TargetOption
 from medunlearn.data.synthetic import HospitalConfig
+from medunlearn.outputs import claimed_output
 
 data_app = typer.Typer(help="Build, inspect, split, import and export hospital datasets.", no_args_is_help=True)
 
@@ -25,13 +26,15 @@ def data_synth(
     studies: Annotated[int, typer.Option(help="Studies (radiographs) per patient.")] = HospitalConfig.studies,
     holdout_patients: Annotated[int, typer.Option(help="Held-out (never trained) patients per institution.")] = HospitalConfig.holdout_patients,
     image_size: Annotated[int, typer.Option("--image-size", help="Radiograph side in pixels.")] = HospitalConfig.image_size,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Synthesise a hospital: identities, radiographs, reports and questions."""
     from medunlearn.data.synthetic import synthesize
 
     config = HospitalConfig(seed, institutions, patients, studies, holdout_patients, image_size)
-    dataset = synthesize(config)
-    dataset.save(out_dir)
+    with claimed_output(out_dir, "data synth", overwrite=overwrite):
+        dataset = synthesize(config)
+        dataset.save(out_dir)
     print_summary(dataset.summary(), out_dir)
 
 
@@ -72,7 +75,8 @@ def data_split(
     level: LevelOption,
     target: TargetOption,
     out_dir: OutOption,
-    seed: Annotated[int, typer.Option(help="Seed of the validation draw.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the validation draw.", min=0)] = 0,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Split a dataset for a deletion request; writes split.json with every set's sample ids."""
     from medunlearn.data.dataset import HospitalDataset
@@ -80,10 +84,11 @@ def data_split(
     from medunlearn.data.splits import DeletionRequest, make_split
     from medunlearn.outputs import atomic_directory
 
-    dataset = HospitalDataset.load(folder)
-    split = make_split(dataset, DeletionRequest(Level.parse(level), tuple(target)), seed=seed)
-    with atomic_directory(out_dir, replace=False) as tmp:
-        (tmp / "split.json").write_text(json.dumps({"dataset": str(folder), **split.to_json()}, indent=2) + "\n")
+    with claimed_output(out_dir, "data split", inputs=[("FOLDER", folder)], overwrite=overwrite):
+        dataset = HospitalDataset.load(folder)
+        split = make_split(dataset, DeletionRequest(Level.parse(level), tuple(target)), seed=seed)
+        with atomic_directory(out_dir) as tmp:
+            (tmp / "split.json").write_text(json.dumps({"dataset": str(folder), **split.to_json()}, indent=2) + "\n")
     table = Table(title=f"forget {split.request.level.value} {', '.join(split.request.targets)}")
     table.add_column("set")
     table.add_column("samples", justify="right")
@@ -99,6 +104,7 @@ def data_export_medforget(
     level: LevelOption,
     target: TargetOption,
     out_dir: OutOption,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Export a split as MedForget parquet: <level>_level/{forget,retain,holdout}_set_all.parquet."""
     from medunlearn.data.dataset import HospitalDataset
@@ -106,9 +112,11 @@ def data_export_medforget(
     from medunlearn.data.hierarchy import Level
     from medunlearn.data.splits import DeletionRequest, make_split
 
-    dataset = HospitalDataset.load(folder)
-    split = make_split(dataset, DeletionRequest(Level.parse(level), tuple(target)))
-    for name, path in export_split(dataset, split, out_dir).items():
+    with claimed_output(out_dir, "data export-medforget", inputs=[("FOLDER", folder)], overwrite=overwrite):
+        dataset = HospitalDataset.load(folder)
+        split = make_split(dataset, DeletionRequest(Level.parse(level), tuple(target)))
+        written = export_split(dataset, split, out_dir)
+    for name, path in written.items():
         out.print(f"{name:8s} {path}")
 
 
@@ -116,12 +124,14 @@ def data_export_medforget(
 def data_import_medforget(
     source: Annotated[Path, typer.Argument(help="A MedForget .parquet file or a folder of <level>_level/ folders.")],
     out_dir: OutOption,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Import MedForget parquet files into a dataset folder."""
     from medunlearn.data.formats.medforget_parquet import import_medforget
 
-    dataset = import_medforget(source)
-    dataset.save(out_dir)
+    with claimed_output(out_dir, "data import-medforget", inputs=[("SOURCE", source)], overwrite=overwrite):
+        dataset = import_medforget(source)
+        dataset.save(out_dir)
     print_summary(dataset.summary(), out_dir)
 
 
@@ -133,10 +143,13 @@ def data_import_forgetmi(
     out_dir: OutOption,
     reports: Annotated[Path | None, typer.Option("--reports", help="Report root with s<study_id>.txt files.")] = None,
     institutions: Annotated[Path | None, typer.Option("--institutions", help="CSV subject_id,institution.")] = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Import MIMIC-CXR edema data with Forget-MI split files into a dataset folder."""
     from medunlearn.data.formats.forgetmi_csv import import_forgetmi
 
-    dataset = import_forgetmi(split_csv, forget_csv, images, reports=reports, institutions=institutions)
-    dataset.save(out_dir)
+    inputs = [("--split", split_csv), ("--forget", forget_csv), ("--images", images), ("--reports", reports), ("--institutions", institutions)]
+    with claimed_output(out_dir, "data import-forgetmi", inputs=inputs, overwrite=overwrite):
+        dataset = import_forgetmi(split_csv, forget_csv, images, reports=reports, institutions=institutions)
+        dataset.save(out_dir)
     print_summary(dataset.summary(), out_dir)

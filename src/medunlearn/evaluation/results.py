@@ -59,6 +59,8 @@ def load_metrics(folder: Path) -> dict[str, Any]:
         metrics = json.loads(path.read_text())
     except json.JSONDecodeError:
         raise MedunlearnError(f"{path} is not valid JSON; rerun the bench to rewrite it.") from None
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("results"), list) or not all(isinstance(r, dict) for r in metrics["results"]):
+        raise MedunlearnError(f"{path} is not a metrics document (a JSON object whose 'results' is a list of rows); rerun the bench to rewrite it.")
     if metrics.get("schema") != SCHEMA:
         raise MedunlearnError(f"{path} has schema {metrics.get('schema')!r}; this medunlearn reads schema {SCHEMA}, rerun the bench.")
     return metrics

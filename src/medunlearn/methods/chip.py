@@ -34,6 +34,7 @@ from medunlearn.methods.method import Method, MethodSettings, UnlearnJob, positi
 from medunlearn.models.base import Batch, EditableLinear, MultimodalModel
 from medunlearn.progress import track
 
+DEFAULT_LAYERS = 6
 LAYERED = re.compile(r"^(?P<group>[a-z_]+)\.(?P<index>\d+)\.")
 
 
@@ -47,6 +48,9 @@ def chosen_layers(editable: dict[str, EditableLinear], last: int) -> dict[str, E
         m = LAYERED.match(name)
         if m:
             highest.setdefault(m["group"], []).append(int(m["index"]))
+    deepest = max((len(set(indices)) for indices in highest.values()), default=0)
+    if deepest and last > deepest and last != DEFAULT_LAYERS:  # the default means "the last 6, or all of a shallower model"
+        raise MedunlearnError(f"--set layers={last} asks for more layers than this model has ({deepest}); use layers from 1 to {deepest}.")
     keep = {group: set(sorted(set(indices))[-last:]) for group, indices in highest.items()}
     out = {}
     for name, linear in editable.items():
@@ -272,7 +276,7 @@ class ChipSettings(MethodSettings):
     k: float = setting(10.0, "percent of units per layer selected", low=0, high=100, low_open=True, grid=(5.0, 10.0, 20.0))
     tau: float = setting(0.95, "share of direction energy the kept components reach", low=0, high=1, low_open=True, grid=(0.9, 0.99))
     alpha: float = setting(0.3, "weight of vision tokens in the pooled activation", low=0, high=1)
-    layers: int = positive(6, "last language layers hooked (plus the vision-language projector)")
+    layers: int = positive(DEFAULT_LAYERS, "last language layers hooked (plus the vision-language projector); the default takes all of a shallower model")
     batch_size: int = positive(16, "samples per activation batch")
     depth: int = setting(1, "directions from the nodes this many levels below the request (1: its children); "
                             "deeper when a level has few children (stops at the section level)", low=1, high=3)

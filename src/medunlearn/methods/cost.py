@@ -17,6 +17,9 @@ from types import TracebackType
 
 import torch
 
+from medunlearn.models.train import training_passes
+from medunlearn.outputs import read_json
+
 
 @dataclass
 class Cost:
@@ -53,6 +56,7 @@ class CostMeter:
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     cost: Cost = field(default_factory=Cost)
+    earlier_s: float = 0.0  # seconds an interrupted run spent before this one resumed it (counted in wall_s)
 
     def __enter__(self) -> CostMeter:
         if self.device.type == "cuda":
@@ -62,9 +66,33 @@ class CostMeter:
         self._started = time.perf_counter()
         return self
 
+    @property
+    def started(self) -> float:
+        return self._started
+
+    def peak_mb(self) -> float:
+        """Peak memory since the meter started (the device's allocator on a GPU, the process's RSS on a CPU)."""
+        return torch.cuda.max_memory_allocated(self.device) / 2**20 if self.device.type == "cuda" else _peak_rss_mb()
+
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.cost.wall_s = time.perf_counter() - self._started
-        if self.device.type == "cuda":
-            self.cost.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
-        else:
-            self.cost.peak_mb = _peak_rss_mb()
+        self.cost.wall_s = time.perf_counter() - self._started + self.earlier_s
+        self.cost.peak_mb = self.peak_mb()
+
+
+# -- what a training cost (the oracle's, as a method) -----------------------------------------
+def training_cost(meter: CostMeter, folder: Path) -> dict[str, float | int]:
+    """A finished training's cost: the meter's wall time and peak so far, plus what an interrupted earlier run spent."""
+    log = read_json(Path(folder) / "training_log.json") or []
+    passes = training_passes(log)
+    wall = time.perf_counter() - meter.started + sum(entry["seconds"] for entry in log if entry.get("resumed"))
+    return Cost(wall_s=wall, peak_mb=meter.peak_mb(), forward=passes, backward=passes).to_json()
+
+
+def model_cost(folder: Path) -> Cost:
+    """A trained model's cost.json, or (a folder from before it was written with the model) its training log's."""
+    saved = read_json(Path(folder) / "cost.json")
+    if saved is not None:
+        return Cost(**saved)
+    log = read_json(Path(folder) / "training_log.json") or []
+    passes = training_passes(log)
+    return Cost(wall_s=sum(entry["seconds"] for entry in log), forward=passes, backward=passes)

@@ -8,6 +8,7 @@ makes it the request's oracle (:meth:`TrainConfig.oracle_for`, as the bench does
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -35,19 +36,31 @@ def source_recipe(folder: Path | None) -> TrainConfig:
 
 
 def run_retrain(model: MultimodalModel, job: UnlearnJob, settings: NoSettings) -> MultimodalModel:
-    from medunlearn.models.train import train, training_passes
+    from medunlearn.models.train import training_passes
 
     config = source_recipe(job.source).oracle_for(job.split.request)
-    with tempfile.TemporaryDirectory(dir=job.workdir) as scratch:
-        folder = train(job.dataset, config, Path(scratch) / "oracle")
-        oracle = load_model(folder)
-        log = json.loads((folder / "training_log.json").read_text())
+    if job.workdir is None:
+        with tempfile.TemporaryDirectory() as scratch:
+            oracle, log = _trained_oracle(job, config, Path(scratch) / "oracle")
+    else:  # a stable place: a killed run leaves its checkpoint there and the same command resumes it
+        oracle, log = _trained_oracle(job, config, Path(job.workdir) / "oracle")
     passes = training_passes(log)
     job.meter.cost.forward += passes
     job.meter.cost.backward += passes
     job.summary.update({"epochs": len(log), "retain_samples": log[-1]["samples"] if log else 0})
     oracle.attach(job.dataset)
     return oracle
+
+
+def _trained_oracle(job: UnlearnJob, config: TrainConfig, folder: Path) -> tuple[MultimodalModel, list[dict]]:
+    from medunlearn.models.train import train
+
+    train(job.dataset, config, folder)
+    oracle = load_model(folder)
+    log = json.loads((folder / "training_log.json").read_text())
+    shutil.rmtree(folder, ignore_errors=True)
+    job.meter.earlier_s += sum(entry["seconds"] for entry in log if entry.get("resumed"))
+    return oracle, log
 
 
 RETRAIN = Method("retrain", "the retrain oracle: the vanilla recipe from its initialisation, on retain only", NoSettings, run_retrain)

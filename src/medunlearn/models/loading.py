@@ -140,13 +140,59 @@ def load_model(folder: Path) -> MultimodalModel:
     folder = Path(folder)
     if not folder.is_dir():
         raise MedunlearnError(f"model folder {folder} does not exist; train one with `medunlearn train --out {folder}`.")
-    if _model_type(folder) == "medunlearn_dual_encoder":
-        from medunlearn.models.dual_encoder import load_dual_encoder
+    from medunlearn.models.vlm import FAMILIES
 
-        return load_dual_encoder(folder)
-    from medunlearn.models.vlm_folder import load_vlm
+    if _model_type(folder) in (*FAMILIES, "medunlearn_dual_encoder"):  # an unknown architecture is named first, by the loader
+        check_weights(folder)
+    from transformers.utils import logging as transformers_logging
 
-    return load_vlm(folder)
+    transformers_logging.disable_progress_bar()  # a "Loading weights" bar never precedes an error sentence (ours are rich's)
+    transformers_logging.set_verbosity_error()  # nor do its notes about config classes
+    try:
+        if _model_type(folder) == "medunlearn_dual_encoder":
+            from medunlearn.models.dual_encoder import load_dual_encoder
+
+            return load_dual_encoder(folder)
+        from medunlearn.models.vlm_folder import load_vlm
+
+        return load_vlm(folder)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        if isinstance(exc, MedunlearnError):
+            raise
+        reason = " ".join(str(exc).split())[:200]
+        raise MedunlearnError(f"model folder {folder} cannot be loaded ({type(exc).__name__}: {reason}); give a folder written by `medunlearn train` or a complete Hugging Face folder.") from None
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The safetensors files of a model folder (one, or the shards its index names)."""
+    folder = Path(folder)
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise MedunlearnError(f"{index} is not a safetensors index (no 'weight_map' object); restore the model folder.") from None
+        return [folder / name for name in names]
+    return [folder / "model.safetensors"]
+
+
+def check_weights(folder: Path) -> None:
+    """Refuse a model folder without whole safetensors weights (a pickled ``.bin`` is never read: it could run code)."""
+    from safetensors import safe_open
+
+    if not Path(folder).is_dir():
+        raise MedunlearnError(f"model folder {folder} does not exist; give a folder written by `medunlearn train` or `unlearn`.")
+    for path in weight_files(folder):
+        if not path.is_file():
+            pickled = " (it has pytorch_model.bin: medunlearn reads only safetensors, since a pickle can run code; convert it)" if (folder / "pytorch_model.bin").exists() else ""
+            raise MedunlearnError(f"model folder {folder} has no {path.name}{pickled}; give a folder written by `medunlearn train`.")
+        try:
+            with safe_open(str(path), framework="pt") as weights:
+                keys = list(weights.keys())
+        except Exception as exc:  # safetensors raises its own error type for a bad header or a truncated file
+            raise MedunlearnError(f"{path} is not a whole safetensors file ({' '.join(str(exc).split())[:120]}); the file is damaged: restore or retrain the model.") from None
+        if not keys:
+            raise MedunlearnError(f"{path} holds no tensors; the file is damaged: restore or retrain the model.")
 
 
 def check_trained_on(folder: Path, dataset: HospitalDataset, *, role: str = "model") -> None:
@@ -154,7 +200,10 @@ def check_trained_on(folder: Path, dataset: HospitalDataset, *, role: str = "mod
     path = Path(folder) / "train_config.json"
     if not path.is_file():
         return
-    trained_on = json.loads(path.read_text()).get("data")
+    try:
+        trained_on = json.loads(path.read_text()).get("data")
+    except (ValueError, AttributeError):
+        raise MedunlearnError(f"{path} is not a JSON object; restore the model folder (it is written by `medunlearn train`).") from None
     if trained_on and trained_on != dataset.fingerprint():
         raise MedunlearnError(
             f"{role} {folder} was trained on a different dataset than the one given (data fingerprint differs); "

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -54,7 +53,7 @@ from medunlearn.errors import MedunlearnError
 from medunlearn.models.base import MultimodalModel
 from medunlearn.models.dual_encoder import TARGET_FACT
 from medunlearn.models.loading import REPLAY_FOLDER
-from medunlearn.outputs import atomic_directory, write_json
+from medunlearn.outputs import atomic_directory, cache_root, write_json
 from medunlearn.progress import track
 
 #: bump when the recipe changes what a base holds: every cached base of that model is rebuilt
@@ -253,10 +252,6 @@ def pretrain(config: PretrainConfig, out: Path) -> Path:
 
 
 # -- the cache ---------------------------------------------------------------------------------
-def cache_root() -> Path:
-    return Path(os.environ.get("MEDUNLEARN_CACHE") or Path.home() / ".cache" / "medunlearn")
-
-
 def _digests(folder: Path) -> dict[str, str]:
     """SHA-256 of every file of the entry (its replay set too), by path relative to it."""
     return {

@@ -39,8 +39,8 @@ from medunlearn.data.splits import make_split
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.base import MultimodalModel
 from medunlearn.models.loading import base_name, initial_model, replay_set_for, training_defaults
-from medunlearn.outputs import atomic_directory, atomic_file
-from medunlearn.progress import track
+from medunlearn.outputs import atomic_directory, atomic_file, read_json, write_json
+from medunlearn.progress import tell, track
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -131,20 +131,27 @@ def train(
 
     state_path = partial / CHECKPOINT
     if state_path.is_file():
-        saved = json.loads((partial / "settings.json").read_text())
+        saved = read_json(partial / "settings.json")
         if saved != settings:
             differing = differing_keys(saved, settings, "config")
             raise MedunlearnError(
                 f"an interrupted training with other settings ({', '.join(differing)}) is in {partial}; "
                 f"rerun with the same flags to resume it, or delete that folder to start over."
             )
-        state = torch.load(state_path, weights_only=True)  # tensors, numbers and dicts only: a planted pickle cannot run
+        try:  # tensors, numbers and dicts only: a planted pickle cannot run, it is refused
+            state = torch.load(state_path, weights_only=True)
+        except Exception as exc:  # torch raises UnpicklingError, RuntimeError or EOFError for a foreign or damaged file
+            raise MedunlearnError(
+                f"{state_path} is not a checkpoint medunlearn wrote ({type(exc).__name__}: it holds more than tensors and plain values, "
+                f"or is damaged); it was not run. Delete {partial} to start the training over."
+            ) from None
+        tell(f"resuming the interrupted training in {partial} after epoch {state['epoch']} of {config.epochs}")
         model.network.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        log, start_epoch = state["log"], state["epoch"]
+        log, start_epoch = [{**entry, "resumed": True} for entry in state["log"]], state["epoch"]  # epochs an earlier run paid for
 
     model.train(True)
     for epoch in range(start_epoch, int(config.epochs)):  # type: ignore[arg-type]
@@ -204,6 +211,6 @@ def train(
 
 def _write_checkpoint(partial: Path, settings: dict[str, Any], state: dict[str, Any]) -> None:
     partial.mkdir(parents=True, exist_ok=True)
-    (partial / "settings.json").write_text(json.dumps(settings, sort_keys=True))
+    write_json(partial / "settings.json", settings)
     with atomic_file(partial / CHECKPOINT) as tmp:
         torch.save(state, tmp)

@@ -100,7 +100,11 @@ def import_forgetmi(
         raise MedunlearnError(f"report folder {reports} does not exist; give the root of the MIMIC-CXR reports or leave out --reports.")
     mapping = _institution_mapping(Path(institutions)) if institutions else {}
 
-    # forget rows missing from the split file are part of the training data too
+    split_subjects = {r["subject_id"] for r in rows}
+    absent = [r["subject_id"] for r in forget_rows if r["subject_id"] not in split_subjects]
+    if absent:
+        raise MedunlearnError(f"forget CSV {forget_csv}: subject {absent[0]} is not in the split CSV {split_csv}; a forget subject must be one of its training subjects.")
+    # forget rows of a split subject that the split file does not list are part of the training data too
     known = {(r["subject_id"], r["study_id"], r["dicom_id"]) for r in rows}
     rows += [r for r in forget_rows if (r["subject_id"], r["study_id"], r["dicom_id"]) not in known]
     test_subjects = {r["subject_id"] for r in rows if r["fold"] == "TEST"}
@@ -193,6 +197,13 @@ def import_forgetmi(
 def _institution_mapping(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise MedunlearnError(f"institution CSV {path} does not exist; give a CSV with subject_id and institution columns.")
+    try:
+        return _read_mapping(path)
+    except UnicodeDecodeError:
+        raise MedunlearnError(f"institution CSV {path} is not UTF-8 text; save it as UTF-8 CSV.") from None
+
+
+def _read_mapping(path: Path) -> dict[str, str]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         if not {"subject_id", "institution"} <= set(reader.fieldnames or []):

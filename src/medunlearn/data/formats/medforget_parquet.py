@@ -194,6 +194,8 @@ class _Reader:
                 raise MedunlearnError(f"{where}: no {key} in hierarchy_metadata and image_path {image_path!r} does not name it; add {key}.")
             ids[key] = str(value)
         attributes = hierarchy.get("attributes") or {}
+        if not isinstance(attributes, dict) or not all(isinstance(v, dict) for v in attributes.values()):
+            raise MedunlearnError(f"{where}: hierarchy_metadata field 'attributes' must be an object of objects (institution, patient, study, section).")
         holdout = bool(hierarchy.get("holdout", False)) or holdout_file
         try:
             inst = self.hospital.add(Node(ids["institution_id"], Level.INSTITUTION, None, dict(attributes.get("institution", {}))))
@@ -228,12 +230,16 @@ class _Reader:
             except MedunlearnError as exc:
                 raise MedunlearnError(f"{where}: hierarchy_metadata field 'hierarchy_level': {exc}") from None
             fact_node = self._fact_node(level, inst, patient, study, hierarchy, attributes, question, where)
-            task = Task(entry["task"]) if entry.get("task") else infer_task(question)
-            options = tuple(entry.get("options") or (parse_options(question) if task is Task.CLASSIFICATION else ()))
-            if task is Task.CLASSIFICATION and options and answer not in options:
-                letter = answer.strip().rstrip(")").strip().upper()
-                if len(letter) == 1 and "A" <= letter < chr(ord("A") + len(options)):
-                    answer = options[ord(letter) - ord("A")]
+            task = _task(entry.get("task"), question, where, k)
+            given = entry.get("options")
+            if given is not None and (not isinstance(given, list) or not all(isinstance(o, str) for o in given)):
+                raise MedunlearnError(f"{where}: metadata item {k} field 'options' must be a list of strings, not {type(given).__name__}.")
+            options = tuple(given or (parse_options(question) if task is Task.CLASSIFICATION else ()))
+            if task is Task.CLASSIFICATION and options:
+                answer = option_answer(answer, options)
+            paraphrase_of = entry.get("paraphrase_of")
+            if paraphrase_of is not None and not isinstance(paraphrase_of, str):
+                raise MedunlearnError(f"{where}: metadata item {k} field 'paraphrase_of' must be a sample id (a string) or absent.")
             sample = Sample(
                 id=str(entry.get("id") or f"{row['ID']}#{k}"),
                 image=image_id,
@@ -244,7 +250,7 @@ class _Reader:
                 fact_node=fact_node.id,
                 fact_level=level,
                 fact=str(entry.get("fact") or ""),
-                paraphrase_of=entry.get("paraphrase_of"),
+                paraphrase_of=paraphrase_of,
                 options=options,
             )
             previous = self.samples.get(sample.id)
@@ -306,6 +312,27 @@ def infer_level(question: str) -> Level:
         if any(w in text for w in words):
             return level
     return Level.STUDY
+
+
+def _task(name: Any, question: str, where: str, item: int) -> Task:
+    if not name:
+        return infer_task(question)
+    try:
+        return Task(name)
+    except ValueError:
+        raise MedunlearnError(f"{where}: metadata item {item} field 'task' is {name!r}; use one of {', '.join(t.value for t in Task)}.") from None
+
+
+def option_answer(answer: str, options: tuple[str, ...]) -> str:
+    """A classification answer as its option's text, whether the file wrote the text, the letter (``B``) or ``B) text``."""
+    if answer in options:
+        return answer
+    match = re.fullmatch(r"\s*([A-Ha-h])\s*\)?\s*(.*?)\s*", answer)
+    if match:
+        index = ord(match.group(1).upper()) - ord("A")
+        if index < len(options) and match.group(2) in ("", options[index]):
+            return options[index]
+    return answer
 
 
 def infer_task(question: str) -> Task:
