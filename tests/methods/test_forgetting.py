@@ -1,15 +1,11 @@
 """Behaviour on trained models: after unlearning, the forget set's loss rises clearly more than the siblings'.
 
-Measured on the small test hospital (docs/methods.md has the full table): grad_diff is
-specific at every level; CHIP runs at every level and is specific at the institution,
-study and section levels; Forget-MI as the reference configures it, on its home model
-(the classifier), raises the forget loss while the siblings' falls (+0.028 vs −0.25 at
-lr 1e-4). One measured limitation stays in the matrix as a strict expected failure (a fix
-makes the suite say so), not left out: CHIP at the patient level, where forget and
-sibling losses rise almost alike on this small model (+0.33 vs +0.26). The request's own
-direction does not help here — with two studies it lies in their directions' span (3
-directions, 2 components at τ 0.99, the same edit); directions from the sections
-(depth 2) give +0.39 vs +0.29, still short.
+Measured on the small test hospital (docs/methods.md has the full table), with scratch
+tokenizers that no longer learn the patients' names (issue 14: a name is spelled in
+sub-word pieces, or is [UNK] for the classifier's word tokenizer). grad_diff is specific
+at the institution, study and section levels; CHIP at the institution, patient and
+section levels. Three measured limitations stay in the matrix as strict expected
+failures (a fix makes the suite say so), not left out; each reason is its measurement.
 """
 
 import numpy as np
@@ -33,7 +29,9 @@ CASES = [
 ]
 #: measured failures, kept in the matrix and expected to fail (strict: a fix makes the suite say so)
 KNOWN_DEFECTS = {
-    ("vlm", "chip", Level.PATIENT): "CHIP is not specific at the patient level on the small model (measured, own direction included)",
+    ("vlm", "grad_diff", Level.PATIENT): "a name is now spelled in pieces every patient shares: forget +7.68 vs siblings +6.62",
+    ("vlm", "chip", Level.STUDY): "CHIP is not specific at the study level on the small model: forget +0.19 vs siblings +0.30",
+    ("dual", "forget_mi", Level.PATIENT): "the word tokenizer maps names to [UNK]: forget -0.005 vs siblings +0.061",
 }
 
 

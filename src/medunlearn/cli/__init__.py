@@ -7,19 +7,25 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
+from typer._click import exceptions as usage  # typer vendors click; its usage errors are these
 
-from medunlearn.cli.console import err, out, print_claims, print_quality, print_results, print_summary
+from medunlearn.cli.audit import audit_command, audit_keygen_command
+from medunlearn.cli.console import crash_log, err, out, print_claims, print_quality, print_results, print_summary
 from medunlearn.cli.data import data_app
-from medunlearn.cli.options import DataOption, ExecutorOption, GpusOption, LevelOption, OutOption, RayAddressOption, TargetOption
+from medunlearn.cli.options import (
+    DataOption, ExecutorOption, GpusOption, LevelOption, OutOption, OverwriteOption, RayAddressOption, TargetOption,
+)
 from medunlearn.config import DEFAULT_PRESET
-from medunlearn.distributed import failure, is_main, start, world
+from medunlearn.distributed import failure, is_main, start
 from medunlearn.errors import MedunlearnError
+from medunlearn.outputs import claimed_output
 
 app = typer.Typer(
     name="medunlearn",
@@ -29,6 +35,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
+app.command("audit")(audit_command)
+app.command("audit-keygen")(audit_keygen_command)
 
 
 # -- pretrain -----------------------------------------------------------------------------
@@ -39,15 +47,14 @@ def pretrain_command(
     seed: Annotated[int, typer.Option(help="Seed of the population and of the initialisation.")] = 0,
     patients: Annotated[int, typer.Option(help="Patients of the pretraining population (2 studies each).")] = 1500,
     epochs: Annotated[int | None, typer.Option(help="Epochs of the second stage (default: the family's).")] = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Build a preset's pretrained base on the synthetic pretraining population (disjoint from every hospital)."""
     from medunlearn.models.pretrain import PretrainConfig, pretrain
 
     config = PretrainConfig(model=model, seed=seed, patients=patients, epochs=epochs)
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise MedunlearnError(f"output {out_dir} exists and is not an empty folder; choose another --out.")
-    pretrain(config, out_dir)
+    with claimed_output(out_dir, "pretrain", overwrite=overwrite):
+        pretrain(config, out_dir)
     print_quality(f"base {model} → {out_dir}", json.loads((out_dir / "quality.json").read_text()))
 
 
@@ -66,8 +73,15 @@ def train_command(
     lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank (0: full fine-tuning); adapters are merged on save.")] = 0,
     text_encoder: Annotated[Path | None, typer.Option("--text-encoder", help="Local BERT folder for the dual encoder's text tower.")] = None,
     replay: Annotated[int | None, typer.Option(help="Questions of the base's replay set rehearsed every epoch (default: 200 from a VLM base, else 0).")] = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Fine-tune a model (the vanilla model, or with --exclude-* the retrain oracle); writes quality.json."""
+    inputs = [("--data", data), ("--model", Path(model) if Path(model).exists() else None), ("--text-encoder", text_encoder)]
+    with claimed_output(out_dir, "train", inputs=inputs, overwrite=overwrite, lock=is_main()):
+        _train(data, out_dir, model, exclude_level, exclude_target, epochs, lr, batch_size, seed, lora_r, text_encoder, replay)
+
+
+def _train(data, out_dir, model, exclude_level, exclude_target, epochs, lr, batch_size, seed, lora_r, text_encoder, replay) -> None:
     from medunlearn.config import TrainConfig, exclusion
     from medunlearn.data.dataset import HospitalDataset
     from medunlearn.evaluation.quality import measure_quality
@@ -101,42 +115,57 @@ def unlearn_command(
     method: Annotated[str, typer.Option("--method", help="Method name (see `medunlearn methods`).")],
     out_dir: OutOption,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Method parameter key=value (repeatable).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the method's data order and noise.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the method's data order and noise.", min=0)] = 0,
+    audit_limit: Annotated[int, typer.Option("--audit-limit", help="Questions per set the audit record's evidence scores (beside the source model).", min=1)] = 100,
+    overwrite: OverwriteOption = False,
 ) -> None:
-    """Execute a deletion request with one method; writes the unlearned model, cost.json and the resolved config."""
+    """Execute a deletion request with one method; writes the unlearned model, cost.json, the resolved config and
+    audit.json (the deletion's audit record; `medunlearn audit --oracle` adds the oracle's verdicts)."""
+    from medunlearn.audit import evidence, statement, weight_digests
     from medunlearn.config import parse_assignments
-    from medunlearn.data.dataset import HospitalDataset
+    from medunlearn.data.dataset import HospitalDataset, audit_salt
     from medunlearn.data.hierarchy import Level
     from medunlearn.data.splits import DeletionRequest, make_split
     from medunlearn.methods.registry import method_config, unlearn
     from medunlearn.models.loading import load_model
-    from medunlearn.outputs import atomic_directory, write_json
 
     config = method_config(method, parse_assignments(set_), seed)
-    dataset = HospitalDataset.load(data)
-    request = DeletionRequest(Level.parse(level), tuple(target))
-    split = make_split(dataset, request, seed=seed)
-    source = load_model(model)
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    unlearned, cost, summary = unlearn(source, split, config, dataset=dataset, source=model, workdir=out_dir.parent)
-    if not is_main():  # under a launcher the main process writes and reports
-        return
-    with atomic_directory(out_dir) as staging:
-        unlearned.merged().save(staging)
-        write_json(staging / "cost.json", cost.to_json())
-        write_json(staging / "unlearn_config.json", {
-            **config.to_json(), "request": request.to_json(), "model": str(model), "data": dataset.fingerprint(),
-            "counts": split.counts(),
-        })
-        write_json(staging / "method_summary.json", summary)
-        if (Path(model) / "train_config.json").is_file():
-            (staging / "train_config.json").write_text((Path(model) / "train_config.json").read_text())
+    with claimed_output(out_dir, "unlearn", inputs=[("--model", model), ("--data", data)], overwrite=overwrite, lock=is_main()):
+        dataset = HospitalDataset.load(data)
+        request = DeletionRequest(Level.parse(level), tuple(target))
+        split = make_split(dataset, request, seed=seed)
+        source = load_model(model)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        workdir = out_dir.parent / f".{out_dir.name}.work"  # a method's scratch (retrain's checkpoints): kept by a kill, resumed
+        unlearned, cost, summary = unlearn(source, split, config, dataset=dataset, source=model, workdir=workdir)
+        found = evidence(unlearned, dataset, request, oracle=None, source=source, seed=seed, limit=audit_limit)  # every process scores its part
+        if not is_main():  # under a launcher the main process writes and reports
+            return
+        written = {**config.to_json(), "request": request.to_json(), "model": str(model), "data": dataset.fingerprint(),
+                   "counts": split.counts(), "source_weights": weight_digests(model)}
+        _write_unlearned(out_dir, unlearned, cost, summary, written, model, lambda weights: statement(
+            weights=weights, unlearned=written, dataset=dataset, salt=audit_salt(data), cost=cost.to_json(), found=found, seed=seed, limit=audit_limit))
+        shutil.rmtree(workdir, ignore_errors=True)
     table = Table(title=f"{config.method}: forget {request.level.value} {', '.join(request.targets)}", show_header=False)
     for key, value in cost.to_json().items():
         table.add_row(key, str(value))
     out.print(table)
     out.print(f"wrote {out_dir}")
+
+
+def _write_unlearned(out_dir, unlearned, cost, summary, written, model, record) -> None:
+    from medunlearn.audit import RECORD, weight_digests
+    from medunlearn.outputs import atomic_directory, write_json
+
+    with atomic_directory(out_dir) as staging:
+        unlearned.merged().save(staging)
+        write_json(staging / "cost.json", cost.to_json())
+        write_json(staging / "unlearn_config.json", written)
+        write_json(staging / "method_summary.json", summary)
+        write_json(staging / RECORD, record(weight_digests(staging)))
+        if (Path(model) / "train_config.json").is_file():
+            (staging / "train_config.json").write_text((Path(model) / "train_config.json").read_text())
 
 
 @app.command("methods")
@@ -162,8 +191,9 @@ def eval_command(
     target: TargetOption,
     out_dir: OutOption,
     oracle: Annotated[Path | None, typer.Option("--oracle", help="Retrain-oracle folder of the same request (for distances).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the evaluation samples and the audit.")] = 0,
-    limit: Annotated[int, typer.Option("--limit", help="Questions scored per set at most.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the evaluation samples and the audit.", min=0)] = 0,
+    limit: Annotated[int, typer.Option("--limit", help="Questions scored per set at most.", min=1)] = 200,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Score one model on a request's sets (beside the oracle when given); writes metrics.json and report.html."""
     from medunlearn.data.dataset import HospitalDataset
@@ -173,14 +203,15 @@ def eval_command(
     from medunlearn.outputs import atomic_directory, write_json
     from medunlearn.report.html import render
 
-    dataset = HospitalDataset.load(data)
-    request = DeletionRequest(Level.parse(level), tuple(target))
-    metrics = evaluate_folders(model, dataset, request, oracle_folder=oracle, seed=seed, limit=limit)
-    if not is_main():  # every process scored its part; the main process writes and reports
-        return
-    with atomic_directory(out_dir) as staging:
-        write_json(staging / "metrics.json", metrics)
-        render(metrics, staging)
+    with claimed_output(out_dir, "eval", inputs=[("--model", model), ("--data", data), ("--oracle", oracle)], overwrite=overwrite, lock=is_main()):
+        dataset = HospitalDataset.load(data)
+        request = DeletionRequest(Level.parse(level), tuple(target))
+        metrics = evaluate_folders(model, dataset, request, oracle_folder=oracle, seed=seed, limit=limit)
+        if not is_main():  # every process scored its part; the main process writes and reports
+            return
+        with atomic_directory(out_dir) as staging:
+            write_json(staging / "metrics.json", metrics)
+            render(metrics, staging)
     print_results(metrics["results"])
     out.print(f"wrote {out_dir / 'metrics.json'} and {out_dir / 'report.html'}")
 
@@ -204,7 +235,7 @@ def bench_command(
     forget_fraction: Annotated[str | None, typer.Option("--forget-fraction", help="Patient shares deleted at once, e.g. 0.03,0.06,0.10.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of training, requests, methods and evaluation.")] = 0,
     epochs: Annotated[int | None, typer.Option(help="Training epochs (default: the model family's).")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="Questions scored per set at most.")] = 200,
+    limit: Annotated[int, typer.Option("--limit", help="Questions scored per set at most.", min=1)] = 200,
     set_: Annotated[list[str] | None, typer.Option("--set", help="method.key=value for a method parameter (repeatable).")] = None,
     executor: ExecutorOption = "local",
     workers: Annotated[int, typer.Option("--workers", help="Local executor: cells (oracles, evaluations, method runs) side by side in that many processes (2 suits a 2-core CPU).")] = 1,
@@ -223,9 +254,11 @@ def bench_command(
     cells = chosen_executor(executor, workers=workers, address=ray_address, threads=threads, gpus_per_cell=gpus_per_cell)
     config = _bench_config(model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, set_, threads,
                            select=select, validation_per_level=validation_per_level, min_items=min_items, seeds=seeds)
-    dataset = HospitalDataset.load(data)
-    metrics = Bench(dataset, config, out_dir, cells).run()
-    report = render(metrics, Path(out_dir))
+    inputs = [("--data", data), ("--model", Path(model) if Path(model).exists() else None)]
+    with claimed_output(out_dir, "bench", inputs=inputs, resumes=("bench",)):
+        dataset = HospitalDataset.load(data)
+        metrics = Bench(dataset, config, out_dir, cells).run()
+        report = render(metrics, Path(out_dir))
     print_results(metrics["results"])
     out.print(f"wrote {Path(out_dir) / 'metrics.json'} and {report}")
 
@@ -261,7 +294,16 @@ def report_command(run_dir: Annotated[Path, typer.Argument(help="Run folder hold
     from medunlearn.evaluation.results import load_metrics
     from medunlearn.report.html import render
 
-    out.print(f"wrote {render(load_metrics(run_dir), Path(run_dir))}")
+    metrics = load_metrics(run_dir)
+    plots = Path(run_dir) / "plots"
+    had_plots = plots.exists()
+    try:
+        written = render(metrics, Path(run_dir))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a row without a field the report needs
+        if not had_plots:
+            shutil.rmtree(plots, ignore_errors=True)
+        raise MedunlearnError(f"{Path(run_dir) / 'metrics.json'} is malformed ({type(exc).__name__}: {exc}); rerun the bench to rewrite it.") from None
+    out.print(f"wrote {written}")
 
 
 # -- demo -------------------------------------------------------------------------------
@@ -278,8 +320,9 @@ def demo(
     encoder with the Forget-MI protocol (3/6/10 % of a 120-patient cohort), and write one report."""
     from medunlearn.demo import run_demo
 
-    run = run_demo(out_dir, quick=quick, seed=seed, announce=lambda dataset, folder: print_summary(dataset.summary(), folder),
-                   executor=_run_executor(executor, ray_address, gpus_per_cell))
+    with claimed_output(out_dir, "demo", resumes=("demo",)):
+        run = run_demo(out_dir, quick=quick, seed=seed, announce=lambda dataset, folder: print_summary(dataset.summary(), folder),
+                       executor=_run_executor(executor, ray_address, gpus_per_cell))
     print_results(run.metrics["results"])
     out.print(f"[bold]report:[/] {run.report.resolve()}")
 
@@ -296,8 +339,9 @@ def reproduce(
     fraction), 2 training seeds; the report opens with the published claims, checked."""
     from medunlearn.reproduce import run_reproduce
 
-    run = run_reproduce(out_dir, seed=seed, announce=lambda dataset, folder: print_summary(dataset.summary(), folder),
-                        executor=_run_executor(executor, ray_address, gpus_per_cell))
+    with claimed_output(out_dir, "reproduce", resumes=("reproduce",)):
+        run = run_reproduce(out_dir, seed=seed, announce=lambda dataset, folder: print_summary(dataset.summary(), folder),
+                            executor=_run_executor(executor, ray_address, gpus_per_cell))
     print_claims(run.metrics.get("aggregates") or [])
     out.print(f"[bold]report:[/] {run.report.resolve()}")
 
@@ -319,18 +363,28 @@ def main(argv: list[str] | None = None) -> int:
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # library bars ("Loading weights") never precede an error sentence
     try:
         start()  # under accelerate launch / torchrun: join the other processes
-        app(args=argv)  # standalone: usage errors print themselves and exit 2
+        code = app(args=argv, prog_name="medunlearn", standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except usage.NoArgsIsHelpError as exc:
+        exc.show()
+        return 2
+    except usage.UsageError as exc:  # one sentence, like every other bad input
+        where = exc.ctx.command_path if exc.ctx is not None else "medunlearn"
+        err.print(f"[bold red]error:[/] {escape(exc.format_message())} (see `{where} --help`)", highlight=False, soft_wrap=True)
+        return 2
+    except typer.Abort:
+        err.print("[bold red]error:[/] interrupted; an interrupted run resumes when the same command is run again.", highlight=False)
+        return 130
     except MedunlearnError as exc:
         err.print(f"[bold red]error:[/] {escape(failure(exc))}", highlight=False, soft_wrap=True)
         return 2
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except Exception as exc:  # under a launcher: one sentence naming the process; the launcher stops the others
-        if not world().distributed:
-            raise
-        err.print(f"[bold red]error:[/] {escape(failure(exc))} ({type(exc).__name__})", highlight=False, soft_wrap=True)
+    except Exception as exc:  # a failure medunlearn did not foresee: one sentence, the traceback in a log
+        log = crash_log(argv)
+        err.print(f"[bold red]error:[/] {escape(failure(exc))} ({type(exc).__name__}; unexpected: the full log is {log})",
+                  highlight=False, soft_wrap=True)
         return 1
-    return 0
-

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medunlearn.data.hierarchy import Hospital, Level, Node
-from medunlearn.data.samples import ImageStore, SampleTable, Task
+from medunlearn.data.samples import IMAGE_SCHEMA, SAMPLE_SCHEMA, ImageStore, SampleTable, Task
 from medunlearn.errors import MedunlearnError
 from medunlearn.outputs import atomic_directory
 
 FORMAT_NAME = "medunlearn-hospital"
+#: the attributes that identify a person (a patient's facts, a study's accession number, a report's text)
+IDENTITY_ATTRIBUTES = {Level.PATIENT: ("name", "birth_date", "mrn", "subject_id"), Level.STUDY: ("accession",), Level.SECTION: ("text",)}
+SALT_FILE = "audit_salt"
+"""A random per-dataset secret (hex) that keys the target hashes of audit records; it never leaves the folder."""
 FORMAT_VERSION = 1
 
 NODE_SCHEMA = pa.schema(
@@ -143,6 +148,22 @@ class HospitalDataset:
             digest.update(json.dumps([n.id, n.level.value, n.parent, n.holdout, n.attributes], sort_keys=True).encode())
         return digest.hexdigest()[:16]
 
+    # -- identities -------------------------------------------------------------------
+    def identity_strings(self, node_ids: list[str] | None = None) -> set[str]:
+        """What identifies a person in the subtrees of ``node_ids`` (default: the whole hospital): names and
+        their parts, birth dates, record and accession numbers, report texts. No output may contain one."""
+        roots = node_ids if node_ids is not None else [n.id for n in self.hospital.nodes(Level.INSTITUTION)]
+        found: set[str] = set()
+        for root in roots:
+            for node in self.hospital.subtree(root):
+                for key in IDENTITY_ATTRIBUTES.get(node.level, ()):
+                    value = node.attributes.get(key)
+                    if isinstance(value, str) and value.strip():
+                        found.add(value)
+                        if key == "name":
+                            found.update(part for part in value.split() if len(part) > 1)
+        return found
+
     # -- disk -----------------------------------------------------------------------
     def save(self, out: Path) -> None:
         """Write the dataset to ``out`` atomically (an existing dataset is replaced)."""
@@ -177,6 +198,9 @@ class HospitalDataset:
                 "summary": self.summary(),
             }
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            salt = tmp / SALT_FILE  # the key of the audit record's target hashes: a secret of whoever holds the data
+            salt.write_text(secrets.token_hex(32) + "\n")
+            salt.chmod(0o600)
 
     @classmethod
     def load(cls, folder: Path) -> HospitalDataset:
@@ -198,24 +222,19 @@ class HospitalDataset:
                 f"{manifest_path} field 'format_version' is {version!r} but this medunlearn reads version "
                 f"{FORMAT_VERSION}; recreate the dataset with this version."
             )
-        tables = {}
-        for name in ("nodes", "samples", "images"):
-            path = folder / f"{name}.parquet"
-            try:
-                tables[name] = pq.read_table(path)
-            except (OSError, pa.ArrowInvalid) as exc:
-                raise MedunlearnError(f"{path} is missing or unreadable ({exc.__class__.__name__}); recreate the dataset.") from None
+        tables = {name: _read_table(folder / f"{name}.parquet", schema) for name, schema in (("nodes", NODE_SCHEMA), ("samples", SAMPLE_SCHEMA), ("images", IMAGE_SCHEMA))}
+        _check_values(folder / "nodes.parquet", tables["nodes"], "level", {level.value for level in Level})
+        _check_values(folder / "samples.parquet", tables["samples"], "task", {task.value for task in Task})
+        _check_values(folder / "samples.parquet", tables["samples"], "fact_level", {level.value for level in Level}, nullable=True)
         hospital = Hospital()
         for row in tables["nodes"].to_pylist():
-            hospital.add(
-                Node(
-                    id=row["id"],
-                    level=Level(row["level"]),
-                    parent=row["parent"],
-                    attributes=json.loads(row["attributes"] or "{}"),
-                    holdout=bool(row["holdout"]),
-                )
-            )
+            try:
+                attributes = json.loads(row["attributes"] or "{}")
+            except json.JSONDecodeError:
+                attributes = None
+            if not isinstance(attributes, dict) or row["id"] is None:
+                raise MedunlearnError(f"{folder / 'nodes.parquet'} row {row['id']!r}: field 'attributes' is not a JSON object (or 'id' is empty); recreate the dataset.")
+            hospital.add(Node(id=row["id"], level=Level(row["level"]), parent=row["parent"], attributes=attributes, holdout=bool(row["holdout"])))
         return cls(
             hospital=hospital,
             samples=SampleTable(tables["samples"]),
@@ -224,3 +243,35 @@ class HospitalDataset:
             config=manifest.get("config", {}),
             requests=manifest.get("requests", []),
         )
+
+
+def _read_table(path: Path, schema: pa.Schema) -> pa.Table:
+    """``path`` read and cast to ``schema``, or one sentence naming the missing column or the wrong type."""
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise MedunlearnError(f"{path} is missing or unreadable ({exc.__class__.__name__}); recreate the dataset.") from None
+    missing = [f.name for f in schema if f.name not in table.column_names]
+    if missing:
+        raise MedunlearnError(f"{path} lacks the column(s) {', '.join(missing)}; recreate the dataset (docs/data-format.md lists the columns).")
+    for wanted in schema:
+        found = table.schema.field(wanted.name).type
+        if found != wanted.type and not (pa.types.is_null(found) and wanted.nullable):
+            raise MedunlearnError(f"{path} column {wanted.name!r} is {found}, not {wanted.type}; recreate the dataset (docs/data-format.md).")
+    return table.select(schema.names).cast(schema)
+
+
+def _check_values(path: Path, table: pa.Table, column: str, valid: set[str], *, nullable: bool = False) -> None:
+    unknown = sorted({str(v) for v in table.column(column).to_pylist() if v not in valid and not (nullable and v is None)})
+    if unknown:
+        raise MedunlearnError(f"{path} column {column!r} holds {unknown[0]!r}, which is not one of {', '.join(sorted(valid))}; recreate the dataset.")
+
+
+def audit_salt(folder: Path) -> bytes | None:
+    """The dataset folder's audit salt, or None for a folder written before datasets had one."""
+    path = Path(folder) / SALT_FILE
+    try:
+        text = path.read_text().strip()
+        return bytes.fromhex(text) if len(text) >= 32 else None
+    except (OSError, ValueError):
+        return None

@@ -8,12 +8,14 @@ through the same prompt code.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from medunlearn.data.dataset import HospitalDataset
+from medunlearn.data.hierarchy import Level
 
 PAD = "<|endoftext|>"
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
@@ -37,14 +39,20 @@ LLAVA_IMAGE_PLACEHOLDER = LLAVA_IMAGE + "\n"
 
 
 def corpus(dataset: HospitalDataset) -> Iterable[str]:
-    """All text of a dataset: questions, answers (options are in the questions) and node facts."""
-    for s in dataset.samples:
-        yield s.question
-        yield s.answer
-    for node in dataset.hospital:
-        for value in node.attributes.values():
-            if isinstance(value, str):
-                yield value
+    """The text of a dataset a tokenizer may learn from: questions, answers (options are in the questions) and
+    node facts, with every person's name taken out.
+
+    A tokenizer is saved with every model; trained on names it would keep the hospital's
+    patients as vocabulary, the forgotten ones and the oracle's too. Without them a name is
+    spelled in pieces like any unseen word (digits are split one by one anyway).
+    """
+    people = [n.attributes.get("name") for n in dataset.hospital.nodes(Level.PATIENT, holdout=None)]
+    names = sorted({part for name in people if isinstance(name, str) for part in name.split()}, key=len, reverse=True)
+    strip = re.compile(r"\b(?:" + "|".join(map(re.escape, names)) + r")\b") if names else None
+    texts = [t for s in dataset.samples for t in (s.question, s.answer)]
+    texts += [value for node in dataset.hospital for value in node.attributes.values() if isinstance(value, str)]
+    for text in texts:
+        yield strip.sub(" ", text) if strip is not None else text
 
 
 def train_tokenizer(texts: Iterable[str], *, vocab_size: int = 2048, image_placeholder: str = QWEN_IMAGE_PLACEHOLDER) -> PreTrainedTokenizerFast:
