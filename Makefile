@@ -33,7 +33,7 @@ browser:
 		echo "chromium not installed: the report screenshot test will be skipped"; }
 
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/synth_hospital.py

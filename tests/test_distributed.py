@@ -133,7 +133,10 @@ def _unlearned_here(small_dataset, folder: Path, method: str, out: Path) -> Path
 # the largest weight difference between the two runs, as a share of the largest change the method made:
 # CHIP streams the same sums (measured: identical weights); a gradient method averages the same gradients
 # (measured 3e-4); Forget-MI clamps each process's retention terms at its caps (measured 0.04)
-@pytest.mark.parametrize("method, tolerance", [("chip", 1e-6), ("grad_diff", 1e-3), ("forget_mi", 0.1)])
+# forget_mi: the retention caps clamp each process's part of a batch, so a 2-process step equals a 1-process step only in
+# expectation; measured 0.04 of the change with names as tokens, 0.29 with the name-free tokenizer (issue 14); a skipped
+# or doubled step would be 1 or more
+@pytest.mark.parametrize("method, tolerance", [("chip", 1e-6), ("grad_diff", 1e-3), ("forget_mi", 0.5)])
 def test_two_process_unlearning_edits_the_weights_one_process_does(small_dataset, small_folder, one_process, tmp_path, method, tolerance):
     here = _unlearned_here(small_dataset, one_process, method, tmp_path / "here")
     there = tmp_path / "there"
