@@ -150,17 +150,15 @@ def remove_stale(target: Path) -> None:
 
 
 @contextmanager
-def atomic_directory(target: Path, *, replace: bool = True) -> Iterator[Path]:
+def atomic_directory(target: Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``target``; on success it becomes ``target``.
 
-    With ``replace`` an existing ``target`` is swapped out only after the new one is
-    complete; without it, an existing non-empty ``target`` is an error.
+    An existing ``target`` is swapped out only after the new one is complete (whether a
+    command may replace it at all is :func:`claimed_output`'s rule, checked before).
     """
     target = Path(target)
     if target.exists() and not target.is_dir():
         raise MedunlearnError(f"output {target} exists and is not a folder; choose another --out.")
-    if target.exists() and any(target.iterdir()) and not replace:
-        raise MedunlearnError(f"output folder {target} is not empty; choose another --out or remove it.")
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
