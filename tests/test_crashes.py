@@ -46,12 +46,10 @@ def test_a_planted_checkpoint_is_refused_and_never_runs(run_cli, small_folder, s
     partial = tmp_path / ".m.partial"
     partial.mkdir()
     config = TrainConfig(model="dual-encoder@scratch", epochs=1)
-    resolved = config.resolved({"epochs": 1, "lr": 1e-3, "batch_size": 16})
     (partial / "settings.json").write_text(json.dumps(training_settings(small_dataset, config)))
     witness = tmp_path / "it-ran"
     with open(partial / "checkpoint.pt", "wb") as handle:
         pickle.dump({"model": Planted(str(witness)), "epoch": 1}, handle)
-    assert resolved.epochs == 1
     code, _, err = run_cli("train", "--data", small_folder, "--model", "dual-encoder@scratch", "--epochs", "1", "--out", tmp_path / "m")
     assert code == 2 and "is not a checkpoint medunlearn wrote" in " ".join(err.split())
     assert not witness.exists() and not (tmp_path / "m").exists()
