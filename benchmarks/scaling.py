@@ -35,15 +35,23 @@ CLI = [sys.executable, "-m", "medunlearn"]
 SETUPS = {  # name: (launcher prefix, environment)
     "1 process x 2 threads": (CLI, {"OMP_NUM_THREADS": "2"}),
     "1 process x 1 thread": (CLI, {"OMP_NUM_THREADS": "1"}),
-    "2 processes x 1 thread": ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "medunlearn"],
-                               {"OMP_NUM_THREADS": "1"}),
+    "2 processes x 1 thread": (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "medunlearn"],
+        {"OMP_NUM_THREADS": "1"},
+    ),
 }
 RECIPE = ["--model", "tiny-qwen2-vl@scratch", "--lr", "1e-3", "--batch-size", "8", "--seed", "0"]
 
 
 def run(command: list[str], env: dict[str, str]) -> float:
     started = time.perf_counter()
-    result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", **env})
+    result = subprocess.run(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
+    )
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
     return time.perf_counter() - started
@@ -58,12 +66,31 @@ def one_model(out: Path, data: Path, model: Path, institution: str, repeats: int
             scratch = out / "one-model" / f"{name.replace(' ', '')}-{repeat}"
             shutil.rmtree(scratch, ignore_errors=True)
             times["start"].append(run([*prefix, "methods"], env))
-            run([*prefix, "train", "--data", str(data), "--out", str(scratch / "trained"), "--epochs", "1", *RECIPE], env)
+            run(
+                [*prefix, "train", "--data", str(data), "--out", str(scratch / "trained"), "--epochs", "1", *RECIPE],
+                env,
+            )
             times["train"].append(json.loads((scratch / "trained" / "training_log.json").read_text())[0]["seconds"])
             for method, extra in (("chip", []), ("grad_diff", ["--set", "epochs=1"])):
-                run([*prefix, "unlearn", "--model", str(model), *request, "--method", method, *extra, "--out", str(scratch / method)], env)
+                run(
+                    [
+                        *prefix,
+                        "unlearn",
+                        "--model",
+                        str(model),
+                        *request,
+                        "--method",
+                        method,
+                        *extra,
+                        "--out",
+                        str(scratch / method),
+                    ],
+                    env,
+                )
                 times[method].append(json.loads((scratch / method / "cost.json").read_text())["wall_s"])
-            wall = run([*prefix, "eval", "--model", str(model), *request, "--limit", "60", "--out", str(scratch / "eval")], env)
+            wall = run(
+                [*prefix, "eval", "--model", str(model), *request, "--limit", "60", "--out", str(scratch / "eval")], env
+            )
             times["eval"].append(wall - times["start"][-1])
         results[name] = {key: round(statistics.median(values), 2) for key, values in times.items()}
         print(name, results[name], flush=True)
@@ -78,8 +105,15 @@ def grid(out: Path, data: Path, repeats: int) -> dict[str, dict[str, float]]:
 
     show_progress(False)
     dataset = HospitalDataset.load(data)
-    base = dict(model="tiny-qwen2-vl@scratch", methods=("chip", "grad_diff", "retrain"), levels=("patient", "study"), targets_per_level=2,
-                epochs=2, eval_limit=30, min_items=5)
+    base = dict(
+        model="tiny-qwen2-vl@scratch",
+        methods=("chip", "grad_diff", "retrain"),
+        levels=("patient", "study"),
+        targets_per_level=2,
+        epochs=2,
+        eval_limit=30,
+        min_items=5,
+    )
     setups = {
         "local, this process (2 threads)": (LocalExecutor(1), 0),
         "local, 2 worker processes (1 thread each)": (LocalExecutor(2), 1),
@@ -87,7 +121,11 @@ def grid(out: Path, data: Path, repeats: int) -> dict[str, dict[str, float]]:
     }
     vanilla = out / "grid" / "vanilla"
     if not (vanilla / "train_config.json").is_file():
-        Bench(dataset, BenchConfig(**{**base, "methods": ("retrain",), "levels": ("patient",), "targets_per_level": 1}), out / "grid" / "seed").run()
+        Bench(
+            dataset,
+            BenchConfig(**{**base, "methods": ("retrain",), "levels": ("patient",), "targets_per_level": 1}),
+            out / "grid" / "seed",
+        ).run()
         shutil.copytree(out / "grid" / "seed" / "models" / "vanilla", vanilla)
     results: dict[str, dict[str, float]] = {}
     for name, (executor, threads) in setups.items():
@@ -100,7 +138,9 @@ def grid(out: Path, data: Path, repeats: int) -> dict[str, dict[str, float]]:
             started = time.perf_counter()
             bench.run()
             walls.append(time.perf_counter() - started)
-            cells = len(list((folder / "cells").rglob("*.json"))) - len(list((folder / "cells").rglob("*.reference.json")))
+            cells = len(list((folder / "cells").rglob("*.json"))) - len(
+                list((folder / "cells").rglob("*.reference.json"))
+            )
         wall = statistics.median(walls)
         results[name] = {"cells": cells, "wall_s": round(wall, 1), "cells_per_min": round(cells / wall * 60, 2)}
         print(name, results[name], flush=True)
@@ -116,7 +156,22 @@ def main() -> None:
     out = Path(args.out)
     data = out / "data"
     if not (data / "manifest.json").is_file():
-        run([*CLI, "data", "synth", "--out", str(data), "--institutions", "2", "--patients", str(args.patients), "--studies", "2"], {})
+        run(
+            [
+                *CLI,
+                "data",
+                "synth",
+                "--out",
+                str(data),
+                "--institutions",
+                "2",
+                "--patients",
+                str(args.patients),
+                "--studies",
+                "2",
+            ],
+            {},
+        )
     model = out / "model"
     if not (model / "train_config.json").is_file():
         run([*CLI, "train", "--data", str(data), "--out", str(model), "--epochs", "3", *RECIPE], {})
@@ -127,7 +182,8 @@ def main() -> None:
     report = {
         "machine": f"{os.cpu_count()} CPU cores, no GPU" if not _cuda() else "GPU",
         "repeats": args.repeats,
-        "one_model_seconds": _previous(out, args.repeats) or _measured(out, args.repeats, one_model(out, data, model, institution, args.repeats)),
+        "one_model_seconds": _previous(out, args.repeats)
+        or _measured(out, args.repeats, one_model(out, data, model, institution, args.repeats)),
         "grid": grid(out, data, args.repeats),
     }
     target = Path("runs/bench/scaling.json")

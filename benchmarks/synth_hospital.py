@@ -48,8 +48,10 @@ def main() -> None:
             "wall_s_all": [round(r[0], 3) for r in runs],
             "peak_rss_mib_median": statistics.median(r[1] for r in runs),
         }
-        print(f"{name:14s} wall {results[name]['wall_s_median']:.2f} s (median of {args.repeats})  "
-              f"peak RSS {results[name]['peak_rss_mib_median']:.0f} MiB")
+        print(
+            f"{name:14s} wall {results[name]['wall_s_median']:.2f} s (median of {args.repeats})  "
+            f"peak RSS {results[name]['peak_rss_mib_median']:.0f} MiB"
+        )
     base, big = results["default"], results["10x patients"]
     results["ratio_wall"] = big["wall_s_median"] / base["wall_s_median"]
     results["ratio_peak_rss"] = big["peak_rss_mib_median"] / base["peak_rss_mib_median"]

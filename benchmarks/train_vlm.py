@@ -39,7 +39,9 @@ def main() -> None:
     cli = [sys.executable, "-m", "medunlearn.cli"]
     timed([*cli, "data", "synth", "--out", str(out / "data")])
     extra = ["--epochs", args.epochs] if args.epochs else []
-    wall, peak = timed([*cli, "train", "--data", str(out / "data"), "--out", str(out / "model"), "--model", args.model, *extra])
+    wall, peak = timed(
+        [*cli, "train", "--data", str(out / "data"), "--out", str(out / "model"), "--model", args.model, *extra]
+    )
     log = json.loads((out / "model" / "training_log.json").read_text())
     quality = json.loads((out / "model" / "quality.json").read_text())
     train_seconds = sum(e["seconds"] for e in log)

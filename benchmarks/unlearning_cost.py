@@ -58,7 +58,9 @@ def main() -> None:
         samples = model.usable(split.table(dataset, "forget")) + model.usable(split.table(dataset, "retain"))
         bare_forward(model, samples[:64])  # warm the image and prompt caches' code paths
         forward = statistics.median(bare_forward(model, samples) for _ in range(args.repeats))
-        chip = statistics.median(unlearn(model, split, method_config("chip"), dataset=dataset)[1].wall_s for _ in range(args.repeats))
+        chip = statistics.median(
+            unlearn(model, split, method_config("chip"), dataset=dataset)[1].wall_s for _ in range(args.repeats)
+        )
         sets = evaluation_sets(model, dataset, split, limit=200, seed=0)
         asked = [s for v in sets.values() for s in v]
         started = time.perf_counter()

@@ -27,7 +27,11 @@ MODEL_REQUEST = ["--data", "{data}", *TARGET]
 
 @pytest.fixture(scope="module")
 def dual_model(tmp_path_factory, small_dataset):
-    return train(small_dataset, TrainConfig(model="dual-encoder@scratch", epochs=1, seed=0), tmp_path_factory.mktemp("bad") / "dual")
+    return train(
+        small_dataset,
+        TrainConfig(model="dual-encoder@scratch", epochs=1, seed=0),
+        tmp_path_factory.mktemp("bad") / "dual",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +78,7 @@ def edit_metadata(field, value):
         entries = json.loads(row["metadata"])
         entries[0][field] = value
         row["metadata"] = json.dumps(entries)
+
     return change
 
 
@@ -82,14 +87,19 @@ def edit_hierarchy(field, value):
         hierarchy = json.loads(row["hierarchy_metadata"])
         hierarchy[field] = value
         row["hierarchy_metadata"] = json.dumps(hierarchy)
+
     return change
 
 
 def forgetmi_files(ctx, *, forget_subject="10000032", institutions: bytes | None = None):
     root = ctx["in"]
     rows = [("10000032", "50414267", "d1", "1", "1"), ("10000764", "57375967", "d2", "0", "TEST")]
-    (root / "split.csv").write_text("subject_id,study_id,dicom_id,edema_severity,fold\n" + "".join(",".join(r) + "\n" for r in rows))
-    (root / "forget.csv").write_text(f"subject_id,study_id,dicom_id,edema_severity,fold\n{forget_subject},50414267,d1,1,1\n")
+    (root / "split.csv").write_text(
+        "subject_id,study_id,dicom_id,edema_severity,fold\n" + "".join(",".join(r) + "\n" for r in rows)
+    )
+    (root / "forget.csv").write_text(
+        f"subject_id,study_id,dicom_id,edema_severity,fold\n{forget_subject},50414267,d1,1,1\n"
+    )
     for subject, study, dicom, *_ in rows:
         folder = root / "images" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}"
         folder.mkdir(parents=True)
@@ -102,6 +112,7 @@ def metrics_file(content: str):
     def make(ctx):
         (ctx["in"] / "r").mkdir()
         (ctx["in"] / "r" / "metrics.json").write_text(content)
+
     return make
 
 
@@ -121,6 +132,7 @@ def same_command_folder(command):
         (ctx["in"] / "o").mkdir()
         (ctx["in"] / "o" / "written_by.json").write_text(json.dumps({"command": command}))
         (ctx["in"] / "o" / "kept.txt").write_text("earlier output")
+
     return make
 
 
@@ -131,10 +143,14 @@ def a_file(ctx):
 SETUPS = {
     "model": copy_model,
     "data": copy_data,
-    "truncated weights": lambda ctx: (lambda m: (m / "model.safetensors").write_bytes((m / "model.safetensors").read_bytes()[:5000]))(copy_model(ctx)),
+    "truncated weights": lambda ctx: (
+        lambda m: (m / "model.safetensors").write_bytes((m / "model.safetensors").read_bytes()[:5000])
+    )(copy_model(ctx)),
     "garbage weights": lambda ctx: (copy_model(ctx) / "model.safetensors").write_bytes(b"\x00garbage" * 100),
     "no weights": lambda ctx: (copy_model(ctx) / "model.safetensors").unlink(),
-    "pickled weights": lambda ctx: (lambda m: (m / "model.safetensors").rename(m / "pytorch_model.bin"))(copy_model(ctx)),
+    "pickled weights": lambda ctx: (lambda m: (m / "model.safetensors").rename(m / "pytorch_model.bin"))(
+        copy_model(ctx)
+    ),
     "bad config": lambda ctx: (copy_model(ctx) / "config.json").write_text("{not json"),
     "bad train config": lambda ctx: (copy_model(ctx) / "train_config.json").write_text("[1, 2"),
     "empty folder": lambda ctx: (ctx["in"] / "e").mkdir(),
@@ -144,12 +160,24 @@ SETUPS = {
     "earlier train": same_command_folder("train"),
     "earlier eval": same_command_folder("eval"),
     "earlier synth": same_command_folder("data synth"),
-    "missing columns": lambda ctx: rewrite_parquet(copy_data(ctx) / "nodes.parquet", lambda t: t.drop_columns(["level"])),
-    "unknown level": lambda ctx: rewrite_parquet(copy_data(ctx) / "nodes.parquet", lambda t: replace_column(t, "level", ["ward"] * len(t))),
-    "unknown task": lambda ctx: rewrite_parquet(copy_data(ctx) / "samples.parquet", lambda t: replace_column(t, "task", ["essay"] * len(t))),
-    "wrong types": lambda ctx: rewrite_parquet(copy_data(ctx) / "nodes.parquet", lambda t: replace_column(t, "holdout", ["no"] * len(t))),
-    "bad attributes": lambda ctx: rewrite_parquet(copy_data(ctx) / "nodes.parquet", lambda t: replace_column(t, "attributes", ["[1]"] * len(t))),
-    "truncated parquet": lambda ctx: (lambda d: (d / "samples.parquet").write_bytes((d / "samples.parquet").read_bytes()[:300]))(copy_data(ctx)),
+    "missing columns": lambda ctx: rewrite_parquet(
+        copy_data(ctx) / "nodes.parquet", lambda t: t.drop_columns(["level"])
+    ),
+    "unknown level": lambda ctx: rewrite_parquet(
+        copy_data(ctx) / "nodes.parquet", lambda t: replace_column(t, "level", ["ward"] * len(t))
+    ),
+    "unknown task": lambda ctx: rewrite_parquet(
+        copy_data(ctx) / "samples.parquet", lambda t: replace_column(t, "task", ["essay"] * len(t))
+    ),
+    "wrong types": lambda ctx: rewrite_parquet(
+        copy_data(ctx) / "nodes.parquet", lambda t: replace_column(t, "holdout", ["no"] * len(t))
+    ),
+    "bad attributes": lambda ctx: rewrite_parquet(
+        copy_data(ctx) / "nodes.parquet", lambda t: replace_column(t, "attributes", ["[1]"] * len(t))
+    ),
+    "truncated parquet": lambda ctx: (
+        lambda d: (d / "samples.parquet").write_bytes((d / "samples.parquet").read_bytes()[:300])
+    )(copy_data(ctx)),
     "no images": lambda ctx: (copy_data(ctx) / "images.parquet").unlink(),
     "bad manifest": lambda ctx: (copy_data(ctx) / "manifest.json").write_text("{"),
     "mf unknown task": lambda ctx: medforget_row(ctx, edit_metadata("task", "essay")),
@@ -163,7 +191,9 @@ SETUPS = {
     "mf no bytes": lambda ctx: medforget_row(ctx, lambda row: row.update(image={"bytes": None, "path": "x"})),
     "not parquet": lambda ctx: (ctx["in"] / "x.parquet").write_text("not parquet"),
     "fmi absent subject": lambda ctx: forgetmi_files(ctx, forget_subject="19999999"),
-    "fmi latin-1 institutions": lambda ctx: forgetmi_files(ctx, institutions="subject_id,institution\n10000032,Zürich\n".encode("latin-1")),
+    "fmi latin-1 institutions": lambda ctx: forgetmi_files(
+        ctx, institutions="subject_id,institution\n10000032,Zürich\n".encode("latin-1")
+    ),
     "fmi institutions columns": lambda ctx: forgetmi_files(ctx, institutions=b"subject,site\n10000032,north\n"),
     "fmi test subject": lambda ctx: forgetmi_files(ctx, forget_subject="10000764"),
     "fmi": forgetmi_files,
@@ -189,10 +219,22 @@ ROWS: list[tuple[str | None, list[str], str]] = [
     ("data", ["data", "export-medforget", "{in}/d", *TARGET, "--out", "{in}/d/sub"], "is inside the input FOLDER"),
     ("data", ["data", "split", "{in}/d", *TARGET, "--out", "{in}"], "holds the input FOLDER"),
     ("data", ["train", "--data", "{in}/d", "--out", "{in}/d"], "is the input --data"),
-    ("model", ["unlearn", "--model", "{in}/m", *MODEL_REQUEST, "--method", "chip", "--out", "{in}/m"], "is the input --model"),
-    ("model", ["unlearn", "--model", "{in}/m", *MODEL_REQUEST, "--method", "chip", "--out", "{in}/m", "--overwrite"], "is the input --model"),
+    (
+        "model",
+        ["unlearn", "--model", "{in}/m", *MODEL_REQUEST, "--method", "chip", "--out", "{in}/m"],
+        "is the input --model",
+    ),
+    (
+        "model",
+        ["unlearn", "--model", "{in}/m", *MODEL_REQUEST, "--method", "chip", "--out", "{in}/m", "--overwrite"],
+        "is the input --model",
+    ),
     ("model", ["eval", "--model", "{in}/m", *MODEL_REQUEST, "--out", "{in}/m"], "is the input --model"),
-    ("model", ["eval", "--model", "{model}", *MODEL_REQUEST, "--oracle", "{in}/m", "--out", "{in}/m/eval"], "is inside the input --oracle"),
+    (
+        "model",
+        ["eval", "--model", "{model}", *MODEL_REQUEST, "--oracle", "{in}/m", "--out", "{in}/m/eval"],
+        "is inside the input --oracle",
+    ),
     ("model", ["train", "--data", "{data}", "--model", "{in}/m", "--out", "{in}/m"], "is the input --model"),
     ("data", ["bench", "--data", "{in}/d", "--out", "{in}/d/bench"], "is inside the input --data"),
     ("fmi", [*FMI, "--out", "{in}/images"], "is the input --images"),
@@ -209,7 +251,11 @@ ROWS: list[tuple[str | None, list[str], str]] = [
     ("foreign out", ["reproduce", "--out", "{in}/o"], "was not written by medunlearn"),
     ("foreign out", ["data", "import-medforget", "{in}/o", "--out", "{in}/o"], "is the input SOURCE"),
     ("foreign out", [*TRAIN, "--out", "{in}/o", "--overwrite"], "was not written by medunlearn"),
-    ("other command out", [*TRAIN, "--out", "{in}/o", "--overwrite"], "holds the output of `medunlearn eval`, not of train"),
+    (
+        "other command out",
+        [*TRAIN, "--out", "{in}/o", "--overwrite"],
+        "holds the output of `medunlearn eval`, not of train",
+    ),
     ("other command out", [*BENCH, "--out", "{in}/o"], "holds the output of `medunlearn eval`, not of bench"),
     ("earlier train", [*TRAIN, "--out", "{in}/o"], "pass --overwrite to replace it"),
     ("earlier eval", [*EVAL, "--out", "{in}/o"], "pass --overwrite to replace it"),
@@ -224,12 +270,28 @@ ROWS: list[tuple[str | None, list[str], str]] = [
     (None, [*BENCH, "--out", "/proc/medunlearn-x"], "is not writable"),
     (None, ["data", "synth", "--out", "/proc/medunlearn-x"], "is not writable"),
     # -- model folders -------------------------------------------------------------------
-    ("truncated weights", ["unlearn", "--model", "{in}/m", *MODEL_REQUEST, "--method", "chip"], "is not a whole safetensors file"),
+    (
+        "truncated weights",
+        ["unlearn", "--model", "{in}/m", *MODEL_REQUEST, "--method", "chip"],
+        "is not a whole safetensors file",
+    ),
     ("truncated weights", ["eval", "--model", "{in}/m", *MODEL_REQUEST], "is not a whole safetensors file"),
-    ("truncated weights", ["eval", "--model", "{model}", *MODEL_REQUEST, "--oracle", "{in}/m"], "is not a whole safetensors file"),
-    ("truncated weights", ["train", "--data", "{data}", "--model", "{in}/m", "--epochs", "1"], "is not a whole safetensors file"),
+    (
+        "truncated weights",
+        ["eval", "--model", "{model}", *MODEL_REQUEST, "--oracle", "{in}/m"],
+        "is not a whole safetensors file",
+    ),
+    (
+        "truncated weights",
+        ["train", "--data", "{data}", "--model", "{in}/m", "--epochs", "1"],
+        "is not a whole safetensors file",
+    ),
     ("truncated weights", ["bench", "--data", "{data}", "--model", "{in}/m"], "is not a whole safetensors file"),
-    ("garbage weights", ["unlearn", "--model", "{in}/m", *MODEL_REQUEST, "--method", "grad_diff"], "is not a whole safetensors file"),
+    (
+        "garbage weights",
+        ["unlearn", "--model", "{in}/m", *MODEL_REQUEST, "--method", "grad_diff"],
+        "is not a whole safetensors file",
+    ),
     ("garbage weights", ["eval", "--model", "{in}/m", *MODEL_REQUEST], "is not a whole safetensors file"),
     ("no weights", ["unlearn", "--model", "{in}/m", *MODEL_REQUEST, "--method", "chip"], "has no model.safetensors"),
     ("no weights", ["eval", "--model", "{model}", *MODEL_REQUEST, "--oracle", "{in}/m"], "has no model.safetensors"),
@@ -254,7 +316,11 @@ ROWS: list[tuple[str | None, list[str], str]] = [
     ("wrong types", ["data", "nodes", "{in}/d"], "column 'holdout' is string, not bool"),
     ("bad attributes", ["data", "inspect", "{in}/d"], "is not a JSON object"),
     ("truncated parquet", ["data", "inspect", "{in}/d"], "is missing or unreadable"),
-    ("truncated parquet", ["unlearn", "--model", "{model}", "--data", "{in}/d", *TARGET, "--method", "chip"], "is missing or unreadable"),
+    (
+        "truncated parquet",
+        ["unlearn", "--model", "{model}", "--data", "{in}/d", *TARGET, "--method", "chip"],
+        "is missing or unreadable",
+    ),
     ("no images", ["data", "inspect", "{in}/d"], "is missing or unreadable"),
     ("no images", ["data", "split", "{in}/d", *TARGET], "is missing or unreadable"),
     ("bad manifest", ["data", "inspect", "{in}/d"], "is not readable JSON"),
@@ -270,10 +336,50 @@ ROWS: list[tuple[str | None, list[str], str]] = [
     (None, ["data", "split", "{data}", "--level", "patient", "--target", "nobody"], "target 'nobody' does not exist"),
     (None, ["data", "split", "{data}", "--level", "patient", "--target", "inst-1.hold-01"], "held-out"),
     (None, ["data", "split", "{data}", *TARGET, "--seed", "-1"], "--seed"),
-    (None, ["unlearn", "--model", "{model}", "--data", "{data}", "--level", "patient", "--target", "nobody", "--method", "chip"], "target 'nobody' does not exist"),
-    (None, ["unlearn", "--model", "{model}", "--data", "{data}", "--level", "section", "--target", "inst-1", "--method", "chip"], "not a section"),
-    (None, ["eval", "--model", "{model}", "--data", "{data}", "--level", "patient", "--target", "nobody"], "target 'nobody' does not exist"),
-    (None, ["eval", "--model", "{model}", "--data", "{data}", "--level", "ward", "--target", "x"], "unknown level 'ward'"),
+    (
+        None,
+        [
+            "unlearn",
+            "--model",
+            "{model}",
+            "--data",
+            "{data}",
+            "--level",
+            "patient",
+            "--target",
+            "nobody",
+            "--method",
+            "chip",
+        ],
+        "target 'nobody' does not exist",
+    ),
+    (
+        None,
+        [
+            "unlearn",
+            "--model",
+            "{model}",
+            "--data",
+            "{data}",
+            "--level",
+            "section",
+            "--target",
+            "inst-1",
+            "--method",
+            "chip",
+        ],
+        "not a section",
+    ),
+    (
+        None,
+        ["eval", "--model", "{model}", "--data", "{data}", "--level", "patient", "--target", "nobody"],
+        "target 'nobody' does not exist",
+    ),
+    (
+        None,
+        ["eval", "--model", "{model}", "--data", "{data}", "--level", "ward", "--target", "x"],
+        "unknown level 'ward'",
+    ),
     (None, [*TRAIN, "--exclude-level", "patient", "--exclude-target", "nobody"], "target 'nobody' does not exist"),
     (None, [*TRAIN, "--exclude-level", "patient"], "go together"),
     (None, [*EXPORT[:3], "--level", "patient", "--target", "nobody"], "does not exist"),
@@ -328,10 +434,22 @@ ROWS: list[tuple[str | None, list[str], str]] = [
     (None, ["reproduce", "--executor", "dask"], "--executor 'dask' is unknown"),
     # -- imports -------------------------------------------------------------------------
     ("mf unknown task", ["data", "import-medforget", "{in}/patient_level"], "field 'task' is 'essay'"),
-    ("mf options string", ["data", "import-medforget", "{in}/patient_level"], "field 'options' must be a list of strings"),
-    ("mf paraphrase number", ["data", "import-medforget", "{in}/patient_level"], "field 'paraphrase_of' must be a sample id"),
+    (
+        "mf options string",
+        ["data", "import-medforget", "{in}/patient_level"],
+        "field 'options' must be a list of strings",
+    ),
+    (
+        "mf paraphrase number",
+        ["data", "import-medforget", "{in}/patient_level"],
+        "field 'paraphrase_of' must be a sample id",
+    ),
     ("mf list attributes", ["data", "import-medforget", "{in}/patient_level"], "field 'attributes' must be an object"),
-    ("mf list hierarchy", ["data", "import-medforget", "{in}/patient_level"], "'hierarchy_metadata' must be a JSON object"),
+    (
+        "mf list hierarchy",
+        ["data", "import-medforget", "{in}/patient_level"],
+        "'hierarchy_metadata' must be a JSON object",
+    ),
     ("mf metadata object", ["data", "import-medforget", "{in}/patient_level"], "field 'metadata' must be a JSON list"),
     ("mf unknown level", ["data", "import-medforget", "{in}/patient_level"], "unknown level 'ward'"),
     ("mf bad json", ["data", "import-medforget", "{in}/patient_level"], "is not valid JSON"),
@@ -344,9 +462,26 @@ ROWS: list[tuple[str | None, list[str], str]] = [
     ("fmi institutions columns", [*FMI, "--institutions", "{in}/inst.csv"], "needs columns subject_id and institution"),
     ("fmi", [*FMI, "--institutions", "{in}/nothing.csv"], "does not exist"),
     ("fmi", [*FMI, "--reports", "{in}/nothing"], "report folder"),
-    ("fmi", ["data", "import-forgetmi", "--split", "{in}/nothing.csv", "--forget", "{in}/forget.csv", "--images", "{in}/images"], "split CSV"),
+    (
+        "fmi",
+        [
+            "data",
+            "import-forgetmi",
+            "--split",
+            "{in}/nothing.csv",
+            "--forget",
+            "{in}/forget.csv",
+            "--images",
+            "{in}/images",
+        ],
+        "split CSV",
+    ),
     ("fmi", [*FMI[:-1], "{in}/nothing"], "image folder"),
-    ("fmi", ["data", "import-forgetmi", "--split", "{in}/split.csv", "--forget", "{in}/images", "--images", "{in}/images"], "forget CSV"),
+    (
+        "fmi",
+        ["data", "import-forgetmi", "--split", "{in}/split.csv", "--forget", "{in}/images", "--images", "{in}/images"],
+        "forget CSV",
+    ),
     # -- report --------------------------------------------------------------------------
     ("metrics malformed", ["report", "{in}/r"], "is not a metrics document"),
     ("metrics list", ["report", "{in}/r"], "is not a metrics document"),
@@ -368,7 +503,10 @@ NO_OUT = {"data inspect", "data nodes", "report"}
 
 
 def _fingerprint(folder: Path) -> dict[str, str]:
-    return {p: hashlib.sha256((folder / p).read_bytes()).hexdigest() if (folder / p).is_file() else "dir" for p in listing(folder)}
+    return {
+        p: hashlib.sha256((folder / p).read_bytes()).hexdigest() if (folder / p).is_file() else "dir"
+        for p in listing(folder)
+    }
 
 
 def test_the_table_is_big_enough_to_mean_something():
@@ -376,8 +514,12 @@ def test_the_table_is_big_enough_to_mean_something():
     assert all(setup is None or setup in SETUPS for setup, _, _ in ROWS)
 
 
-@pytest.mark.parametrize("setup, args, message", ROWS, ids=[f"{i:03d}-{' '.join(a[:2])}-{s or 'plain'}" for i, (s, a, _) in enumerate(ROWS)])
-def test_bad_input_gives_one_sentence_exit_2_and_writes_nothing(run_cli, small_folder, dual_model, medforget_file, tmp_path, setup, args, message):
+@pytest.mark.parametrize(
+    "setup, args, message", ROWS, ids=[f"{i:03d}-{' '.join(a[:2])}-{s or 'plain'}" for i, (s, a, _) in enumerate(ROWS)]
+)
+def test_bad_input_gives_one_sentence_exit_2_and_writes_nothing(
+    run_cli, small_folder, dual_model, medforget_file, tmp_path, setup, args, message
+):
     ctx = {"in": tmp_path / "in", "data": small_folder, "model": dual_model, "medforget": medforget_file}
     ctx["in"].mkdir()
     (tmp_path / "out").mkdir()
@@ -396,5 +538,9 @@ def test_bad_input_gives_one_sentence_exit_2_and_writes_nothing(run_cli, small_f
     assert message in lines[0], lines[0]
     assert "Traceback" not in err
     assert listing(tmp_path / "out") == []
-    assert {"in": _fingerprint(ctx["in"]), "data": _fingerprint(small_folder), "model": _fingerprint(dual_model)} == before
+    assert {
+        "in": _fingerprint(ctx["in"]),
+        "data": _fingerprint(small_folder),
+        "model": _fingerprint(dual_model),
+    } == before
     assert not list(Path("/proc").glob("medunlearn-x*"))

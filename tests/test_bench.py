@@ -10,7 +10,14 @@ from medunlearn.errors import MedunlearnError
 from medunlearn.executors import LocalExecutor
 from medunlearn.models.loading import load_model
 
-DUAL = dict(model="dual-encoder@scratch", methods=("chip", "grad_diff", "forget_mi", "retrain"), levels=(), forget_fractions=(0.2,), epochs=2, eval_limit=30)
+DUAL = dict(
+    model="dual-encoder@scratch",
+    methods=("chip", "grad_diff", "forget_mi", "retrain"),
+    levels=(),
+    forget_fractions=(0.2,),
+    epochs=2,
+    eval_limit=30,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +43,11 @@ def test_bench_writes_rows_for_vanilla_oracle_and_every_method(dual_run):
 @pytest.mark.slow
 def test_rerun_reuses_models_and_cells(dual_run, small_dataset):
     folder, metrics = dual_run
-    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file() and p.name != "metrics.json" and p.name != "bench_config.json"}
+    stamps = {
+        p: p.stat().st_mtime_ns
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != "metrics.json" and p.name != "bench_config.json"
+    }
     again = Bench(small_dataset, BenchConfig(**DUAL), folder).run()
     assert again["results"] == metrics["results"]
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
@@ -92,8 +103,14 @@ def test_bad_bench_configs(changes, message):
 
 @pytest.mark.slow
 def test_vlm_bench_covers_a_level_with_reconstruction(tmp_path, small_dataset):
-    config = BenchConfig(model="tiny-qwen2-vl@scratch", methods=("chip", "npo"), levels=("section",), epochs=1, eval_limit=6,
-                         method_settings={"npo": {"epochs": 1}})
+    config = BenchConfig(
+        model="tiny-qwen2-vl@scratch",
+        methods=("chip", "npo"),
+        levels=("section",),
+        epochs=1,
+        eval_limit=6,
+        method_settings={"npo": {"epochs": 1}},
+    )
     metrics = Bench(small_dataset, config, tmp_path / "run").run()
     assert [r["method"] for r in metrics["results"]] == ["vanilla", "retrain", "chip", "npo"]
     assert all(len(r["reconstruction"]) == 4 for r in metrics["results"])
@@ -108,7 +125,9 @@ def test_workers_run_the_cells_side_by_side_and_reproducibly(tmp_path, small_dat
     models = tmp_path / "a" / "models"
     oracles = sorted(p for p in models.iterdir() if p.name.startswith("oracle-"))
     assert len(oracles) == 2 and all((o / "cost.json").is_file() for o in oracles)
-    assert all(json.loads((o / "train_config.json").read_text())["threads"] == 1 for o in oracles)  # one thread per worker
+    assert all(
+        json.loads((o / "train_config.json").read_text())["threads"] == 1 for o in oracles
+    )  # one thread per worker
     without_cost = lambda rows: [{k: v for k, v in row.items() if k != "cost"} for row in rows]  # noqa: E731
     assert without_cost(first["results"]) == without_cost(second["results"])
     assert [row["method"] for row in first["results"]] == ["vanilla", "retrain", "chip"] * 2  # in request order
@@ -133,7 +152,10 @@ def test_requests_hold_enough_items_and_validation_targets_are_unrelated_to_test
     assert draw_requests(small_dataset, scratch_vlm, config) == requests  # seeded
     hospital = small_dataset.hospital
     for level in ("institution", "patient", "study", "section"):
-        test, validation = ([r for r in requests if r.request.level.value == level and r.role == role] for role in ("test", "validation"))
+        test, validation = (
+            [r for r in requests if r.request.level.value == level and r.role == role]
+            for role in ("test", "validation")
+        )
         assert len(test) == len(validation) == 1
         for r in test + validation:
             assert len(make_split(small_dataset, r.request).forget) >= 20
@@ -149,7 +171,10 @@ def test_requests_hold_enough_items_and_validation_targets_are_unrelated_to_test
 
 def test_a_level_without_enough_large_targets_is_refused_in_one_sentence(small_dataset, scratch_vlm):
     config = BenchConfig(model="tiny-qwen2-vl@scratch", levels=("institution",), targets_per_level=2, select=True)
-    with pytest.raises(MedunlearnError, match=r"the institution level has 2 unrelated targets .* but the bench needs 2 test and 1 validation; lower"):
+    with pytest.raises(
+        MedunlearnError,
+        match=r"the institution level has 2 unrelated targets .* but the bench needs 2 test and 1 validation; lower",
+    ):
         draw_requests(small_dataset, scratch_vlm, config)
 
 
@@ -166,5 +191,7 @@ def test_select_tunes_on_validation_requests_and_runs_the_tests_with_the_choice(
     for name in ("chip", "grad_diff"):
         assert {k: tested[name]["settings"][k] for k in chosen[name]["chosen"]} == chosen[name]["chosen"]
     test_patients = set(tested["chip"]["request"]["targets"])
-    assert not test_patients & set(json.loads((tmp_path / "run" / "cells" / validation[0] / "vanilla.json").read_text())["request"]["targets"])
+    assert not test_patients & set(
+        json.loads((tmp_path / "run" / "cells" / validation[0] / "vanilla.json").read_text())["request"]["targets"]
+    )
     assert {a["method"] for a in metrics["aggregates"]} == {"vanilla", "retrain", "chip", "grad_diff"}

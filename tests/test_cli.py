@@ -6,7 +6,20 @@ import pytest
 
 from tests.conftest import copy_with_manifest, listing
 
-SMALL_FLAGS = ["--institutions", "2", "--patients", "3", "--studies", "2", "--holdout-patients", "1", "--image-size", "56", "--seed", "7"]
+SMALL_FLAGS = [
+    "--institutions",
+    "2",
+    "--patients",
+    "3",
+    "--studies",
+    "2",
+    "--holdout-patients",
+    "1",
+    "--image-size",
+    "56",
+    "--seed",
+    "7",
+]
 
 
 def test_synth_inspect_nodes(run_cli, tmp_path, small_dataset):
@@ -15,7 +28,18 @@ def test_synth_inspect_nodes(run_cli, tmp_path, small_dataset):
     code, out, _ = run_cli("data", "inspect", tmp_path / "h", "--json")
     summary = json.loads(out)
     assert code == 0 and summary == json.loads(json.dumps(small_dataset.summary()))
-    for key in ("institutions", "patients", "studies", "sections", "images", "samples", "by_level", "by_task", "paraphrases", "holdout_samples"):
+    for key in (
+        "institutions",
+        "patients",
+        "studies",
+        "sections",
+        "images",
+        "samples",
+        "by_level",
+        "by_task",
+        "paraphrases",
+        "holdout_samples",
+    ):
         assert key in summary
     code, out, _ = run_cli("data", "nodes", tmp_path / "h", "--level", "patient")
     assert out.split() == [f"inst-{i}.pat-0{p}" for i in (1, 2) for p in (1, 2, 3)]
@@ -24,12 +48,34 @@ def test_synth_inspect_nodes(run_cli, tmp_path, small_dataset):
 
 
 def test_split_and_medforget_round_trip(run_cli, small_folder, tmp_path):
-    code, out, _ = run_cli("data", "split", small_folder, "--level", "study", "--target", "inst-1.pat-01.st-1", "--target", "inst-2.pat-02.st-2", "--out", tmp_path / "s")
+    code, out, _ = run_cli(
+        "data",
+        "split",
+        small_folder,
+        "--level",
+        "study",
+        "--target",
+        "inst-1.pat-01.st-1",
+        "--target",
+        "inst-2.pat-02.st-2",
+        "--out",
+        tmp_path / "s",
+    )
     assert code == 0
     written = json.loads((tmp_path / "s" / "split.json").read_text())
     assert written["request"] == {"level": "study", "targets": ["inst-1.pat-01.st-1", "inst-2.pat-02.st-2"]}
     assert written["counts"]["forget"] == len(written["sets"]["forget"]) > 0
-    code, _, _ = run_cli("data", "export-medforget", small_folder, "--level", "patient", "--target", "inst-1.pat-01", "--out", tmp_path / "mf")
+    code, _, _ = run_cli(
+        "data",
+        "export-medforget",
+        small_folder,
+        "--level",
+        "patient",
+        "--target",
+        "inst-1.pat-01",
+        "--out",
+        tmp_path / "mf",
+    )
     assert code == 0 and (tmp_path / "mf" / "patient_level" / "retain_set_all.parquet").is_file()
     code, _, _ = run_cli("data", "import-medforget", tmp_path / "mf", "--out", tmp_path / "back")
     assert code == 0
@@ -47,7 +93,19 @@ def test_split_and_medforget_round_trip(run_cli, small_folder, tmp_path):
         (["data", "split", "{tmp}/missing", "--level", "patient", "--target", "x"], "does not exist"),
         (["data", "export-medforget", "{data}", "--level", "patient", "--target", "nobody"], "does not exist"),
         (["data", "import-medforget", "{tmp}/nothing.parquet"], "does not exist"),
-        (["data", "import-forgetmi", "--split", "{tmp}/s.csv", "--forget", "{tmp}/f.csv", "--images", "{tmp}/images"], "split CSV"),
+        (
+            [
+                "data",
+                "import-forgetmi",
+                "--split",
+                "{tmp}/s.csv",
+                "--forget",
+                "{tmp}/f.csv",
+                "--images",
+                "{tmp}/images",
+            ],
+            "split CSV",
+        ),
         (["data", "synth", "--patients", "0"], "--patients is 0"),
         (["bench", "--data", "{data}", "--executor", "dask"], "--executor 'dask' is unknown; use local or ray"),
         (["bench", "--data", "{data}", "--ray-address", "auto"], "--ray-address needs --executor ray"),
@@ -70,7 +128,9 @@ def test_bad_input_exits_2_and_writes_nothing(run_cli, small_folder, tmp_path, a
 def test_split_refuses_a_non_empty_out(run_cli, small_folder, tmp_path):
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "keep.txt").write_text("mine")
-    code, _, err = run_cli("data", "split", small_folder, "--level", "patient", "--target", "inst-1.pat-01", "--out", tmp_path / "s")
+    code, _, err = run_cli(
+        "data", "split", small_folder, "--level", "patient", "--target", "inst-1.pat-01", "--out", tmp_path / "s"
+    )
     assert code == 2 and "not empty" in err
     assert listing(tmp_path / "s") == ["keep.txt"]
 
@@ -83,7 +143,17 @@ def test_quick_demo_runs_the_whole_benchmark_into_one_report(run_cli, tmp_path):
     vlm = [r for r in metrics["results"] if r["model"] == "qwen2_vl"]
     dual = [r for r in metrics["results"] if r["model"] == "dual_encoder"]
     assert {r["request"]["level"] for r in vlm} == {"institution", "patient", "study", "section"}
-    assert {r["method"] for r in vlm} == {"vanilla", "retrain", "chip", "forget_mi", "grad_ascent", "grad_diff", "kl", "npo", "retain_ft"}
+    assert {r["method"] for r in vlm} == {
+        "vanilla",
+        "retrain",
+        "chip",
+        "forget_mi",
+        "grad_ascent",
+        "grad_diff",
+        "kl",
+        "npo",
+        "retain_ft",
+    }
     assert sorted({r["request"]["fraction"] for r in dual}) == [0.03, 0.06, 0.10]
     page = (tmp_path / "demo" / "report.html").read_text()
     assert "qwen2_vl · section" in page and "dual_encoder · patients 10%" in page
@@ -108,30 +178,88 @@ def test_the_package_and_the_cli_module_start_the_command_line(module):
 
 
 def test_train_writes_model_config_log_and_quality(run_cli, small_folder, tmp_path):
-    code, out, err = run_cli("train", "--data", small_folder, "--out", tmp_path / "clf", "--model", "dual-encoder@scratch",
-                             "--epochs", "2", "--batch-size", "8")
+    code, out, err = run_cli(
+        "train",
+        "--data",
+        small_folder,
+        "--out",
+        tmp_path / "clf",
+        "--model",
+        "dual-encoder@scratch",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+    )
     assert code == 0, err
     folder = tmp_path / "clf"
-    for name in ("config.json", "model.safetensors", "medunlearn.json", "train_config.json", "training_log.json", "quality.json"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "medunlearn.json",
+        "train_config.json",
+        "training_log.json",
+        "quality.json",
+    ):
         assert (folder / name).is_file(), name
     quality = json.loads((folder / "quality.json").read_text())
-    assert {"train_acc", "holdout_acc", "holdout_auc", "holdout_image_acc", "holdout_image_auc", "holdout_majority",
-            "train_loss_mean", "holdout_loss_mean"} <= set(quality)
+    assert {
+        "train_acc",
+        "holdout_acc",
+        "holdout_auc",
+        "holdout_image_acc",
+        "holdout_image_auc",
+        "holdout_majority",
+        "train_loss_mean",
+        "holdout_loss_mean",
+    } <= set(quality)
     assert "train_acc" in out
 
 
 def test_train_oracle_vlm_from_the_cli(run_cli, small_folder, tmp_path):
-    code, _, err = run_cli("train", "--data", small_folder, "--out", tmp_path / "oracle", "--epochs", "1", "--model", "tiny-qwen2-vl@scratch",
-                           "--exclude-level", "study", "--exclude-target", "inst-1.pat-01.st-1")
+    code, _, err = run_cli(
+        "train",
+        "--data",
+        small_folder,
+        "--out",
+        tmp_path / "oracle",
+        "--epochs",
+        "1",
+        "--model",
+        "tiny-qwen2-vl@scratch",
+        "--exclude-level",
+        "study",
+        "--exclude-target",
+        "inst-1.pat-01.st-1",
+    )
     assert code == 0, err
     quality = json.loads((tmp_path / "oracle" / "quality.json").read_text())
-    assert {"train_identity_exact", "train_section_rougeL", "holdout_diagnostic_acc", "holdout_diagnostic_majority",
-            "holdout_identity_exact", "train_loss_mean", "holdout_loss_mean", "holdout_diagnostic_acc.edema"} <= set(quality)
+    assert {
+        "train_identity_exact",
+        "train_section_rougeL",
+        "holdout_diagnostic_acc",
+        "holdout_diagnostic_majority",
+        "holdout_identity_exact",
+        "train_loss_mean",
+        "holdout_loss_mean",
+        "holdout_diagnostic_acc.edema",
+    } <= set(quality)
     assert 0 <= quality["holdout_diagnostic_majority"] <= 1
     assert json.loads((tmp_path / "oracle" / "train_config.json").read_text())["oracle"] is True
     # a saved model folder is a valid --model: the real-weights path, exercised with a tiny model
-    code, _, err = run_cli("train", "--data", small_folder, "--out", tmp_path / "again", "--model", tmp_path / "oracle",
-                           "--epochs", "1", "--lora-r", "2")
+    code, _, err = run_cli(
+        "train",
+        "--data",
+        small_folder,
+        "--out",
+        tmp_path / "again",
+        "--model",
+        tmp_path / "oracle",
+        "--epochs",
+        "1",
+        "--lora-r",
+        "2",
+    )
     assert code == 0, err
 
 

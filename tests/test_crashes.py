@@ -50,7 +50,9 @@ def test_a_planted_checkpoint_is_refused_and_never_runs(run_cli, small_folder, s
     witness = tmp_path / "it-ran"
     with open(partial / "checkpoint.pt", "wb") as handle:
         pickle.dump({"model": Planted(str(witness)), "epoch": 1}, handle)
-    code, _, err = run_cli("train", "--data", small_folder, "--model", "dual-encoder@scratch", "--epochs", "1", "--out", tmp_path / "m")
+    code, _, err = run_cli(
+        "train", "--data", small_folder, "--model", "dual-encoder@scratch", "--epochs", "1", "--out", tmp_path / "m"
+    )
     assert code == 2 and "is not a checkpoint medunlearn wrote" in " ".join(err.split())
     assert not witness.exists() and not (tmp_path / "m").exists()
 
@@ -59,26 +61,51 @@ def test_stale_temporary_folders_of_a_killed_save_are_removed(run_cli, small_fol
     for stale in (".m.tmp-abc123", ".m.old-def456"):
         (tmp_path / stale).mkdir()
         (tmp_path / stale / "model.safetensors").write_bytes(b"half")
-    code, _, err = run_cli("train", "--data", small_folder, "--model", "dual-encoder@scratch", "--epochs", "1", "--out", tmp_path / "m")
+    code, _, err = run_cli(
+        "train", "--data", small_folder, "--model", "dual-encoder@scratch", "--epochs", "1", "--out", tmp_path / "m"
+    )
     assert code == 0, err
     assert sorted(p for p in listing(tmp_path) if "/" not in p) == ["m"]
 
 
 def test_an_oracle_folder_without_cost_json_costs_its_training_log(tmp_path):
-    (tmp_path / "training_log.json").write_text(json.dumps([{"epoch": 1, "loss": 1.0, "seconds": 2.5, "samples": 10, "replayed": 2},
-                                                            {"epoch": 2, "loss": 0.5, "seconds": 1.5, "samples": 10, "replayed": 0, "resumed": True}]))
+    (tmp_path / "training_log.json").write_text(
+        json.dumps(
+            [
+                {"epoch": 1, "loss": 1.0, "seconds": 2.5, "samples": 10, "replayed": 2},
+                {"epoch": 2, "loss": 0.5, "seconds": 1.5, "samples": 10, "replayed": 0, "resumed": True},
+            ]
+        )
+    )
     cost = model_cost(tmp_path)
     assert cost.wall_s == 4.0 and cost.forward == cost.backward == 22
 
 
 def test_a_killed_retrain_resumes_says_so_and_costs_both_runs(run_cli, small_folder, small_dataset, vanilla, tmp_path):
     straight = tmp_path / "straight"
-    code, _, err = run_cli("unlearn", "--model", vanilla, "--data", small_folder, *REQUEST, "--method", "retrain", "--out", straight)
+    code, _, err = run_cli(
+        "unlearn", "--model", vanilla, "--data", small_folder, *REQUEST, "--method", "retrain", "--out", straight
+    )
     assert code == 0, err
     out = tmp_path / "u"
-    command = [sys.executable, "-m", "medunlearn", "unlearn", "--model", str(vanilla), "--data", str(small_folder), *REQUEST,
-               "--method", "retrain", "--out", str(out)]
-    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "medunlearn",
+        "unlearn",
+        "--model",
+        str(vanilla),
+        "--data",
+        str(small_folder),
+        *REQUEST,
+        "--method",
+        "retrain",
+        "--out",
+        str(out),
+    ]
+    job = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     checkpoint = tmp_path / ".u.work" / ".oracle.partial" / "checkpoint.pt"
     try:
         deadline = time.monotonic() + 300
@@ -93,15 +120,22 @@ def test_a_killed_retrain_resumes_says_so_and_costs_both_runs(run_cli, small_fol
         pytest.skip("the run finished before it could be killed")
     state = torch.load(checkpoint, weights_only=True)
     done, earlier = state["epoch"], sum(entry["seconds"] for entry in state["log"])
-    code, _, err = run_cli("unlearn", "--model", vanilla, "--data", small_folder, *REQUEST, "--method", "retrain", "--out", out)
+    code, _, err = run_cli(
+        "unlearn", "--model", vanilla, "--data", small_folder, *REQUEST, "--method", "retrain", "--out", out
+    )
     assert code == 0, err
-    assert f"resuming the interrupted training in {tmp_path / '.u.work' / '.oracle.partial'} after epoch {done}" in " ".join(err.split())
+    assert (
+        f"resuming the interrupted training in {tmp_path / '.u.work' / '.oracle.partial'} after epoch {done}"
+        in " ".join(err.split())
+    )
     assert not (tmp_path / ".u.work").exists() and not [p for p in listing(tmp_path) if ".tmp-" in p]
     resumed, uninterrupted = load_file(str(out / "model.safetensors")), load_file(str(straight / "model.safetensors"))
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
     summary = json.loads((out / "method_summary.json").read_text())
     assert summary["epochs"] == RECIPE.epochs
-    assert json.loads((out / "cost.json").read_text())["wall_s"] > earlier > 0  # the killed run's epochs are paid for too
+    assert (
+        json.loads((out / "cost.json").read_text())["wall_s"] > earlier > 0
+    )  # the killed run's epochs are paid for too
 
 
 def test_an_unforeseen_failure_is_one_sentence_with_a_log(run_cli, small_folder, tmp_path, monkeypatch):
@@ -122,15 +156,30 @@ def test_an_unforeseen_failure_is_one_sentence_with_a_log(run_cli, small_folder,
 
 def test_a_second_writer_of_the_same_out_is_refused(run_cli, small_folder, vanilla, tmp_path):
     with claimed_output(tmp_path / "u", "unlearn"):
-        code, _, err = run_cli("unlearn", "--model", vanilla, "--data", small_folder, *REQUEST, "--method", "chip", "--out", tmp_path / "u")
+        code, _, err = run_cli(
+            "unlearn", "--model", vanilla, "--data", small_folder, *REQUEST, "--method", "chip", "--out", tmp_path / "u"
+        )
     assert code == 2 and "another medunlearn run is writing" in err
     assert not (tmp_path / "u").exists()
-    code, _, err = run_cli("unlearn", "--model", vanilla, "--data", small_folder, *REQUEST, "--method", "chip", "--out", tmp_path / "u")
+    code, _, err = run_cli(
+        "unlearn", "--model", vanilla, "--data", small_folder, *REQUEST, "--method", "chip", "--out", tmp_path / "u"
+    )
     assert code == 0, err  # the lock went with the first writer
 
 
 def test_overwrite_replaces_only_an_output_of_the_same_command(run_cli, small_folder, vanilla, tmp_path):
-    args = ["unlearn", "--model", vanilla, "--data", small_folder, *REQUEST, "--method", "chip", "--out", tmp_path / "u"]
+    args = [
+        "unlearn",
+        "--model",
+        vanilla,
+        "--data",
+        small_folder,
+        *REQUEST,
+        "--method",
+        "chip",
+        "--out",
+        tmp_path / "u",
+    ]
     assert run_cli(*args)[0] == 0
     first = (tmp_path / "u" / "model.safetensors").stat().st_mtime_ns
     code, _, err = run_cli(*args)
@@ -141,12 +190,40 @@ def test_overwrite_replaces_only_an_output_of_the_same_command(run_cli, small_fo
 
 
 def test_a_failed_bench_leaves_no_config_behind(run_cli, small_folder, tmp_path):
-    code, _, err = run_cli("bench", "--data", small_folder, "--model", "dual-encoder@scratch", "--levels", "institution",
-                           "--targets-per-level", "9", "--epochs", "1", "--out", tmp_path / "b")
+    code, _, err = run_cli(
+        "bench",
+        "--data",
+        small_folder,
+        "--model",
+        "dual-encoder@scratch",
+        "--levels",
+        "institution",
+        "--targets-per-level",
+        "9",
+        "--epochs",
+        "1",
+        "--out",
+        tmp_path / "b",
+    )
     assert code == 2, err
     assert not (tmp_path / "b" / "bench_config.json").exists() or not list((tmp_path / "b").glob("cells/*"))
-    code, _, err = run_cli("bench", "--data", small_folder, "--model", "dual-encoder@scratch", "--forget-fraction", "0.2",
-                           "--methods", "chip", "--epochs", "1", "--limit", "6", "--out", tmp_path / "b")
+    code, _, err = run_cli(
+        "bench",
+        "--data",
+        small_folder,
+        "--model",
+        "dual-encoder@scratch",
+        "--forget-fraction",
+        "0.2",
+        "--methods",
+        "chip",
+        "--epochs",
+        "1",
+        "--limit",
+        "6",
+        "--out",
+        tmp_path / "b",
+    )
     assert code == 0, err  # the corrected command is not refused as "another configuration"
 
 
@@ -155,7 +232,9 @@ def test_resumed_training_is_flagged_in_its_log(small_dataset, tmp_path):
         if epoch == 1:
             raise KeyboardInterrupt
 
-    config = TrainConfig(**{**RECIPE.__dict__, "epochs": 2, "exclude": DeletionRequest(Level.PATIENT, ("inst-1.pat-01",))})
+    config = TrainConfig(
+        **{**RECIPE.__dict__, "epochs": 2, "exclude": DeletionRequest(Level.PATIENT, ("inst-1.pat-01",))}
+    )
     with pytest.raises(KeyboardInterrupt):
         train(small_dataset, config, tmp_path / "o", epoch_done=stop)
     train(small_dataset, config, tmp_path / "o")

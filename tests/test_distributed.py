@@ -30,7 +30,18 @@ from medunlearn.models.train import train
 pytestmark = pytest.mark.slow
 
 EPOCHS = 3
-TRAINING = ["--model", "tiny-qwen2-vl@scratch", "--epochs", str(EPOCHS), "--lr", "1e-3", "--batch-size", "8", "--seed", "0"]
+TRAINING = [
+    "--model",
+    "tiny-qwen2-vl@scratch",
+    "--epochs",
+    str(EPOCHS),
+    "--lr",
+    "1e-3",
+    "--batch-size",
+    "8",
+    "--seed",
+    "0",
+]
 REQUEST = DeletionRequest(Level.PATIENT, ("inst-1.pat-02",))
 
 
@@ -40,10 +51,27 @@ def launch(launcher: str, *args: str | Path) -> subprocess.CompletedProcess:
     if launcher == "torchrun":
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *module]
     else:
-        command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                   "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517", *module]
+        command = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            "29517",
+            *module,
+        ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, env=env, timeout=600, cwd=Path(__file__).parents[1])
+    return subprocess.run(
+        [*command, *map(str, args)], capture_output=True, text=True, env=env, timeout=600, cwd=Path(__file__).parents[1]
+    )
 
 
 def succeeded(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -133,23 +161,58 @@ def _unlearned_here(small_dataset, folder: Path, method: str, out: Path) -> Path
 # the largest weight difference between the two runs, as a share of the largest change the method made:
 # CHIP streams the same sums (measured: identical weights); a gradient method averages the same gradients
 # (measured 3e-4); Forget-MI clamps each process's retention terms at its caps (measured 0.04)
-# forget_mi: the retention caps clamp each process's part of a batch, so a 2-process step equals a 1-process step only in
+# forget_mi: the retention caps clamp each process's part of a batch, so a 2-process step equals a 1-process step only
+# in
 # expectation; measured 0.04 of the change with names as tokens, 0.29 with the name-free tokenizer (issue 14); a skipped
 # or doubled step would be 1 or more
 @pytest.mark.parametrize("method, tolerance", [("chip", 1e-6), ("grad_diff", 1e-3), ("forget_mi", 0.5)])
-def test_two_process_unlearning_edits_the_weights_one_process_does(small_dataset, small_folder, one_process, tmp_path, method, tolerance):
+def test_two_process_unlearning_edits_the_weights_one_process_does(
+    small_dataset, small_folder, one_process, tmp_path, method, tolerance
+):
     here = _unlearned_here(small_dataset, one_process, method, tmp_path / "here")
     there = tmp_path / "there"
-    succeeded(launch("torchrun", "unlearn", "--model", one_process, "--data", small_folder, "--level", "patient",
-                     "--target", REQUEST.targets[0], "--method", method, "--out", there, "--audit-limit", "5"))
+    succeeded(
+        launch(
+            "torchrun",
+            "unlearn",
+            "--model",
+            one_process,
+            "--data",
+            small_folder,
+            "--level",
+            "patient",
+            "--target",
+            REQUEST.targets[0],
+            "--method",
+            method,
+            "--out",
+            there,
+            "--audit-limit",
+            "5",
+        )
+    )
     change = largest_difference(weights(here), weights(one_process))
     difference = largest_difference(weights(there), weights(here))
-    print(f"{method}: the method changed weights by up to {change:.2e}; 2 vs 1 process differ by up to {difference:.2e}")
+    print(
+        f"{method}: the method changed weights by up to {change:.2e}; 2 vs 1 process differ by up to {difference:.2e}"
+    )
     assert change > 0 and difference <= tolerance * change
 
 
 def test_two_process_evaluation_writes_the_one_process_metrics(small_folder, one_process, tmp_path, run_cli):
-    args = ["eval", "--model", one_process, "--data", small_folder, "--level", "patient", "--target", REQUEST.targets[0], "--limit", "12"]
+    args = [
+        "eval",
+        "--model",
+        one_process,
+        "--data",
+        small_folder,
+        "--level",
+        "patient",
+        "--target",
+        REQUEST.targets[0],
+        "--limit",
+        "12",
+    ]
     code, _, err = run_cli(*args, "--out", tmp_path / "here")
     assert code == 0, err
     succeeded(launch("accelerate", *args, "--out", tmp_path / "there"))
@@ -172,8 +235,22 @@ def _close(a, b, tolerance: float = 1e-6) -> bool:
 
 
 def test_a_failing_process_stops_the_run_with_one_sentence_naming_it(small_folder, one_process, tmp_path):
-    result = launch("torchrun", "unlearn", "--model", one_process, "--data", small_folder, "--level", "patient",
-                    "--target", "nobody", "--method", "chip", "--out", tmp_path / "out")
+    result = launch(
+        "torchrun",
+        "unlearn",
+        "--model",
+        one_process,
+        "--data",
+        small_folder,
+        "--level",
+        "patient",
+        "--target",
+        "nobody",
+        "--method",
+        "chip",
+        "--out",
+        tmp_path / "out",
+    )
     assert result.returncode != 0
     assert "rank 0 of 2: " in result.stderr and "'nobody' does not exist" in result.stderr
     assert not (tmp_path / "out").exists()

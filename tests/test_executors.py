@@ -19,8 +19,15 @@ from medunlearn.executors import LocalExecutor, RayExecutor, Task, executor
 pytestmark = pytest.mark.slow
 
 # one-thread cells, as Ray runs them: the executor is not part of the configuration, the thread count is
-CONFIG = dict(model="dual-encoder@scratch", methods=("chip", "grad_diff"), levels=(), forget_fractions=(0.2, 0.5), epochs=2,
-              eval_limit=20, threads=1)
+CONFIG = dict(
+    model="dual-encoder@scratch",
+    methods=("chip", "grad_diff"),
+    levels=(),
+    forget_fractions=(0.2, 0.5),
+    epochs=2,
+    eval_limit=20,
+    threads=1,
+)
 
 
 def comparable(metrics: dict) -> list[dict]:
@@ -41,17 +48,25 @@ def test_ray_writes_the_local_executor_scores(small_dataset, tmp_path, local_run
     metrics = Bench(small_dataset, BenchConfig(**CONFIG), tmp_path / "run", RayExecutor()).run()
     assert comparable(metrics) == comparable(local_run)
     assert [row["method"] for row in metrics["results"]] == ["vanilla", "retrain", "chip", "grad_diff"] * 2
-    assert "requests" in metrics["timings"]  # the cells ran side by side: the wall time is kept beside the summed stages
+    assert (
+        "requests" in metrics["timings"]
+    )  # the cells ran side by side: the wall time is kept beside the summed stages
 
 
 def test_a_failing_cell_stops_the_run_naming_it_and_finished_cells_stay(small_dataset, tmp_path):
-    config = BenchConfig(**{**CONFIG, "methods": ("chip", "grad_ascent"), "method_settings": {"grad_ascent": {"lr": 1e6}}})
-    with pytest.raises(MedunlearnError, match=r"bench cell fraction0\.\d+-[0-9a-f]+/grad_ascent failed: the unlearning loss became nan"):
+    config = BenchConfig(
+        **{**CONFIG, "methods": ("chip", "grad_ascent"), "method_settings": {"grad_ascent": {"lr": 1e6}}}
+    )
+    with pytest.raises(
+        MedunlearnError, match=r"bench cell fraction0\.\d+-[0-9a-f]+/grad_ascent failed: the unlearning loss became nan"
+    ):
         Bench(small_dataset, config, tmp_path / "run", RayExecutor()).run()
     finished = cell_files(tmp_path / "run")
     assert any(name.endswith("retrain.reference.json") for name in finished)  # an oracle finished before the failure
     assert all(json.loads((tmp_path / "run" / name).read_text()) for name in finished)  # whole files only
-    with pytest.raises(MedunlearnError, match="grad_ascent failed"):  # the rerun (here: on the other executor) reuses them
+    with pytest.raises(
+        MedunlearnError, match="grad_ascent failed"
+    ):  # the rerun (here: on the other executor) reuses them
         Bench(small_dataset, config, tmp_path / "run", LocalExecutor()).run()
     again = cell_files(tmp_path / "run")
     assert all(again[name] == stamp for name, stamp in finished.items())
@@ -59,10 +74,35 @@ def test_a_failing_cell_stops_the_run_naming_it_and_finished_cells_stay(small_da
 
 def test_a_killed_ray_driver_resumes_on_the_local_executor(small_dataset, small_folder, tmp_path, local_run):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "medunlearn", "bench", "--data", str(small_folder), "--out", str(out), "--model", CONFIG["model"],
-               "--methods", ",".join(CONFIG["methods"]), "--forget-fraction", "0.2,0.5", "--epochs", "2", "--limit", "20", "--executor", "ray"]
-    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "medunlearn",
+        "bench",
+        "--data",
+        str(small_folder),
+        "--out",
+        str(out),
+        "--model",
+        CONFIG["model"],
+        "--methods",
+        ",".join(CONFIG["methods"]),
+        "--forget-fraction",
+        "0.2,0.5",
+        "--epochs",
+        "2",
+        "--limit",
+        "20",
+        "--executor",
+        "ray",
+    ]
+    driver = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     try:
         deadline = time.monotonic() + 300
         while not ((out / "cells").is_dir() and any(name.endswith(".reference.json") for name in cell_files(out))):

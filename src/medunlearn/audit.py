@@ -60,27 +60,50 @@ class Check:
         if value is None or target is None:
             return NOT_MEASURED
         difference = value - target
-        ok = {"within": abs(difference) <= self.threshold, "at_least": difference >= -self.threshold,
-              "at_most": difference <= self.threshold}[self.rule]
+        ok = {
+            "within": abs(difference) <= self.threshold,
+            "at_least": difference >= -self.threshold,
+            "at_most": difference <= self.threshold,
+        }[self.rule]
         return PASS if ok else FAIL
 
 
 #: the checks and their tolerances (docs/audit.md says why each is what it is)
 CHECKS = (
-    Check("forget", "score on the deleted data matches the retrain oracle's (more forgetting than the oracle is damage too)", "within", 0.05),
+    Check(
+        "forget",
+        "score on the deleted data matches the retrain oracle's (more forgetting than the oracle is damage too)",
+        "within",
+        0.05,
+    ),
     Check("paraphrase", "score on reworded questions about the deleted data matches the oracle's", "within", 0.05),
     Check("retain", "score on the data that stays is no lower than the oracle's", "at_least", 0.05),
     Check("siblings", "score on the deleted node's siblings is no lower than the oracle's", "at_least", 0.05),
-    Check("holdout_diagnostic", "diagnostic score on never-seen patients is no lower than the oracle's", "at_least", 0.05),
+    Check(
+        "holdout_diagnostic", "diagnostic score on never-seen patients is no lower than the oracle's", "at_least", 0.05
+    ),
     Check("mia_auc", "the LOSS membership-inference AUC (forget vs held out) matches the oracle's", "within", 0.05),
-    Check("audit_member_share", "the share of deleted samples an SVC audit calls members matches the oracle's", "within", 0.10),
-    Check("reconstruction", "with the fullest hierarchical context, no more of the deleted data comes back than from the oracle", "at_most", 0.05),
+    Check(
+        "audit_member_share",
+        "the share of deleted samples an SVC audit calls members matches the oracle's",
+        "within",
+        0.10,
+    ),
+    Check(
+        "reconstruction",
+        "with the fullest hierarchical context, no more of the deleted data comes back than from the oracle",
+        "at_most",
+        0.05,
+    ),
 )
 
 
 # -- what the record says instead of identifiers --------------------------------------------------
 def hashed_targets(targets: tuple[str, ...] | list[str], salt: bytes | None) -> list[str] | None:
-    """Each target id as ``hmac-sha256:<hex>`` keyed by the dataset's salt; None without a salt (then no hash is given)."""
+    """Each target id as ``hmac-sha256:<hex>`` keyed by the dataset's salt.
+
+    None without a salt (then no hash is given).
+    """
     if salt is None:
         return None
     return [f"hmac-sha256:{hmac.new(salt, t.encode(), hashlib.sha256).hexdigest()}" for t in targets]
@@ -91,7 +114,9 @@ def weight_digests(folder: Path) -> dict[str, str]:
     digests = {}
     for path in weight_files(folder):
         if not path.is_file():
-            raise MedunlearnError(f"model folder {folder} has no {path.name}; give a folder written by `medunlearn unlearn`.")
+            raise MedunlearnError(
+                f"model folder {folder} has no {path.name}; give a folder written by `medunlearn unlearn`."
+            )
         digest = hashlib.sha256()
         with path.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
@@ -112,8 +137,16 @@ def environment() -> dict[str, str]:
 
 
 # -- the evidence ---------------------------------------------------------------------------------
-def evidence(model: MultimodalModel, dataset: HospitalDataset, request: DeletionRequest, *, oracle: MultimodalModel | None,
-             source: MultimodalModel | None, seed: int, limit: int) -> dict[str, Any]:
+def evidence(
+    model: MultimodalModel,
+    dataset: HospitalDataset,
+    request: DeletionRequest,
+    *,
+    oracle: MultimodalModel | None,
+    source: MultimodalModel | None,
+    seed: int,
+    limit: int,
+) -> dict[str, Any]:
     """Scores of the unlearned model and, on the same questions, of the oracle and of the source model."""
     split = make_split(dataset, request, seed=seed)
     sets = evaluation_sets(model, dataset, split, limit=limit, seed=seed)
@@ -156,9 +189,18 @@ def checks(found: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     rows = []
     for check in CHECKS:
         value, target = _value(found.get("model"), check.name), _value(found.get("oracle"), check.name)
-        rows.append({"check": check.name, "what": check.what, "rule": check.rule, "threshold": check.threshold,
-                     "model": value, "oracle": target, "source": _value(found.get("source"), check.name),
-                     "verdict": check.verdict(value, target, oracle=has_oracle)})
+        rows.append(
+            {
+                "check": check.name,
+                "what": check.what,
+                "rule": check.rule,
+                "threshold": check.threshold,
+                "model": value,
+                "oracle": target,
+                "source": _value(found.get("source"), check.name),
+                "verdict": check.verdict(value, target, oracle=has_oracle),
+            }
+        )
     verdicts = [row["verdict"] for row in rows]
     if not has_oracle:
         overall = NO_ORACLE
@@ -170,8 +212,17 @@ def checks(found: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
 
 
 # -- the record -------------------------------------------------------------------------------
-def statement(*, weights: dict[str, str], unlearned: dict[str, Any], dataset: HospitalDataset, salt: bytes | None,
-              cost: dict[str, Any] | None, found: dict[str, Any], seed: int, limit: int) -> dict[str, Any]:
+def statement(
+    *,
+    weights: dict[str, str],
+    unlearned: dict[str, Any],
+    dataset: HospitalDataset,
+    salt: bytes | None,
+    cost: dict[str, Any] | None,
+    found: dict[str, Any],
+    seed: int,
+    limit: int,
+) -> dict[str, Any]:
     """The in-toto Statement of one deletion; ``unlearned`` is the model folder's ``unlearn_config.json``."""
     request = unlearned["request"]
     rows, overall = checks(found)
@@ -181,18 +232,32 @@ def statement(*, weights: dict[str, str], unlearned: dict[str, Any], dataset: Ho
         "predicateType": PREDICATE_TYPE,
         "predicate": {
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "request": {"level": request["level"], "targets": len(request["targets"]),
-                        "target_hashes": hashed_targets(request["targets"], salt),
-                        "hash": "HMAC-SHA-256 of each target id, keyed by the dataset folder's audit_salt" if salt else
-                                "none: the dataset folder has no audit_salt (written before datasets had one)"},
+            "request": {
+                "level": request["level"],
+                "targets": len(request["targets"]),
+                "target_hashes": hashed_targets(request["targets"], salt),
+                "hash": "HMAC-SHA-256 of each target id, keyed by the dataset folder's audit_salt"
+                if salt
+                else "none: the dataset folder has no audit_salt (written before datasets had one)",
+            },
             "dataset": {"fingerprint": dataset.fingerprint(), "source": dataset.source},
             "source_weights": unlearned.get("source_weights"),
-            "method": {"name": unlearned["method"], "settings": unlearned.get("settings"), "seed": unlearned.get("seed")},
+            "method": {
+                "name": unlearned["method"],
+                "settings": unlearned.get("settings"),
+                "seed": unlearned.get("seed"),
+            },
             "sets": unlearned.get("counts"),
             "environment": environment(),
             "cost": cost,
-            "evaluation": {"seed": seed, "questions_per_set_at_most": limit, "questions": found["questions"],
-                           "reference": "retrain oracle" if "oracle" in found else "none (no oracle given): the source model is shown for context"},
+            "evaluation": {
+                "seed": seed,
+                "questions_per_set_at_most": limit,
+                "questions": found["questions"],
+                "reference": "retrain oracle"
+                if "oracle" in found
+                else "none (no oracle given): the source model is shown for context",
+            },
             "evidence": {role: found[role] for role in ("model", "oracle", "source") if role in found},
             "checks": rows,
             "verdict": overall,
@@ -214,9 +279,14 @@ def signing_key(path: Path):
     try:
         key = load_pem_private_key(Path(path).read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:
-        raise MedunlearnError(f"--sign-key {path} is not an unencrypted PEM private key ({type(exc).__name__}); make one with `medunlearn audit-keygen`.") from None
+        raise MedunlearnError(
+            f"--sign-key {path} is not an unencrypted PEM private key ({type(exc).__name__}); make one with "
+            "`medunlearn audit-keygen`."
+        ) from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise MedunlearnError(f"--sign-key {path} is a {type(key).__name__}, not an Ed25519 key; make one with `medunlearn audit-keygen`.")
+        raise MedunlearnError(
+            f"--sign-key {path} is a {type(key).__name__}, not an Ed25519 key; make one with `medunlearn audit-keygen`."
+        )
     return key
 
 
@@ -227,7 +297,10 @@ def _public_key(path: Path):
     try:
         key = load_pem_public_key(Path(path).read_bytes())
     except (OSError, ValueError, TypeError) as exc:
-        raise MedunlearnError(f"--public-key {path} is not a PEM public key ({type(exc).__name__}); give the .pub.pem that `medunlearn audit-keygen` wrote.") from None
+        raise MedunlearnError(
+            f"--public-key {path} is not a PEM public key ({type(exc).__name__}); give the .pub.pem that "
+            "`medunlearn audit-keygen` wrote."
+        ) from None
     if not isinstance(key, Ed25519PublicKey):
         raise MedunlearnError(f"--public-key {path} is not an Ed25519 public key.")
     return key
@@ -244,8 +317,11 @@ def sign(record: dict[str, Any], key_path: Path) -> dict[str, Any]:
     key = signing_key(key_path)
     payload = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
     signature = key.sign(_pae(PAYLOAD_TYPE, payload))
-    return {"payloadType": PAYLOAD_TYPE, "payload": base64.b64encode(payload).decode(),
-            "signatures": [{"keyid": key_id(key.public_key()), "sig": base64.b64encode(signature).decode()}]}
+    return {
+        "payloadType": PAYLOAD_TYPE,
+        "payload": base64.b64encode(payload).decode(),
+        "signatures": [{"keyid": key_id(key.public_key()), "sig": base64.b64encode(signature).decode()}],
+    }
 
 
 def write_keys(folder: Path) -> tuple[Path, Path]:
@@ -269,24 +345,36 @@ def read_record(path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise MedunlearnError(f"audit record {path} is missing or not JSON ({type(exc).__name__}); give the audit.json that `medunlearn audit` or `unlearn` wrote.") from None
+        raise MedunlearnError(
+            f"audit record {path} is missing or not JSON ({type(exc).__name__}); give the audit.json that "
+            "`medunlearn audit` or `unlearn` wrote."
+        ) from None
     if isinstance(document, dict) and document.get("payloadType") == PAYLOAD_TYPE:
         try:
             inner = json.loads(base64.b64decode(document["payload"], validate=True))
         except (KeyError, ValueError, TypeError):
-            raise MedunlearnError(f"audit record {path} is a DSSE envelope whose payload is not base64 JSON; the record is damaged.") from None
+            raise MedunlearnError(
+                f"audit record {path} is a DSSE envelope whose payload is not base64 JSON; the record is damaged."
+            ) from None
         return _checked(inner, path), document
     return _checked(document, path), None
 
 
 def _checked(document: Any, path: Path) -> dict[str, Any]:
-    if not isinstance(document, dict) or document.get("_type") != STATEMENT_TYPE or document.get("predicateType") != PREDICATE_TYPE:
-        raise MedunlearnError(f"audit record {path} is not a medunlearn deletion record (an in-toto Statement of {PREDICATE_TYPE}).")
+    if (
+        not isinstance(document, dict)
+        or document.get("_type") != STATEMENT_TYPE
+        or document.get("predicateType") != PREDICATE_TYPE
+    ):
+        raise MedunlearnError(
+            f"audit record {path} is not a medunlearn deletion record (an in-toto Statement of {PREDICATE_TYPE})."
+        )
     return document
 
 
 def verify(record_path: Path, model_folder: Path, public_key: Path | None) -> dict[str, Any]:
-    """Check the signature (with ``public_key``) and that ``model_folder``'s weights are the subject; the Statement, or one sentence why not."""
+    """Check the signature (with ``public_key``) and that ``model_folder``'s weights are the subject; the Statement, or
+    one sentence why not."""
     record, envelope = read_record(record_path)
     if envelope is not None:
         if public_key is None:
@@ -298,16 +386,27 @@ def verify(record_path: Path, model_folder: Path, public_key: Path | None) -> di
         wanted = key_id(key)
         signatures = [s for s in envelope.get("signatures") or [] if s.get("keyid") == wanted]
         if not signatures:
-            raise MedunlearnError(f"audit record {record_path} carries no signature of the key {public_key}; it was signed with another key.")
+            raise MedunlearnError(
+                f"audit record {record_path} carries no signature of the key {public_key}; it was signed with "
+                "another key."
+            )
         try:
             key.verify(base64.b64decode(signatures[0]["sig"]), _pae(envelope["payloadType"], payload))
         except (InvalidSignature, ValueError):
-            raise MedunlearnError(f"audit record {record_path}: the signature does not verify; the record was changed after it was signed.") from None
+            raise MedunlearnError(
+                f"audit record {record_path}: the signature does not verify; the record was changed after it was "
+                "signed."
+            ) from None
     elif public_key is not None:
-        raise MedunlearnError(f"audit record {record_path} is not signed, so --public-key cannot check it; sign records with --sign-key.")
+        raise MedunlearnError(
+            f"audit record {record_path} is not signed, so --public-key cannot check it; sign records with --sign-key."
+        )
     found = weight_digests(model_folder)
     for subject in record["subject"]:
         name, digest = subject["name"], subject["digest"]["sha256"]
         if found.get(name) != digest:
-            raise MedunlearnError(f"{Path(model_folder) / name} does not match the record's digest; these are not the weights the record is about.")
+            raise MedunlearnError(
+                f"{Path(model_folder) / name} does not match the record's digest; these are not the weights the "
+                "record is about."
+            )
     return record

@@ -102,18 +102,24 @@ class BenchConfig:
         if self.validation_per_level < 1:
             raise MedunlearnError(f"--validation-per-level is {self.validation_per_level}; use a positive integer.")
         if self.seeds < 1:
-            raise MedunlearnError(f"--seeds is {self.seeds}; use 1 (one training seed) or more (the retraining-noise band).")
+            raise MedunlearnError(
+                f"--seeds is {self.seeds}; use 1 (one training seed) or more (the retraining-noise band)."
+            )
         if self.min_items < 1:
             raise MedunlearnError(f"--min-items is {self.min_items}; use a positive integer.")
         for fraction in self.forget_fractions:
             if not 0 < fraction < 1:
-                raise MedunlearnError(f"--forget-fraction {fraction} is not a share in (0, 1); use values like 0.03,0.06,0.10.")
+                raise MedunlearnError(
+                    f"--forget-fraction {fraction} is not a share in (0, 1); use values like 0.03,0.06,0.10."
+                )
         if not self.levels and not self.forget_fractions:
             raise MedunlearnError("the bench has no request: give --levels or --forget-fraction.")
         if self.eval_limit < 1:
             raise MedunlearnError(f"eval_limit is {self.eval_limit}; use a positive integer.")
         if self.threads < 0:
-            raise MedunlearnError(f"--threads is {self.threads}; use 0 (torch's default) or the torch threads of each cell.")
+            raise MedunlearnError(
+                f"--threads is {self.threads}; use 0 (torch's default) or the torch threads of each cell."
+            )
         # each method's overrides typed by its settings dataclass ("5" and 5 are one configuration)
         typed = {}
         for name, given in self.method_settings.items():
@@ -132,23 +138,31 @@ class BenchConfig:
 
     def training(self, offset: int = 0) -> TrainConfig:
         """The vanilla recipe; ``offset`` > 0 is the seed-``offset`` retraining of the noise band."""
-        return TrainConfig(model=self.model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed + offset)
+        return TrainConfig(
+            model=self.model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed + offset
+        )
 
     def to_json(self) -> dict[str, Any]:
         payload = asdict(self)
-        payload["methods"], payload["levels"], payload["forget_fractions"] = list(self.methods), list(self.levels), list(self.forget_fractions)
+        payload["methods"], payload["levels"], payload["forget_fractions"] = (
+            list(self.methods),
+            list(self.levels),
+            list(self.forget_fractions),
+        )
         return payload
 
 
 def _check_config(folder: Path, config: dict[str, Any]) -> None:
-    """Refuse to resume cells of another configuration (models are reused by their recipe, so a folder without cells is free)."""
+    """Refuse to resume cells of another configuration (models are reused by their recipe, so a folder without cells is
+    free)."""
     path = folder / "bench_config.json"
     if not path.is_file() or not _finished_cells(folder):
         return
     saved = json.loads(path.read_text())
     if saved != config:
         raise MedunlearnError(
-            f"{folder} holds a bench with another configuration (differs in: {', '.join(differing_keys(saved, config, 'bench'))}); "
+            f"{folder} holds a bench with another configuration (differs in: "
+            f"{', '.join(differing_keys(saved, config, 'bench'))}); "
             f"rerun with the same options to resume it, or choose another --out (or delete {folder} to start over)."
         )
 
@@ -166,12 +180,19 @@ def _is_trained(dataset: HospitalDataset, config: TrainConfig, folder: Path) -> 
     return {key: saved.get(key) for key in ("config", "data", "base")} == training_settings(dataset, config)
 
 
-def _trained(dataset: HospitalDataset, config: TrainConfig, folder: Path, timings: dict[str, float], stage: str) -> Path:
+def _trained(
+    dataset: HospitalDataset, config: TrainConfig, folder: Path, timings: dict[str, float], stage: str
+) -> Path:
     """Train into ``folder`` unless a model with the same recipe and data is already there."""
     if _is_trained(dataset, config, folder):
         return folder
     with CostMeter() as meter:
-        train(dataset, config, folder, finish=lambda _model, staging: write_json(staging / "cost.json", training_cost(meter, staging)))
+        train(
+            dataset,
+            config,
+            folder,
+            finish=lambda _model, staging: write_json(staging / "cost.json", training_cost(meter, staging)),
+        )
     timings[stage] = timings.get(stage, 0.0) + read_json(folder / "cost.json")["wall_s"]
     return folder
 
@@ -194,7 +215,8 @@ class Cell:
     @property
     def name(self) -> str:
         suffix = f".seed{self.offset}" if self.offset else ""
-        return {ORACLE_WORK: ORACLE + suffix, VANILLA_WORK: VANILLA + suffix}.get(self.work) or self.run[0]  # type: ignore[index]
+        # type: ignore[index]
+        return {ORACLE_WORK: ORACLE + suffix, VANILLA_WORK: VANILLA + suffix}.get(self.work) or self.run[0]
 
     @property
     def key(self) -> str:
@@ -231,7 +253,9 @@ def run_cell(bench: Bench, cell: Cell) -> Timings:
 class Bench:
     """One run folder: trains or reuses models, runs and caches every cell, writes metrics.json."""
 
-    def __init__(self, dataset: HospitalDataset, config: BenchConfig, folder: Path, executor: Executor | None = None) -> None:
+    def __init__(
+        self, dataset: HospitalDataset, config: BenchConfig, folder: Path, executor: Executor | None = None
+    ) -> None:
         self.dataset, self.config, self.folder = dataset, config, Path(folder)
         self.executor: Executor = executor or LocalExecutor()
         # the base is part of what a run means: cells of models fine-tuned from another base are never reused
@@ -247,8 +271,14 @@ class Bench:
         created = not self.folder.exists()
         try:
             return self._run()
-        except MedunlearnError:  # bad input found on the way: a folder this run created and that holds no finished work goes
-            if created and not _finished_cells(self.folder) and not list(self.folder.glob("models/*/train_config.json")):
+        except (
+            MedunlearnError
+        ):  # bad input found on the way: a folder this run created and that holds no finished work goes
+            if (
+                created
+                and not _finished_cells(self.folder)
+                and not list(self.folder.glob("models/*/train_config.json"))
+            ):
                 shutil.rmtree(self.folder, ignore_errors=True)
             raise
 
@@ -256,20 +286,30 @@ class Bench:
         self.folder.mkdir(parents=True, exist_ok=True)
         mark(self.folder)
         write_json(self.folder / "bench_config.json", self.settings)
-        vanilla_folder = _trained(self.dataset, self.config.training(), self.vanilla_folder(0), self.timings, "training")
+        vanilla_folder = _trained(
+            self.dataset, self.config.training(), self.vanilla_folder(0), self.timings, "training"
+        )
         vanilla = _vanilla(vanilla_folder, self.dataset)
         if not (vanilla_folder / "quality.json").is_file():  # what the vanilla model memorised, for the report
             write_json(vanilla_folder / "quality.json", measure_quality(vanilla, self.dataset))
         requests = draw_requests(self.dataset, vanilla, self.config)
         done, planned = self.plan(requests)
-        note(f"{self.folder}: {sum(r.role == TEST for r in requests)} test and {sum(r.role == VALIDATION for r in requests)} validation requests, "
-             f"{planned} cells: {done} done, {planned - done} left ({self.executor.name} executor)")
+        note(
+            f"{self.folder}: {sum(r.role == TEST for r in requests)} test and "
+            f"{sum(r.role == VALIDATION for r in requests)} validation requests, "
+            f"{planned} cells: {done} done, {planned - done} left ({self.executor.name} executor)"
+        )
         tests = [r for r in requests if r.role == TEST]
         selection = self._select([r for r in requests if r.role == VALIDATION]) if self.config.select else {}
         runs = []
         for bench_request in tests:
             chosen = selection.get(bench_request.group, {})
-            runs.append([(name, self.config.method_config(name, chosen[name]["chosen"] if name in chosen else None)) for name in self._methods()])
+            runs.append(
+                [
+                    (name, self.config.method_config(name, chosen[name]["chosen"] if name in chosen else None))
+                    for name in self._methods()
+                ]
+            )
         rows = [row for request_rows in self._rows(tests, runs) for row in request_rows]
         models = {vanilla.family: {"model": self.config.model, "quality": read_json(vanilla_folder / "quality.json")}}
         rows = [{"model": vanilla.family, **row} for row in rows]  # cells written before rows named their model
@@ -279,7 +319,11 @@ class Bench:
         noise = [row for row in rows if row["method"] in (VANILLA, ORACLE)]
         for offset in range(1, self.config.seeds):  # the same requests, vanilla and oracles trained from another seed
             _trained(self.dataset, self.config.training(offset), self.vanilla_folder(offset), self.timings, "training")
-            noise += [{"model": vanilla.family, **row} for rows_of in self._rows(tests, [[] for _ in tests], offset) for row in rows_of]
+            noise += [
+                {"model": vanilla.family, **row}
+                for rows_of in self._rows(tests, [[] for _ in tests], offset)
+                for row in rows_of
+            ]
         metrics["noise"] = retraining_noise(noise) if self.config.seeds > 1 else []
         write_json(self.folder / "metrics.json", metrics)
         return metrics
@@ -290,7 +334,12 @@ class Bench:
         grid = [f"{name}@{i}" for name in self._methods() for i in range(len(self.config.grid(name)))]
         for r in requests:
             seeds = [f".seed{offset}" for offset in range(1, self.config.seeds)] if r.role == TEST else []
-            cells = [VANILLA, ORACLE, *(self._methods() if r.role == TEST else grid), *(f"{row}{s}" for s in seeds for row in (VANILLA, ORACLE))]
+            cells = [
+                VANILLA,
+                ORACLE,
+                *(self._methods() if r.role == TEST else grid),
+                *(f"{row}{s}" for s in seeds for row in (VANILLA, ORACLE)),
+            ]
             names += [self.folder / "cells" / r.key / f"{cell}.json" for cell in cells]
         return sum(path.is_file() for path in names), len(names)
 
@@ -307,12 +356,20 @@ class Bench:
         for timings in self.executor.run(tasks, f"{len(tasks)} cells of {len(requests)} requests"):
             for stage, seconds in timings.items():
                 self.timings[stage] = self.timings.get(stage, 0.0) + seconds
-        if self.executor.parallel and tasks:  # the stage timings add up the cells' seconds; this is the wall time a person waited
+        if (
+            self.executor.parallel and tasks
+        ):  # the stage timings add up the cells' seconds; this is the wall time a person waited
             self.timings["requests"] = self.timings.get("requests", 0.0) + time.perf_counter() - started
         rows = []
         for r, request_runs in zip(requests, runs):
-            wanted = [Cell(VANILLA_WORK, r, offset).name, Cell(ORACLE_WORK, r, offset).name, *(cell for cell, _ in request_runs)]
-            rows.append([{**read_json(self.folder / "cells" / r.key / f"{cell}.json"), "cell": cell} for cell in wanted])
+            wanted = [
+                Cell(VANILLA_WORK, r, offset).name,
+                Cell(ORACLE_WORK, r, offset).name,
+                *(cell for cell, _ in request_runs),
+            ]
+            rows.append(
+                [{**read_json(self.folder / "cells" / r.key / f"{cell}.json"), "cell": cell} for cell in wanted]
+            )
         return rows
 
     def _tasks(self, bench_request: BenchRequest, runs: list[Run], offset: int) -> list[Task]:
@@ -336,8 +393,14 @@ class Bench:
     def _select(self, validations: list[BenchRequest]) -> dict[str, dict[str, Any]]:
         """Per group and method, the grid point minimising the criterion over the group's validation requests."""
         grids = {name: self.config.grid(name) for name in self._methods()}
-        runs = [[(f"{name}@{i}", self.config.method_config(name, point)) for name, points in grids.items() for i, point in enumerate(points)]
-                for _ in validations]
+        runs = [
+            [
+                (f"{name}@{i}", self.config.method_config(name, point))
+                for name, points in grids.items()
+                for i, point in enumerate(points)
+            ]
+            for _ in validations
+        ]
         results = self._rows(validations, runs)
         selection: dict[str, dict[str, Any]] = {}
         for group in dict.fromkeys(r.group for r in validations):
@@ -346,7 +409,10 @@ class Bench:
             for name, points in grids.items():
                 if not points:
                     continue
-                values = [[criterion(cells[f"{name}@{i}"], cells[VANILLA], cells[ORACLE]) for cells in members] for i in range(len(points))]
+                values = [
+                    [criterion(cells[f"{name}@{i}"], cells[VANILLA], cells[ORACLE]) for cells in members]
+                    for i in range(len(points))
+                ]
                 selection.setdefault(group, {})[name] = selection_record(points, values, keys)
         return selection
 
@@ -359,7 +425,9 @@ class Bench:
         vanilla_folder = self.vanilla_folder(offset)
         vanilla = _vanilla(vanilla_folder, self.dataset)
         sets = evaluation_sets(vanilla, self.dataset, split, limit=self.config.eval_limit, seed=self.config.seed)
-        if bench_request.role == VALIDATION:  # a validation request only feeds the selection criterion: its sets, no attacks
+        if (
+            bench_request.role == VALIDATION
+        ):  # a validation request only feeds the selection criterion: its sets, no attacks
             sets = {name: sets[name] for name in SELECTION_SETS}
         reference_path = cells / f"{Cell(ORACLE_WORK, bench_request, offset).name}.reference.json"
         if cell.work == ORACLE_WORK:
@@ -369,30 +437,75 @@ class Bench:
             oracle = load_model(oracle_folder)
             evaluation = self._evaluate(oracle, sets, bench_request, timings)
             write_json(reference_path, evaluation.reference())
-            self._write_cell(cells, oracle, cell.name, bench_request, evaluation, evaluation.reference(), model_cost(oracle_folder),
-                             {"epochs": len(read_json(oracle_folder / "training_log.json")), "training_seed": oracle_config.seed})
+            self._write_cell(
+                cells,
+                oracle,
+                cell.name,
+                bench_request,
+                evaluation,
+                evaluation.reference(),
+                model_cost(oracle_folder),
+                {"epochs": len(read_json(oracle_folder / "training_log.json")), "training_seed": oracle_config.seed},
+            )
         elif cell.work == VANILLA_WORK:
-            self._write_cell(cells, vanilla, cell.name, bench_request, self._evaluate(vanilla, sets, bench_request, timings), read_json(reference_path),
-                             None, {"training_seed": self.config.seed + offset})
+            self._write_cell(
+                cells,
+                vanilla,
+                cell.name,
+                bench_request,
+                self._evaluate(vanilla, sets, bench_request, timings),
+                read_json(reference_path),
+                None,
+                {"training_seed": self.config.seed + offset},
+            )
         else:
             name, config = cell.run  # type: ignore[misc]
-            unlearned, cost, summary = unlearn(vanilla, split, config, dataset=self.dataset, source=vanilla_folder, workdir=self.folder)
+            unlearned, cost, summary = unlearn(
+                vanilla, split, config, dataset=self.dataset, source=vanilla_folder, workdir=self.folder
+            )
             timings[f"method:{config.method}"] = cost.wall_s
-            self._write_cell(cells, unlearned, name, bench_request, self._evaluate(unlearned, sets, bench_request, timings),
-                             read_json(reference_path), cost, summary, config)
+            self._write_cell(
+                cells,
+                unlearned,
+                name,
+                bench_request,
+                self._evaluate(unlearned, sets, bench_request, timings),
+                read_json(reference_path),
+                cost,
+                summary,
+                config,
+            )
         return timings
 
     def _evaluate(self, model: MultimodalModel, sets, bench_request: BenchRequest, timings: Timings) -> ModelEvaluation:
         started = time.perf_counter()
-        evaluation = evaluate_model(model, self.dataset, sets, seed=self.config.seed, attacks=bench_request.role == TEST)
+        evaluation = evaluate_model(
+            model, self.dataset, sets, seed=self.config.seed, attacks=bench_request.role == TEST
+        )
         timings["evaluation"] = timings.get("evaluation", 0.0) + time.perf_counter() - started
         return evaluation
 
-    def _write_cell(self, cells: Path, model: MultimodalModel, cell: str, bench_request: BenchRequest, evaluation: ModelEvaluation,
-                    reference: dict[str, Any] | None, cost: Cost | None, summary: dict[str, Any], config: MethodConfig | None = None) -> None:
+    def _write_cell(
+        self,
+        cells: Path,
+        model: MultimodalModel,
+        cell: str,
+        bench_request: BenchRequest,
+        evaluation: ModelEvaluation,
+        reference: dict[str, Any] | None,
+        cost: Cost | None,
+        summary: dict[str, Any],
+        config: MethodConfig | None = None,
+    ) -> None:
         name = config.method if config is not None else cell.split(".")[0]
-        row = result_row(model.family, bench_request.to_json(), name, compare_with_oracle(evaluation, reference),
-                         cost.to_json() if cost is not None else None, summary)
+        row = result_row(
+            model.family,
+            bench_request.to_json(),
+            name,
+            compare_with_oracle(evaluation, reference),
+            cost.to_json() if cost is not None else None,
+            summary,
+        )
         if config is not None:
             row["settings"] = config.settings.to_json()
         write_json(cells / f"{cell}.json", row)

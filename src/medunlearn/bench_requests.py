@@ -63,8 +63,13 @@ def _candidate_targets(dataset: HospitalDataset, level: Level, node: str, enough
     patient, kind = hospital.ancestor_at(node, Level.PATIENT), hospital.node(node).attributes.get("name")
     if patient is None:
         return (node,)
-    return tuple(sorted(n.id for n in hospital.descendants(patient.id)
-                        if n.level is Level.SECTION and not n.holdout and n.attributes.get("name") == kind))
+    return tuple(
+        sorted(
+            n.id
+            for n in hospital.descendants(patient.id)
+            if n.level is Level.SECTION and not n.holdout and n.attributes.get("name") == kind
+        )
+    )
 
 
 def _related(hospital: Hospital, a: tuple[str, ...], b: tuple[str, ...]) -> bool:
@@ -104,15 +109,23 @@ def draw_requests(dataset: HospitalDataset, model: MultimodalModel, config: Benc
         if len(chosen[TEST]) < wanted[TEST] or len(chosen[VALIDATION]) < wanted[VALIDATION]:
             need = f"{wanted[TEST]} test" + (f" and {wanted[VALIDATION]} validation" if wanted[VALIDATION] else "")
             raise MedunlearnError(
-                f"the {level.value} level has {len(chosen[TEST]) + len(chosen[VALIDATION])} unrelated targets whose forget sets hold "
-                f"≥ {config.min_items} questions the {model.family} model can take (the largest holds {largest}), but the bench needs {need}; "
+                f"the {level.value} level has {len(chosen[TEST]) + len(chosen[VALIDATION])} unrelated targets whose "
+                "forget sets hold "
+                f"≥ {config.min_items} questions the {model.family} model can take (the largest holds {largest}), "
+                f"but the bench needs {need}; "
                 f"lower --targets-per-level or --min-items, or drop the level from --levels."
             )
-        requests += [BenchRequest(DeletionRequest(level, targets), role=role) for role in (TEST, VALIDATION) for targets in chosen[role]]
+        requests += [
+            BenchRequest(DeletionRequest(level, targets), role=role)
+            for role in (TEST, VALIDATION)
+            for targets in chosen[role]
+        ]
     patients = sorted(n.id for n in dataset.hospital.nodes(Level.PATIENT, holdout=False))
     for index, fraction in enumerate(config.forget_fractions):
         count = max(1, round(fraction * len(patients)))
-        draws = [random.Random(config.seed * FRACTION_SEED_STRIDE + index)]  # the first draw of each fraction, as before replication
+        draws = [
+            random.Random(config.seed * FRACTION_SEED_STRIDE + index)
+        ]  # the first draw of each fraction, as before replication
         draws += [random.Random(f"{TEST}-{config.seed}-{index}-{n}") for n in range(1, config.targets_per_level)]
         tested: set[str] = set()
         for draw in draws:  # targets_per_level independent draws of the fraction (they may share patients)
@@ -125,7 +138,10 @@ def draw_requests(dataset: HospitalDataset, model: MultimodalModel, config: Benc
         draw = random.Random(f"{VALIDATION}-{config.seed}-{index}")
         for _ in range(wanted[VALIDATION]):
             if len(others) < count:
-                raise MedunlearnError(f"a forget fraction of {fraction:g} leaves too few other patients for its validation draws; lower --validation-per-level.")
+                raise MedunlearnError(
+                    f"a forget fraction of {fraction:g} leaves too few other patients for its validation draws; "
+                    "lower --validation-per-level."
+                )
             held = tuple(sorted(draw.sample(others, count)))
             others = [p for p in others if p not in held]
             requests.append(BenchRequest(DeletionRequest(Level.PATIENT, held), fraction, VALIDATION))

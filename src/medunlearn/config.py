@@ -34,8 +34,12 @@ class TrainConfig:
     warmup: float = 0.05
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
-    freeze_vision: bool | None = None  # keep the image tower as it is (None: the family's default; a base's reading is kept)
-    replay: int | None = None  # questions of the base's replay set mixed into every epoch (None: the family's default; 0: none)
+    freeze_vision: bool | None = (
+        None  # keep the image tower as it is (None: the family's default; a base's reading is kept)
+    )
+    replay: int | None = (
+        None  # questions of the base's replay set mixed into every epoch (None: the family's default; 0: none)
+    )
 
     def __post_init__(self) -> None:
         if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
@@ -48,8 +52,12 @@ class TrainConfig:
             raise MedunlearnError(f"--seed is {self.seed}; use a non-negative integer.")
         if self.lora_r < 0:
             raise MedunlearnError(f"--lora-r is {self.lora_r}; use 0 (full fine-tuning) or a positive rank.")
-        if self.replay is not None and (not isinstance(self.replay, int) or isinstance(self.replay, bool) or self.replay < 0):
-            raise MedunlearnError(f"--replay is {self.replay!r}; use 0 (no replay) or a positive number of questions per epoch.")
+        if self.replay is not None and (
+            not isinstance(self.replay, int) or isinstance(self.replay, bool) or self.replay < 0
+        ):
+            raise MedunlearnError(
+                f"--replay is {self.replay!r}; use 0 (no replay) or a positive number of questions per epoch."
+            )
         if not 0 <= self.warmup < 1:
             raise MedunlearnError(f"warmup is {self.warmup}; use a share in [0, 1).")
 

@@ -49,7 +49,9 @@ class DemoRun:
 def demo_dataset(folder: Path, config: HospitalConfig) -> HospitalDataset:
     """The demo's hospital in ``folder``, synthesised unless an identical one is there."""
     dataset = synthesize(config)
-    if not ((folder / "manifest.json").is_file() and HospitalDataset.load(folder).fingerprint() == dataset.fingerprint()):
+    if not (
+        (folder / "manifest.json").is_file() and HospitalDataset.load(folder).fingerprint() == dataset.fingerprint()
+    ):
         dataset.save(folder)
     return dataset
 
@@ -60,35 +62,63 @@ def bench_configs(*, quick: bool, seed: int) -> tuple[BenchConfig, BenchConfig]:
 
     vlm_model, dual_model = DEFAULT_PRESET, DUAL_ENCODER
     if quick:  # smaller bases, given to the bench as model folders
-        vlm_model, dual_model = (str(ensure_base(PretrainConfig(model=name, **QUICK_PRETRAIN))[0]) for name in (DEFAULT_PRESET, DUAL_ENCODER))
+        vlm_model, dual_model = (
+            str(ensure_base(PretrainConfig(model=name, **QUICK_PRETRAIN))[0]) for name in (DEFAULT_PRESET, DUAL_ENCODER)
+        )
     threads = 1 if side_by_side() > 1 else 0  # one-thread cells side by side on a CPU
-    vlm = BenchConfig(model=vlm_model, seed=seed, epochs=4 if quick else None, eval_limit=16 if quick else 100, threads=threads,
-                      method_settings={**QUICK_BUDGETS, **QUICK_FORGET_MI} if quick else {})
-    # the classifier trains in seconds: by default its cells run in this process (worker processes would cost more than they save)
-    dual = BenchConfig(model=dual_model, levels=(), forget_fractions=FORGET_FRACTIONS, seed=seed,
-                       epochs=5 if quick else None, eval_limit=24 if quick else 100, method_settings=QUICK_BUDGETS if quick else {})
+    vlm = BenchConfig(
+        model=vlm_model,
+        seed=seed,
+        epochs=4 if quick else None,
+        eval_limit=16 if quick else 100,
+        threads=threads,
+        method_settings={**QUICK_BUDGETS, **QUICK_FORGET_MI} if quick else {},
+    )
+    # the classifier trains in seconds: by default its cells run in this process (worker processes would cost more than
+    # they save)
+    dual = BenchConfig(
+        model=dual_model,
+        levels=(),
+        forget_fractions=FORGET_FRACTIONS,
+        seed=seed,
+        epochs=5 if quick else None,
+        eval_limit=24 if quick else 100,
+        method_settings=QUICK_BUDGETS if quick else {},
+    )
     return vlm, dual
 
 
-def run_demo(out: Path, *, quick: bool = False, seed: int = 0,
-             announce: Callable[[HospitalDataset, Path], None] | None = None, executor: Executor | None = None) -> DemoRun:
+def run_demo(
+    out: Path,
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    announce: Callable[[HospitalDataset, Path], None] | None = None,
+    executor: Executor | None = None,
+) -> DemoRun:
     """Both benches into ``out/vlm`` and ``out/dual-encoder``; the merged metrics.json and report.html in ``out``.
 
     ``announce(dataset, folder)`` is called for each dataset once it is ready, before the long part.
-    ``executor`` runs the cells of both (default: the VLM's :func:`side_by_side` in local processes, the classifier's here).
+    ``executor`` runs the cells of both (default: the VLM's :func:`side_by_side` in local processes,
+    the classifier's here).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     mark(out)  # a rerun resumes this folder
     datasets = []
-    for folder, config in ((out / "data", HospitalConfig(seed=seed, **(QUICK_HOSPITAL if quick else {}))),
-                           (out / "cohort", HospitalConfig(seed=seed, **FORGET_MI_COHORT))):
+    for folder, config in (
+        (out / "data", HospitalConfig(seed=seed, **(QUICK_HOSPITAL if quick else {}))),
+        (out / "cohort", HospitalConfig(seed=seed, **FORGET_MI_COHORT)),
+    ):
         datasets.append(demo_dataset(folder, config))
         if announce is not None:
             announce(datasets[-1], folder)
     hospital, cohort = datasets
     vlm, dual = bench_configs(quick=quick, seed=seed)
-    parts = [Bench(hospital, vlm, out / "vlm", executor or LocalExecutor(side_by_side())).run(), Bench(cohort, dual, out / "dual-encoder", executor).run()]
+    parts = [
+        Bench(hospital, vlm, out / "vlm", executor or LocalExecutor(side_by_side())).run(),
+        Bench(cohort, dual, out / "dual-encoder", executor).run(),
+    ]
     metrics = merge_metrics(parts)
     write_json(out / "metrics.json", metrics)
     return DemoRun(hospital, cohort, metrics, render(metrics, out))

@@ -77,7 +77,8 @@ def accelerator() -> Accelerator:
 
     from medunlearn.progress import show_progress
 
-    # without a GPU accelerate treats launched processes as one (no gradient exchange at all) unless told they are CPU processes (gloo)
+    # without a GPU accelerate treats launched processes as one (no gradient exchange at all) unless told they are CPU
+    # processes (gloo)
     data_parallel = DistributedDataParallelKwargs(find_unused_parameters=True, broadcast_buffers=False)
     created = Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=[data_parallel])
     show_progress(created.is_main_process)  # one set of bars, the main process's
@@ -93,7 +94,9 @@ def start() -> World:
 
 
 def prepare(model: MultimodalModel, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
-    """Route the model's forward passes through the accelerator's wrapper; the optimizer to step (itself in one process).
+    """Route the model's forward passes through the accelerator's wrapper.
+
+    Returns the optimizer to step (itself in one process).
 
     The passes and the optimizer are prepared in one call, as DeepSpeed requires.
     """
@@ -193,4 +196,3 @@ def failure(error: BaseException) -> str:
     """The sentence a failed process prints: the error, and under a launcher which process failed."""
     current = world()
     return f"{current}: {error}" if current.distributed else str(error)
-

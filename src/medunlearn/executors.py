@@ -79,7 +79,9 @@ class LocalExecutor:
 
     def __init__(self, workers: int = 1) -> None:
         if workers < 1:
-            raise MedunlearnError(f"--workers is {workers}; use 1 (cells run in this process) or more (that many processes).")
+            raise MedunlearnError(
+                f"--workers is {workers}; use 1 (cells run in this process) or more (that many processes)."
+            )
         self.workers = workers
         self.parallel = workers > 1
 
@@ -100,7 +102,9 @@ class LocalExecutor:
         results: dict[int, Timings] = {}
         waiting = list(tasks)
         running: dict[Future, Task] = {}
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(tasks)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(self.workers, len(tasks)), mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
             bar = track(range(len(tasks)), description)
             try:
                 while waiting or running:
@@ -135,7 +139,9 @@ class RayExecutor:
         if cpus_per_cell < 1:
             raise MedunlearnError(f"--threads is {cpus_per_cell} on Ray; each cell needs at least one CPU.")
         if gpus_per_cell < 0:
-            raise MedunlearnError(f"--gpus-per-cell is {gpus_per_cell}; use 0 (CPU cells) or a positive share of a GPU.")
+            raise MedunlearnError(
+                f"--gpus-per-cell is {gpus_per_cell}; use 0 (CPU cells) or a positive share of a GPU."
+            )
         try:
             import ray  # noqa: F401
         except ImportError:
@@ -157,15 +163,24 @@ class RayExecutor:
 
     def _start(self, ray) -> None:  # noqa: ANN001
         # the driver's environment (offline Hugging Face, the cache folder) reaches every worker
-        variables = {key: value for key, value in os.environ.items() if key.startswith(("HF_", "TRANSFORMERS_", "MEDUNLEARN_"))}
-        options: dict[str, Any] = {"runtime_env": {"env_vars": variables}, "logging_level": "ERROR", "log_to_driver": False}
+        variables = {
+            key: value for key, value in os.environ.items() if key.startswith(("HF_", "TRANSFORMERS_", "MEDUNLEARN_"))
+        }
+        options: dict[str, Any] = {
+            "runtime_env": {"env_vars": variables},
+            "logging_level": "ERROR",
+            "log_to_driver": False,
+        }
         if self.address is None:  # a local instance sized to this machine
             ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **options)
         else:
             try:
                 ray.init(address=self.address, **options)
             except (ConnectionError, RuntimeError, ValueError) as error:
-                raise MedunlearnError(f"cannot reach the Ray cluster at --ray-address {self.address} ({error}); start it with `ray start --head` or fix the address.") from None
+                raise MedunlearnError(
+                    f"cannot reach the Ray cluster at --ray-address {self.address} ({error}); start it with `ray "
+                    "start --head` or fix the address."
+                ) from None
 
     def _run(self, ray, tasks: Sequence[Task], description: str) -> list[Timings]:  # noqa: ANN001
         remote = ray.remote(_after)
@@ -173,7 +188,8 @@ class RayExecutor:
         keys: dict[Any, Task] = {}
         for task in tasks:  # submitted at once; Ray starts each when the references it waits on are ready
             ref = remote.options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0, name=task.key).remote(
-                task.function, task.args, *(refs[key] for key in task.after))
+                task.function, task.args, *(refs[key] for key in task.after)
+            )
             refs[task.key], keys[ref] = ref, task
         results: dict[str, Timings] = {}
         pending = list(keys)
@@ -202,7 +218,9 @@ def side_by_side() -> int:
     return 2 if (os.cpu_count() or 1) >= 2 and not torch.cuda.is_available() else 1
 
 
-def executor(name: str, *, workers: int = 1, address: str | None = None, threads: int = 1, gpus_per_cell: float = 0.0) -> Executor:
+def executor(
+    name: str, *, workers: int = 1, address: str | None = None, threads: int = 1, gpus_per_cell: float = 0.0
+) -> Executor:
     """The executor a command line asks for (``--executor``, ``--workers``, ``--ray-address``)."""
     if name == "local":
         if address is not None:

@@ -58,7 +58,10 @@ def _check_apart(out: Path, inputs: Iterable[tuple[str, Path | None]]) -> None:
         there = Path(path).resolve()
         if here == there or there in here.parents or here in there.parents:
             relation = "is" if here == there else ("is inside" if there in here.parents else "holds")
-            raise MedunlearnError(f"--out {out} {relation} the input {option} {path}; an input is never written, so choose an --out apart from it.")
+            raise MedunlearnError(
+                f"--out {out} {relation} the input {option} {path}; an input is never written, so choose an --out "
+                "apart from it."
+            )
 
 
 def _check_writable(out: Path) -> None:
@@ -70,7 +73,10 @@ def _check_writable(out: Path) -> None:
     try:  # access() says yes to root on a read-only mount and to /proc; only a real attempt tells
         Path(tempfile.mkdtemp(prefix=".medunlearn-probe-", dir=existing)).rmdir()
     except OSError as exc:
-        raise MedunlearnError(f"cannot write --out {out}: {existing} is not writable ({exc.strerror or type(exc).__name__}); choose another --out.") from None
+        raise MedunlearnError(
+            f"cannot write --out {out}: {existing} is not writable ({exc.strerror or type(exc).__name__}); choose "
+            "another --out."
+        ) from None
 
 
 def _check_replaceable(out: Path, command: str, *, resumes: tuple[str, ...], overwrite: bool) -> None:
@@ -82,13 +88,21 @@ def _check_replaceable(out: Path, command: str, *, resumes: tuple[str, ...], ove
         return
     earlier = written_by(out)
     if earlier is None:
-        raise MedunlearnError(f"output folder {out} is not empty and was not written by medunlearn (it has no {MARKER}); nothing in it was touched: choose another --out.")
+        raise MedunlearnError(
+            f"output folder {out} is not empty and was not written by medunlearn (it has no {MARKER}); nothing in "
+            "it was touched: choose another --out."
+        )
     if earlier in resumes:
         return
     if earlier != command:
-        raise MedunlearnError(f"output folder {out} holds the output of `medunlearn {earlier}`, not of {command}; choose another --out.")
+        raise MedunlearnError(
+            f"output folder {out} holds the output of `medunlearn {earlier}`, not of {command}; choose another --out."
+        )
     if not overwrite:
-        raise MedunlearnError(f"output folder {out} holds an earlier `medunlearn {command}` output; pass --overwrite to replace it, or choose another --out.")
+        raise MedunlearnError(
+            f"output folder {out} holds an earlier `medunlearn {command}` output; pass --overwrite to replace it, "
+            "or choose another --out."
+        )
 
 
 @contextmanager
@@ -101,7 +115,9 @@ def claimed_output(
     resumes: tuple[str, ...] = (),
     lock: bool = True,
 ) -> Iterator[Path]:
-    """Claim ``out`` for ``command`` (the module's rule), hold its lock, and mark what :func:`atomic_directory` writes there.
+    """Claim ``out`` for ``command`` (the module's rule), hold its lock.
+
+    Marks what :func:`atomic_directory` writes there.
 
     ``inputs`` are (option, path) pairs of the command's inputs; ``resumes`` the commands
     whose folders this one continues (a bench resumes a bench); ``lock`` False for the
@@ -119,12 +135,17 @@ def claimed_output(
         try:
             locks.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise MedunlearnError(f"the medunlearn cache {locks.parent} is not writable ({exc.strerror}); set MEDUNLEARN_CACHE to a writable folder.") from None
+            raise MedunlearnError(
+                f"the medunlearn cache {locks.parent} is not writable ({exc.strerror}); set MEDUNLEARN_CACHE to a "
+                "writable folder."
+            ) from None
         held = FileLock(locks / (hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:24] + ".lock"), timeout=0)
         try:
             held.acquire()
         except Timeout:
-            raise MedunlearnError(f"another medunlearn run is writing {out}; wait for it to finish, or choose another --out.") from None
+            raise MedunlearnError(
+                f"another medunlearn run is writing {out}; wait for it to finish, or choose another --out."
+            ) from None
     token = _claimed.set((out.resolve(), command))
     try:
         yield out
@@ -135,7 +156,8 @@ def claimed_output(
 
 
 def mark(folder: Path, *, staging: Path | None = None) -> None:
-    """When ``folder`` is the claimed output, write the claiming command's ``written_by.json`` into it (or into its ``staging`` copy)."""
+    """When ``folder`` is the claimed output, write the claiming command's ``written_by.json`` into it (or into its
+    ``staging`` copy)."""
     claimed = _claimed.get()
     if claimed is not None and claimed[0] == Path(folder).resolve():
         write_json(Path(staging or folder) / MARKER, {"command": claimed[1], "medunlearn": __version__})

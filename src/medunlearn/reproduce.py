@@ -41,14 +41,26 @@ VLM_METHODS = ("chip", "forget_mi", "grad_diff", "npo", "retrain")
 
 
 def reproduce_configs(*, seed: int) -> tuple[BenchConfig, BenchConfig]:
-    common = dict(seed=seed, select=True, targets_per_level=TEST_REQUESTS, validation_per_level=1, seeds=SEEDS, eval_limit=EVAL_LIMIT)
+    common = dict(
+        seed=seed,
+        select=True,
+        targets_per_level=TEST_REQUESTS,
+        validation_per_level=1,
+        seeds=SEEDS,
+        eval_limit=EVAL_LIMIT,
+    )
     vlm = BenchConfig(model=DEFAULT_PRESET, methods=VLM_METHODS, threads=1 if side_by_side() > 1 else 0, **common)
     dual = BenchConfig(model=DUAL_ENCODER, levels=(), forget_fractions=FORGET_FRACTIONS, **common)
     return vlm, dual
 
 
-def run_reproduce(out: Path, *, seed: int = 0, announce: Callable[[HospitalDataset, Path], None] | None = None,
-                  executor: Executor | None = None) -> DemoRun:
+def run_reproduce(
+    out: Path,
+    *,
+    seed: int = 0,
+    announce: Callable[[HospitalDataset, Path], None] | None = None,
+    executor: Executor | None = None,
+) -> DemoRun:
     """Both benches into ``out/vlm`` and ``out/dual-encoder``; the merged metrics.json and report.html in ``out``.
 
     ``executor`` runs the cells of both (default: as the demo, :func:`medunlearn.demo.run_demo`)."""
@@ -56,13 +68,19 @@ def run_reproduce(out: Path, *, seed: int = 0, announce: Callable[[HospitalDatas
     out.mkdir(parents=True, exist_ok=True)
     mark(out)  # a rerun resumes this folder
     datasets = []
-    for folder, config in ((out / "data", HospitalConfig(seed=seed, **REPRODUCE_HOSPITAL)), (out / "cohort", HospitalConfig(seed=seed, **FORGET_MI_COHORT))):
+    for folder, config in (
+        (out / "data", HospitalConfig(seed=seed, **REPRODUCE_HOSPITAL)),
+        (out / "cohort", HospitalConfig(seed=seed, **FORGET_MI_COHORT)),
+    ):
         datasets.append(demo_dataset(folder, config))
         if announce is not None:
             announce(datasets[-1], folder)
     hospital, cohort = datasets
     vlm, dual = reproduce_configs(seed=seed)
-    parts = [Bench(cohort, dual, out / "dual-encoder", executor).run(), Bench(hospital, vlm, out / "vlm", executor or LocalExecutor(side_by_side())).run()]
+    parts = [
+        Bench(cohort, dual, out / "dual-encoder", executor).run(),
+        Bench(hospital, vlm, out / "vlm", executor or LocalExecutor(side_by_side())).run(),
+    ]
     metrics = merge_metrics(parts)
     write_json(out / "metrics.json", metrics)
     return DemoRun(hospital, cohort, metrics, render(metrics, out))

@@ -46,18 +46,28 @@ def make_mimic(root, rows=ROWS, suffix=".jpg"):
         rfolder.mkdir(parents=True, exist_ok=True)
         (rfolder / f"s{study}.txt").write_text(REPORT)
     split = write_csv(root / "split.csv", rows)
-    forget = write_csv(root / "forget.csv", [r for r in rows if r[0] == "10000764"], header=("subject_id", "study_id", "dicom_id", "edema_severity", "fold"))
+    forget = write_csv(
+        root / "forget.csv",
+        [r for r in rows if r[0] == "10000764"],
+        header=("subject_id", "study_id", "dicom_id", "edema_severity", "fold"),
+    )
     return split, forget, images, reports
 
 
 def test_import_builds_tree_samples_and_request(tmp_path):
     split, forget, images, reports = make_mimic(tmp_path)
-    mapping = write_csv(tmp_path / "inst.csv", [("10000032", "north"), ("10000764", "south"), ("11000001", "north")], header=("subject_id", "institution"))
+    mapping = write_csv(
+        tmp_path / "inst.csv",
+        [("10000032", "north"), ("10000764", "south"), ("11000001", "north")],
+        header=("subject_id", "institution"),
+    )
     dataset = import_forgetmi(split, forget, images, reports=reports, institutions=mapping)
     hospital = dataset.hospital
     assert [n.id for n in hospital.nodes(Level.INSTITUTION)] == ["north", "south"]
     assert hospital.node("p11000001").holdout and not hospital.node("p10000032").holdout
-    assert [n.id for n in hospital.children("s50414267")] == [f"s50414267.{n}" for n in ("EXAMINATION", "INDICATION", "FINDINGS", "IMPRESSION")]
+    assert [n.id for n in hospital.children("s50414267")] == [
+        f"s50414267.{n}" for n in ("EXAMINATION", "INDICATION", "FINDINGS", "IMPRESSION")
+    ]
     assert hospital.node("s50414267.FINDINGS").attributes["text"] == "Moderate pulmonary edema. Small left effusion."
     edema = {s.image: s for s in dataset.samples if s.fact == "label.edema" and s.paraphrase_of is None}
     assert edema["s50414267/d1"].answer == "moderate" and edema["s58000001/d5"].answer == "severe"
@@ -100,9 +110,15 @@ def test_import_without_reports_png_and_dicom(tmp_path):
     "mutate,message",
     [
         (lambda rows: (rows, ("subject_id", "study_id", "edema_severity", "fold")), "lacks column\\(s\\) dicom_id"),
-        (lambda rows: ([(*rows[0][:3], 4, "1"), *rows[1:]], None), "edeme_severity is '4'; it must be an integer from 0 to 3"),
+        (
+            lambda rows: ([(*rows[0][:3], 4, "1"), *rows[1:]], None),
+            "edeme_severity is '4'; it must be an integer from 0 to 3",
+        ),
         (lambda rows: ([(*rows[0][:4], "7"), *rows[1:]], None), "fold is '7'"),
-        (lambda rows: ([*rows, ("10000032", "50414267", "ghost", 1, "1")], None), "image ghost of subject 10000032 study 50414267 is not at"),
+        (
+            lambda rows: ([*rows, ("10000032", "50414267", "ghost", 1, "1")], None),
+            "image ghost of subject 10000032 study 50414267 is not at",
+        ),
         (lambda rows: ([*rows, rows[0]], None), "listed twice"),
     ],
 )

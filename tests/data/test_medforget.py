@@ -25,7 +25,13 @@ def write(path, rows, schema=MEDFORGET_SCHEMA):
     return path
 
 
-def row(ID="r1", path="I1/P1/S1/a.png", questions=(("What is the name of the patient?", "Ann Lee"),), hierarchy=None, image=None):
+def row(
+    ID="r1",
+    path="I1/P1/S1/a.png",
+    questions=(("What is the name of the patient?", "Ann Lee"),),
+    hierarchy=None,
+    image=None,
+):
     return {
         "ID": ID,
         "image": {"bytes": image if image is not None else png(), "path": path},
@@ -57,11 +63,22 @@ def test_export_import_round_trips_exactly(small_dataset, tmp_path, level, targe
 
 def test_foreign_file_without_extensions(tmp_path):
     rows = [
-        row("r1", "I1/P1/S1/a.png", [("What is the name of the patient?", "Ann Lee"),
-                                    ("What is the sex of this patient? A) female B) male C) unknown", "A")]),
+        row(
+            "r1",
+            "I1/P1/S1/a.png",
+            [
+                ("What is the name of the patient?", "Ann Lee"),
+                ("What is the sex of this patient? A) female B) male C) unknown", "A"),
+            ],
+        ),
         row("r2", "I1/P1/S1/a.png", [("The accession number is [blank].", "ACC1")]),
         row("r3", "I1/P2/S7/b.png", [("What does the FINDINGS section say?", ["No edema.", "Normal."])]),
-        row("r4", "I1/P2/S7/b.png", [("Which hospital took this image?", "St. X")], hierarchy={"hierarchy_level": "institution"}),
+        row(
+            "r4",
+            "I1/P2/S7/b.png",
+            [("Which hospital took this image?", "St. X")],
+            hierarchy={"hierarchy_level": "institution"},
+        ),
     ]
     dataset = import_medforget(write(tmp_path / "study_level" / "retain_set_all.parquet", rows))
     by_question = {s.question.split("?")[0]: s for s in dataset.samples}
@@ -72,7 +89,9 @@ def test_foreign_file_without_extensions(tmp_path):
     cloze = by_question["The accession number is [blank]."]
     assert cloze.task is Task.CLOZE and cloze.fact_level is Level.STUDY and cloze.fact_node == "S1"
     findings = by_question["What does the FINDINGS section say"]
-    assert findings.fact_level is Level.SECTION and findings.fact_node == "S7.FINDINGS" and findings.answer == "No edema."
+    assert (
+        findings.fact_level is Level.SECTION and findings.fact_node == "S7.FINDINGS" and findings.answer == "No edema."
+    )
     assert by_question["Which hospital took this image"].fact_node == "I1"
     assert [n.id for n in dataset.hospital.path("S7.FINDINGS")] == ["I1", "P2", "S7", "S7.FINDINGS"]
 
@@ -86,10 +105,19 @@ def test_foreign_file_without_extensions(tmp_path):
         ([row("a", "I1/P1/S1/a.png"), row("b", "I2/P1/S2/b.png")], "inconsistent hierarchy: patient 'P1'"),
         ([row("a", "I1/P1/S1/a.png"), row("b", "I1/P2/S1/b.png")], "inconsistent hierarchy: study 'S1'"),
         ([row("a"), row("a")], "duplicate ID"),
-        ([row("a", questions=[("Q1?", "x")]) | {"metadata": json.dumps([{"Question": "Q?", "Answer": "x", "id": "same"}])},
-          row("b", "I1/P1/S2/b.png") | {"metadata": json.dumps([{"Question": "Other?", "Answer": "y", "id": "same"}])}],
-         "sample id 'same' also appears"),
-        ([row(hierarchy={"hierarchy_level": "section"}, questions=[("What does it say?", "x")])], "without section_name"),
+        (
+            [
+                row("a", questions=[("Q1?", "x")])
+                | {"metadata": json.dumps([{"Question": "Q?", "Answer": "x", "id": "same"}])},
+                row("b", "I1/P1/S2/b.png")
+                | {"metadata": json.dumps([{"Question": "Other?", "Answer": "y", "id": "same"}])},
+            ],
+            "sample id 'same' also appears",
+        ),
+        (
+            [row(hierarchy={"hierarchy_level": "section"}, questions=[("What does it say?", "x")])],
+            "without section_name",
+        ),
         ([row(hierarchy={"hierarchy_level": "ward"})], "unknown level 'ward'"),
     ],
 )

@@ -33,7 +33,11 @@ def _identity_strings(dataset):
     out = set()
     for node in dataset.hospital:
         if node.level in (Level.INSTITUTION, Level.PATIENT, Level.STUDY):
-            out |= {v for k, v in node.attributes.items() if isinstance(v, str) and k in ("name", "city", "birth_date", "mrn", "date", "accession")}
+            out |= {
+                v
+                for k, v in node.attributes.items()
+                if isinstance(v, str) and k in ("name", "city", "birth_date", "mrn", "date", "accession")
+            }
     return out
 
 
@@ -70,12 +74,17 @@ def test_the_population_holds_no_identity_and_asks_general_knowledge_only(popula
 def test_the_population_is_deterministic_per_seed_and_its_radiographs_show_their_labels(population):
     again = synthesize_population(TINY)
     assert again.fingerprint() == population.fingerprint()
-    assert synthesize_population(PopulationConfig(**{**TINY.__dict__, "seed": 1})).fingerprint() != population.fingerprint()
+    assert (
+        synthesize_population(PopulationConfig(**{**TINY.__dict__, "seed": 1})).fingerprint()
+        != population.fingerprint()
+    )
     image = Image.open(__import__("io").BytesIO(population.images.encoded(population.images.ids[0])))
     assert image.size == (TINY.image_size, TINY.image_size)
 
 
-@pytest.mark.parametrize("field,value", [("patients", 5), ("studies", 0), ("image_size", 8), ("seed", -1), ("holdout_share", 0.7)])
+@pytest.mark.parametrize(
+    "field,value", [("patients", 5), ("studies", 0), ("image_size", 8), ("seed", -1), ("holdout_share", 0.7)]
+)
 def test_bad_population_settings(field, value):
     with pytest.raises(MedunlearnError, match=field.replace("_", "[-_]")):
         PopulationConfig(**{field: value})

@@ -30,7 +30,9 @@ def test_patient_request_forgets_subtree_and_its_images(small_dataset):
     for s in split.table(small_dataset, "retain"):
         assert not hospital.is_in_subtree(s.fact_node, patient) and not hospital.is_in_subtree(s.image_node, patient)
     assert {s.fact_level for s in split.table(small_dataset, "children")} == {Level.STUDY, Level.SECTION}
-    sibling_patients = {hospital.ancestor_at(s.fact_node, Level.PATIENT).id for s in split.table(small_dataset, "siblings")}
+    sibling_patients = {
+        hospital.ancestor_at(s.fact_node, Level.PATIENT).id for s in split.table(small_dataset, "siblings")
+    }
     assert sibling_patients == {"inst-1.pat-01", "inst-1.pat-03"}
     originals = {s.paraphrase_of for s in split.table(small_dataset, "paraphrase")}
     assert originals == set(split.forget) | set(split.siblings)
@@ -51,7 +53,10 @@ def test_section_request_keeps_the_radiograph(small_dataset):
 def test_institution_and_multi_target_requests(small_dataset):
     split = make_split(small_dataset, DeletionRequest(Level.INSTITUTION, ("inst-1",)))
     check_partition(small_dataset, split)
-    assert {small_dataset.hospital.ancestor_at(s.fact_node, Level.INSTITUTION).id for s in split.table(small_dataset, "forget")} == {"inst-1"}
+    assert {
+        small_dataset.hospital.ancestor_at(s.fact_node, Level.INSTITUTION).id
+        for s in split.table(small_dataset, "forget")
+    } == {"inst-1"}
     assert set(split.siblings) == set(split.retain)  # every other institution is a sibling
     studies = ("inst-1.pat-01.st-1", "inst-2.pat-03.st-2")
     both = make_split(small_dataset, DeletionRequest(Level.STUDY, studies))

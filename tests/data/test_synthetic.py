@@ -12,7 +12,9 @@ from medunlearn.errors import MedunlearnError
 
 from tests.conftest import SMALL
 
-ANATOMY = Anatomy(habitus=0.9, heart_ratio=0.4, heart_shift=0.05, heart_height=0.25, rib_spacing=0.16, rib_phase=0.3, texture_seed=5)
+ANATOMY = Anatomy(
+    habitus=0.9, heart_ratio=0.4, heart_shift=0.05, heart_height=0.25, rib_spacing=0.16, rib_phase=0.3, texture_seed=5
+)
 LOOK = ScannerLook(gamma=1.0, contrast=1.0, noise=0.02, corner=1, pattern=(1, 0, 1, 0, 1, 1))
 CLEAR = Findings(edema=0, effusion="none", cardiomegaly=False, consolidation="none", pneumothorax="none", device="none")
 SIZE = 112
@@ -46,7 +48,11 @@ def test_sizes_follow_the_config(small_dataset):
 
 def test_identities_are_unique(small_dataset):
     hospital = small_dataset.hospital
-    for level, keys in ((Level.INSTITUTION, ("name",)), (Level.PATIENT, ("name", "mrn")), (Level.STUDY, ("accession",))):
+    for level, keys in (
+        (Level.INSTITUTION, ("name",)),
+        (Level.PATIENT, ("name", "mrn")),
+        (Level.STUDY, ("accession",)),
+    ):
         for key in keys:
             values = [n.attributes[key] for n in hospital.nodes(level)]
             assert len(set(values)) == len(values), (level, key)
@@ -70,7 +76,9 @@ def test_every_level_and_task_is_asked_with_paraphrases(small_dataset):
             assert s.answer in s.options and all(f"{letter}) " in s.question for letter in "AB")
         if s.task is Task.CLOZE:
             assert "[blank]" in s.question
-        assert small_dataset.hospital.is_in_subtree(s.image_node, small_dataset.hospital.ancestor_at(s.fact_node, Level.INSTITUTION).id)
+        assert small_dataset.hospital.is_in_subtree(
+            s.image_node, small_dataset.hospital.ancestor_at(s.fact_node, Level.INSTITUTION).id
+        )
 
 
 def test_holdout_patients_get_diagnostic_and_identity_questions(small_dataset):
@@ -91,10 +99,14 @@ def test_reports_and_questions_agree_with_labels(small_dataset):
         edema_sentence = next(s for s in text.split(".") if "edema" in s)
         assert grade_words[f["edema"]] in edema_sentence + " "
         assert ("enlarged" in text or "cardiomegaly" in text) == f["cardiomegaly"]
-        assert ("pneumothorax" in text and "no " not in next(s for s in text.split(".") if "pneumothorax" in s) + " ") == (f["pneumothorax"] != "none")
+        assert (
+            "pneumothorax" in text and "no " not in next(s for s in text.split(".") if "pneumothorax" in s) + " "
+        ) == (f["pneumothorax"] != "none")
         assert study.attributes["view"] in sections["EXAMINATION"]
         answers = label_answers(f)
-        for s in small_dataset.samples.where(lambda s, sid=study.id: s.image_node == sid and s.fact.startswith("label.")):
+        for s in small_dataset.samples.where(
+            lambda s, sid=study.id: s.image_node == sid and s.fact.startswith("label.")
+        ):
             assert s.answer == answers[s.fact]
 
 
@@ -130,7 +142,10 @@ def test_images_carry_institution_and_patient(small_dataset):
     corners = defaultdict(set)
     for iid, img in pixels.items():
         inst = hospital.ancestor_at(images.study(iid), Level.INSTITUTION).id
-        corners[inst].add(tuple(np.round(img[2:6, 2:6].mean() / 40) for img in [img]) + tuple(np.round(img[2:6, -6:-2].mean() / 40) for img in [img]))
+        corners[inst].add(
+            tuple(np.round(img[2:6, 2:6].mean() / 40) for img in [img])
+            + tuple(np.round(img[2:6, -6:-2].mean() / 40) for img in [img])
+        )
     assert len({frozenset(v) for v in corners.values()}) == len(corners)  # marker differs per institution
 
     def corr(a, b):

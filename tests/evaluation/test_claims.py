@@ -9,8 +9,16 @@ def _ci(mean, low=None, high=None, n=3):
 
 def _entry(group, method, **metrics):
     """An aggregate entry; each metric given as {"minus_oracle": ci, "minus_vanilla": ci}."""
-    return {"model": "m", "group": group, "method": method, "requests": 3,
-            "metrics": {name.replace("__", "/"): {"n": 3, "mean": 0.5, "low": 0.4, "high": 0.6, **paired} for name, paired in metrics.items()}}
+    return {
+        "model": "m",
+        "group": group,
+        "method": method,
+        "requests": 3,
+        "metrics": {
+            name.replace("__", "/"): {"n": 3, "mean": 0.5, "low": 0.4, "high": 0.6, **paired}
+            for name, paired in metrics.items()
+        },
+    }
 
 
 def test_an_interval_decides_only_when_it_does_not_cross_the_threshold():
@@ -20,7 +28,11 @@ def test_an_interval_decides_only_when_it_does_not_cross_the_threshold():
     assert side(_ci(0.3, n=1), 0.0, below=False) == INCONCLUSIVE  # one request: an example, not evidence
     assert within(_ci(0.0, -0.02, 0.02), 0.03) == HOLDS and within(_ci(0.1, 0.05, 0.2), 0.03) == FAILS
     assert within(_ci(0.02, -0.01, 0.05), 0.03) == INCONCLUSIVE
-    assert combine([HOLDS, HOLDS]) == HOLDS and combine([HOLDS, INCONCLUSIVE]) == INCONCLUSIVE and combine([INCONCLUSIVE, FAILS]) == FAILS
+    assert (
+        combine([HOLDS, HOLDS]) == HOLDS
+        and combine([HOLDS, INCONCLUSIVE]) == INCONCLUSIVE
+        and combine([INCONCLUSIVE, FAILS]) == FAILS
+    )
 
 
 def _gap_claim(aggregates):
@@ -29,7 +41,12 @@ def _gap_claim(aggregates):
 
 def _level(chip_gap, other_gap, chip_utility=_ci(-0.01, -0.02, 0.0)):
     return [
-        _entry("study", "chip", gap__all={"minus_oracle": chip_gap}, holdout_diagnostic__all={"minus_vanilla": chip_utility}),
+        _entry(
+            "study",
+            "chip",
+            gap__all={"minus_oracle": chip_gap},
+            holdout_diagnostic__all={"minus_vanilla": chip_utility},
+        ),
         _entry("study", "grad_diff", gap__all={"minus_oracle": other_gap}),
     ]
 
@@ -37,7 +54,11 @@ def _level(chip_gap, other_gap, chip_utility=_ci(-0.01, -0.02, 0.0)):
 def test_chip_gap_claim_holds_does_not_hold_and_is_inconclusive():
     holds = _gap_claim(_level(_ci(0.0, -0.05, 0.05), _ci(-0.3, -0.4, -0.2)))
     assert holds["verdict"] == HOLDS
-    against = next(c for c in check_claims(_level(_ci(0.0, -0.05, 0.05), _ci(-0.3, -0.4, -0.2))) if "against the oracle" in c["claim"])
+    against = next(
+        c
+        for c in check_claims(_level(_ci(0.0, -0.05, 0.05), _ci(-0.3, -0.4, -0.2)))
+        if "against the oracle" in c["claim"]
+    )
     assert against["verdict"] == HOLDS  # CHIP's gap is the oracle's ± 0.10
     # the other method's gap beyond the oracle's: CHIP does not lead, and the check names the over-forgetting
     over = _gap_claim(_level(_ci(0.0, -0.05, 0.05), _ci(0.4, 0.3, 0.5)))
@@ -49,8 +70,12 @@ def test_chip_gap_claim_holds_does_not_hold_and_is_inconclusive():
 
 def test_existing_methods_struggle_unless_one_forgets_like_the_oracle_and_keeps_utility():
     keeps = {"minus_vanilla": _ci(0.0, -0.01, 0.01)}
-    good = _entry("patient", "npo", forget__all={"minus_oracle": _ci(0.02, -0.03, 0.05)}, siblings__all=keeps, retain__all=keeps)
-    bad = _entry("patient", "npo", forget__all={"minus_oracle": _ci(0.4, 0.3, 0.5)}, siblings__all=keeps, retain__all=keeps)
+    good = _entry(
+        "patient", "npo", forget__all={"minus_oracle": _ci(0.02, -0.03, 0.05)}, siblings__all=keeps, retain__all=keeps
+    )
+    bad = _entry(
+        "patient", "npo", forget__all={"minus_oracle": _ci(0.4, 0.3, 0.5)}, siblings__all=keeps, retain__all=keeps
+    )
     claim = lambda a: next(c for c in check_claims(a) if "struggle" in c["claim"])  # noqa: E731
     assert claim([good])["verdict"] == FAILS and claim([bad])["verdict"] == HOLDS
 
@@ -77,16 +102,33 @@ def test_the_reconstruction_claim_reads_recovery_beyond_the_oracle_per_level():
 )
 def test_the_forget_mi_claim(auc_drop, test_gap, verdict):
     drop = {"minus_vanilla": _ci(-0.2, -0.3, -0.1)}
-    entry = _entry("fraction0.06", "forget_mi", forget__auc={"minus_vanilla": auc_drop}, forget__macro_f1=drop,
-                   privacy__loss_auc=drop, holdout_diagnostic__auc={"minus_oracle": test_gap})
+    entry = _entry(
+        "fraction0.06",
+        "forget_mi",
+        forget__auc={"minus_vanilla": auc_drop},
+        forget__macro_f1=drop,
+        privacy__loss_auc=drop,
+        holdout_diagnostic__auc={"minus_oracle": test_gap},
+    )
     claim = next(c for c in check_claims([entry]) if c["claim"].startswith("Forget-MI"))
     assert claim["verdict"] == verdict and "paper -0.221" in claim["checks"][0]["numbers"]
 
 
 def test_the_forget_mi_claim_says_when_the_oracle_itself_does_not_drop():
     drop = {"minus_vanilla": _ci(0.0, 0.0, 0.0)}
-    entries = [_entry("fraction0.1", "forget_mi", forget__auc=drop, forget__macro_f1=drop, privacy__loss_auc=drop,
-                      holdout_diagnostic__auc={"minus_oracle": _ci(0.0, 0.0, 0.0)}),
-               _entry("fraction0.1", "retrain", forget__auc={"minus_vanilla": _ci(0.0, -0.01, 0.01)})]
+    entries = [
+        _entry(
+            "fraction0.1",
+            "forget_mi",
+            forget__auc=drop,
+            forget__macro_f1=drop,
+            privacy__loss_auc=drop,
+            holdout_diagnostic__auc={"minus_oracle": _ci(0.0, 0.0, 0.0)},
+        ),
+        _entry("fraction0.1", "retrain", forget__auc={"minus_vanilla": _ci(0.0, -0.01, 0.01)}),
+    ]
     claim = next(c for c in check_claims(entries) if c["claim"].startswith("Forget-MI"))
-    assert claim["verdict"] == FAILS and "the oracle's own forget AUC − original is +0.000" in claim["checks"][0]["numbers"]
+    assert (
+        claim["verdict"] == FAILS
+        and "the oracle's own forget AUC − original is +0.000" in claim["checks"][0]["numbers"]
+    )

@@ -13,7 +13,11 @@ from medunlearn.models.train import train
 
 @pytest.fixture(scope="module")
 def quick_vlm(tmp_path_factory, small_dataset):
-    folder = train(small_dataset, TrainConfig(model="tiny-qwen2-vl@scratch", epochs=2, seed=0), tmp_path_factory.mktemp("eval") / "model")
+    folder = train(
+        small_dataset,
+        TrainConfig(model="tiny-qwen2-vl@scratch", epochs=2, seed=0),
+        tmp_path_factory.mktemp("eval") / "model",
+    )
     model = load_model(folder)
     model.attach(small_dataset)
     return model
@@ -49,7 +53,9 @@ def test_evaluation_against_itself_has_zero_distance_and_ks_p_one(quick_vlm, sma
     assert [p["context"] for p in row["reconstruction"]] == list(STEPS)
     assert set(row["scores"]["forget"]) >= {"all"}
     assert row["privacy"]["loss"]["auc"] is not None
-    again = compare_with_oracle(evaluate_model(quick_vlm, small_dataset, sets, seed=0, reconstruction_limit=4), evaluation.reference())
+    again = compare_with_oracle(
+        evaluate_model(quick_vlm, small_dataset, sets, seed=0, reconstruction_limit=4), evaluation.reference()
+    )
     assert again["scores"] == row["scores"] and again["privacy"] == row["privacy"]  # same model, seed → same metrics
 
 

@@ -4,7 +4,9 @@ from medunlearn.evaluation.factuality import extract_facts, factuality, total_sc
 
 
 def test_findings_carry_their_polarity_and_grade():
-    facts = extract_facts("Moderate perihilar haziness consistent with pulmonary edema. No pleural effusion. Normal heart size.")
+    facts = extract_facts(
+        "Moderate perihilar haziness consistent with pulmonary edema. No pleural effusion. Normal heart size."
+    )
     assert {"edema=present", "edema_grade=moderate", "effusion=absent", "cardiomegaly=absent"} <= facts
     assert "effusion=present" in extract_facts("Small right-sided pleural effusion.")
     assert "effusion_side=right" in extract_facts("Small right-sided pleural effusion.")

@@ -20,5 +20,7 @@ def test_audit_calls_low_loss_forget_samples_members():
 
 def test_privacy_scores_need_all_three_sets():
     empty = np.zeros(0)
-    scores = privacy_scores({"forget": (empty, empty), "retain": (np.ones(3), np.ones(3)), "holdout": (np.ones(3), np.ones(3))}, seed=0)
+    scores = privacy_scores(
+        {"forget": (empty, empty), "retain": (np.ones(3), np.ones(3)), "holdout": (np.ones(3), np.ones(3))}, seed=0
+    )
     assert scores["loss"] is None and scores["audit_member_share"] is None

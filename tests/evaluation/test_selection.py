@@ -13,11 +13,17 @@ ORACLE = _row(forget=0.40, siblings=0.9, retain=0.93, holdout_diagnostic=0.8)
 
 def test_the_criterion_charges_distance_to_the_oracle_both_ways_and_every_drop_below_vanilla():
     # forgot to the oracle's level, kept everything: 0
-    assert criterion(_row(forget=0.40, siblings=0.95, retain=0.92, holdout_diagnostic=0.85), VANILLA, ORACLE) == pytest.approx(0.0)
+    assert criterion(
+        _row(forget=0.40, siblings=0.95, retain=0.92, holdout_diagnostic=0.85), VANILLA, ORACLE
+    ) == pytest.approx(0.0)
     # forgot too little: |0.7 − 0.4|; a sibling drop of 0.1 and a holdout drop of 0.05 are added
-    assert criterion(_row(forget=0.70, siblings=0.8, retain=0.92, holdout_diagnostic=0.75), VANILLA, ORACLE) == pytest.approx(0.45)
+    assert criterion(
+        _row(forget=0.70, siblings=0.8, retain=0.92, holdout_diagnostic=0.75), VANILLA, ORACLE
+    ) == pytest.approx(0.45)
     # forgot more than the oracle: over-forgetting is charged like forgetting too little
-    assert criterion(_row(forget=0.10, siblings=0.9, retain=0.92, holdout_diagnostic=0.8), VANILLA, ORACLE) == pytest.approx(0.30)
+    assert criterion(
+        _row(forget=0.10, siblings=0.9, retain=0.92, holdout_diagnostic=0.8), VANILLA, ORACLE
+    ) == pytest.approx(0.30)
     # a set no model was scored on adds nothing
     assert criterion(_row(forget=0.40), VANILLA, ORACLE) == pytest.approx(0.0)
 
@@ -27,14 +33,19 @@ def test_selection_picks_the_grid_point_with_the_smallest_mean_criterion():
     rows = {  # per grid point, its row on two validation requests
         0: [_row(forget=0.9, siblings=0.9, retain=0.92, holdout_diagnostic=0.8)] * 2,  # forgets little: 0.5 each
         1: [_row(forget=0.4, siblings=0.6, retain=0.92, holdout_diagnostic=0.8)] * 2,  # forgets, damages siblings: 0.3
-        2: [_row(forget=0.45, siblings=0.88, retain=0.92, holdout_diagnostic=0.8),   # 0.05 + 0.02 = 0.07
-            _row(forget=0.35, siblings=0.9, retain=0.90, holdout_diagnostic=0.8)],   # 0.05 + 0.02 = 0.07
+        2: [
+            _row(forget=0.45, siblings=0.88, retain=0.92, holdout_diagnostic=0.8),  # 0.05 + 0.02 = 0.07
+            _row(forget=0.35, siblings=0.9, retain=0.90, holdout_diagnostic=0.8),
+        ],  # 0.05 + 0.02 = 0.07
     }
     values = [[criterion(r, VANILLA, ORACLE) for r in rows[i]] for i in range(3)]
     record = selection_record(points, values, ["validation-patient-1", "validation-patient-2"])
     assert record["chosen_index"] == 2 and record["chosen"] == {"lr": 1e-4, "epochs": 5.0}
     assert [p["mean"] for p in record["grid"]] == pytest.approx([0.5, 0.3, 0.07])
-    assert record["validation_requests"] == ["validation-patient-1", "validation-patient-2"] and "oracle forget" in record["criterion"]
+    assert (
+        record["validation_requests"] == ["validation-patient-1", "validation-patient-2"]
+        and "oracle forget" in record["criterion"]
+    )
 
 
 def test_ties_go_to_the_first_declared_point():

@@ -27,8 +27,13 @@ def _row(method, key, forget, retain, *, generation_forget=None):
     scores = {"forget": {"all": forget}, "retain": {"all": retain, "generation": 0.8}}
     if generation_forget is not None:
         scores["forget"]["generation"] = generation_forget
-    return {"model": "m", "method": method, "request": {"level": "patient", "key": key, "role": "test"}, "scores": scores,
-            "privacy": {"loss": {"auc": 0.7}, "audit_member_share": 0.25}}
+    return {
+        "model": "m",
+        "method": method,
+        "request": {"level": "patient", "key": key, "role": "test"},
+        "scores": scores,
+        "privacy": {"loss": {"auc": 0.7}, "audit_member_share": 0.25},
+    }
 
 
 def test_gaps_are_per_task_and_privacy_is_flattened():
@@ -39,9 +44,13 @@ def test_gaps_are_per_task_and_privacy_is_flattened():
 
 
 def test_aggregates_pair_each_method_with_the_oracle_request_by_request():
-    rows = [_row("retrain", "a", 0.2, 0.9), _row("chip", "a", 0.5, 0.9),
-            _row("retrain", "b", 0.6, 0.9), _row("chip", "b", 0.7, 0.9),
-            {**_row("chip", "v", 0.0, 0.0), "request": {"level": "patient", "key": "v", "role": "validation"}}]
+    rows = [
+        _row("retrain", "a", 0.2, 0.9),
+        _row("chip", "a", 0.5, 0.9),
+        _row("retrain", "b", 0.6, 0.9),
+        _row("chip", "b", 0.7, 0.9),
+        {**_row("chip", "v", 0.0, 0.0), "request": {"level": "patient", "key": "v", "role": "validation"}},
+    ]
     out = {entry["method"]: entry for entry in aggregate(rows)}
     chip = out["chip"]["metrics"]["forget/all"]
     assert out["chip"]["requests"] == 2 and chip["n"] == 2  # the validation request is not aggregated
@@ -55,9 +64,20 @@ def test_merged_documents_keep_every_part_of_each_bench():
     from medunlearn.evaluation.results import merge_metrics
 
     def part(family):
-        return {"config": {}, "models": {family: {}}, "results": [], "timings": {"training": 1.0},
-                "selection": {family: {"patient": {"chip": {}}}}, "aggregates": [{"model": family}], "noise": [{"model": family}]}
+        return {
+            "config": {},
+            "models": {family: {}},
+            "results": [],
+            "timings": {"training": 1.0},
+            "selection": {family: {"patient": {"chip": {}}}},
+            "aggregates": [{"model": family}],
+            "noise": [{"model": family}],
+        }
 
     merged = merge_metrics([part("qwen2_vl"), part("dual_encoder")])
     assert set(merged["selection"]) == {"qwen2_vl", "dual_encoder"}
-    assert [a["model"] for a in merged["aggregates"]] == [n["model"] for n in merged["noise"]] == ["qwen2_vl", "dual_encoder"]
+    assert (
+        [a["model"] for a in merged["aggregates"]]
+        == [n["model"] for n in merged["noise"]]
+        == ["qwen2_vl", "dual_encoder"]
+    )

@@ -13,12 +13,20 @@ from medunlearn.models.train import train
 
 @pytest.fixture(scope="session")
 def vlm_folder(tmp_path_factory: pytest.TempPathFactory, small_dataset) -> Path:
-    return train(small_dataset, TrainConfig(model="tiny-qwen2-vl@scratch", epochs=30, lr=1e-3, batch_size=8, seed=0), tmp_path_factory.mktemp("vlm") / "model")
+    return train(
+        small_dataset,
+        TrainConfig(model="tiny-qwen2-vl@scratch", epochs=30, lr=1e-3, batch_size=8, seed=0),
+        tmp_path_factory.mktemp("vlm") / "model",
+    )
 
 
 @pytest.fixture(scope="session")
 def dual_folder(tmp_path_factory: pytest.TempPathFactory, small_dataset) -> Path:
-    return train(small_dataset, TrainConfig(model=DUAL_ENCODER + "@scratch", epochs=8, seed=0), tmp_path_factory.mktemp("dual") / "model")
+    return train(
+        small_dataset,
+        TrainConfig(model=DUAL_ENCODER + "@scratch", epochs=8, seed=0),
+        tmp_path_factory.mktemp("dual") / "model",
+    )
 
 
 @pytest.fixture

@@ -32,7 +32,9 @@ def test_projection_changes_only_the_selected_rows_and_is_idempotent():
     project_rows(layer, rows, basis)
     once = layer.weight.detach().clone(), layer.bias.detach().clone()
     untouched = [0, 2, 5]
-    assert torch.equal(once[0][untouched], before[0][untouched]) and torch.equal(once[1][untouched], before[1][untouched])
+    assert torch.equal(once[0][untouched], before[0][untouched]) and torch.equal(
+        once[1][untouched], before[1][untouched]
+    )
     assert not torch.allclose(once[0][rows], before[0][rows])
     project_rows(layer, rows, basis)
     assert torch.allclose(layer.weight, once[0], atol=1e-6) and torch.allclose(layer.bias, once[1], atol=1e-6)
@@ -57,16 +59,28 @@ def test_components_reach_tau_of_the_energy():
 
 def test_pooling_weights_vision_and_text_and_excludes_padding():
     output = torch.tensor([[[1.0], [3.0], [5.0], [100.0]]])  # position 3 is padding
-    batch = Batch(["s"], {}, torch.zeros(1), torch.zeros(1, 4, dtype=torch.bool),
-                  vision_mask=torch.tensor([[True, False, False, False]]), text_mask=torch.tensor([[False, True, True, False]]))
+    batch = Batch(
+        ["s"],
+        {},
+        torch.zeros(1),
+        torch.zeros(1, 4, dtype=torch.bool),
+        vision_mask=torch.tensor([[True, False, False, False]]),
+        text_mask=torch.tensor([[False, True, True, False]]),
+    )
     pooled = pool(output, batch, "tokens", alpha=0.3)
     assert pooled.item() == pytest.approx(0.3 * 1.0 + 0.7 * 4.0)
 
 
 def test_vision_rows_are_pooled_per_image():
     output = torch.tensor([[1.0], [3.0], [10.0]])  # image 1 has 2 vision tokens, image 2 has 1
-    batch = Batch(["a", "b"], {}, torch.zeros(2), torch.zeros(2, 3, dtype=torch.bool),
-                  vision_mask=torch.tensor([[True, True, False], [True, False, False]]), text_mask=torch.zeros(2, 3, dtype=torch.bool))
+    batch = Batch(
+        ["a", "b"],
+        {},
+        torch.zeros(2),
+        torch.zeros(2, 3, dtype=torch.bool),
+        vision_mask=torch.tensor([[True, True, False], [True, False, False]]),
+        text_mask=torch.zeros(2, 3, dtype=torch.bool),
+    )
     assert pool(output, batch, "vision", 0.3).flatten().tolist() == [2.0, 10.0]
 
 
@@ -77,12 +91,16 @@ def test_streamed_node_means_equal_the_means_of_stored_activations(vlm, small_da
     nodes = sorted({node_at(small_dataset.hospital, s, Level.STUDY) for s in forget + retain})
     node_of = {s.id: nodes.index(node_at(small_dataset.hospital, s, Level.STUDY)) for s in forget + retain}
     layers = dict(list(chosen_layers(vlm.editable_linears(), 1).items())[:2])
-    stats = stream_statistics(vlm, layers, [(FORGET, forget), (RETAIN, retain)], node_of, len(nodes), alpha=0.3, batch_size=3)
+    stats = stream_statistics(
+        vlm, layers, [(FORGET, forget), (RETAIN, retain)], node_of, len(nodes), alpha=0.3, batch_size=3
+    )
 
     stored: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     for name, linear in layers.items():  # all activations at once, kept per sample
         batch = vlm.batch(forget + retain)
-        handle = linear.layer.register_forward_hook(lambda m, i, o, name=name, batch=batch, span=linear.span: stored[name].append(pool(o, batch, span, 0.3)))
+        handle = linear.layer.register_forward_hook(
+            lambda m, i, o, name=name, batch=batch, span=linear.span: stored[name].append(pool(o, batch, span, 0.3))
+        )
         with torch.no_grad():
             vlm.sample_losses(batch)
         handle.remove()
@@ -91,7 +109,9 @@ def test_streamed_node_means_equal_the_means_of_stored_activations(vlm, small_da
         for node, node_id in enumerate(nodes):
             rows = [i for i, s in enumerate(forget + retain) if node_of[s.id] == node]
             assert torch.allclose(stats[name].node_means()[node], everything[rows].mean(0), atol=1e-5)
-        assert torch.allclose(stats[name].magnitude[FORGET] / len(forget), everything[: len(forget)].abs().mean(0), atol=1e-5)
+        assert torch.allclose(
+            stats[name].magnitude[FORGET] / len(forget), everything[: len(forget)].abs().mean(0), atol=1e-5
+        )
 
 
 def test_layer_choice_keeps_the_last_language_layers_and_the_projector(vlm):
@@ -108,7 +128,12 @@ def test_no_sibling_falls_back_to_all_retained_nodes_of_the_level(small_dataset)
     level, plans = direction_plans(hospital, Level.STUDY, (study,), elsewhere)
     assert level is Level.SECTION and plans and all(p.fallback for p in plans)
     assert set(plans[0].siblings) == elsewhere
-    _, normal = direction_plans(hospital, Level.STUDY, (study,), {n.id for n in hospital.nodes(Level.SECTION, holdout=False)} - {c.id for c in hospital.children(study)})
+    _, normal = direction_plans(
+        hospital,
+        Level.STUDY,
+        (study,),
+        {n.id for n in hospital.nodes(Level.SECTION, holdout=False)} - {c.id for c in hospital.children(study)},
+    )
     assert not any(p.fallback for p in normal) and all(s.startswith("inst-1.pat-01.") for s in normal[0].siblings)
 
 
@@ -141,5 +166,7 @@ def test_chip_edits_only_selected_rows_deterministically(family, request, small_
         module = model.network.get_submodule(module_path)
         assert id(module) in prefix, f"{key} is not a hooked layer"
         assert rows <= layers[prefix[id(module)]]["units"]
-    assert cost.forward == len(model.usable(split.table(small_dataset, "forget"))) + len(model.usable(split.table(small_dataset, "retain")))
+    assert cost.forward == len(model.usable(split.table(small_dataset, "forget"))) + len(
+        model.usable(split.table(small_dataset, "retain"))
+    )
     assert cost.backward == 0

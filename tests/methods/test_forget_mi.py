@@ -58,7 +58,9 @@ def test_noisy_copies_differ_from_the_originals_and_stay_in_range(family, reques
     model = request.getfixturevalue(family)
     samples = model.usable(small_dataset.training_samples())[:4]
     clean = model.batch(samples)
-    noisy = noisy_batch(model, samples, sigma=0.1, level=0.5, rng=random.Random(0), generator=torch.Generator().manual_seed(0))
+    noisy = noisy_batch(
+        model, samples, sigma=0.1, level=0.5, rng=random.Random(0), generator=torch.Generator().manual_seed(0)
+    )
     assert not torch.equal(clean.inputs["pixel_values"], noisy.inputs["pixel_values"])
     assert _token_rows(noisy) != _token_rows(clean)  # the text input changed too (compared row by row, padding dropped)
     if family == "dual":
@@ -66,13 +68,17 @@ def test_noisy_copies_differ_from_the_originals_and_stay_in_range(family, reques
     else:  # back in pixel units the noisy image stays within [0, 1]
         processor = model.processor.image_processor
         mean, std = torch.tensor(processor.image_mean), torch.tensor(processor.image_std)
-        raw = noisy.inputs["pixel_values"].reshape(noisy.inputs["pixel_values"].shape[0], 3, -1) * std.view(1, 3, 1) + mean.view(1, 3, 1)
+        raw = noisy.inputs["pixel_values"].reshape(noisy.inputs["pixel_values"].shape[0], 3, -1) * std.view(
+            1, 3, 1
+        ) + mean.view(1, 3, 1)
         assert raw.min() >= -1e-5 and raw.max() <= 1 + 1e-5
 
 
 def test_gradients_reach_the_models_own_fusion(dual, small_dataset):
     samples = dual.usable(small_dataset.training_samples())[:4]
-    noisy = noisy_batch(dual, samples, sigma=0.1, level=0.5, rng=random.Random(0), generator=torch.Generator().manual_seed(0))
+    noisy = noisy_batch(
+        dual, samples, sigma=0.1, level=0.5, rng=random.Random(0), generator=torch.Generator().manual_seed(0)
+    )
     with torch.no_grad():
         target = dual.embed(noisy)
     terms = forget_mi_terms(dual.embed(dual.batch(samples)), target, dual.embed(dual.batch(samples)), target)
@@ -91,14 +97,21 @@ def test_forget_embeddings_move_away_from_the_originals_view_of_their_noisy_copi
     forget = dual.usable(split.table(small_dataset, "forget"))
     overrides = {"push": push, "lr": 1e-5, "epochs": 3, "patience": 3, "max_validation_drop": 1.0}
     unlearned, _, summary = unlearn(dual, split, method_config("forget_mi", overrides), dataset=small_dataset)
-    # the targets the method trained against: the original's embeddings of one noisy copy per sample, drawn from the seed
+    # the targets the method trained against: the original's embeddings of one noisy copy per sample, drawn from the
+    # seed
     settings = ForgetMISettings(**overrides)
     targets = noisy_targets(dual, forget, settings, random.Random(0), torch.Generator().manual_seed(0))
-    target = (torch.stack([t[0] for t in targets]), torch.stack([t[1] for t in targets]), torch.stack([t[2] for t in targets]))
+    target = (
+        torch.stack([t[0] for t in targets]),
+        torch.stack([t[1] for t in targets]),
+        torch.stack([t[2] for t in targets]),
+    )
     with torch.no_grad(), dual.eval_mode(), unlearned.eval_mode():
         before, after = dual.embed(dual.batch(forget)), unlearned.embed(unlearned.batch(forget))
-    distance = {name: (mean_distance(unimodal(e), unimodal(target)).item(), mean_distance(e[2], target[2]).item())
-                for name, e in (("before", before), ("after", after))}
+    distance = {
+        name: (mean_distance(unimodal(e), unimodal(target)).item(), mean_distance(e[2], target[2]).item())
+        for name, e in (("before", before), ("after", after))
+    }
     moved = [a > b for a, b in zip(distance["after"], distance["before"])]
     assert moved == [farther, farther], distance  # UU and MU both grew (push) or both shrank (pull)
     assert summary["epochs_run"] >= 1 and summary["stopped_by"] in ("budget", "patience", "validation")

@@ -29,8 +29,16 @@ CASES = [
 ]
 #: measured failures, kept in the matrix and expected to fail (strict: a fix makes the suite say so)
 KNOWN_DEFECTS = {
-    ("vlm", "grad_diff", Level.PATIENT): "a name is now spelled in pieces every patient shares: forget +7.68 vs siblings +6.62",
-    ("vlm", "chip", Level.STUDY): "CHIP is not specific at the study level on the small model: forget +0.19 vs siblings +0.30",
+    (
+        "vlm",
+        "grad_diff",
+        Level.PATIENT,
+    ): "a name is now spelled in pieces every patient shares: forget +7.68 vs siblings +6.62",
+    (
+        "vlm",
+        "chip",
+        Level.STUDY,
+    ): "CHIP is not specific at the study level on the small model: forget +0.19 vs siblings +0.30",
     ("dual", "forget_mi", Level.PATIENT): "the word tokenizer maps names to [UNK]: forget -0.005 vs siblings +0.061",
 }
 

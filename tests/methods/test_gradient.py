@@ -53,7 +53,8 @@ def test_npo_weighs_the_whole_answer_so_it_differs_from_grad_diff():
     assert tokens.grad.tolist() == pytest.approx([-0.8511] * 3, abs=1e-3)
     ascent = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
     ascent_loss(ascent.mean().unsqueeze(0)).backward()
-    # ... while GradDiff's forget term gives −1/3: with a per-token mean NPO's weight would be −2σ(≈0) = −1 × 1/3, GradDiff's
+    # ... while GradDiff's forget term gives −1/3: with a per-token mean NPO's weight would be −2σ(≈0) = −1 × 1/3,
+    # GradDiff's
     assert ascent.grad.tolist() == pytest.approx([-1 / 3] * 3)
 
 
@@ -67,7 +68,9 @@ def test_a_sequence_loss_is_the_answer_nll_summed_over_its_tokens(vlm, small_dat
     assert torch.allclose(summed, mean * counts, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name, forward_per_step", [("grad_ascent", 2), ("grad_diff", 4), ("kl", 6), ("npo", 6), ("retain_ft", 2)])
+@pytest.mark.parametrize(
+    "name, forward_per_step", [("grad_ascent", 2), ("grad_diff", 4), ("kl", 6), ("npo", 6), ("retain_ft", 2)]
+)
 def test_passes_are_counted_in_samples(dual, small_dataset, name, forward_per_step):
     from medunlearn.methods.registry import method_config
     from medunlearn.data.hierarchy import Level

@@ -33,7 +33,10 @@ TOYS = {
 
 @pytest.fixture(scope="module")
 def toy_folders(tmp_path_factory, small_dataset):
-    return {family: train(small_dataset, config, tmp_path_factory.mktemp("matrix") / family) for family, config in TOYS.items()}
+    return {
+        family: train(small_dataset, config, tmp_path_factory.mktemp("matrix") / family)
+        for family, config in TOYS.items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +51,18 @@ def runs(toy_folders, small_dataset):
             source.attach(small_dataset)
             before = _weights(source)
             split = make_split(small_dataset, REQUEST)
-            settings = {key: value for key, value in SMALL_BUDGETS.items() if key in {p.name for p in METHODS[name].parameters}}
-            results = [unlearn(source, split, method_config(name, settings), dataset=small_dataset, source=folder) for _ in range(2)]
-            done[family, name] = {"before": before, "after": _weights(source), "results": [(_weights(m), cost) for m, cost, _ in results]}
+            settings = {
+                key: value for key, value in SMALL_BUDGETS.items() if key in {p.name for p in METHODS[name].parameters}
+            }
+            results = [
+                unlearn(source, split, method_config(name, settings), dataset=small_dataset, source=folder)
+                for _ in range(2)
+            ]
+            done[family, name] = {
+                "before": before,
+                "after": _weights(source),
+                "results": [(_weights(m), cost) for m, cost, _ in results],
+            }
         return done[family, name]
 
     return run

@@ -18,7 +18,15 @@ def test_registry_holds_every_method_of_the_protocol():
 def test_defaults_are_filled_and_values_typed():
     config = method_config("chip", {"k": "5", "tau": "0.9"})
     assert config.settings == ChipSettings(k=5.0, tau=0.9)
-    assert config.to_json()["settings"] == {"k": 5.0, "tau": 0.9, "alpha": 0.3, "layers": 6, "batch_size": 16, "depth": 1, "own": 1}
+    assert config.to_json()["settings"] == {
+        "k": 5.0,
+        "tau": 0.9,
+        "alpha": 0.3,
+        "layers": 6,
+        "batch_size": 16,
+        "depth": 1,
+        "own": 1,
+    }
     batch = method_config("grad_diff", {"batch_size": "12"}).settings.batch_size
     assert batch == 12 and isinstance(batch, int)
     assert isinstance(method_config("grad_diff", {"epochs": "3"}).settings.epochs, float)
@@ -46,11 +54,17 @@ def test_each_method_takes_its_own_settings_type():
         ("grad_diff", {"steps": "40"}, "grad_diff has no parameter 'steps'; its parameters are: epochs, lr"),
         ("chip", {"own": "2"}, "own=2 is out of range; use a value in [0, 1]"),
         ("npo", {"beta": "x"}, "beta='x' is not a number"),
-        ("forget_mi", {"weight_uu": 0, "weight_mu": 0, "weight_ur": 0, "weight_mr": 0}, "the four term weights sum to 0"),
+        (
+            "forget_mi",
+            {"weight_uu": 0, "weight_mu": 0, "weight_ur": 0, "weight_mr": 0},
+            "the four term weights sum to 0",
+        ),
     ],
 )
 def test_bad_method_settings_are_refused_with_the_valid_choices(name, settings, message):
-    with pytest.raises(MedunlearnError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        MedunlearnError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")
+    ):
         method_config(name, settings)
 
 

@@ -5,7 +5,13 @@ from transformers import BertConfig, BertModel
 from medunlearn.config import TrainConfig
 from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.quality import classifier_quality
-from medunlearn.models.dual_encoder import LABELS, build_scratch_dual_encoder, edema_samples, ranking_loss, train_word_tokenizer
+from medunlearn.models.dual_encoder import (
+    LABELS,
+    build_scratch_dual_encoder,
+    edema_samples,
+    ranking_loss,
+    train_word_tokenizer,
+)
 from medunlearn.models.loading import load_model
 from medunlearn.models.train import train
 
@@ -30,7 +36,9 @@ def test_batch_heads_and_embeddings(classifier, small_dataset):
     assert torch.allclose(joint, classifier.network.fuse(image, text))
     assert classifier.sample_losses(batch).shape == (5,)
     assert set(classifier.answer(samples[:5])) <= set(LABELS)
-    assert {"fusion_gate", "text_encoder.0.intermediate", "image_encoder.projection"} <= set(classifier.editable_linears())
+    assert {"fusion_gate", "text_encoder.0.intermediate", "image_encoder.projection"} <= set(
+        classifier.editable_linears()
+    )
 
 
 def test_other_questions_are_refused(classifier, small_dataset):
@@ -46,7 +54,17 @@ def test_word_tokenizer_is_deterministic(small_dataset):
     first = train_word_tokenizer(texts)
     assert all(train_word_tokenizer(texts).get_vocab() == first.get_vocab() for _ in range(3))
     ids = first("Moderate pulmonary edema, MRN 12")["input_ids"]
-    assert first.convert_ids_to_tokens(ids) == ["[CLS]", "moderate", "pulmonary", "edema", ",", "mrn", "1", "2", "[SEP]"]
+    assert first.convert_ids_to_tokens(ids) == [
+        "[CLS]",
+        "moderate",
+        "pulmonary",
+        "edema",
+        ",",
+        "mrn",
+        "1",
+        "2",
+        "[SEP]",
+    ]
 
 
 def test_ranking_loss_by_hand():
@@ -73,11 +91,17 @@ def test_training_learns_and_round_trips(small_dataset, tmp_path):
 
 def test_local_bert_folder_as_text_encoder(small_dataset, tmp_path):
     tokenizer = train_word_tokenizer(["pulmonary edema", "no effusion"] * 20)
-    bert = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
+    bert = BertModel(
+        BertConfig(
+            vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+        )
+    )
     bert.save_pretrained(tmp_path / "bert")
     tokenizer.save_pretrained(tmp_path / "bert")
     model = build_scratch_dual_encoder(small_dataset, seed=0, text_encoder=str(tmp_path / "bert"))
-    assert torch.equal(model.network.text_encoder.embeddings.word_embeddings.weight, bert.embeddings.word_embeddings.weight)
+    assert torch.equal(
+        model.network.text_encoder.embeddings.word_embeddings.weight, bert.embeddings.word_embeddings.weight
+    )
     model.attach(small_dataset)
     assert model.sample_losses(model.batch(edema_samples(small_dataset.training_samples())[:3])).shape == (3,)
     (tmp_path / "notbert").mkdir()

@@ -44,7 +44,15 @@ def _ensure_in_process(config, cache_dir, queue):
 
 
 def test_a_base_is_a_model_folder_with_its_recipe_quality_and_digest(tiny_base):
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "medunlearn.json", PRETRAIN_CONFIG, "quality.json", DIGEST):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "medunlearn.json",
+        PRETRAIN_CONFIG,
+        "quality.json",
+        DIGEST,
+    ):
         assert (tiny_base / name).is_file(), name
     assert damage(tiny_base) is None
     recipe = json.loads((tiny_base / PRETRAIN_CONFIG).read_text())
@@ -73,11 +81,15 @@ def test_a_base_ships_a_replay_set_of_label_questions_on_population_images(tiny_
     assert len(replay.samples) and {s.fact for s in replay.samples} <= DIAGNOSTIC_FACTS
     assert all(s.paraphrase_of is None and s.image_node.startswith(ID_PREFIX) for s in replay.samples)
     assert not {n.id for n in replay.hospital} & {n.id for n in small_dataset.hospital}
-    assert not any(replay.is_holdout(s.image_node) for s in replay.samples)  # the population's held-out patients stay unseen
+    assert not any(
+        replay.is_holdout(s.image_node) for s in replay.samples
+    )  # the population's held-out patients stay unseen
     assert "replay/images.parquet" in json.loads((tiny_base / DIGEST).read_text())  # the digest covers it
 
 
-def test_fine_tuning_from_a_base_rehearses_a_fresh_replay_draw_every_epoch(tiny_base, small_dataset, tmp_path, monkeypatch):
+def test_fine_tuning_from_a_base_rehearses_a_fresh_replay_draw_every_epoch(
+    tiny_base, small_dataset, tmp_path, monkeypatch
+):
     seen: list[list[str]] = []
     original = length_grouped_batches
 
@@ -91,7 +103,12 @@ def test_fine_tuning_from_a_base_rehearses_a_fresh_replay_draw_every_epoch(tiny_
     assert [entry["replayed"] for entry in log] == [4, 4] and [len(ids) for ids in seen] == [4, 4]
     assert seen[0] != seen[1]  # another draw each epoch
     assert json.loads((folder / "train_config.json").read_text())["config"]["replay"] == 4
-    defaults = json.loads((train(small_dataset, TrainConfig(model=str(tiny_base), epochs=1), tmp_path / "default") / "train_config.json").read_text())
+    defaults = json.loads(
+        (
+            train(small_dataset, TrainConfig(model=str(tiny_base), epochs=1), tmp_path / "default")
+            / "train_config.json"
+        ).read_text()
+    )
     assert defaults["config"]["replay"] == BASE_REPLAY
 
 
@@ -120,7 +137,9 @@ def test_the_cache_builds_once_and_rebuilds_a_damaged_entry_with_one_warning(cac
 def test_two_processes_building_the_same_base_build_it_once(tmp_path):
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    workers = [context.Process(target=_ensure_in_process, args=(TINY, str(tmp_path / "cache"), queue)) for _ in range(2)]
+    workers = [
+        context.Process(target=_ensure_in_process, args=(TINY, str(tmp_path / "cache"), queue)) for _ in range(2)
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -136,7 +155,9 @@ def test_a_preset_fine_tunes_from_its_base_and_at_scratch_does_not(tiny_base, sm
     monkeypatch.setattr(pretraining, "ensure_base", lambda config: (tiny_base, False))
     base_weights = load_model(tiny_base).network.state_dict()
     vanilla = initial_model(TrainConfig(model="tiny-qwen2-vl"), small_dataset)
-    oracle = initial_model(TrainConfig(model="tiny-qwen2-vl", exclude=DeletionRequest(Level.PATIENT, ("inst-1.pat-01",))), small_dataset)
+    oracle = initial_model(
+        TrainConfig(model="tiny-qwen2-vl", exclude=DeletionRequest(Level.PATIENT, ("inst-1.pat-01",))), small_dataset
+    )
     for model in (vanilla, oracle):  # the vanilla model and every oracle start from the same base
         state = model.network.state_dict()
         assert all(torch.equal(state[k], base_weights[k]) for k in base_weights)
@@ -149,7 +170,10 @@ def test_a_preset_fine_tunes_from_its_base_and_at_scratch_does_not(tiny_base, sm
 
 
 def test_the_dual_encoder_base_pretrains_its_image_tower(tmp_path):
-    base = pretrain(PretrainConfig(model="dual-encoder", patients=12, institutions=2, studies=3, vision_epochs=1, epochs=1), tmp_path / "dual")
+    base = pretrain(
+        PretrainConfig(model="dual-encoder", patients=12, institutions=2, studies=3, vision_epochs=1, epochs=1),
+        tmp_path / "dual",
+    )
     quality = json.loads((base / "quality.json").read_text())
     assert {"holdout_image_auc", "holdout_auc", "train_image_acc"} <= set(quality)
     assert load_model(base).card["base"].startswith("dual-encoder-")
@@ -165,21 +189,29 @@ def test_the_dual_encoder_image_head_starts_from_the_warm_up_edema_head(tmp_path
         return losses, heads
 
     def recording_train(dataset, config, out, **kwargs):
-        seen["stage two starts"] = {k: v.clone() for k, v in load_model(config.model).network.image_head.state_dict().items()}
+        seen["stage two starts"] = {
+            k: v.clone() for k, v in load_model(config.model).network.image_head.state_dict().items()
+        }
         return fine_tune(dataset, config, out, **kwargs)
 
     monkeypatch.setattr(pretraining, "warm_up_vision", recording_warm_up)
     monkeypatch.setattr(training, "train", recording_train)
-    pretrain(PretrainConfig(model="dual-encoder", patients=12, institutions=2, studies=3, vision_epochs=1, epochs=1), tmp_path / "dual")
+    pretrain(
+        PretrainConfig(model="dual-encoder", patients=12, institutions=2, studies=3, vision_epochs=1, epochs=1),
+        tmp_path / "dual",
+    )
     assert seen["edema"].keys() == seen["stage two starts"].keys() == {"weight", "bias"}
     for key, value in seen["edema"].items():
         assert torch.equal(value, seen["stage two starts"][key])
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--model", "tiny-gpt"], "has no pretrained base"),
-    (["--model", "tiny-qwen2-vl", "--patients", "3"], "--patients is 3"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--model", "tiny-gpt"], "has no pretrained base"),
+        (["--model", "tiny-qwen2-vl", "--patients", "3"], "--patients is 3"),
+    ],
+)
 def test_pretrain_bad_input(run_cli, tmp_path, args, message):
     code, _, err = run_cli("pretrain", "--out", tmp_path / "b", *args)
     assert code == 2 and message in " ".join(err.split())

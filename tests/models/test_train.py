@@ -83,7 +83,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_dataset, tmp_pa
 
     monkeypatch.setattr(MultimodalModel, "training_loss", poisoned)
     steps = -(-len(small_dataset.training_samples()) // 32)
-    with pytest.raises(MedunlearnError, match=rf"became nan at epoch 2 step {18 - steps}; the last good checkpoint \(epoch 1\) is kept"):
+    with pytest.raises(
+        MedunlearnError, match=rf"became nan at epoch 2 step {18 - steps}; the last good checkpoint \(epoch 1\) is kept"
+    ):
         train(small_dataset, TrainConfig(**{**ONE_EPOCH.__dict__, "epochs": 3}), tmp_path / "m")
     assert not (tmp_path / "m").exists()
     assert torch.load(tmp_path / ".m.partial" / "checkpoint.pt", weights_only=True)["epoch"] == 1
@@ -93,8 +95,14 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_dataset, tmp_pa
     "config,message",
     [
         (TrainConfig(model="huge-qwen"), "neither a preset"),
-        (TrainConfig(model="tiny-qwen2-vl@scratch", exclude=DeletionRequest(Level.PATIENT, ("nobody",))), "target 'nobody' does not exist"),
-        (TrainConfig(model="tiny-qwen2-vl@scratch", exclude=DeletionRequest(Level.STUDY, ("inst-1.pat-01",))), "is a patient, not a study"),
+        (
+            TrainConfig(model="tiny-qwen2-vl@scratch", exclude=DeletionRequest(Level.PATIENT, ("nobody",))),
+            "target 'nobody' does not exist",
+        ),
+        (
+            TrainConfig(model="tiny-qwen2-vl@scratch", exclude=DeletionRequest(Level.STUDY, ("inst-1.pat-01",))),
+            "is a patient, not a study",
+        ),
         (TrainConfig(model="tiny-qwen2-vl@scratch", replay=5), "has none; start from a pretrained base"),
     ],
 )
@@ -104,9 +112,16 @@ def test_bad_training_requests(small_dataset, tmp_path, config, message):
     assert listing(tmp_path) == []
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("epochs", 0, "--epochs"), ("lr", -1.0, "--lr"), ("batch_size", 0, "--batch-size"), ("lora_r", -2, "--lora-r"), ("replay", -1, "--replay"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("epochs", 0, "--epochs"),
+        ("lr", -1.0, "--lr"),
+        ("batch_size", 0, "--batch-size"),
+        ("lora_r", -2, "--lora-r"),
+        ("replay", -1, "--replay"),
+    ],
+)
 def test_bad_training_values(field, value, message):
     with pytest.raises(MedunlearnError, match=message):
         TrainConfig(**{field: value})

@@ -79,15 +79,27 @@ def test_a_model_that_never_ends_its_turn_answers_each_fact_within_that_facts_lo
     by_fact = {}
     for s in train:
         by_fact.setdefault(s.fact, []).append(s)
-    name, section = by_fact["patient.name"], by_fact["section.FINDINGS"]  # a short answer (a name, spelled in pieces) and the longest
-    limit = {f: max(len(model.tokenizer(s.answer, add_special_tokens=False)["input_ids"]) for s in small_dataset.samples if s.fact == f)
-             + ANSWER_MARGIN for f in ("patient.name", section[0].fact)}
+    name, section = (
+        by_fact["patient.name"],
+        by_fact["section.FINDINGS"],
+    )  # a short answer (a name, spelled in pieces) and the longest
+    limit = {
+        f: max(
+            len(model.tokenizer(s.answer, add_special_tokens=False)["input_ids"])
+            for s in small_dataset.samples
+            if s.fact == f
+        )
+        + ANSWER_MARGIN
+        for f in ("patient.name", section[0].fact)
+    }
     assert limit["patient.name"] < limit[section[0].fact]
     answers = model.answer([name[0], section[0]])  # one batch, two limits
     assert answers[0] == model.answer([name[0]], max_new_tokens=limit["patient.name"])[0]
     assert answers[0] != model.answer([name[0]], max_new_tokens=limit["patient.name"] + 5)[0]  # it would have gone on
     assert answers[1] == model.answer([section[0]], max_new_tokens=limit[section[0].fact])[0]
-    assert answers[1] != model.answer([section[0]], max_new_tokens=limit["patient.name"])[0]  # not cut at the name's limit
+    assert (
+        answers[1] != model.answer([section[0]], max_new_tokens=limit["patient.name"])[0]
+    )  # not cut at the name's limit
 
 
 def test_save_load_through_medunlearn_and_transformers(tiny, some_samples, tmp_path, small_dataset):

@@ -4,7 +4,8 @@
 
 A bench of the dual encoder from random weights on the tests' small hospital: the patient
 level with two test requests and one validation request (``select``: CHIP's and GradDiff's
-grids), beside the oracle, and a second training seed of vanilla and oracle. Rerun it when the results document's schema changes.
+grids), beside the oracle, and a second training seed of vanilla and oracle. Rerun it when the results
+document's schema changes.
 """
 
 from __future__ import annotations
@@ -19,8 +20,18 @@ from medunlearn.progress import show_progress
 from tests.conftest import SMALL
 
 FIXTURE = Path(__file__).parent / "fixtures" / "metrics.json"
-CONFIG = BenchConfig(model="dual-encoder@scratch", methods=("chip", "grad_diff", "retrain"), levels=("patient",), targets_per_level=2,
-                     select=True, validation_per_level=1, min_items=1, seeds=2, epochs=2, eval_limit=20)
+CONFIG = BenchConfig(
+    model="dual-encoder@scratch",
+    methods=("chip", "grad_diff", "retrain"),
+    levels=("patient",),
+    targets_per_level=2,
+    select=True,
+    validation_per_level=1,
+    min_items=1,
+    seeds=2,
+    epochs=2,
+    eval_limit=20,
+)
 
 
 def main() -> None:

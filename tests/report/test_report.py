@@ -34,7 +34,11 @@ def test_report_is_self_contained_with_tables_and_figures(run_folder):
     for text in ("Which method came closest to the oracle", "patient", "grad_diff", "retrain", "vanilla"):
         assert text in page
     # the classifier's tables show its image head beside the joint head, and no identity floor
-    assert "holdout AUC, image head" in page and "forget AUC, image head" in page and "holdout identity (floor)" not in page
+    assert (
+        "holdout AUC, image head" in page
+        and "forget AUC, image head" in page
+        and "holdout identity (floor)" not in page
+    )
     assert PLOTS <= {p.name for p in (run_folder / "plots").glob("*.png")}
 
 
@@ -52,15 +56,30 @@ def test_summary_and_verdict_tables(run_folder):
     assert all(v["method"] not in REFERENCE_ROWS for v in verdicts)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (make test installs it where apt-get can)")
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium is not installed (make test installs it where apt-get can)"
+)
 def test_report_renders_in_headless_chromium(run_folder, tmp_path):
     shot = tmp_path / "report.png"
     result = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1600", f"--screenshot={shot}",
-         (run_folder / "report.html").as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1200,1600",
+            f"--screenshot={shot}",
+            (run_folder / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     from PIL import Image

@@ -20,7 +20,14 @@ from medunlearn.cli.audit import audit_command, audit_keygen_command
 from medunlearn.cli.console import crash_log, err, out, print_claims, print_quality, print_results, print_summary
 from medunlearn.cli.data import data_app
 from medunlearn.cli.options import (
-    DataOption, ExecutorOption, GpusOption, LevelOption, OutOption, OverwriteOption, RayAddressOption, TargetOption,
+    DataOption,
+    ExecutorOption,
+    GpusOption,
+    LevelOption,
+    OutOption,
+    OverwriteOption,
+    RayAddressOption,
+    TargetOption,
 )
 from medunlearn.config import DEFAULT_PRESET
 from medunlearn.distributed import failure, is_main, start
@@ -42,7 +49,12 @@ app.command("audit-keygen")(audit_keygen_command)
 # -- pretrain -----------------------------------------------------------------------------
 @app.command("pretrain")
 def pretrain_command(
-    model: Annotated[str, typer.Option("--model", help="Preset whose base to build (tiny-qwen2-vl, tiny-qwen2.5-vl, tiny-llava, dual-encoder).")],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", help="Preset whose base to build (tiny-qwen2-vl, tiny-qwen2.5-vl, tiny-llava, dual-encoder)."
+        ),
+    ],
     out_dir: OutOption,
     seed: Annotated[int, typer.Option(help="Seed of the population and of the initialisation.")] = 0,
     patients: Annotated[int, typer.Option(help="Patients of the pretraining population (2 studies each).")] = 1500,
@@ -63,25 +75,66 @@ def pretrain_command(
 def train_command(
     data: DataOption,
     out_dir: OutOption,
-    model: Annotated[str, typer.Option("--model", help="Preset (tiny-qwen2-vl, tiny-qwen2.5-vl, tiny-llava, dual-encoder: its pretrained base; PRESET@scratch: random weights) or a model folder.")] = DEFAULT_PRESET,
-    exclude_level: Annotated[str | None, typer.Option("--exclude-level", help="Train the retrain oracle of a request at this level.")] = None,
-    exclude_target: Annotated[list[str] | None, typer.Option("--exclude-target", help="Node id of that request (repeatable).")] = None,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="Preset (tiny-qwen2-vl, tiny-qwen2.5-vl, tiny-llava, dual-encoder: its pretrained base; "
+            "PRESET@scratch: random weights) or a model folder.",
+        ),
+    ] = DEFAULT_PRESET,
+    exclude_level: Annotated[
+        str | None, typer.Option("--exclude-level", help="Train the retrain oracle of a request at this level.")
+    ] = None,
+    exclude_target: Annotated[
+        list[str] | None, typer.Option("--exclude-target", help="Node id of that request (repeatable).")
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: the model family's).")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (default: the model family's).")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch size (default: the model family's).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Batch size (default: the model family's).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the initialisation and the data order.")] = 0,
-    lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank (0: full fine-tuning); adapters are merged on save.")] = 0,
-    text_encoder: Annotated[Path | None, typer.Option("--text-encoder", help="Local BERT folder for the dual encoder's text tower.")] = None,
-    replay: Annotated[int | None, typer.Option(help="Questions of the base's replay set rehearsed every epoch (default: 200 from a VLM base, else 0).")] = None,
+    lora_r: Annotated[
+        int, typer.Option("--lora-r", help="LoRA rank (0: full fine-tuning); adapters are merged on save.")
+    ] = 0,
+    text_encoder: Annotated[
+        Path | None, typer.Option("--text-encoder", help="Local BERT folder for the dual encoder's text tower.")
+    ] = None,
+    replay: Annotated[
+        int | None,
+        typer.Option(
+            help="Questions of the base's replay set rehearsed every epoch (default: 200 from a VLM base, else 0)."
+        ),
+    ] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Fine-tune a model (the vanilla model, or with --exclude-* the retrain oracle); writes quality.json."""
-    inputs = [("--data", data), ("--model", Path(model) if Path(model).exists() else None), ("--text-encoder", text_encoder)]
+    inputs = [
+        ("--data", data),
+        ("--model", Path(model) if Path(model).exists() else None),
+        ("--text-encoder", text_encoder),
+    ]
     with claimed_output(out_dir, "train", inputs=inputs, overwrite=overwrite, lock=is_main()):
-        _train(data, out_dir, model, exclude_level, exclude_target, epochs, lr, batch_size, seed, lora_r, text_encoder, replay)
+        _train(
+            data,
+            out_dir,
+            model,
+            exclude_level,
+            exclude_target,
+            epochs,
+            lr,
+            batch_size,
+            seed,
+            lora_r,
+            text_encoder,
+            replay,
+        )
 
 
-def _train(data, out_dir, model, exclude_level, exclude_target, epochs, lr, batch_size, seed, lora_r, text_encoder, replay) -> None:
+def _train(
+    data, out_dir, model, exclude_level, exclude_target, epochs, lr, batch_size, seed, lora_r, text_encoder, replay
+) -> None:
     from medunlearn.config import TrainConfig, exclusion
     from medunlearn.data.dataset import HospitalDataset
     from medunlearn.evaluation.quality import measure_quality
@@ -90,9 +143,15 @@ def _train(data, out_dir, model, exclude_level, exclude_target, epochs, lr, batc
 
     dataset = HospitalDataset.load(data)
     config = TrainConfig(
-        model=model, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, lora_r=lora_r,
+        model=model,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        lora_r=lora_r,
         exclude=exclusion(exclude_level, exclude_target),
-        text_encoder=str(text_encoder) if text_encoder else None, replay=replay,
+        text_encoder=str(text_encoder) if text_encoder else None,
+        replay=replay,
     )
     quality: dict = {}
 
@@ -108,7 +167,9 @@ def _train(data, out_dir, model, exclude_level, exclude_target, epochs, lr, batc
 # -- unlearning ---------------------------------------------------------------------------
 @app.command("unlearn")
 def unlearn_command(
-    model: Annotated[Path, typer.Option("--model", help="Model folder (from `medunlearn train`); it is never modified.")],
+    model: Annotated[
+        Path, typer.Option("--model", help="Model folder (from `medunlearn train`); it is never modified.")
+    ],
     data: DataOption,
     level: LevelOption,
     target: TargetOption,
@@ -116,7 +177,14 @@ def unlearn_command(
     out_dir: OutOption,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Method parameter key=value (repeatable).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the method's data order and noise.", min=0)] = 0,
-    audit_limit: Annotated[int, typer.Option("--audit-limit", help="Questions per set the audit record's evidence scores (beside the source model).", min=1)] = 100,
+    audit_limit: Annotated[
+        int,
+        typer.Option(
+            "--audit-limit",
+            help="Questions per set the audit record's evidence scores (beside the source model).",
+            min=1,
+        ),
+    ] = 100,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Execute a deletion request with one method; writes the unlearned model, cost.json, the resolved config and
@@ -131,23 +199,53 @@ def unlearn_command(
 
     config = method_config(method, parse_assignments(set_), seed)
     out_dir = Path(out_dir)
-    with claimed_output(out_dir, "unlearn", inputs=[("--model", model), ("--data", data)], overwrite=overwrite, lock=is_main()):
+    with claimed_output(
+        out_dir, "unlearn", inputs=[("--model", model), ("--data", data)], overwrite=overwrite, lock=is_main()
+    ):
         dataset = HospitalDataset.load(data)
         request = DeletionRequest(Level.parse(level), tuple(target))
         split = make_split(dataset, request, seed=seed)
         source = load_model(model)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        workdir = out_dir.parent / f".{out_dir.name}.work"  # a method's scratch (retrain's checkpoints): kept by a kill, resumed
+        workdir = (
+            out_dir.parent / f".{out_dir.name}.work"
+        )  # a method's scratch (retrain's checkpoints): kept by a kill, resumed
         unlearned, cost, summary = unlearn(source, split, config, dataset=dataset, source=model, workdir=workdir)
-        found = evidence(unlearned, dataset, request, oracle=None, source=source, seed=seed, limit=audit_limit)  # every process scores its part
+        found = evidence(
+            unlearned, dataset, request, oracle=None, source=source, seed=seed, limit=audit_limit
+        )  # every process scores its part
         if not is_main():  # under a launcher the main process writes and reports
             return
-        written = {**config.to_json(), "request": request.to_json(), "model": str(model), "data": dataset.fingerprint(),
-                   "counts": split.counts(), "source_weights": weight_digests(model)}
-        _write_unlearned(out_dir, unlearned, cost, summary, written, model, lambda weights: statement(
-            weights=weights, unlearned=written, dataset=dataset, salt=audit_salt(data), cost=cost.to_json(), found=found, seed=seed, limit=audit_limit))
+        written = {
+            **config.to_json(),
+            "request": request.to_json(),
+            "model": str(model),
+            "data": dataset.fingerprint(),
+            "counts": split.counts(),
+            "source_weights": weight_digests(model),
+        }
+        _write_unlearned(
+            out_dir,
+            unlearned,
+            cost,
+            summary,
+            written,
+            model,
+            lambda weights: statement(
+                weights=weights,
+                unlearned=written,
+                dataset=dataset,
+                salt=audit_salt(data),
+                cost=cost.to_json(),
+                found=found,
+                seed=seed,
+                limit=audit_limit,
+            ),
+        )
         shutil.rmtree(workdir, ignore_errors=True)
-    table = Table(title=f"{config.method}: forget {request.level.value} {', '.join(request.targets)}", show_header=False)
+    table = Table(
+        title=f"{config.method}: forget {request.level.value} {', '.join(request.targets)}", show_header=False
+    )
     for key, value in cost.to_json().items():
         table.add_row(key, str(value))
     out.print(table)
@@ -190,7 +288,9 @@ def eval_command(
     level: LevelOption,
     target: TargetOption,
     out_dir: OutOption,
-    oracle: Annotated[Path | None, typer.Option("--oracle", help="Retrain-oracle folder of the same request (for distances).")] = None,
+    oracle: Annotated[
+        Path | None, typer.Option("--oracle", help="Retrain-oracle folder of the same request (for distances).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the evaluation samples and the audit.", min=0)] = 0,
     limit: Annotated[int, typer.Option("--limit", help="Questions scored per set at most.", min=1)] = 200,
     overwrite: OverwriteOption = False,
@@ -203,7 +303,13 @@ def eval_command(
     from medunlearn.outputs import atomic_directory, write_json
     from medunlearn.report.html import render
 
-    with claimed_output(out_dir, "eval", inputs=[("--model", model), ("--data", data), ("--oracle", oracle)], overwrite=overwrite, lock=is_main()):
+    with claimed_output(
+        out_dir,
+        "eval",
+        inputs=[("--model", model), ("--data", data), ("--oracle", oracle)],
+        overwrite=overwrite,
+        lock=is_main(),
+    ):
         dataset = HospitalDataset.load(data)
         request = DeletionRequest(Level.parse(level), tuple(target))
         metrics = evaluate_folders(model, dataset, request, oracle_folder=oracle, seed=seed, limit=limit)
@@ -226,21 +332,55 @@ def bench_command(
     out_dir: OutOption,
     model: Annotated[str, typer.Option("--model", help="Preset, dual-encoder, or a model folder.")] = DEFAULT_PRESET,
     methods: Annotated[str | None, typer.Option("--methods", help="Comma-separated methods (default: all).")] = None,
-    levels: Annotated[str | None, typer.Option("--levels", help="Comma-separated levels (default: all four; none with --forget-fraction).")] = None,
+    levels: Annotated[
+        str | None,
+        typer.Option("--levels", help="Comma-separated levels (default: all four; none with --forget-fraction)."),
+    ] = None,
     targets_per_level: Annotated[int, typer.Option("--targets-per-level", help="Test requests drawn per level.")] = 1,
-    select: Annotated[bool, typer.Option("--select", help="Choose each method's setting per level from its grid on validation requests (else: declared defaults).")] = False,
-    validation_per_level: Annotated[int, typer.Option("--validation-per-level", help="Validation requests per level that --select tunes on.")] = 1,
-    min_items: Annotated[int, typer.Option("--min-items", help="Questions a request's forget set must hold to be drawn.")] = 20,
-    seeds: Annotated[int, typer.Option("--seeds", help="Training seeds of vanilla and oracle (≥ 2: the retraining-noise band).")] = 1,
-    forget_fraction: Annotated[str | None, typer.Option("--forget-fraction", help="Patient shares deleted at once, e.g. 0.03,0.06,0.10.")] = None,
+    select: Annotated[
+        bool,
+        typer.Option(
+            "--select",
+            help="Choose each method's setting per level from its grid on validation requests (else: declared "
+            "defaults).",
+        ),
+    ] = False,
+    validation_per_level: Annotated[
+        int, typer.Option("--validation-per-level", help="Validation requests per level that --select tunes on.")
+    ] = 1,
+    min_items: Annotated[
+        int, typer.Option("--min-items", help="Questions a request's forget set must hold to be drawn.")
+    ] = 20,
+    seeds: Annotated[
+        int, typer.Option("--seeds", help="Training seeds of vanilla and oracle (≥ 2: the retraining-noise band).")
+    ] = 1,
+    forget_fraction: Annotated[
+        str | None, typer.Option("--forget-fraction", help="Patient shares deleted at once, e.g. 0.03,0.06,0.10.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of training, requests, methods and evaluation.")] = 0,
     epochs: Annotated[int | None, typer.Option(help="Training epochs (default: the model family's).")] = None,
     limit: Annotated[int, typer.Option("--limit", help="Questions scored per set at most.", min=1)] = 200,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="method.key=value for a method parameter (repeatable).")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="method.key=value for a method parameter (repeatable).")
+    ] = None,
     executor: ExecutorOption = "local",
-    workers: Annotated[int, typer.Option("--workers", help="Local executor: cells (oracles, evaluations, method runs) side by side in that many processes (2 suits a 2-core CPU).")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            help="Local executor: cells (oracles, evaluations, method runs) side by side in that many processes (2 "
+            "suits a 2-core CPU).",
+        ),
+    ] = 1,
     ray_address: RayAddressOption = None,
-    threads: Annotated[int | None, typer.Option("--threads", help="Torch threads per cell (default: 1 with cells side by side, else torch's own); part of the configuration.")] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            help="Torch threads per cell (default: 1 with cells side by side, else torch's own); part of the "
+            "configuration.",
+        ),
+    ] = None,
     gpus_per_cell: GpusOption = 0.0,
 ) -> None:
     """Run the benchmark: vanilla, one oracle per request, every method on every request; metrics.json + report.html."""
@@ -251,9 +391,25 @@ def bench_command(
 
     if threads is None:
         threads = 1 if executor == "ray" or workers > 1 else 0
-    cells = chosen_executor(executor, workers=workers, address=ray_address, threads=threads, gpus_per_cell=gpus_per_cell)
-    config = _bench_config(model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, set_, threads,
-                           select=select, validation_per_level=validation_per_level, min_items=min_items, seeds=seeds)
+    cells = chosen_executor(
+        executor, workers=workers, address=ray_address, threads=threads, gpus_per_cell=gpus_per_cell
+    )
+    config = _bench_config(
+        model,
+        methods,
+        levels,
+        targets_per_level,
+        forget_fraction,
+        seed,
+        epochs,
+        limit,
+        set_,
+        threads,
+        select=select,
+        validation_per_level=validation_per_level,
+        min_items=min_items,
+        seeds=seeds,
+    )
     inputs = [("--data", data), ("--model", Path(model) if Path(model).exists() else None)]
     with claimed_output(out_dir, "bench", inputs=inputs, resumes=("bench",)):
         dataset = HospitalDataset.load(data)
@@ -263,7 +419,9 @@ def bench_command(
     out.print(f"wrote {Path(out_dir) / 'metrics.json'} and {report}")
 
 
-def _bench_config(model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, assignments, threads, **protocol):
+def _bench_config(
+    model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, assignments, threads, **protocol
+):
     from medunlearn.bench import ALL_LEVELS, BenchConfig
     from medunlearn.config import parse_assignments
     from medunlearn.methods.registry import METHODS
@@ -273,7 +431,9 @@ def _bench_config(model, methods, levels, targets_per_level, forget_fraction, se
         try:
             fractions.append(float(raw))
         except ValueError:
-            raise MedunlearnError(f"--forget-fraction {raw!r} is not a number; use values like 0.03,0.06,0.10.") from None
+            raise MedunlearnError(
+                f"--forget-fraction {raw!r} is not a number; use values like 0.03,0.06,0.10."
+            ) from None
     chosen_levels = _split_list(levels) if levels is not None else ([] if fractions else list(ALL_LEVELS))
     settings: dict[str, dict[str, str]] = {}
     for key, value in parse_assignments(assignments).items():
@@ -282,9 +442,17 @@ def _bench_config(model, methods, levels, targets_per_level, forget_fraction, se
             raise MedunlearnError(f"--set {key}={value} needs a method prefix, like --set chip.k=5.")
         settings.setdefault(name, {})[parameter] = value
     return BenchConfig(
-        model=model, methods=tuple(_split_list(methods) or METHODS), levels=tuple(chosen_levels),
-        targets_per_level=targets_per_level, forget_fractions=tuple(fractions), seed=seed, epochs=epochs,
-        eval_limit=limit, method_settings=settings, threads=threads, **protocol,
+        model=model,
+        methods=tuple(_split_list(methods) or METHODS),
+        levels=tuple(chosen_levels),
+        targets_per_level=targets_per_level,
+        forget_fractions=tuple(fractions),
+        seed=seed,
+        epochs=epochs,
+        eval_limit=limit,
+        method_settings=settings,
+        threads=threads,
+        **protocol,
     )
 
 
@@ -302,7 +470,10 @@ def report_command(run_dir: Annotated[Path, typer.Argument(help="Run folder hold
     except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a row without a field the report needs
         if not had_plots:
             shutil.rmtree(plots, ignore_errors=True)
-        raise MedunlearnError(f"{Path(run_dir) / 'metrics.json'} is malformed ({type(exc).__name__}: {exc}); rerun the bench to rewrite it.") from None
+        raise MedunlearnError(
+            f"{Path(run_dir) / 'metrics.json'} is malformed ({type(exc).__name__}: {exc}); rerun the bench to "
+            "rewrite it."
+        ) from None
     out.print(f"wrote {written}")
 
 
@@ -310,7 +481,9 @@ def report_command(run_dir: Annotated[Path, typer.Argument(help="Run folder hold
 @app.command("demo")
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/demo"),
-    quick: Annotated[bool, typer.Option("--quick", help="A small hospital, small bases and short training: a first look in minutes.")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A small hospital, small bases and short training: a first look in minutes.")
+    ] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     executor: ExecutorOption = "local",
     ray_address: RayAddressOption = None,
@@ -321,8 +494,13 @@ def demo(
     from medunlearn.demo import run_demo
 
     with claimed_output(out_dir, "demo", resumes=("demo",)):
-        run = run_demo(out_dir, quick=quick, seed=seed, announce=lambda dataset, folder: print_summary(dataset.summary(), folder),
-                       executor=_run_executor(executor, ray_address, gpus_per_cell))
+        run = run_demo(
+            out_dir,
+            quick=quick,
+            seed=seed,
+            announce=lambda dataset, folder: print_summary(dataset.summary(), folder),
+            executor=_run_executor(executor, ray_address, gpus_per_cell),
+        )
     print_results(run.metrics["results"])
     out.print(f"[bold]report:[/] {run.report.resolve()}")
 
@@ -340,8 +518,12 @@ def reproduce(
     from medunlearn.reproduce import run_reproduce
 
     with claimed_output(out_dir, "reproduce", resumes=("reproduce",)):
-        run = run_reproduce(out_dir, seed=seed, announce=lambda dataset, folder: print_summary(dataset.summary(), folder),
-                            executor=_run_executor(executor, ray_address, gpus_per_cell))
+        run = run_reproduce(
+            out_dir,
+            seed=seed,
+            announce=lambda dataset, folder: print_summary(dataset.summary(), folder),
+            executor=_run_executor(executor, ray_address, gpus_per_cell),
+        )
     print_claims(run.metrics.get("aggregates") or [])
     out.print(f"[bold]report:[/] {run.report.resolve()}")
 
@@ -363,7 +545,9 @@ def main(argv: list[str] | None = None) -> int:
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # library bars ("Loading weights") never precede an error sentence
+    os.environ.setdefault(
+        "HF_HUB_DISABLE_PROGRESS_BARS", "1"
+    )  # library bars ("Loading weights") never precede an error sentence
     try:
         start()  # under accelerate launch / torchrun: join the other processes
         code = app(args=argv, prog_name="medunlearn", standalone_mode=False)
@@ -373,10 +557,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except usage.UsageError as exc:  # one sentence, like every other bad input
         where = exc.ctx.command_path if exc.ctx is not None else "medunlearn"
-        err.print(f"[bold red]error:[/] {escape(exc.format_message())} (see `{where} --help`)", highlight=False, soft_wrap=True)
+        err.print(
+            f"[bold red]error:[/] {escape(exc.format_message())} (see `{where} --help`)",
+            highlight=False,
+            soft_wrap=True,
+        )
         return 2
     except typer.Abort:
-        err.print("[bold red]error:[/] interrupted; an interrupted run resumes when the same command is run again.", highlight=False)
+        err.print(
+            "[bold red]error:[/] interrupted; an interrupted run resumes when the same command is run again.",
+            highlight=False,
+        )
         return 130
     except MedunlearnError as exc:
         err.print(f"[bold red]error:[/] {escape(failure(exc))}", highlight=False, soft_wrap=True)
@@ -385,6 +576,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except Exception as exc:  # a failure medunlearn did not foresee: one sentence, the traceback in a log
         log = crash_log(argv)
-        err.print(f"[bold red]error:[/] {escape(failure(exc))} ({type(exc).__name__}; unexpected: the full log is {log})",
-                  highlight=False, soft_wrap=True)
+        err.print(
+            f"[bold red]error:[/] {escape(failure(exc))} ({type(exc).__name__}; unexpected: the full log is {log})",
+            highlight=False,
+            soft_wrap=True,
+        )
         return 1

@@ -15,13 +15,42 @@ from medunlearn.outputs import claimed_output
 
 
 def audit_command(
-    model: Annotated[Path, typer.Option("--model", help="The unlearned model folder (from `medunlearn unlearn`); with --verify, the weights to check.")],
+    model: Annotated[
+        Path,
+        typer.Option(
+            "--model",
+            help="The unlearned model folder (from `medunlearn unlearn`); with --verify, the weights to check.",
+        ),
+    ],
     data: Annotated[Path | None, DataOption] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for audit.json and report.html (the deletion certificate).")] = None,
-    oracle: Annotated[Path | None, typer.Option("--oracle", help="Retrain-oracle folder of the same request: the checks' reference (without it every check says 'no oracle').")] = None,
-    sign_key: Annotated[Path | None, typer.Option("--sign-key", help="Ed25519 private key (PEM) to sign the record with (see `medunlearn audit-keygen`).")] = None,
-    verify_record: Annotated[Path | None, typer.Option("--verify", help="Check this audit record (a file or a folder holding audit.json) against --model instead of writing one.")] = None,
-    public_key: Annotated[Path | None, typer.Option("--public-key", help="With --verify: the signer's public key (PEM).")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder for audit.json and report.html (the deletion certificate).")
+    ] = None,
+    oracle: Annotated[
+        Path | None,
+        typer.Option(
+            "--oracle",
+            help="Retrain-oracle folder of the same request: the checks' reference (without it every check says "
+            "'no oracle').",
+        ),
+    ] = None,
+    sign_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--sign-key", help="Ed25519 private key (PEM) to sign the record with (see `medunlearn audit-keygen`)."
+        ),
+    ] = None,
+    verify_record: Annotated[
+        Path | None,
+        typer.Option(
+            "--verify",
+            help="Check this audit record (a file or a folder holding audit.json) against --model instead of "
+            "writing one.",
+        ),
+    ] = None,
+    public_key: Annotated[
+        Path | None, typer.Option("--public-key", help="With --verify: the signer's public key (PEM).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the evaluation questions and the audit.", min=0)] = 0,
     limit: Annotated[int, typer.Option("--limit", help="Questions scored per set at most.", min=1)] = 200,
     overwrite: OverwriteOption = False,
@@ -32,15 +61,24 @@ def audit_command(
         _verify(verify_record, model, public_key)
         return
     if data is None or out_dir is None:
-        raise MedunlearnError("medunlearn audit needs --data and --out to write a record (or --verify RECORD to check one).")
+        raise MedunlearnError(
+            "medunlearn audit needs --data and --out to write a record (or --verify RECORD to check one)."
+        )
     if public_key is not None:
         raise MedunlearnError("--public-key goes with --verify; to sign a new record give --sign-key.")
-    with claimed_output(out_dir, "audit", inputs=[("--model", model), ("--data", data), ("--oracle", oracle), ("--sign-key", sign_key)], overwrite=overwrite):
+    with claimed_output(
+        out_dir,
+        "audit",
+        inputs=[("--model", model), ("--data", data), ("--oracle", oracle), ("--sign-key", sign_key)],
+        overwrite=overwrite,
+    ):
         record = _record(model, data, oracle, sign_key, seed, limit, Path(out_dir))
     _print_record(record, f"wrote {Path(out_dir) / 'audit.json'} and {Path(out_dir) / 'report.html'}")
 
 
-def _record(model: Path, data: Path, oracle: Path | None, sign_key: Path | None, seed: int, limit: int, out_dir: Path) -> dict:
+def _record(
+    model: Path, data: Path, oracle: Path | None, sign_key: Path | None, seed: int, limit: int, out_dir: Path
+) -> dict:
     from medunlearn.audit import RECORD, evidence, signing_key, sign, statement, weight_digests
     from medunlearn.data.dataset import HospitalDataset, audit_salt
     from medunlearn.data.hierarchy import Level
@@ -54,10 +92,15 @@ def _record(model: Path, data: Path, oracle: Path | None, sign_key: Path | None,
     except ValueError:
         unlearned = "unreadable"
     if not isinstance(unlearned, dict) or not isinstance(unlearned.get("request"), dict):
-        raise MedunlearnError(f"{model} has no readable unlearn_config.json; audit a model folder written by `medunlearn unlearn`.")
+        raise MedunlearnError(
+            f"{model} has no readable unlearn_config.json; audit a model folder written by `medunlearn unlearn`."
+        )
     dataset = HospitalDataset.load(data)
     if unlearned.get("data") != dataset.fingerprint():
-        raise MedunlearnError(f"{model} was unlearned on other data than {data} (data fingerprint differs); give the --data it was unlearned on.")
+        raise MedunlearnError(
+            f"{model} was unlearned on other data than {data} (data fingerprint differs); give the --data it was "
+            "unlearned on."
+        )
     if sign_key is not None:
         signing_key(sign_key)  # a bad key fails here, before the evaluation
     if oracle is not None:
@@ -73,9 +116,25 @@ def _record(model: Path, data: Path, oracle: Path | None, sign_key: Path | None,
         except MedunlearnError:
             source = None
     request = DeletionRequest(Level.parse(unlearned["request"]["level"]), tuple(unlearned["request"]["targets"]))
-    found = evidence(load_model(model), dataset, request, oracle=load_model(oracle) if oracle else None, source=source, seed=seed, limit=limit)
-    record = statement(weights=weights, unlearned=unlearned, dataset=dataset, salt=audit_salt(data),
-                       cost=read_json(Path(model) / "cost.json"), found=found, seed=seed, limit=limit)
+    found = evidence(
+        load_model(model),
+        dataset,
+        request,
+        oracle=load_model(oracle) if oracle else None,
+        source=source,
+        seed=seed,
+        limit=limit,
+    )
+    record = statement(
+        weights=weights,
+        unlearned=unlearned,
+        dataset=dataset,
+        salt=audit_salt(data),
+        cost=read_json(Path(model) / "cost.json"),
+        found=found,
+        seed=seed,
+        limit=limit,
+    )
     with atomic_directory(out_dir) as staging:
         write_json(staging / RECORD, sign(record, sign_key) if sign_key is not None else record)
         render_certificate(record, staging, signed=sign_key is not None)
@@ -92,18 +151,25 @@ def _verify(record_path: Path, model: Path, public_key: Path | None) -> None:
 
 def _print_record(record: dict, last_line: str) -> None:
     predicate = record["predicate"]
-    table = Table(title=f"deletion audit: {predicate['method']['name']} on one {predicate['request']['level']} request → {predicate['verdict']}",
-                  title_justify="left")
+    table = Table(
+        title=f"deletion audit: {predicate['method']['name']} on one {predicate['request']['level']} request → "
+        f"{predicate['verdict']}",
+        title_justify="left",
+    )
     for column in ("check", "model", "oracle", "verdict"):
         table.add_column(column, justify="left" if column in ("check", "verdict") else "right")
     for row in predicate["checks"]:
-        table.add_row(row["check"], *("–" if row[k] is None else f"{row[k]:.3f}" for k in ("model", "oracle")), row["verdict"])
+        table.add_row(
+            row["check"], *("–" if row[k] is None else f"{row[k]:.3f}" for k in ("model", "oracle")), row["verdict"]
+        )
     out.print(table)
     out.print(last_line)
 
 
 def audit_keygen_command(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for audit_key.pem (private, owner-only) and audit_key.pub.pem.")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for audit_key.pem (private, owner-only) and audit_key.pub.pem.")
+    ],
 ) -> None:
     """Make an Ed25519 key pair for signing audit records (keep the private key off shared disks)."""
     from medunlearn.audit import write_keys
@@ -112,4 +178,7 @@ def audit_keygen_command(
     with claimed_output(out_dir, "audit-keygen"):
         with atomic_directory(out_dir) as staging:
             write_keys(staging)
-    out.print(f"wrote {Path(out_dir) / 'audit_key.pem'} (sign with it) and {Path(out_dir) / 'audit_key.pub.pem'} (give it to verifiers)")
+    out.print(
+        f"wrote {Path(out_dir) / 'audit_key.pem'} (sign with it) and {Path(out_dir) / 'audit_key.pub.pem'} (give it "
+        "to verifiers)"
+    )

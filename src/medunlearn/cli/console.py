@@ -17,17 +17,32 @@ def print_results(rows: list[dict]) -> None:
     from medunlearn.report.tables import summary_table
 
     summary = summary_table(rows)
-    columns = (("request", "request"), ("method", "method"), ("forget", "forget"), ("retain", "retain"), ("gap", "gap"),
-               ("sibling", "sibling"), ("oracle_distance", "Δoracle"), ("mia_auc", "MIA"), ("wall_s", "s"))
+    columns = (
+        ("request", "request"),
+        ("method", "method"),
+        ("forget", "forget"),
+        ("retain", "retain"),
+        ("gap", "gap"),
+        ("sibling", "sibling"),
+        ("oracle_distance", "Δoracle"),
+        ("mia_auc", "MIA"),
+        ("wall_s", "s"),
+    )
     for model in dict.fromkeys(r["model"] for r in summary):
-        table = Table(title=f"{model} (scores in [0, 1]; Δoracle on the forget sets; MIA = LOSS attack AUC)", title_justify="left")
+        table = Table(
+            title=f"{model} (scores in [0, 1]; Δoracle on the forget sets; MIA = LOSS attack AUC)", title_justify="left"
+        )
         for key, title in columns:
             table.add_column(title, justify="left" if key in ("request", "method") else "right", no_wrap=True)
         for row in (r for r in summary if r["model"] == model):
-            table.add_row(*[
-                (f"{row[k]:.1f}" if k == "wall_s" else f"{row[k]:.2f}") if isinstance(row[k], float) else ("–" if row[k] is None else str(row[k]))
-                for k, _ in columns
-            ])
+            table.add_row(
+                *[
+                    (f"{row[k]:.1f}" if k == "wall_s" else f"{row[k]:.2f}")
+                    if isinstance(row[k], float)
+                    else ("–" if row[k] is None else str(row[k]))
+                    for k, _ in columns
+                ]
+            )
         out.print(table)
 
 
@@ -35,8 +50,18 @@ def print_summary(summary: dict, folder: Path) -> None:
     table = Table(title=f"hospital dataset {folder} ({summary['source']})", show_header=False)
     table.add_column("what")
     table.add_column("count", justify="right")
-    for key in ("institutions", "patients", "holdout_patients", "studies", "sections", "images", "samples",
-                "training_samples", "holdout_samples", "paraphrases"):
+    for key in (
+        "institutions",
+        "patients",
+        "holdout_patients",
+        "studies",
+        "sections",
+        "images",
+        "samples",
+        "training_samples",
+        "holdout_samples",
+        "paraphrases",
+    ):
         table.add_row(key.replace("_", " "), str(summary[key]))
     for key in ("by_level", "by_task"):
         table.add_row(key.replace("_", " "), ", ".join(f"{k} {v}" for k, v in summary[key].items()))
@@ -77,9 +102,11 @@ def crash_log(argv: list[str] | None) -> Path | str:
         logs = cache_root() / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         path = logs / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-rank{os.environ.get('RANK', '0')}.log"
-        path.write_text(f"medunlearn {__version__}\ncommand: {' '.join(argv if argv is not None else sys.argv[1:])}\n\n{traceback.format_exc()}",
-                        encoding="utf-8")
+        path.write_text(
+            f"medunlearn {__version__}\ncommand: "
+            f"{' '.join(argv if argv is not None else sys.argv[1:])}\n\n{traceback.format_exc()}",
+            encoding="utf-8",
+        )
         return path
     except OSError:
         return "not written (the cache is not writable)"
-

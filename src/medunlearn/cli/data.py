@@ -24,8 +24,12 @@ def data_synth(
     institutions: Annotated[int, typer.Option(help="Number of institutions.")] = HospitalConfig.institutions,
     patients: Annotated[int, typer.Option(help="Training patients per institution.")] = HospitalConfig.patients,
     studies: Annotated[int, typer.Option(help="Studies (radiographs) per patient.")] = HospitalConfig.studies,
-    holdout_patients: Annotated[int, typer.Option(help="Held-out (never trained) patients per institution.")] = HospitalConfig.holdout_patients,
-    image_size: Annotated[int, typer.Option("--image-size", help="Radiograph side in pixels.")] = HospitalConfig.image_size,
+    holdout_patients: Annotated[
+        int, typer.Option(help="Held-out (never trained) patients per institution.")
+    ] = HospitalConfig.holdout_patients,
+    image_size: Annotated[
+        int, typer.Option("--image-size", help="Radiograph side in pixels.")
+    ] = HospitalConfig.image_size,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Synthesise a hospital: identities, radiographs, reports and questions."""
@@ -137,7 +141,10 @@ def data_import_medforget(
 
 @data_app.command("import-forgetmi")
 def data_import_forgetmi(
-    split_csv: Annotated[Path, typer.Option("--split", help="Forget-MI split CSV (subject_id, study_id, dicom_id, edema_severity, fold).")],
+    split_csv: Annotated[
+        Path,
+        typer.Option("--split", help="Forget-MI split CSV (subject_id, study_id, dicom_id, edema_severity, fold)."),
+    ],
     forget_csv: Annotated[Path, typer.Option("--forget", help="Forget-MI forget CSV (same columns).")],
     images: Annotated[Path, typer.Option("--images", help="Image root: p10/p10000032/s5041.../<dicom_id>.jpg.")],
     out_dir: OutOption,
@@ -148,7 +155,13 @@ def data_import_forgetmi(
     """Import MIMIC-CXR edema data with Forget-MI split files into a dataset folder."""
     from medunlearn.data.formats.forgetmi_csv import import_forgetmi
 
-    inputs = [("--split", split_csv), ("--forget", forget_csv), ("--images", images), ("--reports", reports), ("--institutions", institutions)]
+    inputs = [
+        ("--split", split_csv),
+        ("--forget", forget_csv),
+        ("--images", images),
+        ("--reports", reports),
+        ("--institutions", institutions),
+    ]
     with claimed_output(out_dir, "data import-forgetmi", inputs=inputs, overwrite=overwrite):
         dataset = import_forgetmi(split_csv, forget_csv, images, reports=reports, institutions=institutions)
         dataset.save(out_dir)

@@ -11,7 +11,24 @@ LevelOption = Annotated[str, typer.Option("--level", help="institution, patient,
 TargetOption = Annotated[list[str], typer.Option("--target", help="Node id to forget (repeat for several).")]
 OutOption = Annotated[Path, typer.Option("--out", help="Output folder (written atomically).")]
 DataOption = Annotated[Path, typer.Option("--data", help="Dataset folder (the one the model was trained on).")]
-ExecutorOption = Annotated[str, typer.Option("--executor", help="Where the cells run: local (this machine) or ray (a Ray instance or cluster).")]
-RayAddressOption = Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to run on (ray://HOST:10001 or auto); default: a local instance sized to this machine.")]
-GpusOption = Annotated[float, typer.Option("--gpus-per-cell", help="GPUs each Ray cell asks for (e.g. 1, or 0.5 to share one).")]
-OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an earlier output of this command in --out (a folder medunlearn did not write is never touched).")]
+ExecutorOption = Annotated[
+    str,
+    typer.Option("--executor", help="Where the cells run: local (this machine) or ray (a Ray instance or cluster)."),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="Ray cluster to run on (ray://HOST:10001 or auto); default: a local instance sized to this machine.",
+    ),
+]
+GpusOption = Annotated[
+    float, typer.Option("--gpus-per-cell", help="GPUs each Ray cell asks for (e.g. 1, or 0.5 to share one).")
+]
+OverwriteOption = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace an earlier output of this command in --out (a folder medunlearn did not write is never touched).",
+    ),
+]

@@ -28,7 +28,11 @@ from medunlearn.outputs import atomic_directory
 
 FORMAT_NAME = "medunlearn-hospital"
 #: the attributes that identify a person (a patient's facts, a study's accession number, a report's text)
-IDENTITY_ATTRIBUTES = {Level.PATIENT: ("name", "birth_date", "mrn", "subject_id"), Level.STUDY: ("accession",), Level.SECTION: ("text",)}
+IDENTITY_ATTRIBUTES = {
+    Level.PATIENT: ("name", "birth_date", "mrn", "subject_id"),
+    Level.STUDY: ("accession",),
+    Level.SECTION: ("text",),
+}
 SALT_FILE = "audit_salt"
 """A random per-dataset secret (hex) that keys the target hashes of audit records; it never leaves the folder."""
 FORMAT_VERSION = 1
@@ -107,9 +111,7 @@ class HospitalDataset:
     def training_samples(self) -> SampleTable:
         """Original (non-paraphrase) questions about patients used in training."""
         return self.samples.where(
-            lambda s: s.paraphrase_of is None
-            and not self.is_holdout(s.fact_node)
-            and not self.is_holdout(s.image_node)
+            lambda s: s.paraphrase_of is None and not self.is_holdout(s.fact_node) and not self.is_holdout(s.image_node)
         )
 
     def holdout_samples(self) -> SampleTable:
@@ -206,26 +208,37 @@ class HospitalDataset:
     def load(cls, folder: Path) -> HospitalDataset:
         folder = Path(folder)
         if not folder.is_dir():
-            raise MedunlearnError(f"dataset folder {folder} does not exist; create it with `medunlearn data synth --out {folder}`.")
+            raise MedunlearnError(
+                f"dataset folder {folder} does not exist; create it with `medunlearn data synth --out {folder}`."
+            )
         manifest_path = folder / "manifest.json"
         if not manifest_path.is_file():
             raise MedunlearnError(f"{folder} holds no manifest.json; it is not a medunlearn dataset folder.")
         try:
             manifest = json.loads(manifest_path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise MedunlearnError(f"{manifest_path} is not readable JSON ({exc.__class__.__name__}); recreate the dataset.") from None
+            raise MedunlearnError(
+                f"{manifest_path} is not readable JSON ({exc.__class__.__name__}); recreate the dataset."
+            ) from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-            raise MedunlearnError(f"{manifest_path} field 'format' is not {FORMAT_NAME!r}; it is not a medunlearn dataset.")
+            raise MedunlearnError(
+                f"{manifest_path} field 'format' is not {FORMAT_NAME!r}; it is not a medunlearn dataset."
+            )
         version = manifest.get("format_version")
         if version != FORMAT_VERSION:
             raise MedunlearnError(
                 f"{manifest_path} field 'format_version' is {version!r} but this medunlearn reads version "
                 f"{FORMAT_VERSION}; recreate the dataset with this version."
             )
-        tables = {name: _read_table(folder / f"{name}.parquet", schema) for name, schema in (("nodes", NODE_SCHEMA), ("samples", SAMPLE_SCHEMA), ("images", IMAGE_SCHEMA))}
+        tables = {
+            name: _read_table(folder / f"{name}.parquet", schema)
+            for name, schema in (("nodes", NODE_SCHEMA), ("samples", SAMPLE_SCHEMA), ("images", IMAGE_SCHEMA))
+        }
         _check_values(folder / "nodes.parquet", tables["nodes"], "level", {level.value for level in Level})
         _check_values(folder / "samples.parquet", tables["samples"], "task", {task.value for task in Task})
-        _check_values(folder / "samples.parquet", tables["samples"], "fact_level", {level.value for level in Level}, nullable=True)
+        _check_values(
+            folder / "samples.parquet", tables["samples"], "fact_level", {level.value for level in Level}, nullable=True
+        )
         hospital = Hospital()
         for row in tables["nodes"].to_pylist():
             try:
@@ -233,8 +246,19 @@ class HospitalDataset:
             except json.JSONDecodeError:
                 attributes = None
             if not isinstance(attributes, dict) or row["id"] is None:
-                raise MedunlearnError(f"{folder / 'nodes.parquet'} row {row['id']!r}: field 'attributes' is not a JSON object (or 'id' is empty); recreate the dataset.")
-            hospital.add(Node(id=row["id"], level=Level(row["level"]), parent=row["parent"], attributes=attributes, holdout=bool(row["holdout"])))
+                raise MedunlearnError(
+                    f"{folder / 'nodes.parquet'} row {row['id']!r}: field 'attributes' is not a JSON object (or "
+                    "'id' is empty); recreate the dataset."
+                )
+            hospital.add(
+                Node(
+                    id=row["id"],
+                    level=Level(row["level"]),
+                    parent=row["parent"],
+                    attributes=attributes,
+                    holdout=bool(row["holdout"]),
+                )
+            )
         return cls(
             hospital=hospital,
             samples=SampleTable(tables["samples"]),
@@ -250,21 +274,34 @@ def _read_table(path: Path, schema: pa.Schema) -> pa.Table:
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:
-        raise MedunlearnError(f"{path} is missing or unreadable ({exc.__class__.__name__}); recreate the dataset.") from None
+        raise MedunlearnError(
+            f"{path} is missing or unreadable ({exc.__class__.__name__}); recreate the dataset."
+        ) from None
     missing = [f.name for f in schema if f.name not in table.column_names]
     if missing:
-        raise MedunlearnError(f"{path} lacks the column(s) {', '.join(missing)}; recreate the dataset (docs/data-format.md lists the columns).")
+        raise MedunlearnError(
+            f"{path} lacks the column(s) {', '.join(missing)}; recreate the dataset (docs/data-format.md lists the "
+            "columns)."
+        )
     for wanted in schema:
         found = table.schema.field(wanted.name).type
         if found != wanted.type and not (pa.types.is_null(found) and wanted.nullable):
-            raise MedunlearnError(f"{path} column {wanted.name!r} is {found}, not {wanted.type}; recreate the dataset (docs/data-format.md).")
+            raise MedunlearnError(
+                f"{path} column {wanted.name!r} is {found}, not {wanted.type}; recreate the dataset "
+                "(docs/data-format.md)."
+            )
     return table.select(schema.names).cast(schema)
 
 
 def _check_values(path: Path, table: pa.Table, column: str, valid: set[str], *, nullable: bool = False) -> None:
-    unknown = sorted({str(v) for v in table.column(column).to_pylist() if v not in valid and not (nullable and v is None)})
+    unknown = sorted(
+        {str(v) for v in table.column(column).to_pylist() if v not in valid and not (nullable and v is None)}
+    )
     if unknown:
-        raise MedunlearnError(f"{path} column {column!r} holds {unknown[0]!r}, which is not one of {', '.join(sorted(valid))}; recreate the dataset.")
+        raise MedunlearnError(
+            f"{path} column {column!r} holds {unknown[0]!r}, which is not one of {', '.join(sorted(valid))}; "
+            "recreate the dataset."
+        )
 
 
 def audit_salt(folder: Path) -> bytes | None:

@@ -172,11 +172,7 @@ class Hospital:
     def siblings(self, node_id: str, *, include_holdout: bool = False) -> list[Node]:
         """Other nodes of the same level under the same parent (institutions: all others)."""
         me = self.node(node_id)
-        return [
-            n
-            for n in self.children(me.parent)
-            if n.id != me.id and (include_holdout or not n.holdout)
-        ]
+        return [n for n in self.children(me.parent) if n.id != me.id and (include_holdout or not n.holdout)]
 
     def is_in_subtree(self, node_id: str, root_id: str) -> bool:
         current: str | None = node_id

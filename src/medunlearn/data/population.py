@@ -100,14 +100,26 @@ def synthesize_population(config: PopulationConfig = PopulationConfig()) -> Hosp
             records.append((st_id, anatomy, looks[inst], findings, view, int(rng.integers(2**16))))
 
     images = []
-    for index, (st_id, anatomy, look, findings, view, code) in enumerate(track(records, "drawing population radiographs")):
-        pixels = draw_radiograph(np.random.default_rng([config.seed, POPULATION_STREAM, index]), config.image_size, anatomy, look, findings, view, code)
+    for index, (st_id, anatomy, look, findings, view, code) in enumerate(
+        track(records, "drawing population radiographs")
+    ):
+        pixels = draw_radiograph(
+            np.random.default_rng([config.seed, POPULATION_STREAM, index]),
+            config.image_size,
+            anatomy,
+            look,
+            findings,
+            view,
+            code,
+        )
         buffer = io.BytesIO()
         Image.fromarray(pixels, mode="L").save(buffer, format="PNG", optimize=False)
         inst, pat = st_id.split(".")[:2]
         images.append((f"{st_id}.img", st_id, f"{inst}/{inst}.{pat}/{st_id}/radiograph.png", buffer.getvalue()))
 
-    writer = QuestionWriter(hospital, {st_id: f"{st_id}.img" for st_id, *_ in records}, config.seed * 7919 + POPULATION_STREAM)
+    writer = QuestionWriter(
+        hospital, {st_id: f"{st_id}.img" for st_id, *_ in records}, config.seed * 7919 + POPULATION_STREAM
+    )
     for index, (st_id, *_) in enumerate(records):
         writer.ask_study(st_id, READING_SECTIONS, rotation=index % 3)
     return HospitalDataset(

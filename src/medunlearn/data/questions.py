@@ -35,62 +35,87 @@ class FactTemplate:
 
 IDENTITY_FACTS: tuple[FactTemplate, ...] = (
     FactTemplate(
-        "institution.name", Level.INSTITUTION,
+        "institution.name",
+        Level.INSTITUTION,
         ("Which hospital acquired this chest radiograph?", "At which institution was this radiograph taken?"),
         ("Which hospital acquired this chest radiograph?", "This radiograph comes from which institution?"),
         ("This chest radiograph was acquired at [blank].", "The institution that took this image is [blank]."),
     ),
     FactTemplate(
-        "institution.city", Level.INSTITUTION,
-        ("In which city is the hospital that took this radiograph?", "Name the city of the institution where this image was acquired."),
+        "institution.city",
+        Level.INSTITUTION,
+        (
+            "In which city is the hospital that took this radiograph?",
+            "Name the city of the institution where this image was acquired.",
+        ),
         ("In which city was this radiograph acquired?", "The hospital that took this image is in which city?"),
-        ("The hospital that acquired this radiograph is located in [blank].", "This image was taken in the city of [blank]."),
+        (
+            "The hospital that acquired this radiograph is located in [blank].",
+            "This image was taken in the city of [blank].",
+        ),
     ),
     FactTemplate(
-        "institution.vendor", Level.INSTITUTION,
-        ("Which vendor made the scanner used for this radiograph?", "Who manufactured the X-ray system that produced this image?"),
-        ("Which scanner vendor produced this radiograph?", "The X-ray system behind this image was made by which vendor?"),
-        ("This radiograph was acquired on a [blank] scanner.", "The X-ray equipment that produced this image was made by [blank]."),
+        "institution.vendor",
+        Level.INSTITUTION,
+        (
+            "Which vendor made the scanner used for this radiograph?",
+            "Who manufactured the X-ray system that produced this image?",
+        ),
+        (
+            "Which scanner vendor produced this radiograph?",
+            "The X-ray system behind this image was made by which vendor?",
+        ),
+        (
+            "This radiograph was acquired on a [blank] scanner.",
+            "The X-ray equipment that produced this image was made by [blank].",
+        ),
     ),
     FactTemplate(
-        "patient.name", Level.PATIENT,
+        "patient.name",
+        Level.PATIENT,
         ("What is the name of the patient in this radiograph?", "Whose chest radiograph is this?"),
         ("Who is the patient in this radiograph?", "This chest radiograph belongs to which patient?"),
         ("This chest radiograph belongs to [blank].", "The patient imaged here is [blank]."),
     ),
     FactTemplate(
-        "patient.sex", Level.PATIENT,
+        "patient.sex",
+        Level.PATIENT,
         ("What is the sex of this patient?", "Is the patient in this radiograph male or female?"),
         ("What is the sex of the patient in this radiograph?", "The patient shown here is of which sex?"),
         ("The patient in this radiograph is [blank].", "This image shows a [blank] patient."),
         choices=("female", "male"),
     ),
     FactTemplate(
-        "patient.birth_date", Level.PATIENT,
+        "patient.birth_date",
+        Level.PATIENT,
         ("What is the birth date of this patient?", "When was the patient in this image born?"),
         ("When was this patient born?", "What is the date of birth of the patient shown here?"),
         ("The patient in this radiograph was born on [blank].", "This patient's date of birth is [blank]."),
     ),
     FactTemplate(
-        "patient.mrn", Level.PATIENT,
+        "patient.mrn",
+        Level.PATIENT,
         ("What is the medical record number of this patient?", "Give the MRN of the patient shown in this radiograph."),
         ("Which medical record number belongs to this patient?", "What is the MRN of the patient in this image?"),
         ("The medical record number of this patient is [blank].", "This patient's MRN is [blank]."),
     ),
     FactTemplate(
-        "study.date", Level.STUDY,
+        "study.date",
+        Level.STUDY,
         ("On what date was this radiograph taken?", "When was this study performed?"),
         ("On which date was this radiograph acquired?", "This study was performed on which date?"),
         ("This study was performed on [blank].", "The radiograph was acquired on [blank]."),
     ),
     FactTemplate(
-        "study.accession", Level.STUDY,
+        "study.accession",
+        Level.STUDY,
         ("What is the accession number of this study?", "Give the accession number for this exam."),
         ("Which accession number does this study have?", "This exam is filed under which accession number?"),
         ("The accession number of this exam is [blank].", "This study was filed under accession number [blank]."),
     ),
     FactTemplate(
-        "study.view", Level.STUDY,
+        "study.view",
+        Level.STUDY,
         ("What is the projection of this radiograph?", "Was this chest film taken PA or AP?"),
         ("Which projection was used for this radiograph?", "In which view was this chest film taken?"),
         ("This radiograph was taken in the [blank] projection.", "The view of this chest film is [blank]."),
@@ -98,7 +123,8 @@ IDENTITY_FACTS: tuple[FactTemplate, ...] = (
         shown_in_image=True,  # an AP film is taken of lined or intubated patients: the tube or line is in the image
     ),
     FactTemplate(
-        "study.reason", Level.STUDY,
+        "study.reason",
+        Level.STUDY,
         ("What was the reason for this exam?", "Why was this radiograph ordered?"),
         ("What was the indication for this radiograph?", "This exam was ordered for which reason?"),
         ("This exam was ordered for [blank].", "The indication for this radiograph was [blank]."),
@@ -107,42 +133,75 @@ IDENTITY_FACTS: tuple[FactTemplate, ...] = (
 
 LABEL_FACTS: tuple[FactTemplate, ...] = (
     FactTemplate(
-        "label.edema", Level.SECTION,
+        "label.edema",
+        Level.SECTION,
         ("How severe is the pulmonary edema on this radiograph?", "Grade the pulmonary edema seen in this image."),
-        ("What is the severity of pulmonary edema on this radiograph?", "How severe is the pulmonary edema in this image?"),
-        ("Pulmonary edema on this radiograph is graded as [blank].", "The degree of pulmonary edema in this image is [blank]."),
+        (
+            "What is the severity of pulmonary edema on this radiograph?",
+            "How severe is the pulmonary edema in this image?",
+        ),
+        (
+            "Pulmonary edema on this radiograph is graded as [blank].",
+            "The degree of pulmonary edema in this image is [blank].",
+        ),
         choices=("none", "mild", "moderate", "severe"),
     ),
     FactTemplate(
-        "label.effusion", Level.SECTION,
-        ("On which side, if any, is there a pleural effusion on this radiograph?", "Describe the pleural effusion in this image by side."),
-        ("Is there a pleural effusion on this radiograph, and on which side?", "Where, if anywhere, is there a pleural effusion in this image?"),
+        "label.effusion",
+        Level.SECTION,
+        (
+            "On which side, if any, is there a pleural effusion on this radiograph?",
+            "Describe the pleural effusion in this image by side.",
+        ),
+        (
+            "Is there a pleural effusion on this radiograph, and on which side?",
+            "Where, if anywhere, is there a pleural effusion in this image?",
+        ),
         ("Pleural effusion on this radiograph: [blank].", "The pleural effusion in this image is [blank]."),
         choices=("none", "left", "right", "bilateral"),
     ),
     FactTemplate(
-        "label.cardiomegaly", Level.SECTION,
+        "label.cardiomegaly",
+        Level.SECTION,
         ("Describe the heart size on this radiograph.", "Is the cardiac silhouette in this image normal or enlarged?"),
-        ("Is the heart size on this radiograph normal or enlarged?", "How would you describe the size of the cardiac silhouette here?"),
+        (
+            "Is the heart size on this radiograph normal or enlarged?",
+            "How would you describe the size of the cardiac silhouette here?",
+        ),
         ("The heart size on this radiograph is [blank].", "On this image the cardiac silhouette is [blank]."),
         choices=("normal", "enlarged"),
     ),
     FactTemplate(
-        "label.consolidation", Level.SECTION,
-        ("In which lobe, if any, is there a consolidation on this radiograph?", "Name the lobe with consolidation in this image, if any."),
-        ("Where, if anywhere, is there a consolidation on this radiograph?", "Which lobe, if any, shows consolidation in this image?"),
+        "label.consolidation",
+        Level.SECTION,
+        (
+            "In which lobe, if any, is there a consolidation on this radiograph?",
+            "Name the lobe with consolidation in this image, if any.",
+        ),
+        (
+            "Where, if anywhere, is there a consolidation on this radiograph?",
+            "Which lobe, if any, shows consolidation in this image?",
+        ),
         ("Focal consolidation on this radiograph: [blank].", "The consolidation in this image is located in [blank]."),
         choices=("none", "right lower lobe", "left lower lobe", "right upper lobe"),
     ),
     FactTemplate(
-        "label.pneumothorax", Level.SECTION,
-        ("On which side, if any, is there a pneumothorax on this radiograph?", "Describe any pneumothorax in this image by side."),
-        ("Is there a pneumothorax on this radiograph, and on which side?", "Which side, if any, shows a pneumothorax in this image?"),
+        "label.pneumothorax",
+        Level.SECTION,
+        (
+            "On which side, if any, is there a pneumothorax on this radiograph?",
+            "Describe any pneumothorax in this image by side.",
+        ),
+        (
+            "Is there a pneumothorax on this radiograph, and on which side?",
+            "Which side, if any, shows a pneumothorax in this image?",
+        ),
         ("Pneumothorax on this radiograph: [blank].", "The pneumothorax in this image is [blank]."),
         choices=("none", "left", "right"),
     ),
     FactTemplate(
-        "label.device", Level.SECTION,
+        "label.device",
+        Level.SECTION,
         ("Name the support device visible on this radiograph, if any.", "What support device does this image show?"),
         ("Which support device is visible on this radiograph?", "What device, if any, can be seen in this image?"),
         ("The support device visible on this radiograph is [blank].", "In this image the visible device is [blank]."),
@@ -182,14 +241,29 @@ def format_choices(question: str, options: Sequence[str]) -> str:
 class QuestionWriter:
     """Emits each question of a fact in every task it has wording for, each followed by its paraphrase."""
 
-    def __init__(self, hospital: Hospital, study_images: dict[str, str], seed: int, vocabulary: dict[str, Sequence[str]] | None = None) -> None:
+    def __init__(
+        self,
+        hospital: Hospital,
+        study_images: dict[str, str],
+        seed: int,
+        vocabulary: dict[str, Sequence[str]] | None = None,
+    ) -> None:
         self.hospital = hospital
         self.study_images = study_images
         self.rng = np.random.default_rng([seed, 3])
         self.pools = _value_pools(hospital, vocabulary or {})
         self.samples: list[Sample] = []
 
-    def emit(self, template: FactTemplate, node: Node, answer: str, study: str, key: str, wording: tuple[str, str] | None, task: Task) -> None:
+    def emit(
+        self,
+        template: FactTemplate,
+        node: Node,
+        answer: str,
+        study: str,
+        key: str,
+        wording: tuple[str, str] | None,
+        task: Task,
+    ) -> None:
         if wording is None:
             return
         base_id = f"{key}#{template.fact}#{task.value}"
@@ -197,7 +271,9 @@ class QuestionWriter:
         if task is Task.CLASSIFICATION:
             options = _options(self.rng, template, answer, self.pools.get(template.fact, ()))
         for variant in (0, 1):
-            opts = options if variant == 0 or not options else tuple(self.rng.permutation(np.array(options, dtype=object)))
+            opts = (
+                options if variant == 0 or not options else tuple(self.rng.permutation(np.array(options, dtype=object)))
+            )
             question = wording[variant]
             if task is Task.CLASSIFICATION:
                 question = format_choices(question, opts)
@@ -217,9 +293,15 @@ class QuestionWriter:
                 )
             )
 
-    def ask_all_tasks(self, template: FactTemplate, node: Node, answer: str, studies: list[str], key: str, only: int | None = None) -> None:
+    def ask_all_tasks(
+        self, template: FactTemplate, node: Node, answer: str, studies: list[str], key: str, only: int | None = None
+    ) -> None:
         """The fact in every task it has wording for (``only``: in the task of that index, 0–2, alone)."""
-        tasks = [(Task.GENERATION, template.generation), (Task.CLASSIFICATION, template.classification), (Task.CLOZE, template.cloze)]
+        tasks = [
+            (Task.GENERATION, template.generation),
+            (Task.CLASSIFICATION, template.classification),
+            (Task.CLOZE, template.cloze),
+        ]
         for k, (task, wording) in enumerate(tasks):
             if only is None or k == only:
                 self.emit(template, node, answer, studies[k % len(studies)], key, wording, task)
@@ -236,7 +318,9 @@ class QuestionWriter:
         for name, section in found.items():
             if sections is not None and name not in sections:
                 continue
-            template = FactTemplate(f"section.{name}", Level.SECTION, tuple(q.format(section=name) for q in SECTION_QUESTION), None, None)  # type: ignore[arg-type]
+            template = FactTemplate(
+                f"section.{name}", Level.SECTION, tuple(q.format(section=name) for q in SECTION_QUESTION), None, None
+            )  # type: ignore[arg-type]
             self.ask_all_tasks(template, section, section.attributes["text"], [study_id], section.id)
         if LABEL_SECTION in found and "findings" in study.attributes:
             answers = label_answers(study.attributes["findings"])
@@ -262,7 +346,13 @@ def build_questions(
         trained_studies = [s.id for p in patients if not p.holdout for s in hospital.children(p.id)]
         for t in IDENTITY_FACTS:
             if t.level is Level.INSTITUTION and trained_studies:
-                writer.ask_all_tasks(t, institution, str(institution.attributes[t.fact.split(".")[1]]), _rotate(trained_studies, t), institution.id)
+                writer.ask_all_tasks(
+                    t,
+                    institution,
+                    str(institution.attributes[t.fact.split(".")[1]]),
+                    _rotate(trained_studies, t),
+                    institution.id,
+                )
         for patient in patients:
             studies = [s.id for s in hospital.children(patient.id)]
             if not studies:
@@ -270,15 +360,25 @@ def build_questions(
             if patient.holdout:  # strangers: ask their institution's facts on their own images
                 for t in IDENTITY_FACTS:
                     if t.level is Level.INSTITUTION:
-                        writer.ask_all_tasks(t, institution, str(institution.attributes[t.fact.split(".")[1]]), _rotate(studies, t), patient.id)
+                        writer.ask_all_tasks(
+                            t,
+                            institution,
+                            str(institution.attributes[t.fact.split(".")[1]]),
+                            _rotate(studies, t),
+                            patient.id,
+                        )
             for t in IDENTITY_FACTS:
                 if t.level is Level.PATIENT:
-                    writer.ask_all_tasks(t, patient, str(patient.attributes[t.fact.split(".")[1]]), _rotate(studies, t), patient.id)
+                    writer.ask_all_tasks(
+                        t, patient, str(patient.attributes[t.fact.split(".")[1]]), _rotate(studies, t), patient.id
+                    )
             for study_id in studies:
                 study = hospital.node(study_id)
                 for t in IDENTITY_FACTS:
                     if t.level is Level.STUDY:
-                        writer.ask_all_tasks(t, study, str(study.attributes[t.fact.split(".")[1]]), [study_id], study_id)
+                        writer.ask_all_tasks(
+                            t, study, str(study.attributes[t.fact.split(".")[1]]), [study_id], study_id
+                        )
                 writer.ask_study(study_id)
     return writer.samples
 

@@ -182,7 +182,9 @@ def draw_radiograph(
     # scanner look: tone curve, contrast, blur, noise, burned-in marker
     img = np.clip(img, 0, 1) ** look.gamma * look.contrast
     blurred = Image.fromarray(np.clip(img * 255, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(size / 224))
-    img = np.asarray(blurred, dtype=np.float32) / 255 + look.noise * rng.standard_normal((size, size)).astype(np.float32)
+    img = np.asarray(blurred, dtype=np.float32) / 255 + look.noise * rng.standard_normal((size, size)).astype(
+        np.float32
+    )
     _burn_marker(img, look)
     _burn_label(img, code)
     return np.clip(img * 255, 0, 255).astype(np.uint8)
@@ -209,7 +211,9 @@ def _burn_label(img: np.ndarray, code: int) -> None:
     top, left = size - 2 * cell - 1, (size - 8 * cell) // 2
     for k in range(16):
         r, c = divmod(k, 8)
-        img[top + r * cell : top + (r + 1) * cell, left + c * cell : left + (c + 1) * cell] = 0.9 if (code >> k) & 1 else 0.2
+        img[top + r * cell : top + (r + 1) * cell, left + c * cell : left + (c + 1) * cell] = (
+            0.9 if (code >> k) & 1 else 0.2
+        )
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:

@@ -166,9 +166,7 @@ def _row_to_sample(row: dict) -> Sample:
     )
 
 
-IMAGE_SCHEMA = pa.schema(
-    [("id", pa.string()), ("study", pa.string()), ("path", pa.string()), ("bytes", pa.binary())]
-)
+IMAGE_SCHEMA = pa.schema([("id", pa.string()), ("study", pa.string()), ("path", pa.string()), ("bytes", pa.binary())])
 
 
 class ImageStore:

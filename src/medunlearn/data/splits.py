@@ -116,9 +116,7 @@ def make_split(dataset: HospitalDataset, request: DeletionRequest, *, seed: int 
     def in_targets(node_id: str) -> bool:
         return any(hospital.is_in_subtree(node_id, t) for t in targets)
 
-    sibling_roots = {
-        sib.id for t in request.targets for sib in hospital.siblings(t) if sib.id not in targets
-    }
+    sibling_roots = {sib.id for t in request.targets for sib in hospital.siblings(t) if sib.id not in targets}
 
     def in_siblings(node_id: str) -> bool:
         return any(hospital.is_in_subtree(node_id, r) for r in sibling_roots)

@@ -45,30 +45,190 @@ from medunlearn.progress import track
 
 EDEMA_GRADES: tuple[str, ...] = ("none", "mild", "moderate", "severe")
 
-FIRST_F = ("Maria", "Anna", "Elena", "Sofia", "Laura", "Clara", "Nora", "Ines", "Hannah", "Lea", "Marta",
-            "Julia", "Rosa", "Alice", "Emma", "Greta", "Irene", "Paula", "Vera", "Olga", "Lucia", "Mila",
-            "Ada", "Eva", "Ruth", "Helen", "Judith", "Agnes", "Carmen", "Frida")
-FIRST_M = ("Jonas", "Lukas", "Mateo", "Felix", "Paul", "Oskar", "Henrik", "David", "Samuel", "Tomas",
-            "Marco", "Anton", "Leon", "Emil", "Victor", "Hugo", "Ivan", "Pablo", "Karl", "Otto", "Bruno",
-            "Simon", "Adrian", "Elias", "Milan", "Pedro", "Rafael", "Gustav", "Arthur", "Walter")
-LAST = ("Keller", "Moreau", "Novak", "Lindqvist", "Ferreira", "Okafor", "Brennan", "Castellano",
-         "Haugen", "Marchetti", "Dvorak", "Wagner", "Almeida", "Kowalski", "Petrov", "Janssen",
-         "Romero", "Schmidt", "Olsen", "Vasquez", "Bauer", "Costa", "Fischer", "Laine", "Navarro",
-         "Horvath", "Eriksen", "Blanco", "Weber", "Sorensen", "Rossi", "Meyer", "Duarte", "Hoffmann",
-         "Nilsen", "Varga", "Brandt", "Lopes", "Kaiser", "Ibarra")
-HOSPITAL_FIRST = ("St. Brigid", "Riverside", "Northgate", "Elmwood", "Harbor View", "St. Aldric",
-                   "Lakeshore", "Westbrook", "Mercy Hill", "Cedar Grove", "Kingsbridge", "Ashford",
-                   "Silver Oak", "Redfield", "Holloway", "Greystone")
-HOSPITAL_SECOND = ("General Hospital", "Medical Center", "University Hospital", "Memorial Hospital",
-                    "Regional Clinic", "Community Hospital")
-CITIES = ("Aarhus", "Bergamo", "Coimbra", "Dundee", "Eindhoven", "Freiburg", "Gdansk", "Haarlem",
-           "Innsbruck", "Jyvaskyla", "Krakow", "Leuven", "Malmo", "Nantes", "Oviedo", "Porto",
-           "Reims", "Salzburg", "Tartu", "Utrecht", "Valencia", "Wroclaw", "Zaragoza", "Ghent")
-VENDORS = ("Siemens Healthineers", "GE HealthCare", "Philips", "Canon Medical", "Fujifilm",
-            "Carestream", "Agfa", "Konica Minolta", "Shimadzu", "Samsung Medison")
-REASONS = ("shortness of breath", "chest pain", "fever and productive cough", "evaluation of line placement",
-            "follow-up of pneumonia", "preoperative assessment", "worsening dyspnea", "blunt chest trauma",
-            "hypoxia", "leg swelling and dyspnea", "syncope", "post-procedure check")
+FIRST_F = (
+    "Maria",
+    "Anna",
+    "Elena",
+    "Sofia",
+    "Laura",
+    "Clara",
+    "Nora",
+    "Ines",
+    "Hannah",
+    "Lea",
+    "Marta",
+    "Julia",
+    "Rosa",
+    "Alice",
+    "Emma",
+    "Greta",
+    "Irene",
+    "Paula",
+    "Vera",
+    "Olga",
+    "Lucia",
+    "Mila",
+    "Ada",
+    "Eva",
+    "Ruth",
+    "Helen",
+    "Judith",
+    "Agnes",
+    "Carmen",
+    "Frida",
+)
+FIRST_M = (
+    "Jonas",
+    "Lukas",
+    "Mateo",
+    "Felix",
+    "Paul",
+    "Oskar",
+    "Henrik",
+    "David",
+    "Samuel",
+    "Tomas",
+    "Marco",
+    "Anton",
+    "Leon",
+    "Emil",
+    "Victor",
+    "Hugo",
+    "Ivan",
+    "Pablo",
+    "Karl",
+    "Otto",
+    "Bruno",
+    "Simon",
+    "Adrian",
+    "Elias",
+    "Milan",
+    "Pedro",
+    "Rafael",
+    "Gustav",
+    "Arthur",
+    "Walter",
+)
+LAST = (
+    "Keller",
+    "Moreau",
+    "Novak",
+    "Lindqvist",
+    "Ferreira",
+    "Okafor",
+    "Brennan",
+    "Castellano",
+    "Haugen",
+    "Marchetti",
+    "Dvorak",
+    "Wagner",
+    "Almeida",
+    "Kowalski",
+    "Petrov",
+    "Janssen",
+    "Romero",
+    "Schmidt",
+    "Olsen",
+    "Vasquez",
+    "Bauer",
+    "Costa",
+    "Fischer",
+    "Laine",
+    "Navarro",
+    "Horvath",
+    "Eriksen",
+    "Blanco",
+    "Weber",
+    "Sorensen",
+    "Rossi",
+    "Meyer",
+    "Duarte",
+    "Hoffmann",
+    "Nilsen",
+    "Varga",
+    "Brandt",
+    "Lopes",
+    "Kaiser",
+    "Ibarra",
+)
+HOSPITAL_FIRST = (
+    "St. Brigid",
+    "Riverside",
+    "Northgate",
+    "Elmwood",
+    "Harbor View",
+    "St. Aldric",
+    "Lakeshore",
+    "Westbrook",
+    "Mercy Hill",
+    "Cedar Grove",
+    "Kingsbridge",
+    "Ashford",
+    "Silver Oak",
+    "Redfield",
+    "Holloway",
+    "Greystone",
+)
+HOSPITAL_SECOND = (
+    "General Hospital",
+    "Medical Center",
+    "University Hospital",
+    "Memorial Hospital",
+    "Regional Clinic",
+    "Community Hospital",
+)
+CITIES = (
+    "Aarhus",
+    "Bergamo",
+    "Coimbra",
+    "Dundee",
+    "Eindhoven",
+    "Freiburg",
+    "Gdansk",
+    "Haarlem",
+    "Innsbruck",
+    "Jyvaskyla",
+    "Krakow",
+    "Leuven",
+    "Malmo",
+    "Nantes",
+    "Oviedo",
+    "Porto",
+    "Reims",
+    "Salzburg",
+    "Tartu",
+    "Utrecht",
+    "Valencia",
+    "Wroclaw",
+    "Zaragoza",
+    "Ghent",
+)
+VENDORS = (
+    "Siemens Healthineers",
+    "GE HealthCare",
+    "Philips",
+    "Canon Medical",
+    "Fujifilm",
+    "Carestream",
+    "Agfa",
+    "Konica Minolta",
+    "Shimadzu",
+    "Samsung Medison",
+)
+REASONS = (
+    "shortness of breath",
+    "chest pain",
+    "fever and productive cough",
+    "evaluation of line placement",
+    "follow-up of pneumonia",
+    "preoperative assessment",
+    "worsening dyspnea",
+    "blunt chest trauma",
+    "hypoxia",
+    "leg swelling and dyspnea",
+    "syncope",
+    "post-procedure check",
+)
 
 
 @dataclass(frozen=True)
@@ -179,8 +339,16 @@ def synthesize(config: HospitalConfig = HospitalConfig()) -> HospitalDataset:
                 study_i += 1
                 for name in SECTION_NAMES:
                     hospital.add(Node(f"{st_id}.{name}", Level.SECTION, st_id, {"name": name, "text": sections[name]}))
-                study_records.append({"study": st_id, "anatomy": anatomy, "look": look, "findings": findings, "view": view,
-                                      "code": int(codes[study_i - 1])})
+                study_records.append(
+                    {
+                        "study": st_id,
+                        "anatomy": anatomy,
+                        "look": look,
+                        "findings": findings,
+                        "view": view,
+                        "code": int(codes[study_i - 1]),
+                    }
+                )
 
     for index, record in enumerate(track(study_records, "drawing radiographs")):
         st_id = record["study"]
@@ -236,12 +404,16 @@ def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
     return options[int(rng.integers(len(options)))]
 
 
-def _write_report(
-    rng: np.random.Generator, f: Findings, view: str, reason: str, age: int, sex: str
-) -> dict[str, str]:
-    exam = (
-        _pick(rng, ("Chest radiograph, {v} view.", "CHEST ({v}).", "Single {v} view of the chest.", "Frontal chest radiograph ({v}).")).format(v=view)
-    )
+def _write_report(rng: np.random.Generator, f: Findings, view: str, reason: str, age: int, sex: str) -> dict[str, str]:
+    exam = _pick(
+        rng,
+        (
+            "Chest radiograph, {v} view.",
+            "CHEST ({v}).",
+            "Single {v} view of the chest.",
+            "Frontal chest radiograph ({v}).",
+        ),
+    ).format(v=view)
     indication = _pick(
         rng,
         (
@@ -260,33 +432,117 @@ def write_reading(rng: np.random.Generator, f: Findings) -> tuple[str, str]:
     sentences.append(
         _pick(rng, ("The heart is enlarged.", "Cardiomegaly is present.", "The cardiac silhouette is enlarged."))
         if f.cardiomegaly
-        else _pick(rng, ("Heart size is normal.", "The cardiac silhouette is within normal limits.", "Normal heart size."))
+        else _pick(
+            rng, ("Heart size is normal.", "The cardiac silhouette is within normal limits.", "Normal heart size.")
+        )
     )
     sentences.append(
         (
-            _pick(rng, ("No pulmonary edema.", "There is no evidence of pulmonary edema.", "No signs of vascular congestion or edema.")),
-            _pick(rng, ("Mild pulmonary edema.", "Mild interstitial edema with vascular congestion.", "Findings suggest mild pulmonary edema.")),
-            _pick(rng, ("Moderate pulmonary edema.", "Moderate perihilar haziness consistent with pulmonary edema.", "There is moderate pulmonary edema.")),
-            _pick(rng, ("Severe pulmonary edema.", "Diffuse bilateral opacities consistent with severe pulmonary edema.", "There is severe pulmonary edema.")),
+            _pick(
+                rng,
+                (
+                    "No pulmonary edema.",
+                    "There is no evidence of pulmonary edema.",
+                    "No signs of vascular congestion or edema.",
+                ),
+            ),
+            _pick(
+                rng,
+                (
+                    "Mild pulmonary edema.",
+                    "Mild interstitial edema with vascular congestion.",
+                    "Findings suggest mild pulmonary edema.",
+                ),
+            ),
+            _pick(
+                rng,
+                (
+                    "Moderate pulmonary edema.",
+                    "Moderate perihilar haziness consistent with pulmonary edema.",
+                    "There is moderate pulmonary edema.",
+                ),
+            ),
+            _pick(
+                rng,
+                (
+                    "Severe pulmonary edema.",
+                    "Diffuse bilateral opacities consistent with severe pulmonary edema.",
+                    "There is severe pulmonary edema.",
+                ),
+            ),
         )[f.edema]
     )
     if f.effusion == "none":
-        sentences.append(_pick(rng, ("No pleural effusion.", "The costophrenic angles are sharp without effusion.", "There is no pleural effusion.")))
+        sentences.append(
+            _pick(
+                rng,
+                (
+                    "No pleural effusion.",
+                    "The costophrenic angles are sharp without effusion.",
+                    "There is no pleural effusion.",
+                ),
+            )
+        )
     else:
         side = "bilateral" if f.effusion == "bilateral" else f"{f.effusion}-sided"
-        sentences.append(_pick(rng, ("There is a {s} pleural effusion.", "A {s} pleural effusion blunts the costophrenic angle.", "Small {s} pleural effusion.")).format(s=side))
+        sentences.append(
+            _pick(
+                rng,
+                (
+                    "There is a {s} pleural effusion.",
+                    "A {s} pleural effusion blunts the costophrenic angle.",
+                    "Small {s} pleural effusion.",
+                ),
+            ).format(s=side)
+        )
     if f.consolidation == "none":
-        sentences.append(_pick(rng, ("No focal consolidation.", "There is no focal consolidation.", "Lungs are without focal consolidation.")))
+        sentences.append(
+            _pick(
+                rng,
+                (
+                    "No focal consolidation.",
+                    "There is no focal consolidation.",
+                    "Lungs are without focal consolidation.",
+                ),
+            )
+        )
     else:
-        sentences.append(_pick(rng, ("Patchy opacity in the {l} concerning for consolidation.", "Consolidation in the {l}.", "There is a focal consolidation of the {l}.")).format(l=f.consolidation))
+        sentences.append(
+            _pick(
+                rng,
+                (
+                    "Patchy opacity in the {l} concerning for consolidation.",
+                    "Consolidation in the {l}.",
+                    "There is a focal consolidation of the {l}.",
+                ),
+            ).format(l=f.consolidation)
+        )
     if f.pneumothorax == "none":
         sentences.append(_pick(rng, ("No pneumothorax.", "There is no pneumothorax.", "No evidence of pneumothorax.")))
     else:
-        sentences.append(_pick(rng, ("Small {s} apical pneumothorax.", "There is a {s} pneumothorax at the apex.", "A {s} apical pneumothorax is seen.")).format(s=f.pneumothorax))
+        sentences.append(
+            _pick(
+                rng,
+                (
+                    "Small {s} apical pneumothorax.",
+                    "There is a {s} pneumothorax at the apex.",
+                    "A {s} apical pneumothorax is seen.",
+                ),
+            ).format(s=f.pneumothorax)
+        )
     device_sentence = {
-        "pacemaker": ("A left-sided pacemaker is in place with leads in the right heart.", "Pacemaker device with intact leads."),
-        "endotracheal tube": ("An endotracheal tube terminates above the carina.", "Endotracheal tube in standard position."),
-        "central venous catheter": ("A central venous catheter terminates in the superior vena cava.", "Central venous catheter in place."),
+        "pacemaker": (
+            "A left-sided pacemaker is in place with leads in the right heart.",
+            "Pacemaker device with intact leads.",
+        ),
+        "endotracheal tube": (
+            "An endotracheal tube terminates above the carina.",
+            "Endotracheal tube in standard position.",
+        ),
+        "central venous catheter": (
+            "A central venous catheter terminates in the superior vena cava.",
+            "Central venous catheter in place.",
+        ),
     }.get(f.device)
     if device_sentence:
         sentences.append(_pick(rng, device_sentence))
@@ -306,5 +562,8 @@ def write_reading(rng: np.random.Generator, f: Findings) -> tuple[str, str]:
         impression = _pick(rng, ("{p}.", "Findings consistent with {p}.", "{p}, new since prior.")).format(p=joined)
         impression = impression[0].upper() + impression[1:]
     else:
-        impression = _pick(rng, ("No acute cardiopulmonary process.", "No acute cardiopulmonary abnormality.", "Normal chest radiograph."))
+        impression = _pick(
+            rng,
+            ("No acute cardiopulmonary process.", "No acute cardiopulmonary abnormality.", "Normal chest radiograph."),
+        )
     return " ".join(sentences), impression

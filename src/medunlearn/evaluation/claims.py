@@ -83,7 +83,9 @@ def negate(verdict: str) -> str:
 def _number(entry: dict[str, Any] | None) -> str:
     if not entry or entry.get("mean") is None:
         return "–"
-    interval = f" [{entry['low']:+.3f}, {entry['high']:+.3f}]" if entry.get("low") is not None else " (n = 1, no interval)"
+    interval = (
+        f" [{entry['low']:+.3f}, {entry['high']:+.3f}]" if entry.get("low") is not None else " (n = 1, no interval)"
+    )
     return f"{entry['mean']:+.3f}{interval}"
 
 
@@ -111,11 +113,21 @@ def check_claims(aggregates: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     claims: list[dict[str, Any]] = []
     for model in dict.fromkeys(a["model"] for a in aggregates):
         groups = list(dict.fromkeys(a["group"] for a in aggregates if a["model"] == model))
-        methods = {g: [a["method"] for a in aggregates if a["model"] == model and a["group"] == g and a["method"] not in (VANILLA, ORACLE)] for g in groups}
+        methods = {
+            g: [
+                a["method"]
+                for a in aggregates
+                if a["model"] == model and a["group"] == g and a["method"] not in (VANILLA, ORACLE)
+            ]
+            for g in groups
+        }
         levels = [g for g in groups if not g.startswith("fraction")]
         if levels:
-            claims += [_struggle(index, model, levels, methods), _reconstruction(index, model, levels, methods),
-                       *_chip_gap(index, model, levels, methods)]
+            claims += [
+                _struggle(index, model, levels, methods),
+                _reconstruction(index, model, levels, methods),
+                *_chip_gap(index, model, levels, methods),
+            ]
         fractions = [g for g in groups if g.startswith("fraction") and FORGET_MI in methods[g]]
         if fractions:
             claims.append(_forget_mi(index, model, fractions))
@@ -140,18 +152,40 @@ def _struggle(index, model: str, levels: list[str], methods: dict[str, list[str]
                     succeeds.append(side(drop, -UTILITY_TOLERANCE, below=False))
                     numbers.append(f"{name.split('/')[0]} − vanilla {_number(drop)}")
             # the claim (methods struggle) holds for this method when it does not succeed
-            checks.append(_check(f"{level}: {method} forgets to the oracle's level without utility loss — it should not",
-                                 negate(combine(succeeds)), "; ".join(numbers)))
-    return {"claim": "MedForget: existing methods struggle to forget hierarchically without utility loss", "model": model,
-            "verdict": combine([c["verdict"] for c in checks]), "checks": checks}
+            checks.append(
+                _check(
+                    f"{level}: {method} forgets to the oracle's level without utility loss — it should not",
+                    negate(combine(succeeds)),
+                    "; ".join(numbers),
+                )
+            )
+    return {
+        "claim": "MedForget: existing methods struggle to forget hierarchically without utility loss",
+        "model": model,
+        "verdict": combine([c["verdict"] for c in checks]),
+        "checks": checks,
+    }
 
 
-def _mean_over_methods(index, model: str, level: str, methods: list[str], name: str, reference: str) -> dict[str, Any] | None:
-    entries = [e for m in methods if (e := _paired(index.get((model, level, m)), name, reference)) and e.get("mean") is not None]
+def _mean_over_methods(
+    index, model: str, level: str, methods: list[str], name: str, reference: str
+) -> dict[str, Any] | None:
+    entries = [
+        e
+        for m in methods
+        if (e := _paired(index.get((model, level, m)), name, reference)) and e.get("mean") is not None
+    ]
     if not entries:
         return None
-    out = {"n": min(e["n"] for e in entries), "mean": sum(e["mean"] for e in entries) / len(entries), "low": None, "high": None}
-    if all(e.get("low") is not None for e in entries):  # the mean of the intervals' ends: the interval of the method mean
+    out = {
+        "n": min(e["n"] for e in entries),
+        "mean": sum(e["mean"] for e in entries) / len(entries),
+        "low": None,
+        "high": None,
+    }
+    if all(
+        e.get("low") is not None for e in entries
+    ):  # the mean of the intervals' ends: the interval of the method mean
         out["low"] = sum(e["low"] for e in entries) / len(entries)
         out["high"] = sum(e["high"] for e in entries) / len(entries)
     return out
@@ -165,14 +199,26 @@ def _reconstruction(index, model: str, levels: list[str], methods: dict[str, lis
             continue
         fine = level in FINE
         verdict = side(recovery, RECOVERY_THRESHOLD, below=not fine)
-        checks.append(_check(f"{level}: context {'recovers' if fine else 'does not recover'} the forget set beyond the oracle "
-                             f"(threshold {RECOVERY_THRESHOLD:+.2f})", verdict, f"recovery − oracle's, mean over methods {_number(recovery)}"))
-    return {"claim": "MedForget: fine-grained (section, study) unlearning is vulnerable to reconstruction, coarse (institution, patient) is not",
-            "model": model, "verdict": combine([c["verdict"] for c in checks]), "checks": checks}
+        checks.append(
+            _check(
+                f"{level}: context {'recovers' if fine else 'does not recover'} the forget set beyond the oracle "
+                f"(threshold {RECOVERY_THRESHOLD:+.2f})",
+                verdict,
+                f"recovery − oracle's, mean over methods {_number(recovery)}",
+            )
+        )
+    return {
+        "claim": "MedForget: fine-grained (section, study) unlearning is vulnerable to reconstruction, coarse "
+        "(institution, patient) is not",
+        "model": model,
+        "verdict": combine([c["verdict"] for c in checks]),
+        "checks": checks,
+    }
 
 
 def _chip_gap(index, model: str, levels: list[str], methods: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """The claim as stated (CHIP's gap the highest), and against the oracle (CHIP's gap the oracle's, ± FORGET_TOLERANCE)."""
+    """The claim as stated (CHIP's gap the highest), and against the oracle (CHIP's gap the oracle's, ±
+    FORGET_TOLERANCE)."""
     checks, against = [], []
     for level in levels:
         if CHIP not in methods[level] or len(methods[level]) < 2:
@@ -184,17 +230,41 @@ def _chip_gap(index, model: str, levels: list[str], methods: dict[str, list[str]
         lead = _difference_of(gap(CHIP), gap(best))
         utility = _paired(chip, "holdout_diagnostic/all", "minus_vanilla")
         verdict = combine([side(lead, 0.0, below=False), side(utility, -UTILITY_TOLERANCE, below=False)])
-        over = [m for m in [CHIP, *others] if (gap(m) or {}).get("mean") is not None and gap(m)["mean"] > FORGET_TOLERANCE]
+        over = [
+            m for m in [CHIP, *others] if (gap(m) or {}).get("mean") is not None and gap(m)["mean"] > FORGET_TOLERANCE
+        ]
         note = f"; gap beyond the oracle's (over-forgetting): {', '.join(over)}" if over else ""
-        checks.append(_check(f"{level}: CHIP's gap exceeds the best other method's ({best}) with competitive utility", verdict,
-                             f"CHIP gap − {best} gap {_number(lead)}; CHIP gap − oracle gap {_number(gap(CHIP))}; "
-                             f"{best} gap − oracle gap {_number(gap(best))}; CHIP holdout diagnostic − vanilla {_number(utility)}{note}"))
-        against.append(_check(f"{level}: CHIP's gap within ±{FORGET_TOLERANCE:.2f} of the oracle's", within(gap(CHIP), FORGET_TOLERANCE),
-                              f"CHIP gap − oracle gap {_number(gap(CHIP))}"))
-    return [{"claim": "MedForget: CHIP has the highest forget–retain gap at every level with competitive utility", "model": model,
-             "verdict": combine([c["verdict"] for c in checks]), "checks": checks},
-            {"claim": "MedForget, against the oracle: CHIP's forget–retain gap is the oracle's (a larger gap is over-forgetting)", "model": model,
-             "verdict": combine([c["verdict"] for c in against]), "checks": against}]
+        checks.append(
+            _check(
+                f"{level}: CHIP's gap exceeds the best other method's ({best}) with competitive utility",
+                verdict,
+                f"CHIP gap − {best} gap {_number(lead)}; CHIP gap − oracle gap {_number(gap(CHIP))}; "
+                f"{best} gap − oracle gap {_number(gap(best))}; CHIP holdout diagnostic − vanilla "
+                f"{_number(utility)}{note}",
+            )
+        )
+        against.append(
+            _check(
+                f"{level}: CHIP's gap within ±{FORGET_TOLERANCE:.2f} of the oracle's",
+                within(gap(CHIP), FORGET_TOLERANCE),
+                f"CHIP gap − oracle gap {_number(gap(CHIP))}",
+            )
+        )
+    return [
+        {
+            "claim": "MedForget: CHIP has the highest forget–retain gap at every level with competitive utility",
+            "model": model,
+            "verdict": combine([c["verdict"] for c in checks]),
+            "checks": checks,
+        },
+        {
+            "claim": "MedForget, against the oracle: CHIP's forget–retain gap is the oracle's (a larger gap is "
+            "over-forgetting)",
+            "model": model,
+            "verdict": combine([c["verdict"] for c in against]),
+            "checks": against,
+        },
+    ]
 
 
 def _forget_mi(index, model: str, fractions: list[str]) -> dict[str, Any]:
@@ -212,8 +282,21 @@ def _forget_mi(index, model: str, fractions: list[str]) -> dict[str, Any]:
         oracle = _paired(index.get((model, group, ORACLE)), "forget/auc", "minus_vanilla")
         if oracle is not None and within(oracle, TEST_TOLERANCE) == HOLDS:
             # the retrained model reads the forget set as well as the original: a drop would be over-forgetting here
-            numbers.append(f"but the oracle's own forget AUC − original is {_number(oracle)}: retraining without these patients "
-                           f"forgets nothing measurable, so the claimed drop is not what unlearning should do on this data")
-        checks.append(_check(f"{group}: forget AUC, F1 and MIA drop; test AUC stays the oracle's (±{TEST_TOLERANCE})", combine(verdicts), "; ".join(numbers)))
-    return {"claim": "Forget-MI: forget AUC, F1 and MIA drop against the original while test performance stays the retrained model's",
-            "model": model, "verdict": combine([c["verdict"] for c in checks]), "checks": checks}
+            numbers.append(
+                f"but the oracle's own forget AUC − original is {_number(oracle)}: retraining without these patients "
+                f"forgets nothing measurable, so the claimed drop is not what unlearning should do on this data"
+            )
+        checks.append(
+            _check(
+                f"{group}: forget AUC, F1 and MIA drop; test AUC stays the oracle's (±{TEST_TOLERANCE})",
+                combine(verdicts),
+                "; ".join(numbers),
+            )
+        )
+    return {
+        "claim": "Forget-MI: forget AUC, F1 and MIA drop against the original while test performance stays the "
+        "retrained model's",
+        "model": model,
+        "verdict": combine([c["verdict"] for c in checks]),
+        "checks": checks,
+    }

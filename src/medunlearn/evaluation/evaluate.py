@@ -41,7 +41,9 @@ SET_SEED_STRIDE = 1000
 RECONSTRUCTION_LIMIT = 48
 
 
-def evaluation_sets(model: MultimodalModel, dataset: HospitalDataset, split: Split, *, limit: int, seed: int) -> dict[str, list[Sample]]:
+def evaluation_sets(
+    model: MultimodalModel, dataset: HospitalDataset, split: Split, *, limit: int, seed: int
+) -> dict[str, list[Sample]]:
     """The questions each set is scored on (a seeded sample of at most ``limit`` per set).
 
     The classifier scores its edema questions of held-out patients as ``holdout_diagnostic``;
@@ -71,7 +73,9 @@ def evaluation_sets(model: MultimodalModel, dataset: HospitalDataset, split: Spl
 
 
 @torch.no_grad()
-def loss_statistics(model: MultimodalModel, samples: Sequence[Sample], *, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def loss_statistics(
+    model: MultimodalModel, samples: Sequence[Sample], *, batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
     """Per sample: mean answer NLL (the LOSS attack) and the mean of its top-k % token NLLs (Min-K%).
 
     Under several processes each scores its part of the samples; every process gets all rows, in order.
@@ -122,7 +126,9 @@ class ModelEvaluation:
         }
 
 
-def _summarise(model: MultimodalModel, samples: list[Sample], answers: list[str], scores: np.ndarray) -> dict[str, float]:
+def _summarise(
+    model: MultimodalModel, samples: list[Sample], answers: list[str], scores: np.ndarray
+) -> dict[str, float]:
     summary: dict[str, float] = {}
     if not samples:
         return summary
@@ -148,36 +154,66 @@ def _summarise(model: MultimodalModel, samples: list[Sample], answers: list[str]
     return summary
 
 
-def evaluate_model(model: MultimodalModel, dataset: HospitalDataset, sets: dict[str, list[Sample]], *, seed: int,
-                   reconstruction_limit: int = RECONSTRUCTION_LIMIT, attacks: bool = True) -> ModelEvaluation:
+def evaluate_model(
+    model: MultimodalModel,
+    dataset: HospitalDataset,
+    sets: dict[str, list[Sample]],
+    *,
+    seed: int,
+    reconstruction_limit: int = RECONSTRUCTION_LIMIT,
+    attacks: bool = True,
+) -> ModelEvaluation:
     """Answers, task scores, losses and — with ``attacks`` — privacy and the reconstruction attack of one model."""
     model.attach(dataset)
     with model.eval_mode():
         return _evaluate(model, dataset, sets, seed=seed, reconstruction_limit=reconstruction_limit, attacks=attacks)
 
 
-def _evaluate(model: MultimodalModel, dataset: HospitalDataset, sets: dict[str, list[Sample]], *, seed: int, reconstruction_limit: int,
-              attacks: bool) -> ModelEvaluation:
+def _evaluate(
+    model: MultimodalModel,
+    dataset: HospitalDataset,
+    sets: dict[str, list[Sample]],
+    *,
+    seed: int,
+    reconstruction_limit: int,
+    attacks: bool,
+) -> ModelEvaluation:
     results: dict[str, SetEvaluation] = {}
     for name in track(list(sets), "evaluating sets"):
         samples = sets[name]
         answers = distributed.sharded(model.answer, samples) if samples else []  # each process decodes its part
         scores = np.asarray([task_score(s, a) for s, a in zip(samples, answers)], dtype=float)
         losses, min_k = loss_statistics(model, samples)
-        results[name] = SetEvaluation([s.id for s in samples], [s.task.value for s in samples], answers, scores, losses, min_k,
-                                      _summarise(model, samples, answers, scores))
+        results[name] = SetEvaluation(
+            [s.id for s in samples],
+            [s.task.value for s in samples],
+            answers,
+            scores,
+            losses,
+            min_k,
+            _summarise(model, samples, answers, scores),
+        )
     privacy: dict[str, Any] = {}
     attack: list[dict[str, Any]] = []
     if attacks:
-        non_members = tuple(np.concatenate([getattr(results[name], part) for name in HOLDOUT_SETS]) for part in ("losses", "min_k"))
+        non_members = tuple(
+            np.concatenate([getattr(results[name], part) for name in HOLDOUT_SETS]) for part in ("losses", "min_k")
+        )
         privacy = privacy_scores(
-            {"holdout": non_members, **{name: (results[name].losses, results[name].min_k) for name in ("forget", "retain")}}, seed=seed
+            {
+                "holdout": non_members,
+                **{name: (results[name].losses, results[name].min_k) for name in ("forget", "retain")},
+            },
+            seed=seed,
         )
         attack = reconstruction_attack(model, dataset, sets["forget"], limit=reconstruction_limit, seed=seed)
     retain_logits = None
     if model.classes and sets.get("retain"):  # a classifier's logits on retain, for the logit distance to the oracle
         retain_logits = np.concatenate(
-            [model.logits(model.batch(sets["retain"][i : i + 64])).detach().float().cpu().numpy() for i in range(0, len(sets["retain"]), 64)]
+            [
+                model.logits(model.batch(sets["retain"][i : i + 64])).detach().float().cpu().numpy()
+                for i in range(0, len(sets["retain"]), 64)
+            ]
         )
     return ModelEvaluation(results, privacy, attack, retain_logits)
 
@@ -196,12 +232,16 @@ def compare_with_oracle(evaluation: ModelEvaluation, oracle: dict[str, Any] | No
         means = oracle["means"]
         row["oracle_distance"] = {
             name: _finite(abs(evaluation.mean(name) - means[name])) if means.get(name) is not None else None
-            for name in SETS if name in evaluation.sets and name in means
+            for name in SETS
+            if name in evaluation.sets and name in means
         }
         forget, reference = evaluation.sets["forget"].losses, np.asarray(oracle["forget_losses"])
         row["ks_p"] = float(ks_2samp(forget, reference).pvalue) if len(forget) and len(reference) else None
         if evaluation.retain_logits is not None and oracle.get("retain_logits") is not None:
-            a, b = torch.from_numpy(evaluation.retain_logits), torch.tensor(oracle["retain_logits"], dtype=torch.float32)
+            a, b = (
+                torch.from_numpy(evaluation.retain_logits),
+                torch.tensor(oracle["retain_logits"], dtype=torch.float32),
+            )
             row["logit_distance"] = float(1 - torch.nn.functional.cosine_similarity(a.float(), b, dim=-1).mean())
     return row
 
@@ -210,8 +250,15 @@ def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-def evaluate_folders(model_folder: Path, dataset: HospitalDataset, request: DeletionRequest, *, oracle_folder: Path | None,
-                     seed: int, limit: int) -> dict[str, Any]:
+def evaluate_folders(
+    model_folder: Path,
+    dataset: HospitalDataset,
+    request: DeletionRequest,
+    *,
+    oracle_folder: Path | None,
+    seed: int,
+    limit: int,
+) -> dict[str, Any]:
     """The metrics document of one saved model on one request, beside its oracle's row when one is given."""
     split = make_split(dataset, request, seed=seed)
     check_trained_on(model_folder, dataset)
@@ -226,16 +273,34 @@ def evaluate_folders(model_folder: Path, dataset: HospitalDataset, request: Dele
         oracle = load_model(oracle_folder)
         oracle_evaluation = evaluate_model(oracle, dataset, sets, seed=seed)
         reference = oracle_evaluation.reference()
-        rows.append(result_row(oracle.family, request_json, ORACLE, compare_with_oracle(oracle_evaluation, reference), None))
+        rows.append(
+            result_row(oracle.family, request_json, ORACLE, compare_with_oracle(oracle_evaluation, reference), None)
+        )
     comparison = compare_with_oracle(evaluate_model(evaluated, dataset, sets, seed=seed), reference)
-    rows.insert(0, result_row(evaluated.family, request_json, role_of(model_folder), comparison, read_json(Path(model_folder) / "cost.json")))
-    config = {"model": str(model_folder), "oracle": str(oracle_folder) if oracle_folder else None, "data": dataset.fingerprint(),
-              "request": request.to_json(), "seed": seed, "limit": limit}
+    rows.insert(
+        0,
+        result_row(
+            evaluated.family,
+            request_json,
+            role_of(model_folder),
+            comparison,
+            read_json(Path(model_folder) / "cost.json"),
+        ),
+    )
+    config = {
+        "model": str(model_folder),
+        "oracle": str(oracle_folder) if oracle_folder else None,
+        "data": dataset.fingerprint(),
+        "request": request.to_json(),
+        "seed": seed,
+        "limit": limit,
+    }
     return metrics_document(config, {evaluated.family: {"model": str(model_folder)}}, rows, {})
 
 
 def role_of(folder: Path) -> str:
-    """What a model folder holds, as a row name: the method that unlearned it, the oracle, the vanilla model, or ``model``."""
+    """What a model folder holds, as a row name: the method that unlearned it, the oracle, the vanilla model, or
+    ``model``."""
     unlearned = read_json(Path(folder) / "unlearn_config.json")
     if unlearned is not None:
         return unlearned.get("method", "model")

@@ -25,12 +25,25 @@ from medunlearn.evaluation.scores import rouge_l
 FINDINGS: dict[str, tuple[str, ...]] = {
     "edema": ("edema", "oedema", "vascular congestion"),
     "effusion": ("effusion",),
-    "cardiomegaly": ("cardiomegaly", "enlarged heart", "heart is enlarged", "heart size is enlarged", "cardiac enlargement", "enlarged cardiac"),
+    "cardiomegaly": (
+        "cardiomegaly",
+        "enlarged heart",
+        "heart is enlarged",
+        "heart size is enlarged",
+        "cardiac enlargement",
+        "enlarged cardiac",
+    ),
     "consolidation": ("consolidation", "airspace opacity", "lobar opacity"),
     "pneumothorax": ("pneumothorax",),
     "device": ("tube", "catheter", "pacemaker", "line ", "support device", "wires"),
 }
-NORMAL_HEART = ("normal heart size", "heart size is normal", "heart size normal", "normal cardiac", "cardiac silhouette is normal")
+NORMAL_HEART = (
+    "normal heart size",
+    "heart size is normal",
+    "heart size normal",
+    "normal cardiac",
+    "cardiac silhouette is normal",
+)
 NEGATIONS = re.compile(r"\b(no|without|negative for|free of|not|absent|resolved|clear of)\b")
 GRADES = ("mild", "moderate", "severe")
 SIDES = ("bilateral", "left", "right")
@@ -40,7 +53,20 @@ NAME = re.compile(r"\b[A-Z][a-z]+(?:[ -][A-Z][a-z]+)+\b")
 VIEW = re.compile(r"\b(PA|AP|lateral)\b")
 SEX = re.compile(r"\b(male|female)\b", re.IGNORECASE)
 SENTENCE = re.compile(r"(?<=[.;!?])\s+")
-SECTION_WORDS = {"Single", "Frontal", "Portable", "Normal", "There", "No", "The", "Mild", "Moderate", "Severe", "Small", "Large"}
+SECTION_WORDS = {
+    "Single",
+    "Frontal",
+    "Portable",
+    "Normal",
+    "There",
+    "No",
+    "The",
+    "Mild",
+    "Moderate",
+    "Severe",
+    "Small",
+    "Large",
+}
 
 
 def _finding_facts(sentence: str) -> set[str]:

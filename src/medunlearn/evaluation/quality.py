@@ -78,11 +78,17 @@ def generative_quality(model: MultimodalModel, dataset: HospitalDataset, limit: 
     answers = dict(zip((s.id for s in asked), model.answer(asked)))
 
     def em(samples: list[Sample]) -> float:
-        return float(np.mean([exact_match(answers[s.id], s.answer, s.options) for s in samples])) if samples else float("nan")
+        return (
+            float(np.mean([exact_match(answers[s.id], s.answer, s.options) for s in samples]))
+            if samples
+            else float("nan")
+        )
 
     result = {
         "train_identity_exact": em(identity),
-        "train_section_rougeL": float(np.mean([rouge_l(answers[s.id], s.answer) for s in sections])) if sections else float("nan"),
+        "train_section_rougeL": float(np.mean([rouge_l(answers[s.id], s.answer) for s in sections]))
+        if sections
+        else float("nan"),
         "holdout_diagnostic_acc": em(diagnostic),
         "holdout_diagnostic_majority": majority_rate(diagnostic_questions(all_train), diagnostic),
         "holdout_identity_exact": em(strangers),
@@ -91,7 +97,9 @@ def generative_quality(model: MultimodalModel, dataset: HospitalDataset, limit: 
     }
     for fact in sorted({s.fact for s in diagnostic}):
         result[f"holdout_diagnostic_acc.{fact.split('.', 1)[1]}"] = em([s for s in diagnostic if s.fact == fact])
-    return {k: v for k, v in result.items() if np.isfinite(v)}  # a set the dataset lacks (the population has no identities) is left out
+    return {
+        k: v for k, v in result.items() if np.isfinite(v)
+    }  # a set the dataset lacks (the population has no identities) is left out
 
 
 def classifier_quality(model: MultimodalModel, dataset: HospitalDataset) -> dict[str, float]:
@@ -118,7 +126,8 @@ def classifier_quality(model: MultimodalModel, dataset: HospitalDataset) -> dict
 
 
 def measure_quality(model: MultimodalModel, dataset: HospitalDataset, *, limit: int | None = None) -> dict[str, float]:
-    """quality.json; ``limit`` scores a seeded sample of at most that many questions per set (a base's large population)."""
+    """quality.json; ``limit`` scores a seeded sample of at most that many questions per set (a base's large
+    population)."""
     if model.classes:
         return classifier_quality(model, dataset)
     return generative_quality(model, dataset, limit)

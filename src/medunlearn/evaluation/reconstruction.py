@@ -37,13 +37,18 @@ def context(dataset: HospitalDataset, sample: Sample, step: str) -> str:
         parts.append(f"This radiograph was acquired at {institution.attributes['name']}.")
     if upto >= 2 and patient is not None and patient.attributes.get("name"):
         a = patient.attributes
-        parts.append(f"The patient is {a['name']}, {a.get('sex', 'unknown sex')}, born {a.get('birth_date', 'on an unknown date')}.")
+        parts.append(
+            f"The patient is {a['name']}, {a.get('sex', 'unknown sex')}, born "
+            f"{a.get('birth_date', 'on an unknown date')}."
+        )
     if upto >= 3 and study is not None and study.attributes.get("date"):
         parts.append(f"The study was performed on {study.attributes['date']}.")
     return " ".join(parts)
 
 
-def reconstruction_attack(model: MultimodalModel, dataset: HospitalDataset, forget: Sequence[Sample], *, limit: int, seed: int) -> list[dict[str, Any]]:
+def reconstruction_attack(
+    model: MultimodalModel, dataset: HospitalDataset, forget: Sequence[Sample], *, limit: int, seed: int
+) -> list[dict[str, Any]]:
     """Mean forget score at each context step (on a seeded sample of at most ``limit`` questions)."""
     if not model.reads_questions or not forget:  # context is added to the question: a model must read it
         return []

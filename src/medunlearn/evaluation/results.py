@@ -40,14 +40,28 @@ KEPT_SETS = ("siblings", "retain", "holdout_diagnostic")
 HOLDOUT_SETS = ("holdout_diagnostic", "holdout_identity")
 
 
-def result_row(model: str, request: dict[str, Any], method: str, comparison: dict[str, Any],
-               cost: dict[str, Any] | None, summary: dict[str, Any] | None = None) -> dict[str, Any]:
+def result_row(
+    model: str,
+    request: dict[str, Any],
+    method: str,
+    comparison: dict[str, Any],
+    cost: dict[str, Any] | None,
+    summary: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """One row: ``comparison`` is :func:`medunlearn.evaluation.evaluate.compare_with_oracle`'s output."""
     return {"model": model, "request": request, "method": method, **comparison, "cost": cost, "summary": summary or {}}
 
 
-def metrics_document(config: dict[str, Any], models: dict[str, Any], rows: list[dict[str, Any]], timings: dict[str, float]) -> dict[str, Any]:
-    return {"schema": SCHEMA, "config": config, "models": models, "results": rows, "timings": {k: round(v, 2) for k, v in timings.items()}}
+def metrics_document(
+    config: dict[str, Any], models: dict[str, Any], rows: list[dict[str, Any]], timings: dict[str, float]
+) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "config": config,
+        "models": models,
+        "results": rows,
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+    }
 
 
 def load_metrics(folder: Path) -> dict[str, Any]:
@@ -59,10 +73,19 @@ def load_metrics(folder: Path) -> dict[str, Any]:
         metrics = json.loads(path.read_text())
     except json.JSONDecodeError:
         raise MedunlearnError(f"{path} is not valid JSON; rerun the bench to rewrite it.") from None
-    if not isinstance(metrics, dict) or not isinstance(metrics.get("results"), list) or not all(isinstance(r, dict) for r in metrics["results"]):
-        raise MedunlearnError(f"{path} is not a metrics document (a JSON object whose 'results' is a list of rows); rerun the bench to rewrite it.")
+    if (
+        not isinstance(metrics, dict)
+        or not isinstance(metrics.get("results"), list)
+        or not all(isinstance(r, dict) for r in metrics["results"])
+    ):
+        raise MedunlearnError(
+            f"{path} is not a metrics document (a JSON object whose 'results' is a list of rows); rerun the bench "
+            "to rewrite it."
+        )
     if metrics.get("schema") != SCHEMA:
-        raise MedunlearnError(f"{path} has schema {metrics.get('schema')!r}; this medunlearn reads schema {SCHEMA}, rerun the bench.")
+        raise MedunlearnError(
+            f"{path} has schema {metrics.get('schema')!r}; this medunlearn reads schema {SCHEMA}, rerun the bench."
+        )
     return metrics
 
 
@@ -73,7 +96,9 @@ def merge_metrics(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "config": {f"bench{i}": part["config"] for i, part in enumerate(parts)},
         "models": {k: v for part in parts for k, v in part["models"].items()},
         "results": [row for part in parts for row in part["results"]],
-        "timings": {f"{family}:{k}": v for part in parts for family in part["models"] for k, v in part["timings"].items()},
+        "timings": {
+            f"{family}:{k}": v for part in parts for family in part["models"] for k, v in part["timings"].items()
+        },
         "selection": {family: chosen for part in parts for family, chosen in (part.get("selection") or {}).items()},
         "aggregates": [entry for part in parts for entry in part.get("aggregates", [])],
         "noise": [entry for part in parts for entry in part.get("noise", [])],

@@ -22,7 +22,10 @@ from medunlearn.evaluation.results import KEPT_SETS
 
 #: the sets the criterion reads: all a validation request is scored on (no attacks run there)
 SELECTION_SETS = ("forget", *KEPT_SETS)
-CRITERION = "|forget − oracle forget| + Σ max(0, vanilla − method) over siblings, retain, holdout_diagnostic (set means; lower is better)"
+CRITERION = (
+    "|forget − oracle forget| + Σ max(0, vanilla − method) over siblings, retain, holdout_diagnostic "
+    "(set means; lower is better)"
+)
 
 
 def _mean(row: dict[str, Any], name: str) -> float | None:
@@ -43,13 +46,29 @@ def criterion(row: dict[str, Any], vanilla: dict[str, Any], oracle: dict[str, An
 
 def choose(values: Sequence[Sequence[float]]) -> int:
     """The index of the grid point with the smallest mean criterion over the validation requests (first on ties)."""
-    means = [round(sum(v) / len(v), 12) if v else math.inf for v in values]  # rounded: equal means tie despite summation order
+    means = [
+        round(sum(v) / len(v), 12) if v else math.inf for v in values
+    ]  # rounded: equal means tie despite summation order
     return min(range(len(means)), key=lambda i: (means[i], i))
 
 
-def selection_record(points: Sequence[dict[str, Any]], values: Sequence[Sequence[float]], requests: Sequence[str]) -> dict[str, Any]:
+def selection_record(
+    points: Sequence[dict[str, Any]], values: Sequence[Sequence[float]], requests: Sequence[str]
+) -> dict[str, Any]:
     """What the report shows for one method and level: the grid, each point's criterion values, the choice."""
     chosen = choose(values)
-    grid = [{"settings": point, "criterion": [round(v, 6) for v in vals], "mean": round(sum(vals) / len(vals), 6) if vals else None}
-            for point, vals in zip(points, values)]
-    return {"criterion": CRITERION, "validation_requests": list(requests), "grid": grid, "chosen": dict(points[chosen]), "chosen_index": chosen}
+    grid = [
+        {
+            "settings": point,
+            "criterion": [round(v, 6) for v in vals],
+            "mean": round(sum(vals) / len(vals), 6) if vals else None,
+        }
+        for point, vals in zip(points, values)
+    ]
+    return {
+        "criterion": CRITERION,
+        "validation_requests": list(requests),
+        "grid": grid,
+        "chosen": dict(points[chosen]),
+        "chosen_index": chosen,
+    }

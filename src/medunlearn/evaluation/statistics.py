@@ -34,16 +34,30 @@ GAP_TASKS = ("all", "generation", "classification", "cloze", "total")
 PAIRED = {ORACLE: "minus_oracle", VANILLA: "minus_vanilla"}
 
 
-def bootstrap_ci(values: Sequence[float], *, confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = 0) -> dict[str, Any]:
+def bootstrap_ci(
+    values: Sequence[float], *, confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = 0
+) -> dict[str, Any]:
     """Mean and percentile-bootstrap interval of ``values`` (non-finite values dropped); no interval below 2 values."""
     data = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-    out: dict[str, Any] = {"n": int(len(data)), "mean": float(data.mean()) if len(data) else None, "low": None, "high": None}
+    out: dict[str, Any] = {
+        "n": int(len(data)),
+        "mean": float(data.mean()) if len(data) else None,
+        "low": None,
+        "high": None,
+    }
     if len(data) >= 2:
         if np.ptp(data) == 0:  # every request alike: the interval is the point
             out["low"] = out["high"] = float(data[0])
         else:
-            result = bootstrap((data,), np.mean, confidence_level=confidence, n_resamples=resamples, method="percentile",
-                               rng=np.random.default_rng(seed), vectorized=True)
+            result = bootstrap(
+                (data,),
+                np.mean,
+                confidence_level=confidence,
+                n_resamples=resamples,
+                method="percentile",
+                rng=np.random.default_rng(seed),
+                vectorized=True,
+            )
             out["low"], out["high"] = float(result.confidence_interval.low), float(result.confidence_interval.high)
     return out
 
@@ -87,9 +101,15 @@ def aggregate(rows: Sequence[dict[str, Any]], *, seed: int = 0) -> list[dict[str
     by_request = {(r["model"], r["request"]["key"], r["method"]): row_metrics(r) for r in tested}
     out = []
     for model, group, method in keys:
-        requests = list(dict.fromkeys(r["request"]["key"] for r in tested if r["model"] == model and group_of(r["request"]) == group))
+        requests = list(
+            dict.fromkeys(
+                r["request"]["key"] for r in tested if r["model"] == model and group_of(r["request"]) == group
+            )
+        )
         own = [by_request.get((model, key, method)) for key in requests]
-        references = {label: [by_request.get((model, key, reference)) for key in requests] for reference, label in PAIRED.items()}
+        references = {
+            label: [by_request.get((model, key, reference)) for key in requests] for reference, label in PAIRED.items()
+        }
         metrics: dict[str, Any] = {}
         names = list(dict.fromkeys(name for values in own if values for name in values))
         for name in names:
@@ -97,10 +117,20 @@ def aggregate(rows: Sequence[dict[str, Any]], *, seed: int = 0) -> list[dict[str
             entry = bootstrap_ci(values, seed=seed)
             for reference, label in PAIRED.items():
                 if method != reference:
-                    differences = [v[name] - o[name] for v, o in zip(own, references[label]) if v and o and name in v and name in o]
+                    differences = [
+                        v[name] - o[name] for v, o in zip(own, references[label]) if v and o and name in v and name in o
+                    ]
                     entry[label] = bootstrap_ci(differences, seed=seed)
             metrics[name] = entry
-        out.append({"model": model, "group": group, "method": method, "requests": len([v for v in own if v]), "metrics": metrics})
+        out.append(
+            {
+                "model": model,
+                "group": group,
+                "method": method,
+                "requests": len([v for v in own if v]),
+                "metrics": metrics,
+            }
+        )
     return out
 
 
@@ -114,8 +144,11 @@ def retraining_noise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     keys = list(dict.fromkeys((r["model"], group_of(r["request"]), r["method"]) for r in rows if r["method"] in PAIRED))
     for model, group, method in keys:
-        mine = [((r.get("summary") or {}).get("training_seed", 0), row_metrics(r)) for r in rows
-                if (r["model"], group_of(r["request"]), r["method"]) == (model, group, method)]
+        mine = [
+            ((r.get("summary") or {}).get("training_seed", 0), row_metrics(r))
+            for r in rows
+            if (r["model"], group_of(r["request"]), r["method"]) == (model, group, method)
+        ]
         seeds = sorted({seed for seed, _ in mine})
         metrics = {}
         for name in NOISE_METRICS:
@@ -125,6 +158,11 @@ def retraining_noise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 if values:
                     per_seed.append(float(np.mean(values)))
             if len(per_seed) >= 2:
-                metrics[name] = {"per_seed": per_seed, "low": min(per_seed), "high": max(per_seed), "sd": float(np.std(per_seed, ddof=1))}
+                metrics[name] = {
+                    "per_seed": per_seed,
+                    "low": min(per_seed),
+                    "high": max(per_seed),
+                    "sd": float(np.std(per_seed, ddof=1)),
+                }
         out.append({"model": model, "group": group, "method": method, "seeds": seeds, "metrics": metrics})
     return out

@@ -49,8 +49,12 @@ def chosen_layers(editable: dict[str, EditableLinear], last: int) -> dict[str, E
         if m:
             highest.setdefault(m["group"], []).append(int(m["index"]))
     deepest = max((len(set(indices)) for indices in highest.values()), default=0)
-    if deepest and last > deepest and last != DEFAULT_LAYERS:  # the default means "the last 6, or all of a shallower model"
-        raise MedunlearnError(f"--set layers={last} asks for more layers than this model has ({deepest}); use layers from 1 to {deepest}.")
+    if (
+        deepest and last > deepest and last != DEFAULT_LAYERS
+    ):  # the default means "the last 6, or all of a shallower model"
+        raise MedunlearnError(
+            f"--set layers={last} asks for more layers than this model has ({deepest}); use layers from 1 to {deepest}."
+        )
     keep = {group: set(sorted(set(indices))[-last:]) for group, indices in highest.items()}
     out = {}
     for name, linear in editable.items():
@@ -89,7 +93,9 @@ def pool(output: torch.Tensor, batch: Batch, span: str, alpha: float) -> torch.T
             return output.mean(1)
         text_mask = batch.text_mask.to(output.device)
         if text_mask.shape[1] != output.shape[1]:
-            raise MedunlearnError(f"cannot pool a layer output of shape {tuple(output.shape)} over a batch of width {text_mask.shape[1]}.")
+            raise MedunlearnError(
+                f"cannot pool a layer output of shape {tuple(output.shape)} over a batch of width {text_mask.shape[1]}."
+            )
         text = _masked_mean(output, text_mask)
         vision_mask = batch.vision_mask.to(output.device)
         if vision_mask.shape != text_mask.shape:
@@ -97,14 +103,22 @@ def pool(output: torch.Tensor, batch: Batch, span: str, alpha: float) -> torch.T
         vision = _masked_mean(output, vision_mask)
         has_vision = vision_mask.any(1, keepdim=True)
         return torch.where(has_vision, alpha * vision + (1 - alpha) * text, text)
-    if output.dim() == 2 and span == "vision":  # vision rows of all images, in batch order (one per image: the image itself)
+    if (
+        output.dim() == 2 and span == "vision"
+    ):  # vision rows of all images, in batch order (one per image: the image itself)
         counts = batch.vision_mask.sum(1).tolist()
         if sum(counts) != output.shape[0]:
-            raise MedunlearnError(f"a vision layer produced {output.shape[0]} rows for {sum(counts)} vision tokens; this architecture is not supported by CHIP.")
+            raise MedunlearnError(
+                f"a vision layer produced {output.shape[0]} rows for {sum(counts)} vision tokens; this architecture "
+                "is not supported by CHIP."
+            )
         return torch.stack([part.mean(0) for part in torch.split(output, counts)])
     if output.dim() == 2 and output.shape[0] == rows:  # already one vector per sample
         return output
-    raise MedunlearnError(f"cannot pool a layer output of shape {tuple(output.shape)} for a batch of {rows}; CHIP does not support this layer.")
+    raise MedunlearnError(
+        f"cannot pool a layer output of shape {tuple(output.shape)} for a batch of {rows}; CHIP does not support "
+        "this layer."
+    )
 
 
 @dataclass
@@ -168,7 +182,8 @@ def stream_statistics(
     def hook(name: str, span: str):
         def record(_module, _inputs, output):
             batch: Batch = current["batch"]  # type: ignore[assignment]
-            stats[name].add(pool(output, batch, span, alpha), current["nodes"], current["group"])  # type: ignore[arg-type]
+            # type: ignore[arg-type]
+            stats[name].add(pool(output, batch, span, alpha), current["nodes"], current["group"])
 
         return record
 
@@ -177,11 +192,17 @@ def stream_statistics(
         with model.eval_mode(), torch.no_grad():
             for group, samples in groups:
                 # under several processes each streams its part of the batches; the sums are added up below
-                chunks = distributed.this_part([samples[i : i + batch_size] for i in range(0, len(samples), batch_size)])
+                chunks = distributed.this_part(
+                    [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
+                )
                 label = "CHIP activations (forget)" if group == FORGET else "CHIP activations (retain)"
                 for chunk in track(chunks, label):
                     batch = model.batch(chunk)
-                    current.update(batch=batch, group=group, nodes=torch.tensor([node_of.get(s.id, missing) for s in chunk], dtype=torch.long))
+                    current.update(
+                        batch=batch,
+                        group=group,
+                        nodes=torch.tensor([node_of.get(s.id, missing) for s in chunk], dtype=torch.long),
+                    )
                     model.sample_losses(batch)
                 if job is not None:
                     job.meter.cost.forward += len(samples)
@@ -245,8 +266,9 @@ class DirectionPlan:
     fallback: bool
 
 
-def direction_plans(hospital: Hospital, level: Level, targets: tuple[str, ...], retained: set[str],
-                    node_level: Level | None = None) -> tuple[Level, list[DirectionPlan]]:
+def direction_plans(
+    hospital: Hospital, level: Level, targets: tuple[str, ...], retained: set[str], node_level: Level | None = None
+) -> tuple[Level, list[DirectionPlan]]:
     """Target nodes of ``node_level`` (default: the request's children, or its own nodes at the
     section level) inside the request's nodes, and the retained nodes each is contrasted with
     (those of the same level under the request node's parent)."""
@@ -254,7 +276,8 @@ def direction_plans(hospital: Hospital, level: Level, targets: tuple[str, ...], 
     plans: list[DirectionPlan] = []
     for target in targets:
         units: list[Node] = (
-            [hospital.node(target)] if node_level is level
+            [hospital.node(target)]
+            if node_level is level
             else [n for n in hospital.descendants(target) if n.level is node_level and not n.holdout]
         )
         parent = hospital.node(target).parent
@@ -263,7 +286,9 @@ def direction_plans(hospital: Hospital, level: Level, targets: tuple[str, ...], 
             scoped = same_level
         else:
             parent_level = hospital.node(parent).level
-            scoped = [n for n in same_level if (a := hospital.ancestor_at(n, parent_level)) is not None and a.id == parent]
+            scoped = [
+                n for n in same_level if (a := hospital.ancestor_at(n, parent_level)) is not None and a.id == parent
+            ]
         for unit in units:
             plans.append(DirectionPlan(unit.id, tuple(scoped or same_level), fallback=not scoped))
     return node_level, plans
@@ -273,18 +298,38 @@ def direction_plans(hospital: Hospital, level: Level, targets: tuple[str, ...], 
 class ChipSettings(MethodSettings):
     owner: ClassVar[str] = "chip"
 
-    k: float = setting(10.0, "percent of units per layer selected", low=0, high=100, low_open=True, grid=(5.0, 10.0, 20.0))
-    tau: float = setting(0.95, "share of direction energy the kept components reach", low=0, high=1, low_open=True, grid=(0.9, 0.99))
+    k: float = setting(
+        10.0, "percent of units per layer selected", low=0, high=100, low_open=True, grid=(5.0, 10.0, 20.0)
+    )
+    tau: float = setting(
+        0.95, "share of direction energy the kept components reach", low=0, high=1, low_open=True, grid=(0.9, 0.99)
+    )
     alpha: float = setting(0.3, "weight of vision tokens in the pooled activation", low=0, high=1)
-    layers: int = positive(DEFAULT_LAYERS, "last language layers hooked (plus the vision-language projector); the default takes all of a shallower model")
+    layers: int = positive(
+        DEFAULT_LAYERS,
+        "last language layers hooked (plus the vision-language projector); the default takes all of a shallower model",
+    )
     batch_size: int = positive(16, "samples per activation batch")
-    depth: int = setting(1, "directions from the nodes this many levels below the request (1: its children); "
-                            "deeper when a level has few children (stops at the section level)", low=1, high=3)
-    own: int = setting(1, "1: add each request node's own direction (it against its retained siblings at its level); 0: do not", low=0, high=1)
+    depth: int = setting(
+        1,
+        "directions from the nodes this many levels below the request (1: its children); "
+        "deeper when a level has few children (stops at the section level)",
+        low=1,
+        high=3,
+    )
+    own: int = setting(
+        1,
+        "1: add each request node's own direction (it against its retained siblings at its level); 0: do not",
+        low=0,
+        high=1,
+    )
 
 
 def direction_levels(level: Level, settings: ChipSettings) -> list[Level]:
-    """The levels directions are taken at: ``depth`` below the request (clamped to sections), and its own with ``own``."""
+    """The levels directions are taken at.
+
+    ``depth`` below the request (clamped to sections), and its own with ``own``.
+    """
     detail = level
     for _ in range(settings.depth):
         detail = detail.child or detail
@@ -307,13 +352,22 @@ def run_chip(model: MultimodalModel, job: UnlearnJob, settings: ChipSettings) ->
         known |= forget_nodes | retained_nodes
     if not plans:
         names = " or ".join(level.value for level in levels)
-        raise MedunlearnError(f"no sample of the forget set belongs to a {names} node of {', '.join(request.targets)}; CHIP has nothing to contrast.")
+        raise MedunlearnError(
+            f"no sample of the forget set belongs to a {names} node of {', '.join(request.targets)}; CHIP has "
+            "nothing to contrast."
+        )
     index = {node: i for i, node in enumerate(sorted(known))}
     node_of = {s.id: tuple(index.get(node_at(hospital, s, lv) or "", -1) for lv in levels) for s in forget + retain}
     layers = chosen_layers(model.editable_linears(), settings.layers)
     stats = stream_statistics(
-        model, layers, [(FORGET, forget), (RETAIN, retain)], node_of, len(index),
-        alpha=settings.alpha, batch_size=settings.batch_size, job=job,
+        model,
+        layers,
+        [(FORGET, forget), (RETAIN, retain)],
+        node_of,
+        len(index),
+        alpha=settings.alpha,
+        batch_size=settings.batch_size,
+        job=job,
     )
     report = {}
     for name, linear in layers.items():
@@ -335,7 +389,12 @@ def run_chip(model: MultimodalModel, job: UnlearnJob, settings: ChipSettings) ->
             continue
         basis = principal_directions(torch.stack(rows), settings.tau)
         change = project_rows(linear.layer, units, basis)
-        report[name] = {"units": len(units), "directions": len(rows), "components": int(basis.shape[1]), "relative_change": round(change, 6)}
+        report[name] = {
+            "units": len(units),
+            "directions": len(rows),
+            "components": int(basis.shape[1]),
+            "relative_change": round(change, 6),
+        }
     job.summary.update(
         {
             "node_levels": [level.value for level in levels],
@@ -345,7 +404,10 @@ def run_chip(model: MultimodalModel, job: UnlearnJob, settings: ChipSettings) ->
         }
     )
     if any(p.fallback for p in plans):
-        job.summary["note"] = f"no retained sibling under the same parent for {sum(p.fallback for p in plans)} target node(s); contrasted with all retained nodes of their level instead."
+        job.summary["note"] = (
+            f"no retained sibling under the same parent for {sum(p.fallback for p in plans)} target node(s); "
+            "contrasted with all retained nodes of their level instead."
+        )
 
 
 CHIP = Method(

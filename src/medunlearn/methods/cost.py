@@ -74,7 +74,9 @@ class CostMeter:
         """Peak memory since the meter started (the device's allocator on a GPU, the process's RSS on a CPU)."""
         return torch.cuda.max_memory_allocated(self.device) / 2**20 if self.device.type == "cuda" else _peak_rss_mb()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.cost.wall_s = time.perf_counter() - self._started + self.earlier_s
         self.cost.peak_mb = self.peak_mb()
 

@@ -115,8 +115,13 @@ def forget_mi_terms(
 FORGET_TERMS = ("uu", "mu")
 
 
-def weighted_loss(terms: dict[str, torch.Tensor], weights: dict[str, float], caps: dict[str, float] | None = None,
-                  *, push: bool = True) -> torch.Tensor:
+def weighted_loss(
+    terms: dict[str, torch.Tensor],
+    weights: dict[str, float],
+    caps: dict[str, float] | None = None,
+    *,
+    push: bool = True,
+) -> torch.Tensor:
     """Σ ±λ·term with the λ normalised to sum 1: the unlearning terms negated when ``push``
     (maximised), retention terms clamped at their caps when given."""
     total = sum(weights.values())
@@ -130,7 +135,15 @@ def weighted_loss(terms: dict[str, torch.Tensor], weights: dict[str, float], cap
     return loss
 
 
-def noisy_batch(model: MultimodalModel, samples: list[Sample], *, sigma: float, level: float, rng: random.Random, generator: torch.Generator) -> Batch:
+def noisy_batch(
+    model: MultimodalModel,
+    samples: list[Sample],
+    *,
+    sigma: float,
+    level: float,
+    rng: random.Random,
+    generator: torch.Generator,
+) -> Batch:
     """The batch of noisy copies: noisy text input, then Gaussian image noise."""
     texts = [noisy_text(model.model_text(s), level, rng) for s in samples]
     return model.with_image_noise(model.batch(samples, texts=texts), sigma, generator)
@@ -143,18 +156,36 @@ def likelihood(model: MultimodalModel, samples: list[Sample], batch_size: int) -
         return float("nan")
 
     def values(part: list[Sample]) -> list[torch.Tensor]:
-        return [torch.exp(-model.sample_losses(model.batch(part[i : i + batch_size]))) for i in range(0, len(part), batch_size)]
+        return [
+            torch.exp(-model.sample_losses(model.batch(part[i : i + batch_size])))
+            for i in range(0, len(part), batch_size)
+        ]
 
     return float(torch.cat(distributed.sharded(values, samples)).mean())  # every process: all samples' mean
 
 
 @torch.no_grad()
-def noisy_targets(original: MultimodalModel, forget: list[Sample], settings: ForgetMISettings, rng: random.Random,
-                  generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """The original model's embeddings of one noisy copy of each forget sample (drawn once, in sample order), per sample."""
+def noisy_targets(
+    original: MultimodalModel,
+    forget: list[Sample],
+    settings: ForgetMISettings,
+    rng: random.Random,
+    generator: torch.Generator,
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The original model's embeddings of one noisy copy of each forget sample (drawn once, in sample order), per
+    sample."""
     size, out = settings.batch_size, []
     for i in range(0, len(forget), size):
-        image, text, joint = original.embed(noisy_batch(original, forget[i : i + size], sigma=settings.sigma, level=settings.text_noise, rng=rng, generator=generator))
+        image, text, joint = original.embed(
+            noisy_batch(
+                original,
+                forget[i : i + size],
+                sigma=settings.sigma,
+                level=settings.text_noise,
+                rng=rng,
+                generator=generator,
+            )
+        )
         out += list(zip(image, text, joint))
     return out
 
@@ -166,12 +197,19 @@ class ForgetMISettings(MethodSettings):
     epochs: int = positive(10, "the budget: most epochs over the forget set")
     patience: int = positive(2, "epochs without a fall of the forget likelihood before stopping")
     min_fall: float = setting(1e-4, "a fall of the forget likelihood smaller than this counts as none", low=0)
-    max_validation_drop: float = setting(0.05, "stop (restoring the last good epoch) when the validation likelihood falls more than this", low=0)
+    max_validation_drop: float = setting(
+        0.05, "stop (restoring the last good epoch) when the validation likelihood falls more than this", low=0
+    )
     lr: float = positive(1e-4, "AdamW learning rate (the reference: 1e-5 to 1e-4)", grid=(1e-5, 1e-4))
     batch_size: int = positive(8, "samples per forget batch and per retain batch")
     sigma: float = setting(0.1, "standard deviation of the image noise (pixel units)", low=0, grid=(0.1, 0.5, 1.0))
     text_noise: float = setting(0.5, "share of words changed in the noisy text", low=0, high=1)
-    push: int = setting(1, "1: push forget embeddings away from the noisy copies' (the reference); 0: pull them onto them", low=0, high=1)
+    push: int = setting(
+        1,
+        "1: push forget embeddings away from the noisy copies' (the reference); 0: pull them onto them",
+        low=0,
+        high=1,
+    )
     weight_uu: float = setting(1.0, "weight of unimodal unlearning (normalised with the others)", low=0)
     weight_mu: float = setting(2.0, "weight of multimodal unlearning", low=0)
     weight_ur: float = setting(1.0, "weight of unimodal retention", low=0)
@@ -182,7 +220,9 @@ class ForgetMISettings(MethodSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         if sum(self.weights().values()) <= 0:
-            raise MedunlearnError("forget_mi: the four term weights sum to 0; give at least one positive weight_* value.")
+            raise MedunlearnError(
+                "forget_mi: the four term weights sum to 0; give at least one positive weight_* value."
+            )
 
     def weights(self) -> dict[str, float]:
         return {"uu": self.weight_uu, "mu": self.weight_mu, "ur": self.weight_ur, "mr": self.weight_mr}
@@ -190,7 +230,11 @@ class ForgetMISettings(MethodSettings):
 
 def trainable_state(model: MultimodalModel, names=None) -> dict[str, torch.Tensor]:
     """Copies of the trainable parameters (or of those ``names``): what an epoch changes."""
-    return {name: p.detach().clone() for name, p in model.network.named_parameters() if (p.requires_grad if names is None else name in names)}
+    return {
+        name: p.detach().clone()
+        for name, p in model.network.named_parameters()
+        if (p.requires_grad if names is None else name in names)
+    }
 
 
 @torch.no_grad()
@@ -236,10 +280,17 @@ def run_forget_mi(model: MultimodalModel, job: UnlearnJob, settings: ForgetMISet
             with torch.no_grad():
                 retain_inputs = model.batch(retain_part)
                 target_retain = original.embed(retain_inputs)
-            terms = forget_mi_terms(model.embed(model.batch([forget[i] for i in forget_rows])), target_forget, model.embed(retain_inputs), target_retain)
+            terms = forget_mi_terms(
+                model.embed(model.batch([forget[i] for i in forget_rows])),
+                target_forget,
+                model.embed(retain_inputs),
+                target_retain,
+            )
             loss = weighted_loss(terms, weights, caps, push=bool(settings.push)) * weight
             if not torch.isfinite(loss):
-                raise MedunlearnError(f"the Forget-MI loss became {loss.item()} in epoch {epoch + 1}; lower lr (--set lr=...) and rerun.")
+                raise MedunlearnError(
+                    f"the Forget-MI loss became {loss.item()} in epoch {epoch + 1}; lower lr (--set lr=...) and rerun."
+                )
             optimizer.zero_grad(set_to_none=True)
             distributed.backward(loss)
             optimizer.step()  # a step every batch (the reference stepped once per epoch)
@@ -252,10 +303,21 @@ def run_forget_mi(model: MultimodalModel, job: UnlearnJob, settings: ForgetMISet
             caps = {"ur": means["ur"] + settings.cap_margin, "mr": means["mr"] + settings.cap_margin}
         forget_now, validation_now = likelihood(model, forget, size), likelihood(model, validation, size)
         job.meter.cost.forward += len(forget) + len(validation)
-        history.append({"epoch": epoch + 1, **{k: round(v, 6) for k, v in means.items()},
-                        "forget_likelihood": round(forget_now, 6), "validation_likelihood": round(validation_now, 6)})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                **{k: round(v, 6) for k, v in means.items()},
+                "forget_likelihood": round(forget_now, 6),
+                "validation_likelihood": round(validation_now, 6),
+            }
+        )
         if validation_now < floor:  # damage beyond the tolerance: back to the last epoch that kept utility
-            restore(model, good_state if good_state is not None else trainable_state(original, names=trainable_state(model).keys()))
+            restore(
+                model,
+                good_state
+                if good_state is not None
+                else trainable_state(original, names=trainable_state(model).keys()),
+            )
             stop = "validation"
             break
         good_state = trainable_state(model)
@@ -267,7 +329,15 @@ def run_forget_mi(model: MultimodalModel, job: UnlearnJob, settings: ForgetMISet
                 stop = "patience"
                 break
     kept = len(history) - (1 if stop == "validation" else 0)
-    job.summary.update({"epochs_run": len(history), "epochs_kept": kept, "stopped_by": stop, "history": history, "retention_caps": caps})
+    job.summary.update(
+        {
+            "epochs_run": len(history),
+            "epochs_kept": kept,
+            "stopped_by": stop,
+            "history": history,
+            "retention_caps": caps,
+        }
+    )
 
 
 FORGET_MI = Method(

@@ -84,7 +84,9 @@ class BatchStream:
 class GradientSettings(MethodSettings):
     owner: ClassVar[str] = "gradient method"
 
-    epochs: float = positive(5.0, "the budget, in passes over the forget set (steps = ⌈epochs·|forget|/batch_size⌉)", grid=(2.0, 5.0, 10.0))
+    epochs: float = positive(
+        5.0, "the budget, in passes over the forget set (steps = ⌈epochs·|forget|/batch_size⌉)", grid=(2.0, 5.0, 10.0)
+    )
     lr: float = positive(1e-4, "AdamW learning rate (constant)", grid=(1e-4, 3e-4))
     batch_size: int = positive(8, "samples per forget batch and per retain batch")
     max_grad_norm: float = positive(1.0, "gradient norm clipped to at most this")
@@ -103,10 +105,19 @@ class Objective:
     uses_retain: bool
     reference_on: str | None  # the set the frozen original model is run on ("forget", "retain"), if any
     #: (forget term, retain term) of a step, each a mean over its rows (None: the objective has no such term)
-    terms: Callable[[MultimodalModel, MultimodalModel | None, list[Sample], list[Sample], GradientSettings], tuple[torch.Tensor | None, torch.Tensor | None]]
+    terms: Callable[
+        [MultimodalModel, MultimodalModel | None, list[Sample], list[Sample], GradientSettings],
+        tuple[torch.Tensor | None, torch.Tensor | None],
+    ]
 
-    def loss(self, model: MultimodalModel, reference: MultimodalModel | None, forget: list[Sample], retain: list[Sample],
-             settings: GradientSettings) -> torch.Tensor:
+    def loss(
+        self,
+        model: MultimodalModel,
+        reference: MultimodalModel | None,
+        forget: list[Sample],
+        retain: list[Sample],
+        settings: GradientSettings,
+    ) -> torch.Tensor:
         """The step's loss on this process's part of the forget and retain batches (all of them in one process).
 
         Each term is weighted by its part's share (:func:`medunlearn.distributed.share`), so the
@@ -115,7 +126,11 @@ class Objective:
         forget_part, forget_weight = distributed.share(forget)
         retain_part, retain_weight = distributed.share(retain)
         forget_term, retain_term = self.terms(model, reference, forget_part, retain_part, settings)
-        weighted = [term * weight for term, weight in ((forget_term, forget_weight), (retain_term, retain_weight)) if term is not None]
+        weighted = [
+            term * weight
+            for term, weight in ((forget_term, forget_weight), (retain_term, retain_weight))
+            if term is not None
+        ]
         return weighted[0] if len(weighted) == 1 else weighted[0] + weighted[1]
 
 
@@ -128,10 +143,15 @@ def frozen_copy(model: MultimodalModel) -> MultimodalModel:
 
 
 def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSettings, objective: Objective) -> None:
-    forget, retain = job.forget_and_retain(model, needs_forget=objective.uses_forget, needs_retain=objective.uses_retain)
+    forget, retain = job.forget_and_retain(
+        model, needs_forget=objective.uses_forget, needs_retain=objective.uses_retain
+    )
     generator = torch.Generator().manual_seed(job.seed)
     torch.manual_seed(job.seed)
-    forget_stream, retain_stream = BatchStream(forget, settings.batch_size, generator), BatchStream(retain, settings.batch_size, generator)
+    forget_stream, retain_stream = (
+        BatchStream(forget, settings.batch_size, generator),
+        BatchStream(retain, settings.batch_size, generator),
+    )
     reference = frozen_copy(model) if objective.reference_on else None
     optimizer, trainable = adamw(model, settings.lr)
     model.train(False)  # frozen normalisation statistics and no dropout: see the module docstring
@@ -143,14 +163,19 @@ def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSet
         loss = objective.loss(model, reference, forget_batch, retain_batch, settings)
         reported = distributed.mean(loss)  # the whole batches' loss, the same on every process
         if not torch.isfinite(reported):
-            raise MedunlearnError(f"the unlearning loss became {reported.item()} at step {len(losses) + 1}; lower lr (--set lr=...) and rerun.")
+            raise MedunlearnError(
+                f"the unlearning loss became {reported.item()} at step {len(losses) + 1}; lower lr (--set lr=...) "
+                "and rerun."
+            )
         optimizer.zero_grad(set_to_none=True)
         distributed.backward(loss)
         distributed.clip_gradients(trainable, settings.max_grad_norm)
         optimizer.step()
         losses.append(reported.item())
         passes = len(forget_batch) + len(retain_batch)
-        reference_passes = {"forget": len(forget_batch), "retain": len(retain_batch)}.get(objective.reference_on or "", 0)
+        reference_passes = {"forget": len(forget_batch), "retain": len(retain_batch)}.get(
+            objective.reference_on or "", 0
+        )
         job.meter.cost.forward += passes + reference_passes
         job.meter.cost.backward += passes
     job.summary.update(steps=steps, loss_first=losses[0], loss_last=losses[-1])
@@ -173,14 +198,18 @@ def _kl(model, reference, forget, retain, settings):
     retain_batch = model.batch(retain)
     with torch.no_grad():
         reference_logits = reference.logits(retain_batch)
-    return ascent_loss(model.sample_losses(model.batch(forget))), kl_divergence(reference_logits, model.logits(retain_batch))
+    return ascent_loss(model.sample_losses(model.batch(forget))), kl_divergence(
+        reference_logits, model.logits(retain_batch)
+    )
 
 
 def _npo(model, reference, forget, retain, settings: NPOSettings):
     forget_batch = model.batch(forget)
     with torch.no_grad():
         reference_nll = reference.sequence_losses(forget_batch)
-    return npo_loss(model.sequence_losses(forget_batch), reference_nll, settings.beta), model.training_loss(model.batch(retain))
+    return npo_loss(model.sequence_losses(forget_batch), reference_nll, settings.beta), model.training_loss(
+        model.batch(retain)
+    )
 
 
 def _retain_ft(model, reference, forget, retain, settings):
@@ -199,7 +228,9 @@ OBJECTIVES: dict[str, tuple[str, Objective]] = {
 def _method(name: str) -> Method:
     summary, objective = OBJECTIVES[name]
     settings_type = NPOSettings if name == "npo" else GradientSettings
-    return Method(name, summary, settings_type, lambda model, job, settings: run_objective(model, job, settings, objective))
+    return Method(
+        name, summary, settings_type, lambda model, job, settings: run_objective(model, job, settings, objective)
+    )
 
 
 GRADIENT_METHODS = tuple(_method(name) for name in OBJECTIVES)

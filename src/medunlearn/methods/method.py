@@ -70,7 +70,10 @@ class Parameter:
             else:
                 number = float(raw)
         except (TypeError, ValueError):
-            raise MedunlearnError(f"{owner}: {self.name}={raw!r} is not {'an integer' if self.kind is int else 'a number'}; use a value in {self.interval()}.") from None
+            raise MedunlearnError(
+                f"{owner}: {self.name}={raw!r} is not {'an integer' if self.kind is int else 'a number'}; use a "
+                f"value in {self.interval()}."
+            ) from None
         if not self.admits(number):
             raise MedunlearnError(f"{owner}: {self.name}={raw} is out of range; use a value in {self.interval()}.")
         return number
@@ -84,10 +87,26 @@ class Parameter:
         return not bad
 
 
-def setting(default: int | float, help: str, *, low: float | None = None, high: float | None = None,
-            low_open: bool = False, high_open: bool = False, grid: tuple[int | float, ...] = ()) -> Any:
+def setting(
+    default: int | float,
+    help: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    grid: tuple[int | float, ...] = (),
+) -> Any:
     """A settings field: its default, help line, valid range and search grid (in the field's metadata)."""
-    declared = {"default": default, "help": help, "low": low, "high": high, "low_open": low_open, "high_open": high_open, "grid": grid}
+    declared = {
+        "default": default,
+        "help": help,
+        "low": low,
+        "high": high,
+        "low_open": low_open,
+        "high_open": high_open,
+        "grid": grid,
+    }
     return field(default=default, metadata={PARAMETER: declared})
 
 
@@ -131,7 +150,10 @@ class MethodSettings:
     def search_grid(cls: type[S]) -> list[S]:
         """Every combination of the declared grid points (the other settings at their defaults)."""
         axes = [(p.name, p.grid) for p in cls.parameters() if p.grid]
-        return [cls(**dict(zip([name for name, _ in axes], point))) for point in itertools.product(*(grid for _, grid in axes))]
+        return [
+            cls(**dict(zip([name for name, _ in axes], point)))
+            for point in itertools.product(*(grid for _, grid in axes))
+        ]
 
     def to_json(self) -> dict[str, int | float]:
         return dict(sorted(dataclasses.asdict(self).items()))
@@ -175,13 +197,20 @@ class UnlearnJob:
         """The samples of one split set that the model can take."""
         return model.usable(self.split.table(self.dataset, name))
 
-    def forget_and_retain(self, model: MultimodalModel, *, needs_forget: bool = True, needs_retain: bool = True) -> tuple[list[Sample], list[Sample]]:
+    def forget_and_retain(
+        self, model: MultimodalModel, *, needs_forget: bool = True, needs_retain: bool = True
+    ) -> tuple[list[Sample], list[Sample]]:
         """The forget and retain samples the model can take; a set the method needs must not be empty."""
         forget, retain = self.samples(model, "forget"), self.samples(model, "retain")
         if needs_forget and not forget:
-            raise MedunlearnError("the request's forget set holds no sample this model can take; choose another target.")
+            raise MedunlearnError(
+                "the request's forget set holds no sample this model can take; choose another target."
+            )
         if needs_retain and not retain:
-            raise MedunlearnError(f"the request leaves no retain sample this model can take, and {self.method} needs retained data; choose another target.")
+            raise MedunlearnError(
+                f"the request leaves no retain sample this model can take, and {self.method} needs retained data; "
+                "choose another target."
+            )
         return forget, retain
 
 
@@ -199,7 +228,9 @@ class Method:
     name: str
     summary: str
     settings_type: type[MethodSettings]
-    run: Callable[[MultimodalModel, UnlearnJob, Any], MultimodalModel | None]  # a returned model replaces the edited copy
+    run: Callable[
+        [MultimodalModel, UnlearnJob, Any], MultimodalModel | None
+    ]  # a returned model replaces the edited copy
     training_free: bool = False
 
     @property

@@ -30,7 +30,8 @@ def method(name: str) -> Method:
 
 
 def method_config(name: str, overrides: Mapping[str, Any] | None = None, seed: int = 0) -> MethodConfig:
-    """A run of method ``name``: its settings dataclass with ``overrides`` (``--set`` strings or numbers) applied and checked."""
+    """A run of method ``name``: its settings dataclass with ``overrides`` (``--set`` strings or numbers) applied and
+    checked."""
     return MethodConfig(name, method(name).settings(overrides), seed)
 
 
@@ -50,7 +51,10 @@ def unlearn(
     """
     chosen = method(config.method)
     if type(config.settings) is not chosen.settings_type:
-        raise MedunlearnError(f"{config.method} takes {chosen.settings_type.__name__}, not {type(config.settings).__name__}; build the config with method_config().")
+        raise MedunlearnError(
+            f"{config.method} takes {chosen.settings_type.__name__}, not {type(config.settings).__name__}; build "
+            "the config with method_config()."
+        )
     if source is not None:
         check_trained_on(source, dataset)
     model.attach(dataset)
@@ -59,7 +63,8 @@ def unlearn(
     with CostMeter(model.device) as meter:
         job = UnlearnJob(chosen.name, split, dataset, config.seed, meter, source=source, workdir=workdir)
         replaced = chosen.run(working, job, config.settings)
-    unlearned = distributed.release(replaced if isinstance(replaced, MultimodalModel) else working)  # prepared by adamw() under a launcher
+    unlearned = distributed.release(
+        replaced if isinstance(replaced, MultimodalModel) else working
+    )  # prepared by adamw() under a launcher
     unlearned.train(False)
     return unlearned, meter.cost, job.summary
-

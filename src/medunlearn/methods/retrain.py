@@ -63,4 +63,6 @@ def _trained_oracle(job: UnlearnJob, config: TrainConfig, folder: Path) -> tuple
     return oracle, log
 
 
-RETRAIN = Method("retrain", "the retrain oracle: the vanilla recipe from its initialisation, on retain only", NoSettings, run_retrain)
+RETRAIN = Method(
+    "retrain", "the retrain oracle: the vanilla recipe from its initialisation, on retain only", NoSettings, run_retrain
+)

@@ -111,7 +111,9 @@ class MultimodalModel(abc.ABC):
     _passes: nn.Module | None = None
 
     @abc.abstractmethod
-    def batch(self, samples: Sequence[Sample], *, with_answer: bool = True, texts: Sequence[str] | None = None) -> Batch:
+    def batch(
+        self, samples: Sequence[Sample], *, with_answer: bool = True, texts: Sequence[str] | None = None
+    ) -> Batch:
         """Tokenise, load images, mark answer tokens and each row's vision-token span.
 
         ``texts`` replace each sample's text input (see :meth:`model_text`), e.g. with noisy copies.
@@ -133,7 +135,8 @@ class MultimodalModel(abc.ABC):
         """Per row, the NLL of each answer token (a classifier: one 'token', its label)."""
 
     def class_probabilities(self, samples: Sequence[Sample], *, head: str = "joint") -> np.ndarray:
-        """Class probabilities ``[N, len(classes)]`` of one head; only a classifier (non-empty :attr:`classes`) has them."""
+        """Class probabilities ``[N, len(classes)]`` of one head; only a classifier (non-empty :attr:`classes`) has
+        them."""
         raise MedunlearnError(f"the {self.family} model is not a classifier; it has no class probabilities.")
 
     @contextmanager
@@ -151,7 +154,10 @@ class MultimodalModel(abc.ABC):
         return ForwardPasses(self.network)
 
     def distribute(self, passes: nn.Module | None) -> None:
-        """Run the forward passes through ``passes`` (the wrapped :meth:`forward_passes`; None: directly) from now on."""
+        """Run the forward passes through ``passes`` from now on.
+
+        ``passes`` is the wrapped :meth:`forward_passes`; None: directly.
+        """
         self._passes = passes
 
     def through(self, run, *args):  # noqa: ANN001
@@ -181,7 +187,8 @@ class MultimodalModel(abc.ABC):
 
     @abc.abstractmethod
     def image_embeddings(self, image_ids: Sequence[str]) -> torch.Tensor:
-        """The image tower's pooled output for each image, ``[B, D]`` (pretraining's vision warm-up reads labels off it)."""
+        """The image tower's pooled output for each image, ``[B, D]`` (pretraining's vision warm-up reads labels off
+        it)."""
 
     @abc.abstractmethod
     def vision_parameters(self, *, with_projector: bool = True) -> list[nn.Parameter]:
@@ -197,7 +204,9 @@ class MultimodalModel(abc.ABC):
         """Named linear layers CHIP may hook and project."""
 
     @abc.abstractmethod
-    def answer(self, samples: Sequence[Sample], *, batch_size: int = DECODE_BATCH, max_new_tokens: int | None = None) -> list[str]:
+    def answer(
+        self, samples: Sequence[Sample], *, batch_size: int = DECODE_BATCH, max_new_tokens: int | None = None
+    ) -> list[str]:
         """Greedy answers (classifier: the predicted label text)."""
 
     #: the tokenizer or processor saved beside the weights (its save_pretrained writes its files)
@@ -252,4 +261,6 @@ def read_model_card(folder: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError:
-        raise MedunlearnError(f"{path} is not valid JSON; the model folder is damaged, re-train or re-save it.") from None
+        raise MedunlearnError(
+            f"{path} is not valid JSON; the model folder is damaged, re-train or re-save it."
+        ) from None

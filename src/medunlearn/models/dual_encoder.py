@@ -97,7 +97,9 @@ class ResidualBlock(nn.Module):
 class ImageEncoder(nn.Module):
     def __init__(self, widths: Sequence[int], embed_dim: int) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()
+        )
         self.blocks = nn.Sequential(*(ResidualBlock(a, b) for a, b in zip([widths[0], *widths[:-1]], widths)))
         self.projection = nn.Linear(widths[-1], embed_dim)
 
@@ -139,7 +141,9 @@ class DualEncoderNetwork(PreTrainedModel):
         gate = torch.sigmoid(self.fusion_gate(torch.cat([image, text], dim=-1)))
         return gate * image + (1 - gate) * text
 
-    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> dict[str, torch.Tensor]:
+    def forward(
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any
+    ) -> dict[str, torch.Tensor]:
         image = self.image_encoder(pixel_values)
         text_hidden = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         text = self.text_projection(text_hidden[:, 0])
@@ -164,32 +168,55 @@ def train_word_tokenizer(texts: Sequence[str], vocab_size: int = 4000) -> PreTra
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
     def blank(vocab: dict[str, int] | None) -> Tokenizer:
-        tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]") if vocab else models.WordLevel(unk_token="[UNK]"))
+        tok = Tokenizer(
+            models.WordLevel(vocab=vocab, unk_token="[UNK]") if vocab else models.WordLevel(unk_token="[UNK]")
+        )
         tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.BertPreTokenizer(), pre_tokenizers.Digits(individual_digits=True)])
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.BertPreTokenizer(), pre_tokenizers.Digits(individual_digits=True)]
+        )
         return tok
 
     counted = blank(None)
-    counted.train_from_iterator(texts, trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False))
+    counted.train_from_iterator(
+        texts, trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+    )
     ordered = specials + sorted(t for t in counted.get_vocab() if t not in specials)
     tokenizer = blank({t: i for i, t in enumerate(ordered)})
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
     )
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
-                                   cls_token="[CLS]", mask_token="[MASK]")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+    )
 
 
-TINY_BERT = {"hidden_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 192,
-             "max_position_embeddings": 256, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+TINY_BERT = {
+    "hidden_size": 96,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 192,
+    "max_position_embeddings": 256,
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
+}
 
 
-def build_scratch_dual_encoder(dataset: HospitalDataset, *, seed: int, text_encoder: str | None = None) -> DualEncoderModel:
+def build_scratch_dual_encoder(
+    dataset: HospitalDataset, *, seed: int, text_encoder: str | None = None
+) -> DualEncoderModel:
     """``dual-encoder@scratch``: random weights and a word tokenizer trained on the hospital itself (no base)."""
     return build_dual_encoder(list(corpus(dataset)), side=image_side(dataset), seed=seed, text_encoder=text_encoder)
 
 
-def build_dual_encoder(texts: Sequence[str], *, side: int, seed: int, text_encoder: str | None = None) -> DualEncoderModel:
+def build_dual_encoder(
+    texts: Sequence[str], *, side: int, seed: int, text_encoder: str | None = None
+) -> DualEncoderModel:
     """A fresh classifier for ``side``-px images whose word tokenizer is learnt from ``texts``;
     with ``text_encoder`` a local BERT folder supplies the text tower's weights and tokenizer."""
     torch.manual_seed(seed)
@@ -200,13 +227,18 @@ def build_dual_encoder(texts: Sequence[str], *, side: int, seed: int, text_encod
         tokenizer = AutoTokenizer.from_pretrained(folder)
         pretrained = AutoModel.from_pretrained(folder)
         if not isinstance(pretrained, BertModel):
-            raise MedunlearnError(f"--text-encoder {folder} is a {type(pretrained).__name__}; the dual encoder takes a BERT model.")
+            raise MedunlearnError(
+                f"--text-encoder {folder} is a {type(pretrained).__name__}; the dual encoder takes a BERT model."
+            )
         config = DualEncoderConfig(image_size=side, text_config=pretrained.config.to_dict())
         network = DualEncoderNetwork(config)
         network.text_encoder.load_state_dict(pretrained.state_dict(), strict=False)
     else:
         tokenizer = train_word_tokenizer(list(texts))
-        config = DualEncoderConfig(image_size=side, text_config={**TINY_BERT, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id})
+        config = DualEncoderConfig(
+            image_size=side,
+            text_config={**TINY_BERT, "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id},
+        )
         network = DualEncoderNetwork(config)
     return DualEncoderModel(network, tokenizer, {"seed": seed, "text_encoder": text_encoder})
 
@@ -235,7 +267,11 @@ class DualEncoderModel(MultimodalModel):
     def report(self, study_id: str) -> str:
         """The text input: the study's report sections in order (the study id when it has none)."""
         hospital = self._dataset().hospital
-        sections = {n.attributes.get("name"): n.attributes.get("text", "") for n in hospital.children(study_id) if n.level is Level.SECTION}
+        sections = {
+            n.attributes.get("name"): n.attributes.get("text", "")
+            for n in hospital.children(study_id)
+            if n.level is Level.SECTION
+        }
         text = " ".join(f"{name}: {sections[name]}" for name in SECTION_NAMES if sections.get(name))
         return text or study_id
 
@@ -259,7 +295,8 @@ class DualEncoderModel(MultimodalModel):
     def label_index(self, sample: Sample) -> int:
         if sample.fact != TARGET_FACT or sample.answer not in self.classes:
             raise MedunlearnError(
-                f"sample {sample.id!r} asks {sample.fact or 'an unnamed fact'!r}; the dual encoder classifies edema severity "
+                f"sample {sample.id!r} asks {sample.fact or 'an unnamed fact'!r}; the dual encoder classifies edema "
+                "severity "
                 f"({TARGET_FACT} questions) only."
             )
         return self.classes.index(sample.answer)
@@ -267,17 +304,29 @@ class DualEncoderModel(MultimodalModel):
     def model_text(self, sample: Sample) -> str:
         return self.report(sample.image_node)
 
-    def batch(self, samples: Sequence[Sample], *, with_answer: bool = True, texts: Sequence[str] | None = None,
-              pixels: torch.Tensor | None = None) -> Batch:
+    def batch(
+        self,
+        samples: Sequence[Sample],
+        *,
+        with_answer: bool = True,
+        texts: Sequence[str] | None = None,
+        pixels: torch.Tensor | None = None,
+    ) -> Batch:
         """Inputs for ``samples``; ``texts``/``pixels`` replace the report and image (noisy copies)."""
         texts = list(texts) if texts is not None else [self.model_text(s) for s in samples]
-        encoded = self.tokenizer(texts, padding=True, truncation=True, max_length=self.network.config.max_text_tokens, return_tensors="pt")
+        encoded = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.network.config.max_text_tokens, return_tensors="pt"
+        )
         stacked = pixels if pixels is not None else torch.stack([self.pixels(s.image) for s in samples])
         labels = torch.tensor([self.label_index(s) for s in samples], dtype=torch.long)
         ones = torch.ones((len(samples), 1), dtype=torch.bool)
         return Batch(
             sample_ids=[s.id for s in samples],
-            inputs={"pixel_values": stacked, "input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]},
+            inputs={
+                "pixel_values": stacked,
+                "input_ids": encoded["input_ids"],
+                "attention_mask": encoded["attention_mask"],
+            },
             labels=labels,
             answer_mask=ones,
             vision_mask=ones,
@@ -338,16 +387,22 @@ class DualEncoderModel(MultimodalModel):
         return out
 
     @torch.no_grad()
-    def class_probabilities(self, samples: Sequence[Sample], *, head: str = "joint", batch_size: int = 64) -> np.ndarray:
-        """Class probabilities of one head: ``joint`` (what the model answers) or ``image`` (pixels alone, what Forget-MI scores)."""
+    def class_probabilities(
+        self, samples: Sequence[Sample], *, head: str = "joint", batch_size: int = 64
+    ) -> np.ndarray:
+        """Class probabilities of one head: ``joint`` (what the model answers) or ``image`` (pixels alone, what
+        Forget-MI scores)."""
         with self.eval_mode():
-            chunks = [torch.softmax(self.outputs(self.batch(samples[i : i + batch_size]))[f"{head}_logits"], -1).cpu().numpy()
-                      for i in range(0, len(samples), batch_size)]
+            chunks = [
+                torch.softmax(self.outputs(self.batch(samples[i : i + batch_size]))[f"{head}_logits"], -1).cpu().numpy()
+                for i in range(0, len(samples), batch_size)
+            ]
         return np.concatenate(chunks) if chunks else np.zeros((0, len(self.classes)))
 
-    def answer(self, samples: Sequence[Sample], *, batch_size: int = DECODE_BATCH, max_new_tokens: int | None = None) -> list[str]:
+    def answer(
+        self, samples: Sequence[Sample], *, batch_size: int = DECODE_BATCH, max_new_tokens: int | None = None
+    ) -> list[str]:
         return [self.classes[i] for i in self.class_probabilities(samples, batch_size=batch_size).argmax(1)]
-
 
 
 def _network_pass(network: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -377,4 +432,6 @@ def load_dual_encoder(folder: Path) -> DualEncoderModel:
 
 def edema_samples(samples: Sequence[Sample]) -> list[Sample]:
     """The samples a dual encoder can classify: original edema-severity multiple-choice questions."""
-    return [s for s in samples if s.fact == TARGET_FACT and s.task.value == "classification" and s.paraphrase_of is None]
+    return [
+        s for s in samples if s.fact == TARGET_FACT and s.task.value == "classification" and s.paraphrase_of is None
+    ]

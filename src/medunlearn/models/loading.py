@@ -14,13 +14,32 @@ from medunlearn.models.base import MultimodalModel, read_model_card
 #: family defaults for the fields a TrainConfig leaves at None
 #: from a base the image tower stays fixed: trained along, the hospital's memorisation
 #: overwrote its reading (held-out diagnostics 0.74 vs 0.81 frozen; docs/models.md), and
-#: each epoch rehearses questions of the base's replay set (a fixed 200 moved held-out diagnostics 0.82 → 0.85; docs/models.md)
+#: each epoch rehearses questions of the base's replay set (a fixed 200 moved held-out diagnostics 0.82 → 0.85;
+#: docs/models.md)
 BASE_REPLAY = 200
-BASE_VLM_DEFAULTS: dict[str, Any] = {"epochs": 20, "lr": 1e-3, "batch_size": 8, "freeze_vision": True, "replay": BASE_REPLAY}
+BASE_VLM_DEFAULTS: dict[str, Any] = {
+    "epochs": 20,
+    "lr": 1e-3,
+    "batch_size": 8,
+    "freeze_vision": True,
+    "replay": BASE_REPLAY,
+}
 SCRATCH_VLM_DEFAULTS: dict[str, Any] = {"epochs": 30, "lr": 1e-3, "batch_size": 8, "freeze_vision": False, "replay": 0}
 REAL_VLM_DEFAULTS: dict[str, Any] = {"epochs": 3, "lr": 2e-5, "batch_size": 4, "freeze_vision": False, "replay": 0}
-BASE_DUAL_ENCODER_DEFAULTS: dict[str, Any] = {"epochs": 20, "lr": 1e-3, "batch_size": 8, "freeze_vision": True, "replay": 0}
-SCRATCH_DUAL_ENCODER_DEFAULTS: dict[str, Any] = {"epochs": 30, "lr": 3e-3, "batch_size": 4, "freeze_vision": False, "replay": 0}
+BASE_DUAL_ENCODER_DEFAULTS: dict[str, Any] = {
+    "epochs": 20,
+    "lr": 1e-3,
+    "batch_size": 8,
+    "freeze_vision": True,
+    "replay": 0,
+}
+SCRATCH_DUAL_ENCODER_DEFAULTS: dict[str, Any] = {
+    "epochs": 30,
+    "lr": 3e-3,
+    "batch_size": 4,
+    "freeze_vision": False,
+    "replay": 0,
+}
 #: the folder of a base that holds its replay set (written by `medunlearn pretrain`)
 REPLAY_FOLDER = "replay"
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -98,9 +117,14 @@ def initial_model(config: TrainConfig, dataset: HospitalDataset) -> MultimodalMo
 
     name, scratch = split_model_name(config.model)
     if scratch and name not in PRESETS and name != DUAL_ENCODER:
-        raise MedunlearnError(f"--model {config.model!r}: '@scratch' follows a preset ({', '.join(PRESETS)}, {DUAL_ENCODER}).")
+        raise MedunlearnError(
+            f"--model {config.model!r}: '@scratch' follows a preset ({', '.join(PRESETS)}, {DUAL_ENCODER})."
+        )
     if config.text_encoder is not None and config.model != DUAL_ENCODER + "@scratch":
-        raise MedunlearnError(f"--text-encoder builds the classifier from scratch around that BERT; use it with --model {DUAL_ENCODER}@scratch.")
+        raise MedunlearnError(
+            "--text-encoder builds the classifier from scratch around that BERT; use it with --model "
+            f"{DUAL_ENCODER}@scratch."
+        )
     if name == DUAL_ENCODER and scratch:
         from medunlearn.models.dual_encoder import build_scratch_dual_encoder
 
@@ -113,10 +137,13 @@ def initial_model(config: TrainConfig, dataset: HospitalDataset) -> MultimodalMo
         model = load_model(Path(config.model))
     else:
         raise MedunlearnError(
-            f"--model {config.model!r} is neither a preset ({', '.join(PRESETS)}, {DUAL_ENCODER}, each optionally @scratch) "
+            f"--model {config.model!r} is neither a preset ({', '.join(PRESETS)}, {DUAL_ENCODER}, each optionally "
+            "@scratch) "
             "nor an existing model folder."
         )
-    if isinstance(model, VisionLanguageModel):  # answers as long as this hospital's longest, whatever the weights' origin
+    if isinstance(
+        model, VisionLanguageModel
+    ):  # answers as long as this hospital's longest, whatever the weights' origin
         model.card["max_new_tokens"] = longest_answer_limit(model.tokenizer, dataset.samples)
     if config.lora_r:
         model = with_lora(model, config.lora_r)
@@ -130,8 +157,12 @@ def with_lora(model: MultimodalModel, rank: int) -> MultimodalModel:
     names = {name.rsplit(".", 1)[-1] for name, _ in model.network.named_modules()}
     targets = [t for t in LORA_TARGETS if t in names]
     if not targets:
-        raise MedunlearnError(f"--lora-r needs attention/MLP projections named {', '.join(LORA_TARGETS)}; this model has none.")
-    model.network = get_peft_model(model.network, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets))
+        raise MedunlearnError(
+            f"--lora-r needs attention/MLP projections named {', '.join(LORA_TARGETS)}; this model has none."
+        )
+    model.network = get_peft_model(
+        model.network, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets)
+    )
     return model
 
 
@@ -139,14 +170,20 @@ def load_model(folder: Path) -> MultimodalModel:
     """Load any model folder medunlearn can use (saved by `medunlearn train` or a HF folder)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise MedunlearnError(f"model folder {folder} does not exist; train one with `medunlearn train --out {folder}`.")
+        raise MedunlearnError(
+            f"model folder {folder} does not exist; train one with `medunlearn train --out {folder}`."
+        )
     from medunlearn.models.vlm import FAMILIES
 
-    if _model_type(folder) in (*FAMILIES, "medunlearn_dual_encoder"):  # an unknown architecture is named first, by the loader
+    if _model_type(folder) in (
+        *FAMILIES,
+        "medunlearn_dual_encoder",
+    ):  # an unknown architecture is named first, by the loader
         check_weights(folder)
     from transformers.utils import logging as transformers_logging
 
-    transformers_logging.disable_progress_bar()  # a "Loading weights" bar never precedes an error sentence (ours are rich's)
+    # a "Loading weights" bar never precedes an error sentence (ours are rich's)
+    transformers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()  # nor do its notes about config classes
     try:
         if _model_type(folder) == "medunlearn_dual_encoder":
@@ -160,7 +197,10 @@ def load_model(folder: Path) -> MultimodalModel:
         if isinstance(exc, MedunlearnError):
             raise
         reason = " ".join(str(exc).split())[:200]
-        raise MedunlearnError(f"model folder {folder} cannot be loaded ({type(exc).__name__}: {reason}); give a folder written by `medunlearn train` or a complete Hugging Face folder.") from None
+        raise MedunlearnError(
+            f"model folder {folder} cannot be loaded ({type(exc).__name__}: {reason}); give a folder written by "
+            "`medunlearn train` or a complete Hugging Face folder."
+        ) from None
 
 
 def weight_files(folder: Path) -> list[Path]:
@@ -171,7 +211,9 @@ def weight_files(folder: Path) -> list[Path]:
         try:
             names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
         except (ValueError, KeyError, TypeError, AttributeError):
-            raise MedunlearnError(f"{index} is not a safetensors index (no 'weight_map' object); restore the model folder.") from None
+            raise MedunlearnError(
+                f"{index} is not a safetensors index (no 'weight_map' object); restore the model folder."
+            ) from None
         return [folder / name for name in names]
     return [folder / "model.safetensors"]
 
@@ -181,16 +223,28 @@ def check_weights(folder: Path) -> None:
     from safetensors import safe_open
 
     if not Path(folder).is_dir():
-        raise MedunlearnError(f"model folder {folder} does not exist; give a folder written by `medunlearn train` or `unlearn`.")
+        raise MedunlearnError(
+            f"model folder {folder} does not exist; give a folder written by `medunlearn train` or `unlearn`."
+        )
     for path in weight_files(folder):
         if not path.is_file():
-            pickled = " (it has pytorch_model.bin: medunlearn reads only safetensors, since a pickle can run code; convert it)" if (folder / "pytorch_model.bin").exists() else ""
-            raise MedunlearnError(f"model folder {folder} has no {path.name}{pickled}; give a folder written by `medunlearn train`.")
+            pickled = (
+                " (it has pytorch_model.bin: medunlearn reads only safetensors, since a pickle can run code; "
+                "convert it)"
+                if (folder / "pytorch_model.bin").exists()
+                else ""
+            )
+            raise MedunlearnError(
+                f"model folder {folder} has no {path.name}{pickled}; give a folder written by `medunlearn train`."
+            )
         try:
             with safe_open(str(path), framework="pt") as weights:
                 keys = list(weights.keys())
         except Exception as exc:  # safetensors raises its own error type for a bad header or a truncated file
-            raise MedunlearnError(f"{path} is not a whole safetensors file ({' '.join(str(exc).split())[:120]}); the file is damaged: restore or retrain the model.") from None
+            raise MedunlearnError(
+                f"{path} is not a whole safetensors file ({' '.join(str(exc).split())[:120]}); the file is damaged: "
+                "restore or retrain the model."
+            ) from None
         if not keys:
             raise MedunlearnError(f"{path} holds no tensors; the file is damaged: restore or retrain the model.")
 
@@ -203,7 +257,9 @@ def check_trained_on(folder: Path, dataset: HospitalDataset, *, role: str = "mod
     try:
         trained_on = json.loads(path.read_text()).get("data")
     except (ValueError, AttributeError):
-        raise MedunlearnError(f"{path} is not a JSON object; restore the model folder (it is written by `medunlearn train`).") from None
+        raise MedunlearnError(
+            f"{path} is not a JSON object; restore the model folder (it is written by `medunlearn train`)."
+        ) from None
     if trained_on and trained_on != dataset.fingerprint():
         raise MedunlearnError(
             f"{role} {folder} was trained on a different dataset than the one given (data fingerprint differs); "

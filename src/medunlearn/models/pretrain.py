@@ -89,7 +89,9 @@ class PretrainConfig:
         from medunlearn.models.tiny import PRESETS
 
         if self.model not in PRESETS and self.model != DUAL_ENCODER:
-            raise MedunlearnError(f"--model {self.model!r} has no pretrained base; use one of {', '.join(PRESETS)}, {DUAL_ENCODER}.")
+            raise MedunlearnError(
+                f"--model {self.model!r} has no pretrained base; use one of {', '.join(PRESETS)}, {DUAL_ENCODER}."
+            )
         if self.vision_epochs is None:  # resolved here, so that the cache key holds the number
             object.__setattr__(self, "vision_epochs", VISION_EPOCHS.get(self.model, VISION_EPOCHS[None]))
         if not isinstance(self.vision_epochs, int) or self.vision_epochs < 0:
@@ -97,14 +99,24 @@ class PretrainConfig:
         self.population()  # validates patients, institutions, studies, image size and seed
 
     def population(self) -> PopulationConfig:
-        return PopulationConfig(seed=self.seed, patients=self.patients, institutions=min(self.institutions, self.patients),
-                                studies=self.studies, image_size=self.image_size)
+        return PopulationConfig(
+            seed=self.seed,
+            patients=self.patients,
+            institutions=min(self.institutions, self.patients),
+            studies=self.studies,
+            image_size=self.image_size,
+        )
 
     def stage_two(self, model_folder: Path) -> TrainConfig:
         defaults = DUAL_ENCODER_STAGE_TWO if self.model == DUAL_ENCODER else VLM_STAGE_TWO
         chosen = {"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size}
-        return TrainConfig(model=str(model_folder), seed=self.seed, freeze_vision=True, replay=0,
-                           **{k: (v if v is not None else defaults[k]) for k, v in chosen.items()})
+        return TrainConfig(
+            model=str(model_folder),
+            seed=self.seed,
+            freeze_vision=True,
+            replay=0,
+            **{k: (v if v is not None else defaults[k]) for k, v in chosen.items()},
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "recipe": RECIPE_VERSIONS.get(self.model, RECIPE_VERSION)}
@@ -151,21 +163,35 @@ def _initial(config: PretrainConfig, population: HospitalDataset) -> MultimodalM
     from medunlearn.models.vlm import FAMILIES
 
     preset = PRESETS[config.model]
-    tokenizer = train_tokenizer(texts, vocab_size=preset.vocab, image_placeholder=FAMILIES[preset.family].image_placeholder)
-    return build_tiny(config.model, tokenizer, side=config.image_size, seed=config.seed,
-                      max_new_tokens=longest_answer_limit(tokenizer, population.samples))
+    tokenizer = train_tokenizer(
+        texts, vocab_size=preset.vocab, image_placeholder=FAMILIES[preset.family].image_placeholder
+    )
+    return build_tiny(
+        config.model,
+        tokenizer,
+        side=config.image_size,
+        seed=config.seed,
+        max_new_tokens=longest_answer_limit(tokenizer, population.samples),
+    )
 
 
-def warm_up_vision(model: MultimodalModel, population: HospitalDataset, *, epochs: int, lr: float, seed: int,
-                   batch_size: int = 32) -> tuple[list[float], dict[str, nn.Linear]]:
+def warm_up_vision(
+    model: MultimodalModel, population: HospitalDataset, *, epochs: int, lr: float, seed: int, batch_size: int = 32
+) -> tuple[list[float], dict[str, nn.Linear]]:
     """Stage 1: the image tower and its projector, with one linear head per label, trained on the training radiographs.
 
     Returns the mean loss per epoch and the trained head of each label fact (``label.edema`` → its head).
     """
     studies = [n.id for n in population.hospital.nodes(Level.STUDY, holdout=False) if "findings" in n.attributes]
-    targets = torch.tensor([
-        [t.choices.index(label_answers(population.hospital.node(s).attributes["findings"])[t.fact]) for t in LABEL_FACTS] for s in studies
-    ])
+    targets = torch.tensor(
+        [
+            [
+                t.choices.index(label_answers(population.hospital.node(s).attributes["findings"])[t.fact])
+                for t in LABEL_FACTS
+            ]
+            for s in studies
+        ]
+    )
     torch.manual_seed(seed)
     width = model.image_embeddings([f"{studies[0]}.img"]).shape[-1]
     heads = nn.ModuleList(nn.Linear(width, len(t.choices)) for t in LABEL_FACTS)
@@ -202,13 +228,22 @@ def draw_replay_set(population: HospitalDataset, *, studies: int = REPLAY_STUDIE
 
     pool = [n.id for n in population.hospital.nodes(Level.STUDY, holdout=False)]
     kept = set(random.Random(seed).sample(pool, min(studies, len(pool))))
-    samples = population.samples.where(lambda s: s.paraphrase_of is None and s.fact in DIAGNOSTIC_FACTS and s.image_node in kept)
-    images = ImageStore(population.images.table.filter(pa.compute.is_in(population.images.table.column("study"), pa.array(sorted(kept)))))
-    return HospitalDataset(hospital=population.hospital, samples=samples, images=images, source="replay", config=population.config)
+    samples = population.samples.where(
+        lambda s: s.paraphrase_of is None and s.fact in DIAGNOSTIC_FACTS and s.image_node in kept
+    )
+    images = ImageStore(
+        population.images.table.filter(
+            pa.compute.is_in(population.images.table.column("study"), pa.array(sorted(kept)))
+        )
+    )
+    return HospitalDataset(
+        hospital=population.hospital, samples=samples, images=images, source="replay", config=population.config
+    )
 
 
 def pretrain(config: PretrainConfig, out: Path) -> Path:
-    """Build the base of ``config`` into ``out`` (atomically): population, tokenizer, stage 1, stage 2, quality, replay set."""
+    """Build the base of ``config`` into ``out`` (atomically): population, tokenizer, stage 1, stage 2, quality, replay
+    set."""
     from medunlearn.evaluation.quality import measure_quality
     from medunlearn.models.loading import load_model
     from medunlearn.models.train import train
@@ -217,12 +252,16 @@ def pretrain(config: PretrainConfig, out: Path) -> Path:
     population = synthesize_population(config.population())
     model = _initial(config, population)
     model.attach(population)
-    vision_losses, label_heads = warm_up_vision(model, population, epochs=config.vision_epochs, lr=config.vision_lr, seed=config.seed)
+    vision_losses, label_heads = warm_up_vision(
+        model, population, epochs=config.vision_epochs, lr=config.vision_lr, seed=config.seed
+    )
     if config.model == DUAL_ENCODER and label_heads:
         # the classifier's image head has the warm-up's task (edema from the pixels' embedding): start it there
         # instead of at random, or stage 2 leaves it underfitted beside the text and joint heads (docs/models.md)
         model.start_image_head(label_heads[TARGET_FACT])
-    with tempfile.TemporaryDirectory(prefix=".pretrain-", dir=Path(out).parent if Path(out).parent.exists() else None) as work:
+    with tempfile.TemporaryDirectory(
+        prefix=".pretrain-", dir=Path(out).parent if Path(out).parent.exists() else None
+    ) as work:
         warmed = Path(work) / "warmed"
         model.save(warmed)
         stage_two = config.stage_two(warmed)
@@ -240,13 +279,21 @@ def pretrain(config: PretrainConfig, out: Path) -> Path:
             write_json(staging / "quality.json", quality)
             replay = draw_replay_set(population, seed=config.seed)
             replay.save(staging / REPLAY_FOLDER)
-            write_json(staging / PRETRAIN_CONFIG, {
-                "pretrain": config.to_json(), "key": config.key, "population": population.summary(),
-                "population_fingerprint": population.fingerprint(), "stage_one_losses": vision_losses,
-                "replay": {"studies": REPLAY_STUDIES, "questions": len(replay.samples)},
-                "stage_two": {**stage_two.to_json(), "model": "stage one"}, "stage_two_log": log,
-                "threads": torch.get_num_threads(), "seconds": round(time.perf_counter() - started, 1),
-            })
+            write_json(
+                staging / PRETRAIN_CONFIG,
+                {
+                    "pretrain": config.to_json(),
+                    "key": config.key,
+                    "population": population.summary(),
+                    "population_fingerprint": population.fingerprint(),
+                    "stage_one_losses": vision_losses,
+                    "replay": {"studies": REPLAY_STUDIES, "questions": len(replay.samples)},
+                    "stage_two": {**stage_two.to_json(), "model": "stage one"},
+                    "stage_two_log": log,
+                    "threads": torch.get_num_threads(),
+                    "seconds": round(time.perf_counter() - started, 1),
+                },
+            )
             write_json(staging / DIGEST, _digests(staging))
     return Path(out)
 
@@ -256,7 +303,8 @@ def _digests(folder: Path) -> dict[str, str]:
     """SHA-256 of every file of the entry (its replay set too), by path relative to it."""
     return {
         p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*")) if p.is_file() and p.name != DIGEST
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != DIGEST
     }
 
 
@@ -281,7 +329,10 @@ def base_folder(config: PretrainConfig) -> Path:
 
 
 def ensure_base(config: PretrainConfig) -> tuple[Path, bool]:
-    """The cached base of ``config``, built first if missing or damaged; returns (folder, whether this call built it)."""
+    """The cached base of ``config``, built first if missing or damaged.
+
+    Returns (folder, whether this call built it).
+    """
     from filelock import FileLock
 
     folder = base_folder(config)
@@ -313,5 +364,3 @@ def split_model_name(model: str) -> tuple[str, bool]:
     if model.endswith(SCRATCH_SUFFIX):
         return model[: -len(SCRATCH_SUFFIX)], True
     return model, False
-
-

@@ -53,21 +53,44 @@ def image_side(dataset: HospitalDataset) -> int:
 def build_scratch(preset_name: str, dataset: HospitalDataset, *, seed: int) -> VisionLanguageModel:
     """``PRESET@scratch``: random weights and a tokenizer trained on the hospital itself (no base)."""
     preset = _preset(preset_name)
-    tokenizer = train_tokenizer(corpus(dataset), vocab_size=preset.vocab, image_placeholder=FAMILIES[preset.family].image_placeholder)
-    return build_tiny(preset_name, tokenizer, side=image_side(dataset), seed=seed, max_new_tokens=longest_answer_limit(tokenizer, dataset.samples))
+    tokenizer = train_tokenizer(
+        corpus(dataset), vocab_size=preset.vocab, image_placeholder=FAMILIES[preset.family].image_placeholder
+    )
+    return build_tiny(
+        preset_name,
+        tokenizer,
+        side=image_side(dataset),
+        seed=seed,
+        max_new_tokens=longest_answer_limit(tokenizer, dataset.samples),
+    )
 
 
 def _preset(preset_name: str) -> TinyPreset:
     if preset_name not in PRESETS:
-        raise MedunlearnError(f"unknown model preset {preset_name!r}: use one of {', '.join(PRESETS)}, dual-encoder, or a model folder path.")
+        raise MedunlearnError(
+            f"unknown model preset {preset_name!r}: use one of {', '.join(PRESETS)}, dual-encoder, or a model "
+            "folder path."
+        )
     return PRESETS[preset_name]
 
 
 def build_tiny(preset_name: str, tokenizer, *, side: int, seed: int, max_new_tokens: int) -> VisionLanguageModel:
-    """A freshly initialised tiny model of a named preset for this tokenizer and image side; the weights depend only on the seed."""
+    """A freshly initialised tiny model of a named preset for this tokenizer and image side; the weights depend only on
+    the seed."""
     preset = _preset(preset_name)
     family = FAMILIES[preset.family]
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<image>")}
+    ids = {
+        t: tokenizer.convert_tokens_to_ids(t)
+        for t in (
+            "<|endoftext|>",
+            "<|im_end|>",
+            "<|vision_start|>",
+            "<|vision_end|>",
+            "<|image_pad|>",
+            "<|video_pad|>",
+            "<image>",
+        )
+    }
     text = {
         "vocab_size": len(tokenizer),
         "hidden_size": preset.hidden,
@@ -85,33 +108,73 @@ def build_tiny(preset_name: str, tokenizer, *, side: int, seed: int, max_new_tok
     mrope = [head_half - 2 * (head_half * 3 // 8), head_half * 3 // 8, head_half * 3 // 8]
     if preset.family == "qwen2_vl":
         config = Qwen2VLConfig(
-            text_config={**text, "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope}},
-            vision_config={"depth": preset.vision_depth, "embed_dim": preset.vision_width, "hidden_size": preset.hidden,
-                           "num_heads": preset.vision_heads, "mlp_ratio": 2, "patch_size": 14, "spatial_merge_size": 2,
-                           "temporal_patch_size": 2, "in_channels": 3},
-            image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-            vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+            text_config={
+                **text,
+                "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
+            },
+            vision_config={
+                "depth": preset.vision_depth,
+                "embed_dim": preset.vision_width,
+                "hidden_size": preset.hidden,
+                "num_heads": preset.vision_heads,
+                "mlp_ratio": 2,
+                "patch_size": 14,
+                "spatial_merge_size": 2,
+                "temporal_patch_size": 2,
+                "in_channels": 3,
+            },
+            image_token_id=ids["<|image_pad|>"],
+            video_token_id=ids["<|video_pad|>"],
+            vision_start_token_id=ids["<|vision_start|>"],
+            vision_end_token_id=ids["<|vision_end|>"],
             tie_word_embeddings=False,
         )
     elif preset.family == "qwen2_5_vl":
         config = Qwen2_5_VLConfig(
-            text_config={**text, "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope}},
-            vision_config={"depth": preset.vision_depth, "hidden_size": preset.vision_width, "intermediate_size": 2 * preset.vision_width,
-                           "num_heads": preset.vision_heads, "out_hidden_size": preset.hidden, "patch_size": 14,
-                           "spatial_merge_size": 2, "temporal_patch_size": 2, "in_channels": 3, "window_size": 56,
-                           "fullatt_block_indexes": list(range(preset.vision_depth))},
-            image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-            vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+            text_config={
+                **text,
+                "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
+            },
+            vision_config={
+                "depth": preset.vision_depth,
+                "hidden_size": preset.vision_width,
+                "intermediate_size": 2 * preset.vision_width,
+                "num_heads": preset.vision_heads,
+                "out_hidden_size": preset.hidden,
+                "patch_size": 14,
+                "spatial_merge_size": 2,
+                "temporal_patch_size": 2,
+                "in_channels": 3,
+                "window_size": 56,
+                "fullatt_block_indexes": list(range(preset.vision_depth)),
+            },
+            image_token_id=ids["<|image_pad|>"],
+            video_token_id=ids["<|video_pad|>"],
+            vision_start_token_id=ids["<|vision_start|>"],
+            vision_end_token_id=ids["<|vision_end|>"],
             tie_word_embeddings=False,
         )
     else:
         config = LlavaConfig(
-            vision_config={"model_type": "clip_vision_model", "hidden_size": preset.vision_width, "intermediate_size": 2 * preset.vision_width,
-                           "num_hidden_layers": preset.vision_depth, "num_attention_heads": preset.vision_heads,
-                           "image_size": side, "patch_size": 14},
-            text_config={**text, "model_type": "llama", "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}},
-            image_token_id=ids["<image>"], projector_hidden_act="gelu",
-            vision_feature_select_strategy="default", vision_feature_layer=-1, tie_word_embeddings=False,
+            vision_config={
+                "model_type": "clip_vision_model",
+                "hidden_size": preset.vision_width,
+                "intermediate_size": 2 * preset.vision_width,
+                "num_hidden_layers": preset.vision_depth,
+                "num_attention_heads": preset.vision_heads,
+                "image_size": side,
+                "patch_size": 14,
+            },
+            text_config={
+                **text,
+                "model_type": "llama",
+                "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
+            },
+            image_token_id=ids["<image>"],
+            projector_hidden_act="gelu",
+            vision_feature_select_strategy="default",
+            vision_feature_layer=-1,
+            tie_word_embeddings=False,
         )
     processor = _tiny_processor(preset.family, tokenizer, side)
     torch.manual_seed(seed)
@@ -119,15 +182,23 @@ def build_tiny(preset_name: str, tokenizer, *, side: int, seed: int, max_new_tok
     network.generation_config.pad_token_id = ids["<|endoftext|>"]
     network.generation_config.eos_token_id = ids["<|im_end|>"]
     network.generation_config.bos_token_id = None
-    return VisionLanguageModel(network, processor, family, {"preset": preset_name, "seed": seed, "max_new_tokens": max_new_tokens})
+    return VisionLanguageModel(
+        network, processor, family, {"preset": preset_name, "seed": seed, "max_new_tokens": max_new_tokens}
+    )
 
 
 def _tiny_processor(family: str, tokenizer, side: int):
     if family == "llava":
         image_processor = CLIPImageProcessorPil(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
-        return LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=14,
-                              vision_feature_select_strategy="default", chat_template=tokenizer.chat_template,
-                              image_token="<image>", num_additional_image_tokens=1)
+        return LlavaProcessor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            patch_size=14,
+            vision_feature_select_strategy="default",
+            chat_template=tokenizer.chat_template,
+            image_token="<image>",
+            num_additional_image_tokens=1,
+        )
     pixels = side * side
     image_processor = Qwen2VLImageProcessorPil(size={"shortest_edge": pixels, "longest_edge": pixels})
     cls = Qwen2VLImageOnlyProcessor if family == "qwen2_vl" else Qwen2_5_VLImageOnlyProcessor

@@ -55,11 +55,16 @@ def corpus(dataset: HospitalDataset) -> Iterable[str]:
         yield strip.sub(" ", text) if strip is not None else text
 
 
-def train_tokenizer(texts: Iterable[str], *, vocab_size: int = 2048, image_placeholder: str = QWEN_IMAGE_PLACEHOLDER) -> PreTrainedTokenizerFast:
+def train_tokenizer(
+    texts: Iterable[str], *, vocab_size: int = 2048, image_placeholder: str = QWEN_IMAGE_PLACEHOLDER
+) -> PreTrainedTokenizerFast:
     """Train a BPE tokenizer on ``texts`` and wrap it for transformers."""
     model = Tokenizer(models.BPE())
     model.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
     )
     model.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(

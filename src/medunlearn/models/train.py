@@ -53,7 +53,9 @@ def training_samples(dataset: HospitalDataset, config: TrainConfig) -> SampleTab
     return dataset.samples.select(split.retain)
 
 
-def length_grouped_batches(samples: SampleTable | list, batch_size: int, generator: torch.Generator, *, group: int = 16) -> list[list[int]]:
+def length_grouped_batches(
+    samples: SampleTable | list, batch_size: int, generator: torch.Generator, *, group: int = 16
+) -> list[list[int]]:
     """A shuffled epoch of batches whose rows have similar lengths (less padding, same samples).
 
     The order is shuffled, cut into groups of ``group`` batches, each group sorted by the
@@ -77,7 +79,8 @@ def training_settings(dataset: HospitalDataset, config: TrainConfig) -> dict[str
 
 
 def training_passes(log: list[dict[str, Any]]) -> int:
-    """Samples a finished training went through (its ``training_log.json``), forward and backward alike, replayed questions included."""
+    """Samples a finished training went through (its ``training_log.json``), forward and backward alike, replayed
+    questions included."""
     return sum(entry["samples"] + entry.get("replayed", 0) for entry in log)
 
 
@@ -116,7 +119,9 @@ def train(
     model.attach(dataset if replay is None else dataset.joined(replay))
     samples = model.usable(chosen)
     if not samples:
-        raise MedunlearnError(f"no training samples the {model.family} model can use are left; check the dataset and --exclude-target.")
+        raise MedunlearnError(
+            f"no training samples the {model.family} model can use are left; check the dataset and --exclude-target."
+        )
     rehearsed = [] if replay is None else model.usable(replay.samples)
     per_epoch = min(int(config.replay or 0), len(rehearsed))
 
@@ -142,7 +147,8 @@ def train(
             state = torch.load(state_path, weights_only=True)
         except Exception as exc:  # torch raises UnpicklingError, RuntimeError or EOFError for a foreign or damaged file
             raise MedunlearnError(
-                f"{state_path} is not a checkpoint medunlearn wrote ({type(exc).__name__}: it holds more than tensors and plain values, "
+                f"{state_path} is not a checkpoint medunlearn wrote ({type(exc).__name__}: it holds more than "
+                "tensors and plain values, "
                 f"or is damaged); it was not run. Delete {partial} to start the training over."
             ) from None
         tell(f"resuming the interrupted training in {partial} after epoch {state['epoch']} of {config.epochs}")
@@ -151,13 +157,20 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        log, start_epoch = [{**entry, "resumed": True} for entry in state["log"]], state["epoch"]  # epochs an earlier run paid for
+        log, start_epoch = (
+            [{**entry, "resumed": True} for entry in state["log"]],
+            state["epoch"],
+        )  # epochs an earlier run paid for
 
     model.train(True)
     for epoch in range(start_epoch, int(config.epochs)):  # type: ignore[arg-type]
         started, losses = time.perf_counter(), []
         # each epoch rehearses a fresh draw of the replay set beside every training sample
-        drawn = [rehearsed[i] for i in torch.randperm(len(rehearsed), generator=generator)[:per_epoch].tolist()] if per_epoch else []
+        drawn = (
+            [rehearsed[i] for i in torch.randperm(len(rehearsed), generator=generator)[:per_epoch].tolist()]
+            if per_epoch
+            else []
+        )
         epoch_samples = [*samples, *drawn]
         batches = length_grouped_batches(epoch_samples, int(config.batch_size), generator)  # type: ignore[arg-type]
         for step, rows in enumerate(track(batches, f"epoch {epoch + 1}/{config.epochs}")):
@@ -165,9 +178,14 @@ def train(
             loss = model.training_loss(model.batch([epoch_samples[i] for i in part])) * weight
             reported = distributed.mean(loss)  # the whole batch's mean loss, the same on every process
             if not torch.isfinite(reported):
-                kept = f"the last good checkpoint (epoch {epoch}) is kept in {partial}" if epoch > start_epoch or state_path.is_file() else "no epoch had finished, so nothing was kept"
+                kept = (
+                    f"the last good checkpoint (epoch {epoch}) is kept in {partial}"
+                    if epoch > start_epoch or state_path.is_file()
+                    else "no epoch had finished, so nothing was kept"
+                )
                 raise MedunlearnError(
-                    f"training loss became {reported.item()} at epoch {epoch + 1} step {step + 1}; {kept}; lower --lr and rerun."
+                    f"training loss became {reported.item()} at epoch {epoch + 1} step {step + 1}; {kept}; lower "
+                    "--lr and rerun."
                 )
             optimizer.zero_grad(set_to_none=True)
             distributed.backward(loss)
@@ -175,18 +193,29 @@ def train(
             optimizer.step()
             scheduler.step()
             losses.append(reported.item())
-        log.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": round(time.perf_counter() - started, 3),
-                    "samples": len(samples), "replayed": len(drawn)})
-        if distributed.is_main():
-            _write_checkpoint(partial, settings, {
-                "model": model.network.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "generator": generator.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "log": log,
+        log.append(
+            {
                 "epoch": epoch + 1,
-            })
+                "loss": float(np.mean(losses)),
+                "seconds": round(time.perf_counter() - started, 3),
+                "samples": len(samples),
+                "replayed": len(drawn),
+            }
+        )
+        if distributed.is_main():
+            _write_checkpoint(
+                partial,
+                settings,
+                {
+                    "model": model.network.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "log": log,
+                    "epoch": epoch + 1,
+                },
+            )
         distributed.wait()  # no process runs ahead of a checkpoint a resumed run would read
         if epoch_done is not None:
             epoch_done(epoch + 1)
@@ -198,8 +227,17 @@ def train(
     with atomic_directory(out) as staging:
         model.save(staging)
         (staging / "train_config.json").write_text(
-            json.dumps({**settings, "samples": len(samples), "oracle": config.is_oracle, "threads": torch.get_num_threads(),
-                        "processes": distributed.world().size}, indent=2, sort_keys=True)
+            json.dumps(
+                {
+                    **settings,
+                    "samples": len(samples),
+                    "oracle": config.is_oracle,
+                    "threads": torch.get_num_threads(),
+                    "processes": distributed.world().size,
+                },
+                indent=2,
+                sort_keys=True,
+            )
             + "\n"
         )
         (staging / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")

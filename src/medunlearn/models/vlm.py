@@ -53,14 +53,26 @@ class Qwen2VLImageOnlyProcessor(Qwen2VLProcessor):
     """Qwen2-VL processor without the video processor (which needs torchvision)."""
 
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        super().__init__(image_processor=image_processor, tokenizer=tokenizer, video_processor=None, chat_template=chat_template, **kwargs)
+        super().__init__(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=None,
+            chat_template=chat_template,
+            **kwargs,
+        )
 
 
 class Qwen2_5_VLImageOnlyProcessor(Qwen2_5_VLProcessor):
     """Qwen2.5-VL processor without the video processor (which needs torchvision)."""
 
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        super().__init__(image_processor=image_processor, tokenizer=tokenizer, video_processor=None, chat_template=chat_template, **kwargs)
+        super().__init__(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            video_processor=None,
+            chat_template=chat_template,
+            **kwargs,
+        )
 
 
 @dataclass(frozen=True)
@@ -73,9 +85,19 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {
-    "qwen2_vl": Family("qwen2_vl", Qwen2VLForConditionalGeneration, Qwen2VLConfig, "model.visual.merger", QWEN_IMAGE_PLACEHOLDER),
-    "qwen2_5_vl": Family("qwen2_5_vl", Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLConfig, "model.visual.merger", QWEN_IMAGE_PLACEHOLDER),
-    "llava": Family("llava", LlavaForConditionalGeneration, LlavaConfig, "model.multi_modal_projector", LLAVA_IMAGE_PLACEHOLDER),
+    "qwen2_vl": Family(
+        "qwen2_vl", Qwen2VLForConditionalGeneration, Qwen2VLConfig, "model.visual.merger", QWEN_IMAGE_PLACEHOLDER
+    ),
+    "qwen2_5_vl": Family(
+        "qwen2_5_vl",
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLConfig,
+        "model.visual.merger",
+        QWEN_IMAGE_PLACEHOLDER,
+    ),
+    "llava": Family(
+        "llava", LlavaForConditionalGeneration, LlavaConfig, "model.multi_modal_projector", LLAVA_IMAGE_PLACEHOLDER
+    ),
 }
 
 
@@ -112,7 +134,9 @@ class VisionLanguageModel(MultimodalModel):
             if self.dataset is None:
                 raise MedunlearnError("the model has no dataset attached; call model.attach(dataset) first.")
             picture = self.dataset.images.decode(image_id).convert("RGB")
-            prompt = self.processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}]}], tokenize=False)
+            prompt = self.processor.apply_chat_template(
+                [{"role": "user", "content": [{"type": "image"}]}], tokenize=False
+            )
             encoded = self.processor(text=[prompt], images=[picture], return_tensors="pt")
             n_tokens = int((encoded["input_ids"] == self.image_token_id).sum())
             pixels = {k: v for k, v in encoded.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
@@ -138,7 +162,9 @@ class VisionLanguageModel(MultimodalModel):
     def _answer_ids(self, answer: str) -> list[int]:
         return self.tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.eos_id]
 
-    def batch(self, samples: Sequence[Sample], *, with_answer: bool = True, texts: Sequence[str] | None = None) -> Batch:
+    def batch(
+        self, samples: Sequence[Sample], *, with_answer: bool = True, texts: Sequence[str] | None = None
+    ) -> Batch:
         rows, labels = [], []
         if texts is not None:
             samples = [dataclasses.replace(s, question=t) for s, t in zip(samples, texts, strict=True)]
@@ -159,7 +185,9 @@ class VisionLanguageModel(MultimodalModel):
             attention[i, sl] = 1
         inputs: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": attention}
         if self.family != "llava":  # M-RoPE needs to know which positions are vision tokens
-            inputs["mm_token_type_ids"] = torch.tensor(self.processor.create_mm_token_type_ids(input_ids.tolist()), dtype=torch.long)
+            inputs["mm_token_type_ids"] = torch.tensor(
+                self.processor.create_mm_token_type_ids(input_ids.tolist()), dtype=torch.long
+            )
         pixel_parts = [self._image(s.image)[0] for s in samples]
         for key in pixel_parts[0]:
             inputs[key] = torch.cat([p[key] for p in pixel_parts], dim=0)
@@ -247,7 +275,10 @@ class VisionLanguageModel(MultimodalModel):
         inputs["pixel_values"] = inputs["pixel_values"].to(self.network.dtype)
         config = self.network.config
         if self.family == "llava":
-            inputs.update(vision_feature_layer=config.vision_feature_layer, vision_feature_select_strategy=config.vision_feature_select_strategy)
+            inputs.update(
+                vision_feature_layer=config.vision_feature_layer,
+                vision_feature_select_strategy=config.vision_feature_select_strategy,
+            )
         features = self._base().model.get_image_features(**inputs).pooler_output
         return torch.stack([f.float().mean(0) for f in features])
 
@@ -283,7 +314,9 @@ class VisionLanguageModel(MultimodalModel):
         return self._limits
 
     @torch.no_grad()
-    def answer(self, samples: Sequence[Sample], *, batch_size: int = DECODE_BATCH, max_new_tokens: int | None = None) -> list[str]:
+    def answer(
+        self, samples: Sequence[Sample], *, batch_size: int = DECODE_BATCH, max_new_tokens: int | None = None
+    ) -> list[str]:
         """Greedy answers, each at most its fact's limit (``models/answer_length.py``); questions of similar
         limits are decoded together."""
         was_training = self.network.training
@@ -291,7 +324,9 @@ class VisionLanguageModel(MultimodalModel):
         fallback = int(self.card.get("max_new_tokens", 96))
         limits = self._answer_limits()
         limit_of = [max_new_tokens or limits.get(s.fact, fallback) for s in samples]
-        order = sorted(range(len(samples)), key=lambda i: (limit_of[i], samples[i].task.value, len(samples[i].question)))
+        order = sorted(
+            range(len(samples)), key=lambda i: (limit_of[i], samples[i].task.value, len(samples[i].question))
+        )
         answers: list[str] = [""] * len(samples)
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
@@ -341,4 +376,6 @@ def _language_layers(network: nn.Module) -> nn.ModuleList:
             return network.get_submodule(path)  # type: ignore[return-value]
         except AttributeError:
             continue
-    raise MedunlearnError(f"cannot find the language layers of {type(network).__name__}; this architecture is not supported.")
+    raise MedunlearnError(
+        f"cannot find the language layers of {type(network).__name__}; this architecture is not supported."
+    )

@@ -27,14 +27,18 @@ def load_vlm(folder: Path) -> VisionLanguageModel:
     folder = Path(folder)
     config_path = folder / "config.json"
     if not config_path.is_file():
-        raise MedunlearnError(f"model folder {folder} has no config.json; give a folder saved by `medunlearn train` or a Hugging Face model folder.")
+        raise MedunlearnError(
+            f"model folder {folder} has no config.json; give a folder saved by `medunlearn train` or a Hugging Face "
+            "model folder."
+        )
     try:
         model_type = json.loads(config_path.read_text()).get("model_type")
     except json.JSONDecodeError:
         raise MedunlearnError(f"{config_path} is not valid JSON; the model folder is damaged.") from None
     if model_type not in FAMILIES:
         raise MedunlearnError(
-            f"{config_path} names architecture {model_type!r}; medunlearn supports {', '.join(FAMILIES)} (and dual-encoder)."
+            f"{config_path} names architecture {model_type!r}; medunlearn supports {', '.join(FAMILIES)} (and "
+            "dual-encoder)."
         )
     family = FAMILIES[model_type]
     card = read_model_card(folder)
@@ -53,7 +57,9 @@ def load_vlm(folder: Path) -> VisionLanguageModel:
             image_processor=image_processor,
             tokenizer=tokenizer,
             patch_size=settings.get("patch_size", network.config.vision_config.patch_size),
-            vision_feature_select_strategy=settings.get("vision_feature_select_strategy", network.config.vision_feature_select_strategy),
+            vision_feature_select_strategy=settings.get(
+                "vision_feature_select_strategy", network.config.vision_feature_select_strategy
+            ),
             chat_template=chat_template,
             image_token=settings.get("image_token", "<image>"),
             num_additional_image_tokens=settings.get("num_additional_image_tokens", 1),
@@ -64,7 +70,9 @@ def load_vlm(folder: Path) -> VisionLanguageModel:
         processor = cls(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return VisionLanguageModel(network, processor, family, {k: v for k, v in card.items() if k != "family"} or {"source": str(folder)})
+    return VisionLanguageModel(
+        network, processor, family, {k: v for k, v in card.items() if k != "family"} or {"source": str(folder)}
+    )
 
 
 def _processor_settings(folder: Path) -> dict[str, Any]:

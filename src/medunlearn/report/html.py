@@ -15,9 +15,11 @@ from medunlearn.report.plots import draw_all
 from medunlearn.report.tables import closest_to_oracle, summary_table
 
 STYLE = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1200px;color:#1b2631;padding:0 1rem}
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1200px;color:#1b2631;
+padding:0 1rem}
 h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #d5d8dc}h3{font-size:1.05rem}
-table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0 1rem}th,td{border:1px solid #d5d8dc;padding:.25rem .5rem;text-align:right}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0 1rem}
+th,td{border:1px solid #d5d8dc;padding:.25rem .5rem;text-align:right}
 th{background:#eaf2f8}td.name,th.name{text-align:left}tr.reference td{background:#f8f9f9;font-style:italic}
 img{max-width:100%;border:1px solid #eaecee;margin:.5rem 0}.note{color:#566573;font-size:.9rem}
 """
@@ -39,13 +41,17 @@ COLUMNS = [
 ]
 
 
-#: the classifier's tables: its image head beside the joint head, and no identity floor (it answers no identity question)
+#: the classifier's tables: its image head beside the joint head, and no identity floor (it answers no identity
+#: question)
 IMAGE_HEAD_COLUMNS = [
     ("forget_image_auc", "forget AUC, image head", "{:.3f}"),
     ("holdout_image_auc", "holdout AUC, image head", "{:.3f}"),
 ]
 CLASSIFIER_COLUMNS = [
-    column for c in COLUMNS if c[0] != "holdout_identity" for column in ([c, *IMAGE_HEAD_COLUMNS] if c[0] == "holdout_diagnostic" else [c])
+    column
+    for c in COLUMNS
+    if c[0] != "holdout_identity"
+    for column in ([c, *IMAGE_HEAD_COLUMNS] if c[0] == "holdout_diagnostic" else [c])
 ]
 
 
@@ -56,18 +62,27 @@ def _cell(value: Any, fmt: str | None) -> str:
 
 
 def _table(rows: list[dict[str, Any]], columns=COLUMNS) -> str:
-    head = "".join(f"<th class='name'>{html.escape(title)}</th>" if key == "method" else f"<th>{html.escape(title)}</th>" for key, title, _ in columns)
+    head = "".join(
+        f"<th class='name'>{html.escape(title)}</th>" if key == "method" else f"<th>{html.escape(title)}</th>"
+        for key, title, _ in columns
+    )
     body = []
     for row in rows:
         css = " class='reference'" if row.get("method") in REFERENCE_ROWS else ""
-        cells = "".join(f"<td class='name'>{_cell(row.get(k), f)}</td>" if k == "method" else f"<td>{_cell(row.get(k), f)}</td>" for k, _, f in columns)
+        cells = "".join(
+            f"<td class='name'>{_cell(row.get(k), f)}</td>" if k == "method" else f"<td>{_cell(row.get(k), f)}</td>"
+            for k, _, f in columns
+        )
         body.append(f"<tr{css}>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def _image(path: Path, caption: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
-    return f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'><figcaption class='note'>{html.escape(caption)}</figcaption></figure>"
+    return (
+        f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+        f"<figcaption class='note'>{html.escape(caption)}</figcaption></figure>"
+    )
 
 
 def _detail(results: list[dict[str, Any]], model: str, label: str) -> str:
@@ -81,12 +96,14 @@ def _detail(results: list[dict[str, Any]], model: str, label: str) -> str:
     for r in rows:
         css = " class='reference'" if r["method"] in REFERENCE_ROWS else ""
         cells = "".join(f"<td>{_cell(r['scores'].get(s, {}).get('all'), '{:.3f}')}</td>" for s in sets)
-        body.append(f"<tr{css}><td class='name'>{html.escape(r['method'])}</td><td class='name'>{html.escape(', '.join(r['request']['targets'][:3]))}{'…' if len(r['request']['targets']) > 3 else ''}</td>{cells}</tr>")
+        body.append(
+            f"<tr{css}><td class='name'>{html.escape(r['method'])}</td><td "
+            f"class='name'>{html.escape(', '.join(r['request']['targets'][:3]))}"
+            f"{'…' if len(r['request']['targets']) > 3 else ''}</td>{cells}</tr>"
+        )
     task_rows = []
     for r in rows:
-        cells = "".join(
-            f"<td>{_cell(r['scores'].get('forget', {}).get(t), '{:.3f}')}</td>" for t in tasks
-        )
+        cells = "".join(f"<td>{_cell(r['scores'].get('forget', {}).get(t), '{:.3f}')}</td>" for t in tasks)
         task_rows.append(f"<tr><td class='name'>{html.escape(r['method'])}</td>{cells}</tr>")
     task_head = "<th class='name'>method</th>" + "".join(f"<th>forget · {html.escape(t)}</th>" for t in tasks)
     return (
@@ -98,9 +115,16 @@ def _detail(results: list[dict[str, Any]], model: str, label: str) -> str:
 
 #: the aggregated metrics the report shows, in column order (statistics.row_metrics names)
 AGGREGATE_COLUMNS = [
-    ("forget/all", "forget"), ("siblings/all", "siblings"), ("retain/all", "retain"), ("holdout_diagnostic/all", "holdout diagnostic"),
-    ("gap/generation", "gap · generation"), ("gap/classification", "gap · classification"), ("gap/cloze", "gap · cloze"),
-    ("forget/total", "forget · total"), ("forget/auc", "forget AUC"), ("privacy/loss_auc", "LOSS MIA AUC"),
+    ("forget/all", "forget"),
+    ("siblings/all", "siblings"),
+    ("retain/all", "retain"),
+    ("holdout_diagnostic/all", "holdout diagnostic"),
+    ("gap/generation", "gap · generation"),
+    ("gap/classification", "gap · classification"),
+    ("gap/cloze", "gap · cloze"),
+    ("forget/total", "forget · total"),
+    ("forget/auc", "forget AUC"),
+    ("privacy/loss_auc", "LOSS MIA AUC"),
 ]
 
 
@@ -120,25 +144,34 @@ def _aggregates(aggregates: list[dict[str, Any]]) -> str:
         entries = [a for a in aggregates if (a["model"], a["group"]) == (model, group)]
         columns = [(key, title) for key, title in AGGREGATE_COLUMNS if any(key in e["metrics"] for e in entries)]
         head = "<th class='name'>method</th><th>n</th>" + "".join(f"<th>{html.escape(t)}</th>" for _, t in columns)
-        for title, pick in (("mean [95 % CI]", lambda e, k: e["metrics"].get(k)),
-                            ("method − oracle, paired [95 % CI]", lambda e, k: (e["metrics"].get(k) or {}).get("minus_oracle"))):
+        for title, pick in (
+            ("mean [95 % CI]", lambda e, k: e["metrics"].get(k)),
+            ("method − oracle, paired [95 % CI]", lambda e, k: (e["metrics"].get(k) or {}).get("minus_oracle")),
+        ):
             body = []
             for e in entries:
                 if title.startswith("method") and e["method"] == ORACLE:  # the oracle against itself says nothing
                     continue
                 css = " class='reference'" if e["method"] in REFERENCE_ROWS else ""
                 cells = "".join(f"<td>{html.escape(_interval(pick(e, k)))}</td>" for k, _ in columns)
-                body.append(f"<tr{css}><td class='name'>{html.escape(e['method'])}</td><td>{e['requests']}</td>{cells}</tr>")
-            parts.append(f"<h3>{html.escape(model)} · {html.escape(group)} — {title}</h3>"
-                         f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+                body.append(
+                    f"<tr{css}><td class='name'>{html.escape(e['method'])}</td><td>{e['requests']}</td>{cells}</tr>"
+                )
+            parts.append(
+                f"<h3>{html.escape(model)} · {html.escape(group)} — {title}</h3>"
+                f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+            )
     return "".join(parts)
 
 
 def _selection(selection: dict[str, Any]) -> str:
     """Each method's grid on a group's validation requests, its criterion values and the chosen point."""
     if not any(methods for groups in selection.values() for methods in groups.values()):
-        return ("<p class='note'>No selection ran: every method used its declared default settings (with any --set overrides). "
-                "Run the bench with --select to choose each method's setting per level on validation requests.</p>")
+        return (
+            "<p class='note'>No selection ran: every method used its declared default settings (with any --set "
+            "overrides). "
+            "Run the bench with --select to choose each method's setting per level on validation requests.</p>"
+        )
     parts = []
     for model, groups in selection.items():
         for group, methods in groups.items():
@@ -149,14 +182,29 @@ def _selection(selection: dict[str, Any]) -> str:
                     settings = ", ".join(f"{k}={v:g}" for k, v in point["settings"].items())
                     values = ", ".join(f"{v:.3f}" for v in point["criterion"])
                     mean = "–" if point["mean"] is None else f"{point['mean']:.3f}"
-                    rows.append(f"<tr><td class='name'>{html.escape(name)}{mark}</td><td class='name'>{html.escape(settings)}</td>"
-                                f"<td>{mean}</td><td class='name'>{html.escape(values)}</td></tr>")
+                    rows.append(
+                        f"<tr><td class='name'>{html.escape(name)}{mark}</td><td "
+                        f"class='name'>{html.escape(settings)}</td>"
+                        f"<td>{mean}</td><td class='name'>{html.escape(values)}</td></tr>"
+                    )
             requests = next(iter(methods.values()))["validation_requests"] if methods else []
-            parts.append(f"<h3>{html.escape(model)} · {html.escape(group)} (validation requests: {html.escape(', '.join(requests))})</h3>"
-                         "<table><thead><tr><th class='name'>method</th><th class='name'>grid point</th><th>criterion (mean)</th>"
-                         f"<th class='name'>per validation request</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
-    criterion = next(record["criterion"] for groups in selection.values() for methods in groups.values() for record in methods.values())
-    return f"<p class='note'>Criterion, fixed before any test request is scored: {html.escape(criterion)}. ✔ marks the chosen point.</p>" + "".join(parts)
+            parts.append(
+                f"<h3>{html.escape(model)} · {html.escape(group)} (validation requests: "
+                f"{html.escape(', '.join(requests))})</h3>"
+                "<table><thead><tr><th class='name'>method</th><th class='name'>grid point</th><th>criterion "
+                "(mean)</th>"
+                f"<th class='name'>per validation request</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            )
+    criterion = next(
+        record["criterion"]
+        for groups in selection.values()
+        for methods in groups.values()
+        for record in methods.values()
+    )
+    return (
+        f"<p class='note'>Criterion, fixed before any test request is scored: {html.escape(criterion)}. ✔ marks the "
+        "chosen point.</p>" + "".join(parts)
+    )
 
 
 VERDICT_STYLE = {HOLDS: "#1e8449", FAILS: "#b03a2e", INCONCLUSIVE: "#7d6608"}
@@ -170,17 +218,26 @@ def _claims(aggregates: list[dict[str, Any]]) -> str:
     rows = []
     for claim in claims:
         colour = VERDICT_STYLE[claim["verdict"]]
-        rows.append(f"<tr><td class='name'><b>{html.escape(claim['claim'])}</b> ({html.escape(claim['model'])})</td>"
-                    f"<td class='name' style='color:{colour}'><b>{html.escape(claim['verdict'])}</b></td><td></td></tr>")
+        rows.append(
+            f"<tr><td class='name'><b>{html.escape(claim['claim'])}</b> ({html.escape(claim['model'])})</td>"
+            f"<td class='name' style='color:{colour}'><b>{html.escape(claim['verdict'])}</b></td><td></td></tr>"
+        )
         for check in claim["checks"]:
-            rows.append(f"<tr><td class='name'>&nbsp;&nbsp;{html.escape(check['check'])}</td>"
-                        f"<td class='name' style='color:{VERDICT_STYLE[check['verdict']]}'>{html.escape(check['verdict'])}</td>"
-                        f"<td class='name'>{html.escape(check['numbers'])}</td></tr>")
-    return ("<h2>The published claims, checked</h2><p class='note'>Holds / does not hold when the 95 % interval lies wholly on one "
-            "side of the threshold; inconclusive when it crosses it or when there is one request (an example, not evidence). "
-            "Thresholds and rules: docs/evaluation.md.</p>"
-            "<table><thead><tr><th class='name'>claim · check</th><th class='name'>verdict</th><th class='name'>numbers: mean [95 % CI]</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>")
+            rows.append(
+                f"<tr><td class='name'>&nbsp;&nbsp;{html.escape(check['check'])}</td>"
+                f"<td class='name' style='color:{VERDICT_STYLE[check['verdict']]}'>{html.escape(check['verdict'])}</td>"
+                f"<td class='name'>{html.escape(check['numbers'])}</td></tr>"
+            )
+    return (
+        "<h2>The published claims, checked</h2><p class='note'>Holds / does not hold when the 95 % interval lies "
+        "wholly on one "
+        "side of the threshold; inconclusive when it crosses it or when there is one request (an example, not "
+        "evidence). "
+        "Thresholds and rules: docs/evaluation.md.</p>"
+        "<table><thead><tr><th class='name'>claim · check</th><th class='name'>verdict</th><th "
+        "class='name'>numbers: mean [95 % CI]</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def render(metrics: dict[str, Any], folder: Path) -> Path:
@@ -188,7 +245,8 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
     results = metrics["results"]
     plots = draw_all(results, folder / "plots", metrics.get("aggregates"), metrics.get("noise"))
     captions = {
-        "forget_against_oracle.png": "Forget score minus the oracle's, paired per request, with 95 % CIs; the grey band is the spread of the oracle's own training seeds.",
+        "forget_against_oracle.png": "Forget score minus the oracle's, paired per request, with 95 % CIs; the grey "
+        "band is the spread of the oracle's own training seeds.",
         "forget_vs_retain.png": "Forget vs retain score per method and request level.",
         "reconstruction.png": "Forget score with more hierarchical context in the prompt (reconstruction attack).",
         "mia_roc.png": "LOSS membership-inference ROC curves, forget vs holdout; the oracle's curve is the target.",
@@ -196,40 +254,62 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
     }
     table = summary_table(results)
     verdicts = closest_to_oracle(results)
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>medunlearn report</title><style>{STYLE}</style></head><body>",
-             "<h1>medunlearn — unlearning benchmark report</h1>"]
-    parts.append("<p class='note'>Each request deletes a node of the hospital tree. Scores are task scores in [0, 1] "
-                 "(ROUGE-L for generation, exact match otherwise); the retrain oracle, trained without the deleted data, defines "
-                 "what forgotten looks like: the best method is closest to it on the forget sets while matching the vanilla "
-                 "model on what is kept.</p>")
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>medunlearn "
+        f"report</title><style>{STYLE}</style></head><body>",
+        "<h1>medunlearn — unlearning benchmark report</h1>",
+    ]
+    parts.append(
+        "<p class='note'>Each request deletes a node of the hospital tree. Scores are task scores in [0, 1] "
+        "(ROUGE-L for generation, exact match otherwise); the retrain oracle, trained without the deleted data, "
+        "defines "
+        "what forgotten looks like: the best method is closest to it on the forget sets while matching the vanilla "
+        "model on what is kept.</p>"
+    )
     parts.append(_claims(metrics.get("aggregates") or []))
     parts.append("<h2>Which method came closest to the oracle</h2><ul>")
     vanilla = {(r["model"], r["request"]): r for r in table if r["method"] == VANILLA}
     for v in verdicts:
         base = vanilla.get((v["model"], v["request"]))
-        already = base is not None and base["oracle_distance"] is not None and base["oracle_distance"] <= v["oracle_distance"]
-        parts.append(f"<li><b>{html.escape(v['model'])} · {html.escape(v['request'])}</b>: <b>{html.escape(v['method'])}</b> "
-                     f"(distance on forget sets {v['oracle_distance']:.3f}, on kept sets {(v['keep_distance'] or 0):.3f}, "
-                     f"gap {(v['gap'] or 0):.3f})"
-                     + (" — but the vanilla model is already as close to the oracle on the forget sets, so no method made a difference here." if already else ".")
-                     + "</li>")
+        already = (
+            base is not None and base["oracle_distance"] is not None and base["oracle_distance"] <= v["oracle_distance"]
+        )
+        parts.append(
+            f"<li><b>{html.escape(v['model'])} · {html.escape(v['request'])}</b>: <b>{html.escape(v['method'])}</b> "
+            f"(distance on forget sets {v['oracle_distance']:.3f}, on kept sets {(v['keep_distance'] or 0):.3f}, "
+            f"gap {(v['gap'] or 0):.3f})"
+            + (
+                " — but the vanilla model is already as close to the oracle on the forget sets, so no method made "
+                "a difference here."
+                if already
+                else "."
+            )
+            + "</li>"
+        )
     parts.append("</ul>")
     models = metrics.get("models", {})
     for family, info in models.items():
         quality = info.get("quality") or {}
         if quality:
-            parts.append(f"<p class='note'>vanilla {html.escape(family)} ({html.escape(str(info.get('model')))}): "
-                         + ", ".join(f"{html.escape(k)} {v:.3f}" for k, v in quality.items() if isinstance(v, (int, float))) + "</p>")
+            parts.append(
+                f"<p class='note'>vanilla {html.escape(family)} ({html.escape(str(info.get('model')))}): "
+                + ", ".join(f"{html.escape(k)} {v:.3f}" for k, v in quality.items() if isinstance(v, (int, float)))
+                + "</p>"
+            )
     parts.append("<h2>Summary</h2>")
     groups = list(dict.fromkeys((r["model"], r["request"]) for r in table))  # in request order
     for key in groups:
         parts.append(f"<h3>{html.escape(key[0])} · {html.escape(key[1])}</h3>")
         rows = [r for r in table if (r["model"], r["request"]) == key]
-        parts.append(_table(rows, CLASSIFIER_COLUMNS if any(r["holdout_image_auc"] is not None for r in rows) else COLUMNS))
+        parts.append(
+            _table(rows, CLASSIFIER_COLUMNS if any(r["holdout_image_auc"] is not None for r in rows) else COLUMNS)
+        )
     if metrics.get("aggregates"):
-        parts.append("<h2>Over requests: means with 95 % bootstrap CIs</h2><p class='note'>Intervals resample the test requests "
-                     "(n per row); with one request there is no interval, only an example. The paired difference to the oracle "
-                     "is taken request by request; past the oracle on the forget set is over-forgetting, not success.</p>")
+        parts.append(
+            "<h2>Over requests: means with 95 % bootstrap CIs</h2><p class='note'>Intervals resample the test requests "
+            "(n per row); with one request there is no interval, only an example. The paired difference to the oracle "
+            "is taken request by request; past the oracle on the forget set is over-forgetting, not success.</p>"
+        )
         parts.append(_aggregates(metrics["aggregates"]))
     if "selection" in metrics:
         parts.append("<h2>How each method's settings were chosen</h2>")
@@ -241,7 +321,11 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
         parts.append(_detail(results, *key))
     timings = metrics.get("timings") or {}
     if timings:
-        parts.append("<h2>Time by stage</h2><table><tbody>" + "".join(f"<tr><td class='name'>{html.escape(k)}</td><td>{v:.1f} s</td></tr>" for k, v in timings.items()) + "</tbody></table>")
+        parts.append(
+            "<h2>Time by stage</h2><table><tbody>"
+            + "".join(f"<tr><td class='name'>{html.escape(k)}</td><td>{v:.1f} s</td></tr>" for k, v in timings.items())
+            + "</tbody></table>"
+        )
     parts.append("</body></html>")
     target = folder / "report.html"
     with atomic_file(target) as tmp:

@@ -76,7 +76,12 @@ def mia_roc(results: list[dict[str, Any]], path: Path) -> Path | None:
             attack = (cells[0].get("privacy") or {}).get("loss")
             if attack:
                 drawn = True
-                ax.plot(attack["roc"]["fpr"], attack["roc"]["tpr"], "--" if name in REFERENCE_ROWS else "-", label=f"{name} {attack['auc']:.2f}")
+                ax.plot(
+                    attack["roc"]["fpr"],
+                    attack["roc"]["tpr"],
+                    "--" if name in REFERENCE_ROWS else "-",
+                    label=f"{name} {attack['auc']:.2f}",
+                )
         ax.plot([0, 1], [0, 1], color="grey", linewidth=0.5)
         ax.set_title(f"{model} · {label}", fontsize=9)
         ax.set_xlabel("FPR", fontsize=8)
@@ -119,10 +124,25 @@ def forget_against_oracle(aggregates: list[dict[str, Any]], noise: list[dict[str
                 continue
             low, high = paired.get("low"), paired.get("high")
             error = [[paired["mean"] - low], [high - paired["mean"]]] if low is not None else None
-            ax.errorbar([i], [paired["mean"]], yerr=error, fmt="s" if entry["method"] in REFERENCE_ROWS else "o", capsize=3)
-        band = next((n["metrics"].get("forget/all") for n in noise if (n["model"], n["group"], n["method"]) == (model, group, ORACLE)), None)
+            ax.errorbar(
+                [i], [paired["mean"]], yerr=error, fmt="s" if entry["method"] in REFERENCE_ROWS else "o", capsize=3
+            )
+        band = next(
+            (
+                n["metrics"].get("forget/all")
+                for n in noise
+                if (n["model"], n["group"], n["method"]) == (model, group, ORACLE)
+            ),
+            None,
+        )
         if band:  # the oracle's seeds, relative to the seed the methods are paired with
-            ax.axhspan(band["low"] - band["per_seed"][0], band["high"] - band["per_seed"][0], color="grey", alpha=0.3, label="oracle seeds")
+            ax.axhspan(
+                band["low"] - band["per_seed"][0],
+                band["high"] - band["per_seed"][0],
+                color="grey",
+                alpha=0.3,
+                label="oracle seeds",
+            )
             ax.legend(fontsize=7)
         ax.axhline(0, color="black", linewidth=0.7)
         ax.set_xticks(range(len(entries)), [e["method"] for e in entries], rotation=45, ha="right", fontsize=8)
@@ -131,8 +151,12 @@ def forget_against_oracle(aggregates: list[dict[str, Any]], noise: list[dict[str
     return _save(figure, path)
 
 
-def draw_all(results: list[dict[str, Any]], folder: Path, aggregates: list[dict[str, Any]] | None = None,
-             noise: list[dict[str, Any]] | None = None) -> list[Path]:
+def draw_all(
+    results: list[dict[str, Any]],
+    folder: Path,
+    aggregates: list[dict[str, Any]] | None = None,
+    noise: list[dict[str, Any]] | None = None,
+) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     made = [
         forget_against_oracle(aggregates or [], noise or [], folder / "forget_against_oracle.png"),

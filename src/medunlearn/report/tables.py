@@ -52,26 +52,30 @@ def summary_table(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for (model, label), methods in grouped(results).items():
         for name, cells in methods.items():
-            rows.append({
-                "model": model,
-                "request": label,
-                "method": name,
-                "forget": _mean([c["scores"].get("forget", {}).get("all") for c in cells]),
-                "retain": _mean([c["scores"].get("retain", {}).get("all") for c in cells]),
-                "gap": _mean([c.get("gap") for c in cells]),
-                "sibling": _mean([c.get("sibling") for c in cells]),
-                "holdout_diagnostic": _mean([c["scores"].get("holdout_diagnostic", {}).get("all") for c in cells]),
-                "holdout_identity": _mean([c["scores"].get("holdout_identity", {}).get("all") for c in cells]),
-                # the classifier's image head alone (what the Forget-MI reference scores; None for a VLM)
-                "forget_image_auc": _mean([c["scores"].get("forget", {}).get("image_auc") for c in cells]),
-                "holdout_image_auc": _mean([c["scores"].get("holdout_diagnostic", {}).get("image_auc") for c in cells]),
-                "oracle_distance": _mean([forget_distance(c) for c in cells]),
-                "keep_distance": _mean([keep_distance(c) for c in cells]),
-                "mia_auc": _mean([mia_auc(c) for c in cells]),
-                "audit": _mean([(c.get("privacy") or {}).get("audit_member_share") for c in cells]),
-                "ks_p": _mean([c.get("ks_p") for c in cells]),
-                "wall_s": _mean([(c.get("cost") or {}).get("wall_s") for c in cells]),
-            })
+            rows.append(
+                {
+                    "model": model,
+                    "request": label,
+                    "method": name,
+                    "forget": _mean([c["scores"].get("forget", {}).get("all") for c in cells]),
+                    "retain": _mean([c["scores"].get("retain", {}).get("all") for c in cells]),
+                    "gap": _mean([c.get("gap") for c in cells]),
+                    "sibling": _mean([c.get("sibling") for c in cells]),
+                    "holdout_diagnostic": _mean([c["scores"].get("holdout_diagnostic", {}).get("all") for c in cells]),
+                    "holdout_identity": _mean([c["scores"].get("holdout_identity", {}).get("all") for c in cells]),
+                    # the classifier's image head alone (what the Forget-MI reference scores; None for a VLM)
+                    "forget_image_auc": _mean([c["scores"].get("forget", {}).get("image_auc") for c in cells]),
+                    "holdout_image_auc": _mean(
+                        [c["scores"].get("holdout_diagnostic", {}).get("image_auc") for c in cells]
+                    ),
+                    "oracle_distance": _mean([forget_distance(c) for c in cells]),
+                    "keep_distance": _mean([keep_distance(c) for c in cells]),
+                    "mia_auc": _mean([mia_auc(c) for c in cells]),
+                    "audit": _mean([(c.get("privacy") or {}).get("audit_member_share") for c in cells]),
+                    "ks_p": _mean([c.get("ks_p") for c in cells]),
+                    "wall_s": _mean([(c.get("cost") or {}).get("wall_s") for c in cells]),
+                }
+            )
     return rows
 
 

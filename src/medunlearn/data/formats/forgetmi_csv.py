@@ -51,7 +51,9 @@ def read_rows(path: Path, *, role: str) -> list[dict[str, Any]]:
             columns = [c.strip() for c in reader.fieldnames or []]
             raw_rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise MedunlearnError(f"{role} CSV {path} is unreadable ({exc.__class__.__name__}); save it as UTF-8 CSV.") from None
+        raise MedunlearnError(
+            f"{role} CSV {path} is unreadable ({exc.__class__.__name__}); save it as UTF-8 CSV."
+        ) from None
     severity = next((c for c in SEVERITY_COLUMNS if c in columns), None)
     missing = [c for c in (*ID_COLUMNS, "fold") if c not in columns] + ([] if severity else ["edema_severity"])
     if missing:
@@ -79,7 +81,15 @@ def read_rows(path: Path, *, role: str) -> list[dict[str, Any]]:
         fold = row["fold"].upper()
         if fold not in {"1", "2", "3", "4", "5", "TEST"}:
             raise MedunlearnError(f"{where}: fold is {row['fold']!r}; use 1 to 5 or TEST.")
-        rows.append({"subject_id": row["subject_id"], "study_id": row["study_id"], "dicom_id": row["dicom_id"], "severity": grade, "fold": fold})
+        rows.append(
+            {
+                "subject_id": row["subject_id"],
+                "study_id": row["study_id"],
+                "dicom_id": row["dicom_id"],
+                "severity": grade,
+                "fold": fold,
+            }
+        )
     return rows
 
 
@@ -97,13 +107,18 @@ def import_forgetmi(
     if not images.is_dir():
         raise MedunlearnError(f"image folder {images} does not exist; give the root of the MIMIC-CXR-JPG files folder.")
     if reports is not None and not Path(reports).is_dir():
-        raise MedunlearnError(f"report folder {reports} does not exist; give the root of the MIMIC-CXR reports or leave out --reports.")
+        raise MedunlearnError(
+            f"report folder {reports} does not exist; give the root of the MIMIC-CXR reports or leave out --reports."
+        )
     mapping = _institution_mapping(Path(institutions)) if institutions else {}
 
     split_subjects = {r["subject_id"] for r in rows}
     absent = [r["subject_id"] for r in forget_rows if r["subject_id"] not in split_subjects]
     if absent:
-        raise MedunlearnError(f"forget CSV {forget_csv}: subject {absent[0]} is not in the split CSV {split_csv}; a forget subject must be one of its training subjects.")
+        raise MedunlearnError(
+            f"forget CSV {forget_csv}: subject {absent[0]} is not in the split CSV {split_csv}; a forget subject "
+            "must be one of its training subjects."
+        )
     # forget rows of a split subject that the split file does not list are part of the training data too
     known = {(r["subject_id"], r["study_id"], r["dicom_id"]) for r in rows}
     rows += [r for r in forget_rows if (r["subject_id"], r["study_id"], r["dicom_id"]) not in known]
@@ -111,7 +126,10 @@ def import_forgetmi(
     forget_subjects = list(dict.fromkeys(r["subject_id"] for r in forget_rows))
     clash = [s for s in forget_subjects if s in test_subjects]
     if clash:
-        raise MedunlearnError(f"forget CSV {forget_csv}: subject {clash[0]} is in the TEST fold; a forget subject must be a training subject.")
+        raise MedunlearnError(
+            f"forget CSV {forget_csv}: subject {clash[0]} is in the TEST fold; a forget subject must be a training "
+            "subject."
+        )
 
     hospital = Hospital()
     samples: list[Sample] = []
@@ -123,17 +141,23 @@ def import_forgetmi(
         subject, study, dicom = row["subject_id"], row["study_id"], row["dicom_id"]
         holdout = subject in test_subjects
         if institutions is not None and subject not in mapping:
-            raise MedunlearnError(f"institution CSV {institutions} has no row for subject {subject}; map every subject.")
+            raise MedunlearnError(
+                f"institution CSV {institutions} has no row for subject {subject}; map every subject."
+            )
         inst_id = mapping.get(subject, DEFAULT_INSTITUTION)
         try:
             hospital.add(Node(inst_id, Level.INSTITUTION, None, {"name": inst_id}))
-            patient = hospital.add(Node(f"p{subject}", Level.PATIENT, inst_id, {"subject_id": subject}, holdout=holdout))
+            patient = hospital.add(
+                Node(f"p{subject}", Level.PATIENT, inst_id, {"subject_id": subject}, holdout=holdout)
+            )
             study_node = hospital.add(Node(f"s{study}", Level.STUDY, patient.id, {"study_id": study}))
         except MedunlearnError as exc:
             raise MedunlearnError(f"split CSV {split_csv} subject {subject} study {study}: {exc}") from None
         image_id = f"{study_node.id}/{dicom}"
         if image_id in seen_images:
-            raise MedunlearnError(f"split CSV {split_csv}: image {dicom} of study {study} is listed twice; list each dicom_id once.")
+            raise MedunlearnError(
+                f"split CSV {split_csv}: image {dicom} of study {study} is listed twice; list each dicom_id once."
+            )
         seen_images.add(image_id)
         path = _find_image(images, subject, study, dicom)
         blob = _read_image(path)
@@ -142,7 +166,9 @@ def import_forgetmi(
         if study_node.id not in report_cache:
             report_cache[study_node.id] = _read_report(Path(reports), subject, study) if reports else {}
             for name, text in report_cache[study_node.id].items():
-                hospital.add(Node(f"{study_node.id}.{name}", Level.SECTION, study_node.id, {"name": name, "text": text}))
+                hospital.add(
+                    Node(f"{study_node.id}.{name}", Level.SECTION, study_node.id, {"name": name, "text": text})
+                )
         sections = report_cache[study_node.id]
         anchor = next((f"{study_node.id}.{n}" for n in ("FINDINGS", "IMPRESSION") if n in sections), study_node.id)
         anchor_level = Level.SECTION if anchor != study_node.id else Level.STUDY
@@ -189,14 +215,23 @@ def import_forgetmi(
         samples=SampleTable.from_samples(samples),
         images=ImageStore.from_records(image_records),
         source="forget-mi",
-        config={"split": str(split_csv), "forget": str(forget_csv), "images": str(images), "reports": str(reports) if reports else None},
-        requests=[{"level": Level.PATIENT.value, "targets": [f"p{s}" for s in forget_subjects], "source": str(forget_csv)}],
+        config={
+            "split": str(split_csv),
+            "forget": str(forget_csv),
+            "images": str(images),
+            "reports": str(reports) if reports else None,
+        },
+        requests=[
+            {"level": Level.PATIENT.value, "targets": [f"p{s}" for s in forget_subjects], "source": str(forget_csv)}
+        ],
     )
 
 
 def _institution_mapping(path: Path) -> dict[str, str]:
     if not path.is_file():
-        raise MedunlearnError(f"institution CSV {path} does not exist; give a CSV with subject_id and institution columns.")
+        raise MedunlearnError(
+            f"institution CSV {path} does not exist; give a CSV with subject_id and institution columns."
+        )
     try:
         return _read_mapping(path)
     except UnicodeDecodeError:
@@ -212,9 +247,13 @@ def _read_mapping(path: Path) -> dict[str, str]:
         for line, row in enumerate(reader, start=2):
             subject, inst = (row["subject_id"] or "").strip(), (row["institution"] or "").strip()
             if not subject or not inst:
-                raise MedunlearnError(f"institution CSV {path} line {line}: subject_id and institution must not be empty.")
+                raise MedunlearnError(
+                    f"institution CSV {path} line {line}: subject_id and institution must not be empty."
+                )
             if mapping.get(subject, inst) != inst:
-                raise MedunlearnError(f"institution CSV {path} line {line}: subject {subject} is mapped to two institutions.")
+                raise MedunlearnError(
+                    f"institution CSV {path} line {line}: subject {subject} is mapped to two institutions."
+                )
             mapping[subject] = inst
     return mapping
 
@@ -247,7 +286,9 @@ def _dicom_to_png(path: Path) -> bytes:
         dataset = pydicom.dcmread(path)
         pixels = dataset.pixel_array.astype(np.float32)
     except Exception as exc:  # pydicom raises many types for broken files
-        raise MedunlearnError(f"DICOM file {path} does not decode ({type(exc).__name__}); replace it or use the JPEG export.") from None
+        raise MedunlearnError(
+            f"DICOM file {path} does not decode ({type(exc).__name__}); replace it or use the JPEG export."
+        ) from None
     if str(getattr(dataset, "PhotometricInterpretation", "")) == "MONOCHROME1":
         pixels = pixels.max() - pixels
     low, high = float(pixels.min()), float(pixels.max())

@@ -126,7 +126,9 @@ def import_medforget(source: Path) -> HospitalDataset:
     elif source.is_dir():
         files = sorted(source.rglob("*.parquet"))
         if not files:
-            raise MedunlearnError(f"{source} holds no .parquet files; point to a MedForget file or a folder of <level>_level/ folders.")
+            raise MedunlearnError(
+                f"{source} holds no .parquet files; point to a MedForget file or a folder of <level>_level/ folders."
+            )
     else:
         raise MedunlearnError(f"{source} does not exist; give a MedForget .parquet file or a folder of them.")
 
@@ -149,7 +151,9 @@ class _Reader:
         try:
             table = pq.read_table(path)
         except (OSError, pa.ArrowInvalid) as exc:
-            raise MedunlearnError(f"{path} is not a readable parquet file ({exc.__class__.__name__}); re-export it.") from None
+            raise MedunlearnError(
+                f"{path} is not a readable parquet file ({exc.__class__.__name__}); re-export it."
+            ) from None
         missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
         if not missing and "hierarchy_metadata" not in table.column_names and "image_path" not in table.column_names:
             missing = ["hierarchy_metadata or image_path"]
@@ -181,8 +185,14 @@ class _Reader:
     def read_row(self, row: dict[str, Any], where: str, *, holdout_file: bool) -> list[str]:
         entries = _json_field(row.get("metadata"), where, "metadata")
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-            raise MedunlearnError(f"{where}: field 'metadata' must be a JSON list of {{\"Question\", \"Answer\"}} objects.")
-        hierarchy = _json_field(row.get("hierarchy_metadata"), where, "hierarchy_metadata") if row.get("hierarchy_metadata") is not None else {}
+            raise MedunlearnError(
+                f'{where}: field \'metadata\' must be a JSON list of {{"Question", "Answer"}} objects.'
+            )
+        hierarchy = (
+            _json_field(row.get("hierarchy_metadata"), where, "hierarchy_metadata")
+            if row.get("hierarchy_metadata") is not None
+            else {}
+        )
         if not isinstance(hierarchy, dict):
             raise MedunlearnError(f"{where}: field 'hierarchy_metadata' must be a JSON object.")
         image_path = str(row.get("image_path") or (row.get("image") or {}).get("path") or "")
@@ -191,20 +201,32 @@ class _Reader:
         for i, key in enumerate(("institution_id", "patient_id", "study_id")):
             value = hierarchy.get(key) or (parts[i] if len(parts) > i + (1 if i == 2 else 0) else None)
             if not value:
-                raise MedunlearnError(f"{where}: no {key} in hierarchy_metadata and image_path {image_path!r} does not name it; add {key}.")
+                raise MedunlearnError(
+                    f"{where}: no {key} in hierarchy_metadata and image_path {image_path!r} does not name it; add "
+                    f"{key}."
+                )
             ids[key] = str(value)
         attributes = hierarchy.get("attributes") or {}
         if not isinstance(attributes, dict) or not all(isinstance(v, dict) for v in attributes.values()):
-            raise MedunlearnError(f"{where}: hierarchy_metadata field 'attributes' must be an object of objects (institution, patient, study, section).")
+            raise MedunlearnError(
+                f"{where}: hierarchy_metadata field 'attributes' must be an object of objects (institution, "
+                "patient, study, section)."
+            )
         holdout = bool(hierarchy.get("holdout", False)) or holdout_file
         try:
-            inst = self.hospital.add(Node(ids["institution_id"], Level.INSTITUTION, None, dict(attributes.get("institution", {}))))
-            patient = self.hospital.add(Node(ids["patient_id"], Level.PATIENT, inst.id, dict(attributes.get("patient", {})), holdout=holdout))
+            inst = self.hospital.add(
+                Node(ids["institution_id"], Level.INSTITUTION, None, dict(attributes.get("institution", {})))
+            )
+            patient = self.hospital.add(
+                Node(ids["patient_id"], Level.PATIENT, inst.id, dict(attributes.get("patient", {})), holdout=holdout)
+            )
             study = self.hospital.add(Node(ids["study_id"], Level.STUDY, patient.id, dict(attributes.get("study", {}))))
         except MedunlearnError as exc:
             raise MedunlearnError(f"{where}: {exc}") from None
         if holdout and not patient.holdout or patient.holdout and not holdout:
-            raise MedunlearnError(f"{where}: patient {patient.id!r} is held out in one row and trained on in another; keep it in one set.")
+            raise MedunlearnError(
+                f"{where}: patient {patient.id!r} is held out in one row and trained on in another; keep it in one set."
+            )
 
         image = row.get("image") or {}
         blob = image.get("bytes") if isinstance(image, dict) else None
@@ -214,7 +236,9 @@ class _Reader:
         image_id = str(hierarchy.get("image_id") or image_path or row["ID"])
         known = self.images.get(image_id)
         if known is not None and (known[0] != study.id or known[2] != blob):
-            raise MedunlearnError(f"{where}: image {image_id!r} appears twice with different content or study; give each image one id.")
+            raise MedunlearnError(
+                f"{where}: image {image_id!r} appears twice with different content or study; give each image one id."
+            )
         self.images[image_id] = (study.id, image_path, blob)
 
         fact_nodes = []
@@ -223,7 +247,9 @@ class _Reader:
             if isinstance(answer, list):
                 answer = answer[0] if answer else None
             if not isinstance(question, str) or not isinstance(answer, str):
-                raise MedunlearnError(f"{where}: metadata item {k} needs a string 'Question' and an 'Answer' string or list.")
+                raise MedunlearnError(
+                    f"{where}: metadata item {k} needs a string 'Question' and an 'Answer' string or list."
+                )
             level_name = hierarchy.get("hierarchy_level")
             try:
                 level = Level.parse(level_name) if level_name else infer_level(question)
@@ -233,13 +259,17 @@ class _Reader:
             task = _task(entry.get("task"), question, where, k)
             given = entry.get("options")
             if given is not None and (not isinstance(given, list) or not all(isinstance(o, str) for o in given)):
-                raise MedunlearnError(f"{where}: metadata item {k} field 'options' must be a list of strings, not {type(given).__name__}.")
+                raise MedunlearnError(
+                    f"{where}: metadata item {k} field 'options' must be a list of strings, not {type(given).__name__}."
+                )
             options = tuple(given or (parse_options(question) if task is Task.CLASSIFICATION else ()))
             if task is Task.CLASSIFICATION and options:
                 answer = option_answer(answer, options)
             paraphrase_of = entry.get("paraphrase_of")
             if paraphrase_of is not None and not isinstance(paraphrase_of, str):
-                raise MedunlearnError(f"{where}: metadata item {k} field 'paraphrase_of' must be a sample id (a string) or absent.")
+                raise MedunlearnError(
+                    f"{where}: metadata item {k} field 'paraphrase_of' must be a sample id (a string) or absent."
+                )
             sample = Sample(
                 id=str(entry.get("id") or f"{row['ID']}#{k}"),
                 image=image_id,
@@ -256,19 +286,32 @@ class _Reader:
             previous = self.samples.get(sample.id)
             if previous is not None and previous != sample:
                 raise MedunlearnError(
-                    f"{where}: sample id {sample.id!r} also appears in {self.sample_origin[sample.id]} with other content; ids must be unique."
+                    f"{where}: sample id {sample.id!r} also appears in {self.sample_origin[sample.id]} with other "
+                    "content; ids must be unique."
                 )
             self.samples[sample.id] = sample
             self.sample_origin.setdefault(sample.id, where)
             fact_nodes.append(fact_node.id if level is Level.SECTION else study.id)
         return fact_nodes
 
-    def _fact_node(self, level: Level, inst: Node, patient: Node, study: Node, hierarchy: dict, attributes: dict, question: str, where: str) -> Node:
+    def _fact_node(
+        self,
+        level: Level,
+        inst: Node,
+        patient: Node,
+        study: Node,
+        hierarchy: dict,
+        attributes: dict,
+        question: str,
+        where: str,
+    ) -> Node:
         if level is not Level.SECTION:
             return {Level.INSTITUTION: inst, Level.PATIENT: patient, Level.STUDY: study}[level]
         name = hierarchy.get("section_name") or next((n for n in SECTION_NAMES if n.lower() in question.lower()), None)
         if not name:
-            raise MedunlearnError(f"{where}: a section-level question without section_name; add section_name to hierarchy_metadata.")
+            raise MedunlearnError(
+                f"{where}: a section-level question without section_name; add section_name to hierarchy_metadata."
+            )
         section_id = str(hierarchy.get("section_id") or f"{study.id}.{name}")
         section_attributes = dict(attributes.get("section", {"name": name}))
         try:
@@ -293,12 +336,31 @@ def _json_field(value: Any, where: str, field: str) -> Any:
     try:
         return json.loads(value)
     except json.JSONDecodeError as exc:
-        raise MedunlearnError(f"{where}: field {field!r} is not valid JSON ({exc.msg} at character {exc.pos}); fix or re-export it.") from None
+        raise MedunlearnError(
+            f"{where}: field {field!r} is not valid JSON ({exc.msg} at character {exc.pos}); fix or re-export it."
+        ) from None
 
 
 _LEVEL_WORDS: tuple[tuple[Level, tuple[str, ...]], ...] = (
-    (Level.SECTION, ("section", "findings", "impression", "indication", "examination", "edema", "effusion",
-                     "consolidation", "pneumothorax", "cardiomegaly", "heart size", "cardiac", "device", "report")),
+    (
+        Level.SECTION,
+        (
+            "section",
+            "findings",
+            "impression",
+            "indication",
+            "examination",
+            "edema",
+            "effusion",
+            "consolidation",
+            "pneumothorax",
+            "cardiomegaly",
+            "heart size",
+            "cardiac",
+            "device",
+            "report",
+        ),
+    ),
     (Level.INSTITUTION, ("hospital", "institution", "city", "vendor", "scanner", "manufactur")),
     (Level.PATIENT, ("name", "sex", "gender", "born", "birth", "medical record", "mrn", "patient")),
     (Level.STUDY, ("date", "accession", "view", "projection", "reason", "exam", "study", "ordered")),
@@ -320,11 +382,16 @@ def _task(name: Any, question: str, where: str, item: int) -> Task:
     try:
         return Task(name)
     except ValueError:
-        raise MedunlearnError(f"{where}: metadata item {item} field 'task' is {name!r}; use one of {', '.join(t.value for t in Task)}.") from None
+        raise MedunlearnError(
+            f"{where}: metadata item {item} field 'task' is {name!r}; use one of {', '.join(t.value for t in Task)}."
+        ) from None
 
 
 def option_answer(answer: str, options: tuple[str, ...]) -> str:
-    """A classification answer as its option's text, whether the file wrote the text, the letter (``B``) or ``B) text``."""
+    """A classification answer as its option's text.
+
+    Whether the file wrote the text, the letter (``B``) or ``B) text``.
+    """
     if answer in options:
         return answer
     match = re.fullmatch(r"\s*([A-Ha-h])\s*\)?\s*(.*?)\s*", answer)
