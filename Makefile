@@ -7,7 +7,7 @@ STAMP := $(VENV)/.medunlearn-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo demo-quick test install browser clean bench
+.PHONY: demo demo-quick test lint install browser clean bench
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +32,12 @@ browser:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 		echo "chromium not installed: the report screenshot test will be skipped"; }
 
-test: $(STAMP) browser
+# lint and format first: a style slip fails in seconds, before the suite runs
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+test: $(STAMP) browser lint
 	$(BIN)/python -m pytest -q --durations=15
 
 bench: $(STAMP)

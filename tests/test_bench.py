@@ -5,8 +5,8 @@ import pytest
 from medunlearn.bench import Bench, BenchConfig
 from medunlearn.bench_requests import draw_requests
 from medunlearn.data.hierarchy import Level
-from medunlearn.evaluation.results import load_metrics
 from medunlearn.errors import MedunlearnError
+from medunlearn.evaluation.results import load_metrics
 from medunlearn.executors import LocalExecutor
 from medunlearn.models.loading import load_model
 

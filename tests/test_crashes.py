@@ -9,15 +9,16 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from medunlearn.methods.cost import model_cost
 from medunlearn.config import TrainConfig
 from medunlearn.data.hierarchy import Level
 from medunlearn.data.splits import DeletionRequest
+from medunlearn.methods.cost import model_cost
 from medunlearn.models.train import train, training_settings
 from medunlearn.outputs import claimed_output
 
@@ -150,7 +151,7 @@ def test_an_unforeseen_failure_is_one_sentence_with_a_log(run_cli, small_folder,
     assert code == 1 and len(lines) == 1 and "Traceback" not in err
     assert "something medunlearn did not foresee (RuntimeError; unexpected: the full log is " in lines[0]
     log = lines[0].rsplit("the full log is ", 1)[1].rstrip(")")
-    text = open(log).read()
+    text = Path(log).read_text()
     assert "Traceback" in text and "data inspect" in text and "def broken" not in text
 
 

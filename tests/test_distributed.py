@@ -228,7 +228,7 @@ def _close(a, b, tolerance: float = 1e-6) -> bool:
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(_close(a[k], b[k], tolerance) for k in a)
     if isinstance(a, list):
-        return len(a) == len(b) and all(_close(x, y, tolerance) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_close(x, y, tolerance) for x, y in zip(a, b, strict=True))
     if isinstance(a, float) and isinstance(b, float):
         return abs(a - b) <= tolerance * max(1.0, abs(a))
     return a == b

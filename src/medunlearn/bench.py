@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medunlearn.bench_requests import MIN_SCORED_ITEMS, TEST, VALIDATION, BenchRequest, draw_requests
 from medunlearn.config import DEFAULT_PRESET, TrainConfig, differing_keys
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import Level
@@ -68,7 +69,6 @@ from medunlearn.models.loading import base_name, load_model
 from medunlearn.models.train import train, training_settings
 from medunlearn.outputs import mark, read_json, write_json
 from medunlearn.progress import note
-from medunlearn.bench_requests import MIN_SCORED_ITEMS, TEST, VALIDATION, BenchRequest, draw_requests
 
 ALL_LEVELS = tuple(level.value for level in Level)
 
@@ -351,7 +351,11 @@ class Bench:
 
     def _rows(self, requests: list[BenchRequest], runs: list[list[Run]], offset: int = 0) -> list[list[dict[str, Any]]]:
         """Each request's rows (its vanilla, oracle and method cells), in request order; the missing cells run first."""
-        tasks = [task for r, request_runs in zip(requests, runs) for task in self._tasks(r, request_runs, offset)]
+        tasks = [
+            task
+            for r, request_runs in zip(requests, runs, strict=True)
+            for task in self._tasks(r, request_runs, offset)
+        ]
         started = time.perf_counter()
         for timings in self.executor.run(tasks, f"{len(tasks)} cells of {len(requests)} requests"):
             for stage, seconds in timings.items():
@@ -361,7 +365,7 @@ class Bench:
         ):  # the stage timings add up the cells' seconds; this is the wall time a person waited
             self.timings["requests"] = self.timings.get("requests", 0.0) + time.perf_counter() - started
         rows = []
-        for r, request_runs in zip(requests, runs):
+        for r, request_runs in zip(requests, runs, strict=True):
             wanted = [
                 Cell(VANILLA_WORK, r, offset).name,
                 Cell(ORACLE_WORK, r, offset).name,
@@ -404,7 +408,11 @@ class Bench:
         results = self._rows(validations, runs)
         selection: dict[str, dict[str, Any]] = {}
         for group in dict.fromkeys(r.group for r in validations):
-            members = [{row["cell"]: row for row in rows} for r, rows in zip(validations, results) if r.group == group]
+            members = [
+                {row["cell"]: row for row in rows}
+                for r, rows in zip(validations, results, strict=True)
+                if r.group == group
+            ]
             keys = [r.key for r in validations if r.group == group]
             for name, points in grids.items():
                 if not points:

@@ -95,7 +95,9 @@ def draw_requests(dataset: HospitalDataset, model: MultimodalModel, config: Benc
         chosen: dict[str, list[tuple[str, ...]]] = {TEST: [], VALIDATION: []}
         largest = 0
         for node in candidates:
-            targets = _candidate_targets(dataset, level, node, lambda t: counts(level, t)[0] >= config.min_items)
+            targets = _candidate_targets(
+                dataset, level, node, lambda t, level=level: counts(level, t)[0] >= config.min_items
+            )
             if any(_related(dataset.hospital, targets, other) for picked in chosen.values() for other in picked):
                 continue
             forget, retain = counts(level, targets)

@@ -39,7 +39,8 @@ def _gap_claim(aggregates):
     return next(c for c in check_claims(aggregates) if "highest forget–retain gap" in c["claim"])
 
 
-def _level(chip_gap, other_gap, chip_utility=_ci(-0.01, -0.02, 0.0)):
+def _level(chip_gap, other_gap, chip_utility=None):
+    chip_utility = chip_utility or _ci(-0.01, -0.02, 0.0)
     return [
         _entry(
             "study",

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -63,7 +65,7 @@ def test_reconstruction_context_is_cumulative(small_dataset):
     sample = next(s for s in small_dataset.training_samples() if s.image_node)
     texts = [context(small_dataset, sample, step) for step in STEPS]
     assert texts[0] == ""
-    for shorter, longer in zip(texts, texts[1:]):
+    for shorter, longer in itertools.pairwise(texts):
         assert longer.startswith(shorter) and len(longer) > len(shorter)
     patient = small_dataset.hospital.ancestor_at(sample.image_node, Level.PATIENT)
     assert patient.attributes["name"] in texts[2]
@@ -88,7 +90,7 @@ def test_the_privacy_floor_holds_only_facts_a_strangers_radiograph_does_not_show
 
     holdout = list(small_dataset.holdout_samples())
     floor = {s.fact for s in identity_questions(holdout)}
-    assert IMAGE_SHOWN_FACTS == {"study.view"}
+    assert {"study.view"} == IMAGE_SHOWN_FACTS
     assert "study.view" in {s.fact for s in holdout} and "study.view" not in floor
     assert {"patient.name", "patient.sex", "study.accession", "study.reason"} <= floor
     assert not any(f.startswith(("institution.", "label.")) for f in floor)

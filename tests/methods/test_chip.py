@@ -106,7 +106,7 @@ def test_streamed_node_means_equal_the_means_of_stored_activations(vlm, small_da
         handle.remove()
     for name in layers:
         everything = stored[name][0].double()
-        for node, node_id in enumerate(nodes):
+        for node, _node_id in enumerate(nodes):
             rows = [i for i, s in enumerate(forget + retain) if node_of[s.id] == node]
             assert torch.allclose(stats[name].node_means()[node], everything[rows].mean(0), atol=1e-5)
         assert torch.allclose(

@@ -50,7 +50,7 @@ def test_noisy_text_masks_swaps_synonyms_and_perturbs_characters():
 
 def _token_rows(batch) -> list[list[int]]:
     ids, mask = batch.inputs["input_ids"], batch.inputs["attention_mask"].bool()
-    return [row[keep].tolist() for row, keep in zip(ids, mask)]
+    return [row[keep].tolist() for row, keep in zip(ids, mask, strict=True)]
 
 
 @pytest.mark.parametrize("family", ["vlm", "dual"])
@@ -112,6 +112,6 @@ def test_forget_embeddings_move_away_from_the_originals_view_of_their_noisy_copi
         name: (mean_distance(unimodal(e), unimodal(target)).item(), mean_distance(e[2], target[2]).item())
         for name, e in (("before", before), ("after", after))
     }
-    moved = [a > b for a, b in zip(distance["after"], distance["before"])]
+    moved = [a > b for a, b in zip(distance["after"], distance["before"], strict=True)]
     assert moved == [farther, farther], distance  # UU and MU both grew (push) or both shrank (pull)
     assert summary["epochs_run"] >= 1 and summary["stopped_by"] in ("budget", "patience", "validation")

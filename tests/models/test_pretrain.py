@@ -11,8 +11,8 @@ from medunlearn.config import TrainConfig
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import Level
 from medunlearn.data.population import ID_PREFIX
-from medunlearn.data.splits import DeletionRequest
 from medunlearn.data.questions import DIAGNOSTIC_FACTS
+from medunlearn.data.splits import DeletionRequest
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.loading import BASE_REPLAY, REPLAY_FOLDER, initial_model, load_model
 from medunlearn.models.pretrain import DIGEST, PRETRAIN_CONFIG, PretrainConfig, damage, ensure_base, pretrain

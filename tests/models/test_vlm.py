@@ -154,8 +154,7 @@ def test_bad_model_folders(tmp_path):
 
 
 def test_tokenizer_is_trained_offline_and_deterministically(small_dataset):
-    from medunlearn.models.tokenizer import train_tokenizer
-    from medunlearn.models.tokenizer import corpus
+    from medunlearn.models.tokenizer import corpus, train_tokenizer
 
     texts = list(corpus(small_dataset))
     first = train_tokenizer(texts)

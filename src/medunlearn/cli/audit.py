@@ -79,7 +79,7 @@ def audit_command(
 def _record(
     model: Path, data: Path, oracle: Path | None, sign_key: Path | None, seed: int, limit: int, out_dir: Path
 ) -> dict:
-    from medunlearn.audit import RECORD, evidence, signing_key, sign, statement, weight_digests
+    from medunlearn.audit import RECORD, evidence, sign, signing_key, statement, weight_digests
     from medunlearn.data.dataset import HospitalDataset, audit_salt
     from medunlearn.data.hierarchy import Level
     from medunlearn.data.splits import DeletionRequest
@@ -175,9 +175,8 @@ def audit_keygen_command(
     from medunlearn.audit import write_keys
     from medunlearn.outputs import atomic_directory
 
-    with claimed_output(out_dir, "audit-keygen"):
-        with atomic_directory(out_dir) as staging:
-            write_keys(staging)
+    with claimed_output(out_dir, "audit-keygen"), atomic_directory(out_dir) as staging:
+        write_keys(staging)
     out.print(
         f"wrote {Path(out_dir) / 'audit_key.pem'} (sign with it) and {Path(out_dir) / 'audit_key.pub.pem'} (give it "
         "to verifiers)"

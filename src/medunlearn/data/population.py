@@ -31,8 +31,8 @@ from PIL import Image
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import Hospital, Level, Node
 from medunlearn.data.questions import QuestionWriter
-from medunlearn.data.samples import ImageStore, SampleTable
 from medunlearn.data.radiographs import draw_anatomy, draw_findings, draw_radiograph, draw_scanner_look, draw_view
+from medunlearn.data.samples import ImageStore, SampleTable
 from medunlearn.data.synthetic import write_reading
 from medunlearn.errors import MedunlearnError
 from medunlearn.progress import track
@@ -93,7 +93,7 @@ def synthesize_population(config: PopulationConfig = PopulationConfig()) -> Hosp
             st_id = f"{pat_id}.st-{s + 1}"
             findings = draw_findings(rng, enlarged_heart, pacemaker)
             view = draw_view(rng, findings)
-            reading = dict(zip(READING_SECTIONS, write_reading(rng, findings)))
+            reading = dict(zip(READING_SECTIONS, write_reading(rng, findings), strict=True))
             hospital.add(Node(st_id, Level.STUDY, pat_id, {"view": view, "findings": asdict(findings)}))
             for name in READING_SECTIONS:
                 hospital.add(Node(f"{st_id}.{name}", Level.SECTION, st_id, {"name": name, "text": reading[name]}))

@@ -181,7 +181,7 @@ class ImageStore:
 
     @classmethod
     def from_records(cls, records: Sequence[tuple[str, str, str, bytes]]) -> ImageStore:
-        ids, studies, paths, blobs = zip(*records) if records else ((), (), (), ())
+        ids, studies, paths, blobs = zip(*records, strict=True) if records else ((), (), (), ())
         return cls(
             pa.table(
                 {"id": list(ids), "study": list(studies), "path": list(paths), "bytes": list(blobs)},

@@ -161,7 +161,7 @@ def _stratified_share(table: SampleTable, *, share: float, seed: int) -> tuple[s
     n_pick = int(round(share * len(ids)))
     if n_pick == 0:
         return ()
-    by_answer = [f"{t}|{a}" for t, a in zip(table.column("task"), table.column("answer"))]
+    by_answer = [f"{t}|{a}" for t, a in zip(table.column("task"), table.column("answer"), strict=True)]
     picked: list[str] = []
     for strata in (_merge_rare(by_answer, minimum=2), _merge_rare(table.column("task"), minimum=2), None):
         try:  # the finest stratification the share allows
@@ -175,7 +175,7 @@ def _stratified_share(table: SampleTable, *, share: float, seed: int) -> tuple[s
 
 def _merge_rare(labels: Sequence[str], *, minimum: int) -> list[str]:
     values, counts = np.unique(np.asarray(labels, dtype=object).astype(str), return_counts=True)
-    rare = {v for v, c in zip(values, counts) if c < minimum}
+    rare = {v for v, c in zip(values, counts, strict=True) if c < minimum}
     merged = [("rare" if label in rare else label) for label in labels]
     if sum(1 for m in merged if m == "rare") == 1:  # a single rare row cannot form a stratum
         merged = [(m if m != "rare" else next(x for x in merged if x != "rare")) for m in merged]

@@ -225,7 +225,7 @@ def _chip_gap(index, model: str, levels: list[str], methods: dict[str, list[str]
             continue
         chip = index.get((model, level, CHIP))
         others = [m for m in methods[level] if m != CHIP]
-        gap = lambda m: _paired(index.get((model, level, m)), "gap/all", "minus_oracle")  # noqa: E731  (gap − oracle's gap)
+        gap = lambda m, level=level: _paired(index.get((model, level, m)), "gap/all", "minus_oracle")  # noqa: E731  (gap − oracle's gap)
         best = max(others, key=lambda m: (gap(m) or {}).get("mean") or float("-inf"))
         lead = _difference_of(gap(CHIP), gap(best))
         utility = _paired(chip, "holdout_diagnostic/all", "minus_vanilla")

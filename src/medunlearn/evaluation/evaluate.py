@@ -141,7 +141,7 @@ def _summarise(
     if generated:
         facts = np.asarray([factuality(answers[i], samples[i].answer) for i in generated])
         summary["factuality"] = float(facts.mean())
-        summary["total"] = float(np.mean([total_score(scores[i], f) for i, f in zip(generated, facts)]))
+        summary["total"] = float(np.mean([total_score(scores[i], f) for i, f in zip(generated, facts, strict=True)]))
     if model.classes:  # a classifier: AUC and macro-F1 of every head (the first is what it answers with)
         labels = [model.classes.index(s.answer) for s in samples]
         for head in model.heads:
@@ -182,7 +182,7 @@ def _evaluate(
     for name in track(list(sets), "evaluating sets"):
         samples = sets[name]
         answers = distributed.sharded(model.answer, samples) if samples else []  # each process decodes its part
-        scores = np.asarray([task_score(s, a) for s, a in zip(samples, answers)], dtype=float)
+        scores = np.asarray([task_score(s, a) for s, a in zip(samples, answers, strict=True)], dtype=float)
         losses, min_k = loss_statistics(model, samples)
         results[name] = SetEvaluation(
             [s.id for s in samples],

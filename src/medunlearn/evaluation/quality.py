@@ -75,7 +75,7 @@ def generative_quality(model: MultimodalModel, dataset: HospitalDataset, limit: 
     diagnostic = _at_most(diagnostic_questions(dataset.holdout_samples()), limit)
     strangers = _at_most(identity_questions(dataset.holdout_samples()), limit)
     asked = identity + sections + diagnostic + strangers
-    answers = dict(zip((s.id for s in asked), model.answer(asked)))
+    answers = dict(zip((s.id for s in asked), model.answer(asked), strict=True))
 
     def em(samples: list[Sample]) -> float:
         return (

@@ -59,5 +59,10 @@ def reconstruction_attack(
     for step in STEPS:
         asked = [dataclasses.replace(s, question=f"{context(dataset, s, step)} {s.question}".strip()) for s in samples]
         answers = distributed.sharded(model.answer, asked)
-        out.append({"context": step, "score": float(np.mean([task_score(s, a) for s, a in zip(samples, answers)]))})
+        out.append(
+            {
+                "context": step,
+                "score": float(np.mean([task_score(s, a) for s, a in zip(samples, answers, strict=True)])),
+            }
+        )
     return out

@@ -63,7 +63,7 @@ def selection_record(
             "criterion": [round(v, 6) for v in vals],
             "mean": round(sum(vals) / len(vals), 6) if vals else None,
         }
-        for point, vals in zip(points, values)
+        for point, vals in zip(points, values, strict=True)
     ]
     return {
         "criterion": CRITERION,

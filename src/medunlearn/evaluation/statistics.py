@@ -118,7 +118,9 @@ def aggregate(rows: Sequence[dict[str, Any]], *, seed: int = 0) -> list[dict[str
             for reference, label in PAIRED.items():
                 if method != reference:
                     differences = [
-                        v[name] - o[name] for v, o in zip(own, references[label]) if v and o and name in v and name in o
+                        v[name] - o[name]
+                        for v, o in zip(own, references[label], strict=True)
+                        if v and o and name in v and name in o
                     ]
                     entry[label] = bootstrap_ci(differences, seed=seed)
             metrics[name] = entry

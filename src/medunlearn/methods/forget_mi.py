@@ -186,7 +186,7 @@ def noisy_targets(
                 generator=generator,
             )
         )
-        out += list(zip(image, text, joint))
+        out += list(zip(image, text, joint, strict=True))
     return out
 
 

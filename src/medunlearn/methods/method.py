@@ -151,7 +151,7 @@ class MethodSettings:
         """Every combination of the declared grid points (the other settings at their defaults)."""
         axes = [(p.name, p.grid) for p in cls.parameters() if p.grid]
         return [
-            cls(**dict(zip([name for name, _ in axes], point)))
+            cls(**dict(zip([name for name, _ in axes], point, strict=True)))
             for point in itertools.product(*(grid for _, grid in axes))
         ]
 

@@ -26,7 +26,7 @@ def answer_limits(tokenizer, samples: Iterable[Sample]) -> dict[str, int]:
         return {}
     lengths = tokenizer([s.answer for s in samples], add_special_tokens=False)["input_ids"]
     longest: dict[str, int] = {}
-    for sample, ids in zip(samples, lengths):
+    for sample, ids in zip(samples, lengths, strict=True):
         longest[sample.fact] = max(longest.get(sample.fact, 0), len(ids))
     return {fact: n + ANSWER_MARGIN for fact, n in longest.items()}
 

@@ -59,7 +59,9 @@ class Batch:
         return len(self.sample_ids)
 
     def to(self, device: torch.device | str) -> Batch:
-        move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t
+        def move(t):
+            return t.to(device) if isinstance(t, torch.Tensor) else t
+
         return Batch(
             self.sample_ids,
             {k: move(v) for k, v in self.inputs.items()},

@@ -49,8 +49,8 @@ from medunlearn.data.questions import LABEL_FACTS
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.base import DECODE_BATCH, Batch, EditableLinear, MultimodalModel
-from medunlearn.models.tokenizer import corpus
 from medunlearn.models.tiny import image_side
+from medunlearn.models.tokenizer import corpus
 
 LABELS: tuple[str, ...] = LABEL_FACTS[0].choices  # none, mild, moderate, severe
 TARGET_FACT = "label.edema"
@@ -100,7 +100,9 @@ class ImageEncoder(nn.Module):
         self.stem = nn.Sequential(
             nn.Conv2d(1, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()
         )
-        self.blocks = nn.Sequential(*(ResidualBlock(a, b) for a, b in zip([widths[0], *widths[:-1]], widths)))
+        self.blocks = nn.Sequential(
+            *(ResidualBlock(a, b) for a, b in zip([widths[0], *widths[:-1]], widths, strict=True))
+        )
         self.projection = nn.Linear(widths[-1], embed_dim)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -232,7 +234,7 @@ def build_dual_encoder(
             )
         config = DualEncoderConfig(image_size=side, text_config=pretrained.config.to_dict())
         network = DualEncoderNetwork(config)
-        network.text_encoder.load_state_dict(pretrained.state_dict(), strict=False)
+        network.text_encoder.load_state_dict(pretrained.state_dict(), strict=True)
     else:
         tokenizer = train_word_tokenizer(list(texts))
         config = DualEncoderConfig(

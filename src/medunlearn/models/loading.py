@@ -110,8 +110,8 @@ def initial_model(config: TrainConfig, dataset: HospitalDataset) -> MultimodalMo
     and cached on first use; ``PRESET@scratch`` a random initialisation with a tokenizer
     trained on this hospital; a folder, the weights in it.
     """
-    from medunlearn.models.pretrain import PretrainConfig, ensure_base, split_model_name
     from medunlearn.models.answer_length import longest_answer_limit
+    from medunlearn.models.pretrain import PretrainConfig, ensure_base, split_model_name
     from medunlearn.models.tiny import PRESETS, build_scratch
     from medunlearn.models.vlm import VisionLanguageModel
 

@@ -157,9 +157,9 @@ def _initial(config: PretrainConfig, population: HospitalDataset) -> MultimodalM
         from medunlearn.models.dual_encoder import build_dual_encoder
 
         return build_dual_encoder(texts, side=config.image_size, seed=config.seed)
-    from medunlearn.models.tokenizer import train_tokenizer
     from medunlearn.models.answer_length import longest_answer_limit
     from medunlearn.models.tiny import PRESETS, build_tiny
+    from medunlearn.models.tokenizer import train_tokenizer
     from medunlearn.models.vlm import FAMILIES
 
     preset = PRESETS[config.model]
@@ -218,7 +218,7 @@ def warm_up_vision(
             total += loss.item() * len(rows)
         losses.append(round(total / len(studies), 4))
     model.train(False)
-    return losses, {t.fact: head for t, head in zip(LABEL_FACTS, heads)}
+    return losses, {t.fact: head for t, head in zip(LABEL_FACTS, heads, strict=True)}
 
 
 def draw_replay_set(population: HospitalDataset, *, studies: int = REPLAY_STUDIES, seed: int = 0) -> HospitalDataset:
@@ -338,8 +338,8 @@ def ensure_base(config: PretrainConfig) -> tuple[Path, bool]:
     folder = base_folder(config)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=folder.parent, prefix=".probe-")
-        probe.close()
+        with tempfile.NamedTemporaryFile(dir=folder.parent, prefix=".probe-"):
+            pass
     except OSError as exc:
         raise MedunlearnError(
             f"the model cache {folder.parent} is not writable ({exc.strerror or type(exc).__name__}); "

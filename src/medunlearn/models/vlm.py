@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import (
-    StoppingCriteriaList,
     LlavaConfig,
     LlavaForConditionalGeneration,
     Qwen2_5_VLConfig,
@@ -29,6 +28,7 @@ from transformers import (
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
     Qwen2VLProcessor,
+    StoppingCriteriaList,
 )
 
 from medunlearn.data.dataset import HospitalDataset
@@ -178,7 +178,7 @@ class VisionLanguageModel(MultimodalModel):
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         label_ids = torch.full((len(rows), width), IGNORE, dtype=torch.long)
         attention = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, (r, lab) in enumerate(zip(rows, labels)):
+        for i, (r, lab) in enumerate(zip(rows, labels, strict=True)):
             sl = slice(width - len(r), width) if left else slice(0, len(r))
             input_ids[i, sl] = torch.tensor(r)
             label_ids[i, sl] = torch.tensor(lab)
@@ -342,7 +342,7 @@ class VisionLanguageModel(MultimodalModel):
             )
             new = generated[:, batch.inputs["input_ids"].shape[1] :]
             texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-            for i, text in zip(rows, texts):
+            for i, text in zip(rows, texts, strict=True):
                 answers[i] = text.strip()
         self.network.train(was_training)
         return answers

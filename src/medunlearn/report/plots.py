@@ -36,7 +36,7 @@ def forget_vs_retain(results: list[dict[str, Any]], path: Path) -> Path:
     table = summary_table(results)
     groups = list(dict.fromkeys((r["model"], r["request"]) for r in table))
     figure, axes = _panels(len(groups))
-    for ax, (model, label) in zip(axes, groups):
+    for ax, (model, label) in zip(axes, groups, strict=True):
         rows = [r for r in table if (r["model"], r["request"]) == (model, label)]
         x = range(len(rows))
         ax.bar([i - 0.2 for i in x], [r["forget"] or 0 for r in rows], 0.4, label="forget", color="#c0392b")
@@ -54,7 +54,7 @@ def reconstruction(results: list[dict[str, Any]], path: Path) -> Path | None:
     if not groups:
         return None
     figure, axes = _panels(len(groups))
-    for ax, ((model, label), methods) in zip(axes, groups.items()):
+    for ax, ((model, label), methods) in zip(axes, groups.items(), strict=True):
         for name, cells in methods.items():
             curve = cells[0].get("reconstruction") or []
             style = "--" if name in REFERENCE_ROWS else "-"
@@ -71,7 +71,7 @@ def mia_roc(results: list[dict[str, Any]], path: Path) -> Path | None:
     groups = grouped(results)
     figure, axes = _panels(len(groups))
     drawn = False
-    for ax, ((model, label), methods) in zip(axes, groups.items()):
+    for ax, ((model, label), methods) in zip(axes, groups.items(), strict=True):
         for name, cells in methods.items():
             attack = (cells[0].get("privacy") or {}).get("loss")
             if attack:
@@ -116,7 +116,7 @@ def forget_against_oracle(aggregates: list[dict[str, Any]], noise: list[dict[str
     if not groups:
         return None
     figure, axes = _panels(len(groups))
-    for ax, (model, group) in zip(axes, groups):
+    for ax, (model, group) in zip(axes, groups, strict=True):
         entries = [a for a in aggregates if (a["model"], a["group"]) == (model, group) and a["method"] != ORACLE]
         for i, entry in enumerate(entries):
             paired = (entry["metrics"].get("forget/all") or {}).get("minus_oracle") or {}
