@@ -179,6 +179,13 @@ SETUPS = {
         lambda d: (d / "samples.parquet").write_bytes((d / "samples.parquet").read_bytes()[:300])
     )(copy_data(ctx)),
     "no images": lambda ctx: (copy_data(ctx) / "images.parquet").unlink(),
+    "duplicate nodes": lambda ctx: rewrite_parquet(
+        copy_data(ctx) / "nodes.parquet", lambda t: pa.concat_tables([t, t.slice(len(t) - 1)])
+    ),
+    "undecodable image": lambda ctx: rewrite_parquet(
+        copy_data(ctx) / "images.parquet",
+        lambda t: replace_column(t, "bytes", [b"\x89PNG not really"] + t.column("bytes").to_pylist()[1:]),
+    ),
     "bad manifest": lambda ctx: (copy_data(ctx) / "manifest.json").write_text("{"),
     "mf unknown task": lambda ctx: medforget_row(ctx, edit_metadata("task", "essay")),
     "mf options string": lambda ctx: medforget_row(ctx, edit_metadata("options", "ABC")),
@@ -304,7 +311,8 @@ ROWS: list[tuple[str | None, list[str], str]] = [
     ("empty folder", ["eval", "--model", "{in}/e", *MODEL_REQUEST], "no config.json"),
     (None, ["eval", "--model", "{in}/nothing", *MODEL_REQUEST], "does not exist"),
     (None, ["unlearn", "--model", "{in}/nothing", *MODEL_REQUEST, "--method", "chip"], "does not exist"),
-    ("file", ["unlearn", "--model", "{in}/f", *MODEL_REQUEST, "--method", "chip"], "does not exist"),
+    ("file", ["unlearn", "--model", "{in}/f", *MODEL_REQUEST, "--method", "chip"], "is a file, not a folder"),
+    ("file", ["eval", "--model", "{model}", *MODEL_REQUEST, "--oracle", "{in}/f"], "is a file, not a folder"),
     # -- dataset folders -------------------------------------------------------------------
     ("missing columns", ["data", "inspect", "{in}/d"], "lacks the column(s) level"),
     ("missing columns", ["data", "nodes", "{in}/d"], "lacks the column(s) level"),
@@ -328,7 +336,10 @@ ROWS: list[tuple[str | None, list[str], str]] = [
     ("empty folder", ["data", "inspect", "{in}/e"], "holds no manifest.json"),
     (None, ["data", "inspect", "{in}/nothing"], "does not exist"),
     (None, ["data", "nodes", "{in}/nothing"], "does not exist"),
-    ("file", ["data", "inspect", "{in}/f"], "does not exist"),
+    ("file", ["data", "inspect", "{in}/f"], "is a file, not a folder"),
+    ("file", ["train", "--data", "{in}/f"], "is a file, not a folder"),
+    ("duplicate nodes", ["data", "inspect", "{in}/d"], "in more than one row"),
+    ("undecodable image", ["data", "inspect", "{in}/d"], "does not decode as an image"),
     (None, ["data", "nodes", "{data}", "--level", "ward"], "unknown level 'ward'"),
     # -- requests and ids --------------------------------------------------------------------
     (None, ["data", "split", "{data}", "--level", "ward", "--target", "x"], "unknown level 'ward'"),
@@ -395,6 +406,22 @@ ROWS: list[tuple[str | None, list[str], str]] = [
     (None, [*TRAIN, "--seed", "-1"], "--seed"),
     (None, [*TRAIN, "--replay", "-3"], "--replay"),
     (None, [*TRAIN, "--epochs", "many"], "--epochs"),
+    (None, [*TRAIN, "--epochs", "1000000"], "--epochs is 1000000; use an integer from 1 to 1000"),
+    (None, ["demo", "--quick", "--seed", "-1"], "--seed is -1"),
+    (None, ["reproduce", "--seed", "-1"], "--seed is -1"),
+    (None, [*TRAIN, "--batch-size", "1000000"], "--batch-size is 1000000; use an integer from 1 to 4096"),
+    (None, [*TRAIN, "--lr", "50"], "--lr is 50.0; use a positive number up to 1"),
+    (None, [*TRAIN, "--seed", "99999999999"], "--seed is 99999999999"),
+    (None, [*TRAIN, "--lora-r", "100000"], "--lora-r is 100000"),
+    (None, [*BENCH, "--targets-per-level", "100000"], "--targets-per-level is 100000"),
+    (None, [*BENCH, "--seeds", "5000"], "--seeds is 5000"),
+    (None, [*BENCH, "--workers", "100000"], "--workers is 100000"),
+    (None, [*EVAL, "--limit", "99999999"], "--limit"),
+    (
+        None,
+        ["data", "split", "{data}", "--level", "institution", "--target", "inst-1", "--target", "inst-2"],
+        "leaves no training sample to retain",
+    ),
     (None, [*TRAIN, "--model", "tiny-gpt"], "neither a preset"),
     (None, [*TRAIN, "--model", "tiny-gpt@scratch"], "'@scratch' follows a preset"),
     (None, ["train", "--data", "{data}", "--text-encoder", "{in}/nothing"], "--text-encoder"),
@@ -477,6 +504,8 @@ ROWS: list[tuple[str | None, list[str], str]] = [
         "split CSV",
     ),
     ("fmi", [*FMI[:-1], "{in}/nothing"], "image folder"),
+    ("fmi", [*FMI[:-1], "{in}/split.csv"], "is a file, not a folder"),
+    ("fmi", [*FMI[:1], "import-forgetmi", "--split", "{in}/images", *FMI[4:]], "is a folder, not a file"),
     (
         "fmi",
         ["data", "import-forgetmi", "--split", "{in}/split.csv", "--forget", "{in}/images", "--images", "{in}/images"],

@@ -49,7 +49,7 @@ from medunlearn.config import DEFAULT_PRESET, TrainConfig, differing_keys
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import Level
 from medunlearn.data.splits import make_split
-from medunlearn.errors import MedunlearnError
+from medunlearn.errors import MAX_SEED, MedunlearnError, check_integer
 from medunlearn.evaluation.evaluate import (
     ModelEvaluation,
     compare_with_oracle,
@@ -65,7 +65,8 @@ from medunlearn.methods.cost import Cost, CostMeter, model_cost, training_cost
 from medunlearn.methods.method import MethodConfig
 from medunlearn.methods.registry import METHODS, method, method_config, unlearn
 from medunlearn.models.base import MultimodalModel
-from medunlearn.models.loading import base_name, load_model
+from medunlearn.models.loading import load_model
+from medunlearn.models.model_name import base_name
 from medunlearn.models.train import train, training_settings
 from medunlearn.outputs import mark, read_json, write_json
 from medunlearn.progress import note
@@ -97,16 +98,11 @@ class BenchConfig:
             method(name)
         for level in self.levels:
             Level.parse(level)
-        if self.targets_per_level < 1:
-            raise MedunlearnError(f"--targets-per-level is {self.targets_per_level}; use a positive integer.")
-        if self.validation_per_level < 1:
-            raise MedunlearnError(f"--validation-per-level is {self.validation_per_level}; use a positive integer.")
-        if self.seeds < 1:
-            raise MedunlearnError(
-                f"--seeds is {self.seeds}; use 1 (one training seed) or more (the retraining-noise band)."
-            )
-        if self.min_items < 1:
-            raise MedunlearnError(f"--min-items is {self.min_items}; use a positive integer.")
+        check_integer("--targets-per-level", self.targets_per_level, 1, 1000)
+        check_integer("--validation-per-level", self.validation_per_level, 1, 1000)
+        check_integer("--seeds", self.seeds, 1, 100, " (1: one training seed; more: the retraining-noise band)")
+        check_integer("--min-items", self.min_items, 1, 100_000)
+        check_integer("--seed", self.seed, 0, MAX_SEED)
         for fraction in self.forget_fractions:
             if not 0 < fraction < 1:
                 raise MedunlearnError(
@@ -114,12 +110,8 @@ class BenchConfig:
                 )
         if not self.levels and not self.forget_fractions:
             raise MedunlearnError("the bench has no request: give --levels or --forget-fraction.")
-        if self.eval_limit < 1:
-            raise MedunlearnError(f"eval_limit is {self.eval_limit}; use a positive integer.")
-        if self.threads < 0:
-            raise MedunlearnError(
-                f"--threads is {self.threads}; use 0 (torch's default) or the torch threads of each cell."
-            )
+        check_integer("--limit", self.eval_limit, 1, 1_000_000)
+        check_integer("--threads", self.threads, 0, 1024, " (0: torch's default)")
         # each method's overrides typed by its settings dataclass ("5" and 5 are one configuration)
         typed = {}
         for name, given in self.method_settings.items():

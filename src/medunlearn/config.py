@@ -8,11 +8,17 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from medunlearn.data.splits import DeletionRequest
-from medunlearn.errors import MedunlearnError
+from medunlearn.errors import MAX_SEED, MedunlearnError, check_integer
 
 #: the model a command trains when none is named (the tiny Qwen2-VL preset, from its pretrained base)
 DEFAULT_PRESET = "tiny-qwen2-vl"
 DUAL_ENCODER = "dual-encoder"
+#: the largest values a run accepts (far above any real run; a mistyped value is refused, not run for days)
+MAX_EPOCHS = 1000
+MAX_BATCH = 4096
+MAX_LR = 1.0
+MAX_LORA_RANK = 1024
+MAX_REPLAY = 100_000
 
 
 @dataclass(frozen=True)
@@ -42,22 +48,19 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
-            raise MedunlearnError(f"--epochs is {self.epochs!r}; use a positive integer.")
-        if self.lr is not None and not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise MedunlearnError(f"--lr is {self.lr!r}; use a positive number such as 1e-3.")
-        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
-            raise MedunlearnError(f"--batch-size is {self.batch_size!r}; use a positive integer.")
-        if self.seed < 0:
-            raise MedunlearnError(f"--seed is {self.seed}; use a non-negative integer.")
-        if self.lora_r < 0:
-            raise MedunlearnError(f"--lora-r is {self.lora_r}; use 0 (full fine-tuning) or a positive rank.")
-        if self.replay is not None and (
-            not isinstance(self.replay, int) or isinstance(self.replay, bool) or self.replay < 0
+        # upper bounds far above any real run: a mistyped 1e6 epochs or batch is refused, not run "forever"
+        if self.epochs is not None:
+            check_integer("--epochs", self.epochs, 1, MAX_EPOCHS)
+        if self.lr is not None and not (
+            isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and 0 < self.lr <= MAX_LR
         ):
-            raise MedunlearnError(
-                f"--replay is {self.replay!r}; use 0 (no replay) or a positive number of questions per epoch."
-            )
+            raise MedunlearnError(f"--lr is {self.lr!r}; use a positive number up to {MAX_LR:g}, such as 1e-3.")
+        if self.batch_size is not None:
+            check_integer("--batch-size", self.batch_size, 1, MAX_BATCH)
+        check_integer("--seed", self.seed, 0, MAX_SEED)
+        check_integer("--lora-r", self.lora_r, 0, MAX_LORA_RANK, " (0: full fine-tuning)")
+        if self.replay is not None:
+            check_integer("--replay", self.replay, 0, MAX_REPLAY, " questions per epoch (0: no replay)")
         if not 0 <= self.warmup < 1:
             raise MedunlearnError(f"warmup is {self.warmup}; use a share in [0, 1).")
 

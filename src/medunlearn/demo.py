@@ -22,6 +22,7 @@ from medunlearn.evaluation.results import merge_metrics
 from medunlearn.executors import Executor, LocalExecutor, side_by_side
 from medunlearn.methods.forget_mi import FORGET_MI
 from medunlearn.methods.gradient import GRADIENT_METHODS
+from medunlearn.models.pretrain import PretrainConfig, ensure_base
 from medunlearn.outputs import mark, write_json
 from medunlearn.report.html import render
 
@@ -58,8 +59,6 @@ def demo_dataset(folder: Path, config: HospitalConfig) -> HospitalDataset:
 
 def bench_configs(*, quick: bool, seed: int) -> tuple[BenchConfig, BenchConfig]:
     """The VLM bench (all levels) and the classifier bench (the Forget-MI fractions)."""
-    from medunlearn.models.pretrain import PretrainConfig, ensure_base
-
     vlm_model, dual_model = DEFAULT_PRESET, DUAL_ENCODER
     if quick:  # smaller bases, given to the bench as model folders
         vlm_model, dual_model = (
@@ -103,13 +102,15 @@ def run_demo(
     the classifier's here).
     """
     out = Path(out)
+    # every setting is checked before the folder is made: a refused run leaves nothing behind
+    configs = (
+        HospitalConfig(seed=seed, **(QUICK_HOSPITAL if quick else {})),
+        HospitalConfig(seed=seed, **FORGET_MI_COHORT),
+    )
     out.mkdir(parents=True, exist_ok=True)
     mark(out)  # a rerun resumes this folder
     datasets = []
-    for folder, config in (
-        (out / "data", HospitalConfig(seed=seed, **(QUICK_HOSPITAL if quick else {}))),
-        (out / "cohort", HospitalConfig(seed=seed, **FORGET_MI_COHORT)),
-    ):
+    for folder, config in zip((out / "data", out / "cohort"), configs, strict=True):
         datasets.append(demo_dataset(folder, config))
         if announce is not None:
             announce(datasets[-1], folder)

@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+from medunlearn.progress import show_progress
+
 if TYPE_CHECKING:
     import torch
     from accelerate import Accelerator
@@ -74,8 +76,6 @@ def accelerator() -> Accelerator:
     import torch
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
-
-    from medunlearn.progress import show_progress
 
     # without a GPU accelerate treats launched processes as one (no gradient exchange at all) unless told they are CPU
     # processes (gloo)

@@ -28,7 +28,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from medunlearn.errors import MedunlearnError
+from medunlearn.errors import MedunlearnError, check_integer
 from medunlearn.progress import show_progress, track
 
 Timings = dict[str, float]
@@ -78,10 +78,7 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, workers: int = 1) -> None:
-        if workers < 1:
-            raise MedunlearnError(
-                f"--workers is {workers}; use 1 (cells run in this process) or more (that many processes)."
-            )
+        check_integer("--workers", workers, 1, 1024, " (1: cells run in this process; more: that many processes)")
         self.workers = workers
         self.parallel = workers > 1
 

@@ -65,13 +65,12 @@ def run_reproduce(
 
     ``executor`` runs the cells of both (default: as the demo, :func:`medunlearn.demo.run_demo`)."""
     out = Path(out)
+    # every setting is checked before the folder is made: a refused run leaves nothing behind
+    configs = (HospitalConfig(seed=seed, **REPRODUCE_HOSPITAL), HospitalConfig(seed=seed, **FORGET_MI_COHORT))
     out.mkdir(parents=True, exist_ok=True)
     mark(out)  # a rerun resumes this folder
     datasets = []
-    for folder, config in (
-        (out / "data", HospitalConfig(seed=seed, **REPRODUCE_HOSPITAL)),
-        (out / "cohort", HospitalConfig(seed=seed, **FORGET_MI_COHORT)),
-    ):
+    for folder, config in zip((out / "data", out / "cohort"), configs, strict=True):
         datasets.append(demo_dataset(folder, config))
         if announce is not None:
             announce(datasets[-1], folder)

@@ -5,8 +5,8 @@ import shutil
 import pytest
 import torch
 
+import medunlearn.models.fine_tuning as fine_tuning
 import medunlearn.models.pretrain as pretraining
-import medunlearn.models.train as training
 from medunlearn.config import TrainConfig
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import Level
@@ -14,9 +14,20 @@ from medunlearn.data.population import ID_PREFIX
 from medunlearn.data.questions import DIAGNOSTIC_FACTS
 from medunlearn.data.splits import DeletionRequest
 from medunlearn.errors import MedunlearnError
-from medunlearn.models.loading import BASE_REPLAY, REPLAY_FOLDER, initial_model, load_model
-from medunlearn.models.pretrain import DIGEST, PRETRAIN_CONFIG, PretrainConfig, damage, ensure_base, pretrain
-from medunlearn.models.train import length_grouped_batches, train
+from medunlearn.evaluation.quality import write_base_quality
+from medunlearn.models.fine_tuning import length_grouped_batches
+from medunlearn.models.loading import load_model
+from medunlearn.models.model_name import BASE_REPLAY
+from medunlearn.models.pretrain import (
+    DIGEST,
+    PRETRAIN_CONFIG,
+    REPLAY_FOLDER,
+    PretrainConfig,
+    damage,
+    ensure_base,
+    pretrain,
+)
+from medunlearn.models.train import initial_model, train
 
 TINY = PretrainConfig(patients=12, institutions=2, studies=1, vision_epochs=1, epochs=1)
 
@@ -29,7 +40,7 @@ def cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory):
-    return pretrain(TINY, tmp_path_factory.mktemp("base") / "tiny-qwen2-vl")
+    return pretrain(TINY, tmp_path_factory.mktemp("base") / "tiny-qwen2-vl", finish=write_base_quality)
 
 
 def _ensure_in_process(config, cache_dir, queue):
@@ -97,7 +108,7 @@ def test_fine_tuning_from_a_base_rehearses_a_fresh_replay_draw_every_epoch(
         seen.append(sorted(s.id for s in samples if s.image_node.startswith(ID_PREFIX)))
         return original(samples, *args, **kwargs)
 
-    monkeypatch.setattr(training, "length_grouped_batches", record)
+    monkeypatch.setattr(fine_tuning, "length_grouped_batches", record)
     folder = train(small_dataset, TrainConfig(model=str(tiny_base), epochs=2, replay=4), tmp_path / "vanilla")
     log = json.loads((folder / "training_log.json").read_text())
     assert [entry["replayed"] for entry in log] == [4, 4] and [len(ids) for ids in seen] == [4, 4]
@@ -173,6 +184,7 @@ def test_the_dual_encoder_base_pretrains_its_image_tower(tmp_path):
     base = pretrain(
         PretrainConfig(model="dual-encoder", patients=12, institutions=2, studies=3, vision_epochs=1, epochs=1),
         tmp_path / "dual",
+        finish=write_base_quality,
     )
     quality = json.loads((base / "quality.json").read_text())
     assert {"holdout_image_auc", "holdout_auc", "train_image_acc"} <= set(quality)
@@ -181,21 +193,19 @@ def test_the_dual_encoder_base_pretrains_its_image_tower(tmp_path):
 
 def test_the_dual_encoder_image_head_starts_from_the_warm_up_edema_head(tmp_path, monkeypatch):
     seen = {}
-    warm_up, fine_tune = pretraining.warm_up_vision, training.train
+    warm_up, fine_tune = pretraining.warm_up_vision, pretraining.fine_tune
 
     def recording_warm_up(*args, **kwargs):
         losses, heads = warm_up(*args, **kwargs)
         seen["edema"] = {k: v.detach().clone() for k, v in heads["label.edema"].state_dict().items()}
         return losses, heads
 
-    def recording_train(dataset, config, out, **kwargs):
-        seen["stage two starts"] = {
-            k: v.clone() for k, v in load_model(config.model).network.image_head.state_dict().items()
-        }
-        return fine_tune(dataset, config, out, **kwargs)
+    def recording_fine_tune(model, dataset, config, out, **kwargs):
+        seen["stage two starts"] = {k: v.clone() for k, v in model.network.image_head.state_dict().items()}
+        return fine_tune(model, dataset, config, out, **kwargs)
 
     monkeypatch.setattr(pretraining, "warm_up_vision", recording_warm_up)
-    monkeypatch.setattr(training, "train", recording_train)
+    monkeypatch.setattr(pretraining, "fine_tune", recording_fine_tune)
     pretrain(
         PretrainConfig(model="dual-encoder", patients=12, institutions=2, studies=3, vision_epochs=1, epochs=1),
         tmp_path / "dual",

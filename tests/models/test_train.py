@@ -9,8 +9,7 @@ from medunlearn.data.hierarchy import Level
 from medunlearn.data.splits import DeletionRequest, make_split
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.base import MultimodalModel
-from medunlearn.models.loading import initial_model
-from medunlearn.models.train import train
+from medunlearn.models.train import initial_model, train
 from tests.conftest import listing
 
 ONE_EPOCH = TrainConfig(model="tiny-qwen2-vl@scratch", epochs=1, batch_size=32, lr=2e-3, seed=3)

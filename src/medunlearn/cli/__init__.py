@@ -16,6 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 from typer._click import exceptions as usage  # typer vendors click; its usage errors are these
 
+from medunlearn.audit import RECORD, evidence, statement, weight_digests
+from medunlearn.bench import ALL_LEVELS, Bench, BenchConfig
 from medunlearn.cli.audit import audit_command, audit_keygen_command
 from medunlearn.cli.console import crash_log, err, out, print_claims, print_quality, print_results, print_summary
 from medunlearn.cli.data import data_app
@@ -24,15 +26,31 @@ from medunlearn.cli.options import (
     ExecutorOption,
     GpusOption,
     LevelOption,
+    LimitOption,
     OutOption,
     OverwriteOption,
     RayAddressOption,
     TargetOption,
 )
-from medunlearn.config import DEFAULT_PRESET
+from medunlearn.config import DEFAULT_PRESET, TrainConfig, exclusion, parse_assignments
+from medunlearn.data.dataset import HospitalDataset, audit_salt
+from medunlearn.data.hierarchy import Level
+from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.demo import run_demo
 from medunlearn.distributed import failure, is_main, start
 from medunlearn.errors import MedunlearnError
-from medunlearn.outputs import claimed_output
+from medunlearn.evaluation.evaluate import evaluate_folders
+from medunlearn.evaluation.quality import measure_quality, write_base_quality
+from medunlearn.evaluation.results import load_metrics
+from medunlearn.executors import executor
+from medunlearn.executors import executor as chosen_executor
+from medunlearn.methods.registry import METHODS, method_config, unlearn
+from medunlearn.models.loading import load_model
+from medunlearn.models.pretrain import PretrainConfig, pretrain
+from medunlearn.models.train import train
+from medunlearn.outputs import atomic_directory, claimed_output, write_json
+from medunlearn.report.html import render
+from medunlearn.reproduce import run_reproduce
 
 app = typer.Typer(
     name="medunlearn",
@@ -62,11 +80,10 @@ def pretrain_command(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Build a preset's pretrained base on the synthetic pretraining population (disjoint from every hospital)."""
-    from medunlearn.models.pretrain import PretrainConfig, pretrain
 
     config = PretrainConfig(model=model, seed=seed, patients=patients, epochs=epochs)
     with claimed_output(out_dir, "pretrain", overwrite=overwrite):
-        pretrain(config, out_dir)
+        pretrain(config, out_dir, finish=write_base_quality)
     print_quality(f"base {model} → {out_dir}", json.loads((out_dir / "quality.json").read_text()))
 
 
@@ -135,11 +152,6 @@ def train_command(
 def _train(
     data, out_dir, model, exclude_level, exclude_target, epochs, lr, batch_size, seed, lora_r, text_encoder, replay
 ) -> None:
-    from medunlearn.config import TrainConfig, exclusion
-    from medunlearn.data.dataset import HospitalDataset
-    from medunlearn.evaluation.quality import measure_quality
-    from medunlearn.models.train import train
-    from medunlearn.outputs import write_json
 
     dataset = HospitalDataset.load(data)
     config = TrainConfig(
@@ -189,13 +201,6 @@ def unlearn_command(
 ) -> None:
     """Execute a deletion request with one method; writes the unlearned model, cost.json, the resolved config and
     audit.json (the deletion's audit record; `medunlearn audit --oracle` adds the oracle's verdicts)."""
-    from medunlearn.audit import evidence, statement, weight_digests
-    from medunlearn.config import parse_assignments
-    from medunlearn.data.dataset import HospitalDataset, audit_salt
-    from medunlearn.data.hierarchy import Level
-    from medunlearn.data.splits import DeletionRequest, make_split
-    from medunlearn.methods.registry import method_config, unlearn
-    from medunlearn.models.loading import load_model
 
     config = method_config(method, parse_assignments(set_), seed)
     out_dir = Path(out_dir)
@@ -253,8 +258,6 @@ def unlearn_command(
 
 
 def _write_unlearned(out_dir, unlearned, cost, summary, written, model, record) -> None:
-    from medunlearn.audit import RECORD, weight_digests
-    from medunlearn.outputs import atomic_directory, write_json
 
     with atomic_directory(out_dir) as staging:
         unlearned.merged().save(staging)
@@ -269,7 +272,6 @@ def _write_unlearned(out_dir, unlearned, cost, summary, written, model, record) 
 @app.command("methods")
 def methods_command() -> None:
     """List the registered unlearning methods and their parameters."""
-    from medunlearn.methods.registry import METHODS
 
     table = Table(title="unlearning methods")
     for column in ("method", "what it does", "parameters (default, valid range)"):
@@ -292,16 +294,10 @@ def eval_command(
         Path | None, typer.Option("--oracle", help="Retrain-oracle folder of the same request (for distances).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the evaluation samples and the audit.", min=0)] = 0,
-    limit: Annotated[int, typer.Option("--limit", help="Questions scored per set at most.", min=1)] = 200,
+    limit: LimitOption = 200,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Score one model on a request's sets (beside the oracle when given); writes metrics.json and report.html."""
-    from medunlearn.data.dataset import HospitalDataset
-    from medunlearn.data.hierarchy import Level
-    from medunlearn.data.splits import DeletionRequest
-    from medunlearn.evaluation.evaluate import evaluate_folders
-    from medunlearn.outputs import atomic_directory, write_json
-    from medunlearn.report.html import render
 
     with claimed_output(
         out_dir,
@@ -359,7 +355,7 @@ def bench_command(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of training, requests, methods and evaluation.")] = 0,
     epochs: Annotated[int | None, typer.Option(help="Training epochs (default: the model family's).")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="Questions scored per set at most.", min=1)] = 200,
+    limit: LimitOption = 200,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="method.key=value for a method parameter (repeatable).")
     ] = None,
@@ -384,10 +380,6 @@ def bench_command(
     gpus_per_cell: GpusOption = 0.0,
 ) -> None:
     """Run the benchmark: vanilla, one oracle per request, every method on every request; metrics.json + report.html."""
-    from medunlearn.bench import Bench
-    from medunlearn.data.dataset import HospitalDataset
-    from medunlearn.executors import executor as chosen_executor
-    from medunlearn.report.html import render
 
     if threads is None:
         threads = 1 if executor == "ray" or workers > 1 else 0
@@ -422,9 +414,6 @@ def bench_command(
 def _bench_config(
     model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, assignments, threads, **protocol
 ):
-    from medunlearn.bench import ALL_LEVELS, BenchConfig
-    from medunlearn.config import parse_assignments
-    from medunlearn.methods.registry import METHODS
 
     fractions = []
     for raw in _split_list(forget_fraction):
@@ -459,8 +448,6 @@ def _bench_config(
 @app.command("report")
 def report_command(run_dir: Annotated[Path, typer.Argument(help="Run folder holding metrics.json.")]) -> None:
     """(Re)build report.html and the plots from a run folder's metrics.json."""
-    from medunlearn.evaluation.results import load_metrics
-    from medunlearn.report.html import render
 
     metrics = load_metrics(run_dir)
     plots = Path(run_dir) / "plots"
@@ -491,7 +478,6 @@ def demo(
 ) -> None:
     """The main job: benchmark the pretrained VLM at all four levels of a synthetic hospital and the dual
     encoder with the Forget-MI protocol (3/6/10 % of a 120-patient cohort), and write one report."""
-    from medunlearn.demo import run_demo
 
     with claimed_output(out_dir, "demo", resumes=("demo",)):
         run = run_demo(
@@ -515,7 +501,6 @@ def reproduce(
 ) -> None:
     """The claims configuration: both settings with --select, 3 test requests per level (3 draws per Forget-MI
     fraction), 2 training seeds; the report opens with the published claims, checked."""
-    from medunlearn.reproduce import run_reproduce
 
     with claimed_output(out_dir, "reproduce", resumes=("reproduce",)):
         run = run_reproduce(
@@ -530,7 +515,6 @@ def reproduce(
 
 def _run_executor(name: str, address: str | None, gpus_per_cell: float):
     """The demo's and reproduce's executor: None (their local default) unless Ray is asked for."""
-    from medunlearn.executors import executor
 
     if name == "local" and address is None:
         return None

@@ -8,10 +8,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from medunlearn.audit import RECORD, evidence, sign, signing_key, statement, verify, weight_digests, write_keys
 from medunlearn.cli.console import out
-from medunlearn.cli.options import DataOption, OverwriteOption
+from medunlearn.cli.options import DataOption, LimitOption, OverwriteOption
+from medunlearn.data.dataset import HospitalDataset, audit_salt
+from medunlearn.data.hierarchy import Level
+from medunlearn.data.splits import DeletionRequest
 from medunlearn.errors import MedunlearnError
-from medunlearn.outputs import claimed_output
+from medunlearn.models.loading import check_trained_on, check_weights, load_model
+from medunlearn.outputs import atomic_directory, claimed_output, read_json, write_json
+from medunlearn.report.certificate import render_certificate
 
 
 def audit_command(
@@ -52,7 +58,7 @@ def audit_command(
         Path | None, typer.Option("--public-key", help="With --verify: the signer's public key (PEM).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the evaluation questions and the audit.", min=0)] = 0,
-    limit: Annotated[int, typer.Option("--limit", help="Questions scored per set at most.", min=1)] = 200,
+    limit: LimitOption = 200,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Write the audit record of an unlearned model (evidence beside the oracle, verdicts, optional signature) and its
@@ -79,13 +85,6 @@ def audit_command(
 def _record(
     model: Path, data: Path, oracle: Path | None, sign_key: Path | None, seed: int, limit: int, out_dir: Path
 ) -> dict:
-    from medunlearn.audit import RECORD, evidence, sign, signing_key, statement, weight_digests
-    from medunlearn.data.dataset import HospitalDataset, audit_salt
-    from medunlearn.data.hierarchy import Level
-    from medunlearn.data.splits import DeletionRequest
-    from medunlearn.models.loading import check_trained_on, check_weights, load_model
-    from medunlearn.outputs import atomic_directory, read_json, write_json
-    from medunlearn.report.certificate import render_certificate
 
     try:
         unlearned = read_json(Path(model) / "unlearn_config.json")
@@ -142,7 +141,6 @@ def _record(
 
 
 def _verify(record_path: Path, model: Path, public_key: Path | None) -> None:
-    from medunlearn.audit import verify
 
     record = verify(record_path, model, public_key)
     signed = "signature verified, " if public_key is not None else "not signed, "
@@ -172,8 +170,6 @@ def audit_keygen_command(
     ],
 ) -> None:
     """Make an Ed25519 key pair for signing audit records (keep the private key off shared disks)."""
-    from medunlearn.audit import write_keys
-    from medunlearn.outputs import atomic_directory
 
     with claimed_output(out_dir, "audit-keygen"), atomic_directory(out_dir) as staging:
         write_keys(staging)

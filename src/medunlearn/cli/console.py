@@ -8,13 +8,17 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from medunlearn import __version__
+from medunlearn.evaluation.claims import check_claims
+from medunlearn.outputs import cache_root
+from medunlearn.report.tables import summary_table
+
 out = Console() if sys.stdout.isatty() else Console(width=140)  # logs and pipes get full tables
 err = Console(stderr=True)
 
 
 def print_results(rows: list[dict]) -> None:
     """One compact table per model: the headline numbers of every request × method."""
-    from medunlearn.report.tables import summary_table
 
     summary = summary_table(rows)
     columns = (
@@ -78,7 +82,6 @@ def print_quality(title: str, quality: dict[str, float]) -> None:
 
 def print_claims(aggregates: list[dict]) -> None:
     """The published claims with their verdicts (the report has every check's numbers)."""
-    from medunlearn.evaluation.claims import check_claims
 
     table = Table(title="the published claims, checked (numbers per check: report.html)", title_justify="left")
     table.add_column("claim")
@@ -94,9 +97,6 @@ def crash_log(argv: list[str] | None) -> Path | str:
     import os
     import time
     import traceback
-
-    from medunlearn import __version__
-    from medunlearn.outputs import cache_root
 
     try:
         logs = cache_root() / "logs"

@@ -11,8 +11,13 @@ from rich.table import Table
 
 from medunlearn.cli.console import out, print_summary
 from medunlearn.cli.options import LevelOption, OutOption, OverwriteOption, TargetOption
-from medunlearn.data.synthetic import HospitalConfig
-from medunlearn.outputs import claimed_output
+from medunlearn.data.dataset import HospitalDataset
+from medunlearn.data.formats.forgetmi_csv import import_forgetmi
+from medunlearn.data.formats.medforget_parquet import export_split, import_medforget
+from medunlearn.data.hierarchy import Level
+from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.data.synthetic import HospitalConfig, synthesize
+from medunlearn.outputs import atomic_directory, claimed_output
 
 data_app = typer.Typer(help="Build, inspect, split, import and export hospital datasets.", no_args_is_help=True)
 
@@ -33,7 +38,6 @@ def data_synth(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Synthesise a hospital: identities, radiographs, reports and questions."""
-    from medunlearn.data.synthetic import synthesize
 
     config = HospitalConfig(seed, institutions, patients, studies, holdout_patients, image_size)
     with claimed_output(out_dir, "data synth", overwrite=overwrite):
@@ -47,10 +51,10 @@ def data_inspect(
     folder: Annotated[Path, typer.Argument(help="Dataset folder.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Summarise a dataset: nodes per level, samples per level and task."""
-    from medunlearn.data.dataset import HospitalDataset
-
-    summary = HospitalDataset.load(folder).summary()
+    """Summarise a dataset: nodes per level, samples per level and task (every image decoded on the way)."""
+    dataset = HospitalDataset.load(folder)
+    dataset.images.check_decodable(Path(folder) / "images.parquet")
+    summary = dataset.summary()
     if as_json:
         print(json.dumps(summary, sort_keys=True))
     else:
@@ -64,8 +68,6 @@ def data_nodes(
     holdout: Annotated[bool, typer.Option("--holdout", help="List held-out nodes instead of trained ones.")] = False,
 ) -> None:
     """Print node ids, one per line (trained nodes unless --holdout)."""
-    from medunlearn.data.dataset import HospitalDataset
-    from medunlearn.data.hierarchy import Level
 
     wanted = Level.parse(level) if level is not None else None
     dataset = HospitalDataset.load(folder)
@@ -83,10 +85,6 @@ def data_split(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Split a dataset for a deletion request; writes split.json with every set's sample ids."""
-    from medunlearn.data.dataset import HospitalDataset
-    from medunlearn.data.hierarchy import Level
-    from medunlearn.data.splits import DeletionRequest, make_split
-    from medunlearn.outputs import atomic_directory
 
     with claimed_output(out_dir, "data split", inputs=[("FOLDER", folder)], overwrite=overwrite):
         dataset = HospitalDataset.load(folder)
@@ -111,10 +109,6 @@ def data_export_medforget(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Export a split as MedForget parquet: <level>_level/{forget,retain,holdout}_set_all.parquet."""
-    from medunlearn.data.dataset import HospitalDataset
-    from medunlearn.data.formats.medforget_parquet import export_split
-    from medunlearn.data.hierarchy import Level
-    from medunlearn.data.splits import DeletionRequest, make_split
 
     with claimed_output(out_dir, "data export-medforget", inputs=[("FOLDER", folder)], overwrite=overwrite):
         dataset = HospitalDataset.load(folder)
@@ -131,7 +125,6 @@ def data_import_medforget(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Import MedForget parquet files into a dataset folder."""
-    from medunlearn.data.formats.medforget_parquet import import_medforget
 
     with claimed_output(out_dir, "data import-medforget", inputs=[("SOURCE", source)], overwrite=overwrite):
         dataset = import_medforget(source)
@@ -153,7 +146,6 @@ def data_import_forgetmi(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Import MIMIC-CXR edema data with Forget-MI split files into a dataset folder."""
-    from medunlearn.data.formats.forgetmi_csv import import_forgetmi
 
     inputs = [
         ("--split", split_csv),

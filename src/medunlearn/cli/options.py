@@ -32,3 +32,4 @@ OverwriteOption = Annotated[
         help="Replace an earlier output of this command in --out (a folder medunlearn did not write is never touched).",
     ),
 ]
+LimitOption = Annotated[int, typer.Option("--limit", help="Questions scored per set at most.", min=1, max=1_000_000)]

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from medunlearn.data.hierarchy import Hospital, Level, Node
 from medunlearn.data.samples import IMAGE_SCHEMA, SAMPLE_SCHEMA, ImageStore, SampleTable, Task
-from medunlearn.errors import MedunlearnError
+from medunlearn.errors import MedunlearnError, not_there
 from medunlearn.outputs import atomic_directory
 
 FORMAT_NAME = "medunlearn-hospital"
@@ -208,9 +208,7 @@ class HospitalDataset:
     def load(cls, folder: Path) -> HospitalDataset:
         folder = Path(folder)
         if not folder.is_dir():
-            raise MedunlearnError(
-                f"dataset folder {folder} does not exist; create it with `medunlearn data synth --out {folder}`."
-            )
+            raise not_there("dataset folder", folder, f"create one with `medunlearn data synth --out {folder}`.")
         manifest_path = folder / "manifest.json"
         if not manifest_path.is_file():
             raise MedunlearnError(f"{folder} holds no manifest.json; it is not a medunlearn dataset folder.")
@@ -239,6 +237,13 @@ class HospitalDataset:
         _check_values(
             folder / "samples.parquet", tables["samples"], "fact_level", {level.value for level in Level}, nullable=True
         )
+        node_ids = tables["nodes"].column("id").to_pylist()
+        if len(set(node_ids)) != len(node_ids):
+            twice = next(i for i in node_ids if node_ids.count(i) > 1)
+            raise MedunlearnError(
+                f"{folder / 'nodes.parquet'} holds node {twice!r} in more than one row; each node needs one row: "
+                "recreate the dataset."
+            )
         hospital = Hospital()
         for row in tables["nodes"].to_pylist():
             try:

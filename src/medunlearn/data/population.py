@@ -34,7 +34,7 @@ from medunlearn.data.questions import QuestionWriter
 from medunlearn.data.radiographs import draw_anatomy, draw_findings, draw_radiograph, draw_scanner_look, draw_view
 from medunlearn.data.samples import ImageStore, SampleTable
 from medunlearn.data.synthetic import write_reading
-from medunlearn.errors import MedunlearnError
+from medunlearn.errors import MAX_SEED, MedunlearnError, check_integer
 from medunlearn.progress import track
 
 #: the second key of every generator of the population (hospitals use 1, 2 and 3)
@@ -61,8 +61,7 @@ class PopulationConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise MedunlearnError(f"--{name.replace('_', '-')} is {value!r}; use an integer from {low} to {high}.")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise MedunlearnError(f"--seed is {self.seed!r}; use a non-negative integer.")
+        check_integer("--seed", self.seed, 0, MAX_SEED)
         if not 0 < self.holdout_share < 0.5:
             raise MedunlearnError(f"holdout_share is {self.holdout_share!r}; use a share in (0, 0.5).")
 

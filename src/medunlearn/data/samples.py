@@ -224,6 +224,11 @@ class ImageStore:
     def decode(self, image_id: str) -> Image.Image:
         return decode_image(self.encoded(image_id), f"image {image_id!r}")
 
+    def check_decodable(self, where: Path) -> None:
+        """Decode every image, or say (naming ``where``, the images file) which one is broken."""
+        for image_id, blob in zip(self.ids, self.table.column("bytes").to_pylist(), strict=True):
+            decode_image(blob or b"", f"{where} image {image_id!r}")
+
 
 def decode_image(blob: bytes, where: str) -> Image.Image:
     """Decode PNG/JPEG bytes fully, or say which image is broken."""

@@ -140,6 +140,11 @@ def make_split(dataset: HospitalDataset, request: DeletionRequest, *, seed: int 
             f"the request to forget {request.level.value} {', '.join(request.targets)} selects no training "
             f"samples; pick a node that has questions."
         )
+    if not retain:
+        raise MedunlearnError(
+            f"the request to forget {request.level.value} {', '.join(request.targets)} leaves no training sample "
+            "to retain (a retrain oracle would have no data); pick fewer or smaller nodes."
+        )
     probed = set(forget) | set(siblings)
     paraphrase = [s.id for s in dataset.samples if s.paraphrase_of is not None and s.paraphrase_of in probed]
     holdout = dataset.holdout_samples().ids

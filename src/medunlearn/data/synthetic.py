@@ -40,7 +40,7 @@ from medunlearn.data.radiographs import (
     png_bytes,
 )
 from medunlearn.data.samples import ImageStore, SampleTable
-from medunlearn.errors import MedunlearnError
+from medunlearn.errors import MAX_SEED, MedunlearnError, check_integer
 from medunlearn.progress import track
 
 EDEMA_GRADES: tuple[str, ...] = ("none", "mild", "moderate", "severe")
@@ -254,8 +254,7 @@ class HospitalConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or not low <= value <= high:
                 raise MedunlearnError(f"--{name.replace('_', '-')} is {value!r}; use an integer from {low} to {high}.")
-        if self.seed < 0:
-            raise MedunlearnError(f"--seed is {self.seed}; use a non-negative integer.")
+        check_integer("--seed", self.seed, 0, MAX_SEED)
         if self.institutions * (self.patients + self.holdout_patients) > len(FIRST_F + FIRST_M) * len(LAST):
             raise MedunlearnError("the hospital has more patients than unique synthetic names; use fewer --patients.")
 

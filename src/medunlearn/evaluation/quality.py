@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,8 +22,9 @@ from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import Level
 from medunlearn.data.questions import DIAGNOSTIC_FACTS, IMAGE_SHOWN_FACTS
 from medunlearn.data.samples import Sample, Task
-from medunlearn.evaluation.scores import exact_match, rouge_l
+from medunlearn.evaluation.scores import exact_match, mean_auc, rouge_l
 from medunlearn.models.base import MultimodalModel
+from medunlearn.outputs import write_json
 from medunlearn.progress import track
 
 
@@ -105,7 +107,6 @@ def generative_quality(model: MultimodalModel, dataset: HospitalDataset, limit: 
 def classifier_quality(model: MultimodalModel, dataset: HospitalDataset) -> dict[str, float]:
     """Accuracy, one-vs-rest AUC and loss of the answering head, and accuracy and AUC of every other head alone
     (the dual encoder: joint, then image)."""
-    from medunlearn.evaluation.scores import mean_auc
 
     train = model.usable(dataset.training_samples())
     holdout = model.usable(dataset.holdout_samples())
@@ -131,3 +132,12 @@ def measure_quality(model: MultimodalModel, dataset: HospitalDataset, *, limit: 
     if model.classes:
         return classifier_quality(model, dataset)
     return generative_quality(model, dataset, limit)
+
+
+#: questions per set that a base's quality.json scores (a seeded sample of the population's)
+BASE_QUALITY_LIMIT = 300
+
+
+def write_base_quality(base: MultimodalModel, population: HospitalDataset, folder: Path) -> None:
+    """A pretrained base's quality.json: what it reads on its population (``pretrain(finish=...)``)."""
+    write_json(Path(folder) / "quality.json", measure_quality(base, population, limit=BASE_QUALITY_LIMIT))

@@ -17,7 +17,7 @@ from types import TracebackType
 
 import torch
 
-from medunlearn.models.train import training_passes
+from medunlearn.models.fine_tuning import training_passes
 from medunlearn.outputs import read_json
 
 

@@ -27,7 +27,7 @@ from medunlearn import distributed
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.samples import Sample
 from medunlearn.data.splits import Split
-from medunlearn.errors import MedunlearnError
+from medunlearn.errors import MAX_SEED, MedunlearnError, check_integer
 from medunlearn.methods.cost import CostMeter
 from medunlearn.models.base import MultimodalModel
 
@@ -173,8 +173,7 @@ class MethodConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.seed < 0:
-            raise MedunlearnError(f"--seed is {self.seed}; use a non-negative integer.")
+        check_integer("--seed", self.seed, 0, MAX_SEED)
 
     def to_json(self) -> dict[str, Any]:
         return {"method": self.method, "settings": self.settings.to_json(), "seed": self.seed}

@@ -17,8 +17,8 @@ from medunlearn.methods.gradient import GRADIENT_METHODS
 from medunlearn.methods.method import Method, MethodConfig, UnlearnJob
 from medunlearn.methods.retrain import RETRAIN
 from medunlearn.models.base import MultimodalModel
+from medunlearn.models.fine_tuning import seed_everything
 from medunlearn.models.loading import check_trained_on
-from medunlearn.models.train import seed_everything
 
 METHODS: dict[str, Method] = {m.name: m for m in (CHIP, FORGET_MI, *GRADIENT_METHODS, RETRAIN)}
 

@@ -16,7 +16,9 @@ from medunlearn.config import TrainConfig
 from medunlearn.errors import MedunlearnError
 from medunlearn.methods.method import Method, NoSettings, UnlearnJob
 from medunlearn.models.base import MultimodalModel
+from medunlearn.models.fine_tuning import training_passes
 from medunlearn.models.loading import load_model
+from medunlearn.models.train import train
 
 
 def source_training(folder: Path | None) -> dict:
@@ -36,8 +38,6 @@ def source_recipe(folder: Path | None) -> TrainConfig:
 
 
 def run_retrain(model: MultimodalModel, job: UnlearnJob, settings: NoSettings) -> MultimodalModel:
-    from medunlearn.models.train import training_passes
-
     config = source_recipe(job.source).oracle_for(job.split.request)
     if job.workdir is None:
         with tempfile.TemporaryDirectory() as scratch:
@@ -53,8 +53,6 @@ def run_retrain(model: MultimodalModel, job: UnlearnJob, settings: NoSettings) -
 
 
 def _trained_oracle(job: UnlearnJob, config: TrainConfig, folder: Path) -> tuple[MultimodalModel, list[dict]]:
-    from medunlearn.models.train import train
-
     train(job.dataset, config, folder)
     oracle = load_model(folder)
     log = json.loads((folder / "training_log.json").read_text())

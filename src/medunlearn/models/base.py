@@ -256,6 +256,20 @@ class MultimodalModel(abc.ABC):
         return self.network.parameters()
 
 
+DUAL_ENCODER_TYPE = "medunlearn_dual_encoder"
+
+
+def model_type(folder: Path) -> str | None:
+    """The ``model_type`` a folder's config.json names (None without a readable one)."""
+    config = Path(folder) / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        return json.loads(config.read_text()).get("model_type")
+    except json.JSONDecodeError:
+        return None
+
+
 def read_model_card(folder: Path) -> dict[str, Any]:
     path = Path(folder) / MODEL_CARD
     if not path.is_file():

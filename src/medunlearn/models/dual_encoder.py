@@ -48,7 +48,7 @@ from medunlearn.data.hierarchy import SECTION_NAMES, Level
 from medunlearn.data.questions import LABEL_FACTS
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
-from medunlearn.models.base import DECODE_BATCH, Batch, EditableLinear, MultimodalModel
+from medunlearn.models.base import DECODE_BATCH, Batch, EditableLinear, MultimodalModel, read_model_card
 from medunlearn.models.tiny import image_side
 from medunlearn.models.tokenizer import corpus
 
@@ -424,8 +424,6 @@ def ranking_loss(image: torch.Tensor, text: torch.Tensor, margin: float) -> torc
 
 
 def load_dual_encoder(folder: Path) -> DualEncoderModel:
-    from medunlearn.models.base import read_model_card
-
     network = DualEncoderNetwork.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     card = {k: v for k, v in read_model_card(folder).items() if k != "family"}

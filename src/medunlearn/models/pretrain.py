@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -41,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 import torch
 import torch.nn.functional as F
+from filelock import FileLock
 from torch import nn
 
 from medunlearn.config import DEFAULT_PRESET, DUAL_ENCODER, TrainConfig
@@ -50,9 +53,14 @@ from medunlearn.data.population import PopulationConfig, population_texts, synth
 from medunlearn.data.questions import DIAGNOSTIC_FACTS, IDENTITY_FACTS, LABEL_FACTS, SECTION_QUESTION, label_answers
 from medunlearn.data.samples import ImageStore
 from medunlearn.errors import MedunlearnError
+from medunlearn.models.answer_length import longest_answer_limit
 from medunlearn.models.base import MultimodalModel
-from medunlearn.models.dual_encoder import TARGET_FACT
-from medunlearn.models.loading import REPLAY_FOLDER
+from medunlearn.models.dual_encoder import TARGET_FACT, build_dual_encoder
+from medunlearn.models.fine_tuning import fine_tune, seed_everything
+from medunlearn.models.loading import load_model
+from medunlearn.models.tiny import PRESETS, build_tiny
+from medunlearn.models.tokenizer import train_tokenizer
+from medunlearn.models.vlm import FAMILIES
 from medunlearn.outputs import atomic_directory, cache_root, write_json
 from medunlearn.progress import track
 
@@ -63,10 +71,9 @@ RECIPE_VERSIONS = {DUAL_ENCODER: 3}
 #: the base's replay set (``replay/``, a dataset folder): label questions on this many population studies
 REPLAY_STUDIES = 500
 PRETRAIN_CONFIG = "pretrain_config.json"
-#: questions per set that a base's quality.json scores (a seeded sample of the population's)
-QUALITY_LIMIT = 300
 DIGEST = "base_digest.json"
-SCRATCH_SUFFIX = "@scratch"
+#: the folder of a base that holds its replay set
+REPLAY_FOLDER = "replay"
 
 
 @dataclass(frozen=True)
@@ -86,8 +93,6 @@ class PretrainConfig:
     batch_size: int | None = None
 
     def __post_init__(self) -> None:
-        from medunlearn.models.tiny import PRESETS
-
         if self.model not in PRESETS and self.model != DUAL_ENCODER:
             raise MedunlearnError(
                 f"--model {self.model!r} has no pretrained base; use one of {', '.join(PRESETS)}, {DUAL_ENCODER}."
@@ -154,14 +159,7 @@ def general_vocabulary() -> list[str]:
 def _initial(config: PretrainConfig, population: HospitalDataset) -> MultimodalModel:
     texts = population_texts(population) + general_vocabulary()
     if config.model == DUAL_ENCODER:
-        from medunlearn.models.dual_encoder import build_dual_encoder
-
         return build_dual_encoder(texts, side=config.image_size, seed=config.seed)
-    from medunlearn.models.answer_length import longest_answer_limit
-    from medunlearn.models.tiny import PRESETS, build_tiny
-    from medunlearn.models.tokenizer import train_tokenizer
-    from medunlearn.models.vlm import FAMILIES
-
     preset = PRESETS[config.model]
     tokenizer = train_tokenizer(
         texts, vocab_size=preset.vocab, image_placeholder=FAMILIES[preset.family].image_placeholder
@@ -224,8 +222,6 @@ def warm_up_vision(
 def draw_replay_set(population: HospitalDataset, *, studies: int = REPLAY_STUDIES, seed: int = 0) -> HospitalDataset:
     """A seeded sample of the population's training studies with their label questions (originals only):
     what fine-tuning rehearses so that reading radiographs survives a hospital's memorisation."""
-    import random
-
     pool = [n.id for n in population.hospital.nodes(Level.STUDY, holdout=False)]
     kept = set(random.Random(seed).sample(pool, min(studies, len(pool))))
     samples = population.samples.where(
@@ -241,13 +237,17 @@ def draw_replay_set(population: HospitalDataset, *, studies: int = REPLAY_STUDIE
     )
 
 
-def pretrain(config: PretrainConfig, out: Path) -> Path:
-    """Build the base of ``config`` into ``out`` (atomically): population, tokenizer, stage 1, stage 2, quality, replay
-    set."""
-    from medunlearn.evaluation.quality import measure_quality
-    from medunlearn.models.loading import load_model
-    from medunlearn.models.train import train
+def pretrain(
+    config: PretrainConfig,
+    out: Path,
+    *,
+    finish: Callable[[MultimodalModel, HospitalDataset, Path], None] | None = None,
+) -> Path:
+    """Build the base of ``config`` into ``out`` (atomically): population, tokenizer, stage 1, stage 2, replay set.
 
+    ``finish(base, population, staging)`` may add files before the digest and the rename: the
+    ``pretrain`` command writes the base's quality.json there (models know no evaluation).
+    """
     started = time.perf_counter()
     population = synthesize_population(config.population())
     model = _initial(config, population)
@@ -265,18 +265,15 @@ def pretrain(config: PretrainConfig, out: Path) -> Path:
         warmed = Path(work) / "warmed"
         model.save(warmed)
         stage_two = config.stage_two(warmed)
-        quality: dict[str, Any] = {}
-
-        def finish(trained: MultimodalModel, staging: Path) -> None:
-            quality.update(measure_quality(trained, population, limit=QUALITY_LIMIT))
-
-        trained = train(population, stage_two, Path(work) / "trained", finish=finish)
+        generator = seed_everything(stage_two.seed)
+        trained = fine_tune(load_model(warmed), population, stage_two, Path(work) / "trained", generator=generator)
         log = json.loads((trained / "training_log.json").read_text())
         base = load_model(trained)
         base.card = {**base.card, "base": config.name}
         with atomic_directory(out) as staging:
             base.save(staging)
-            write_json(staging / "quality.json", quality)
+            if finish is not None:
+                finish(base, population, staging)
             replay = draw_replay_set(population, seed=config.seed)
             replay.save(staging / REPLAY_FOLDER)
             write_json(
@@ -333,8 +330,6 @@ def ensure_base(config: PretrainConfig) -> tuple[Path, bool]:
 
     Returns (folder, whether this call built it).
     """
-    from filelock import FileLock
-
     folder = base_folder(config)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -357,10 +352,3 @@ def ensure_base(config: PretrainConfig) -> tuple[Path, bool]:
         print(f"building the pretrained base {config.model} (once per machine) into {folder}", file=sys.stderr)
         pretrain(config, folder)
         return folder, True
-
-
-def split_model_name(model: str) -> tuple[str, bool]:
-    """``tiny-qwen2-vl@scratch`` → (``tiny-qwen2-vl``, True); other names → (name, False)."""
-    if model.endswith(SCRATCH_SUFFIX):
-        return model[: -len(SCRATCH_SUFFIX)], True
-    return model, False

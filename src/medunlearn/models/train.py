@@ -1,96 +1,91 @@
-"""Fine-tuning: the vanilla model, and the retrain oracle (the same run without a request's forget set).
+"""Fine-tuning from a model name: the vanilla model, and the retrain oracle.
+
+The oracle is the same run without a request's forget set.
 
 Full fine-tuning by default; LoRA (peft) with ``lora_r > 0``, merged into the weights on
 save. The oracle starts from exactly the vanilla model's initialisation: the tiny
 presets build their weights from the seed alone, and real weights come from the same
-folder.
-
-An interrupted run keeps a checkpoint per finished epoch in ``.<out>.partial/`` beside
-the output; the same command resumes from it. The finished model folder appears
-atomically, with ``train_config.json`` and ``training_log.json`` beside the weights.
-
-Under ``accelerate launch`` or ``torchrun`` the same function trains data-parallel
-(:mod:`medunlearn.distributed`): every process draws the same global batches, takes its
-part of each, and the averaged gradient is that of the whole batch, so ``batch_size``
-is the global batch whatever the number of processes. Only the main process writes the
-checkpoints and the model folder.
+folder. The loop itself, with its checkpoints and data-parallel steps, is
+:mod:`medunlearn.models.fine_tuning`.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import random
-import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from transformers import get_cosine_schedule_with_warmup
-
-from medunlearn import distributed
-from medunlearn.config import TrainConfig, differing_keys
+from medunlearn.config import TrainConfig
 from medunlearn.data.dataset import HospitalDataset
-from medunlearn.data.samples import SampleTable
-from medunlearn.data.splits import make_split
 from medunlearn.errors import MedunlearnError
+from medunlearn.models.answer_length import longest_answer_limit
 from medunlearn.models.base import MultimodalModel
-from medunlearn.models.loading import base_name, initial_model, replay_set_for, training_defaults
-from medunlearn.outputs import atomic_directory, atomic_file, read_json, write_json
-from medunlearn.progress import tell, track
-
-CHECKPOINT = "checkpoint.pt"
-
-
-def training_samples(dataset: HospitalDataset, config: TrainConfig) -> SampleTable:
-    """The vanilla model's samples, or the retain set of the excluded request (the oracle)."""
-    if config.exclude is None:
-        return dataset.training_samples()
-    split = make_split(dataset, config.exclude, seed=config.seed)
-    return dataset.samples.select(split.retain)
+from medunlearn.models.dual_encoder import build_scratch_dual_encoder
+from medunlearn.models.fine_tuning import fine_tune, seed_everything, training_samples
+from medunlearn.models.loading import load_model, with_lora
+from medunlearn.models.model_name import ModelName
+from medunlearn.models.pretrain import REPLAY_FOLDER, ensure_base
+from medunlearn.models.tiny import build_scratch
+from medunlearn.models.vlm import VisionLanguageModel
 
 
-def length_grouped_batches(
-    samples: SampleTable | list, batch_size: int, generator: torch.Generator, *, group: int = 16
-) -> list[list[int]]:
-    """A shuffled epoch of batches whose rows have similar lengths (less padding, same samples).
-
-    The order is shuffled, cut into groups of ``group`` batches, each group sorted by the
-    length of question + answer (a tokenizer-free proxy of the sequence length), cut into
-    batches, and the batches shuffled again. Deterministic given the generator.
-    """
-    order = torch.randperm(len(samples), generator=generator).tolist()
-    span = batch_size * group
-    batches: list[list[int]] = []
-    for start in range(0, len(order), span):
-        chunk = sorted(order[start : start + span], key=lambda i: len(samples[i].question) + len(samples[i].answer))
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
-    shuffle = torch.randperm(len(batches), generator=generator).tolist()
-    return [batches[i] for i in shuffle]
+def resolved_config(config: TrainConfig) -> tuple[TrainConfig, ModelName]:
+    """``config`` with its family's defaults filled in, and its model name resolved (once)."""
+    name = ModelName.parse(config.model)
+    return config.resolved(name.training_defaults()), name
 
 
 def training_settings(dataset: HospitalDataset, config: TrainConfig) -> dict[str, Any]:
     """What makes two trainings the same: the resolved config, the data and the base it starts from."""
-    resolved = config.resolved(training_defaults(config.model))
-    return {"config": resolved.to_json(), "data": dataset.fingerprint(), "base": base_name(config.model)}
+    resolved, name = resolved_config(config)
+    return {"config": resolved.to_json(), "data": dataset.fingerprint(), "base": name.base_name}
 
 
-def training_passes(log: list[dict[str, Any]]) -> int:
-    """Samples a finished training went through (its ``training_log.json``), forward and backward alike, replayed
-    questions included."""
-    return sum(entry["samples"] + entry.get("replayed", 0) for entry in log)
+def initial_model(config: TrainConfig, dataset: HospitalDataset, name: ModelName | None = None) -> MultimodalModel:
+    """The pre-fine-tuning model: identical for the vanilla run and every oracle of the same config.
+
+    A preset name (``tiny-qwen2-vl``, ``dual-encoder``, ...) means its pretrained base, built
+    and cached on first use; ``PRESET@scratch`` a random initialisation with a tokenizer
+    trained on this hospital; a folder, the weights in it.
+    """
+    name = name or ModelName.parse(config.model)
+    if config.text_encoder is not None and not (name.scratch and name.is_dual_encoder):
+        raise MedunlearnError(
+            "--text-encoder builds the classifier from scratch around that BERT; use it with --model "
+            "dual-encoder@scratch."
+        )
+    if name.scratch and name.is_dual_encoder:
+        model: MultimodalModel = build_scratch_dual_encoder(dataset, seed=config.seed, text_encoder=config.text_encoder)
+    elif name.scratch:
+        model = build_scratch(name.preset, dataset, seed=config.seed)
+    elif name.base is not None:
+        model = load_model(ensure_base(name.base)[0])
+    else:
+        model = load_model(name.folder)
+    if isinstance(
+        model, VisionLanguageModel
+    ):  # answers as long as this hospital's longest, whatever the weights' origin
+        model.card["max_new_tokens"] = longest_answer_limit(model.tokenizer, dataset.samples)
+    if config.lora_r:
+        model = with_lora(model, config.lora_r)
+    return model
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    generator = torch.Generator()
-    generator.manual_seed(seed)
-    return generator
+def replay_set_for(config: TrainConfig, name: ModelName | None = None) -> HospitalDataset | None:
+    """The replay set that fine-tuning ``config`` rehearses (None when ``config.replay`` is 0).
+
+    It ships with a base (``replay/`` in its folder): a preset's cached base, or a base given by its folder.
+    """
+    if not config.replay:
+        return None
+    name = name or ModelName.parse(config.model)
+    folder = ensure_base(name.base)[0] if name.base is not None else Path(config.model)
+    if not (folder / REPLAY_FOLDER / "manifest.json").is_file():
+        raise MedunlearnError(
+            f"--replay {config.replay} rehearses a base's replay set, but {folder} has none; "
+            "start from a pretrained base (a preset name or its folder) or give --replay 0."
+        )
+    return HospitalDataset.load(folder / REPLAY_FOLDER)
 
 
 def train(
@@ -101,154 +96,21 @@ def train(
     finish: Callable[[MultimodalModel, Path], None] | None = None,
     epoch_done: Callable[[int], None] | None = None,
 ) -> Path:
-    """Train and write the model folder ``out``; ``finish(model, staging)`` may add files before the rename.
-
-    ``epoch_done(epoch)`` is called after each epoch's checkpoint is written (1-based), e.g. to
-    report progress or to stop the run there (an exception it raises leaves the checkpoint).
-    """
-    out = Path(out)
-    config = config.resolved(training_defaults(config.model))
-    settings = training_settings(dataset, config)
-    partial = out.parent / f".{out.name}.partial"
+    """Train ``config.model`` on ``dataset`` and write the model folder ``out`` (see :func:`fine_tune`)."""
+    config, name = resolved_config(config)
     generator = seed_everything(config.seed)
     chosen = training_samples(dataset, config)  # a bad request fails here, before a base is built or loaded
-    model = initial_model(config, dataset)
-    if config.freeze_vision:
-        model.freeze_vision()
-    replay = replay_set_for(config)
-    model.attach(dataset if replay is None else dataset.joined(replay))
-    samples = model.usable(chosen)
-    if not samples:
-        raise MedunlearnError(
-            f"no training samples the {model.family} model can use are left; check the dataset and --exclude-target."
-        )
-    rehearsed = [] if replay is None else model.usable(replay.samples)
-    per_epoch = min(int(config.replay or 0), len(rehearsed))
-
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay, fused=True)
-    optimizer = distributed.prepare(model, optimizer)
-    steps_per_epoch = math.ceil((len(samples) + per_epoch) / config.batch_size)
-    total = steps_per_epoch * int(config.epochs)  # type: ignore[arg-type]
-    scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup * total), total)
-    log: list[dict[str, Any]] = []
-    start_epoch = 0
-
-    state_path = partial / CHECKPOINT
-    if state_path.is_file():
-        saved = read_json(partial / "settings.json")
-        if saved != settings:
-            differing = differing_keys(saved, settings, "config")
-            raise MedunlearnError(
-                f"an interrupted training with other settings ({', '.join(differing)}) is in {partial}; "
-                f"rerun with the same flags to resume it, or delete that folder to start over."
-            )
-        try:  # tensors, numbers and dicts only: a planted pickle cannot run, it is refused
-            state = torch.load(state_path, weights_only=True)
-        except Exception as exc:  # torch raises UnpicklingError, RuntimeError or EOFError for a foreign or damaged file
-            raise MedunlearnError(
-                f"{state_path} is not a checkpoint medunlearn wrote ({type(exc).__name__}: it holds more than "
-                "tensors and plain values, "
-                f"or is damaged); it was not run. Delete {partial} to start the training over."
-            ) from None
-        tell(f"resuming the interrupted training in {partial} after epoch {state['epoch']} of {config.epochs}")
-        model.network.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        log, start_epoch = (
-            [{**entry, "resumed": True} for entry in state["log"]],
-            state["epoch"],
-        )  # epochs an earlier run paid for
-
-    model.train(True)
-    for epoch in range(start_epoch, int(config.epochs)):  # type: ignore[arg-type]
-        started, losses = time.perf_counter(), []
-        # each epoch rehearses a fresh draw of the replay set beside every training sample
-        drawn = (
-            [rehearsed[i] for i in torch.randperm(len(rehearsed), generator=generator)[:per_epoch].tolist()]
-            if per_epoch
-            else []
-        )
-        epoch_samples = [*samples, *drawn]
-        batches = length_grouped_batches(epoch_samples, int(config.batch_size), generator)  # type: ignore[arg-type]
-        for step, rows in enumerate(track(batches, f"epoch {epoch + 1}/{config.epochs}")):
-            part, weight = distributed.share(rows)
-            loss = model.training_loss(model.batch([epoch_samples[i] for i in part])) * weight
-            reported = distributed.mean(loss)  # the whole batch's mean loss, the same on every process
-            if not torch.isfinite(reported):
-                kept = (
-                    f"the last good checkpoint (epoch {epoch}) is kept in {partial}"
-                    if epoch > start_epoch or state_path.is_file()
-                    else "no epoch had finished, so nothing was kept"
-                )
-                raise MedunlearnError(
-                    f"training loss became {reported.item()} at epoch {epoch + 1} step {step + 1}; {kept}; lower "
-                    "--lr and rerun."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            distributed.backward(loss)
-            distributed.clip_gradients(trainable, config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            losses.append(reported.item())
-        log.append(
-            {
-                "epoch": epoch + 1,
-                "loss": float(np.mean(losses)),
-                "seconds": round(time.perf_counter() - started, 3),
-                "samples": len(samples),
-                "replayed": len(drawn),
-            }
-        )
-        if distributed.is_main():
-            _write_checkpoint(
-                partial,
-                settings,
-                {
-                    "model": model.network.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "generator": generator.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "log": log,
-                    "epoch": epoch + 1,
-                },
-            )
-        distributed.wait()  # no process runs ahead of a checkpoint a resumed run would read
-        if epoch_done is not None:
-            epoch_done(epoch + 1)
-
-    model.train(False)
-    model = distributed.release(model).merged()
-    if not distributed.is_main():
-        return out
-    with atomic_directory(out) as staging:
-        model.save(staging)
-        (staging / "train_config.json").write_text(
-            json.dumps(
-                {
-                    **settings,
-                    "samples": len(samples),
-                    "oracle": config.is_oracle,
-                    "threads": torch.get_num_threads(),
-                    "processes": distributed.world().size,
-                },
-                indent=2,
-                sort_keys=True,
-            )
-            + "\n"
-        )
-        (staging / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
-        if finish is not None:
-            finish(model, staging)
-    shutil.rmtree(partial, ignore_errors=True)
-    return out
-
-
-def _write_checkpoint(partial: Path, settings: dict[str, Any], state: dict[str, Any]) -> None:
-    partial.mkdir(parents=True, exist_ok=True)
-    write_json(partial / "settings.json", settings)
-    with atomic_file(partial / CHECKPOINT) as tmp:
-        torch.save(state, tmp)
+    model = initial_model(config, dataset, name)
+    replay = replay_set_for(config, name)
+    return fine_tune(
+        model,
+        dataset,
+        config,
+        out,
+        generator=generator,
+        chosen=chosen,
+        replay=replay,
+        base=name.base_name,
+        finish=finish,
+        epoch_done=epoch_done,
+    )

@@ -12,7 +12,7 @@ from medunlearn.evaluation.claims import FAILS, HOLDS, INCONCLUSIVE, check_claim
 from medunlearn.evaluation.results import ORACLE, REFERENCE_ROWS, SETS, VANILLA
 from medunlearn.outputs import atomic_file
 from medunlearn.report.plots import draw_all
-from medunlearn.report.tables import closest_to_oracle, summary_table
+from medunlearn.report.tables import closest_to_oracle, request_label, summary_table
 
 STYLE = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1200px;color:#1b2631;
@@ -86,8 +86,6 @@ def _image(path: Path, caption: str) -> str:
 
 
 def _detail(results: list[dict[str, Any]], model: str, label: str) -> str:
-    from medunlearn.report.tables import request_label
-
     rows = [r for r in results if r["model"] == model and request_label(r) == label]
     sets = SETS
     tasks = sorted({t for r in rows for s in sets for t in r["scores"].get(s, {}) if t != "all"})

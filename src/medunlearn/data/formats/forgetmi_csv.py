@@ -29,7 +29,7 @@ from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import SECTION_NAMES, Hospital, Level, Node
 from medunlearn.data.questions import LABEL_FACTS, SECTION_QUESTION, format_choices
 from medunlearn.data.samples import ImageStore, Sample, SampleTable, Task, decode_image
-from medunlearn.errors import MedunlearnError
+from medunlearn.errors import MedunlearnError, not_there
 from medunlearn.progress import track
 
 SEVERITY_COLUMNS = ("edema_severity", "edeme_severity")
@@ -44,7 +44,7 @@ def read_rows(path: Path, *, role: str) -> list[dict[str, Any]]:
     """Rows of a split/forget CSV with normalised, validated fields."""
     path = Path(path)
     if not path.is_file():
-        raise MedunlearnError(f"{role} CSV {path} does not exist; give the path of the Forget-MI {role} file.")
+        raise not_there(f"{role} CSV", path, f"give the path of the Forget-MI {role} file.", folder=False)
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
@@ -105,10 +105,10 @@ def import_forgetmi(
     forget_rows = read_rows(forget_csv, role="forget")
     images = Path(images)
     if not images.is_dir():
-        raise MedunlearnError(f"image folder {images} does not exist; give the root of the MIMIC-CXR-JPG files folder.")
+        raise not_there("image folder", images, "give the root of the MIMIC-CXR-JPG files folder.")
     if reports is not None and not Path(reports).is_dir():
-        raise MedunlearnError(
-            f"report folder {reports} does not exist; give the root of the MIMIC-CXR reports or leave out --reports."
+        raise not_there(
+            "report folder", Path(reports), "give the root of the MIMIC-CXR reports or leave out --reports."
         )
     mapping = _institution_mapping(Path(institutions)) if institutions else {}
 
@@ -229,9 +229,7 @@ def import_forgetmi(
 
 def _institution_mapping(path: Path) -> dict[str, str]:
     if not path.is_file():
-        raise MedunlearnError(
-            f"institution CSV {path} does not exist; give a CSV with subject_id and institution columns."
-        )
+        raise not_there("institution CSV", path, "give a CSV with subject_id and institution columns.", folder=False)
     try:
         return _read_mapping(path)
     except UnicodeDecodeError:

@@ -1,0 +1,252 @@
+"""The fine-tuning loop: an initial model, a dataset and a resolved TrainConfig in, a model folder out.
+
+Used by :func:`medunlearn.models.train.train` (vanilla models and retrain oracles, from a
+model name) and by :mod:`medunlearn.models.pretrain` (a base's second stage). It knows no
+model names and no bases, so pretraining can use it without a cycle.
+
+An interrupted run keeps a checkpoint per finished epoch in ``.<out>.partial/`` beside
+the output; the same command resumes from it. The finished model folder appears
+atomically, with ``train_config.json`` and ``training_log.json`` beside the weights.
+
+Under ``accelerate launch`` or ``torchrun`` the same loop trains data-parallel
+(:mod:`medunlearn.distributed`): every process draws the same global batches, takes its
+part of each, and the averaged gradient is that of the whole batch, so ``batch_size``
+is the global batch whatever the number of processes. Only the main process writes the
+checkpoints and the model folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import get_cosine_schedule_with_warmup
+
+from medunlearn import distributed
+from medunlearn.config import TrainConfig, differing_keys
+from medunlearn.data.dataset import HospitalDataset
+from medunlearn.data.samples import SampleTable
+from medunlearn.data.splits import make_split
+from medunlearn.errors import MedunlearnError
+from medunlearn.models.base import MultimodalModel
+from medunlearn.outputs import atomic_directory, atomic_file, read_json, write_json
+from medunlearn.progress import tell, track
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def training_samples(dataset: HospitalDataset, config: TrainConfig) -> SampleTable:
+    """The vanilla model's samples, or the retain set of the excluded request (the oracle)."""
+    if config.exclude is None:
+        return dataset.training_samples()
+    split = make_split(dataset, config.exclude, seed=config.seed)
+    return dataset.samples.select(split.retain)
+
+
+def length_grouped_batches(
+    samples: SampleTable | list, batch_size: int, generator: torch.Generator, *, group: int = 16
+) -> list[list[int]]:
+    """A shuffled epoch of batches whose rows have similar lengths (less padding, same samples).
+
+    The order is shuffled, cut into groups of ``group`` batches, each group sorted by the
+    length of question + answer (a tokenizer-free proxy of the sequence length), cut into
+    batches, and the batches shuffled again. Deterministic given the generator.
+    """
+    order = torch.randperm(len(samples), generator=generator).tolist()
+    span = batch_size * group
+    batches: list[list[int]] = []
+    for start in range(0, len(order), span):
+        chunk = sorted(order[start : start + span], key=lambda i: len(samples[i].question) + len(samples[i].answer))
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    shuffle = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in shuffle]
+
+
+def training_passes(log: list[dict[str, Any]]) -> int:
+    """Samples a finished training went through (its ``training_log.json``), forward and backward alike, replayed
+    questions included."""
+    return sum(entry["samples"] + entry.get("replayed", 0) for entry in log)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+def fine_tune(
+    model: MultimodalModel,
+    dataset: HospitalDataset,
+    config: TrainConfig,
+    out: Path,
+    *,
+    generator: torch.Generator,
+    chosen: SampleTable | None = None,
+    replay: HospitalDataset | None = None,
+    base: str | None = None,
+    finish: Callable[[MultimodalModel, Path], None] | None = None,
+    epoch_done: Callable[[int], None] | None = None,
+) -> Path:
+    """Fine-tune ``model`` (its initialisation, already built) and write the model folder ``out``.
+
+    ``config`` is resolved (no field left at None); ``generator`` is :func:`seed_everything`'s for
+    ``config.seed``, drawn before the initial model was built; ``chosen`` (the samples to train on) default to
+    :func:`training_samples`; ``replay`` is the base's replay set to rehearse; ``base`` the name of
+    the base the model descends from (part of what makes two trainings the same).
+    ``finish(model, staging)`` may add files before the rename; ``epoch_done(epoch)`` is called
+    after each epoch's checkpoint is written (1-based), e.g. to report progress or to stop the run
+    there (an exception it raises leaves the checkpoint).
+    """
+    out = Path(out)
+    settings = {"config": config.to_json(), "data": dataset.fingerprint(), "base": base}
+    partial = out.parent / f".{out.name}.partial"
+    chosen = training_samples(dataset, config) if chosen is None else chosen
+    if config.freeze_vision:
+        model.freeze_vision()
+    model.attach(dataset if replay is None else dataset.joined(replay))
+    samples = model.usable(chosen)
+    if not samples:
+        raise MedunlearnError(
+            f"no training samples the {model.family} model can use are left; check the dataset and --exclude-target."
+        )
+    rehearsed = [] if replay is None else model.usable(replay.samples)
+    per_epoch = min(int(config.replay or 0), len(rehearsed))
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    optimizer = distributed.prepare(model, optimizer)
+    steps_per_epoch = math.ceil((len(samples) + per_epoch) / config.batch_size)
+    total = steps_per_epoch * int(config.epochs)  # type: ignore[arg-type]
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup * total), total)
+    log: list[dict[str, Any]] = []
+    start_epoch = 0
+
+    state_path = partial / CHECKPOINT
+    if state_path.is_file():
+        saved = read_json(partial / "settings.json")
+        if saved != settings:
+            differing = differing_keys(saved, settings, "config")
+            raise MedunlearnError(
+                f"an interrupted training with other settings ({', '.join(differing)}) is in {partial}; "
+                f"rerun with the same flags to resume it, or delete that folder to start over."
+            )
+        try:  # tensors, numbers and dicts only: a planted pickle cannot run, it is refused
+            state = torch.load(state_path, weights_only=True)
+        except Exception as exc:  # torch raises UnpicklingError, RuntimeError or EOFError for a foreign or damaged file
+            raise MedunlearnError(
+                f"{state_path} is not a checkpoint medunlearn wrote ({type(exc).__name__}: it holds more than "
+                "tensors and plain values, "
+                f"or is damaged); it was not run. Delete {partial} to start the training over."
+            ) from None
+        tell(f"resuming the interrupted training in {partial} after epoch {state['epoch']} of {config.epochs}")
+        model.network.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        log, start_epoch = (
+            [{**entry, "resumed": True} for entry in state["log"]],
+            state["epoch"],
+        )  # epochs an earlier run paid for
+
+    model.train(True)
+    for epoch in range(start_epoch, int(config.epochs)):  # type: ignore[arg-type]
+        started, losses = time.perf_counter(), []
+        # each epoch rehearses a fresh draw of the replay set beside every training sample
+        drawn = (
+            [rehearsed[i] for i in torch.randperm(len(rehearsed), generator=generator)[:per_epoch].tolist()]
+            if per_epoch
+            else []
+        )
+        epoch_samples = [*samples, *drawn]
+        batches = length_grouped_batches(epoch_samples, int(config.batch_size), generator)  # type: ignore[arg-type]
+        for step, rows in enumerate(track(batches, f"epoch {epoch + 1}/{config.epochs}")):
+            part, weight = distributed.share(rows)
+            loss = model.training_loss(model.batch([epoch_samples[i] for i in part])) * weight
+            reported = distributed.mean(loss)  # the whole batch's mean loss, the same on every process
+            if not torch.isfinite(reported):
+                kept = (
+                    f"the last good checkpoint (epoch {epoch}) is kept in {partial}"
+                    if epoch > start_epoch or state_path.is_file()
+                    else "no epoch had finished, so nothing was kept"
+                )
+                raise MedunlearnError(
+                    f"training loss became {reported.item()} at epoch {epoch + 1} step {step + 1}; {kept}; lower "
+                    "--lr and rerun."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            distributed.backward(loss)
+            distributed.clip_gradients(trainable, config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            losses.append(reported.item())
+        log.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(np.mean(losses)),
+                "seconds": round(time.perf_counter() - started, 3),
+                "samples": len(samples),
+                "replayed": len(drawn),
+            }
+        )
+        if distributed.is_main():
+            _write_checkpoint(
+                partial,
+                settings,
+                {
+                    "model": model.network.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "log": log,
+                    "epoch": epoch + 1,
+                },
+            )
+        distributed.wait()  # no process runs ahead of a checkpoint a resumed run would read
+        if epoch_done is not None:
+            epoch_done(epoch + 1)
+
+    model.train(False)
+    model = distributed.release(model).merged()
+    if not distributed.is_main():
+        return out
+    with atomic_directory(out) as staging:
+        model.save(staging)
+        (staging / "train_config.json").write_text(
+            json.dumps(
+                {
+                    **settings,
+                    "samples": len(samples),
+                    "oracle": config.is_oracle,
+                    "threads": torch.get_num_threads(),
+                    "processes": distributed.world().size,
+                },
+                indent=2,
+                sort_keys=True,
+            )
+            + "\n"
+        )
+        (staging / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
+        if finish is not None:
+            finish(model, staging)
+    shutil.rmtree(partial, ignore_errors=True)
+    return out
+
+
+def _write_checkpoint(partial: Path, settings: dict[str, Any], state: dict[str, Any]) -> None:
+    partial.mkdir(parents=True, exist_ok=True)
+    write_json(partial / "settings.json", settings)
+    with atomic_file(partial / CHECKPOINT) as tmp:
+        torch.save(state, tmp)
