@@ -7,6 +7,7 @@ import torch
 
 import medunlearn.models.fine_tuning as fine_tuning
 import medunlearn.models.pretrain as pretraining
+import medunlearn.models.train as training
 from medunlearn.config import TrainConfig
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import Level
@@ -163,7 +164,7 @@ def test_two_processes_building_the_same_base_build_it_once(tmp_path):
 
 
 def test_a_preset_fine_tunes_from_its_base_and_at_scratch_does_not(tiny_base, small_dataset, tmp_path, monkeypatch):
-    monkeypatch.setattr(pretraining, "ensure_base", lambda config: (tiny_base, False))
+    monkeypatch.setattr(training, "ensure_base", lambda config: (tiny_base, False))
     base_weights = load_model(tiny_base).network.state_dict()
     vanilla = initial_model(TrainConfig(model="tiny-qwen2-vl"), small_dataset)
     oracle = initial_model(

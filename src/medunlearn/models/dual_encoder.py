@@ -234,7 +234,7 @@ def build_dual_encoder(
             )
         config = DualEncoderConfig(image_size=side, text_config=pretrained.config.to_dict())
         network = DualEncoderNetwork(config)
-        network.text_encoder.load_state_dict(pretrained.state_dict(), strict=True)
+        network.text_encoder.load_state_dict(pretrained.state_dict(), strict=False)
     else:
         tokenizer = train_word_tokenizer(list(texts))
         config = DualEncoderConfig(

@@ -273,6 +273,7 @@ def pretrain(
         with atomic_directory(out) as staging:
             base.save(staging)
             if finish is not None:
+                base.attach(population)
                 finish(base, population, staging)
             replay = draw_replay_set(population, seed=config.seed)
             replay.save(staging / REPLAY_FOLDER)
