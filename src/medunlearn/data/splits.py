@@ -29,7 +29,8 @@ from medunlearn.data.hierarchy import Level
 from medunlearn.data.samples import SampleTable
 from medunlearn.errors import MedunlearnError
 
-SET_NAMES: tuple[str, ...] = ("forget", "children", "retain", "siblings", "holdout", "paraphrase", "validation")
+#: a split's sets, in the order reports show them (evaluation.results.SETS scores all but validation)
+SET_NAMES: tuple[str, ...] = ("forget", "children", "paraphrase", "siblings", "retain", "holdout", "validation")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from medunlearn.data.splits import SET_NAMES
 from medunlearn.errors import MedunlearnError
 
 SCHEMA = 1
@@ -30,14 +31,17 @@ SCHEMA = 1
 VANILLA, ORACLE = "vanilla", "retrain"
 REFERENCE_ROWS = (VANILLA, ORACLE)
 
-#: the sets a model is scored on, in report order (evaluation.evaluate builds them)
-SETS = ("forget", "children", "paraphrase", "siblings", "retain", "holdout_diagnostic", "holdout_identity")
+#: scored on held-out patients: what an unlearned model must keep reading, and facts no model can know
+HOLDOUT_SETS = ("holdout_diagnostic", "holdout_identity")
+#: the sets a model is scored on, in report order (evaluation.evaluate builds them): the split's sets less
+#: validation (a training monitor), the held-out set scored in its two parts
+SETS = tuple(
+    part for name in SET_NAMES if name != "validation" for part in (HOLDOUT_SETS if name == "holdout" else (name,))
+)
 #: what a method should forget: the forget set, its children and its paraphrased questions
 FORGET_SETS = ("forget", "children", "paraphrase")
 #: what a method should keep: the siblings, the retain set and reading held-out radiographs
 KEPT_SETS = ("siblings", "retain", "holdout_diagnostic")
-#: scored on held-out patients: what an unlearned model must keep reading, and facts no model can know
-HOLDOUT_SETS = ("holdout_diagnostic", "holdout_identity")
 
 
 def result_row(
