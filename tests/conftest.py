@@ -14,12 +14,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["MEDUNLEARN_CACHE"] = _CACHE = tempfile.mkdtemp(prefix="medunlearn-test-cache-")
 
 from medunlearn.data.dataset import HospitalDataset  # noqa: E402
-from medunlearn.data.synthetic import HospitalConfig, synthesize  # noqa: E402
+from medunlearn.data.synthetic import synthesize  # noqa: E402
 from medunlearn.progress import show_progress  # noqa: E402
+from tests.behaviour import SMALL  # noqa: E402
 
 show_progress(False)  # the test log stays readable; bars are drawn in a person's terminal only
-
-SMALL = HospitalConfig(seed=7, institutions=2, patients=3, studies=2, holdout_patients=1, image_size=56)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from medunlearn.data.radiographs import Anatomy, Findings, ScannerLook, draw_rad
 from medunlearn.data.samples import Task
 from medunlearn.data.synthetic import HospitalConfig, synthesize
 from medunlearn.errors import MedunlearnError
-from tests.conftest import SMALL
+from tests.behaviour import SMALL
 
 ANATOMY = Anatomy(
     habitus=0.9, heart_ratio=0.4, heart_shift=0.05, heart_height=0.25, rib_spacing=0.16, rib_phase=0.3, texture_seed=5

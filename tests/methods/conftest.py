@@ -1,4 +1,8 @@
-"""Trained tiny models on the small hospital, shared by the method tests (trained once per session)."""
+"""Trained tiny models on the small hospital, shared by the method tests (trained once per session).
+
+Their recipes are tests/behaviour.py's ``FIXTURES`` at seed 0, the models whose forgetting
+benchmarks/forgetting_spread.py measures over seeds and thread counts.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from medunlearn.config import DUAL_ENCODER, TrainConfig
 from medunlearn.models.loading import load_model
 from medunlearn.models.train import train
+from tests.behaviour import FIXTURES
 
 
 @pytest.fixture(scope="session")
 def vlm_folder(tmp_path_factory: pytest.TempPathFactory, small_dataset) -> Path:
-    return train(
-        small_dataset,
-        TrainConfig(model="tiny-qwen2-vl@scratch", epochs=30, lr=1e-3, batch_size=8, seed=0),
-        tmp_path_factory.mktemp("vlm") / "model",
-    )
+    return train(small_dataset, FIXTURES["vlm"](0), tmp_path_factory.mktemp("vlm") / "model")
 
 
 @pytest.fixture(scope="session")
 def dual_folder(tmp_path_factory: pytest.TempPathFactory, small_dataset) -> Path:
-    return train(
-        small_dataset,
-        TrainConfig(model=DUAL_ENCODER + "@scratch", epochs=8, seed=0),
-        tmp_path_factory.mktemp("dual") / "model",
-    )
+    return train(small_dataset, FIXTURES["dual"](0), tmp_path_factory.mktemp("dual") / "model")
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 from medunlearn.bench import Bench, BenchConfig
 from medunlearn.data.synthetic import synthesize
 from medunlearn.progress import show_progress
-from tests.conftest import SMALL
+from tests.behaviour import SMALL
 
 FIXTURE = Path(__file__).parent / "fixtures" / "metrics.json"
 CONFIG = BenchConfig(
