@@ -1,10 +1,11 @@
 """One model on two processes (gloo on this CPU): train, unlearn and eval under torchrun and accelerate launch.
 
 Each check launches the real command line under a launcher and compares what it wrote
-with the same work done in this one process. The tolerances are those measured on the
-2-core CI machine (docs/scaling.md); the launched processes run one torch thread each,
-this process two, so the floating-point summation order differs even where the
-arithmetic is the same.
+with the same work done in this one process. Two processes sum the same numbers in another
+order, so a tolerance is a stated multiple of a floor each test measures beside it: the
+same work in this process on 1 and on 2 torch threads (benchmarks/distributed_noise.py
+measured the ratio over 3 seeds, docs/scaling.md). A fixed share of the change measured on
+one machine was a coin toss on the next (issue 23).
 """
 
 from __future__ import annotations
@@ -43,6 +44,14 @@ TRAINING = [
     "0",
 ]
 REQUEST = DeletionRequest(Level.PATIENT, ("inst-1.pat-02",))
+#: how far two processes may land from one, in units of the floor measured beside them (docs/scaling.md): the
+#: same work in this process on 1 and on 2 torch threads, or from weights nudged by one float32 step.
+#: Training and CHIP/GradDiff only reorder sums across processes: measured at most 1.45 floors over 3 seeds
+#: (benchmarks/distributed_noise.py), while GradDiff's whole change is about 2000 floors.
+FLOOR_MULTIPLE = 10
+#: Forget-MI clamps each process's retention terms at its caps, so a 2-process step equals a 1-process step only in
+#: expectation: its tolerance is a share of the change the method made (measured 0.26-0.38 over 3 seeds)
+FORGET_MI_SHARE = 0.8
 
 
 def launch(launcher: str, *args: str | Path) -> subprocess.CompletedProcess:
@@ -99,6 +108,18 @@ def one_process(small_dataset, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def other_threads(small_dataset, tmp_path_factory) -> Path:
+    """The one-process training again on another torch thread count: the same sums in another order."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1 if previous > 1 else 2)
+    try:
+        config = TrainConfig(model="tiny-qwen2-vl@scratch", epochs=EPOCHS, lr=1e-3, batch_size=8, seed=0)
+        return train(small_dataset, config, tmp_path_factory.mktemp("other-threads") / "model")
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
 def two_processes(small_folder, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("two") / "model"
     succeeded(launch("torchrun", "train", "--data", small_folder, "--out", out, *TRAINING))
@@ -129,11 +150,20 @@ def test_parts_are_contiguous_and_weighted_to_the_whole_batch(monkeypatch):
     assert distributed.failure(ValueError("bad")) == "rank 2 of 3: bad"
 
 
-def test_two_process_training_follows_the_one_process_loss_curve(one_process, two_processes):
+def _relative_gap(a: list[float], b: list[float]) -> float:
+    return max(abs(x - y) / abs(y) for x, y in zip(a, b, strict=True))
+
+
+def test_two_process_training_follows_the_one_process_loss_curve(one_process, other_threads, two_processes):
     one, two = losses(one_process), losses(two_processes)
     assert len(one) == len(two) == EPOCHS
-    # the same global batches and the same averaged gradient; only the summation order differs
-    assert two == pytest.approx(one, rel=2e-3)
+    # the same global batches and the same averaged gradient; only the summation order differs, so two processes
+    # stay within FLOOR_MULTIPLE floors of one process (floor: the same training on another thread count, at least
+    # float32's rounding)
+    floor = max(_relative_gap(losses(other_threads), one), torch.finfo(torch.float32).eps)
+    gap = _relative_gap(two, one)
+    print(f"training: loss curves of 2 vs 1 process differ by {gap:.2e} relative, the floor is {floor:.2e}")
+    assert gap <= FLOOR_MULTIPLE * floor
     assert one[-1] < one[0] and two[-1] < two[0]
     assert json.loads((two_processes / "train_config.json").read_text())["processes"] == 2
     assert not list(two_processes.parent.glob(".model.*")), "the main process alone writes the model folder, atomically"
@@ -150,53 +180,62 @@ def test_an_interrupted_two_process_training_resumes(small_folder, two_processes
     assert not (tmp_path / ".model.partial").exists()
 
 
-def _unlearned_here(small_dataset, folder: Path, method: str, out: Path) -> Path:
-    model = load_model(folder)
-    split = make_split(small_dataset, REQUEST, seed=0)
-    unlearned, _, _ = unlearn(model, split, method_config(method, {}, 0), dataset=small_dataset, source=folder)
-    unlearned.save(out)
+METHODS = ("chip", "grad_diff", "forget_mi")
+
+
+@pytest.fixture(scope="module")
+def launched_unlearning(small_folder, one_process, tmp_path_factory) -> Path:
+    """The real `unlearn` command under torchrun, once per method, in one launch (tests/launched_unlearning.py)."""
+    out = tmp_path_factory.mktemp("launched")
+    succeeded(launch("torchrun", "-m", "tests.launched_unlearning", small_folder, one_process, out, *METHODS))
     return out
 
 
-# the largest weight difference between the two runs, as a share of the largest change the method made:
-# CHIP streams the same sums (measured: identical weights); a gradient method averages the same gradients
-# (measured 3e-4); Forget-MI clamps each process's retention terms at its caps (measured 0.04)
-# forget_mi: the retention caps clamp each process's part of a batch, so a 2-process step equals a 1-process step only
-# in
-# expectation; measured 0.04 of the change with names as tokens, 0.29 with the name-free tokenizer (issue 14); a skipped
-# or doubled step would be 1 or more
-@pytest.mark.parametrize("method, tolerance", [("chip", 1e-6), ("grad_diff", 1e-3), ("forget_mi", 0.5)])
+def _unlearned_here(
+    small_dataset, folder: Path, method: str, threads: int, out: Path, *, nudged: bool = False
+) -> dict[str, torch.Tensor]:
+    """The saved weights of ``method`` run in this process on ``threads`` torch threads.
+
+    ``nudged``: every source weight first moved by one float32 step (the size of one rounding difference).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        model = load_model(folder)
+        if nudged:
+            with torch.no_grad():
+                for parameter in model.network.parameters():
+                    parameter.copy_(torch.nextafter(parameter, torch.full_like(parameter, float("inf"))))
+        split = make_split(small_dataset, REQUEST, seed=0)
+        unlearned, _, _ = unlearn(model, split, method_config(method, {}, 0), dataset=small_dataset, source=folder)
+        unlearned.save(out)
+        return weights(out)
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("method", METHODS)
 def test_two_process_unlearning_edits_the_weights_one_process_does(
-    small_dataset, small_folder, one_process, tmp_path, method, tolerance
+    small_dataset, one_process, launched_unlearning, method, tmp_path
 ):
-    here = _unlearned_here(small_dataset, one_process, method, tmp_path / "here")
-    there = tmp_path / "there"
-    succeeded(
-        launch(
-            "torchrun",
-            "unlearn",
-            "--model",
-            one_process,
-            "--data",
-            small_folder,
-            "--level",
-            "patient",
-            "--target",
-            REQUEST.targets[0],
-            "--method",
-            method,
-            "--out",
-            there,
-            "--audit-limit",
-            "5",
-        )
-    )
-    change = largest_difference(weights(here), weights(one_process))
-    difference = largest_difference(weights(there), weights(here))
+    one, two = (_unlearned_here(small_dataset, one_process, method, n, tmp_path / f"threads-{n}") for n in (1, 2))
+    nudged = _unlearned_here(small_dataset, one_process, method, 1, tmp_path / "nudged", nudged=True)
+    there = weights(launched_unlearning / method)
+    change = largest_difference(one, weights(one_process))
+    # the floor of reordered sums: another thread count, or one rounding step in every source weight (where a CPU
+    # sums the same on 1 and 2 threads), and at least one float32 rounding of the largest weight
+    rounding = torch.finfo(torch.float32).eps * max(float(v.abs().max()) for v in one.values())
+    floor = max(largest_difference(one, two), largest_difference(one, nudged), rounding)
+    difference = largest_difference(there, one)
     print(
-        f"{method}: the method changed weights by up to {change:.2e}; 2 vs 1 process differ by up to {difference:.2e}"
+        f"{method}: change {change:.2e}, floor {floor:.2e}, 2 vs 1 process {difference:.2e} "
+        f"({difference / floor:.1f} floors, {difference / change:.2e} of the change)"
     )
-    assert change > 0 and difference <= tolerance * change
+    assert change > 0
+    if method == "forget_mi":
+        assert difference <= FORGET_MI_SHARE * change
+    else:
+        assert difference <= FLOOR_MULTIPLE * floor
 
 
 def test_two_process_evaluation_writes_the_one_process_metrics(small_folder, one_process, tmp_path, run_cli):
