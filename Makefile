@@ -37,8 +37,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
+# two workers (pytest-xdist), one torch thread each; a module's tests stay on one worker (its module fixtures)
 test: $(STAMP) browser lint
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadscope --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/synth_hospital.py

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
+from filelock import FileLock
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # the bases a test builds go to a cache of this session's own, never the user's
@@ -19,6 +21,29 @@ from medunlearn.progress import show_progress  # noqa: E402
 from tests.behaviour import SMALL  # noqa: E402
 
 show_progress(False)  # the test log stays readable; bars are drawn in a person's terminal only
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs two workers side by side: one torch thread each
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"  # and the commands a test starts: a resumed run sums as the killed one did
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build) -> Path:
+    """``build(folder)`` run once per test session, whatever the number of xdist workers.
+
+    The first worker to ask builds under a file lock in the session's shared temporary root;
+    the others wait for it and reuse the folder (xdist's documented pattern for session data).
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by every worker of this session
+    folder = root / "built-once" / name
+    done = folder.parent / f"{name}.done"  # beside the folder: a model or dataset folder holds only its own files
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if not done.is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            build(folder)
+            done.touch()
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -28,9 +53,7 @@ def small_dataset() -> HospitalDataset:
 
 @pytest.fixture(scope="session")
 def small_folder(tmp_path_factory: pytest.TempPathFactory, small_dataset: HospitalDataset) -> Path:
-    folder = tmp_path_factory.mktemp("hospital") / "data"
-    small_dataset.save(folder)
-    return folder
+    return built_once(tmp_path_factory, "hospital", small_dataset.save)
 
 
 @pytest.fixture
