@@ -43,6 +43,15 @@ def largest_difference(a: dict, b: dict) -> float:
     return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
 
 
+def torchrun(*args: str) -> None:
+    """``python -m torch.distributed.run`` with 2 processes on this machine; stops on a failure."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
+    launched = subprocess.run(
+        command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
+    assert launched.returncode == 0, launched.stderr[-2000:]
+
+
 def losses(folder: Path) -> list[float]:
     return [entry["loss"] for entry in json.loads((folder / "training_log.json").read_text())]
 
@@ -79,29 +88,7 @@ def main() -> None:
             folder = train(dataset, config, Path(tmp) / f"one-{seed}")
             trained = Path(tmp) / f"two-{seed}"
             flags = ["--model", config.model, "--epochs", "3", "--lr", "1e-3", "--batch-size", "8", "--seed", str(seed)]
-            launched = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "torch.distributed.run",
-                    "--standalone",
-                    "--nproc_per_node",
-                    "2",
-                    "-m",
-                    "medunlearn",
-                    "train",
-                    "--data",
-                    str(data),
-                    "--out",
-                    str(trained),
-                    *flags,
-                ],
-                capture_output=True,
-                text=True,
-                cwd=ROOT,
-                env={**os.environ, "HF_HUB_OFFLINE": "1"},
-            )
-            assert launched.returncode == 0, launched.stderr[-2000:]
+            torchrun("-m", "medunlearn", "train", "--data", str(data), "--out", str(trained), *flags)
             curve = losses(folder)
             row = {
                 "seed": seed,
@@ -114,27 +101,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             source = load_file(str(folder / "model.safetensors"))
             there = Path(tmp) / f"there-{seed}"
-            launched = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "torch.distributed.run",
-                    "--standalone",
-                    "--nproc_per_node",
-                    "2",
-                    "-m",
-                    "tests.launched_unlearning",
-                    str(data),
-                    str(folder),
-                    str(there),
-                    *METHODS,
-                ],
-                capture_output=True,
-                text=True,
-                cwd=ROOT,
-                env={**os.environ, "HF_HUB_OFFLINE": "1"},
-            )
-            assert launched.returncode == 0, launched.stderr[-2000:]
+            torchrun("-m", "tests.launched_unlearning", str(data), str(folder), str(there), *METHODS)
             for method in METHODS:
                 one = unlearned_weights(dataset, folder, method, 1, Path(tmp) / f"{method}-{seed}-1")
                 two = unlearned_weights(dataset, folder, method, 2, Path(tmp) / f"{method}-{seed}-2")
