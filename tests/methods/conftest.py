@@ -13,16 +13,17 @@ import pytest
 from medunlearn.models.loading import load_model
 from medunlearn.models.train import train
 from tests.behaviour import FIXTURES
+from tests.conftest import built_once
 
 
 @pytest.fixture(scope="session")
 def vlm_folder(tmp_path_factory: pytest.TempPathFactory, small_dataset) -> Path:
-    return train(small_dataset, FIXTURES["vlm"](0), tmp_path_factory.mktemp("vlm") / "model")
+    return built_once(tmp_path_factory, "vlm", lambda out: train(small_dataset, FIXTURES["vlm"](0), out))
 
 
 @pytest.fixture(scope="session")
 def dual_folder(tmp_path_factory: pytest.TempPathFactory, small_dataset) -> Path:
-    return train(small_dataset, FIXTURES["dual"](0), tmp_path_factory.mktemp("dual") / "model")
+    return built_once(tmp_path_factory, "dual", lambda out: train(small_dataset, FIXTURES["dual"](0), out))
 
 
 @pytest.fixture
