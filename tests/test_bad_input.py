@@ -405,6 +405,7 @@ ROWS: list[tuple[str | None, list[str], str]] = [
     (None, [*TRAIN, "--lora-r", "-1"], "--lora-r"),
     (None, [*TRAIN, "--seed", "-1"], "--seed"),
     (None, [*TRAIN, "--replay", "-3"], "--replay"),
+    (None, [*TRAIN[:-1], "tiny-qwen2-vl@scratch", "--replay", "5"], "rehearses a base's replay set"),
     (None, [*TRAIN, "--epochs", "many"], "--epochs"),
     (None, [*TRAIN, "--epochs", "1000000"], "--epochs is 1000000; use an integer from 1 to 1000"),
     (None, ["demo", "--quick", "--seed", "-1"], "--seed is -1"),

@@ -79,10 +79,10 @@ def replay_set_for(config: TrainConfig, name: ModelName | None = None) -> Hospit
     if not config.replay:
         return None
     name = name or ModelName.parse(config.model)
-    folder = ensure_base(name.base)[0] if name.base is not None else Path(config.model)
-    if not (folder / REPLAY_FOLDER / "manifest.json").is_file():
+    folder = ensure_base(name.base)[0] if name.base is not None else name.folder
+    if folder is None or not (folder / REPLAY_FOLDER / "manifest.json").is_file():
         raise MedunlearnError(
-            f"--replay {config.replay} rehearses a base's replay set, but {folder} has none; "
+            f"--replay {config.replay} rehearses a base's replay set, but {folder or config.model} has none; "
             "start from a pretrained base (a preset name or its folder) or give --replay 0."
         )
     return HospitalDataset.load(folder / REPLAY_FOLDER)
