@@ -98,7 +98,8 @@ def one_model(out: Path, data: Path, model: Path, institution: str, repeats: int
 
 
 def grid(out: Path, data: Path, repeats: int) -> dict[str, dict[str, float]]:
-    from medunlearn.bench import Bench, BenchConfig
+    from medunlearn.bench.config import BenchConfig
+    from medunlearn.bench.run import Bench
     from medunlearn.data.dataset import HospitalDataset
     from medunlearn.executors import LocalExecutor, RayExecutor
     from medunlearn.progress import show_progress

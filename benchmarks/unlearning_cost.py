@@ -22,8 +22,8 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from medunlearn.bench import BenchConfig  # noqa: E402
-from medunlearn.bench_requests import draw_requests  # noqa: E402
+from medunlearn.bench.config import BenchConfig  # noqa: E402
+from medunlearn.bench.requests import draw_requests  # noqa: E402
 from medunlearn.data.dataset import HospitalDataset  # noqa: E402
 from medunlearn.data.splits import make_split  # noqa: E402
 from medunlearn.evaluation.evaluate import evaluate_model, evaluation_sets, loss_statistics  # noqa: E402

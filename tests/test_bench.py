@@ -1,9 +1,11 @@
 import json
+import shutil
 
 import pytest
 
-from medunlearn.bench import Bench, BenchConfig
-from medunlearn.bench_requests import draw_requests
+from medunlearn.bench.config import BenchConfig
+from medunlearn.bench.requests import draw_requests
+from medunlearn.bench.run import Bench
 from medunlearn.data.hierarchy import Level
 from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.results import load_metrics
@@ -55,6 +57,22 @@ def test_rerun_reuses_models_and_cells(dual_run, small_dataset):
 
 
 @pytest.mark.slow
+def test_a_folder_of_the_first_layout_resumes_without_retraining_its_oracles(dual_run, small_dataset, tmp_path):
+    folder, metrics = dual_run  # layout 1 kept a request's oracle in models/oracle-<request>, with no "layout" key
+    old = tmp_path / "run"
+    shutil.copytree(folder, old)
+    for model in (old / "models").glob("retrain-*"):
+        model.rename(model.with_name("oracle-" + model.name.removeprefix("retrain-")))
+    config = json.loads((old / "bench_config.json").read_text())
+    assert config.pop("layout") == 2
+    (old / "bench_config.json").write_text(json.dumps(config))
+    again = Bench(small_dataset, BenchConfig(**DUAL), old).run()
+    assert again["results"] == metrics["results"] and "oracles" not in again["timings"]
+    assert [m.name.split("-")[0] for m in sorted((old / "models").iterdir())] == ["retrain", "vanilla"]
+    assert json.loads((old / "bench_config.json").read_text())["layout"] == 2
+
+
+@pytest.mark.slow
 def test_rerun_with_another_config_is_refused_naming_the_keys(dual_run, small_dataset):
     folder, _ = dual_run
     with pytest.raises(MedunlearnError, match=r"differs in: eval_limit, methods"):
@@ -65,7 +83,7 @@ def test_rerun_with_another_config_is_refused_naming_the_keys(dual_run, small_da
 def test_a_rerun_from_another_base_is_refused_naming_it(dual_run, small_dataset, monkeypatch):
     folder, _ = dual_run  # cells of models fine-tuned from the old base must not be reused beside new models
     before = (folder / "bench_config.json").read_bytes()
-    monkeypatch.setattr("medunlearn.bench.base_name", lambda model: "dual-encoder-0123456789abcdef")
+    monkeypatch.setattr("medunlearn.bench.run.base_name", lambda model: "dual-encoder-0123456789abcdef")
     with pytest.raises(MedunlearnError, match=r"differs in: base"):
         Bench(small_dataset, BenchConfig(**DUAL), folder).run()
     assert (folder / "bench_config.json").read_bytes() == before
@@ -123,7 +141,7 @@ def test_workers_run_the_cells_side_by_side_and_reproducibly(tmp_path, small_dat
     first = Bench(small_dataset, config, tmp_path / "a", LocalExecutor(2)).run()
     second = Bench(small_dataset, config, tmp_path / "b", LocalExecutor(2)).run()
     models = tmp_path / "a" / "models"
-    oracles = sorted(p for p in models.iterdir() if p.name.startswith("oracle-"))
+    oracles = sorted(p for p in models.iterdir() if p.name.startswith("retrain-"))
     assert len(oracles) == 2 and all((o / "cost.json").is_file() for o in oracles)
     assert all(
         json.loads((o / "train_config.json").read_text())["threads"] == 1 for o in oracles

@@ -107,7 +107,7 @@ def test_a_killed_retrain_resumes_says_so_and_costs_both_runs(run_cli, small_fol
     job = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"}
     )
-    checkpoint = tmp_path / ".u.work" / ".oracle.partial" / "checkpoint.pt"
+    checkpoint = tmp_path / ".u.work" / ".retrain.partial" / "checkpoint.pt"
     try:
         deadline = time.monotonic() + 300
         while not checkpoint.is_file():
@@ -126,7 +126,7 @@ def test_a_killed_retrain_resumes_says_so_and_costs_both_runs(run_cli, small_fol
     )
     assert code == 0, err
     assert (
-        f"resuming the interrupted training in {tmp_path / '.u.work' / '.oracle.partial'} after epoch {done}"
+        f"resuming the interrupted training in {tmp_path / '.u.work' / '.retrain.partial'} after epoch {done}"
         in " ".join(err.split())
     )
     assert not (tmp_path / ".u.work").exists() and not [p for p in listing(tmp_path) if ".tmp-" in p]

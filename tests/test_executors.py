@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from medunlearn.bench import Bench, BenchConfig
+from medunlearn.bench.config import BenchConfig
+from medunlearn.bench.run import Bench
 from medunlearn.errors import MedunlearnError
 from medunlearn.executors import LocalExecutor, RayExecutor, Task, executor
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medunlearn.bench import Bench, BenchConfig
+from medunlearn.bench.config import BenchConfig
+from medunlearn.bench.run import Bench
 from medunlearn.config import DEFAULT_PRESET, DUAL_ENCODER
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.synthetic import HospitalConfig, synthesize

@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from medunlearn.bench import Bench, BenchConfig
+from medunlearn.bench.config import BenchConfig
+from medunlearn.bench.run import Bench
 from medunlearn.config import DEFAULT_PRESET, DUAL_ENCODER
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.synthetic import HospitalConfig

@@ -14,7 +14,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from medunlearn.bench import Bench, BenchConfig
+from medunlearn.bench.config import BenchConfig
+from medunlearn.bench.run import Bench
 from medunlearn.data.synthetic import synthesize
 from medunlearn.progress import show_progress
 from tests.behaviour import SMALL

@@ -17,7 +17,8 @@ from rich.table import Table
 from typer._click import exceptions as usage  # typer vendors click; its usage errors are these
 
 from medunlearn.audit import RECORD, evidence, statement, weight_digests
-from medunlearn.bench import ALL_LEVELS, Bench, BenchConfig
+from medunlearn.bench.config import ALL_LEVELS, BenchConfig
+from medunlearn.bench.run import Bench
 from medunlearn.cli.audit import audit_command, audit_keygen_command
 from medunlearn.cli.console import crash_log, err, out, print_claims, print_quality, print_results, print_summary
 from medunlearn.cli.data import data_app

@@ -41,9 +41,9 @@ def run_retrain(model: MultimodalModel, job: UnlearnJob, settings: NoSettings) -
     config = source_recipe(job.source).oracle_for(job.split.request)
     if job.workdir is None:
         with tempfile.TemporaryDirectory() as scratch:
-            oracle, log = _trained_oracle(job, config, Path(scratch) / "oracle")
+            oracle, log = _trained_oracle(job, config, Path(scratch) / "retrain")
     else:  # a stable place: a killed run leaves its checkpoint there and the same command resumes it
-        oracle, log = _trained_oracle(job, config, Path(job.workdir) / "oracle")
+        oracle, log = _trained_oracle(job, config, Path(job.workdir) / "retrain")
     passes = training_passes(log)
     job.meter.cost.forward += passes
     job.meter.cost.backward += passes

@@ -14,21 +14,17 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from medunlearn.bench.config import BenchConfig
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import Hospital, Level
 from medunlearn.data.splits import DeletionRequest, make_split
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.base import MultimodalModel
 
-if TYPE_CHECKING:
-    from medunlearn.bench import BenchConfig
-
 #: the seed of the n-th forget-fraction draw is seed × this + n (a prime, so the draws of nearby seeds differ)
 FRACTION_SEED_STRIDE = 7919
-#: a request's forget set must hold this many questions the model can take to be measured (PROTOCOL.md §5)
-MIN_SCORED_ITEMS = 20
 TEST, VALIDATION = "test", "validation"
 
 

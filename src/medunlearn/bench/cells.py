@@ -1,0 +1,183 @@
+"""One cell of a bench, in whichever process the executor chose: a request's retrain oracle (trained, then
+evaluated), the vanilla model's evaluation, or one method run and its evaluation.
+
+Each cell writes its own row file into the run folder (the oracle also its reference evaluation, which the
+vanilla and method cells of that request compare with), so the files are the results, the cache and the resume
+point whatever ran them. ``threads`` (torch threads per cell; 0: torch's default) changes the floating-point
+summation order and is part of the bench's configuration; the executor is not.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from medunlearn.bench.config import BenchConfig
+from medunlearn.bench.requests import TEST as TEST_ROLE
+from medunlearn.bench.requests import VALIDATION, BenchRequest
+from medunlearn.bench.run_folder import RunFolder, loaded_vanilla, trained
+from medunlearn.data.dataset import HospitalDataset
+from medunlearn.data.splits import make_split
+from medunlearn.evaluation.evaluate import ModelEvaluation, compare_with_oracle, evaluate_model, evaluation_sets
+from medunlearn.evaluation.results import ORACLE, VANILLA, result_row
+from medunlearn.evaluation.selection import SELECTION_SETS
+from medunlearn.executors import Timings
+from medunlearn.methods.cost import Cost, model_cost
+from medunlearn.methods.method import MethodConfig
+from medunlearn.methods.registry import unlearn
+from medunlearn.models.base import MultimodalModel
+from medunlearn.models.loading import load_model
+from medunlearn.outputs import read_json, write_json
+
+#: one method run on a request: the cell's name and the method's configuration
+Run = tuple[str, MethodConfig]
+
+ORACLE_WORK, VANILLA_WORK, METHOD_WORK = "oracle", "vanilla", "method"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One task of a bench: a request's oracle (trained, then evaluated), its vanilla evaluation, or one method run."""
+
+    work: str
+    request: BenchRequest
+    offset: int = 0  # > 0: the models of that training seed
+    run: Run | None = None
+
+    @property
+    def name(self) -> str:
+        suffix = f".seed{self.offset}" if self.offset else ""
+        if self.work == METHOD_WORK:
+            return self.run[0]  # type: ignore[index]
+        return (ORACLE if self.work == ORACLE_WORK else VANILLA) + suffix
+
+    @property
+    def key(self) -> str:
+        return f"{self.request.key}/{self.name}"
+
+
+@dataclass(frozen=True)
+class BenchWork:
+    """What every cell of one bench needs, in any process: the data, the configuration and the run folder."""
+
+    dataset: HospitalDataset
+    config: BenchConfig
+    folder: RunFolder
+
+    def done(self, cell: Cell) -> bool:
+        """Whether the cell's files are on disk (an oracle also needs its reference evaluation)."""
+        path = self.folder.cell(cell.request.key, cell.name)
+        if cell.work == ORACLE_WORK:
+            return path.is_file() and path.with_suffix(".reference.json").is_file()
+        if cell.work == METHOD_WORK:
+            row = read_json(path)
+            return row is not None and row.get("settings") == cell.run[1].settings.to_json()  # type: ignore[index]
+        return path.is_file()
+
+    def row(self, request: BenchRequest, name: str) -> dict[str, Any]:
+        return {**read_json(self.folder.cell(request.key, name)), "cell": name}
+
+    def cell(self, cell: Cell) -> Timings:
+        """Run one cell here and write its file(s); its stage timings."""
+        bench_request, offset, timings = cell.request, cell.offset, {}
+        split = make_split(self.dataset, bench_request.request, seed=self.config.seed)
+        path = self.folder.cell(bench_request.key, cell.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        vanilla_folder = self.folder.vanilla(offset)
+        vanilla = loaded_vanilla(vanilla_folder, self.dataset)
+        sets = evaluation_sets(vanilla, self.dataset, split, limit=self.config.eval_limit, seed=self.config.seed)
+        if bench_request.role == VALIDATION:  # a validation request only feeds the selection criterion: no attacks
+            sets = {name: sets[name] for name in SELECTION_SETS}
+        reference_path = self.folder.cell(bench_request.key, Cell(ORACLE_WORK, bench_request, offset).name)
+        reference_path = reference_path.with_suffix(".reference.json")
+        if cell.work == ORACLE_WORK:
+            oracle_config = self.config.training(offset).oracle_for(bench_request.request)
+            oracle_folder = trained(
+                self.dataset, oracle_config, self.folder.oracle(bench_request.key, offset), timings, "oracles"
+            )
+            oracle = load_model(oracle_folder)
+            evaluation = self._evaluate(oracle, sets, bench_request, timings)
+            write_json(reference_path, evaluation.reference())
+            summary = {
+                "epochs": len(read_json(oracle_folder / "training_log.json")),
+                "training_seed": oracle_config.seed,
+            }
+            self._write(
+                path,
+                oracle,
+                ORACLE,
+                bench_request,
+                evaluation,
+                evaluation.reference(),
+                model_cost(oracle_folder),
+                summary,
+            )
+        elif cell.work == VANILLA_WORK:
+            evaluation = self._evaluate(vanilla, sets, bench_request, timings)
+            summary = {"training_seed": self.config.seed + offset}
+            self._write(path, vanilla, VANILLA, bench_request, evaluation, read_json(reference_path), None, summary)
+        else:
+            _, config = cell.run  # type: ignore[misc]
+            unlearned, cost, summary = unlearn(
+                vanilla, split, config, dataset=self.dataset, source=vanilla_folder, workdir=self.folder.path
+            )
+            timings[f"method:{config.method}"] = cost.wall_s
+            evaluation = self._evaluate(unlearned, sets, bench_request, timings)
+            self._write(
+                path,
+                unlearned,
+                config.method,
+                bench_request,
+                evaluation,
+                read_json(reference_path),
+                cost,
+                summary,
+                config,
+            )
+        return timings
+
+    def _evaluate(self, model: MultimodalModel, sets, bench_request: BenchRequest, timings: Timings) -> ModelEvaluation:
+        started = time.perf_counter()
+        evaluation = evaluate_model(
+            model, self.dataset, sets, seed=self.config.seed, attacks=bench_request.role == TEST_ROLE
+        )
+        timings["evaluation"] = timings.get("evaluation", 0.0) + time.perf_counter() - started
+        return evaluation
+
+    @staticmethod
+    def _write(
+        path,
+        model: MultimodalModel,
+        method: str,
+        bench_request: BenchRequest,
+        evaluation: ModelEvaluation,
+        reference: dict[str, Any] | None,
+        cost: Cost | None,
+        summary: dict[str, Any],
+        config: MethodConfig | None = None,
+    ) -> None:
+        row = result_row(
+            model.family,
+            bench_request.to_json(),
+            method,
+            compare_with_oracle(evaluation, reference),
+            cost.to_json() if cost is not None else None,
+            summary,
+        )
+        if config is not None:
+            row["settings"] = config.settings.to_json()
+        write_json(path, row)
+
+
+def run_cell(work: BenchWork, cell: Cell) -> Timings:
+    """One cell, on the bench's ``threads`` torch threads; its stage timings."""
+    previous = torch.get_num_threads()
+    if work.config.threads:
+        torch.set_num_threads(work.config.threads)
+    try:
+        return work.cell(cell)
+    finally:
+        torch.set_num_threads(previous)

@@ -1,0 +1,96 @@
+"""A bench's configuration: which model, methods, levels and fractions, how many requests, and the evaluation budget.
+
+Every field is checked on construction (bad input gets one sentence naming the option), and each method's
+``--set`` overrides are typed by its settings dataclass, so ``chip.k=5`` and ``5.0`` are one configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from medunlearn.config import DEFAULT_PRESET, TrainConfig
+from medunlearn.data.hierarchy import Level
+from medunlearn.errors import MAX_SEED, MedunlearnError, check_integer
+from medunlearn.evaluation.results import ORACLE
+from medunlearn.methods.method import MethodConfig
+from medunlearn.methods.registry import METHODS, method, method_config
+
+ALL_LEVELS = tuple(level.value for level in Level)
+#: a request's forget set must hold this many questions the model can take to be measured (PROTOCOL.md §5)
+MIN_SCORED_ITEMS = 20
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    model: str = DEFAULT_PRESET
+    methods: tuple[str, ...] = tuple(METHODS)
+    levels: tuple[str, ...] = ALL_LEVELS
+    targets_per_level: int = 1
+    forget_fractions: tuple[float, ...] = ()
+    select: bool = False
+    validation_per_level: int = 1
+    min_items: int = MIN_SCORED_ITEMS
+    seeds: int = 1
+    seed: int = 0
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    eval_limit: int = 200
+    method_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        for name in self.methods:
+            method(name)
+        for level in self.levels:
+            Level.parse(level)
+        check_integer("--targets-per-level", self.targets_per_level, 1, 1000)
+        check_integer("--validation-per-level", self.validation_per_level, 1, 1000)
+        check_integer("--seeds", self.seeds, 1, 100, " (1: one training seed; more: the retraining-noise band)")
+        check_integer("--min-items", self.min_items, 1, 100_000)
+        check_integer("--seed", self.seed, 0, MAX_SEED)
+        for fraction in self.forget_fractions:
+            if not 0 < fraction < 1:
+                raise MedunlearnError(
+                    f"--forget-fraction {fraction} is not a share in (0, 1); use values like 0.03,0.06,0.10."
+                )
+        if not self.levels and not self.forget_fractions:
+            raise MedunlearnError("the bench has no request: give --levels or --forget-fraction.")
+        check_integer("--limit", self.eval_limit, 1, 1_000_000)
+        check_integer("--threads", self.threads, 0, 1024, " (0: torch's default)")
+        # each method's overrides typed by its settings dataclass ("5" and 5 are one configuration)
+        typed = {}
+        for name, given in self.method_settings.items():
+            resolved = method(name).settings(given).to_json()  # checked once; only the given keys are kept
+            typed[name] = {key: resolved[key] for key in given}
+        object.__setattr__(self, "method_settings", typed)
+
+    @property
+    def unlearning_methods(self) -> list[str]:
+        """The methods run as cells: every listed one but ``retrain``, whose oracle every request has anyway."""
+        return [m for m in self.methods if m != ORACLE]
+
+    def method_config(self, name: str, point: dict[str, Any] | None = None) -> MethodConfig:
+        """The method's defaults, the bench's ``--set`` overrides, then ``point`` (a grid point's settings)."""
+        return method_config(name, {**self.method_settings.get(name, {}), **(point or {})}, self.seed)
+
+    def grid(self, name: str) -> list[dict[str, Any]]:
+        """The grid points ``select`` tries for one method: its declared grid's keys only (empty: nothing to choose)."""
+        keys = [p.name for p in method(name).parameters if p.grid]
+        return [{key: point.to_json()[key] for key in keys} for point in method(name).settings_type.search_grid()]
+
+    def training(self, offset: int = 0) -> TrainConfig:
+        """The vanilla recipe; ``offset`` > 0 is the seed-``offset`` retraining of the noise band."""
+        return TrainConfig(
+            model=self.model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed + offset
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        payload = asdict(self)
+        payload["methods"], payload["levels"], payload["forget_fractions"] = (
+            list(self.methods),
+            list(self.levels),
+            list(self.forget_fractions),
+        )
+        return payload

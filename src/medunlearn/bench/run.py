@@ -1,0 +1,158 @@
+"""The bench: draws the requests, runs every cell through an executor, and aggregates the rows into metrics.json.
+
+Requests (PROTOCOL.md §5, :mod:`medunlearn.bench.requests`): per level, ``targets_per_level`` test targets whose
+forget sets hold at least ``min_items`` questions the model can take, and forget-fraction draws. With ``select``,
+each level also gets validation targets, and each method's setting per group is chosen on them
+(:mod:`medunlearn.bench.selection`); without it the declared defaults (with ``--set`` overrides) run and the report
+says so. Every aggregate over a group's test requests carries a bootstrap CI
+(:mod:`medunlearn.evaluation.statistics`); with ``seeds`` > 1 the vanilla model and every test request's oracle
+are also trained from the further seeds, and their spread is the retraining-noise band.
+
+The cells (:mod:`medunlearn.bench.cells`) are tasks of an executor (:mod:`medunlearn.executors`): in this
+process, in a local process pool (``bench --workers N``) or on Ray (``--executor ray``); the vanilla and method
+cells of a request wait for its oracle. With cells side by side the stage timings add up the cells' seconds and
+``requests`` is the wall time.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from medunlearn.bench.cells import METHOD_WORK, ORACLE_WORK, VANILLA_WORK, BenchWork, Cell, Run, run_cell
+from medunlearn.bench.config import BenchConfig
+from medunlearn.bench.requests import TEST, VALIDATION, BenchRequest, draw_requests
+from medunlearn.bench.run_folder import RunFolder, loaded_vanilla, trained
+from medunlearn.bench.selection import choose, chosen_runs, grid_runs
+from medunlearn.data.dataset import HospitalDataset
+from medunlearn.errors import MedunlearnError
+from medunlearn.evaluation.quality import measure_quality
+from medunlearn.evaluation.results import ORACLE, VANILLA, metrics_document
+from medunlearn.evaluation.statistics import aggregate, retraining_noise
+from medunlearn.executors import Executor, LocalExecutor, Task
+from medunlearn.models.model_name import base_name
+from medunlearn.outputs import mark, read_json, write_json
+from medunlearn.progress import note
+
+
+class Bench:
+    """One run folder: trains or reuses models, runs and caches every cell, writes metrics.json."""
+
+    def __init__(
+        self, dataset: HospitalDataset, config: BenchConfig, folder: Path, executor: Executor | None = None
+    ) -> None:
+        self.dataset, self.config, self.folder = dataset, config, RunFolder(folder)
+        self.executor: Executor = executor or LocalExecutor()
+        # the base is part of what a run means: cells of models fine-tuned from another base are never reused
+        self.settings = {"bench": config.to_json(), "data": dataset.fingerprint(), "base": base_name(config.model)}
+        self.work = BenchWork(dataset, config, self.folder)
+        self.timings: dict[str, float] = {}
+
+    def run(self) -> dict[str, Any]:
+        self.folder.check(self.settings)
+        created = not self.folder.path.exists()
+        try:
+            return self._run()
+        except MedunlearnError:  # bad input found on the way: a folder this run created, holding no work, goes
+            if created and not self.folder.holds_work():
+                shutil.rmtree(self.folder.path, ignore_errors=True)
+            raise
+
+    def _run(self) -> dict[str, Any]:
+        self.folder.path.mkdir(parents=True, exist_ok=True)
+        mark(self.folder.path)
+        self.folder.write_config(self.settings)
+        vanilla_folder = trained(self.dataset, self.config.training(), self.folder.vanilla(0), self.timings, "training")
+        vanilla = loaded_vanilla(vanilla_folder, self.dataset)
+        if not (vanilla_folder / "quality.json").is_file():  # what the vanilla model memorised, for the report
+            write_json(vanilla_folder / "quality.json", measure_quality(vanilla, self.dataset))
+        requests = draw_requests(self.dataset, vanilla, self.config)
+        done, planned = self.plan(requests)
+        note(
+            f"{self.folder.path}: {sum(r.role == TEST for r in requests)} test and "
+            f"{sum(r.role == VALIDATION for r in requests)} validation requests, "
+            f"{planned} cells: {done} done, {planned - done} left ({self.executor.name} executor)"
+        )
+        tests = [r for r in requests if r.role == TEST]
+        validations = [r for r in requests if r.role == VALIDATION]
+        selection = {}
+        if self.config.select:
+            selection = choose(
+                self.config, validations, self._rows(validations, [grid_runs(self.config)] * len(validations))
+            )
+        rows = [
+            row
+            for request_rows in self._rows(tests, [chosen_runs(self.config, selection, r) for r in tests])
+            for row in request_rows
+        ]
+        models = {vanilla.family: {"model": self.config.model, "quality": read_json(vanilla_folder / "quality.json")}}
+        rows = [{"model": vanilla.family, **row} for row in rows]  # cells written before rows named their model
+        metrics = metrics_document(self.settings, models, rows, self.timings)
+        metrics["selection"] = {vanilla.family: selection} if selection else {}
+        metrics["aggregates"] = aggregate(rows, seed=self.config.seed)
+        noise = [row for row in rows if row["method"] in (VANILLA, ORACLE)]
+        for offset in range(1, self.config.seeds):  # the same requests, vanilla and oracles trained from another seed
+            trained(self.dataset, self.config.training(offset), self.folder.vanilla(offset), self.timings, "training")
+            noise += [
+                {"model": vanilla.family, **row}
+                for request_rows in self._rows(tests, [[] for _ in tests], offset)
+                for row in request_rows
+            ]
+        metrics["noise"] = retraining_noise(noise) if self.config.seeds > 1 else []
+        write_json(self.folder.path / "metrics.json", metrics)
+        return metrics
+
+    def plan(self, requests: list[BenchRequest]) -> tuple[int, int]:
+        """How many of the run's cells are finished, and how many it has."""
+        paths: list[Path] = []
+        grid = [name for name, _ in grid_runs(self.config)]
+        for r in requests:
+            seeds = [f".seed{offset}" for offset in range(1, self.config.seeds)] if r.role == TEST else []
+            names = [
+                VANILLA,
+                ORACLE,
+                *(self.config.unlearning_methods if r.role == TEST else grid),
+                *(f"{row}{s}" for s in seeds for row in (VANILLA, ORACLE)),
+            ]
+            paths += [self.folder.cell(r.key, name) for name in names]
+        return sum(path.is_file() for path in paths), len(paths)
+
+    def _rows(self, requests: list[BenchRequest], runs: list[list[Run]], offset: int = 0) -> list[list[dict[str, Any]]]:
+        """Each request's rows (its vanilla, oracle and method cells), in request order; the missing cells run first."""
+        tasks = [
+            task
+            for r, request_runs in zip(requests, runs, strict=True)
+            for task in self._tasks(r, request_runs, offset)
+        ]
+        started = time.perf_counter()
+        for timings in self.executor.run(tasks, f"{len(tasks)} cells of {len(requests)} requests"):
+            for stage, seconds in timings.items():
+                self.timings[stage] = self.timings.get(stage, 0.0) + seconds
+        if self.executor.parallel and tasks:  # the stage timings add up the cells' seconds; this is the wall time
+            self.timings["requests"] = self.timings.get("requests", 0.0) + time.perf_counter() - started
+        return [
+            [
+                self.work.row(r, name)
+                for name in (
+                    Cell(VANILLA_WORK, r, offset).name,
+                    Cell(ORACLE_WORK, r, offset).name,
+                    *(n for n, _ in request_runs),
+                )
+            ]
+            for r, request_runs in zip(requests, runs, strict=True)
+        ]
+
+    def _tasks(self, bench_request: BenchRequest, runs: list[Run], offset: int) -> list[Task]:
+        """The request's cells that are not on disk yet; the vanilla and method cells wait for the oracle's."""
+        oracle = Cell(ORACLE_WORK, bench_request, offset)
+        tasks = [] if self.work.done(oracle) else [Task(oracle.key, run_cell, (self.work, oracle))]
+        after = tuple(task.key for task in tasks)
+        cells = [
+            Cell(VANILLA_WORK, bench_request, offset),
+            *(Cell(METHOD_WORK, bench_request, offset, run) for run in runs),
+        ]
+        return tasks + [
+            Task(cell.key, run_cell, (self.work, cell), after) for cell in cells if not self.work.done(cell)
+        ]
