@@ -12,6 +12,9 @@ before any work starts, with one rule for all commands:
   (``written_by.json``) *and* the command says it may replace it (``--overwrite``) or
   resume it (a bench run folder); a folder medunlearn did not write is never touched;
 - no other medunlearn run is writing it (a lock under the cache; the second run refuses).
+
+A claim that ends in an error removes the folders it had to create on the way to ``--out`` while they are
+empty, so a refused command leaves no trace even when ``--out`` named folders that did not exist.
 """
 
 from __future__ import annotations
@@ -146,13 +149,37 @@ def claimed_output(
             raise MedunlearnError(
                 f"another medunlearn run is writing {out}; wait for it to finish, or choose another --out."
             ) from None
+    created = _missing_folders(out)
     token = _claimed.set((out.resolve(), command))
     try:
         yield out
+    except BaseException:
+        _remove_empty(created)  # a refused or failed run leaves no folder it made on the way to --out
+        raise
     finally:
         _claimed.reset(token)
         if held is not None:
             held.release()
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first."""
+    missing, current = [], Path(path).absolute()
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove each folder (deepest first) while it is empty: one holding anything stops the walk up."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return
 
 
 def mark(folder: Path, *, staging: Path | None = None) -> None:
