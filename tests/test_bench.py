@@ -31,7 +31,7 @@ def dual_run(tmp_path_factory, small_dataset):
 @pytest.mark.slow
 def test_bench_writes_rows_for_vanilla_oracle_and_every_method(dual_run):
     folder, metrics = dual_run
-    assert metrics["schema"] == 1 and load_metrics(folder) == json.loads((folder / "metrics.json").read_text())
+    assert metrics["schema"] == 2 and load_metrics(folder) == json.loads((folder / "metrics.json").read_text())
     methods = [row["method"] for row in metrics["results"]]
     assert methods == ["vanilla", "retrain", "chip", "grad_diff", "forget_mi"]
     row = metrics["results"][2]
@@ -165,7 +165,8 @@ def scratch_vlm(small_dataset):
 def test_requests_hold_enough_items_and_validation_targets_are_unrelated_to_test_targets(small_dataset, scratch_vlm):
     from medunlearn.data.splits import make_split
 
-    config = BenchConfig(model="tiny-qwen2-vl@scratch", select=True, validation_per_level=1, min_items=20)
+    # a FINDINGS section holds 23 questions (18 label, 1 section, 3 of its unique sentence): 30 needs two studies
+    config = BenchConfig(model="tiny-qwen2-vl@scratch", select=True, validation_per_level=1, min_items=30)
     requests = draw_requests(small_dataset, scratch_vlm, config)
     assert draw_requests(small_dataset, scratch_vlm, config) == requests  # seeded
     hospital = small_dataset.hospital
@@ -176,12 +177,12 @@ def test_requests_hold_enough_items_and_validation_targets_are_unrelated_to_test
         )
         assert len(test) == len(validation) == 1
         for r in test + validation:
-            assert len(make_split(small_dataset, r.request).forget) >= 20
+            assert len(make_split(small_dataset, r.request).forget) >= 30
         pairs = [(a, b) for a in test[0].request.targets for b in validation[0].request.targets]
         assert not any(a == b or hospital.is_in_subtree(a, b) or hospital.is_in_subtree(b, a) for a, b in pairs)
         assert validation[0].key.startswith("validation-") and test[0].group == level
     section = next(r for r in requests if r.request.level.value == "section")
-    # no single section holds 20 questions: the request names one section kind of one patient, in each of its studies
+    # no single section holds 30 questions: the request names one section kind of one patient, in each of its studies
     names = {hospital.node(t).attributes["name"] for t in section.request.targets}
     patients = {hospital.ancestor_at(t, Level.PATIENT).id for t in section.request.targets}
     assert len(section.request.targets) > 1 and len(names) == 1 and len(patients) == 1

@@ -35,11 +35,19 @@ def data_synth(
     image_size: Annotated[
         int, typer.Option("--image-size", help="Radiograph side in pixels.")
     ] = HospitalConfig.image_size,
+    reader_disagreement: Annotated[
+        float, typer.Option(help="Share of studies whose reader grades the edema one grade off the image.")
+    ] = HospitalConfig.reader_disagreement,
+    hedged_reports: Annotated[
+        float, typer.Option(help="Share of reports that describe the edema without stating a grade.")
+    ] = HospitalConfig.hedged_reports,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Synthesise a hospital: identities, radiographs, reports and questions."""
 
-    config = HospitalConfig(seed, institutions, patients, studies, holdout_patients, image_size)
+    config = HospitalConfig(
+        seed, institutions, patients, studies, holdout_patients, image_size, reader_disagreement, hedged_reports
+    )
     with claimed_output(out_dir, "data synth", overwrite=overwrite):
         dataset = synthesize(config)
         dataset.save(out_dir)

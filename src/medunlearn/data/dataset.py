@@ -22,7 +22,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medunlearn.data.hierarchy import Hospital, Level, Node
-from medunlearn.data.samples import IMAGE_SCHEMA, SAMPLE_SCHEMA, ImageStore, SampleTable, Task
+from medunlearn.data.samples import (
+    IMAGE_SCHEMA,
+    OPTIONAL_COLUMNS,
+    SAMPLE_SCHEMA,
+    ImageStore,
+    Knowledge,
+    SampleTable,
+    Task,
+)
 from medunlearn.errors import MedunlearnError, not_there
 from medunlearn.outputs import atomic_directory
 
@@ -237,6 +245,9 @@ class HospitalDataset:
         _check_values(
             folder / "samples.parquet", tables["samples"], "fact_level", {level.value for level in Level}, nullable=True
         )
+        _check_values(
+            folder / "samples.parquet", tables["samples"], "knowledge", {k.value for k in Knowledge}, nullable=True
+        )
         node_ids = tables["nodes"].column("id").to_pylist()
         if len(set(node_ids)) != len(node_ids):
             twice = next(i for i in node_ids if node_ids.count(i) > 1)
@@ -282,6 +293,9 @@ def _read_table(path: Path, schema: pa.Schema) -> pa.Table:
         raise MedunlearnError(
             f"{path} is missing or unreadable ({exc.__class__.__name__}); recreate the dataset."
         ) from None
+    for name in OPTIONAL_COLUMNS if schema is SAMPLE_SCHEMA else ():  # a dataset written before the column existed
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(len(table), schema.field(name).type))
     missing = [f.name for f in schema if f.name not in table.column_names]
     if missing:
         raise MedunlearnError(

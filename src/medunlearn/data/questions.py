@@ -5,17 +5,27 @@ Each fact of a node is asked as a free answer (generation), a multiple choice
 paraphrased twin with other wording and, for multiple choice, another option order.
 Diagnostic label questions (``label.*``) are answerable from the radiograph alone and
 are asked for held-out patients too.
+
+Every template declares what answering takes (:class:`~medunlearn.data.samples.Knowledge`,
+PROTOCOL.md §4): *inferable* when the radiograph shows the answer or something else the
+model may keep implies it (``implied_by``), else *memorised*. A type is declared for a
+request at the fact's own node: a wider request also deletes the ancestors that imply an
+inferable fact, but the memorised part never holds anything a model that kept the rest
+could infer. A whole report section mixes a reading of the image with a sentence unique
+to its study; the section is asked as inferable free text and the unique sentence on its
+own (``REPORT_FACTS``, exact match), so each memorised item is counted once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from medunlearn.data.hierarchy import Hospital, Level, Node
-from medunlearn.data.samples import Sample, Task
+from medunlearn.data.samples import Knowledge, Sample, Task
 
 LETTERS = "ABCDEFGH"
 
@@ -31,6 +41,11 @@ class FactTemplate:
     cloze: tuple[str, str] | None
     choices: tuple[str, ...] = ()  # fixed option list (labels, binary facts); else distractors
     shown_in_image: bool = False  # the radiograph itself shows the answer (a stranger's image tells it)
+    implied_by: str = ""  # what else a model may keep that implies the answer ("": nothing)
+
+    @property
+    def knowledge(self) -> Knowledge:
+        return Knowledge.INFERABLE if self.shown_in_image or self.implied_by else Knowledge.MEMORISED
 
 
 IDENTITY_FACTS: tuple[FactTemplate, ...] = (
@@ -145,6 +160,7 @@ LABEL_FACTS: tuple[FactTemplate, ...] = (
             "The degree of pulmonary edema in this image is [blank].",
         ),
         choices=("none", "mild", "moderate", "severe"),
+        shown_in_image=True,
     ),
     FactTemplate(
         "label.effusion",
@@ -159,6 +175,7 @@ LABEL_FACTS: tuple[FactTemplate, ...] = (
         ),
         ("Pleural effusion on this radiograph: [blank].", "The pleural effusion in this image is [blank]."),
         choices=("none", "left", "right", "bilateral"),
+        shown_in_image=True,
     ),
     FactTemplate(
         "label.cardiomegaly",
@@ -170,6 +187,7 @@ LABEL_FACTS: tuple[FactTemplate, ...] = (
         ),
         ("The heart size on this radiograph is [blank].", "On this image the cardiac silhouette is [blank]."),
         choices=("normal", "enlarged"),
+        shown_in_image=True,
     ),
     FactTemplate(
         "label.consolidation",
@@ -184,6 +202,7 @@ LABEL_FACTS: tuple[FactTemplate, ...] = (
         ),
         ("Focal consolidation on this radiograph: [blank].", "The consolidation in this image is located in [blank]."),
         choices=("none", "right lower lobe", "left lower lobe", "right upper lobe"),
+        shown_in_image=True,
     ),
     FactTemplate(
         "label.pneumothorax",
@@ -198,6 +217,7 @@ LABEL_FACTS: tuple[FactTemplate, ...] = (
         ),
         ("Pneumothorax on this radiograph: [blank].", "The pneumothorax in this image is [blank]."),
         choices=("none", "left", "right"),
+        shown_in_image=True,
     ),
     FactTemplate(
         "label.device",
@@ -206,6 +226,7 @@ LABEL_FACTS: tuple[FactTemplate, ...] = (
         ("Which support device is visible on this radiograph?", "What device, if any, can be seen in this image?"),
         ("The support device visible on this radiograph is [blank].", "In this image the visible device is [blank]."),
         choices=("none", "pacemaker", "endotracheal tube", "central venous catheter"),
+        shown_in_image=True,
     ),
 )
 
@@ -213,6 +234,55 @@ SECTION_QUESTION = (
     "What does the {section} section of the report for this radiograph say?",
     "Quote the {section} section of this study's report.",
 )
+#: what implies each whole section (its unique sentence is asked on its own, in REPORT_FACTS)
+SECTION_IMPLIED_BY = {
+    "EXAMINATION": "the projection the radiograph shows, in the report template's words",
+    "INDICATION": "the patient's age and sex and the study's reason, held by its retained ancestors",
+    "FINDINGS": "the reading of the radiograph",
+    "IMPRESSION": "the reading of the radiograph",
+}
+
+#: per report section, the one sentence unique to its study, asked as a fact of the section in every task
+#: (exact match; multiple-choice distractors from the generator's vocabulary)
+REPORT_FACTS: dict[str, FactTemplate] = {
+    "EXAMINATION": FactTemplate(
+        "report.reader",
+        Level.SECTION,
+        ("Which radiologist read this study?", "Who reported this radiograph?"),
+        ("Which radiologist reported this radiograph?", "This study was read by which radiologist?"),
+        ("This study was read by [blank].", "The radiologist who reported this image is [blank]."),
+    ),
+    "INDICATION": FactTemplate(
+        "report.ward",
+        Level.SECTION,
+        ("Which ward requested this radiograph?", "From which ward was this exam ordered?"),
+        ("Which ward ordered this radiograph?", "This exam was requested from which ward?"),
+        ("This radiograph was requested from ward [blank].", "The ordering ward for this exam is [blank]."),
+    ),
+    "FINDINGS": FactTemplate(
+        "report.granuloma",
+        Level.SECTION,
+        (
+            "What size is the incidental granuloma in the report of this radiograph?",
+            "How large is the calcified granuloma noted in this study?",
+        ),
+        (
+            "How large is the incidental granuloma in this report?",
+            "The calcified granuloma noted here measures how much?",
+        ),
+        ("The incidental calcified granuloma measures [blank].", "The report notes a calcified granuloma of [blank]."),
+    ),
+    "IMPRESSION": FactTemplate(
+        "report.followup",
+        Level.SECTION,
+        (
+            "When does the report of this radiograph recommend follow-up imaging?",
+            "In how long should this study be followed up?",
+        ),
+        ("When is follow-up imaging recommended for this study?", "The report advises follow-up after how long?"),
+        ("Follow-up imaging is recommended in [blank].", "The report advises a follow-up radiograph in [blank]."),
+    ),
+}
 
 #: the section whose sentences state the diagnostic labels
 LABEL_SECTION = "FINDINGS"
@@ -220,6 +290,26 @@ DIAGNOSTIC_FACTS: frozenset[str] = frozenset(t.fact for t in LABEL_FACTS)
 #: identity facts that a radiograph shows (a model reads them off a stranger's image): never part of a privacy floor
 IMAGE_SHOWN_FACTS: frozenset[str] = frozenset(t.fact for t in IDENTITY_FACTS if t.shown_in_image)
 IDENTITY_FACT_NAMES: frozenset[str] = frozenset(t.fact for t in IDENTITY_FACTS)
+#: facts whose answer is free text (ROUGE-L); every other answer is an atomic value scored by exact match
+FREE_TEXT_PREFIX = "section."
+
+
+def all_templates() -> list[FactTemplate]:
+    """Every fixed template (the whole-section ones are built per section kind)."""
+    sections = [section_template(name) for name in SECTION_IMPLIED_BY]
+    return [*IDENTITY_FACTS, *LABEL_FACTS, *REPORT_FACTS.values(), *sections]
+
+
+def section_template(name: str) -> FactTemplate:
+    """The whole-section question of one section kind."""
+    return FactTemplate(
+        f"section.{name}",
+        Level.SECTION,
+        tuple(q.format(section=name) for q in SECTION_QUESTION),  # type: ignore[arg-type]
+        None,
+        None,
+        implied_by=SECTION_IMPLIED_BY.get(name, ""),
+    )
 
 
 def label_answers(findings: dict) -> dict[str, str]:
@@ -290,6 +380,7 @@ class QuestionWriter:
                     fact=template.fact,
                     paraphrase_of=None if variant == 0 else base_id,
                     options=opts,
+                    knowledge=template.knowledge,
                 )
             )
 
@@ -318,15 +409,19 @@ class QuestionWriter:
         for name, section in found.items():
             if sections is not None and name not in sections:
                 continue
-            template = FactTemplate(
-                f"section.{name}", Level.SECTION, tuple(q.format(section=name) for q in SECTION_QUESTION), None, None
-            )  # type: ignore[arg-type]
-            self.ask_all_tasks(template, section, section.attributes["text"], [study_id], section.id)
+            self.ask_all_tasks(section_template(name), section, section.attributes["text"], [study_id], section.id)
+            unique = section.attributes.get("unique")  # the sentence unique to this study, asked on its own
+            if unique is not None and name in REPORT_FACTS:
+                self.ask_all_tasks(REPORT_FACTS[name], section, str(unique), [study_id], section.id)
         if LABEL_SECTION in found and "findings" in study.attributes:
             answers = label_answers(study.attributes["findings"])
+            own = set(study.attributes.get("reader_disagrees", ()))  # the reader's own grade, off the image
             for j, t in enumerate(LABEL_FACTS):
                 only = None if rotation is None else (rotation + j) % 3
-                self.ask_all_tasks(t, found[LABEL_SECTION], answers[t.fact], [study_id], found[LABEL_SECTION].id, only)
+                template = dataclasses.replace(t, shown_in_image=False) if t.fact.split(".")[1] in own else t
+                self.ask_all_tasks(
+                    template, found[LABEL_SECTION], answers[t.fact], [study_id], found[LABEL_SECTION].id, only
+                )
 
 
 def build_questions(

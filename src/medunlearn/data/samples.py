@@ -24,6 +24,19 @@ class Task(str, enum.Enum):
     CLOZE = "cloze"
 
 
+class Knowledge(str, enum.Enum):
+    """What a model needs to answer a sample (PROTOCOL.md §4).
+
+    ``MEMORISED``: node-specific, only a model that saw the node can know it (identity, dates, accession, values
+    and notes unique to one report). ``INFERABLE``: the image shows it, or retained ancestors, siblings or templates
+    imply it. A sample without a declared type (imported data) gets it measured: inferable when the retrain oracle
+    answers it (:mod:`medunlearn.evaluation.knowledge`).
+    """
+
+    MEMORISED = "memorised"
+    INFERABLE = "inferable"
+
+
 @dataclass(frozen=True)
 class Sample:
     """One question about one image, with the node its answer is about.
@@ -31,7 +44,8 @@ class Sample:
     ``fact`` names the fact asked (``patient.name``, ``section.FINDINGS``,
     ``label.edema``, ...); ``paraphrase_of`` is the id of the original question when
     this sample is a paraphrased variant; ``options`` lists the choices of a
-    classification question (the answer is one of them).
+    classification question (the answer is one of them); ``knowledge`` is its declared
+    :class:`Knowledge` (None: not declared, measured against the oracle).
     """
 
     id: str
@@ -45,6 +59,7 @@ class Sample:
     fact: str = ""
     paraphrase_of: str | None = None
     options: tuple[str, ...] = ()
+    knowledge: Knowledge | None = None
 
 
 SAMPLE_SCHEMA = pa.schema(
@@ -60,14 +75,20 @@ SAMPLE_SCHEMA = pa.schema(
         ("fact", pa.string()),
         ("paraphrase_of", pa.string()),
         ("options", pa.list_(pa.string())),
+        ("knowledge", pa.string()),
     ]
 )
+#: columns a table written before they existed may lack (filled with nulls on read)
+OPTIONAL_COLUMNS = ("knowledge",)
 
 
 class SampleTable:
     """An ordered, immutable table of samples backed by a :class:`pyarrow.Table`."""
 
     def __init__(self, table: pa.Table) -> None:
+        for name in OPTIONAL_COLUMNS:
+            if name not in table.column_names:
+                table = table.append_column(name, pa.nulls(len(table), SAMPLE_SCHEMA.field(name).type))
         missing = [f.name for f in SAMPLE_SCHEMA if f.name not in table.column_names]
         if missing:
             raise MedunlearnError(f"sample table lacks column(s) {', '.join(missing)}.")
@@ -94,6 +115,7 @@ class SampleTable:
             "fact": [s.fact for s in rows],
             "paraphrase_of": [s.paraphrase_of for s in rows],
             "options": [list(s.options) for s in rows],
+            "knowledge": [s.knowledge.value if s.knowledge is not None else None for s in rows],
         }
         return cls(pa.table(columns, schema=SAMPLE_SCHEMA))
 
@@ -163,6 +185,7 @@ def _row_to_sample(row: dict) -> Sample:
         fact=row["fact"] or "",
         paraphrase_of=row["paraphrase_of"],
         options=tuple(row["options"] or ()),
+        knowledge=Knowledge(row["knowledge"]) if row.get("knowledge") else None,
     )
 
 

@@ -15,12 +15,18 @@ information, as a real radiograph does:
   (consolidation), an apex without lung markings and a pleural line (pneumothorax),
   and visible devices.
 
-The report sections state the same labels in varied radiologist phrasing. The images
-are drawn by data/radiographs.py.
+The report sections state the same labels in varied radiologist phrasing, and each
+section carries one sentence unique to its study that neither the image nor another
+section implies (data/questions.py ``REPORT_FACTS``): the reading radiologist
+(EXAMINATION), the requesting ward (INDICATION), the size of an incidental calcified
+granuloma too small to show at this resolution (FINDINGS) and the follow-up interval
+(IMPRESSION). They are drawn from their own random stream, so the rest of a seed's
+hospital is the one earlier versions drew. The images are drawn by data/radiographs.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -230,6 +236,39 @@ REASONS = (
     "post-procedure check",
 )
 
+RADIOLOGISTS = tuple(
+    f"Dr. {name}"
+    for name in (
+        "Achterberg",
+        "Bellamy",
+        "Carvalho",
+        "Drummond",
+        "Eklund",
+        "Fontaine",
+        "Galloway",
+        "Halvorsen",
+        "Ishikawa",
+        "Jaramillo",
+        "Kristensen",
+        "Lombardi",
+        "Montague",
+        "Nakamura",
+        "Oyelaran",
+        "Pellegrini",
+        "Quintero",
+        "Rasmussen",
+        "Santangelo",
+        "Thorvaldsen",
+        "Underwood",
+        "Valentijn",
+        "Whitfield",
+        "Zeller",
+    )
+)
+WARDS = tuple(f"{floor}{wing}" for floor in range(1, 10) for wing in "ABCD")
+GRANULOMA_MM = tuple(range(3, 16))
+FOLLOW_UP_WEEKS = (2, 3, 4, 6, 8, 10, 12)
+
 
 @dataclass(frozen=True)
 class HospitalConfig:
@@ -241,8 +280,16 @@ class HospitalConfig:
     studies: int = 2
     holdout_patients: int = 4
     image_size: int = 56
+    #: the share of studies whose reader grades the edema one grade off what the image shows (fixed per study)
+    reader_disagreement: float = 0.0
+    #: the share of reports that describe the edema evidence in hedged words without stating a grade
+    hedged_reports: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in ("reader_disagreement", "hedged_reports"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise MedunlearnError(f"--{name.replace('_', '-')} is {value!r}; use a share from 0 to 1.")
         limits = {
             "institutions": (1, len(HOSPITAL_FIRST) * len(HOSPITAL_SECOND)),
             "patients": (1, 5000),
@@ -262,6 +309,8 @@ class HospitalConfig:
 def synthesize(config: HospitalConfig = HospitalConfig()) -> HospitalDataset:
     """Build the hospital tree, radiographs, reports and questions for ``config``."""
     rng = np.random.default_rng([config.seed, 1])
+    unique_rng = np.random.default_rng([config.seed, 4])  # the report sentences unique to a study
+    reader_rng = np.random.default_rng([config.seed, 5])  # the reader's disagreement and hedging
     hospital = Hospital()
     images: list[tuple[str, str, str, bytes]] = []
     study_records: list[dict[str, Any]] = []
@@ -316,11 +365,13 @@ def synthesize(config: HospitalConfig = HospitalConfig()) -> HospitalDataset:
             for s in range(config.studies):
                 st_id = f"{pat_id}.st-{s + 1}"
                 day = day + dt.timedelta(days=int(rng.integers(20, 400)))
-                findings = draw_findings(rng, enlarged_heart, pacemaker)
+                findings = draw_findings(rng, enlarged_heart, pacemaker)  # what the image shows
                 view = draw_view(rng, findings)
                 reason = str(REASONS[int(rng.integers(len(REASONS)))])
                 age = int((day - birth).days // 365.25)
-                sections = _write_report(rng, findings, view, reason, age, sex)
+                reported, hedged = _reading(reader_rng, findings, config)  # what the reader wrote
+                sections = _write_report(rng, reported, view, reason, age, sex, hedged=hedged)
+                unique = _unique_sentences(unique_rng)
                 hospital.add(
                     Node(
                         st_id,
@@ -331,13 +382,24 @@ def synthesize(config: HospitalConfig = HospitalConfig()) -> HospitalDataset:
                             "accession": f"ACC{int(accessions[study_i])}",
                             "view": view,
                             "reason": reason,
-                            "findings": asdict(findings),
+                            "findings": asdict(reported),
+                            **(
+                                {"reader_disagrees": ["edema"]} if reported.edema != findings.edema else {}
+                            ),  # the label is the reader's own: only a model that saw the study knows it
                         },
                     )
                 )
                 study_i += 1
                 for name in SECTION_NAMES:
-                    hospital.add(Node(f"{st_id}.{name}", Level.SECTION, st_id, {"name": name, "text": sections[name]}))
+                    answer, sentence = unique[name]
+                    hospital.add(
+                        Node(
+                            f"{st_id}.{name}",
+                            Level.SECTION,
+                            st_id,
+                            {"name": name, "text": f"{sections[name]} {sentence}", "unique": answer},
+                        )
+                    )
                 study_records.append(
                     {
                         "study": st_id,
@@ -370,6 +432,10 @@ def synthesize(config: HospitalConfig = HospitalConfig()) -> HospitalDataset:
         "institution.city": CITIES,
         "institution.vendor": VENDORS,
         "study.reason": REASONS,
+        "report.reader": RADIOLOGISTS,
+        "report.ward": WARDS,
+        "report.granuloma": [f"{mm} mm" for mm in GRANULOMA_MM],
+        "report.followup": [f"{weeks} weeks" for weeks in FOLLOW_UP_WEEKS],
     }
     study_images = {record["study"]: f"{record['study']}.img" for record in study_records}
     samples = build_questions(hospital, study_images, config.seed, vocabulary)
@@ -403,7 +469,35 @@ def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
     return options[int(rng.integers(len(options)))]
 
 
-def _write_report(rng: np.random.Generator, f: Findings, view: str, reason: str, age: int, sex: str) -> dict[str, str]:
+def _reading(rng: np.random.Generator, shown: Findings, config: HospitalConfig) -> tuple[Findings, bool]:
+    """What the reader reports of the image's findings: the edema one grade off for a share of studies, and whether
+    the report hedges instead of stating a grade. Draws nothing from ``rng`` when both shares are 0."""
+    if not config.reader_disagreement and not config.hedged_reports:
+        return shown, False
+    edema = shown.edema
+    if rng.random() < config.reader_disagreement:
+        step = 1 if rng.random() < 0.5 else -1
+        edema = edema + step if 0 <= edema + step <= 3 else edema - step
+    return dataclasses.replace(shown, edema=edema), bool(rng.random() < config.hedged_reports)
+
+
+def _unique_sentences(rng: np.random.Generator) -> dict[str, tuple[str, str]]:
+    """Per section, the answer and the sentence unique to one study (nothing else in the hospital implies them)."""
+    reader = _pick(rng, RADIOLOGISTS)
+    ward = _pick(rng, WARDS)
+    size = f"{GRANULOMA_MM[int(rng.integers(len(GRANULOMA_MM)))]} mm"
+    weeks = f"{FOLLOW_UP_WEEKS[int(rng.integers(len(FOLLOW_UP_WEEKS)))]} weeks"
+    return {
+        "EXAMINATION": (reader, f"Read by {reader}."),
+        "INDICATION": (ward, f"Requested from ward {ward}."),
+        "FINDINGS": (size, f"Incidental calcified granuloma measuring {size}."),
+        "IMPRESSION": (weeks, f"Follow-up radiograph recommended in {weeks}."),
+    }
+
+
+def _write_report(
+    rng: np.random.Generator, f: Findings, view: str, reason: str, age: int, sex: str, *, hedged: bool = False
+) -> dict[str, str]:
     exam = _pick(
         rng,
         (
@@ -421,12 +515,20 @@ def _write_report(rng: np.random.Generator, f: Findings, view: str, reason: str,
             "History: {r} in a {a}-year-old {s}.",
         ),
     ).format(a=age, s="woman" if sex == "female" else "man", r=reason, R=reason.capitalize())
-    findings, impression = write_reading(rng, f)
+    findings, impression = write_reading(rng, f, hedged=hedged)
     return {"EXAMINATION": exam, "INDICATION": indication, "FINDINGS": findings, "IMPRESSION": impression}
 
 
-def write_reading(rng: np.random.Generator, f: Findings) -> tuple[str, str]:
-    """The FINDINGS and IMPRESSION sections: what a radiologist writes from the image alone."""
+HEDGED_EDEMA = (
+    "Perihilar vascular markings are indistinct.",
+    "Interstitial markings are prominent; correlate clinically.",
+    "Vascular congestion cannot be excluded.",
+)
+
+
+def write_reading(rng: np.random.Generator, f: Findings, *, hedged: bool = False) -> tuple[str, str]:
+    """The FINDINGS and IMPRESSION sections: what a radiologist writes from the image alone (``hedged``: the edema
+    described in words that state no grade, and left out of the impression)."""
     sentences = []
     sentences.append(
         _pick(rng, ("The heart is enlarged.", "Cardiomegaly is present.", "The cardiac silhouette is enlarged."))
@@ -470,6 +572,8 @@ def write_reading(rng: np.random.Generator, f: Findings) -> tuple[str, str]:
                 ),
             ),
         )[f.edema]
+        if not hedged
+        else _pick(rng, HEDGED_EDEMA)
     )
     if f.effusion == "none":
         sentences.append(
@@ -546,7 +650,7 @@ def write_reading(rng: np.random.Generator, f: Findings) -> tuple[str, str]:
     if device_sentence:
         sentences.append(_pick(rng, device_sentence))
     positives = []
-    if f.edema:
+    if f.edema and not hedged:
         positives.append(f"{EDEMA_GRADES[f.edema]} pulmonary edema")
     if f.effusion != "none":
         positives.append(("bilateral" if f.effusion == "bilateral" else f"{f.effusion}") + " pleural effusion")

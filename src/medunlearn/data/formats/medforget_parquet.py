@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import SECTION_NAMES, Hospital, Level, Node
-from medunlearn.data.samples import ImageStore, Sample, SampleTable, Task, decode_image
+from medunlearn.data.samples import ImageStore, Knowledge, Sample, SampleTable, Task, decode_image
 from medunlearn.data.splits import Split
 from medunlearn.errors import MedunlearnError
 from medunlearn.outputs import atomic_directory
@@ -111,6 +111,7 @@ def _rows(dataset: HospitalDataset, samples: list[Sample]) -> pa.Table:
                 "fact": s.fact,
                 "paraphrase_of": s.paraphrase_of,
                 "options": list(s.options),
+                **({"knowledge": s.knowledge.value} if s.knowledge is not None else {}),
             }
         )
     records = [{**r, "metadata": json.dumps(r["metadata"])} for r in rows.values()]
@@ -270,6 +271,12 @@ class _Reader:
                 raise MedunlearnError(
                     f"{where}: metadata item {k} field 'paraphrase_of' must be a sample id (a string) or absent."
                 )
+            knowledge = entry.get("knowledge")
+            if knowledge is not None and knowledge not in {kind.value for kind in Knowledge}:
+                raise MedunlearnError(
+                    f"{where}: metadata item {k} field 'knowledge' is {knowledge!r}; use 'memorised', 'inferable' or "
+                    "leave it out (then it is measured against the retrain oracle)."
+                )
             sample = Sample(
                 id=str(entry.get("id") or f"{row['ID']}#{k}"),
                 image=image_id,
@@ -282,6 +289,7 @@ class _Reader:
                 fact=str(entry.get("fact") or ""),
                 paraphrase_of=paraphrase_of,
                 options=options,
+                knowledge=Knowledge(knowledge) if knowledge is not None else None,
             )
             previous = self.samples.get(sample.id)
             if previous is not None and previous != sample:
