@@ -26,7 +26,7 @@ from medunlearn.bench.config import BenchConfig  # noqa: E402
 from medunlearn.bench.requests import draw_requests  # noqa: E402
 from medunlearn.data.dataset import HospitalDataset  # noqa: E402
 from medunlearn.data.splits import make_split  # noqa: E402
-from medunlearn.evaluation.evaluate import evaluate_model, evaluation_sets, loss_statistics  # noqa: E402
+from medunlearn.evaluation.evaluate import attack_statistics, evaluate_model, evaluation_sets  # noqa: E402
 from medunlearn.methods.registry import method_config, unlearn  # noqa: E402
 from medunlearn.progress import show_progress  # noqa: E402
 
@@ -64,7 +64,7 @@ def main() -> None:
         sets = evaluation_sets(model, dataset, split, limit=200, seed=0)
         asked = [s for v in sets.values() for s in v]
         started = time.perf_counter()
-        loss_statistics(model, asked)
+        attack_statistics(model, asked)
         scoring = time.perf_counter() - started
         started = time.perf_counter()
         model.answer(asked)

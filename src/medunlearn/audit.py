@@ -35,6 +35,7 @@ from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.splits import DeletionRequest, make_split
 from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.evaluate import compare_with_oracle, evaluate_model, evaluation_sets
+from medunlearn.evaluation.results import SCORE
 from medunlearn.models.base import MultimodalModel
 from medunlearn.models.loading import weight_files
 
@@ -70,6 +71,12 @@ class Check:
 
 #: the checks and their tolerances (docs/audit.md says why each is what it is)
 CHECKS = (
+    Check(
+        "forget_memorised",
+        "share answered of what only a model that saw the deleted data can know matches the retrain oracle's",
+        "within",
+        0.05,
+    ),
     Check(
         "forget",
         "score on the deleted data matches the retrain oracle's (more forgetting than the oracle is damage too)",
@@ -153,13 +160,14 @@ def evidence(
     found: dict[str, Any] = {"questions": {name: len(samples) for name, samples in sets.items()}}
     for role, candidate in (("model", model), ("oracle", oracle), ("source", source)):
         if candidate is not None:
-            found[role] = _numbers(compare_with_oracle(evaluate_model(candidate, dataset, sets, seed=seed), None))
+            evaluation = evaluate_model(candidate, dataset, sets, seed=seed, request=request)
+            found[role] = _numbers(compare_with_oracle(evaluation, None))
     return found
 
 
 def _numbers(row: dict[str, Any]) -> dict[str, Any]:
     """What a check reads from an evaluation row: set scores, attack results, the reconstruction curve."""
-    scores = {name: (values or {}).get("all") for name, values in (row.get("scores") or {}).items()}
+    scores = {name: (values or {}).get(SCORE) for name, values in (row.get("scores") or {}).items()}
     privacy = row.get("privacy") or {}
     curve = [{"context": step["context"], "score": step["score"]} for step in row.get("reconstruction") or []]
     return {

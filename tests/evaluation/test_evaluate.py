@@ -7,8 +7,10 @@ import torch
 from medunlearn.config import TrainConfig
 from medunlearn.data.hierarchy import Level
 from medunlearn.data.splits import DeletionRequest, make_split
-from medunlearn.evaluation.evaluate import compare_with_oracle, evaluate_model, evaluation_sets
+from medunlearn.evaluation.evaluate import compare_with_oracle, evaluate_model, evaluation_sets, matched_strangers
+from medunlearn.evaluation.knowledge import declared_part
 from medunlearn.evaluation.reconstruction import STEPS, context
+from medunlearn.models.base import calibrated_log_probs
 from medunlearn.models.loading import load_model
 from medunlearn.models.train import train
 
@@ -32,6 +34,31 @@ def test_token_losses_average_to_the_sample_losses(quick_vlm, small_dataset):
         rows = quick_vlm.token_losses(batch)
         losses = quick_vlm.sample_losses(batch)
     assert torch.allclose(torch.stack([r.mean() for r in rows]), losses, atol=1e-5)
+    with torch.no_grad():
+        scored = quick_vlm.token_scores(batch)  # the attacks' one pass: the same NLLs, and Min-K%++'s scores
+    assert all(torch.allclose(s[:, 0], r, atol=1e-5) for s, r in zip(scored, rows, strict=True))
+
+
+def test_the_calibrated_log_probability_by_hand():
+    # one position, a vocabulary of two with p = (0.8, 0.2): mu = 0.8 ln 0.8 + 0.2 ln 0.2, sigma from the same p
+    p = torch.tensor([0.8, 0.2])
+    lp = p.log()
+    mu = float((p * lp).sum())
+    sigma = float(((p * lp.square()).sum() - mu**2) ** 0.5)
+    got = calibrated_log_probs(lp.unsqueeze(0), torch.tensor([0]))
+    assert float(got[0]) == pytest.approx((float(lp[0]) - mu) / sigma, rel=1e-5)  # (ln 0.8 − mu) / sigma = +0.5
+    assert float(got[0]) == pytest.approx(0.5, rel=1e-4)
+    assert float(calibrated_log_probs(lp.unsqueeze(0), torch.tensor([1]))[0]) == pytest.approx(-2.0, rel=1e-4)
+
+
+def test_matched_strangers_ask_the_memorised_items_facts_and_tasks(small_dataset):
+    request = DeletionRequest(Level.STUDY, ("inst-1.pat-02.st-1",))
+    split = make_split(small_dataset, request)
+    forget = list(split.table(small_dataset, "forget"))
+    matched = matched_strangers(small_dataset, split, forget)
+    memorised = {(s.fact, s.task) for s in forget if declared_part(small_dataset.hospital, request, s) == "memorised"}
+    assert matched and {(s.fact, s.task) for s in matched} == memorised
+    assert all(small_dataset.is_holdout(s.image_node) for s in matched)
 
 
 def test_sets_are_reproducible_and_capped(quick_vlm, small_dataset):
@@ -47,16 +74,25 @@ def test_sets_are_reproducible_and_capped(quick_vlm, small_dataset):
 def test_evaluation_against_itself_has_zero_distance_and_ks_p_one(quick_vlm, small_dataset):
     split = make_split(small_dataset, DeletionRequest(Level.PATIENT, ("inst-1.pat-01",)))
     sets = evaluation_sets(quick_vlm, small_dataset, split, limit=12, seed=0)
-    evaluation = evaluate_model(quick_vlm, small_dataset, sets, seed=0, reconstruction_limit=4)
+    evaluation = evaluate_model(quick_vlm, small_dataset, sets, seed=0, request=split.request, reconstruction_limit=4)
     row = compare_with_oracle(evaluation, evaluation.reference())
     assert all(v == pytest.approx(0.0) for v in row["oracle_distance"].values() if v is not None)
     assert row["ks_p"] == pytest.approx(1.0)
     assert row["gap"] == pytest.approx(evaluation.mean("retain") - evaluation.mean("forget"))
-    assert [p["context"] for p in row["reconstruction"]] == list(STEPS)
-    assert set(row["scores"]["forget"]) >= {"all"}
+    # a patient request keeps only the institution above it: the attack offers no patient or study context
+    assert [p["context"] for p in row["reconstruction"]] == ["none", "institution"]
+    assert {p["part"] for p in row["reconstruction"]} == {"memorised"}
+    assert set(row["scores"]["forget"]) >= {"all", "answered"}
+    assert row["scores"]["forget_memorised"]["n"] + row["scores"]["forget_inferable"]["n"] == len(sets["forget"])
+    assert row["oracle_agreement"] == {"forget": 1.0, "forget_memorised": 1.0}
+    attacks = row["privacy"]
+    assert {"loss", "zlib", "min_k", "min_k_pp", "oracle_reference"} <= set(attacks)
+    assert attacks["oracle_reference"]["auc"] == pytest.approx(0.5)  # against itself every relative loss is 0
+    assert attacks["loss"]["n"] == [row["scores"]["forget_memorised"]["n"], len(sets["holdout_matched"])]
     assert row["privacy"]["loss"]["auc"] is not None
     again = compare_with_oracle(
-        evaluate_model(quick_vlm, small_dataset, sets, seed=0, reconstruction_limit=4), evaluation.reference()
+        evaluate_model(quick_vlm, small_dataset, sets, seed=0, request=split.request, reconstruction_limit=4),
+        evaluation.reference(),
     )
     assert again["scores"] == row["scores"] and again["privacy"] == row["privacy"]  # same model, seed → same metrics
 

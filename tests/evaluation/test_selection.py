@@ -4,7 +4,10 @@ from medunlearn.evaluation.selection import choose, criterion, selection_record
 
 
 def _row(**means):
-    return {"scores": {name: {"all": value} for name, value in means.items()}}
+    """A row of schema 2: ``forget`` stands for the memorised part the criterion reads (``answered``)."""
+    names = {"forget": "forget_memorised"}
+    scores = {names.get(name, name): {"answered": value} for name, value in means.items()}
+    return {"scores": {**scores, "forget": {"answered": 0.99}}}  # the whole forget set: never read
 
 
 VANILLA = _row(forget=0.95, siblings=0.9, retain=0.92, holdout_diagnostic=0.8)
@@ -51,3 +54,11 @@ def test_selection_picks_the_grid_point_with_the_smallest_mean_criterion():
 def test_ties_go_to_the_first_declared_point():
     assert choose([[0.2, 0.4], [0.3, 0.3], [0.1, 0.5]]) == 0
     assert choose([[], [0.9]]) == 1  # a point without values is never chosen over one with
+
+
+def test_a_schema_1_row_is_read_through_its_all_score_on_the_whole_forget_set():
+    legacy = lambda **means: {"scores": {name: {"all": value} for name, value in means.items()}}  # noqa: E731
+    old_vanilla = legacy(forget=0.95, siblings=0.9, retain=0.92, holdout_diagnostic=0.8)
+    old_oracle = legacy(forget=0.40, siblings=0.9, retain=0.93, holdout_diagnostic=0.8)
+    row = legacy(forget=0.70, siblings=0.8, retain=0.92, holdout_diagnostic=0.75)
+    assert criterion(row, old_vanilla, old_oracle) == pytest.approx(0.45)

@@ -13,6 +13,8 @@ from medunlearn.report.tables import closest_to_oracle, summary_table
 
 from .make_fixture import FIXTURE
 
+SCHEMA_1 = FIXTURE.with_name("metrics_schema1.json")  # a document written before the memorised/inferable split
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PLOTS = {"cost_vs_quality.png", "forget_vs_retain.png", "forget_against_oracle.png"}
 
@@ -109,3 +111,21 @@ def test_without_selection_the_report_says_the_defaults_ran(run_folder, tmp_path
     metrics = {**json.loads((run_folder / "metrics.json").read_text()), "selection": {}}
     page = render(metrics, tmp_path).read_text()
     assert "every method used its declared default settings" in page
+
+
+def test_a_schema_1_document_still_loads_and_renders_marked_as_the_earlier_schema(tmp_path):
+    shutil.copy(SCHEMA_1, tmp_path / "metrics.json")
+    metrics = load_metrics(tmp_path)
+    assert metrics["schema"] == 1
+    page = render(metrics, tmp_path).read_text()
+    assert "Schema 1: written before the memorised/inferable split" in page
+    # its mixed forget score stands in for the memorised part, and its claims are still checked
+    chip = next(a for a in metrics["aggregates"] if a["method"] == "chip")["metrics"]["forget/all"]
+    assert f"{chip['mean']:.3f} [{chip['low']:.3f}, {chip['high']:.3f}]" in page
+    assert "The published claims, checked" in page
+    assert all(r["forget"] is not None for r in summary_table(metrics["results"]))
+
+
+def test_a_schema_2_document_is_not_marked(run_folder):
+    assert json.loads((run_folder / "metrics.json").read_text())["schema"] == 2
+    assert "Schema 1" not in (run_folder / "report.html").read_text()

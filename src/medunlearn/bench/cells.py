@@ -142,7 +142,12 @@ class BenchWork:
     def _evaluate(self, model: MultimodalModel, sets, bench_request: BenchRequest, timings: Timings) -> ModelEvaluation:
         started = time.perf_counter()
         evaluation = evaluate_model(
-            model, self.dataset, sets, seed=self.config.seed, attacks=bench_request.role == TEST_ROLE
+            model,
+            self.dataset,
+            sets,
+            seed=self.config.seed,
+            request=bench_request.request,
+            attacks=bench_request.role == TEST_ROLE,
         )
         timings["evaluation"] = timings.get("evaluation", 0.0) + time.perf_counter() - started
         return evaluation

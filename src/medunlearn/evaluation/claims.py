@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from medunlearn.evaluation.results import KEPT_SETS, ORACLE, VANILLA
+from medunlearn.evaluation.results import FORGETTING_SET, KEPT_SETS, ORACLE, SCORE, VANILLA
 
 HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 FORGET_TOLERANCE = 0.10
@@ -46,8 +46,19 @@ TEST_TOLERANCE = 0.03
 CHIP = "chip"
 FORGET_MI = "forget_mi"
 FINE, COARSE = ("section", "study"), ("institution", "patient")
-#: the kept sets' mixed-task scores a claim reads (one home: results.KEPT_SETS)
-KEPT = tuple(f"{name}/all" for name in KEPT_SETS)
+#: what a claim reads (PROTOCOL.md §5: on the memorised part, the share of items answered)
+FORGETTING = f"{FORGETTING_SET}/{SCORE}"
+GAP = "gap/memorised"
+UTILITY = f"holdout_diagnostic/{SCORE}"
+#: the kept sets' scores a claim reads (one home: results.KEPT_SETS)
+KEPT = tuple(f"{name}/{SCORE}" for name in KEPT_SETS)
+#: a schema-1 document's metrics in their place (no memorised part, the mixed ``all``); the report marks it
+SCHEMA_1_NAMES = {
+    FORGETTING: "forget/all",
+    GAP: "gap/all",
+    UTILITY: "holdout_diagnostic/all",
+    **{name: name.replace(f"/{SCORE}", "/all") for name in KEPT},
+}
 #: the Forget-MI paper's drops against the original model (forget AUC, forget F1, MIA)
 FORGET_MI_PAPER = {"forget/auc": -0.221, "forget/macro_f1": -0.305, "privacy/loss_auc": -0.202}
 
@@ -91,7 +102,15 @@ def _number(entry: dict[str, Any] | None) -> str:
 
 
 def _index(aggregates: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    return {(a["model"], a["group"], a["method"]): a["metrics"] for a in aggregates}
+    """Each (model, group, method)'s metrics; a schema-1 document's read under today's names (SCHEMA_1_NAMES)."""
+    legacy = not any(name.endswith(f"/{SCORE}") for a in aggregates for name in a["metrics"])
+    out = {}
+    for a in aggregates:
+        metrics = dict(a["metrics"])
+        if legacy:
+            metrics.update({new: metrics[old] for new, old in SCHEMA_1_NAMES.items() if old in metrics})
+        out[(a["model"], a["group"], a["method"])] = metrics
+    return out
 
 
 def _paired(metrics: dict[str, Any] | None, name: str, reference: str) -> dict[str, Any] | None:
@@ -144,7 +163,7 @@ def _struggle(index, model: str, levels: list[str], methods: dict[str, list[str]
     for level in levels:
         for method in [m for m in methods[level] if m != CHIP]:
             metrics = index.get((model, level, method))
-            forget = _paired(metrics, "forget/all", "minus_oracle")
+            forget = _paired(metrics, FORGETTING, "minus_oracle")
             succeeds = [within(forget, FORGET_TOLERANCE)]
             numbers = [f"forget − oracle {_number(forget)}"]
             for name in KEPT:
@@ -226,10 +245,10 @@ def _chip_gap(index, model: str, levels: list[str], methods: dict[str, list[str]
             continue
         chip = index.get((model, level, CHIP))
         others = [m for m in methods[level] if m != CHIP]
-        gap = lambda m, level=level: _paired(index.get((model, level, m)), "gap/all", "minus_oracle")  # noqa: E731  (gap − oracle's gap)
+        gap = lambda m, level=level: _paired(index.get((model, level, m)), GAP, "minus_oracle")  # noqa: E731  (gap − oracle's gap)
         best = max(others, key=lambda m: (gap(m) or {}).get("mean") or float("-inf"))
         lead = _difference_of(gap(CHIP), gap(best))
-        utility = _paired(chip, "holdout_diagnostic/all", "minus_vanilla")
+        utility = _paired(chip, UTILITY, "minus_vanilla")
         verdict = combine([side(lead, 0.0, below=False), side(utility, -UTILITY_TOLERANCE, below=False)])
         over = [
             m for m in [CHIP, *others] if (gap(m) or {}).get("mean") is not None and gap(m)["mean"] > FORGET_TOLERANCE

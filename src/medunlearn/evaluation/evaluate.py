@@ -5,11 +5,18 @@ Sets: ``forget``, ``children``, ``paraphrase`` (paraphrased forget questions),
 ``limit`` is scored on a reproducible sample of ``limit`` questions (drawn from the
 seed), the same for every model of a request, so that methods are compared on
 identical questions.
+
+Each forget-side set is also scored on its memorised and inferable parts
+(:mod:`medunlearn.evaluation.knowledge`) as ``<set>_memorised`` and ``<set>_inferable``;
+the parts of undeclared items are measured against the oracle, so they appear once a
+comparison has the oracle's reference. ``answered`` (the share of items answered) is the
+score every comparison reads.
 """
 
 from __future__ import annotations
 
 import random
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +31,30 @@ from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.samples import Sample, Task
 from medunlearn.data.splits import DeletionRequest, Split, make_split
 from medunlearn.evaluation.factuality import factuality, total_score
-from medunlearn.evaluation.privacy import privacy_scores
+from medunlearn.evaluation.knowledge import (
+    MEMORISED,
+    PARTS,
+    agreement,
+    answered,
+    declared_part,
+    part_summary,
+    resolved_parts,
+)
+from medunlearn.evaluation.privacy import ORACLE_REFERENCE, SCORE_ATTACKS, oracle_reference, privacy_scores
 from medunlearn.evaluation.quality import diagnostic_questions, identity_questions
 from medunlearn.evaluation.reconstruction import reconstruction_attack
-from medunlearn.evaluation.results import HOLDOUT_SETS, ORACLE, SETS, VANILLA, metrics_document, result_row
-from medunlearn.evaluation.scores import macro_f1, mean_auc, task_score
+from medunlearn.evaluation.results import (
+    FORGET_SETS,
+    HOLDOUT_SETS,
+    MATCHED,
+    ORACLE,
+    SCORE,
+    SETS,
+    VANILLA,
+    metrics_document,
+    result_row,
+)
+from medunlearn.evaluation.scores import macro_f1, mean_auc, rouge_l, task_score
 from medunlearn.models.base import MultimodalModel
 from medunlearn.models.loading import check_trained_on, load_model
 from medunlearn.outputs import read_json
@@ -62,6 +88,7 @@ def evaluation_sets(
     }
     if model.classes:  # a classifier's only questions are its diagnostic ones
         chosen["holdout_diagnostic"], chosen["holdout_identity"] = list(split.table(dataset, "holdout")), []
+    chosen[MATCHED] = matched_strangers(dataset, split, chosen["forget"])
     out = {}
     for offset, (name, samples) in enumerate(chosen.items()):
         usable = model.usable(samples)
@@ -72,25 +99,55 @@ def evaluation_sets(
     return out
 
 
+def _template(sample: Sample) -> tuple[str, str]:
+    """What makes two questions alike for the attacks: their fact (else their fact level) and their task."""
+    return (sample.fact or sample.fact_level.value, sample.task.value)
+
+
+def matched_strangers(dataset: HospitalDataset, split: Split, forget: Sequence[Sample]) -> list[Sample]:
+    """The membership attacks' non-members: held-out patients' questions of the facts and tasks of the memorised
+    forget items (of every forget item where no type is declared), so that members and non-members differ in
+    membership, not in their mix of facts."""
+    members = [s for s in forget if declared_part(dataset.hospital, split.request, s) == MEMORISED] or list(forget)
+    wanted = {_template(s) for s in members}
+    return [s for s in split.table(dataset, "holdout") if _template(s) in wanted]
+
+
 @torch.no_grad()
-def loss_statistics(
+def attack_statistics(
     model: MultimodalModel, samples: Sequence[Sample], *, batch_size: int = 32
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per sample: mean answer NLL (the LOSS attack) and the mean of its top-k % token NLLs (Min-K%).
+) -> dict[str, np.ndarray]:
+    """Per sample, every score attack's score (:data:`medunlearn.evaluation.privacy.SCORE_ATTACKS`, lower = member):
+    the mean answer NLL (``loss``, also the KS test's and the audit's input), the summed NLL over the answer's zlib
+    length, the mean of the top-k % token NLLs (Min-K%) and minus the mean of the bottom-k % calibrated token
+    log-probabilities (Min-K%++), from one forward pass per batch.
 
     Under several processes each scores its part of the samples; every process gets all rows, in order.
     """
 
-    def rows(part: list[Sample]) -> list[tuple[float, float]]:
+    def rows(part: list[Sample]) -> list[tuple[float, float, float, float]]:
         out = []
         for start in range(0, len(part), batch_size):
-            for row in model.token_losses(model.batch(part[start : start + batch_size])):
-                k = max(1, int(np.ceil(MIN_K * len(row))))
-                out.append((float(row.mean()), float(row.topk(k).values.mean())) if len(row) else (0.0, 0.0))
+            chunk = part[start : start + batch_size]
+            for sample, row in zip(chunk, model.token_scores(model.batch(chunk)), strict=True):
+                if not len(row):
+                    out.append((0.0, 0.0, 0.0, 0.0))
+                    continue
+                nll, calibrated = row[:, 0].float(), row[:, 1].float()
+                k = max(1, int(np.ceil(MIN_K * len(nll))))
+                compressed = len(zlib.compress(sample.answer.encode("utf-8")))
+                out.append(
+                    (
+                        float(nll.mean()),
+                        float(nll.sum()) / compressed,
+                        float(nll.topk(k).values.mean()),
+                        -float(calibrated.topk(k, largest=False).values.mean()),
+                    )
+                )
         return out
 
     scored = distributed.sharded(rows, list(samples))
-    return np.asarray([loss for loss, _ in scored]), np.asarray([top for _, top in scored])
+    return {name: np.asarray([r[i] for r in scored], dtype=float) for i, name in enumerate(SCORE_ATTACKS)}
 
 
 @dataclass
@@ -99,9 +156,21 @@ class SetEvaluation:
     tasks: list[str]
     answers: list[str]
     scores: np.ndarray
-    losses: np.ndarray
-    min_k: np.ndarray
+    #: per sample, each score attack's score (attack_statistics); ``loss`` is the mean answer NLL
+    statistics: dict[str, np.ndarray]
     summary: dict[str, float] = field(default_factory=dict)
+    #: forget-side sets: each item's declared part for the request (None: measured against the oracle)
+    parts: list[str | None] | None = None
+
+    def answered(self) -> dict[str, bool]:
+        return {item: bool(a) for item, a in zip(self.ids, answered(self.scores), strict=True)}
+
+    @property
+    def losses(self) -> np.ndarray:
+        return self.statistics["loss"]
+
+    def losses_by_id(self) -> dict[str, float]:
+        return {item: float(loss) for item, loss in zip(self.ids, self.losses, strict=True)}
 
 
 @dataclass
@@ -110,18 +179,23 @@ class ModelEvaluation:
     privacy: dict[str, Any]
     reconstruction: list[dict[str, Any]]
     retain_logits: np.ndarray | None = None
+    #: the ids of the forget items the membership attacks call members (the memorised part)
+    members: list[str] = field(default_factory=list)
 
     def scores(self) -> dict[str, dict[str, float]]:
-        return {name: s.summary for name, s in self.sets.items()}
+        return {name: s.summary for name, s in self.sets.items() if name != MATCHED}
 
     def mean(self, name: str) -> float:
-        return self.sets[name].summary.get("all", float("nan")) if name in self.sets else float("nan")
+        return self.sets[name].summary.get(SCORE, float("nan")) if name in self.sets else float("nan")
 
     def reference(self) -> dict[str, Any]:
         """What a comparison with this model (as the oracle) needs, in JSON form."""
         return {
             "means": {name: _finite(self.mean(name)) for name in self.sets},
+            "answered": {name: self.sets[name].answered() for name in FORGET_SETS if name in self.sets},
             "forget_losses": [float(x) for x in self.sets["forget"].losses] if "forget" in self.sets else [],
+            # per item, for the oracle-reference attack (the same questions for every model of a request)
+            "losses": {name: self.sets[name].losses_by_id() for name in ("forget", MATCHED) if name in self.sets},
             "retain_logits": self.retain_logits.tolist() if self.retain_logits is not None else None,
         }
 
@@ -132,13 +206,15 @@ def _summarise(
     summary: dict[str, float] = {}
     if not samples:
         return summary
-    summary["all"] = float(scores.mean())
+    summary["all"] = float(scores.mean())  # kept beside the others; no comparison reads it
+    summary[SCORE] = float(answered(scores).mean())
     for task in Task:
         picked = [i for i, s in enumerate(samples) if s.task is task]
         if picked:
             summary[task.value] = float(scores[picked].mean())
     generated = [i for i, s in enumerate(samples) if s.task is Task.GENERATION]
-    if generated:
+    if generated:  # ROUGE-L of every generation answer, atomic ones included (the generation score of schema 1)
+        summary["rouge_l"] = float(np.mean([rouge_l(answers[i], samples[i].answer) for i in generated]))
         facts = np.asarray([factuality(answers[i], samples[i].answer) for i in generated])
         summary["factuality"] = float(facts.mean())
         summary["total"] = float(np.mean([total_score(scores[i], f) for i, f in zip(generated, facts, strict=True)]))
@@ -160,13 +236,25 @@ def evaluate_model(
     sets: dict[str, list[Sample]],
     *,
     seed: int,
+    request: DeletionRequest | None = None,
     reconstruction_limit: int = RECONSTRUCTION_LIMIT,
     attacks: bool = True,
 ) -> ModelEvaluation:
-    """Answers, task scores, losses and — with ``attacks`` — privacy and the reconstruction attack of one model."""
+    """Answers, task scores, losses and — with ``attacks`` — privacy and the reconstruction attack of one model.
+
+    ``request`` (the one the sets were drawn for) decides which declared-memorised forget items are memorised for
+    it and which ancestors the reconstruction attack may take context from."""
     model.attach(dataset)
     with model.eval_mode():
-        return _evaluate(model, dataset, sets, seed=seed, reconstruction_limit=reconstruction_limit, attacks=attacks)
+        return _evaluate(
+            model,
+            dataset,
+            sets,
+            seed=seed,
+            request=request,
+            reconstruction_limit=reconstruction_limit,
+            attacks=attacks,
+        )
 
 
 def _evaluate(
@@ -175,38 +263,49 @@ def _evaluate(
     sets: dict[str, list[Sample]],
     *,
     seed: int,
+    request: DeletionRequest | None,
     reconstruction_limit: int,
     attacks: bool,
 ) -> ModelEvaluation:
     results: dict[str, SetEvaluation] = {}
     for name in track(list(sets), "evaluating sets"):
         samples = sets[name]
+        statistics = attack_statistics(model, samples)
+        if name == MATCHED:  # the attacks' non-members: their scores only, nothing decoded
+            results[name] = SetEvaluation(
+                [s.id for s in samples], [s.task.value for s in samples], [], np.zeros(0), statistics
+            )
+            continue
         answers = distributed.sharded(model.answer, samples) if samples else []  # each process decodes its part
         scores = np.asarray([task_score(s, a) for s, a in zip(samples, answers, strict=True)], dtype=float)
-        losses, min_k = loss_statistics(model, samples)
         results[name] = SetEvaluation(
             [s.id for s in samples],
             [s.task.value for s in samples],
             answers,
             scores,
-            losses,
-            min_k,
+            statistics,
             _summarise(model, samples, answers, scores),
+            [declared_part(dataset.hospital, request, s) for s in samples] if name in FORGET_SETS else None,
         )
     privacy: dict[str, Any] = {}
     attack: list[dict[str, Any]] = []
+    members: list[str] = []
     if attacks:
-        non_members = tuple(
-            np.concatenate([getattr(results[name], part) for name in HOLDOUT_SETS]) for part in ("losses", "min_k")
-        )
+        forget = results["forget"]
+        chosen = [i for i, part in enumerate(forget.parts or []) if part == MEMORISED] or list(range(len(forget.ids)))
+        members = [forget.ids[i] for i in chosen]
+        matched = results.get(MATCHED)
         privacy = privacy_scores(
-            {
-                "holdout": non_members,
-                **{name: (results[name].losses, results[name].min_k) for name in ("forget", "retain")},
-            },
+            {name: values[chosen] for name, values in forget.statistics.items()},
+            matched.statistics if matched is not None else {},
+            retain_losses=results["retain"].losses,
+            holdout_losses=np.concatenate([results[name].losses for name in HOLDOUT_SETS]),
+            forget_losses=forget.losses,
             seed=seed,
         )
-        attack = reconstruction_attack(model, dataset, sets["forget"], limit=reconstruction_limit, seed=seed)
+        attack = reconstruction_attack(
+            model, dataset, sets["forget"], request=request, limit=reconstruction_limit, seed=seed
+        )
     retain_logits = None
     if model.classes and sets.get("retain"):  # a classifier's logits on retain, for the logit distance to the oracle
         retain_logits = np.concatenate(
@@ -215,26 +314,67 @@ def _evaluate(
                 for i in range(0, len(sets["retain"]), 64)
             ]
         )
-    return ModelEvaluation(results, privacy, attack, retain_logits)
+    return ModelEvaluation(results, privacy, attack, retain_logits, members)
 
 
 def compare_with_oracle(evaluation: ModelEvaluation, oracle: dict[str, Any] | None) -> dict[str, Any]:
     """Gap, sibling score and, given the oracle's :meth:`ModelEvaluation.reference`, the distance
     to it per set, the KS p-value of forget losses and (classifier) 1 − cosine of retain logits."""
+    scores = evaluation.scores()
+    oracle_answered = (oracle or {}).get("answered") or {}
+    agreements: dict[str, float | None] = {}
+    part_distances: dict[str, float | None] = {}
+    for name in FORGET_SETS:
+        evaluated = evaluation.sets.get(name)
+        if evaluated is None or evaluated.parts is None:
+            continue
+        theirs = oracle_answered.get(name) if oracle else None
+        parts = resolved_parts(evaluated.parts, evaluated.ids, theirs)
+        for part in PARTS:
+            chosen = [i for i, p in enumerate(parts) if p == part]
+            if chosen:
+                scores[f"{name}_{part}"] = summary = part_summary(evaluated.tasks, evaluated.scores, chosen)
+                known = [theirs[evaluated.ids[i]] for i in chosen if theirs and evaluated.ids[i] in theirs]
+                if known:  # the oracle's share answered of the same items
+                    part_distances[f"{name}_{part}"] = abs(summary[SCORE] - float(np.mean(known)))
+        if name == "forget" and name in oracle_answered:
+            mine = evaluated.answered()
+            agreements["forget"] = agreement(mine, oracle_answered[name], evaluated.ids)
+            memorised = [item for item, p in zip(evaluated.ids, parts, strict=True) if p == MEMORISED]
+            agreements[f"forget_{MEMORISED}"] = agreement(mine, oracle_answered[name], memorised)
+    retain = evaluation.mean("retain")
+    memorised_forget = scores.get(f"forget_{MEMORISED}", {}).get(SCORE)
     row: dict[str, Any] = {
-        "scores": evaluation.scores(),
-        "gap": _finite(evaluation.mean("retain") - evaluation.mean("forget")),
+        "scores": scores,
+        "gap": _finite(retain - evaluation.mean("forget")),
+        "gap_memorised": _finite(retain - memorised_forget) if memorised_forget is not None else None,
         "sibling": _finite(evaluation.mean("siblings")),
         "privacy": evaluation.privacy,
         "reconstruction": evaluation.reconstruction,
     }
+    if agreements:
+        row["oracle_agreement"] = agreements
+    theirs = (oracle or {}).get("losses") or {}
+    if evaluation.privacy and MATCHED in evaluation.sets and {"forget", MATCHED} <= set(theirs):
+        mine = {name: evaluation.sets[name].losses_by_id() for name in ("forget", MATCHED)}
+        members = [item for item in evaluation.members if item in theirs["forget"]]
+        strangers = [item for item in mine[MATCHED] if item in theirs[MATCHED]]
+        row["privacy"] = {
+            **evaluation.privacy,
+            ORACLE_REFERENCE: oracle_reference(
+                np.asarray([mine["forget"][i] for i in members]),
+                np.asarray([theirs["forget"][i] for i in members]),
+                np.asarray([mine[MATCHED][i] for i in strangers]),
+                np.asarray([theirs[MATCHED][i] for i in strangers]),
+            ),
+        }
     if oracle is not None:
         means = oracle["means"]
         row["oracle_distance"] = {
             name: _finite(abs(evaluation.mean(name) - means[name])) if means.get(name) is not None else None
             for name in SETS
             if name in evaluation.sets and name in means
-        }
+        } | part_distances
         forget, reference = evaluation.sets["forget"].losses, np.asarray(oracle["forget_losses"])
         row["ks_p"] = float(ks_2samp(forget, reference).pvalue) if len(forget) and len(reference) else None
         if evaluation.retain_logits is not None and oracle.get("retain_logits") is not None:
@@ -271,12 +411,12 @@ def evaluate_folders(
     reference, rows = None, []
     if oracle_folder is not None:
         oracle = load_model(oracle_folder)
-        oracle_evaluation = evaluate_model(oracle, dataset, sets, seed=seed)
+        oracle_evaluation = evaluate_model(oracle, dataset, sets, seed=seed, request=request)
         reference = oracle_evaluation.reference()
         rows.append(
             result_row(oracle.family, request_json, ORACLE, compare_with_oracle(oracle_evaluation, reference), None)
         )
-    comparison = compare_with_oracle(evaluate_model(evaluated, dataset, sets, seed=seed), reference)
+    comparison = compare_with_oracle(evaluate_model(evaluated, dataset, sets, seed=seed, request=request), reference)
     rows.insert(
         0,
         result_row(

@@ -1,11 +1,25 @@
-"""Membership inference audits (PROTOCOL.md §4).
+"""Membership inference audits (PROTOCOL.md §4). Plain data: no torch.
 
 * The Forget-MI audit: an SVC on per-sample losses, trained on retain (members) vs
   holdout (non-members); reported as the share of forget samples it calls members
   (one loss per sample — the reference used one loss per batch).
-* LOSS and Min-K% (k = 20 %) attacks: ROC-AUC of forget (members to be) vs holdout and
-  the TPR at 1 % FPR. A lower loss / lower top-k NLL means "member". The retrain
-  oracle's values are the target: a forgotten sample looks like a stranger.
+* Score attacks, each the ROC-AUC of the memorised forget items (members to be) against
+  **matched** non-members — held-out patients' questions of the same facts and tasks, so
+  the attack measures membership, not a difference of fact mix — with the TPR at 1 % FPR.
+  Every score reads "lower = member":
+
+  - ``loss``: the answer's mean token NLL (Yeom et al., 2018);
+  - ``zlib``: the answer's summed NLL over its zlib-compressed length in bytes (Carlini
+    et al., 2021): a generic, easily compressed answer is not evidence of membership;
+  - ``min_k``: the mean of the 20 % highest token NLLs (Shi et al., 2024);
+  - ``min_k_pp``: minus the mean of the 20 % lowest calibrated token log-probabilities
+    (Min-K%++, Zhang et al., 2024; :func:`medunlearn.models.base.calibrated_log_probs`);
+  - ``oracle_reference``: the item's loss minus the retrain oracle's loss on the same item —
+    LiRA (Carlini et al., 2022) with the oracle as its one reference model. It needs the
+    oracle's losses, so it is computed where a row is compared with its oracle.
+
+  The retrain oracle's values are the target: a forgotten item looks like a stranger. The
+  report gives each attack's method − oracle AUC (privleak-style).
 """
 
 from __future__ import annotations
@@ -13,6 +27,11 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 from sklearn.svm import SVC
+
+#: the score attacks computed from one model's own statistics
+SCORE_ATTACKS = ("loss", "zlib", "min_k", "min_k_pp")
+ORACLE_REFERENCE = "oracle_reference"
+ATTACKS = (*SCORE_ATTACKS, ORACLE_REFERENCE)
 
 
 def audit_member_share(retain: np.ndarray, holdout: np.ndarray, forget: np.ndarray, *, seed: int) -> float | None:
@@ -37,15 +56,35 @@ def attack(members: np.ndarray, strangers: np.ndarray) -> dict[str, object] | No
     return {
         "auc": float(roc_auc_score(labels, scores)),
         "tpr_at_1pct_fpr": tpr_at,
+        "n": [int(len(members)), int(len(strangers))],
         "roc": {"fpr": [round(float(x), 4) for x in fpr[keep]], "tpr": [round(float(x), 4) for x in tpr[keep]]},
     }
 
 
-def privacy_scores(sets: dict[str, tuple[np.ndarray, np.ndarray]], *, seed: int) -> dict[str, object]:
-    """``sets[name] = (losses, min_k)`` for forget, retain and holdout."""
-    forget, retain, holdout = sets["forget"], sets["retain"], sets["holdout"]
-    return {
-        "audit_member_share": audit_member_share(retain[0], holdout[0], forget[0], seed=seed),
-        "loss": attack(forget[0], holdout[0]),
-        "min_k": attack(forget[1], holdout[1]),
+def privacy_scores(
+    members: dict[str, np.ndarray],
+    matched: dict[str, np.ndarray],
+    *,
+    retain_losses: np.ndarray,
+    holdout_losses: np.ndarray,
+    forget_losses: np.ndarray,
+    seed: int,
+) -> dict[str, object]:
+    """Every score attack (``members`` and ``matched`` map each of :data:`SCORE_ATTACKS` to per-item scores), and
+    the Forget-MI audit of the whole forget set."""
+    out: dict[str, object] = {
+        "audit_member_share": audit_member_share(retain_losses, holdout_losses, forget_losses, seed=seed)
     }
+    for name in SCORE_ATTACKS:
+        out[name] = attack(members.get(name, np.zeros(0)), matched.get(name, np.zeros(0)))
+    return out
+
+
+def oracle_reference(
+    member_losses: np.ndarray,
+    member_oracle: np.ndarray,
+    matched_losses: np.ndarray,
+    matched_oracle: np.ndarray,
+) -> dict[str, object] | None:
+    """The oracle-reference attack: each item's loss minus the oracle's on it, members against matched strangers."""
+    return attack(np.asarray(member_losses) - member_oracle, np.asarray(matched_losses) - matched_oracle)

@@ -19,13 +19,21 @@ This module is plain data (no torch), so the report reads it without loading a m
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from medunlearn.data.splits import SET_NAMES
 from medunlearn.errors import MedunlearnError
 
-SCHEMA = 1
+#: 2: forget-side sets scored on their memorised and inferable parts, ``answered`` on every set, atomic
+#: generation answers by exact match, the reconstruction attack on retained context (2026-12-03); 1 before
+SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
+#: the score every comparison reads: the share of items answered (evaluation.knowledge); schema 1 read ``all``
+SCORE = "answered"
+#: the set forgetting is judged on (its memorised part), and what a schema-1 row offers in its place
+FORGETTING_SET = "forget_memorised"
 
 #: the reference rows every request shows: the model before unlearning and the retrain oracle (the method ``retrain``)
 VANILLA, ORACLE = "vanilla", "retrain"
@@ -38,6 +46,9 @@ HOLDOUT_SETS = ("holdout_diagnostic", "holdout_identity")
 SETS = tuple(
     part for name in SET_NAMES if name != "validation" for part in (HOLDOUT_SETS if name == "holdout" else (name,))
 )
+#: the membership attacks' non-members: held-out questions of the memorised forget items' facts and tasks (scored
+#: for the attacks only, never shown as a set)
+MATCHED = "holdout_matched"
 #: what a method should forget: the forget set, its children and its paraphrased questions
 FORGET_SETS = ("forget", "children", "paraphrase")
 #: what a method should keep: the siblings, the retain set and reading held-out radiographs
@@ -86,11 +97,23 @@ def load_metrics(folder: Path) -> dict[str, Any]:
             f"{path} is not a metrics document (a JSON object whose 'results' is a list of rows); rerun the bench "
             "to rewrite it."
         )
-    if metrics.get("schema") != SCHEMA:
+    if metrics.get("schema") not in READABLE_SCHEMAS:
         raise MedunlearnError(
-            f"{path} has schema {metrics.get('schema')!r}; this medunlearn reads schema {SCHEMA}, rerun the bench."
+            f"{path} has schema {metrics.get('schema')!r}; this medunlearn reads schemas "
+            f"{', '.join(map(str, READABLE_SCHEMAS))}, rerun the bench."
         )
     return metrics
+
+
+def set_score(row: dict[str, Any], name: str) -> float | None:
+    """A row's ``answered`` on one set. A schema-1 row (no ``answered``, no memorised part) offers its ``all`` on
+    the whole forget set instead; the report marks such a document as the earlier schema."""
+    scores = row.get("scores") or {}
+    legacy = not any(SCORE in (summary or {}) for summary in scores.values())
+    if legacy and name == FORGETTING_SET:
+        name = "forget"
+    value = (scores.get(name) or {}).get("all" if legacy else SCORE)
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def merge_metrics(parts: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""Task scores (PROTOCOL.md §1/§4): ROUGE-L for generation, normalised exact match otherwise.
+"""Task scores (PROTOCOL.md §1/§4): ROUGE-L for free text, normalised exact match for every atomic value.
+
+Free text is a whole report section (``section.*``) or a generation answer of unknown fact
+(imported data); every other answer — names, MRN, dates, accession numbers, values, labels,
+options — is an atomic value, and a ROUGE-L of a wrong date would give partial credit for
+its year, so it is scored by exact match in every task.
 
 Exact match normalises case, whitespace and punctuation, and for multiple choice accepts
 the option letter alone or ``B) text`` for option B — the reference scored exact match as
@@ -16,7 +21,7 @@ import numpy as np
 from rouge_score import rouge_scorer
 from sklearn.metrics import f1_score, roc_auc_score
 
-from medunlearn.data.questions import LETTERS
+from medunlearn.data.questions import FREE_TEXT_PREFIX, LETTERS
 from medunlearn.data.samples import Sample, Task
 
 _PUNCT = str.maketrans({c: " " for c in string.punctuation})
@@ -52,9 +57,14 @@ def rouge_l(prediction: str, reference: str) -> float:
     return float(_rouge().score(reference, prediction)["rougeL"].fmeasure)
 
 
+def is_free_text(sample: Sample) -> bool:
+    """Whether the answer is free text (ROUGE-L) rather than an atomic value (exact match)."""
+    return sample.task is Task.GENERATION and (not sample.fact or sample.fact.startswith(FREE_TEXT_PREFIX))
+
+
 def task_score(sample: Sample, prediction: str) -> float:
-    """The protocol's score of one answer: ROUGE-L F1 for generation, exact match otherwise."""
-    if sample.task is Task.GENERATION:
+    """The protocol's score of one answer: ROUGE-L F1 for free text, exact match for an atomic value."""
+    if is_free_text(sample):
         return rouge_l(prediction, sample.answer)
     return exact_match(prediction, sample.answer, sample.options)
 

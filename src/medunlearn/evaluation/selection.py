@@ -5,11 +5,11 @@ validation request, beside that request's vanilla model and retrain oracle::
 
     |forget − oracle forget|  +  Σ max(0, vanilla − method)  over siblings, retain, holdout_diagnostic
 
-(set means, the ``all`` score). It charges forgetting too little *and* too much — past
-the oracle is damage, not success — and every drop below the vanilla model on what must
-be kept. A grid point's value is its mean over the level's validation requests; the
-chosen point is the smallest (ties: the first in grid order, so the declared order is
-the tie-break). Plain data: no torch.
+(``answered``, the share of items answered; forget is its memorised part). It charges
+forgetting too little *and* too much — past the oracle is damage, not success — and
+every drop below the vanilla model on what must be kept. A grid point's value is its
+mean over the level's validation requests; the chosen point is the smallest (ties: the
+first in grid order, so the declared order is the tie-break). Plain data: no torch.
 """
 
 from __future__ import annotations
@@ -18,27 +18,22 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from medunlearn.evaluation.results import KEPT_SETS
+from medunlearn.evaluation.results import FORGETTING_SET, KEPT_SETS, set_score
 
 #: the sets the criterion reads: all a validation request is scored on (no attacks run there)
 SELECTION_SETS = ("forget", *KEPT_SETS)
 CRITERION = (
-    "|forget − oracle forget| + Σ max(0, vanilla − method) over siblings, retain, holdout_diagnostic "
-    "(set means; lower is better)"
+    "|forget − oracle forget| (memorised part) + Σ max(0, vanilla − method) over siblings, retain, "
+    "holdout_diagnostic (share of items answered; lower is better)"
 )
-
-
-def _mean(row: dict[str, Any], name: str) -> float | None:
-    value = row.get("scores", {}).get(name, {}).get("all")
-    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def criterion(row: dict[str, Any], vanilla: dict[str, Any], oracle: dict[str, Any]) -> float:
     """The selection criterion of one method row on one request (a set no model was scored on counts 0)."""
-    forget, target = _mean(row, "forget"), _mean(oracle, "forget")
+    forget, target = set_score(row, FORGETTING_SET), set_score(oracle, FORGETTING_SET)
     value = abs(forget - target) if forget is not None and target is not None else 0.0
     for name in KEPT_SETS:
-        before, after = _mean(vanilla, name), _mean(row, name)
+        before, after = set_score(vanilla, name), set_score(row, name)
         if before is not None and after is not None:
             value += max(0.0, before - after)
     return value

@@ -6,10 +6,15 @@ percentile bootstrap, seeded) and the paired differences method − oracle and m
 vanilla on the same requests, each with its own interval. One request is an example, not an aggregate: its
 interval is left empty (None).
 
-Metrics are flattened to ``set/task`` names: ``forget/generation``, ``retain/all``,
-``siblings/total``…, the per-task gaps ``gap/<task>`` = retain − forget of that task
-(MedForget reports per task; ``all`` mixes ROUGE-L with exact match and is shown beside
-them, never alone), and the privacy scores ``privacy/loss_auc``, ``privacy/min_k_auc``,
+Metrics are flattened to ``set/task`` names: ``forget_memorised/answered``,
+``forget/generation``, ``retain/answered``, ``siblings/total``…, the per-task gaps
+``gap/<task>`` = retain − forget of that task (MedForget reports per task; ``all`` mixes
+ROUGE-L with exact match and is kept beside them, never read by a verdict),
+``gap/memorised`` = retain − the memorised part of forget (both ``answered``),
+``forget_memorised/normalised`` = (vanilla − method) / (vanilla − oracle) of the memorised
+part on the same request (:func:`medunlearn.evaluation.knowledge.normalised_forgetting`),
+the privacy scores ``privacy/<attack>_auc`` (loss, zlib, min_k, min_k_pp,
+oracle_reference; their method − oracle is the privleak-style difference),
 ``privacy/audit_member_share``, and ``reconstruction/recovery``: the forget score with the
 fullest context minus the score without context.
 """
@@ -23,13 +28,26 @@ from typing import Any
 import numpy as np
 from scipy.stats import bootstrap
 
-from medunlearn.evaluation.results import ORACLE, VANILLA
+from medunlearn.evaluation.knowledge import normalised_forgetting
+from medunlearn.evaluation.privacy import ATTACKS
+from medunlearn.evaluation.results import FORGETTING_SET, ORACLE, SCORE, VANILLA
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
 #: per-set scores aggregated (the classifier's AUC/F1 and the VLM's per-task scores); others stay in the rows
-AGGREGATED_SCORES = ("all", "generation", "classification", "cloze", "factuality", "total", "auc", "macro_f1")
-GAP_TASKS = ("all", "generation", "classification", "cloze", "total")
+AGGREGATED_SCORES = (
+    "answered",
+    "all",
+    "generation",
+    "classification",
+    "cloze",
+    "rouge_l",
+    "factuality",
+    "total",
+    "auc",
+    "macro_f1",
+)
+GAP_TASKS = ("answered", "all", "generation", "classification", "cloze", "total")
 #: the rows every method is paired with, and the key its paired difference is stored under
 PAIRED = {ORACLE: "minus_oracle", VANILLA: "minus_vanilla"}
 
@@ -75,8 +93,10 @@ def row_metrics(row: dict[str, Any]) -> dict[str, float]:
         retain, forget = scores.get("retain", {}).get(task), scores.get("forget", {}).get(task)
         if retain is not None and forget is not None:
             out[f"gap/{task}"] = float(retain) - float(forget)
+    if row.get("gap_memorised") is not None:
+        out["gap/memorised"] = float(row["gap_memorised"])
     privacy = row.get("privacy") or {}
-    for attack in ("loss", "min_k"):
+    for attack in ATTACKS:
         auc = (privacy.get(attack) or {}).get("auc")
         if auc is not None and math.isfinite(auc):
             out[f"privacy/{attack}_auc"] = float(auc)
@@ -99,6 +119,12 @@ def aggregate(rows: Sequence[dict[str, Any]], *, seed: int = 0) -> list[dict[str
     tested = [r for r in rows if r["request"].get("role", "test") == "test"]
     keys = list(dict.fromkeys((r["model"], group_of(r["request"]), r["method"]) for r in tested))
     by_request = {(r["model"], r["request"]["key"], r["method"]): row_metrics(r) for r in tested}
+    headline = f"{FORGETTING_SET}/{SCORE}"
+    for (model, key, _), values in by_request.items():  # the memorised forgetting, normalised on its own request
+        vanilla, oracle = by_request.get((model, key, VANILLA)) or {}, by_request.get((model, key, ORACLE)) or {}
+        normalised = normalised_forgetting(vanilla.get(headline), values.get(headline), oracle.get(headline))
+        if normalised is not None:
+            values[f"{FORGETTING_SET}/normalised"] = normalised
     out = []
     for model, group, method in keys:
         requests = list(
@@ -137,7 +163,15 @@ def aggregate(rows: Sequence[dict[str, Any]], *, seed: int = 0) -> list[dict[str
 
 
 #: the metrics whose retraining noise the report draws
-NOISE_METRICS = ("forget/all", "siblings/all", "retain/all", "holdout_diagnostic/all", "gap/all", "privacy/loss_auc")
+NOISE_METRICS = (
+    "forget_memorised/answered",
+    "forget/answered",
+    "siblings/answered",
+    "retain/answered",
+    "holdout_diagnostic/answered",
+    "gap/memorised",
+    "privacy/loss_auc",
+)
 
 
 def retraining_noise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

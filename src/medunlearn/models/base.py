@@ -10,6 +10,7 @@ scikit-learn's scorers declare the ``response_method`` they need —
 - :attr:`classes` and :meth:`class_probabilities` — a classifier's label set and each
   head's class probabilities (empty and unavailable for a generative model);
 - :meth:`token_losses` — per answer token NLL (the membership attacks' Min-K%);
+- :meth:`token_scores` — per answer token its NLL and Min-K%++'s calibrated log-probability (the attacks);
 - :meth:`eval_mode` — a context that switches dropout off and restores the mode after.
 """
 
@@ -135,6 +136,11 @@ class MultimodalModel(abc.ABC):
     @abc.abstractmethod
     def token_losses(self, batch: Batch) -> list[torch.Tensor]:
         """Per row, the NLL of each answer token (a classifier: one 'token', its label)."""
+
+    @abc.abstractmethod
+    def token_scores(self, batch: Batch) -> list[torch.Tensor]:
+        """Per row ``[tokens, 2]``: each answer token's NLL and its log-probability calibrated by the model's own
+        distribution at that position (:func:`calibrated_log_probs`; Min-K%++), from one forward pass."""
 
     def class_probabilities(self, samples: Sequence[Sample], *, head: str = "joint") -> np.ndarray:
         """Class probabilities ``[N, len(classes)]`` of one head; only a classifier (non-empty :attr:`classes`) has
@@ -280,3 +286,15 @@ def read_model_card(folder: Path) -> dict[str, Any]:
         raise MedunlearnError(
             f"{path} is not valid JSON; the model folder is damaged, re-train or re-save it."
         ) from None
+
+
+def calibrated_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Min-K%++'s token score (Zhang et al., 2024): (log p(x_t) − μ_t) / σ_t, where μ_t and σ_t² are the mean and
+    variance of log p over the vocabulary under the model's own distribution at position t. A memorised token is a
+    local maximum of the likelihood: its score is high. ``logits`` [N, V], ``targets`` [N] → [N]."""
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    probs = log_probs.exp()
+    mean = (probs * log_probs).sum(-1)
+    variance = (probs * log_probs.square()).sum(-1) - mean.square()
+    chosen = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return (chosen - mean) / variance.clamp(min=1e-12).sqrt()

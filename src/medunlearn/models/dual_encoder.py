@@ -48,7 +48,14 @@ from medunlearn.data.hierarchy import SECTION_NAMES, Level
 from medunlearn.data.questions import LABEL_FACTS
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
-from medunlearn.models.base import DECODE_BATCH, Batch, EditableLinear, MultimodalModel, read_model_card
+from medunlearn.models.base import (
+    DECODE_BATCH,
+    Batch,
+    EditableLinear,
+    MultimodalModel,
+    calibrated_log_probs,
+    read_model_card,
+)
 from medunlearn.models.tiny import image_side
 from medunlearn.models.tokenizer import corpus
 
@@ -359,6 +366,13 @@ class DualEncoderModel(MultimodalModel):
 
     def token_losses(self, batch: Batch) -> list[torch.Tensor]:
         return list(self.sample_losses(batch).float().unsqueeze(1))  # one 'token' per row: its label
+
+    def token_scores(self, batch: Batch) -> list[torch.Tensor]:
+        logits, labels = self.outputs(batch)["joint_logits"].float(), batch.labels.to(self.device)
+        scores = torch.stack(
+            [F.cross_entropy(logits, labels, reduction="none"), calibrated_log_probs(logits, labels)], 1
+        )
+        return list(scores.unsqueeze(1))  # one 'token' per row: its label
 
     def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.outputs(batch)

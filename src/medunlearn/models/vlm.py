@@ -40,6 +40,7 @@ from medunlearn.models.base import (
     Batch,
     EditableLinear,
     MultimodalModel,
+    calibrated_log_probs,
 )
 from medunlearn.models.tokenizer import (
     LLAVA_IMAGE_PLACEHOLDER,
@@ -258,6 +259,14 @@ class VisionLanguageModel(MultimodalModel):
     def token_losses(self, batch: Batch) -> list[torch.Tensor]:
         token_nll, counts = self._token_nll(batch)
         return list(torch.split(token_nll, counts.tolist()))
+
+    def token_scores(self, batch: Batch) -> list[torch.Tensor]:
+        batch, logits = self._answer_logits(batch)
+        targets = batch.labels[:, 1:][batch.answer_mask[:, :-1]]
+        scores = torch.stack(
+            [F.cross_entropy(logits, targets, reduction="none"), calibrated_log_probs(logits, targets)], 1
+        )
+        return list(torch.split(scores, batch.answer_mask.sum(1).tolist()))
 
     def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch, inputs = self._on_device(batch)  # no LM head: embeddings need only hidden states

@@ -9,7 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from medunlearn.evaluation.claims import FAILS, HOLDS, INCONCLUSIVE, check_claims
-from medunlearn.evaluation.results import ORACLE, REFERENCE_ROWS, SETS, VANILLA
+from medunlearn.evaluation.knowledge import PARTS
+from medunlearn.evaluation.results import (
+    FORGET_SETS,
+    FORGETTING_SET,
+    ORACLE,
+    REFERENCE_ROWS,
+    SCHEMA,
+    SCORE,
+    SETS,
+    VANILLA,
+    set_score,
+)
 from medunlearn.outputs import atomic_file
 from medunlearn.report.plots import draw_all
 from medunlearn.report.tables import closest_to_oracle, request_label, summary_table
@@ -26,13 +37,14 @@ img{max-width:100%;border:1px solid #eaecee;margin:.5rem 0}.note{color:#566573;f
 
 COLUMNS = [
     ("method", "method", None),
-    ("forget", "forget score", "{:.3f}"),
-    ("retain", "retain score", "{:.3f}"),
-    ("gap", "forget–retain gap", "{:.3f}"),
-    ("sibling", "sibling score", "{:.3f}"),
+    ("forget", "forget: memorised", "{:.3f}"),
+    ("forget_inferable", "forget: inferable", "{:.3f}"),
+    ("retain", "retain", "{:.3f}"),
+    ("gap", "gap (retain − memorised forget)", "{:.3f}"),
+    ("sibling", "siblings", "{:.3f}"),
     ("holdout_diagnostic", "holdout diagnostic (utility)", "{:.3f}"),
     ("holdout_identity", "holdout identity (floor)", "{:.3f}"),
-    ("oracle_distance", "distance to oracle (forget sets)", "{:.3f}"),
+    ("oracle_distance", "distance to oracle (memorised forget)", "{:.3f}"),
     ("keep_distance", "distance to oracle (kept sets)", "{:.3f}"),
     ("mia_auc", "LOSS MIA AUC", "{:.3f}"),
     ("audit", "audit: forget called member", "{:.2f}"),
@@ -87,13 +99,15 @@ def _image(path: Path, caption: str) -> str:
 
 def _detail(results: list[dict[str, Any]], model: str, label: str) -> str:
     rows = [r for r in results if r["model"] == model and request_label(r) == label]
-    sets = SETS
-    tasks = sorted({t for r in rows for s in sets for t in r["scores"].get(s, {}) if t != "all"})
+    parts = [f"{name}_{part}" for name in FORGET_SETS for part in PARTS]
+    sets = [name for name in (*parts, *SETS) if any(name in r["scores"] for r in rows)]
+    forget = next((n for n in (FORGETTING_SET, "forget") if any(n in r["scores"] for r in rows)), "forget")
+    tasks = sorted({t for r in rows for t in r["scores"].get(forget, {}) if t not in ("all", "n", SCORE)})
     head = "<th class='name'>method</th><th class='name'>targets</th>" + "".join(f"<th>{s}</th>" for s in sets)
     body = []
     for r in rows:
         css = " class='reference'" if r["method"] in REFERENCE_ROWS else ""
-        cells = "".join(f"<td>{_cell(r['scores'].get(s, {}).get('all'), '{:.3f}')}</td>" for s in sets)
+        cells = "".join(f"<td>{_cell(set_score(r, s), '{:.3f}')}</td>" for s in sets)
         body.append(
             f"<tr{css}><td class='name'>{html.escape(r['method'])}</td><td "
             f"class='name'>{html.escape(', '.join(r['request']['targets'][:3]))}"
@@ -101,9 +115,9 @@ def _detail(results: list[dict[str, Any]], model: str, label: str) -> str:
         )
     task_rows = []
     for r in rows:
-        cells = "".join(f"<td>{_cell(r['scores'].get('forget', {}).get(t), '{:.3f}')}</td>" for t in tasks)
+        cells = "".join(f"<td>{_cell(r['scores'].get(forget, {}).get(t), '{:.3f}')}</td>" for t in tasks)
         task_rows.append(f"<tr><td class='name'>{html.escape(r['method'])}</td>{cells}</tr>")
-    task_head = "<th class='name'>method</th>" + "".join(f"<th>forget · {html.escape(t)}</th>" for t in tasks)
+    task_head = "<th class='name'>method</th>" + "".join(f"<th>{forget} · {html.escape(t)}</th>" for t in tasks)
     return (
         f"<h3>{html.escape(model)} · {html.escape(label)}</h3>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -113,10 +127,17 @@ def _detail(results: list[dict[str, Any]], model: str, label: str) -> str:
 
 #: the aggregated metrics the report shows, in column order (statistics.row_metrics names)
 AGGREGATE_COLUMNS = [
-    ("forget/all", "forget"),
-    ("siblings/all", "siblings"),
-    ("retain/all", "retain"),
-    ("holdout_diagnostic/all", "holdout diagnostic"),
+    ("forget_memorised/answered", "forget: memorised"),
+    ("forget_memorised/normalised", "normalised forgetting"),
+    ("forget_inferable/answered", "forget: inferable"),
+    ("siblings/answered", "siblings"),
+    ("retain/answered", "retain"),
+    ("holdout_diagnostic/answered", "holdout diagnostic"),
+    ("gap/memorised", "gap (memorised)"),
+    ("forget/all", "forget · all (schema 1)"),
+    ("siblings/all", "siblings · all (schema 1)"),
+    ("retain/all", "retain · all (schema 1)"),
+    ("holdout_diagnostic/all", "holdout diagnostic · all (schema 1)"),
     ("gap/generation", "gap · generation"),
     ("gap/classification", "gap · classification"),
     ("gap/cloze", "gap · cloze"),
@@ -243,10 +264,11 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
     results = metrics["results"]
     plots = draw_all(results, folder / "plots", metrics.get("aggregates"), metrics.get("noise"))
     captions = {
-        "forget_against_oracle.png": "Forget score minus the oracle's, paired per request, with 95 % CIs; the grey "
-        "band is the spread of the oracle's own training seeds.",
+        "forget_against_oracle.png": "Memorised forget score minus the oracle's, paired per request, with 95 % CIs; "
+        "the grey band is the spread of the oracle's own training seeds.",
         "forget_vs_retain.png": "Forget vs retain score per method and request level.",
-        "reconstruction.png": "Forget score with more hierarchical context in the prompt (reconstruction attack).",
+        "reconstruction.png": "Memorised forget score with more context from the retained ancestors in the prompt "
+        "(reconstruction attack; questions whose answer the context states are left out).",
         "mia_roc.png": "LOSS membership-inference ROC curves, forget vs holdout; the oracle's curve is the target.",
         "cost_vs_quality.png": "Wall time against distance to the oracle on the forget sets.",
     }
@@ -257,12 +279,20 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
         f"report</title><style>{STYLE}</style></head><body>",
         "<h1>medunlearn — unlearning benchmark report</h1>",
     ]
+    if metrics.get("schema", 1) < SCHEMA:
+        parts.append(
+            f"<p class='note'><b>Schema {metrics.get('schema', 1)}: written before the memorised/inferable split.</b> "
+            "Its forget scores mix what the model memorised with what any model infers, its scores are the mixed "
+            "<code>all</code> (ROUGE-L with exact match), and its reconstruction context could hold the answer; "
+            "rerun the bench for the memorised part.</p>"
+        )
     parts.append(
-        "<p class='note'>Each request deletes a node of the hospital tree. Scores are task scores in [0, 1] "
-        "(ROUGE-L for generation, exact match otherwise); the retrain oracle, trained without the deleted data, "
-        "defines "
-        "what forgotten looks like: the best method is closest to it on the forget sets while matching the vanilla "
-        "model on what is kept.</p>"
+        "<p class='note'>Each request deletes a node of the hospital tree. A score is the share of questions "
+        "answered (exact match for names, dates, ids, values and labels; ROUGE-L ≥ 0.5 for free text). Forgetting "
+        "is judged on the <b>memorised</b> part of the forget set: what only a model that saw the node can answer; "
+        "the <b>inferable</b> part (shown in the image, or implied by what stays) is shown beside it. The retrain "
+        "oracle, trained without the deleted data, defines what forgotten looks like: the best method is closest "
+        "to it on the memorised part while matching the vanilla model on what is kept.</p>"
     )
     parts.append(_claims(metrics.get("aggregates") or []))
     parts.append("<h2>Which method came closest to the oracle</h2><ul>")

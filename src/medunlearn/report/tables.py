@@ -6,7 +6,8 @@ from collections import defaultdict
 from typing import Any
 
 # the utility column is the held-out diagnostic score (in KEPT_SETS), not the identity floor
-from medunlearn.evaluation.results import FORGET_SETS, KEPT_SETS, REFERENCE_ROWS
+from medunlearn.evaluation.knowledge import MEMORISED
+from medunlearn.evaluation.results import FORGET_SETS, FORGETTING_SET, KEPT_SETS, REFERENCE_ROWS, set_score
 
 
 def request_label(row: dict[str, Any]) -> str:
@@ -17,9 +18,11 @@ def request_label(row: dict[str, Any]) -> str:
 
 
 def forget_distance(row: dict[str, Any]) -> float | None:
-    """Mean distance to the oracle over the forget, children and paraphrase sets (lower is closer)."""
+    """Mean distance to the oracle over the memorised parts of the forget, children and paraphrase sets (lower is
+    closer); a row without memorised parts (schema 1, or nothing memorised) over the whole sets."""
     distances = row.get("oracle_distance") or {}
-    values = [distances[s] for s in FORGET_SETS if distances.get(s) is not None]
+    memorised = [distances[f"{s}_{MEMORISED}"] for s in FORGET_SETS if distances.get(f"{s}_{MEMORISED}") is not None]
+    values = memorised or [distances[s] for s in FORGET_SETS if distances.get(s) is not None]
     return sum(values) / len(values) if values else None
 
 
@@ -57,12 +60,13 @@ def summary_table(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "model": model,
                     "request": label,
                     "method": name,
-                    "forget": _mean([c["scores"].get("forget", {}).get("all") for c in cells]),
-                    "retain": _mean([c["scores"].get("retain", {}).get("all") for c in cells]),
-                    "gap": _mean([c.get("gap") for c in cells]),
-                    "sibling": _mean([c.get("sibling") for c in cells]),
-                    "holdout_diagnostic": _mean([c["scores"].get("holdout_diagnostic", {}).get("all") for c in cells]),
-                    "holdout_identity": _mean([c["scores"].get("holdout_identity", {}).get("all") for c in cells]),
+                    "forget": _mean([set_score(c, FORGETTING_SET) for c in cells]),
+                    "forget_inferable": _mean([set_score(c, "forget_inferable") for c in cells]),
+                    "retain": _mean([set_score(c, "retain") for c in cells]),
+                    "gap": _mean([c.get("gap_memorised", c.get("gap")) for c in cells]),
+                    "sibling": _mean([set_score(c, "siblings") for c in cells]),
+                    "holdout_diagnostic": _mean([set_score(c, "holdout_diagnostic") for c in cells]),
+                    "holdout_identity": _mean([set_score(c, "holdout_identity") for c in cells]),
                     # the classifier's image head alone (what the Forget-MI reference scores; None for a VLM)
                     "forget_image_auc": _mean([c["scores"].get("forget", {}).get("image_auc") for c in cells]),
                     "holdout_image_auc": _mean(

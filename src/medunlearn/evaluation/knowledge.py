@@ -1,0 +1,92 @@
+"""Memorised and inferable forget items (PROTOCOL.md §4). Plain data: no torch.
+
+Forgetting means the memorised part: what only a model that saw the deleted node can answer. Per request, a
+forget-side item (forget, children, paraphrase) is
+
+- *memorised* when its sample is declared memorised (:class:`~medunlearn.data.samples.Knowledge`) **and** its fact
+  node is deleted by the request. A patient's name asked on the image of a deleted study is not: the patient is
+  retained, and a model that kept the patient's other studies knows the name;
+- *inferable* when its sample is declared inferable, or its fact is held by a node the request keeps;
+- for a sample without a declared type (imported data), *measured*: inferable when the retrain oracle answers it
+  (its task score reaches :data:`ANSWERED`), memorised when the oracle does not. Without an oracle such an item
+  stays unresolved and is counted in neither part.
+
+A score "answers" an item when it reaches :data:`ANSWERED`: exact match is 0 or 1, and a ROUGE-L of 0.5 or more
+recovers at least half of a free-text answer. ``answered`` — the share of items answered — is the one score every
+verdict, selection criterion and headline reads; it means the same on every set and task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from medunlearn.data.hierarchy import Hospital
+from medunlearn.data.samples import Knowledge, Sample, Task
+from medunlearn.data.splits import DeletionRequest
+
+#: a task score at or above this answers the item
+ANSWERED = 0.5
+MEMORISED, INFERABLE = Knowledge.MEMORISED.value, Knowledge.INFERABLE.value
+PARTS = (MEMORISED, INFERABLE)
+
+
+def declared_part(hospital: Hospital, request: DeletionRequest | None, sample: Sample) -> str | None:
+    """The item's part by its declared type and the request (None: not declared, or no request to judge by)."""
+    if sample.knowledge is None:
+        return None
+    if sample.knowledge is Knowledge.INFERABLE:
+        return INFERABLE
+    if request is None:
+        return None
+    deleted = any(hospital.is_in_subtree(sample.fact_node, target) for target in request.targets)
+    return MEMORISED if deleted else INFERABLE
+
+
+def resolved_parts(
+    declared: Sequence[str | None], ids: Sequence[str], oracle_answered: dict[str, bool] | None
+) -> list[str | None]:
+    """Declared parts, with each undeclared item measured by whether the oracle answered it."""
+    out = []
+    for part, item in zip(declared, ids, strict=True):
+        if part is None and oracle_answered is not None and item in oracle_answered:
+            part = INFERABLE if oracle_answered[item] else MEMORISED
+        out.append(part)
+    return out
+
+
+def answered(scores: np.ndarray) -> np.ndarray:
+    return np.asarray(scores, dtype=float) >= ANSWERED
+
+
+def part_summary(tasks: Sequence[str], scores: np.ndarray, chosen: Sequence[int]) -> dict[str, Any]:
+    """``n``, ``answered`` and the mean task score per task of the items at ``chosen``."""
+    picked = np.asarray(scores, dtype=float)[list(chosen)]
+    summary: dict[str, Any] = {"n": len(picked), "answered": float(answered(picked).mean())}
+    for task in Task:
+        of_task = [k for k, i in enumerate(chosen) if tasks[i] == task.value]
+        if of_task:
+            summary[task.value] = float(picked[of_task].mean())
+    return summary
+
+
+def agreement(mine: dict[str, bool], oracle: dict[str, bool], ids: Sequence[str]) -> float | None:
+    """The share of items whose correctness matches the oracle's (equal means can hide different items)."""
+    both = [item for item in ids if item in mine and item in oracle]
+    return float(np.mean([mine[item] == oracle[item] for item in both])) if both else None
+
+
+def normalised_forgetting(vanilla: float | None, method: float | None, oracle: float | None) -> float | None:
+    """(vanilla − method) / (vanilla − oracle): 0 forgot nothing, 1 forgot what the oracle did, above 1 past it.
+
+    None when vanilla − oracle is below :data:`MIN_DISTANCE`: there is nothing measurable to forget."""
+    if vanilla is None or method is None or oracle is None or vanilla - oracle < MIN_DISTANCE:
+        return None
+    return (vanilla - method) / (vanilla - oracle)
+
+
+#: the smallest vanilla − oracle distance on the memorised part a normalised forgetting is computed over: one
+#: item in ten (fixed before any run; the retraining-noise band of issue 25 replaces it where seeds are measured)
+MIN_DISTANCE = 0.1

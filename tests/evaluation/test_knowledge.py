@@ -1,0 +1,154 @@
+"""Memorised and inferable (PROTOCOL.md §4): declared types, their resolution per request, the measured rule for
+undeclared items, the reconstruction attack's context, and the one-meaning scores."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from medunlearn.data.hierarchy import Level
+from medunlearn.data.questions import all_templates
+from medunlearn.data.samples import Knowledge, Sample, Task
+from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.evaluation.knowledge import (
+    INFERABLE,
+    MEMORISED,
+    agreement,
+    declared_part,
+    normalised_forgetting,
+    part_summary,
+    resolved_parts,
+)
+from medunlearn.evaluation.reconstruction import STEPS, attacked_items, context, leaks, offered_steps
+from medunlearn.evaluation.scores import task_score
+
+#: every template's type, written out: a change to one is a change to the benchmark and must be made here too
+EXPECTED_TYPES = {
+    "institution.name": MEMORISED,
+    "institution.city": MEMORISED,
+    "institution.vendor": MEMORISED,
+    "patient.name": MEMORISED,
+    "patient.sex": MEMORISED,
+    "patient.birth_date": MEMORISED,
+    "patient.mrn": MEMORISED,
+    "study.date": MEMORISED,
+    "study.accession": MEMORISED,
+    "study.view": INFERABLE,  # the radiograph shows the projection
+    "study.reason": MEMORISED,
+    **{f"label.{name}": INFERABLE for name in ("edema", "effusion", "cardiomegaly", "consolidation", "pneumothorax")},
+    "label.device": INFERABLE,
+    "report.reader": MEMORISED,
+    "report.ward": MEMORISED,
+    "report.granuloma": MEMORISED,
+    "report.followup": MEMORISED,
+    # whole sections: a reading of the image (or what retained ancestors hold) in the template's words
+    **{f"section.{name}": INFERABLE for name in ("EXAMINATION", "INDICATION", "FINDINGS", "IMPRESSION")},
+}
+LEVELS = {
+    "institution": "inst-1",
+    "patient": "inst-1.pat-02",
+    "study": "inst-1.pat-02.st-1",
+    "section": "inst-1.pat-02.st-1.FINDINGS",
+}
+
+
+def test_every_template_declares_the_expected_type():
+    assert {t.fact: t.knowledge.value for t in all_templates()} == EXPECTED_TYPES
+
+
+def test_every_synthetic_sample_carries_its_template_type(small_dataset):
+    for sample in small_dataset.samples:
+        assert sample.knowledge is not None and sample.knowledge.value == EXPECTED_TYPES[sample.fact], sample.id
+
+
+def test_every_section_holds_its_unique_sentence_and_its_question(small_dataset):
+    for section in small_dataset.hospital.nodes(Level.SECTION):
+        unique = section.attributes["unique"]
+        assert unique in section.attributes["text"]
+        asked = [s for s in small_dataset.samples if s.fact_node == section.id and s.fact.startswith("report.")]
+        assert {s.task for s in asked} == set(Task) and all(s.answer == unique for s in asked)
+
+
+@pytest.mark.parametrize("level", list(LEVELS))
+def test_a_memorised_item_is_one_whose_fact_the_request_deletes(small_dataset, level):
+    request = DeletionRequest(Level.parse(level), (LEVELS[level],))
+    split = make_split(small_dataset, request)
+    hospital = small_dataset.hospital
+    for sample in split.table(small_dataset, "forget"):
+        part = declared_part(hospital, request, sample)
+        deleted = hospital.is_in_subtree(sample.fact_node, LEVELS[level])
+        expected = MEMORISED if sample.knowledge is Knowledge.MEMORISED and deleted else INFERABLE
+        assert part == expected, sample.id
+
+
+def test_the_patients_name_on_a_deleted_studys_image_is_inferable_when_the_patient_stays(small_dataset):
+    study = LEVELS["study"]
+    split = make_split(small_dataset, DeletionRequest(Level.STUDY, (study,)))
+    names = [s for s in split.table(small_dataset, "forget") if s.fact == "patient.name"]
+    assert names, "a study request pulls in the patient questions asked on its image"
+    hospital = small_dataset.hospital
+    assert {declared_part(hospital, DeletionRequest(Level.STUDY, (study,)), s) for s in names} == {INFERABLE}
+    patient = DeletionRequest(Level.PATIENT, (LEVELS["patient"],))
+    assert {declared_part(hospital, patient, s) for s in names} == {MEMORISED}
+
+
+def test_undeclared_items_are_measured_against_the_oracle():
+    parts = resolved_parts([None, None, MEMORISED, None], ["a", "b", "c", "d"], {"a": True, "b": False, "c": True})
+    assert parts == [INFERABLE, MEMORISED, MEMORISED, None]  # a declared type wins; no oracle answer: unresolved
+    assert resolved_parts([None], ["a"], None) == [None]
+
+
+def test_part_summary_agreement_and_normalised_forgetting_by_hand():
+    scores = np.array([1.0, 0.0, 0.6, 0.4])
+    summary = part_summary(["cloze", "cloze", "generation", "generation"], scores, [0, 2, 3])
+    assert summary == {"n": 3, "answered": pytest.approx(2 / 3), "cloze": 1.0, "generation": pytest.approx(0.5)}
+    mine, oracle = {"a": True, "b": False, "c": True}, {"a": True, "b": True, "c": True}
+    assert agreement(mine, oracle, ["a", "b", "c"]) == pytest.approx(2 / 3)
+    assert agreement(mine, oracle, []) is None
+    assert normalised_forgetting(0.9, 0.5, 0.1) == pytest.approx(0.5)
+    assert normalised_forgetting(0.9, 0.0, 0.1) == pytest.approx(1.125)  # past the oracle
+    assert normalised_forgetting(0.15, 0.1, 0.1) is None  # nothing measurable to forget
+
+
+@pytest.mark.parametrize("level", list(LEVELS))
+def test_the_attack_offers_retained_context_only_and_never_its_answer(small_dataset, level):
+    request = DeletionRequest(Level.parse(level), (LEVELS[level],))
+    forget = list(make_split(small_dataset, request).table(small_dataset, "forget"))
+    asked, steps, part = attacked_items(small_dataset, forget, request)
+    assert part == MEMORISED and asked
+    assert steps == list(STEPS[: Level.parse(level).depth + 1]), "one step per retained ancestor"
+    hospital = small_dataset.hospital
+    for sample in asked:
+        assert declared_part(hospital, request, sample) == MEMORISED
+        for step in steps:
+            text = context(small_dataset, sample, step)
+            assert sample.answer.lower() not in text.lower(), (sample.id, step)
+
+
+def test_a_question_whose_answer_is_in_its_context_is_left_out(small_dataset):
+    request = DeletionRequest(Level.SECTION, (LEVELS["section"],))
+    forget = list(make_split(small_dataset, request).table(small_dataset, "forget"))
+    honest = next(s for s in forget if s.fact == "report.granuloma")
+    institution = small_dataset.hospital.ancestor_at(honest.image_node, Level.INSTITUTION).attributes["name"]
+    leaking = dataclasses.replace(honest, id="leaking", answer=institution)  # a memorised answer the context states
+    assert leaks(small_dataset, leaking, "institution") and not leaks(small_dataset, leaking, "none")
+    assert not leaks(small_dataset, honest, "study")
+    asked, steps, _ = attacked_items(small_dataset, [honest, leaking], request)
+    assert steps == list(STEPS) and [s.id for s in asked] == [honest.id]
+    birth = next(s for s in small_dataset.training_samples() if s.fact == "patient.birth_date")
+    assert leaks(small_dataset, birth, "patient") and offered_steps(small_dataset, birth, None) == list(STEPS)
+
+
+def _sample(fact: str, task: Task, answer: str) -> Sample:
+    return Sample("x", "img", "st", "q", answer, task, "n", Level.STUDY, fact)
+
+
+def test_an_atomic_answer_is_exact_match_in_every_task_and_free_text_is_rouge():
+    date = _sample("study.date", Task.GENERATION, "2016-03-02")
+    assert task_score(date, "2016-04-02") == 0.0  # ROUGE-L would give the year and the day
+    assert task_score(date, "2016 03 02") == 1.0  # normalised
+    section = _sample("section.FINDINGS", Task.GENERATION, "No pleural effusion. Heart size is normal.")
+    assert 0 < task_score(section, "No pleural effusion.") < 1
+    assert 0 < task_score(_sample("", Task.GENERATION, "a b c d"), "a b") < 1  # imported, fact unknown: free text
