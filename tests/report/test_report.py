@@ -16,7 +16,7 @@ from .make_fixture import FIXTURE
 SCHEMA_1 = FIXTURE.with_name("metrics_schema1.json")  # a document written before the memorised/inferable split
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-PLOTS = {"cost_vs_quality.png", "forget_vs_retain.png", "forget_against_oracle.png"}
+PLOTS = {"cost_vs_quality.png", "forget_vs_retain.png", "forget_against_oracle.png", "forgetting_vs_damage.png"}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_report_is_self_contained_with_tables_and_figures(run_folder):
     page = render(metrics, run_folder).read_text()
     assert page.count("data:image/png;base64,") >= 3
     assert "src='http" not in page and 'src="http' not in page
-    for text in ("Which method came closest to the oracle", "patient", "grad_diff", "retrain", "vanilla"):
+    for text in ("which method came closest to the oracle", "patient", "grad_diff", "retrain", "vanilla"):
         assert text in page
     # the classifier's tables show its image head beside the joint head, and no identity floor
     assert (
@@ -95,7 +95,9 @@ def test_report_renders_in_headless_chromium(run_folder, tmp_path):
 def test_the_report_opens_with_the_claims_and_shows_intervals_and_the_selection(run_folder):
     metrics = json.loads((run_folder / "metrics.json").read_text())
     page = (run_folder / "report.html").read_text()
-    assert page.index("The published claims, checked") < page.index("Which method came closest to the oracle")
+    # one screen first: the forgetting-against-damage figure and the closest method, then the claims
+    glance = page.index("At a glance: which method came closest to the oracle")
+    assert glance < page.index("data:image/png") < page.index("The published claims, checked")
     # two test requests: every aggregate has an interval, written as mean [low, high]
     chip = next(a for a in metrics["aggregates"] if a["method"] == "chip")["metrics"]["forget/all"]
     assert chip["n"] == 2 and f"{chip['mean']:.3f} [{chip['low']:.3f}, {chip['high']:.3f}]" in page
@@ -129,3 +131,11 @@ def test_a_schema_1_document_still_loads_and_renders_marked_as_the_earlier_schem
 def test_a_schema_2_document_is_not_marked(run_folder):
     assert json.loads((run_folder / "metrics.json").read_text())["schema"] == 2
     assert "Schema 1" not in (run_folder / "report.html").read_text()
+
+
+def test_with_one_request_per_level_the_claims_collapse_to_one_line_each(run_folder, tmp_path):
+    metrics = json.loads((run_folder / "metrics.json").read_text())
+    metrics["aggregates"] = [{**a, "requests": 1} for a in metrics["aggregates"]]
+    page = render(metrics, tmp_path).read_text()
+    assert "The published claims, checked" not in page and "medunlearn reproduce</code> checks each" in page
+    assert "inconclusive" not in page.split("The published claims")[1].split("</ul>")[0]

@@ -234,6 +234,13 @@ def _claims(aggregates: list[dict[str, Any]]) -> str:
     claims = check_claims(aggregates)
     if not claims:
         return ""
+    if max((a.get("requests") or 0) for a in aggregates) < 2:  # one request per group: an example, not evidence
+        lines = "".join(f"<li>{html.escape(c['claim'])} ({html.escape(c['model'])})</li>" for c in claims)
+        return (
+            "<h2>The published claims</h2><p class='note'>Not judged here: this run has one request per level "
+            "(n = 1, no interval). <code>medunlearn reproduce</code> checks each over several requests.</p>"
+            f"<ul>{lines}</ul>"
+        )
     rows = []
     for claim in claims:
         colour = VERDICT_STYLE[claim["verdict"]]
@@ -264,6 +271,9 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
     results = metrics["results"]
     plots = draw_all(results, folder / "plots", metrics.get("aggregates"), metrics.get("noise"))
     captions = {
+        "forgetting_vs_damage.png": "Per level, each method's memorised forget score against its damage to the kept "
+        "sets (Σ of its drops below vanilla on siblings, retain and holdout diagnostic); the dashed line is the "
+        "oracle's forget score, the target at zero damage.",
         "forget_against_oracle.png": "Memorised forget score minus the oracle's, paired per request, with 95 % CIs; "
         "the grey band is the spread of the oracle's own training seeds.",
         "forget_vs_retain.png": "Forget vs retain score per method and request level.",
@@ -294,8 +304,11 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
         "oracle, trained without the deleted data, defines what forgotten looks like: the best method is closest "
         "to it on the memorised part while matching the vanilla model on what is kept.</p>"
     )
-    parts.append(_claims(metrics.get("aggregates") or []))
-    parts.append("<h2>Which method came closest to the oracle</h2><ul>")
+    parts.append("<h2>At a glance: which method came closest to the oracle</h2>")
+    glance = next((p for p in plots if p.name == "forgetting_vs_damage.png"), None)
+    if glance is not None:
+        parts.append(_image(glance, captions[glance.name]))
+    parts.append("<ul>")
     vanilla = {(r["model"], r["request"]): r for r in table if r["method"] == VANILLA}
     for v in verdicts:
         base = vanilla.get((v["model"], v["request"]))
@@ -304,8 +317,8 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
         )
         parts.append(
             f"<li><b>{html.escape(v['model'])} · {html.escape(v['request'])}</b>: <b>{html.escape(v['method'])}</b> "
-            f"(distance on forget sets {v['oracle_distance']:.3f}, on kept sets {(v['keep_distance'] or 0):.3f}, "
-            f"gap {(v['gap'] or 0):.3f})"
+            f"(distance to the oracle on the memorised forget sets {v['oracle_distance']:.3f}, on kept sets "
+            f"{(v['keep_distance'] or 0):.3f})"
             + (
                 " — but the vanilla model is already as close to the oracle on the forget sets, so no method made "
                 "a difference here."
@@ -315,6 +328,7 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
             + "</li>"
         )
     parts.append("</ul>")
+    parts.append(_claims(metrics.get("aggregates") or []))
     models = metrics.get("models", {})
     for family, info in models.items():
         quality = info.get("quality") or {}
@@ -343,7 +357,7 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
         parts.append("<h2>How each method's settings were chosen</h2>")
         parts.append(_selection(metrics["selection"]))
     parts.append("<h2>Figures</h2>")
-    parts += [_image(p, captions.get(p.name, p.name)) for p in plots]
+    parts += [_image(p, captions.get(p.name, p.name)) for p in plots if p.name != "forgetting_vs_damage.png"]
     parts.append("<h2>Per-level detail (mean score per set)</h2>")
     for key in groups:
         parts.append(_detail(results, *key))

@@ -10,9 +10,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from medunlearn.evaluation.results import FORGETTING_SET, ORACLE, REFERENCE_ROWS, SCORE
+from medunlearn.evaluation.results import FORGETTING_SET, ORACLE, REFERENCE_ROWS, SCORE, VANILLA
 from medunlearn.outputs import atomic_file
-from medunlearn.report.tables import grouped, summary_table
+from medunlearn.report.tables import damage, grouped, summary_table
 
 
 def _save(figure, path: Path) -> Path:
@@ -30,6 +30,36 @@ def _panels(count: int, width: float = 4.2, height: float = 3.6):
     for extra in axes.flat[count:]:
         extra.set_visible(False)
     return figure, list(axes.flat[:count])
+
+
+def forgetting_vs_damage(results: list[dict[str, Any]], path: Path) -> Path | None:
+    """The report's first figure: per model and level, each method's memorised forget score against its damage to
+    the kept sets, with the retrain oracle (the target: its forget score at no damage) and vanilla marked."""
+    table = summary_table(results)
+    groups = list(dict.fromkeys((r["model"], r["request"]) for r in table))
+    if not groups:
+        return None
+    figure, axes = _panels(len(groups), width=3.6, height=3.2)
+    for ax, (model, label) in zip(axes, groups, strict=True):
+        rows = [r for r in table if (r["model"], r["request"]) == (model, label)]
+        vanilla = next((r for r in rows if r["method"] == VANILLA), None)
+        memorised = any(r["forget"] is not None for r in rows)  # else nothing here is memorised: the whole set
+        forget = "forget" if memorised else "forget_whole"
+        for row in rows:
+            x, y = damage(row, vanilla), row[forget]
+            if x is None or y is None:
+                continue
+            style = {ORACLE: ("*", 220, "#1e8449"), VANILLA: ("s", 70, "#555555")}.get(row["method"], ("o", 50, None))
+            ax.scatter([x], [y], marker=style[0], s=style[1], color=style[2], zorder=3)
+            ax.annotate(row["method"], (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        oracle = next((r for r in rows if r["method"] == ORACLE and r[forget] is not None), None)
+        if oracle is not None:
+            ax.axhline(oracle[forget], color="#1e8449", linewidth=0.8, linestyle="--")
+        ax.set_title(f"{model} · {label}", fontsize=9)
+        ax.set_xlabel("damage to kept sets (Σ drop below vanilla)", fontsize=8)
+        ax.set_ylabel("memorised forget score" if memorised else "forget score (nothing memorised)", fontsize=8)
+    figure.suptitle("Forgetting against damage: the target is the oracle's line at zero damage (★ oracle, ■ vanilla)")
+    return _save(figure, path)
 
 
 def forget_vs_retain(results: list[dict[str, Any]], path: Path) -> Path:
@@ -165,6 +195,7 @@ def draw_all(
 ) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     made = [
+        forgetting_vs_damage(results, folder / "forgetting_vs_damage.png"),
         forget_against_oracle(aggregates or [], noise or [], folder / "forget_against_oracle.png"),
         forget_vs_retain(results, folder / "forget_vs_retain.png"),
         reconstruction(results, folder / "reconstruction.png"),

@@ -62,6 +62,7 @@ def summary_table(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "method": name,
                     "forget": _mean([set_score(c, FORGETTING_SET) for c in cells]),
                     "forget_inferable": _mean([set_score(c, "forget_inferable") for c in cells]),
+                    "forget_whole": _mean([set_score(c, "forget") for c in cells]),
                     "retain": _mean([set_score(c, "retain") for c in cells]),
                     "gap": _mean([c.get("gap_memorised", c.get("gap")) for c in cells]),
                     "sibling": _mean([set_score(c, "siblings") for c in cells]),
@@ -98,3 +99,17 @@ def closest_to_oracle(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if key not in best or rank < best[key]["rank"]:
             best[key] = {**row, "rank": rank}
     return [{k: v for k, v in row.items() if k != "rank"} for row in best.values()]
+
+
+#: the kept sets' columns of a summary row, whose drops below vanilla are a method's damage
+KEPT_COLUMNS = ("sibling", "retain", "holdout_diagnostic")
+
+
+def damage(row: dict[str, Any], vanilla: dict[str, Any] | None) -> float | None:
+    """Σ max(0, vanilla − row) over the kept sets (share answered): what a deletion cost on what must stay."""
+    if vanilla is None:
+        return None
+    drops = [
+        max(0.0, vanilla[c] - row[c]) for c in KEPT_COLUMNS if row.get(c) is not None and vanilla.get(c) is not None
+    ]
+    return sum(drops) if drops else None
