@@ -41,6 +41,8 @@ def test_synth_inspect_nodes(run_cli, tmp_path, small_dataset):
         "holdout_samples",
     ):
         assert key in summary
+    assert set(summary["by_knowledge"]) == {"memorised", "inferable"}  # every synthetic question declares its type
+    assert sum(summary["by_knowledge"].values()) == summary["samples"]
     code, out, _ = run_cli("data", "nodes", tmp_path / "h", "--level", "patient")
     assert out.split() == [f"inst-{i}.pat-0{p}" for i in (1, 2) for p in (1, 2, 3)]
     code, out, _ = run_cli("data", "nodes", tmp_path / "h", "--level", "patient", "--holdout")

@@ -67,7 +67,7 @@ def print_summary(summary: dict, folder: Path) -> None:
         "paraphrases",
     ):
         table.add_row(key.replace("_", " "), str(summary[key]))
-    for key in ("by_level", "by_task"):
+    for key in ("by_level", "by_task", "by_knowledge"):
         table.add_row(key.replace("_", " "), ", ".join(f"{k} {v}" for k, v in summary[key].items()))
     out.print(table)
 

@@ -144,6 +144,8 @@ class HospitalDataset:
             "paraphrases": paraphrases,
             "by_level": {lv.value: n for lv in Level if (n := samples.count_by("fact_level").get(lv.value, 0))},
             "by_task": {t.value: n for t in Task if (n := samples.count_by("task").get(t.value, 0))},
+            # declared knowledge types; "measured": none declared, judged against the retrain oracle per request
+            "by_knowledge": {(k or "measured"): n for k, n in sorted(samples.count_by("knowledge").items(), key=str)},
         }
 
     def fingerprint(self) -> str:
