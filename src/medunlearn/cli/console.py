@@ -24,7 +24,8 @@ def print_results(rows: list[dict]) -> None:
     columns = (
         ("request", "request"),
         ("method", "method"),
-        ("forget", "forget"),
+        ("forget", "forget: memorised"),
+        ("forget_inferable", "inferable"),
         ("retain", "retain"),
         ("gap", "gap"),
         ("sibling", "sibling"),
@@ -34,7 +35,8 @@ def print_results(rows: list[dict]) -> None:
     )
     for model in dict.fromkeys(r["model"] for r in summary):
         table = Table(
-            title=f"{model} (scores in [0, 1]; Δoracle on the forget sets; MIA = LOSS attack AUC)", title_justify="left"
+            title=f"{model} (share of questions answered; Δoracle on the memorised forget sets; MIA = LOSS attack AUC)",
+            title_justify="left",
         )
         for key, title in columns:
             table.add_column(title, justify="left" if key in ("request", "method") else "right", no_wrap=True)
