@@ -62,3 +62,12 @@ def test_a_schema_1_row_is_read_through_its_all_score_on_the_whole_forget_set():
     old_oracle = legacy(forget=0.40, siblings=0.9, retain=0.93, holdout_diagnostic=0.8)
     row = legacy(forget=0.70, siblings=0.8, retain=0.92, holdout_diagnostic=0.75)
     assert criterion(row, old_vanilla, old_oracle) == pytest.approx(0.45)
+
+
+def test_without_a_memorised_part_the_criterion_reads_the_whole_forget_set():
+    whole = lambda **means: {"scores": {name: {"answered": value} for name, value in means.items()}}  # noqa: E731
+    vanilla = whole(forget=0.95, siblings=0.9, retain=0.92, holdout_diagnostic=0.8)
+    oracle = whole(forget=0.90, siblings=0.9, retain=0.93, holdout_diagnostic=0.8)
+    assert criterion(whole(forget=0.40, siblings=0.9, retain=0.92, holdout_diagnostic=0.8), vanilla, oracle) == (
+        pytest.approx(0.50)
+    )  # forgetting what the oracle still answers is charged

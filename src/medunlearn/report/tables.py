@@ -45,6 +45,11 @@ def grouped(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, li
     return out
 
 
+def _memorised(row: dict[str, Any]) -> bool:
+    scores = row.get("scores") or {}
+    return FORGETTING_SET in scores or not any("answered" in (summary or {}) for summary in scores.values())
+
+
 def _mean(values: list[float | None]) -> float | None:
     kept = [v for v in values if v is not None]
     return sum(kept) / len(kept) if kept else None
@@ -60,7 +65,8 @@ def summary_table(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "model": model,
                     "request": label,
                     "method": name,
-                    "forget": _mean([set_score(c, FORGETTING_SET) for c in cells]),
+                    # the memorised part only (None where nothing is memorised; schema 1: its whole forget set)
+                    "forget": _mean([set_score(c, FORGETTING_SET) if _memorised(c) else None for c in cells]),
                     "forget_inferable": _mean([set_score(c, "forget_inferable") for c in cells]),
                     "forget_whole": _mean([set_score(c, "forget") for c in cells]),
                     "retain": _mean([set_score(c, "retain") for c in cells]),
