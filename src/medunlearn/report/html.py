@@ -144,6 +144,9 @@ AGGREGATE_COLUMNS = [
     ("forget/total", "forget · total"),
     ("forget/auc", "forget AUC"),
     ("privacy/loss_auc", "LOSS MIA AUC"),
+    ("privacy/zlib_auc", "ZLib MIA AUC"),
+    ("privacy/min_k_pp_auc", "Min-K%++ MIA AUC"),
+    ("privacy/oracle_reference_auc", "oracle-reference MIA AUC"),
 ]
 
 
