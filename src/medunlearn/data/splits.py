@@ -147,7 +147,8 @@ def make_split(dataset: HospitalDataset, request: DeletionRequest, *, seed: int 
             "to retain (a retrain oracle would have no data); pick fewer or smaller nodes."
         )
     probed = set(forget) | set(siblings)
-    paraphrase = [s.id for s in dataset.samples if s.paraphrase_of is not None and s.paraphrase_of in probed]
+    originals = dataset.samples.column("paraphrase_of")  # one column, not every row as a Sample
+    paraphrase = [i for i, of in zip(dataset.samples.ids, originals, strict=True) if of is not None and of in probed]
     holdout = dataset.holdout_samples().ids
     validation = _stratified_share(training.select(retain), share=0.10, seed=seed)
     return Split(
