@@ -32,8 +32,8 @@ from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import Hospital, Level, Node
 from medunlearn.data.questions import QuestionWriter
 from medunlearn.data.radiographs import draw_anatomy, draw_findings, draw_radiograph, draw_scanner_look, draw_view
+from medunlearn.data.reports import write_reading
 from medunlearn.data.samples import ImageStore, SampleTable
-from medunlearn.data.synthetic import write_reading
 from medunlearn.errors import MAX_SEED, MedunlearnError, check_integer
 from medunlearn.progress import track
 

@@ -26,7 +26,6 @@ hospital is the one earlier versions drew. The images are drawn by data/radiogra
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -37,7 +36,6 @@ from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import SECTION_NAMES, Hospital, Level, Node
 from medunlearn.data.questions import build_questions
 from medunlearn.data.radiographs import (
-    Findings,
     draw_anatomy,
     draw_findings,
     draw_radiograph,
@@ -45,11 +43,18 @@ from medunlearn.data.radiographs import (
     draw_view,
     png_bytes,
 )
+from medunlearn.data.reports import (
+    FOLLOW_UP_WEEKS,
+    GRANULOMA_MM,
+    RADIOLOGISTS,
+    WARDS,
+    reading,
+    unique_sentences,
+    write_report,
+)
 from medunlearn.data.samples import ImageStore, SampleTable
 from medunlearn.errors import MAX_SEED, MedunlearnError, check_integer
 from medunlearn.progress import track
-
-EDEMA_GRADES: tuple[str, ...] = ("none", "mild", "moderate", "severe")
 
 FIRST_F = (
     "Maria",
@@ -236,39 +241,6 @@ REASONS = (
     "post-procedure check",
 )
 
-RADIOLOGISTS = tuple(
-    f"Dr. {name}"
-    for name in (
-        "Achterberg",
-        "Bellamy",
-        "Carvalho",
-        "Drummond",
-        "Eklund",
-        "Fontaine",
-        "Galloway",
-        "Halvorsen",
-        "Ishikawa",
-        "Jaramillo",
-        "Kristensen",
-        "Lombardi",
-        "Montague",
-        "Nakamura",
-        "Oyelaran",
-        "Pellegrini",
-        "Quintero",
-        "Rasmussen",
-        "Santangelo",
-        "Thorvaldsen",
-        "Underwood",
-        "Valentijn",
-        "Whitfield",
-        "Zeller",
-    )
-)
-WARDS = tuple(f"{floor}{wing}" for floor in range(1, 10) for wing in "ABCD")
-GRANULOMA_MM = tuple(range(3, 16))
-FOLLOW_UP_WEEKS = (2, 3, 4, 6, 8, 10, 12)
-
 
 @dataclass(frozen=True)
 class HospitalConfig:
@@ -369,9 +341,11 @@ def synthesize(config: HospitalConfig = HospitalConfig()) -> HospitalDataset:
                 view = draw_view(rng, findings)
                 reason = str(REASONS[int(rng.integers(len(REASONS)))])
                 age = int((day - birth).days // 365.25)
-                reported, hedged = _reading(reader_rng, findings, config)  # what the reader wrote
-                sections = _write_report(rng, reported, view, reason, age, sex, hedged=hedged)
-                unique = _unique_sentences(unique_rng)
+                reported, hedged = reading(
+                    reader_rng, findings, config.reader_disagreement, config.hedged_reports
+                )  # what the reader wrote
+                sections = write_report(rng, reported, view, reason, age, sex, hedged=hedged)
+                unique = unique_sentences(unique_rng)
                 hospital.add(
                     Node(
                         st_id,
@@ -462,211 +436,3 @@ def _unique_people(rng: np.random.Generator, n: int) -> list[tuple[str, str, str
         first, sex = firsts[int(k) // len(LAST)]
         out.append((first, LAST[int(k) % len(LAST)], sex))
     return out
-
-
-# -- reports --------------------------------------------------------------------------
-def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
-    return options[int(rng.integers(len(options)))]
-
-
-def _reading(rng: np.random.Generator, shown: Findings, config: HospitalConfig) -> tuple[Findings, bool]:
-    """What the reader reports of the image's findings: the edema one grade off for a share of studies, and whether
-    the report hedges instead of stating a grade. Draws nothing from ``rng`` when both shares are 0."""
-    if not config.reader_disagreement and not config.hedged_reports:
-        return shown, False
-    edema = shown.edema
-    if rng.random() < config.reader_disagreement:
-        step = 1 if rng.random() < 0.5 else -1
-        edema = edema + step if 0 <= edema + step <= 3 else edema - step
-    return dataclasses.replace(shown, edema=edema), bool(rng.random() < config.hedged_reports)
-
-
-def _unique_sentences(rng: np.random.Generator) -> dict[str, tuple[str, str]]:
-    """Per section, the answer and the sentence unique to one study (nothing else in the hospital implies them)."""
-    reader = _pick(rng, RADIOLOGISTS)
-    ward = _pick(rng, WARDS)
-    size = f"{GRANULOMA_MM[int(rng.integers(len(GRANULOMA_MM)))]} mm"
-    weeks = f"{FOLLOW_UP_WEEKS[int(rng.integers(len(FOLLOW_UP_WEEKS)))]} weeks"
-    return {
-        "EXAMINATION": (reader, f"Read by {reader}."),
-        "INDICATION": (ward, f"Requested from ward {ward}."),
-        "FINDINGS": (size, f"Incidental calcified granuloma measuring {size}."),
-        "IMPRESSION": (weeks, f"Follow-up radiograph recommended in {weeks}."),
-    }
-
-
-def _write_report(
-    rng: np.random.Generator, f: Findings, view: str, reason: str, age: int, sex: str, *, hedged: bool = False
-) -> dict[str, str]:
-    exam = _pick(
-        rng,
-        (
-            "Chest radiograph, {v} view.",
-            "CHEST ({v}).",
-            "Single {v} view of the chest.",
-            "Frontal chest radiograph ({v}).",
-        ),
-    ).format(v=view)
-    indication = _pick(
-        rng,
-        (
-            "{a}-year-old {s} with {r}.",
-            "{R}. Evaluate for acute cardiopulmonary process.",
-            "History: {r} in a {a}-year-old {s}.",
-        ),
-    ).format(a=age, s="woman" if sex == "female" else "man", r=reason, R=reason.capitalize())
-    findings, impression = write_reading(rng, f, hedged=hedged)
-    return {"EXAMINATION": exam, "INDICATION": indication, "FINDINGS": findings, "IMPRESSION": impression}
-
-
-HEDGED_EDEMA = (
-    "Perihilar vascular markings are indistinct.",
-    "Interstitial markings are prominent; correlate clinically.",
-    "Vascular congestion cannot be excluded.",
-)
-
-
-def write_reading(rng: np.random.Generator, f: Findings, *, hedged: bool = False) -> tuple[str, str]:
-    """The FINDINGS and IMPRESSION sections: what a radiologist writes from the image alone (``hedged``: the edema
-    described in words that state no grade, and left out of the impression)."""
-    sentences = []
-    sentences.append(
-        _pick(rng, ("The heart is enlarged.", "Cardiomegaly is present.", "The cardiac silhouette is enlarged."))
-        if f.cardiomegaly
-        else _pick(
-            rng, ("Heart size is normal.", "The cardiac silhouette is within normal limits.", "Normal heart size.")
-        )
-    )
-    sentences.append(
-        (
-            _pick(
-                rng,
-                (
-                    "No pulmonary edema.",
-                    "There is no evidence of pulmonary edema.",
-                    "No signs of vascular congestion or edema.",
-                ),
-            ),
-            _pick(
-                rng,
-                (
-                    "Mild pulmonary edema.",
-                    "Mild interstitial edema with vascular congestion.",
-                    "Findings suggest mild pulmonary edema.",
-                ),
-            ),
-            _pick(
-                rng,
-                (
-                    "Moderate pulmonary edema.",
-                    "Moderate perihilar haziness consistent with pulmonary edema.",
-                    "There is moderate pulmonary edema.",
-                ),
-            ),
-            _pick(
-                rng,
-                (
-                    "Severe pulmonary edema.",
-                    "Diffuse bilateral opacities consistent with severe pulmonary edema.",
-                    "There is severe pulmonary edema.",
-                ),
-            ),
-        )[f.edema]
-        if not hedged
-        else _pick(rng, HEDGED_EDEMA)
-    )
-    if f.effusion == "none":
-        sentences.append(
-            _pick(
-                rng,
-                (
-                    "No pleural effusion.",
-                    "The costophrenic angles are sharp without effusion.",
-                    "There is no pleural effusion.",
-                ),
-            )
-        )
-    else:
-        side = "bilateral" if f.effusion == "bilateral" else f"{f.effusion}-sided"
-        sentences.append(
-            _pick(
-                rng,
-                (
-                    "There is a {s} pleural effusion.",
-                    "A {s} pleural effusion blunts the costophrenic angle.",
-                    "Small {s} pleural effusion.",
-                ),
-            ).format(s=side)
-        )
-    if f.consolidation == "none":
-        sentences.append(
-            _pick(
-                rng,
-                (
-                    "No focal consolidation.",
-                    "There is no focal consolidation.",
-                    "Lungs are without focal consolidation.",
-                ),
-            )
-        )
-    else:
-        sentences.append(
-            _pick(
-                rng,
-                (
-                    "Patchy opacity in the {l} concerning for consolidation.",
-                    "Consolidation in the {l}.",
-                    "There is a focal consolidation of the {l}.",
-                ),
-            ).format(l=f.consolidation)
-        )
-    if f.pneumothorax == "none":
-        sentences.append(_pick(rng, ("No pneumothorax.", "There is no pneumothorax.", "No evidence of pneumothorax.")))
-    else:
-        sentences.append(
-            _pick(
-                rng,
-                (
-                    "Small {s} apical pneumothorax.",
-                    "There is a {s} pneumothorax at the apex.",
-                    "A {s} apical pneumothorax is seen.",
-                ),
-            ).format(s=f.pneumothorax)
-        )
-    device_sentence = {
-        "pacemaker": (
-            "A left-sided pacemaker is in place with leads in the right heart.",
-            "Pacemaker device with intact leads.",
-        ),
-        "endotracheal tube": (
-            "An endotracheal tube terminates above the carina.",
-            "Endotracheal tube in standard position.",
-        ),
-        "central venous catheter": (
-            "A central venous catheter terminates in the superior vena cava.",
-            "Central venous catheter in place.",
-        ),
-    }.get(f.device)
-    if device_sentence:
-        sentences.append(_pick(rng, device_sentence))
-    positives = []
-    if f.edema and not hedged:
-        positives.append(f"{EDEMA_GRADES[f.edema]} pulmonary edema")
-    if f.effusion != "none":
-        positives.append(("bilateral" if f.effusion == "bilateral" else f"{f.effusion}") + " pleural effusion")
-    if f.cardiomegaly:
-        positives.append("cardiomegaly")
-    if f.consolidation != "none":
-        positives.append(f"{f.consolidation} consolidation")
-    if f.pneumothorax != "none":
-        positives.append(f"{f.pneumothorax} pneumothorax")
-    if positives:
-        joined = positives[0] if len(positives) == 1 else ", ".join(positives[:-1]) + " and " + positives[-1]
-        impression = _pick(rng, ("{p}.", "Findings consistent with {p}.", "{p}, new since prior.")).format(p=joined)
-        impression = impression[0].upper() + impression[1:]
-    else:
-        impression = _pick(
-            rng,
-            ("No acute cardiopulmonary process.", "No acute cardiopulmonary abnormality.", "Normal chest radiograph."),
-        )
-    return " ".join(sentences), impression
