@@ -220,9 +220,10 @@ def _summarise(
         summary["total"] = float(np.mean([total_score(scores[i], f) for i, f in zip(generated, facts, strict=True)]))
     if model.classes:  # a classifier: AUC and macro-F1 of every head (the first is what it answers with)
         labels = [model.classes.index(s.answer) for s in samples]
+        by_head = model.class_probabilities(samples)
         for head in model.heads:
             prefix = "" if head == model.heads[0] else f"{head}_"
-            probabilities = model.class_probabilities(samples, head=head)
+            probabilities = by_head[head]
             summary[f"{prefix}auc"] = mean_auc(labels, probabilities)
             summary[f"{prefix}macro_f1"] = macro_f1(labels, probabilities.argmax(1))
             if prefix:

@@ -115,9 +115,10 @@ def classifier_quality(model: MultimodalModel, dataset: HospitalDataset) -> dict
         if not samples:
             continue
         labels = np.asarray([model.classes.index(s.answer) for s in samples])
+        by_head = model.class_probabilities(samples)
         for head in model.heads:
             prefix = name if head == model.heads[0] else f"{name}_{head}"
-            probabilities = model.class_probabilities(samples, head=head)
+            probabilities = by_head[head]
             result[f"{prefix}_acc"] = float(np.mean(probabilities.argmax(1) == labels))
             result[f"{prefix}_auc"] = mean_auc(labels.tolist(), probabilities)
         result[f"{name}_loss_mean"] = float(per_sample_losses(model, samples).mean())

@@ -108,7 +108,7 @@ class MultimodalModel(abc.ABC):
     reads_questions: bool = True
     #: a classifier's label set in output order (empty: the model generates its answers)
     classes: tuple[str, ...] = ()
-    #: a classifier's output heads that :meth:`class_probabilities` can read (the first is what it answers with)
+    #: a classifier's output heads, each in :meth:`class_probabilities` (the first is what it answers with)
     heads: tuple[str, ...] = ()
     #: the data-parallel wrapper of :meth:`forward_passes` under a launcher (None: passes run directly)
     _passes: nn.Module | None = None
@@ -142,9 +142,9 @@ class MultimodalModel(abc.ABC):
         """Per row ``[tokens, 2]``: each answer token's NLL and its log-probability calibrated by the model's own
         distribution at that position (:func:`calibrated_log_probs`; Min-K%++), from one forward pass."""
 
-    def class_probabilities(self, samples: Sequence[Sample], *, head: str = "joint") -> np.ndarray:
-        """Class probabilities ``[N, len(classes)]`` of one head; only a classifier (non-empty :attr:`classes`) has
-        them."""
+    def class_probabilities(self, samples: Sequence[Sample]) -> dict[str, np.ndarray]:
+        """Per head (:attr:`heads`), the class probabilities ``[N, len(classes)]``, every head from one forward pass;
+        only a classifier (non-empty :attr:`classes`) has them."""
         raise MedunlearnError(f"the {self.family} model is not a classifier; it has no class probabilities.")
 
     @contextmanager

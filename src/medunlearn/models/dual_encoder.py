@@ -403,22 +403,24 @@ class DualEncoderModel(MultimodalModel):
         return out
 
     @torch.no_grad()
-    def class_probabilities(
-        self, samples: Sequence[Sample], *, head: str = "joint", batch_size: int = 64
-    ) -> np.ndarray:
-        """Class probabilities of one head: ``joint`` (what the model answers) or ``image`` (pixels alone, what
-        Forget-MI scores)."""
+    def class_probabilities(self, samples: Sequence[Sample], *, batch_size: int = 64) -> dict[str, np.ndarray]:
+        """Class probabilities of every head from one pass: ``joint`` (what the model answers) and ``image``
+        (pixels alone, what Forget-MI scores)."""
+        chunks: dict[str, list[np.ndarray]] = {head: [] for head in self.heads}
         with self.eval_mode():
-            chunks = [
-                torch.softmax(self.outputs(self.batch(samples[i : i + batch_size]))[f"{head}_logits"], -1).cpu().numpy()
-                for i in range(0, len(samples), batch_size)
-            ]
-        return np.concatenate(chunks) if chunks else np.zeros((0, len(self.classes)))
+            for i in range(0, len(samples), batch_size):
+                out = self.outputs(self.batch(samples[i : i + batch_size]))
+                for head in self.heads:
+                    chunks[head].append(torch.softmax(out[f"{head}_logits"].float(), -1).cpu().numpy())
+        return {
+            head: np.concatenate(parts) if parts else np.zeros((0, len(self.classes))) for head, parts in chunks.items()
+        }
 
     def answer(
         self, samples: Sequence[Sample], *, batch_size: int = DECODE_BATCH, max_new_tokens: int | None = None
     ) -> list[str]:
-        return [self.classes[i] for i in self.class_probabilities(samples, batch_size=batch_size).argmax(1)]
+        joint = self.class_probabilities(samples, batch_size=batch_size)[self.heads[0]]
+        return [self.classes[i] for i in joint.argmax(1)]
 
 
 def _network_pass(network: nn.Module, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
