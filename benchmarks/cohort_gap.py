@@ -56,9 +56,10 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--reader-disagreement", type=float, default=None)
     parser.add_argument("--hedged-reports", type=float, default=None)
+    parser.add_argument("--studies", type=int, default=None, help="studies per patient")
     args = parser.parse_args()
     cohort = dict(FORGET_MI_COHORT)
-    for key in ("reader_disagreement", "hedged_reports"):
+    for key in ("reader_disagreement", "hedged_reports", "studies"):
         if getattr(args, key) is not None:
             cohort[key] = getattr(args, key)
     rows = [r for seed in map(int, args.seeds.split(",")) for r in one_seed(args.out, seed, cohort)]

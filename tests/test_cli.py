@@ -140,11 +140,15 @@ def test_split_refuses_a_non_empty_out(run_cli, small_folder, tmp_path):
 #: the smallest pretrained bases that still run both stages and ship a replay set: the test covers every stage
 #: of `demo --quick` once, not its numbers (building --quick's own 300-patient bases was 5 of its 12 minutes)
 SMALLEST_QUICK_BASES = {"patients": 40, "vision_epochs": 1, "epochs": 1}
+#: one training epoch of the vanilla models and the oracles: every stage still runs (4 and 5 epochs only make the
+#: numbers of a first look less meaningless; 4 of them were about 90 s of the test's 224 s)
+ONE_EPOCH = {"vlm": 1, "dual": 1}
 
 
 @pytest.mark.slow
 def test_quick_demo_runs_the_whole_benchmark_into_one_report(run_cli, tmp_path, monkeypatch):
     monkeypatch.setattr("medunlearn.demo.QUICK_PRETRAIN", SMALLEST_QUICK_BASES)
+    monkeypatch.setattr("medunlearn.demo.QUICK_EPOCHS", ONE_EPOCH)
     code, out, err = run_cli("demo", "--quick", "--out", tmp_path / "demo")
     assert code == 0, err
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
