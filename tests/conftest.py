@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from filelock import FileLock
+from xdist.scheduler import LoadScopeScheduling
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # the bases a test builds go to a cache of this session's own, never the user's
@@ -44,6 +45,20 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build) -> Pa
             build(folder)
             done.touch()
     return folder
+
+
+class ModuleScheduling(LoadScopeScheduling):
+    """``--dist loadscope`` (a module's tests on one worker, for its module fixtures), except that the modules of
+    tests/methods are one unit: they share the trained fixtures of tests/methods/conftest.py, and split over the two
+    workers one of them waited about 85 s for the other to train those (measured at 053e778). xdist's ``loadgroup``
+    would do this with marks, but under pytest 9.2 it silently stops grouping (pytest-xdist#1386)."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return "tests/methods" if nodeid.startswith("tests/methods/") else super()._split_scope(nodeid)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log) -> LoadScopeScheduling | None:  # noqa: ANN001
+    return ModuleScheduling(config, log) if config.getvalue("dist") == "loadscope" else None
 
 
 @pytest.fixture(scope="session")

@@ -140,8 +140,9 @@ def test_split_refuses_a_non_empty_out(run_cli, small_folder, tmp_path):
 #: the smallest pretrained bases that still run both stages and ship a replay set: the test covers every stage
 #: of `demo --quick` once, not its numbers (building --quick's own 300-patient bases was 5 of its 12 minutes)
 SMALLEST_QUICK_BASES = {"patients": 40, "vision_epochs": 1, "epochs": 1}
-#: one training epoch of the vanilla models and the oracles: every stage still runs (4 and 5 epochs only make the
-#: numbers of a first look less meaningless; 4 of them were about 90 s of the test's 224 s)
+#: one training epoch of the vanilla models and the oracles: every stage still runs (--quick's 4 and 5 epochs only
+#: make the numbers of a first look less meaningless). With it and --quick's 50-patient cohort the test took 149 and
+#: 157 s in two `make test` runs at 053e778, against 287 s at 262ae66.
 ONE_EPOCH = {"vlm": 1, "dual": 1}
 
 
