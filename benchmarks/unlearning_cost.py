@@ -26,7 +26,8 @@ from medunlearn.bench.config import BenchConfig  # noqa: E402
 from medunlearn.bench.requests import draw_requests  # noqa: E402
 from medunlearn.data.dataset import HospitalDataset  # noqa: E402
 from medunlearn.data.splits import make_split  # noqa: E402
-from medunlearn.evaluation.evaluate import attack_statistics, evaluate_model, evaluation_sets  # noqa: E402
+from medunlearn.evaluation.evaluate import evaluate_model, evaluation_sets  # noqa: E402
+from medunlearn.evaluation.membership import attack_statistics  # noqa: E402
 from medunlearn.methods.registry import method_config, unlearn  # noqa: E402
 from medunlearn.progress import show_progress  # noqa: E402
 

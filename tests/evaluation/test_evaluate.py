@@ -7,8 +7,9 @@ import torch
 from medunlearn.config import TrainConfig
 from medunlearn.data.hierarchy import Level
 from medunlearn.data.splits import DeletionRequest, make_split
-from medunlearn.evaluation.evaluate import compare_with_oracle, evaluate_model, evaluation_sets, matched_strangers
+from medunlearn.evaluation.evaluate import compare_with_oracle, evaluate_model, evaluation_sets
 from medunlearn.evaluation.knowledge import declared_part
+from medunlearn.evaluation.membership import matched_strangers
 from medunlearn.evaluation.reconstruction import STEPS, context
 from medunlearn.models.base import calibrated_log_probs
 from medunlearn.models.loading import load_model

@@ -16,8 +16,6 @@ score every comparison reads.
 from __future__ import annotations
 
 import random
-import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,8 @@ from medunlearn.evaluation.knowledge import (
     part_summary,
     resolved_parts,
 )
-from medunlearn.evaluation.privacy import ORACLE_REFERENCE, SCORE_ATTACKS, oracle_reference, privacy_scores
+from medunlearn.evaluation.membership import attack_statistics, matched_strangers
+from medunlearn.evaluation.privacy import ORACLE_REFERENCE, oracle_reference, privacy_scores
 from medunlearn.evaluation.quality import diagnostic_questions, identity_questions
 from medunlearn.evaluation.reconstruction import reconstruction_attack
 from medunlearn.evaluation.results import (
@@ -60,7 +59,6 @@ from medunlearn.models.loading import check_trained_on, load_model
 from medunlearn.outputs import read_json
 from medunlearn.progress import track
 
-MIN_K = 0.2
 #: set n of a request draws its questions from seed × this + n (sets of one seed never share a draw)
 SET_SEED_STRIDE = 1000
 #: forget questions re-asked at each step of the reconstruction attack (a seeded sample when there are more)
@@ -97,57 +95,6 @@ def evaluation_sets(
             usable = [usable[i] for i in keep]
         out[name] = usable
     return out
-
-
-def _template(sample: Sample) -> tuple[str, str]:
-    """What makes two questions alike for the attacks: their fact (else their fact level) and their task."""
-    return (sample.fact or sample.fact_level.value, sample.task.value)
-
-
-def matched_strangers(dataset: HospitalDataset, split: Split, forget: Sequence[Sample]) -> list[Sample]:
-    """The membership attacks' non-members: held-out patients' questions of the facts and tasks of the memorised
-    forget items (of every forget item where no type is declared), so that members and non-members differ in
-    membership, not in their mix of facts."""
-    members = [s for s in forget if declared_part(dataset.hospital, split.request, s) == MEMORISED] or list(forget)
-    wanted = {_template(s) for s in members}
-    return [s for s in split.table(dataset, "holdout") if _template(s) in wanted]
-
-
-@torch.no_grad()
-def attack_statistics(
-    model: MultimodalModel, samples: Sequence[Sample], *, batch_size: int = 32
-) -> dict[str, np.ndarray]:
-    """Per sample, every score attack's score (:data:`medunlearn.evaluation.privacy.SCORE_ATTACKS`, lower = member):
-    the mean answer NLL (``loss``, also the KS test's and the audit's input), the summed NLL over the answer's zlib
-    length, the mean of the top-k % token NLLs (Min-K%) and minus the mean of the bottom-k % calibrated token
-    log-probabilities (Min-K%++), from one forward pass per batch.
-
-    Under several processes each scores its part of the samples; every process gets all rows, in order.
-    """
-
-    def rows(part: list[Sample]) -> list[tuple[float, float, float, float]]:
-        out = []
-        for start in range(0, len(part), batch_size):
-            chunk = part[start : start + batch_size]
-            for sample, row in zip(chunk, model.token_scores(model.batch(chunk)), strict=True):
-                if not len(row):
-                    out.append((0.0, 0.0, 0.0, 0.0))
-                    continue
-                nll, calibrated = row[:, 0].float(), row[:, 1].float()
-                k = max(1, int(np.ceil(MIN_K * len(nll))))
-                compressed = len(zlib.compress(sample.answer.encode("utf-8")))
-                out.append(
-                    (
-                        float(nll.mean()),
-                        float(nll.sum()) / compressed,
-                        float(nll.topk(k).values.mean()),
-                        -float(calibrated.topk(k, largest=False).values.mean()),
-                    )
-                )
-        return out
-
-    scored = distributed.sharded(rows, list(samples))
-    return {name: np.asarray([r[i] for r in scored], dtype=float) for i, name in enumerate(SCORE_ATTACKS)}
 
 
 @dataclass
