@@ -105,13 +105,18 @@ def load_metrics(folder: Path) -> dict[str, Any]:
     return metrics
 
 
+def is_schema_1(row: dict[str, Any]) -> bool:
+    """Whether a row comes from a schema-1 document: no set carries ``answered``."""
+    return not any(SCORE in (summary or {}) for summary in (row.get("scores") or {}).values())
+
+
 def set_score(row: dict[str, Any], name: str) -> float | None:
     """A row's ``answered`` on one set. The forgetting set falls back to the whole forget set where the request
     holds nothing memorised (a classifier on a cohort whose labels the images show: forgetting past the oracle
     there is damage, and the distance to it is still the measure). A schema-1 row (no ``answered``, no memorised
     part) offers its ``all`` instead; the report marks such a document as the earlier schema."""
     scores = row.get("scores") or {}
-    legacy = not any(SCORE in (summary or {}) for summary in scores.values())
+    legacy = is_schema_1(row)
     if name == FORGETTING_SET and name not in scores:
         name = "forget"
     value = (scores.get(name) or {}).get("all" if legacy else SCORE)

@@ -7,7 +7,7 @@ from typing import Any
 
 # the utility column is the held-out diagnostic score (in KEPT_SETS), not the identity floor
 from medunlearn.evaluation.knowledge import MEMORISED
-from medunlearn.evaluation.results import FORGET_SETS, FORGETTING_SET, KEPT_SETS, REFERENCE_ROWS, set_score
+from medunlearn.evaluation.results import FORGET_SETS, FORGETTING_SET, KEPT_SETS, REFERENCE_ROWS, is_schema_1, set_score
 
 
 def request_label(row: dict[str, Any]) -> str:
@@ -46,8 +46,7 @@ def grouped(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, li
 
 
 def _memorised(row: dict[str, Any]) -> bool:
-    scores = row.get("scores") or {}
-    return FORGETTING_SET in scores or not any("answered" in (summary or {}) for summary in scores.values())
+    return FORGETTING_SET in (row.get("scores") or {}) or is_schema_1(row)
 
 
 def _mean(values: list[float | None]) -> float | None:
