@@ -202,7 +202,8 @@ def test_select_tunes_on_validation_requests_and_runs_the_tests_with_the_choice(
     config = BenchConfig(**{**DUAL, "methods": ("chip", "grad_diff", "retrain"), "select": True})
     metrics = Bench(small_dataset, config, tmp_path / "run").run()
     chosen = metrics["selection"]["dual_encoder"]["fraction0.2"]
-    assert set(chosen) == {"chip", "grad_diff"} and len(chosen["chip"]["grid"]) == 6
+    assert set(chosen) == {"chip", "grad_diff"} and len(chosen["chip"]["grid"]) == 5  # one axis: k
+    assert all("meets_target" in point for point in chosen["chip"]["grid"]) and "edge" in chosen["chip"]
     validation = chosen["chip"]["validation_requests"]
     assert len(validation) == 1 and validation[0].startswith("validation-fraction0.2-")
     tested = {row["method"]: row for row in metrics["results"]}

@@ -1,10 +1,30 @@
 import pytest
 
-from medunlearn.evaluation.claims import FAILS, HOLDS, INCONCLUSIVE, check_claims, combine, side, within
+from medunlearn.evaluation.claims import (
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_MEASURABLE,
+    check_claims,
+    combine,
+    side,
+    within,
+)
+from medunlearn.evaluation.statistics import bootstrap_ci
+
+SPREAD = (-0.5, 0.3, -0.1, 0.5, -0.3, 0.1)  # six requests, mean 0
 
 
 def _ci(mean, low=None, high=None, n=3):
-    return {"n": n, "mean": mean, "low": low, "high": high}
+    """An aggregate entry: without an interval, or six per-request values around ``mean`` spread within it."""
+    if low is None:
+        return {"n": n, "mean": mean, "low": None, "high": None}
+    return bootstrap_ci([mean + (high - low) * x for x in SPREAD])
+
+
+def _interval(mean, low, high):
+    """An entry written before per-request values (the verdict reads its interval)."""
+    return {"n": 3, "mean": mean, "low": low, "high": high}
 
 
 def _entry(group, method, **metrics):
@@ -21,13 +41,17 @@ def _entry(group, method, **metrics):
     }
 
 
-def test_an_interval_decides_only_when_it_does_not_cross_the_threshold():
+def test_a_threshold_decides_only_when_the_requests_show_one_side():
     assert side(_ci(0.2, 0.1, 0.3), 0.0, below=False) == HOLDS
     assert side(_ci(-0.2, -0.3, -0.1), 0.0, below=False) == FAILS
     assert side(_ci(0.05, -0.1, 0.2), 0.0, below=False) == INCONCLUSIVE
     assert side(_ci(0.3, n=1), 0.0, below=False) == INCONCLUSIVE  # one request: an example, not evidence
+    assert side(bootstrap_ci([0.3, 0.4, 0.35]), 0.0, below=False) == INCONCLUSIVE  # three: no evidence either
     assert within(_ci(0.0, -0.02, 0.02), 0.03) == HOLDS and within(_ci(0.1, 0.05, 0.2), 0.03) == FAILS
     assert within(_ci(0.02, -0.01, 0.05), 0.03) == INCONCLUSIVE
+    # an entry without per-request values (an older document) is judged on its interval
+    assert side(_interval(0.2, 0.1, 0.3), 0.0, below=False) == HOLDS
+    assert within(_interval(0.02, -0.01, 0.05), 0.03) == INCONCLUSIVE
     assert (
         combine([HOLDS, HOLDS]) == HOLDS
         and combine([HOLDS, INCONCLUSIVE]) == INCONCLUSIVE
@@ -64,7 +88,8 @@ def test_chip_gap_claim_holds_does_not_hold_and_is_inconclusive():
     # the other method's gap beyond the oracle's: CHIP does not lead, and the check names the over-forgetting
     over = _gap_claim(_level(_ci(0.0, -0.05, 0.05), _ci(0.4, 0.3, 0.5)))
     assert over["verdict"] == FAILS and "(over-forgetting): grad_diff" in over["checks"][0]["numbers"]
-    assert _gap_claim(_level(_ci(0.0, -0.1, 0.1), _ci(-0.05, -0.2, 0.1)))["verdict"] == INCONCLUSIVE
+    crossing = bootstrap_ci([-0.05 - 0.3 * x for x in SPREAD])  # paired lead +0.05 ± 0.4: crosses 0
+    assert _gap_claim(_level(_ci(0.0, -0.1, 0.1), crossing))["verdict"] == INCONCLUSIVE
     # a lead bought with utility: CHIP's holdout diagnostic drops 0.2 below vanilla
     assert _gap_claim(_level(_ci(0.0, -0.05, 0.05), _ci(-0.3, -0.4, -0.2), _ci(-0.2, -0.25, -0.15)))["verdict"] == FAILS
 
@@ -130,6 +155,56 @@ def test_the_forget_mi_claim_says_when_the_oracle_itself_does_not_drop():
     ]
     claim = next(c for c in check_claims(entries) if c["claim"].startswith("Forget-MI"))
     assert (
-        claim["verdict"] == FAILS
-        and "the oracle's own forget AUC − original is +0.000" in claim["checks"][0]["numbers"]
+        claim["verdict"] == FAILS and "the oracle's own forget AUC − original +0.000" in claim["checks"][0]["numbers"]
     )
+
+
+def _struggle_claim(aggregates, **kwargs):
+    return next(c for c in check_claims(aggregates, **kwargs) if "struggle" in c["claim"])
+
+
+def test_a_level_inside_the_retraining_noise_band_is_not_measurable():
+    keeps = {"minus_vanilla": _ci(0.0, -0.01, 0.01)}
+    entries = [
+        _entry(
+            "patient", "npo", forget_memorised__answered={"minus_oracle": _ci(0.4, 0.3, 0.5)}, siblings__answered=keeps
+        ),
+        _entry("patient", "vanilla", forget_memorised__answered={"minus_oracle": _ci(0.03, 0.01, 0.05)}),
+    ]
+    band = {"low": 0.10, "high": 0.15, "per_seed": [0.10, 0.15, 0.12], "sd": 0.03}
+    noise = [{"model": "m", "group": "patient", "method": "retrain", "metrics": {"forget_memorised/answered": band}}]
+    assert _struggle_claim(entries)["verdict"] == HOLDS
+    claim = _struggle_claim(entries, noise=noise)
+    assert claim["verdict"] == NOT_MEASURABLE and "inside the retraining-noise band" in claim["checks"][0]["numbers"]
+
+
+def test_a_method_whose_grid_met_the_target_or_chose_an_edge_is_no_evidence_that_it_struggles():
+    keeps = {"minus_vanilla": _ci(0.0, -0.01, 0.01)}
+    entries = [_entry("patient", "npo", forget__all={"minus_oracle": _ci(0.4, 0.3, 0.5)}, siblings__all=keeps)]
+    record = {"grid": [{"settings": {"epochs": 1.0}}, {"settings": {"epochs": 2.0}}], "chosen": {"epochs": 1.0}}
+    assert _struggle_claim(entries, selection={"m": {"patient": {"npo": {**record, "edge": None}}}})["verdict"] == HOLDS
+    edge = _struggle_claim(entries, selection={"m": {"patient": {"npo": {**record, "edge": "low"}}}})
+    assert edge["verdict"] == INCONCLUSIVE and "on the grid's low edge" in edge["checks"][0]["numbers"]
+    met = dict(
+        record, edge=None, grid=[{"settings": {"epochs": 1.0}}, {"settings": {"epochs": 2.0}, "meets_target": True}]
+    )
+    reached = _struggle_claim(entries, selection={"m": {"patient": {"npo": met}}})
+    assert (
+        reached["verdict"] == INCONCLUSIVE
+        and "met the target on the validation requests" in reached["checks"][0]["numbers"]
+    )
+
+
+def test_holm_keeps_one_marginal_crossing_among_many_checks_from_failing_the_claim():
+    keeps = {"minus_vanilla": _ci(0.0, -0.01, 0.01)}
+    far = {"minus_oracle": _ci(0.4, 0.3, 0.5)}
+    # one method just inside the target: alone its "does not struggle" is shown at p < 0.025
+    marginal = {"minus_oracle": bootstrap_ci([0.0, 0.01, -0.01, 0.02, -0.02, 0.005])}
+    alone = [_entry("patient", "npo", forget__all=marginal, siblings__all=keeps)]
+    p_alone = _struggle_claim(alone)["checks"][0]["p_fails_holm"]
+    assert _struggle_claim(alone)["verdict"] == FAILS
+    many = alone + [
+        _entry(level, "npo", forget__all=far, siblings__all=keeps) for level in ("study", "section", "institution")
+    ]
+    checks = _struggle_claim(many)["checks"]
+    assert checks[1]["p_fails_holm"] >= p_alone  # Holm's adjustment only raises a p-value

@@ -1,26 +1,59 @@
 import numpy as np
 import pytest
 
-from medunlearn.evaluation.statistics import aggregate, bootstrap_ci, row_metrics
+from medunlearn.evaluation.statistics import aggregate, bootstrap_ci, holm, p_above, p_below, row_metrics
 
 
-def test_the_bootstrap_interval_covers_the_truth_at_about_its_nominal_rate():
-    rng = np.random.default_rng(0)
-    truth = 0.6  # 20 requests' scores drawn from a skewed law with this mean: Beta(3, 2)
-    draws, covered = 300, 0
+#: known laws of per-request scores, each with its mean: symmetric, skewed, U-shaped, piled near a floor
+#: continuously, shares of 20 items near 0 (most requests exactly 0 or 0.05), and a paired difference
+LAWS = {
+    "normal": (lambda rng, n: rng.normal(0.5, 0.2, n), 0.5),
+    "beta(2,8)": (lambda rng, n: rng.beta(2, 8, n), 0.2),
+    "beta(0.5,0.5)": (lambda rng, n: rng.beta(0.5, 0.5, n), 0.5),
+    "beta(0.5,3)": (lambda rng, n: rng.beta(0.5, 3, n), 0.5 / 3.5),
+    "share of 20 at p=0.08": (lambda rng, n: rng.binomial(20, 0.08, n) / 20, 0.08),
+    "difference": (lambda rng, n: rng.beta(0.5, 3, n) - rng.beta(2, 2, n), 0.5 / 3.5 - 0.5),
+}
+
+
+def _coverage(law: str, n: int, draws: int) -> float:
+    draw, truth = LAWS[law]
+    rng = np.random.default_rng(n)
+    covered = 0
     for i in range(draws):
-        values = rng.beta(3, 2, size=20)
-        ci = bootstrap_ci(values, resamples=500, seed=i)
+        ci = bootstrap_ci(draw(rng, n), resamples=999, seed=i)
         covered += ci["low"] <= truth <= ci["high"]
-    # nominal 95 %; the percentile bootstrap runs a little narrow at n = 20 (its known small-sample bias)
-    assert 0.88 <= covered / draws <= 0.99
+    return covered / draws
+
+
+@pytest.mark.parametrize("n", [5, 10])
+@pytest.mark.parametrize("law", list(LAWS))
+def test_the_interval_covers_at_least_092_for_a_nominal_095_from_five_requests(law, n):
+    # measured (1000 draws): 0.927-0.97 at n = 5 and 0.939-0.986 at n = 10 over these laws; a sampling error of
+    # 0.007 — an even sparser floor (0.03 of 30 items) covers 0.914 at n = 5, docs/evaluation.md
+    assert _coverage(law, n, draws=1000) >= 0.92
+
+
+def test_three_requests_get_no_interval_because_none_tested_covers_there():
+    # n = 3: Student-t 0.86, bootstrap-t 0.84, percentile bootstrap (the range) about 0.75 on beta(0.5, 3)
+    assert bootstrap_ci([0.1, 0.4, 0.2])["low"] is None
+    assert bootstrap_ci([0.1, 0.4, 0.2, 0.3])["low"] is not None
+
+
+def test_one_sided_p_values_invert_the_interval_and_holm_steps_down():
+    values = [0.31, 0.42, 0.28, 0.39, 0.35, 0.44]
+    ci = bootstrap_ci(values)
+    assert p_above(values, ci["low"] - 0.01) < 0.025 < p_above(values, ci["low"] + 0.02)
+    assert p_below(values, ci["high"] + 0.01) < 0.025 < p_below(values, ci["high"] - 0.02)
+    assert p_above([0.5, 0.5, 0.5], 0.0) == 1.0  # below four values there is no evidence
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
 
 
 def test_one_request_is_an_example_without_an_interval_and_equal_values_give_a_point():
-    assert bootstrap_ci([0.4]) == {"n": 1, "mean": 0.4, "low": None, "high": None}
-    assert bootstrap_ci([0.5, 0.5, 0.5]) == {"n": 3, "mean": 0.5, "low": 0.5, "high": 0.5}
+    assert bootstrap_ci([0.4]) == {"n": 1, "mean": 0.4, "low": None, "high": None, "values": [0.4]}
+    assert bootstrap_ci([0.5] * 4) == {"n": 4, "mean": 0.5, "low": 0.5, "high": 0.5, "values": [0.5] * 4}
     assert bootstrap_ci([float("nan"), 0.2, None])["n"] == 1  # non-finite values do not count
-    assert bootstrap_ci([0.1, 0.9], seed=1) == bootstrap_ci([0.1, 0.9], seed=1)  # seeded
+    assert bootstrap_ci([0.1, 0.9, 0.3, 0.5], seed=1) == bootstrap_ci([0.1, 0.9, 0.3, 0.5], seed=1)  # seeded
 
 
 def _row(method, key, forget, retain, *, generation_forget=None):
@@ -56,7 +89,8 @@ def test_aggregates_pair_each_method_with_the_oracle_request_by_request():
     assert out["chip"]["requests"] == 2 and chip["n"] == 2  # the validation request is not aggregated
     assert chip["mean"] == pytest.approx(0.6)
     assert chip["minus_oracle"]["mean"] == pytest.approx(0.2)  # (0.3 + 0.1) / 2, paired per request
-    assert chip["minus_oracle"]["low"] >= 0.1 - 1e-9 and chip["minus_oracle"]["high"] <= 0.3 + 1e-9
+    assert chip["minus_oracle"]["values"] == pytest.approx([0.3, 0.1])  # two requests: no interval yet
+    assert chip["minus_oracle"]["low"] is None
     assert "minus_oracle" not in out["retrain"]["metrics"]["forget/all"]
 
 

@@ -11,7 +11,7 @@ from medunlearn.methods.registry import METHODS, method, method_config
 
 
 def test_registry_holds_every_method_of_the_protocol():
-    assert set(METHODS) == {"chip", "forget_mi", "grad_ascent", "grad_diff", "kl", "npo", "retain_ft", "retrain"}
+    assert set(METHODS) == {"chip", "chip_reference", "forget_mi", "grad_ascent", "grad_diff", "kl", "npo", "retain_ft", "retrain"}
     assert ORACLE in METHODS  # the results' oracle rows are the retrain method's
 
 
@@ -26,7 +26,11 @@ def test_defaults_are_filled_and_values_typed():
         "batch_size": 16,
         "depth": 1,
         "own": 1,
+        "pooled": 0,
+        "layer_share": 0.0,
     }
+    reference = method_config("chip_reference").settings  # the authors' choices as defaults
+    assert (reference.own, reference.pooled, reference.layer_share) == (0, 1, 6 / 28)
     batch = method_config("grad_diff", {"batch_size": "12"}).settings.batch_size
     assert batch == 12 and isinstance(batch, int)
     assert isinstance(method_config("grad_diff", {"epochs": "3"}).settings.epochs, float)

@@ -27,11 +27,15 @@ class BenchConfig:
     methods: tuple[str, ...] = tuple(METHODS)
     levels: tuple[str, ...] = ALL_LEVELS
     targets_per_level: int = 1
+    #: a level holding fewer unrelated targets than asked tests what it holds (after its validation targets)
+    fewer_targets: bool = False
     forget_fractions: tuple[float, ...] = ()
     select: bool = False
     validation_per_level: int = 1
     min_items: int = MIN_SCORED_ITEMS
     seeds: int = 1
+    #: 0: every test request's oracle is retrained from the further seeds; n: the first n of each group only
+    noise_requests: int = 0
     seed: int = 0
     epochs: int | None = None
     lr: float | None = None
@@ -49,6 +53,7 @@ class BenchConfig:
         check_integer("--validation-per-level", self.validation_per_level, 1, 1000)
         check_integer("--seeds", self.seeds, 1, 100, " (1: one training seed; more: the retraining-noise band)")
         check_integer("--min-items", self.min_items, 1, 100_000)
+        check_integer("--noise-requests", self.noise_requests, 0, 1000, " (0: every test request)")
         check_integer("--seed", self.seed, 0, MAX_SEED)
         for fraction in self.forget_fractions:
             if not 0 < fraction < 1:
@@ -71,9 +76,11 @@ class BenchConfig:
         """The methods run as cells: every listed one but ``retrain``, whose oracle every request has anyway."""
         return [m for m in self.methods if m != ORACLE]
 
-    def method_config(self, name: str, point: dict[str, Any] | None = None) -> MethodConfig:
-        """The method's defaults, the bench's ``--set`` overrides, then ``point`` (a grid point's settings)."""
-        return method_config(name, {**self.method_settings.get(name, {}), **(point or {})}, self.seed)
+    def method_config(self, name: str, point: dict[str, Any] | None = None, seed: int | None = None) -> MethodConfig:
+        """The method's defaults, the bench's ``--set`` overrides, then ``point`` (a grid point's settings); run
+        with ``seed`` (a request's own method seed), else the bench's."""
+        settings = {**self.method_settings.get(name, {}), **(point or {})}
+        return method_config(name, settings, self.seed if seed is None else seed)
 
     def grid(self, name: str) -> list[dict[str, Any]]:
         """The grid points ``select`` tries for one method: its declared grid's keys only (empty: nothing to choose)."""

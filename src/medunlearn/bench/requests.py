@@ -20,7 +20,7 @@ from medunlearn.bench.config import BenchConfig
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import Hospital, Level
 from medunlearn.data.splits import DeletionRequest, make_split
-from medunlearn.errors import MedunlearnError
+from medunlearn.errors import MAX_SEED, MedunlearnError
 from medunlearn.models.base import MultimodalModel
 
 #: the seed of the n-th forget-fraction draw is seed × this + n (a prime, so the draws of nearby seeds differ)
@@ -43,6 +43,10 @@ class BenchRequest:
     def key(self) -> str:
         digest = hashlib.sha1(",".join(self.request.targets).encode()).hexdigest()[:8]
         return f"{self.group}-{digest}" if self.role == TEST else f"{VALIDATION}-{self.group}-{digest}"
+
+    def method_seed(self, seed: int) -> int:
+        """The seed its method runs get: the bench's seed and its own key, so each request draws its own batches."""
+        return (seed + int(hashlib.sha1(self.key.encode()).hexdigest()[:8], 16)) % (MAX_SEED + 1)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {**self.request.to_json(), "key": self.key, "role": self.role}
@@ -104,7 +108,10 @@ def draw_requests(dataset: HospitalDataset, model: MultimodalModel, config: Benc
             chosen[role].append(targets)
             if len(chosen[TEST]) == wanted[TEST] and len(chosen[VALIDATION]) == wanted[VALIDATION]:
                 break
-        if len(chosen[TEST]) < wanted[TEST] or len(chosen[VALIDATION]) < wanted[VALIDATION]:
+        while config.fewer_targets and len(chosen[VALIDATION]) < wanted[VALIDATION] and len(chosen[TEST]) > 1:
+            chosen[VALIDATION].append(chosen[TEST].pop())  # a level short of targets: validation first, test the rest
+        short = len(chosen[TEST]) < wanted[TEST] and not (config.fewer_targets and chosen[TEST])
+        if short or len(chosen[VALIDATION]) < wanted[VALIDATION]:
             need = f"{wanted[TEST]} test" + (f" and {wanted[VALIDATION]} validation" if wanted[VALIDATION] else "")
             raise MedunlearnError(
                 f"the {level.value} level has {len(chosen[TEST]) + len(chosen[VALIDATION])} unrelated targets whose "

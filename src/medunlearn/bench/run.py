@@ -80,7 +80,7 @@ class Bench:
         selection = {}
         if self.config.select:
             selection = choose(
-                self.config, validations, self._rows(validations, [grid_runs(self.config)] * len(validations))
+                self.config, validations, self._rows(validations, [grid_runs(self.config, r) for r in validations])
             )
         rows = [
             row
@@ -92,24 +92,40 @@ class Bench:
         metrics = metrics_document(self.settings, models, rows, self.timings)
         metrics["selection"] = {vanilla.family: selection} if selection else {}
         metrics["aggregates"] = aggregate(rows, seed=self.config.seed)
-        noise = [row for row in rows if row["method"] in (VANILLA, ORACLE)]
+        banded = self.noise_band_requests(tests)
+        keys = {r.key for r in banded}
+        noise = [row for row in rows if row["method"] in (VANILLA, ORACLE) and row["request"]["key"] in keys]
         for offset in range(1, self.config.seeds):  # the same requests, vanilla and oracles trained from another seed
             trained(self.dataset, self.config.training(offset), self.folder.vanilla(offset), self.timings, "training")
             noise += [
                 {"model": vanilla.family, **row}
-                for request_rows in self._rows(tests, [[] for _ in tests], offset)
+                for request_rows in self._rows(banded, [[] for _ in banded], offset)
                 for row in request_rows
             ]
         metrics["noise"] = retraining_noise(noise) if self.config.seeds > 1 else []
         write_json(self.folder.path / "metrics.json", metrics)
         return metrics
 
+    def noise_band_requests(self, tests: list[BenchRequest]) -> list[BenchRequest]:
+        """The test requests whose vanilla model and oracle are also trained from the further seeds: every one,
+        or the first ``noise_requests`` of each group."""
+        if not self.config.noise_requests:
+            return tests
+        kept: dict[str, int] = {}
+        out = []
+        for r in tests:
+            if kept.get(r.group, 0) < self.config.noise_requests:
+                kept[r.group] = kept.get(r.group, 0) + 1
+                out.append(r)
+        return out
+
     def plan(self, requests: list[BenchRequest]) -> tuple[int, int]:
         """How many of the run's cells are finished, and how many it has."""
         paths: list[Path] = []
-        grid = [name for name, _ in grid_runs(self.config)]
+        banded = {r.key for r in self.noise_band_requests([r for r in requests if r.role == TEST])}
         for r in requests:
-            seeds = [f".seed{offset}" for offset in range(1, self.config.seeds)] if r.role == TEST else []
+            grid = [name for name, _ in grid_runs(self.config, r)]
+            seeds = [f".seed{offset}" for offset in range(1, self.config.seeds)] if r.key in banded else []
             names = [
                 VANILLA,
                 ORACLE,

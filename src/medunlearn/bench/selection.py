@@ -11,13 +11,14 @@ from medunlearn.bench.cells import Run
 from medunlearn.bench.config import BenchConfig
 from medunlearn.bench.requests import BenchRequest
 from medunlearn.evaluation.results import ORACLE, VANILLA
-from medunlearn.evaluation.selection import criterion, selection_record
+from medunlearn.evaluation.selection import criterion, selection_record, target_distances
+from medunlearn.methods.registry import method
 
 
-def grid_runs(config: BenchConfig) -> list[Run]:
+def grid_runs(config: BenchConfig, request: BenchRequest) -> list[Run]:
     """Every grid point of every method, as the cells ``<method>@<i>`` of one validation request."""
     return [
-        (f"{name}@{i}", config.method_config(name, point))
+        (f"{name}@{i}", config.method_config(name, point, request.method_seed(config.seed)))
         for name in config.unlearning_methods
         for i, point in enumerate(config.grid(name))
     ]
@@ -42,7 +43,12 @@ def choose(
                 [criterion(cells[f"{name}@{i}"], cells[VANILLA], cells[ORACLE]) for cells in members]
                 for i in range(len(points))
             ]
-            selection.setdefault(group, {})[name] = selection_record(points, values, keys)
+            distances = [
+                [target_distances(cells[f"{name}@{i}"], cells[VANILLA], cells[ORACLE]) for cells in members]
+                for i in range(len(points))
+            ]
+            bounds = {p.name: (p.low, p.high) for p in method(name).parameters if p.grid}
+            selection.setdefault(group, {})[name] = selection_record(points, values, keys, distances, bounds)
     return selection
 
 
@@ -50,6 +56,11 @@ def chosen_runs(config: BenchConfig, selection: dict[str, dict[str, Any]], reque
     """The test request's method runs: each method with the point chosen for its group, else its defaults."""
     chosen = selection.get(request.group, {})
     return [
-        (name, config.method_config(name, chosen[name]["chosen"] if name in chosen else None))
+        (
+            name,
+            config.method_config(
+                name, chosen[name]["chosen"] if name in chosen else None, request.method_seed(config.seed)
+            ),
+        )
         for name in config.unlearning_methods
     ]

@@ -351,6 +351,12 @@ def bench_command(
     seeds: Annotated[
         int, typer.Option("--seeds", help="Training seeds of vanilla and oracle (≥ 2: the retraining-noise band).")
     ] = 1,
+    noise_requests: Annotated[
+        int,
+        typer.Option(
+            "--noise-requests", help="Test requests per group retrained from the further seeds (0: every one)."
+        ),
+    ] = 0,
     forget_fraction: Annotated[
         str | None, typer.Option("--forget-fraction", help="Patient shares deleted at once, e.g. 0.03,0.06,0.10.")
     ] = None,
@@ -402,6 +408,7 @@ def bench_command(
         validation_per_level=validation_per_level,
         min_items=min_items,
         seeds=seeds,
+        noise_requests=noise_requests,
     )
     inputs = [("--data", data), ("--model", Path(model) if Path(model).exists() else None)]
     with claimed_output(out_dir, "bench", inputs=inputs, resumes=("bench",)):
@@ -510,7 +517,7 @@ def reproduce(
             announce=lambda dataset, folder: print_summary(dataset.summary(), folder),
             executor=_run_executor(executor, ray_address, gpus_per_cell),
         )
-    print_claims(run.metrics.get("aggregates") or [])
+    print_claims(run.metrics)
     out.print(f"[bold]report:[/] {run.report.resolve()}")
 
 

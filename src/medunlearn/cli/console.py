@@ -82,14 +82,17 @@ def print_quality(title: str, quality: dict[str, float]) -> None:
     out.print(table)
 
 
-def print_claims(aggregates: list[dict]) -> None:
+def print_claims(metrics: dict) -> None:
     """The published claims with their verdicts (the report has every check's numbers)."""
 
     table = Table(title="the published claims, checked (numbers per check: report.html)", title_justify="left")
     table.add_column("claim")
     table.add_column("model")
     table.add_column("verdict")
-    for claim in check_claims(aggregates):
+    claims = check_claims(
+        metrics.get("aggregates") or [], noise=metrics.get("noise") or [], selection=metrics.get("selection")
+    )
+    for claim in claims:
         table.add_row(claim["claim"], claim["model"], claim["verdict"])
     out.print(table)
 

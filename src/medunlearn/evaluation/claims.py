@@ -1,31 +1,46 @@
 """The published claims, checked against a bench's aggregates (PROTOCOL.md §5). Plain data: no torch.
 
-Each claim becomes one or more checks; a check compares a paired difference's 95 % CI
-with a threshold written here before any run:
+Each claim becomes one or more checks; a check is a conjunction of conditions on paired
+differences (method − oracle, method − vanilla), each a threshold written here before any
+run, tested on the per-request values with the tests the aggregates' intervals invert
+(:func:`medunlearn.evaluation.statistics.p_above`, one-sided at ``ALPHA`` = 0.025, the
+side of a 95 % interval):
 
-- **holds** — the whole interval lies on the claim's side of the threshold;
-- **does not hold** — the whole interval lies on the other side;
-- **inconclusive** — the interval crosses the threshold, or there is no interval (one
-  request is an example, not evidence).
+- **holds** — every condition is shown on the claim's side (intersection–union: the
+  conjunction needs no correction);
+- **does not hold** — a condition is shown on the other side, after Holm's correction
+  over all the claim's checks (a claim with 12 checks does not fail by one chance
+  crossing);
+- **inconclusive** — neither, or fewer than 4 requests (no evidence);
+- **not measurable** — on this level the vanilla model's forget score lies within the
+  retraining-noise band of the oracle's (the seeds' spread): there is nothing to forget
+  that retraining can tell apart.
 
-A claim holds when all its checks hold, does not hold when one does not, and is
-inconclusive otherwise. The numbers (mean and interval) go beside every verdict.
+A claim holds when all its checks hold, does not hold when one does not, is not
+measurable when none is measurable, and is inconclusive otherwise. The numbers (mean,
+interval, Holm-adjusted p) go beside every verdict.
 
 The claims (from the seed papers):
 
 - MedForget ①: existing methods (every method but CHIP) struggle to forget
   hierarchically without utility loss — at each level, no existing method forgets to the
   oracle's level (|forget − oracle| ≤ ``FORGET_TOLERANCE``) while keeping siblings, retain
-  and holdout-diagnostic within ``UTILITY_TOLERANCE`` of vanilla.
+  and holdout-diagnostic within ``UTILITY_TOLERANCE`` of vanilla. Judged over each
+  method's whole grid: if any grid point met that target on the validation requests, or
+  the chosen point sits on an edge of its grid that is not a natural bound, the method
+  is not evidence that it struggles (the check cannot hold) — doing nothing is not
+  struggling.
 - MedForget ②: fine-grained (section, study) unlearning is vulnerable to the
   reconstruction attack, coarse (institution, patient) is not — the context's recovery
   of the forget score beyond the oracle's exceeds ``RECOVERY_THRESHOLD`` at the fine
-  levels and stays below it at the coarse ones (mean over the unlearning methods).
+  levels and stays below it at the coarse ones (per request, the mean over the
+  unlearning methods).
 - MedForget ③: CHIP has the highest forget–retain gap at every level with competitive
-  utility — CHIP's gap minus the best other method's gap > 0, and CHIP's holdout-diagnostic
-  drop below vanilla ≤ ``UTILITY_TOLERANCE``. Judged as stated *and* against the oracle: a
-  gap larger than the oracle's by more than ``FORGET_TOLERANCE`` is over-forgetting, and
-  the verdict says so.
+  utility — CHIP's gap minus the best other method's gap > 0 (paired per request), and
+  CHIP's holdout-diagnostic drop below vanilla ≤ ``UTILITY_TOLERANCE``. Judged as stated
+  *and* against the oracle: a gap larger than the oracle's by more than
+  ``FORGET_TOLERANCE`` is over-forgetting, and the verdict says so. Checked for each CHIP
+  configuration run (ours, ``chip``; the authors', ``chip_reference``).
 - Forget-MI: forget AUC, forget F1 and the MIA score drop against the original model
   (paper: −0.221, −0.305, −0.202) while test performance stays that of the retrained
   model (|test AUC − oracle| ≤ ``TEST_TOLERANCE``).
@@ -37,13 +52,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from medunlearn.evaluation.results import FORGETTING_SET, KEPT_SETS, ORACLE, SCORE, VANILLA
+from medunlearn.evaluation.selection import FORGET_TOLERANCE, UTILITY_TOLERANCE
+from medunlearn.evaluation.statistics import bootstrap_ci, holm, p_above, p_below
 
-HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
-FORGET_TOLERANCE = 0.10
-UTILITY_TOLERANCE = 0.05
+HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURABLE = "holds", "does not hold", "inconclusive", "not measurable"
+#: one-sided level of every test: the side of a 95 % interval
+ALPHA = 0.025
 RECOVERY_THRESHOLD = 0.05
 TEST_TOLERANCE = 0.03
 CHIP = "chip"
+#: every CHIP configuration: ours and the authors' code's (PROTOCOL.md §3)
+CHIPS = ("chip", "chip_reference")
 FORGET_MI = "forget_mi"
 FINE, COARSE = ("section", "study"), ("institution", "patient")
 #: what a claim reads (PROTOCOL.md §5: on the memorised part, the share of items answered)
@@ -63,40 +82,83 @@ SCHEMA_1_NAMES = {
 FORGET_MI_PAPER = {"forget/auc": -0.221, "forget/macro_f1": -0.305, "privacy/loss_auc": -0.202}
 
 
-def side(entry: dict[str, Any] | None, threshold: float, *, below: bool) -> str:
-    """Whether ``entry``'s interval lies below (or above) ``threshold``: holds / does not hold / inconclusive."""
+def _values(entry: dict[str, Any] | None) -> list[float] | None:
+    return None if not entry or entry.get("values") is None else list(entry["values"])
+
+
+def _interval_test(entry: dict[str, Any] | None, threshold: float, *, below: bool) -> tuple[float, float]:
+    """(p holds, p fails) of a threshold from an interval alone (an entry written before per-request values)."""
     if not entry or entry.get("low") is None:
-        return INCONCLUSIVE
+        return 1.0, 1.0
     low, high = entry["low"], entry["high"]
     if below:
-        return HOLDS if high < threshold else FAILS if low >= threshold else INCONCLUSIVE
-    return HOLDS if low > threshold else FAILS if high <= threshold else INCONCLUSIVE
+        return (0.0 if high < threshold else 1.0), (0.0 if low >= threshold else 1.0)
+    return (0.0 if low > threshold else 1.0), (0.0 if high <= threshold else 1.0)
+
+
+def side_test(entry: dict[str, Any] | None, threshold: float, *, below: bool) -> tuple[float, float]:
+    """(p of "the mean lies below (or above) ``threshold``", p of the opposite), one-sided."""
+    values = _values(entry)
+    if values is None or (entry.get("low") is not None and entry["low"] == entry["high"]):  # type: ignore[union-attr]
+        return _interval_test(entry, threshold, below=below)  # no values, or all alike: the point decides
+    lower, upper = p_below(values, threshold), p_above(values, threshold)
+    return (lower, upper) if below else (upper, lower)
+
+
+def within_test(entry: dict[str, Any] | None, tolerance: float) -> tuple[float, float]:
+    """(p of "inside [−tolerance, tolerance]" (two one-sided tests), p of "outside" (the nearer side))."""
+    above_low, below_low = side_test(entry, -tolerance, below=False)
+    below_high, above_high = side_test(entry, tolerance, below=True)
+    return max(above_low, below_high), min(below_low, above_high)
+
+
+def conjunction(tests: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """All conditions hold (the largest p: intersection–union); one fails (the smallest: a check's few
+    conditions are not corrected among themselves, the claim's checks are, by Holm)."""
+    if not tests:
+        return 1.0, 1.0
+    return max(t[0] for t in tests), min(t[1] for t in tests)
+
+
+def negated(test: tuple[float, float]) -> tuple[float, float]:
+    return test[1], test[0]
+
+
+def verdict_of(test: tuple[float, float]) -> str:
+    return HOLDS if test[0] <= ALPHA else FAILS if test[1] <= ALPHA else INCONCLUSIVE
+
+
+def side(entry: dict[str, Any] | None, threshold: float, *, below: bool) -> str:
+    """Whether ``entry`` lies below (or above) ``threshold``: holds / does not hold / inconclusive."""
+    return verdict_of(side_test(entry, threshold, below=below))
 
 
 def within(entry: dict[str, Any] | None, tolerance: float) -> str:
-    """Whether ``entry``'s interval lies inside [−tolerance, tolerance]."""
-    if not entry or entry.get("low") is None:
-        return INCONCLUSIVE
-    if -tolerance <= entry["low"] and entry["high"] <= tolerance:
-        return HOLDS
-    return FAILS if entry["high"] < -tolerance or entry["low"] > tolerance else INCONCLUSIVE
+    """Whether ``entry`` lies inside [−tolerance, tolerance]."""
+    return verdict_of(within_test(entry, tolerance))
 
 
 def combine(verdicts: Sequence[str]) -> str:
     if verdicts and all(v == HOLDS for v in verdicts):
         return HOLDS
-    return FAILS if FAILS in verdicts else INCONCLUSIVE
+    if FAILS in verdicts:
+        return FAILS
+    if verdicts and all(v == NOT_MEASURABLE for v in verdicts):
+        return NOT_MEASURABLE
+    return INCONCLUSIVE
 
 
 def negate(verdict: str) -> str:
-    return {HOLDS: FAILS, FAILS: HOLDS}.get(verdict, INCONCLUSIVE)
+    return {HOLDS: FAILS, FAILS: HOLDS}.get(verdict, verdict)
 
 
 def _number(entry: dict[str, Any] | None) -> str:
     if not entry or entry.get("mean") is None:
         return "–"
     interval = (
-        f" [{entry['low']:+.3f}, {entry['high']:+.3f}]" if entry.get("low") is not None else " (n = 1, no interval)"
+        f" [{entry['low']:+.3f}, {entry['high']:+.3f}]"
+        if entry.get("low") is not None
+        else f" (n = {entry.get('n', 1)}, no interval)"
     )
     return f"{entry['mean']:+.3f}{interval}"
 
@@ -117,21 +179,60 @@ def _paired(metrics: dict[str, Any] | None, name: str, reference: str) -> dict[s
     return ((metrics or {}).get(name) or {}).get(reference)
 
 
+def _from_values(values: list[float]) -> dict[str, Any]:
+    return bootstrap_ci(values)
+
+
 def _difference_of(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
-    """a − b of two paired differences to the same reference (a conservative interval: the intervals' extremes)."""
+    """a − b of two paired differences to the same reference, request by request (no interval when the
+    requests cannot be paired)."""
     if not a or not b or a.get("mean") is None or b.get("mean") is None:
         return None
-    out = {"n": min(a["n"], b["n"]), "mean": a["mean"] - b["mean"], "low": None, "high": None}
-    if a.get("low") is not None and b.get("low") is not None:
-        out["low"], out["high"] = a["low"] - b["high"], a["high"] - b["low"]
+    va, vb = _values(a), _values(b)
+    if va is not None and vb is not None and len(va) == len(vb):
+        return _from_values([x - y for x, y in zip(va, vb, strict=True)])
+    return {"n": min(a["n"], b["n"]), "mean": a["mean"] - b["mean"], "low": None, "high": None}
+
+
+def _noise_widths(noise: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str], float]:
+    """Per (model, group, metric): the widest seed band of the vanilla model and the oracle."""
+    out: dict[tuple[str, str, str], float] = {}
+    for entry in noise:
+        for name, band in entry.get("metrics", {}).items():
+            key = (entry["model"], entry["group"], name)
+            out[key] = max(out.get(key, 0.0), float(band["high"]) - float(band["low"]))
     return out
 
 
-def check_claims(aggregates: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every claim the aggregates can speak to: its verdict, and per check the numbers behind it."""
+def _unmeasurable(index, widths, model: str, group: str, name: str) -> str | None:
+    """Why ``group`` cannot be judged on ``name``: vanilla − oracle inside the retraining-noise band; else None."""
+    width = widths.get((model, group, name))
+    distance = _paired(index.get((model, group, VANILLA)), name, "minus_oracle")
+    if width is None or not distance or distance.get("mean") is None:
+        return None
+    if abs(distance["mean"]) <= width:
+        return (
+            f"not measurable: vanilla − oracle {distance['mean']:+.3f} lies inside the retraining-noise band "
+            f"(seeds span {width:.3f})"
+        )
+    return None
+
+
+def check_claims(
+    aggregates: Sequence[dict[str, Any]],
+    *,
+    noise: Sequence[dict[str, Any]] = (),
+    selection: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Every claim the aggregates can speak to: its verdict, and per check the numbers behind it.
+
+    ``noise``: the bench's retraining-noise bands (a level inside them is not measurable); ``selection``: its
+    grid searches per model (what the validation requests showed of each method's whole grid)."""
     index = _index(aggregates)
+    widths = _noise_widths(noise)
     claims: list[dict[str, Any]] = []
     for model in dict.fromkeys(a["model"] for a in aggregates):
+        context = Context(index, widths, (selection or {}).get(model, {}), model)
         groups = list(dict.fromkeys(a["group"] for a in aggregates if a["model"] == model))
         methods = {
             g: [
@@ -144,179 +245,240 @@ def check_claims(aggregates: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         levels = [g for g in groups if not g.startswith("fraction")]
         if levels:
             claims += [
-                _struggle(index, model, levels, methods),
-                _reconstruction(index, model, levels, methods),
-                *_chip_gap(index, model, levels, methods),
+                _struggle(context, levels, methods),
+                _reconstruction(context, levels, methods),
+                *(claim for chip in CHIPS for claim in _chip_gap(context, levels, methods, chip)),
             ]
         fractions = [g for g in groups if g.startswith("fraction") and FORGET_MI in methods[g]]
         if fractions:
-            claims.append(_forget_mi(index, model, fractions))
+            claims.append(_forget_mi(context, fractions))
     return [c for c in claims if c["checks"]]
 
 
-def _check(label: str, verdict: str, numbers: str) -> dict[str, str]:
-    return {"check": label, "verdict": verdict, "numbers": numbers}
+class Context:
+    """What every claim reads for one model: its aggregates, noise bands and grid searches."""
+
+    def __init__(self, index, widths, selection: dict[str, Any], model: str) -> None:
+        self.index, self.widths, self.selection, self.model = index, widths, selection, model
+
+    def metrics(self, group: str, method: str) -> dict[str, Any] | None:
+        return self.index.get((self.model, group, method))
+
+    def unmeasurable(self, group: str, name: str) -> str | None:
+        return _unmeasurable(self.index, self.widths, self.model, group, name)
 
 
-def _struggle(index, model: str, levels: list[str], methods: dict[str, list[str]]) -> dict[str, Any]:
+def _check(
+    label: str,
+    test: tuple[float, float],
+    numbers: str,
+    *,
+    forced: str | None = None,
+    cannot_hold: Sequence[str] = (),
+) -> dict[str, Any]:
+    """One check: its (p holds, p fails), numbers, a verdict forced by the data (not measurable) and the
+    reasons it may not hold whatever its test says."""
+    return {
+        "check": label,
+        "test": test,
+        "numbers": numbers,
+        "forced": forced,
+        "cannot_hold": list(cannot_hold),
+    }
+
+
+def _claim(title: str, model: str, checks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Holm over the claim's checks' "does not hold" p-values; each check's verdict; the claim's."""
+    open_checks = [c for c in checks if c["forced"] is None]
+    adjusted = holm([c["test"][1] for c in open_checks])
+    for check, p_fails in zip(open_checks, adjusted, strict=True):
+        p_holds = check["test"][0]
+        verdict = verdict_of((p_holds, p_fails))
+        notes = []
+        if verdict == HOLDS and check["cannot_hold"]:
+            verdict = INCONCLUSIVE
+            notes = check["cannot_hold"]
+        check.update(verdict=verdict, p_holds=round(p_holds, 4), p_fails_holm=round(p_fails, 4))
+        check["numbers"] += f"; p(holds) {p_holds:.3f}, Holm-adjusted p(does not hold) {p_fails:.3f}"
+        if notes:
+            check["numbers"] += "; cannot hold: " + "; ".join(notes)
+    for check in checks:
+        if check["forced"] is not None:
+            check.update(verdict=NOT_MEASURABLE)
+            check["numbers"] = f"{check['forced']}; {check['numbers']}"
+        del check["test"], check["forced"], check["cannot_hold"]
+    return {
+        "claim": title,
+        "model": model,
+        "verdict": combine([c["verdict"] for c in checks]),
+        "correction": f"Holm over the claim's {len(open_checks)} measurable checks",
+        "checks": checks,
+    }
+
+
+def _grid_evidence(context: Context, level: str, method: str) -> list[str]:
+    """Why a method's test check cannot show it struggles: a grid point met the target on the validation
+    requests, or the chosen point sits on an edge of its grid that is not a natural bound."""
+    record = (context.selection.get(level) or {}).get(method)
+    if not record:
+        return []
+    reasons = []
+    met = [i for i, point in enumerate(record["grid"]) if point.get("meets_target")]
+    if met:
+        shown = ", ".join(str(record["grid"][i]["settings"]) for i in met)
+        reasons.append(f"grid point(s) {shown} met the target on the validation requests")
+    if record.get("edge"):
+        reasons.append(f"the chosen point {record['chosen']} is on the grid's {record['edge']} edge")
+    return reasons
+
+
+def _struggle(context: Context, levels: list[str], methods: dict[str, list[str]]) -> dict[str, Any]:
     checks = []
     for level in levels:
-        for method in [m for m in methods[level] if m != CHIP]:
-            metrics = index.get((model, level, method))
+        for method in [m for m in methods[level] if m not in CHIPS]:
+            metrics = context.metrics(level, method)
             forget = _paired(metrics, FORGETTING, "minus_oracle")
-            succeeds = [within(forget, FORGET_TOLERANCE)]
+            succeeds = [within_test(forget, FORGET_TOLERANCE)]
             numbers = [f"forget − oracle {_number(forget)}"]
             for name in KEPT:
                 drop = _paired(metrics, name, "minus_vanilla")
                 if drop is not None and drop.get("mean") is not None:
-                    succeeds.append(side(drop, -UTILITY_TOLERANCE, below=False))
+                    succeeds.append(side_test(drop, -UTILITY_TOLERANCE, below=False))
                     numbers.append(f"{name.split('/')[0]} − vanilla {_number(drop)}")
             # the claim (methods struggle) holds for this method when it does not succeed
             checks.append(
                 _check(
                     f"{level}: {method} forgets to the oracle's level without utility loss — it should not",
-                    negate(combine(succeeds)),
+                    negated(conjunction(succeeds)),
                     "; ".join(numbers),
+                    forced=context.unmeasurable(level, FORGETTING),
+                    cannot_hold=_grid_evidence(context, level, method),
                 )
             )
-    return {
-        "claim": "MedForget: existing methods struggle to forget hierarchically without utility loss",
-        "model": model,
-        "verdict": combine([c["verdict"] for c in checks]),
-        "checks": checks,
-    }
+    return _claim(
+        "MedForget: existing methods struggle to forget hierarchically without utility loss", context.model, checks
+    )
 
 
-def _mean_over_methods(
-    index, model: str, level: str, methods: list[str], name: str, reference: str
-) -> dict[str, Any] | None:
+def _mean_over_methods(context: Context, level: str, methods: list[str], name: str, reference: str):
+    """Per request, the mean over ``methods`` of their paired differences; its mean and interval."""
     entries = [
-        e
-        for m in methods
-        if (e := _paired(index.get((model, level, m)), name, reference)) and e.get("mean") is not None
+        e for m in methods if (e := _paired(context.metrics(level, m), name, reference)) and e.get("mean") is not None
     ]
     if not entries:
         return None
-    out = {
+    values = [_values(e) for e in entries]
+    if all(v is not None for v in values) and len({len(v) for v in values}) == 1:
+        return _from_values([sum(column) / len(column) for column in zip(*values, strict=True)])
+    return {
         "n": min(e["n"] for e in entries),
         "mean": sum(e["mean"] for e in entries) / len(entries),
         "low": None,
         "high": None,
     }
-    if all(
-        e.get("low") is not None for e in entries
-    ):  # the mean of the intervals' ends: the interval of the method mean
-        out["low"] = sum(e["low"] for e in entries) / len(entries)
-        out["high"] = sum(e["high"] for e in entries) / len(entries)
-    return out
 
 
-def _reconstruction(index, model: str, levels: list[str], methods: dict[str, list[str]]) -> dict[str, Any]:
+def _reconstruction(context: Context, levels: list[str], methods: dict[str, list[str]]) -> dict[str, Any]:
     checks = []
     for level in levels:
-        recovery = _mean_over_methods(index, model, level, methods[level], "reconstruction/recovery", "minus_oracle")
+        recovery = _mean_over_methods(context, level, methods[level], "reconstruction/recovery", "minus_oracle")
         if recovery is None or level not in FINE + COARSE:
             continue
         fine = level in FINE
-        verdict = side(recovery, RECOVERY_THRESHOLD, below=not fine)
         checks.append(
             _check(
                 f"{level}: context {'recovers' if fine else 'does not recover'} the forget set beyond the oracle "
                 f"(threshold {RECOVERY_THRESHOLD:+.2f})",
-                verdict,
-                f"recovery − oracle's, mean over methods {_number(recovery)}",
+                side_test(recovery, RECOVERY_THRESHOLD, below=not fine),
+                f"recovery − oracle's, per request the mean over methods {_number(recovery)}",
+                forced=context.unmeasurable(level, FORGETTING),
             )
         )
-    return {
-        "claim": "MedForget: fine-grained (section, study) unlearning is vulnerable to reconstruction, coarse "
+    return _claim(
+        "MedForget: fine-grained (section, study) unlearning is vulnerable to reconstruction, coarse "
         "(institution, patient) is not",
-        "model": model,
-        "verdict": combine([c["verdict"] for c in checks]),
-        "checks": checks,
-    }
+        context.model,
+        checks,
+    )
 
 
-def _chip_gap(index, model: str, levels: list[str], methods: dict[str, list[str]]) -> list[dict[str, Any]]:
+def _chip_gap(context: Context, levels: list[str], methods: dict[str, list[str]], chip: str) -> list[dict[str, Any]]:
     """The claim as stated (CHIP's gap the highest), and against the oracle (CHIP's gap the oracle's, ±
-    FORGET_TOLERANCE)."""
+    FORGET_TOLERANCE), for one CHIP configuration."""
     checks, against = [], []
     for level in levels:
-        if CHIP not in methods[level] or len(methods[level]) < 2:
+        others = [m for m in methods[level] if m not in CHIPS]
+        if chip not in methods[level] or not others:
             continue
-        chip = index.get((model, level, CHIP))
-        others = [m for m in methods[level] if m != CHIP]
-        gap = lambda m, level=level: _paired(index.get((model, level, m)), GAP, "minus_oracle")  # noqa: E731  (gap − oracle's gap)
+        unmeasurable = context.unmeasurable(level, FORGETTING)
+        gap = lambda m, level=level: _paired(context.metrics(level, m), GAP, "minus_oracle")  # noqa: E731  (gap − oracle's gap)
         best = max(others, key=lambda m: (gap(m) or {}).get("mean") or float("-inf"))
-        lead = _difference_of(gap(CHIP), gap(best))
-        utility = _paired(chip, UTILITY, "minus_vanilla")
-        verdict = combine([side(lead, 0.0, below=False), side(utility, -UTILITY_TOLERANCE, below=False)])
+        lead = _difference_of(gap(chip), gap(best))
+        utility = _paired(context.metrics(level, chip), UTILITY, "minus_vanilla")
+        test = conjunction([side_test(lead, 0.0, below=False), side_test(utility, -UTILITY_TOLERANCE, below=False)])
         over = [
-            m for m in [CHIP, *others] if (gap(m) or {}).get("mean") is not None and gap(m)["mean"] > FORGET_TOLERANCE
+            m for m in [chip, *others] if (gap(m) or {}).get("mean") is not None and gap(m)["mean"] > FORGET_TOLERANCE
         ]
         note = f"; gap beyond the oracle's (over-forgetting): {', '.join(over)}" if over else ""
         checks.append(
             _check(
-                f"{level}: CHIP's gap exceeds the best other method's ({best}) with competitive utility",
-                verdict,
-                f"CHIP gap − {best} gap {_number(lead)}; CHIP gap − oracle gap {_number(gap(CHIP))}; "
-                f"{best} gap − oracle gap {_number(gap(best))}; CHIP holdout diagnostic − vanilla "
+                f"{level}: {chip}'s gap exceeds the best other method's ({best}) with competitive utility",
+                test,
+                f"{chip} gap − {best} gap (paired) {_number(lead)}; {chip} gap − oracle gap {_number(gap(chip))}; "
+                f"{best} gap − oracle gap {_number(gap(best))}; {chip} holdout diagnostic − vanilla "
                 f"{_number(utility)}{note}",
+                forced=unmeasurable,
             )
         )
         against.append(
             _check(
-                f"{level}: CHIP's gap within ±{FORGET_TOLERANCE:.2f} of the oracle's",
-                within(gap(CHIP), FORGET_TOLERANCE),
-                f"CHIP gap − oracle gap {_number(gap(CHIP))}",
+                f"{level}: {chip}'s gap within ±{FORGET_TOLERANCE:.2f} of the oracle's",
+                within_test(gap(chip), FORGET_TOLERANCE),
+                f"{chip} gap − oracle gap {_number(gap(chip))}",
+                forced=unmeasurable,
             )
         )
+    name = "CHIP" if chip == CHIP else "CHIP (the authors' configuration)"
     return [
-        {
-            "claim": "MedForget: CHIP has the highest forget–retain gap at every level with competitive utility",
-            "model": model,
-            "verdict": combine([c["verdict"] for c in checks]),
-            "checks": checks,
-        },
-        {
-            "claim": "MedForget, against the oracle: CHIP's forget–retain gap is the oracle's (a larger gap is "
+        _claim(
+            f"MedForget: {name} has the highest forget–retain gap at every level with competitive utility",
+            context.model,
+            checks,
+        ),
+        _claim(
+            f"MedForget, against the oracle: {name}'s forget–retain gap is the oracle's (a larger gap is "
             "over-forgetting)",
-            "model": model,
-            "verdict": combine([c["verdict"] for c in against]),
-            "checks": against,
-        },
+            context.model,
+            against,
+        ),
     ]
 
 
-def _forget_mi(index, model: str, fractions: list[str]) -> dict[str, Any]:
+def _forget_mi(context: Context, fractions: list[str]) -> dict[str, Any]:
     checks = []
     for group in fractions:
-        metrics = index.get((model, group, FORGET_MI))
-        verdicts, numbers = [], []
+        metrics = context.metrics(group, FORGET_MI)
+        tests, numbers = [], []
         for name, paper in FORGET_MI_PAPER.items():
             drop = _paired(metrics, name, "minus_vanilla")
-            verdicts.append(side(drop, 0.0, below=True))
+            tests.append(side_test(drop, 0.0, below=True))
             numbers.append(f"{name} − original {_number(drop)} (paper {paper:+.3f})")
-        test = _paired(metrics, "holdout_diagnostic/auc", "minus_oracle")
-        verdicts.append(within(test, TEST_TOLERANCE))
-        numbers.append(f"test AUC − oracle {_number(test)}")
-        oracle = _paired(index.get((model, group, ORACLE)), "forget/auc", "minus_vanilla")
-        if oracle is not None and within(oracle, TEST_TOLERANCE) == HOLDS:
-            # the retrained model reads the forget set as well as the original: a drop would be over-forgetting here
-            numbers.append(
-                f"but the oracle's own forget AUC − original is {_number(oracle)}: retraining without these patients "
-                f"forgets nothing measurable, so the claimed drop is not what unlearning should do on this data"
-            )
+        test_auc = _paired(metrics, "holdout_diagnostic/auc", "minus_oracle")
+        tests.append(within_test(test_auc, TEST_TOLERANCE))
+        numbers.append(f"test AUC − oracle {_number(test_auc)}")
+        oracle = _paired(context.metrics(group, ORACLE), "forget/auc", "minus_vanilla")
+        numbers.append(f"the oracle's own forget AUC − original {_number(oracle)}")
         checks.append(
             _check(
                 f"{group}: forget AUC, F1 and MIA drop; test AUC stays the oracle's (±{TEST_TOLERANCE})",
-                combine(verdicts),
+                conjunction(tests),
                 "; ".join(numbers),
+                forced=context.unmeasurable(group, "forget/auc"),
             )
         )
-    return {
-        "claim": "Forget-MI: forget AUC, F1 and MIA drop against the original while test performance stays the "
+    return _claim(
+        "Forget-MI: forget AUC, F1 and MIA drop against the original while test performance stays the "
         "retrained model's",
-        "model": model,
-        "verdict": combine([c["verdict"] for c in checks]),
-        "checks": checks,
-    }
+        context.model,
+        checks,
+    )

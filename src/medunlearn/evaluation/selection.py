@@ -10,6 +10,13 @@ forgetting too little *and* too much — past the oracle is damage, not success 
 every drop below the vanilla model on what must be kept. A grid point's value is its
 mean over the level's validation requests; the chosen point is the smallest (ties: the
 first in grid order, so the declared order is the tie-break). Plain data: no torch.
+
+Beside the criterion each point records whether it **met the target** on the validation
+requests (means over them: |forget − oracle| ≤ ``FORGET_TOLERANCE`` and no kept set more
+than ``UTILITY_TOLERANCE`` below vanilla) — what "existing methods struggle" is judged on
+over the whole grid — and the record says when the chosen point lies on an **edge** of
+its grid that is not a natural bound of the setting (k = 100 %): a grid that does not
+bracket its choice.
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ from typing import Any
 
 from medunlearn.evaluation.results import FORGETTING_SET, KEPT_SETS, set_score
 
+#: the per-level target (PROTOCOL.md §5): forget within this of the oracle, every kept set within that of vanilla
+FORGET_TOLERANCE = 0.10
+UTILITY_TOLERANCE = 0.05
 #: the sets the criterion reads: all a validation request is scored on (no attacks run there)
 SELECTION_SETS = ("forget", *KEPT_SETS)
 CRITERION = (
@@ -39,6 +49,45 @@ def criterion(row: dict[str, Any], vanilla: dict[str, Any], oracle: dict[str, An
     return value
 
 
+def target_distances(row: dict[str, Any], vanilla: dict[str, Any], oracle: dict[str, Any]) -> dict[str, float]:
+    """The target's terms on one request: |forget − oracle| (memorised part) and each kept set's drop below vanilla."""
+    out = {}
+    forget, target = set_score(row, FORGETTING_SET), set_score(oracle, FORGETTING_SET)
+    if forget is not None and target is not None:
+        out["forget"] = abs(forget - target)
+    for name in KEPT_SETS:
+        before, after = set_score(vanilla, name), set_score(row, name)
+        if before is not None and after is not None:
+            out[name] = before - after
+    return out
+
+
+def meets_target(distances: Sequence[dict[str, float]]) -> bool:
+    """Whether the means over the validation requests meet the per-level target."""
+    names = {name for d in distances for name in d}
+    if "forget" not in names:
+        return False
+    mean = {name: sum(d[name] for d in distances if name in d) / sum(name in d for d in distances) for name in names}
+    return mean["forget"] <= FORGET_TOLERANCE and all(
+        mean[name] <= UTILITY_TOLERANCE for name in names if name != "forget"
+    )
+
+
+def edge_of(points: Sequence[dict[str, Any]], chosen: int, bounds: dict[str, tuple[Any, Any]]) -> str | None:
+    """Which edge of which grid axis the chosen point sits on ("low k", "high epochs"), unless that edge is the
+    setting's own bound (``bounds``: name → (low, high)); None when it is interior or the grid has one point."""
+    edges = []
+    for name in points[chosen] if len(points) > 1 else ():
+        axis = sorted({point[name] for point in points})
+        value = points[chosen][name]
+        low, high = bounds.get(name, (None, None))
+        if len(axis) > 1 and value == axis[0] and value != low:
+            edges.append(f"low {name}")
+        if len(axis) > 1 and value == axis[-1] and value != high:
+            edges.append(f"high {name}")
+    return ", ".join(edges) or None
+
+
 def choose(values: Sequence[Sequence[float]]) -> int:
     """The index of the grid point with the smallest mean criterion over the validation requests (first on ties)."""
     means = [
@@ -48,17 +97,23 @@ def choose(values: Sequence[Sequence[float]]) -> int:
 
 
 def selection_record(
-    points: Sequence[dict[str, Any]], values: Sequence[Sequence[float]], requests: Sequence[str]
+    points: Sequence[dict[str, Any]],
+    values: Sequence[Sequence[float]],
+    requests: Sequence[str],
+    distances: Sequence[Sequence[dict[str, float]]] | None = None,
+    bounds: dict[str, tuple[Any, Any]] | None = None,
 ) -> dict[str, Any]:
-    """What the report shows for one method and level: the grid, each point's criterion values, the choice."""
+    """What the report shows for one method and level: the grid, each point's criterion values and whether it met
+    the target (``distances``: per point, each request's :func:`target_distances`), the choice and its edge."""
     chosen = choose(values)
     grid = [
         {
             "settings": point,
             "criterion": [round(v, 6) for v in vals],
             "mean": round(sum(vals) / len(vals), 6) if vals else None,
+            **({"meets_target": meets_target(distances[i])} if distances is not None else {}),
         }
-        for point, vals in zip(points, values, strict=True)
+        for i, (point, vals) in enumerate(zip(points, values, strict=True))
     ]
     return {
         "criterion": CRITERION,
@@ -66,4 +121,5 @@ def selection_record(
         "grid": grid,
         "chosen": dict(points[chosen]),
         "chosen_index": chosen,
+        "edge": edge_of(points, chosen, bounds or {}),
     }

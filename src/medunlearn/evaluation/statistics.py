@@ -1,10 +1,11 @@
 """Aggregates over requests with their uncertainty (PROTOCOL.md §5). Plain data: no torch.
 
 Every aggregate over a group's test requests (one level, or one forget fraction) carries
-its n, its mean, a 95 % bootstrap confidence interval resampling requests (scipy's
-percentile bootstrap, seeded) and the paired differences method − oracle and method −
-vanilla on the same requests, each with its own interval. One request is an example, not an aggregate: its
-interval is left empty (None).
+its n, its mean, the per-request values, a 95 % interval over requests (the hull of Student-t and the seeded
+bootstrap-t; none below ``MIN_INTERVAL_N`` requests, where no interval tested covers) and the
+paired differences method − oracle and method − vanilla on the same requests, each with
+its own interval. The claims test thresholds with the same two tests
+(:func:`p_above`, :func:`p_below`) and correct a claim's checks with :func:`holm`.
 
 Metrics are flattened to ``set/task`` names: ``forget_memorised/answered``,
 ``forget/generation``, ``retain/answered``, ``siblings/total``…, the per-task gaps
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import bootstrap
+from scipy import stats
 
 from medunlearn.evaluation.knowledge import normalised_forgetting
 from medunlearn.evaluation.privacy import ATTACKS
@@ -34,6 +35,10 @@ from medunlearn.evaluation.results import FORGETTING_SET, ORACLE, SCORE, VANILLA
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
+#: the fewest values an interval is given for: below it no interval tested reaches its coverage
+MIN_INTERVAL_N = 4
+#: what the report names the interval
+INTERVAL_METHOD = "95 % interval over requests: the hull of Student-t and bootstrap-t; none below 4 requests"
 #: per-set scores aggregated (the classifier's AUC/F1 and the VLM's per-task scores); others stay in the rows
 AGGREGATED_SCORES = (
     "answered",
@@ -52,32 +57,81 @@ GAP_TASKS = ("answered", "all", "generation", "classification", "cloze", "total"
 PAIRED = {ORACLE: "minus_oracle", VANILLA: "minus_vanilla"}
 
 
+def _studentized(data: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """The bootstrap distribution of the studentized mean ``(mean* − mean) / se*`` (resamples whose spread is
+    zero carry no scale and are left out)."""
+    n = len(data)
+    draws = data[np.random.default_rng(seed).integers(0, n, (resamples, n))]
+    se = draws.std(axis=1, ddof=1) / math.sqrt(n)
+    keep = se > 0
+    return (draws.mean(axis=1)[keep] - data.mean()) / se[keep]
+
+
+def _finite(values: Sequence[float | None]) -> np.ndarray:
+    return np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+
+
 def bootstrap_ci(
-    values: Sequence[float], *, confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = 0
+    values: Sequence[float | None], *, confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = 0
 ) -> dict[str, Any]:
-    """Mean and percentile-bootstrap interval of ``values`` (non-finite values dropped); no interval below 2 values."""
-    data = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    """Mean and interval of ``values`` (non-finite values dropped), with the values themselves.
+
+    The interval is the hull of the Student-t and the bootstrap-t (studentized) intervals. Each fails on one
+    kind of score met here (tests/evaluation/test_statistics.py, docs/evaluation.md): Student-t covers 0.87 at
+    5 requests when scores pile near a floor continuously, the bootstrap-t 0.80–0.87 when most requests score
+    exactly 0; their hull covers ≥ 0.92 at 5 requests on every law tested. Below ``MIN_INTERVAL_N`` = 4
+    values no method tested reaches it, so there is no interval (None)."""
+    data = _finite(values)
     out: dict[str, Any] = {
         "n": int(len(data)),
         "mean": float(data.mean()) if len(data) else None,
         "low": None,
         "high": None,
+        "values": [float(v) for v in data],
     }
-    if len(data) >= 2:
+    if len(data) >= MIN_INTERVAL_N:
         if np.ptp(data) == 0:  # every request alike: the interval is the point
             out["low"] = out["high"] = float(data[0])
         else:
-            result = bootstrap(
-                (data,),
-                np.mean,
-                confidence_level=confidence,
-                n_resamples=resamples,
-                method="percentile",
-                rng=np.random.default_rng(seed),
-                vectorized=True,
-            )
-            out["low"], out["high"] = float(result.confidence_interval.low), float(result.confidence_interval.high)
+            mean, se = float(data.mean()), float(data.std(ddof=1)) / math.sqrt(len(data))
+            t = _studentized(data, resamples, seed)
+            upper, lower = np.quantile(t, [0.5 + confidence / 2, 0.5 - confidence / 2])
+            student = float(stats.t.ppf(0.5 + confidence / 2, len(data) - 1))
+            out["low"] = min(mean - upper * se, mean - student * se)
+            out["high"] = max(mean - lower * se, mean + student * se)
     return out
+
+
+def p_above(values: Sequence[float | None], threshold: float, *, resamples: int = RESAMPLES, seed: int = 0) -> float:
+    """One-sided p-value of "the mean lies above ``threshold``" (small: evidence it does), the test the interval
+    of :func:`bootstrap_ci` inverts: the larger of Student-t's and the bootstrap-t's. 1.0 below
+    ``MIN_INTERVAL_N`` values (no evidence)."""
+    data = _finite(values)
+    if len(data) < MIN_INTERVAL_N:
+        return 1.0
+    mean = float(data.mean())
+    if np.ptp(data) == 0:
+        return 0.0 if mean > threshold else 1.0
+    observed = (mean - threshold) / (float(data.std(ddof=1)) / math.sqrt(len(data)))
+    t = _studentized(data, resamples, seed)
+    studentized = float((np.sum(t >= observed) + 1) / (len(t) + 1))
+    return max(studentized, float(stats.t.sf(observed, len(data) - 1)))
+
+
+def p_below(values: Sequence[float | None], threshold: float, *, resamples: int = RESAMPLES, seed: int = 0) -> float:
+    """One-sided p-value of "the mean lies below ``threshold``" (the mirror of :func:`p_above`)."""
+    return p_above([-v for v in _finite(values)], -threshold, resamples=resamples, seed=seed)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (same order as given): family-wise error ≤ α over a claim's checks."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted = [1.0] * len(p_values)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 def row_metrics(row: dict[str, Any]) -> dict[str, float]:
@@ -171,6 +225,8 @@ NOISE_METRICS = (
     "holdout_diagnostic/answered",
     "gap/memorised",
     "privacy/loss_auc",
+    "forget/auc",
+    "holdout_diagnostic/auc",
 )
 
 

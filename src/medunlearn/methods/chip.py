@@ -19,6 +19,7 @@ Deterministic: no sampling at all; ties in the unit ranking break by unit index.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,16 @@ LAYERED = re.compile(r"^(?P<group>[a-z_]+)\.(?P<index>\d+)\.")
 
 
 # -- which layers, which nodes ----------------------------------------------------------------
+
+
+def layer_depth(editable: dict[str, EditableLinear]) -> int:
+    """How many indexed layers the deepest group (``<group>.<index>.…``) has."""
+    highest: dict[str, set[int]] = {}
+    for name in editable:
+        m = LAYERED.match(name)
+        if m:
+            highest.setdefault(m["group"], set()).add(int(m["index"]))
+    return max((len(indices) for indices in highest.values()), default=0)
 
 
 def chosen_layers(editable: dict[str, EditableLinear], last: int) -> dict[str, EditableLinear]:
@@ -299,11 +310,14 @@ class ChipSettings(MethodSettings):
     owner: ClassVar[str] = "chip"
 
     k: float = setting(
-        10.0, "percent of units per layer selected", low=0, high=100, low_open=True, grid=(5.0, 10.0, 20.0)
+        10.0,
+        "percent of units per layer selected, its budget axis",
+        low=0,
+        high=100,
+        low_open=True,
+        grid=(2.5, 5.0, 10.0, 20.0, 40.0),
     )
-    tau: float = setting(
-        0.95, "share of direction energy the kept components reach", low=0, high=1, low_open=True, grid=(0.9, 0.99)
-    )
+    tau: float = setting(0.95, "share of direction energy the kept components reach", low=0, high=1, low_open=True)
     alpha: float = setting(0.3, "weight of vision tokens in the pooled activation", low=0, high=1)
     layers: int = positive(
         DEFAULT_LAYERS,
@@ -322,6 +336,38 @@ class ChipSettings(MethodSettings):
         "1: add each request node's own direction (it against its retained siblings at its level); 0: do not",
         low=0,
         high=1,
+    )
+    pooled: int = setting(
+        0,
+        "1: the siblings' mean pooled over their samples (the authors'); 0: the mean of the sibling nodes' means",
+        low=0,
+        high=1,
+    )
+    layer_share: float = setting(
+        0.0,
+        "above 0: hook the last ⌈share × depth⌉ language layers instead of `layers` (the authors: 6 of 28)",
+        low=0,
+        high=1,
+    )
+
+
+#: the authors' code edits language layers 22–27 of 28 (chip/chip.py of their repository)
+AUTHORS_LAYER_SHARE = 6 / 28
+
+
+@dataclass(frozen=True)
+class ChipReferenceSettings(ChipSettings):
+    """CHIP as the authors' code makes its choices: child directions only when the node has children, sibling
+    means pooled over samples, the last ~21 % of the language layers. Their sibling sets are ours already
+    (children of the target's siblings; at the section level the other sections of its study, not matched by
+    kind), as is their rank rule."""
+
+    owner: ClassVar[str] = "chip_reference"
+
+    own: int = setting(0, "1: add each request node's own direction; 0: do not (the authors)", low=0, high=1)
+    pooled: int = setting(1, "1: the siblings' mean pooled over their samples (the authors)", low=0, high=1)
+    layer_share: float = setting(
+        AUTHORS_LAYER_SHARE, "hook the last ⌈share × depth⌉ language layers (the authors: 6 of 28)", low=0, high=1
     )
 
 
@@ -358,7 +404,13 @@ def run_chip(model: MultimodalModel, job: UnlearnJob, settings: ChipSettings) ->
         )
     index = {node: i for i, node in enumerate(sorted(known))}
     node_of = {s.id: tuple(index.get(node_at(hospital, s, lv) or "", -1) for lv in levels) for s in forget + retain}
-    layers = chosen_layers(model.editable_linears(), settings.layers)
+    editable = model.editable_linears()
+    last = (
+        max(1, math.ceil(settings.layer_share * layer_depth(editable) - 1e-9))
+        if settings.layer_share > 0
+        else settings.layers
+    )
+    layers = chosen_layers(editable, last)
     stats = stream_statistics(
         model,
         layers,
@@ -380,7 +432,11 @@ def run_chip(model: MultimodalModel, job: UnlearnJob, settings: ChipSettings) ->
             siblings = [index[s] for s in plan.siblings if present[index[s]]]
             if not siblings:
                 continue
-            d = means[index[plan.target]] - means[siblings].mean(0)
+            if settings.pooled:  # every sibling sample weighs alike (the authors' torch.cat(...).mean(0))
+                pooled = layer_stats.signed[siblings][:, units].sum(0) / layer_stats.counts[siblings].sum()
+                d = means[index[plan.target]] - pooled
+            else:  # every sibling node weighs alike
+                d = means[index[plan.target]] - means[siblings].mean(0)
             norm = d.norm()
             if norm > 0:
                 rows.append(d / norm)
@@ -414,6 +470,15 @@ CHIP = Method(
     "chip",
     "training-free cross-modal hierarchy-informed projection of the selected weight rows",
     ChipSettings,
+    run_chip,
+    training_free=True,
+)
+
+
+CHIP_REFERENCE = Method(
+    "chip_reference",
+    "CHIP as the authors' code configures it: child directions only, pooled sibling means, the last ~21 % of layers",
+    ChipReferenceSettings,
     run_chip,
     training_free=True,
 )

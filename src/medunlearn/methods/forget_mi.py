@@ -200,9 +200,11 @@ class ForgetMISettings(MethodSettings):
     max_validation_drop: float = setting(
         0.05, "stop (restoring the last good epoch) when the validation likelihood falls more than this", low=0
     )
-    lr: float = positive(1e-4, "AdamW learning rate (the reference: 1e-5 to 1e-4)", grid=(1e-5, 1e-4))
+    lr: float = positive(
+        1e-4, "AdamW learning rate, its budget axis (the reference: 1e-5 to 1e-4)", grid=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
+    )
     batch_size: int = positive(8, "samples per forget batch and per retain batch")
-    sigma: float = setting(0.1, "standard deviation of the image noise (pixel units)", low=0, grid=(0.1, 0.5, 1.0))
+    sigma: float = setting(0.1, "standard deviation of the image noise (pixel units)", low=0)
     text_noise: float = setting(0.5, "share of words changed in the noisy text", low=0, high=1)
     push: int = setting(
         1,

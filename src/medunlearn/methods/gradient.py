@@ -85,9 +85,11 @@ class GradientSettings(MethodSettings):
     owner: ClassVar[str] = "gradient method"
 
     epochs: float = positive(
-        5.0, "the budget, in passes over the forget set (steps = ⌈epochs·|forget|/batch_size⌉)", grid=(2.0, 5.0, 10.0)
+        5.0,
+        "the budget, in passes over the forget set (steps = ⌈epochs·|forget|/batch_size⌉)",
+        grid=(0.5, 1.0, 2.0, 5.0, 10.0),
     )
-    lr: float = positive(1e-4, "AdamW learning rate (constant)", grid=(1e-4, 3e-4))
+    lr: float = positive(1e-4, "AdamW learning rate (constant)")
     batch_size: int = positive(8, "samples per forget batch and per retain batch")
     max_grad_norm: float = positive(1.0, "gradient norm clipped to at most this")
 

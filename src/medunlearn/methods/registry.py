@@ -10,7 +10,7 @@ from medunlearn import distributed
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.splits import Split
 from medunlearn.errors import MedunlearnError
-from medunlearn.methods.chip import CHIP
+from medunlearn.methods.chip import CHIP, CHIP_REFERENCE
 from medunlearn.methods.cost import Cost, CostMeter
 from medunlearn.methods.forget_mi import FORGET_MI
 from medunlearn.methods.gradient import GRADIENT_METHODS
@@ -20,7 +20,7 @@ from medunlearn.models.base import MultimodalModel
 from medunlearn.models.fine_tuning import seed_everything
 from medunlearn.models.loading import check_trained_on
 
-METHODS: dict[str, Method] = {m.name: m for m in (CHIP, FORGET_MI, *GRADIENT_METHODS, RETRAIN)}
+METHODS: dict[str, Method] = {m.name: m for m in (CHIP, CHIP_REFERENCE, FORGET_MI, *GRADIENT_METHODS, RETRAIN)}
 
 
 def method(name: str) -> Method:

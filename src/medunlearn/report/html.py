@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from medunlearn.evaluation.claims import FAILS, HOLDS, INCONCLUSIVE, check_claims
+from medunlearn.evaluation.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURABLE, check_claims
 from medunlearn.evaluation.knowledge import PARTS
 from medunlearn.evaluation.results import (
     FORGET_SETS,
@@ -21,6 +21,7 @@ from medunlearn.evaluation.results import (
     VANILLA,
     set_score,
 )
+from medunlearn.evaluation.statistics import INTERVAL_METHOD
 from medunlearn.outputs import atomic_file
 from medunlearn.report.plots import draw_all
 from medunlearn.report.tables import closest_to_oracle, request_label, summary_table
@@ -229,12 +230,13 @@ def _selection(selection: dict[str, Any]) -> str:
     )
 
 
-VERDICT_STYLE = {HOLDS: "#1e8449", FAILS: "#b03a2e", INCONCLUSIVE: "#7d6608"}
+VERDICT_STYLE = {HOLDS: "#1e8449", FAILS: "#b03a2e", INCONCLUSIVE: "#7d6608", NOT_MEASURABLE: "#566573"}
 
 
-def _claims(aggregates: list[dict[str, Any]]) -> str:
+def _claims(metrics: dict[str, Any]) -> str:
     """The seed papers' claims, each with its verdict and the numbers of every check."""
-    claims = check_claims(aggregates)
+    aggregates = metrics.get("aggregates") or []
+    claims = check_claims(aggregates, noise=metrics.get("noise") or [], selection=metrics.get("selection"))
     if not claims:
         return ""
     if max((a.get("requests") or 0) for a in aggregates) < 2:  # one request per group: an example, not evidence
@@ -258,11 +260,12 @@ def _claims(aggregates: list[dict[str, Any]]) -> str:
                 f"<td class='name'>{html.escape(check['numbers'])}</td></tr>"
             )
     return (
-        "<h2>The published claims, checked</h2><p class='note'>Holds / does not hold when the 95 % interval lies "
-        "wholly on one "
-        "side of the threshold; inconclusive when it crosses it or when there is one request (an example, not "
-        "evidence). "
-        "Thresholds and rules: docs/evaluation.md.</p>"
+        "<h2>The published claims, checked</h2><p class='note'>Each check tests its thresholds on the per-request "
+        "values, one-sided at 0.025 (the side of the 95 % interval shown): <b>holds</b> when every condition is "
+        "shown on the claim's side; <b>does not hold</b> when one is shown on the other side after Holm's "
+        "correction over the claim's checks; <b>inconclusive</b> otherwise, or below 4 requests; <b>not "
+        f"measurable</b> where vanilla − oracle lies inside the retraining-noise band. Intervals: "
+        f"{html.escape(INTERVAL_METHOD)}. Thresholds and rules: docs/evaluation.md.</p>"
         "<table><thead><tr><th class='name'>claim · check</th><th class='name'>verdict</th><th "
         "class='name'>numbers: mean [95 % CI]</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
@@ -331,7 +334,7 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
             + "</li>"
         )
     parts.append("</ul>")
-    parts.append(_claims(metrics.get("aggregates") or []))
+    parts.append(_claims(metrics))
     models = metrics.get("models", {})
     for family, info in models.items():
         quality = info.get("quality") or {}
