@@ -25,6 +25,7 @@ rerun after an interruption resumes where it stopped.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from medunlearn.bench.config import BenchConfig
 from medunlearn.bench.run import Bench
 from medunlearn.config import DEFAULT_PRESET, DUAL_ENCODER
 from medunlearn.data.dataset import HospitalDataset
+from medunlearn.data.reports import EDEMA_GRADES
 from medunlearn.data.synthetic import HospitalConfig
 from medunlearn.demo import FORGET_FRACTIONS, FORGET_MI_COHORT, DemoRun, demo_dataset
 from medunlearn.evaluation.results import merge_metrics
@@ -46,6 +48,11 @@ FRACTION_DRAWS = 5
 SEEDS = 3
 #: test requests per group whose vanilla model and oracle are also trained from the further seeds
 NOISE_REQUESTS = 3
+#: NPO's β on the classifier. The rule: a forget sample whose label NLL has risen by ln C (C = 4 edema grades: from
+#: the vanilla model's answer to a uniform guess) gets half its starting weight, 2σ(−β ln C) = ½, so β = ln 3 / ln 4.
+#: At the paper's β = 0.1 a label's NLL (0.1–0.6 nats) never moves the weights off 1 (0.98–1.00 measured) and NPO
+#: takes GradDiff's steps (docs/methods.md)
+CLASSIFIER_NPO_BETA = round(math.log(3) / math.log(len(EDEMA_GRADES)), 4)
 #: questions scored per set at most (a forget set holds at least 20; siblings and retain are sampled)
 EVAL_LIMIT = 30
 VLM_METHODS = ("chip", "chip_reference", "forget_mi", "grad_diff", "npo", "retrain")
@@ -73,6 +80,7 @@ def reproduce_configs(*, seed: int) -> tuple[BenchConfig, BenchConfig]:
         levels=(),
         forget_fractions=FORGET_FRACTIONS,
         targets_per_level=FRACTION_DRAWS,
+        method_settings={"npo": {"beta": CLASSIFIER_NPO_BETA}},
         **common,
     )
     return vlm, dual

@@ -305,6 +305,29 @@ def direction_plans(
     return node_level, plans
 
 
+def sibling_directions(
+    stats: LayerStatistics, units: torch.Tensor, plans: list[DirectionPlan], index: Mapping[str, int], *, pooled: bool
+) -> list[torch.Tensor]:
+    """Per plan, ``normalise(μ_target[S] − μ_siblings[S])``: the siblings' mean pooled over their samples
+    (``pooled``, the authors') or the mean of the sibling nodes' means (every node alike)."""
+    means = stats.node_means()[:, units]
+    present = stats.counts > 0
+    rows = []
+    for plan in plans:
+        siblings = [index[s] for s in plan.siblings if present[index[s]]]
+        if not siblings:
+            continue
+        if pooled:
+            reference = stats.signed[siblings][:, units].sum(0) / stats.counts[siblings].sum()
+        else:
+            reference = means[siblings].mean(0)
+        d = means[index[plan.target]] - reference
+        norm = d.norm()
+        if norm > 0:
+            rows.append(d / norm)
+    return rows
+
+
 @dataclass(frozen=True)
 class ChipSettings(MethodSettings):
     owner: ClassVar[str] = "chip"
@@ -425,21 +448,7 @@ def run_chip(model: MultimodalModel, job: UnlearnJob, settings: ChipSettings) ->
     for name, linear in layers.items():
         layer_stats = stats[name]
         units = select_units(layer_stats, settings.k)
-        means = layer_stats.node_means()[:, units]
-        present = layer_stats.counts > 0
-        rows = []
-        for plan in plans:
-            siblings = [index[s] for s in plan.siblings if present[index[s]]]
-            if not siblings:
-                continue
-            if settings.pooled:  # every sibling sample weighs alike (the authors' torch.cat(...).mean(0))
-                pooled = layer_stats.signed[siblings][:, units].sum(0) / layer_stats.counts[siblings].sum()
-                d = means[index[plan.target]] - pooled
-            else:  # every sibling node weighs alike
-                d = means[index[plan.target]] - means[siblings].mean(0)
-            norm = d.norm()
-            if norm > 0:
-                rows.append(d / norm)
+        rows = sibling_directions(layer_stats, units, plans, index, pooled=bool(settings.pooled))
         if not rows:
             report[name] = {"units": len(units), "directions": 0, "components": 0}
             continue

@@ -181,6 +181,23 @@ def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSet
         job.meter.cost.forward += passes + reference_passes
         job.meter.cost.backward += passes
     job.summary.update(steps=steps, loss_first=losses[0], loss_last=losses[-1])
+    if isinstance(settings, NPOSettings) and reference is not None and forget:
+        job.summary.update(npo_weights(model, reference, forget, settings))
+
+
+def npo_weights(
+    model: MultimodalModel, reference: MultimodalModel, forget: list[Sample], settings: NPOSettings
+) -> dict[str, float]:
+    """NPO's per-sample gradient weights after the run, ``2σ(β·(NLL_ref − NLL_θ))`` over the forget set (GradDiff's
+    are all 1): where they stay near 1, NPO has taken GradDiff's steps (AdamW is blind to a common scale)."""
+    weights = []
+    with torch.no_grad():
+        for i in range(0, len(forget), settings.batch_size):
+            batch = model.batch(forget[i : i + settings.batch_size])
+            gap = reference.sequence_losses(batch) - model.sequence_losses(batch)
+            weights.append(2 * torch.sigmoid(settings.beta * gap.float()))
+    every = torch.cat(weights)
+    return {"npo_weight_min": round(float(every.min()), 4), "npo_weight_mean": round(float(every.mean()), 4)}
 
 
 def budget_steps(settings: GradientSettings, forget_size: int) -> int:

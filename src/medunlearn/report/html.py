@@ -152,11 +152,11 @@ AGGREGATE_COLUMNS = [
 
 
 def _interval(entry: dict[str, Any] | None) -> str:
-    """``mean [low, high]``, or the mean alone when there is no interval (one request)."""
+    """``mean [low, high]``, or the mean alone when there is no interval (fewer than 4 requests)."""
     if not entry or entry.get("mean") is None:
         return "–"
     if entry.get("low") is None:
-        return f"{entry['mean']:.3f}"
+        return f"{entry['mean']:.3f} (n = {entry['n']})" if entry.get("n", 1) > 1 else f"{entry['mean']:.3f}"
     return f"{entry['mean']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
 
 
@@ -202,6 +202,10 @@ def _selection(selection: dict[str, Any]) -> str:
             for name, record in methods.items():
                 for i, point in enumerate(record["grid"]):
                     mark = " ✔" if i == record["chosen_index"] else ""
+                    if mark and record.get("edge"):
+                        mark += f" ⚠ on the grid's {record['edge']} edge"
+                    if point.get("meets_target"):
+                        mark += " (met the target)"
                     settings = ", ".join(f"{k}={v:g}" for k, v in point["settings"].items())
                     values = ", ".join(f"{v:.3f}" for v in point["criterion"])
                     mean = "–" if point["mean"] is None else f"{point['mean']:.3f}"
@@ -226,7 +230,9 @@ def _selection(selection: dict[str, Any]) -> str:
     )
     return (
         f"<p class='note'>Criterion, fixed before any test request is scored: {html.escape(criterion)}. ✔ marks the "
-        "chosen point.</p>" + "".join(parts)
+        "chosen point; ⚠ flags a choice on an edge of its grid that is not a natural bound of the setting (the grid "
+        "does not bracket it); <i>met the target</i> marks a point whose memorised forget score came within 0.10 of "
+        "the oracle's with every kept set within 0.05 of vanilla on the validation requests.</p>" + "".join(parts)
     )
 
 
@@ -354,9 +360,10 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
         )
     if metrics.get("aggregates"):
         parts.append(
-            "<h2>Over requests: means with 95 % bootstrap CIs</h2><p class='note'>Intervals resample the test requests "
-            "(n per row); with one request there is no interval, only an example. The paired difference to the oracle "
-            "is taken request by request; past the oracle on the forget set is over-forgetting, not success.</p>"
+            "<h2>Over requests: means with 95 % intervals</h2><p class='note'>Intervals over the test requests (n per "
+            f"row): {html.escape(INTERVAL_METHOD)}; their coverage is tested at 3, 5 and 10 requests "
+            "(docs/evaluation.md). The paired difference to the oracle is taken request by request; past the oracle "
+            "on the forget set is over-forgetting, not success.</p>"
         )
         parts.append(_aggregates(metrics["aggregates"]))
     if "selection" in metrics:
