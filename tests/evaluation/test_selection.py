@@ -1,6 +1,13 @@
 import pytest
 
-from medunlearn.evaluation.selection import choose, criterion, selection_record
+from medunlearn.evaluation.selection import (
+    choose,
+    criterion,
+    edge_of,
+    meets_target,
+    selection_record,
+    target_distances,
+)
 
 
 def _row(**means):
@@ -71,3 +78,25 @@ def test_without_a_memorised_part_the_criterion_reads_the_whole_forget_set():
     assert criterion(whole(forget=0.40, siblings=0.9, retain=0.92, holdout_diagnostic=0.8), vanilla, oracle) == (
         pytest.approx(0.50)
     )  # forgetting what the oracle still answers is charged
+
+
+def test_a_point_meets_the_target_on_the_means_of_its_validation_requests():
+    close = _row(forget=0.45, siblings=0.88, retain=0.92, holdout_diagnostic=0.8)  # 0.05 from the oracle, -0.02
+    far = _row(forget=0.60, siblings=0.9, retain=0.92, holdout_diagnostic=0.8)  # 0.20 from the oracle
+    damaging = _row(forget=0.40, siblings=0.80, retain=0.92, holdout_diagnostic=0.8)  # siblings -0.10
+    assert meets_target([target_distances(close, VANILLA, ORACLE)])
+    assert not meets_target([target_distances(far, VANILLA, ORACLE)])
+    assert not meets_target([target_distances(damaging, VANILLA, ORACLE)])
+    # the means decide: 0.05 and 0.20 from the oracle average 0.125 > 0.10
+    assert not meets_target([target_distances(close, VANILLA, ORACLE), target_distances(far, VANILLA, ORACLE)])
+
+
+def test_a_choice_on_the_grids_edge_is_named_unless_the_edge_is_the_settings_own_bound():
+    points = [{"k": 5.0}, {"k": 10.0}, {"k": 100.0}]
+    assert edge_of(points, 1, {"k": (0, 100)}) is None
+    assert edge_of(points, 0, {"k": (0, 100)}) == "low k"
+    assert edge_of(points, 2, {"k": (0, 100)}) is None  # k = 100 % is a natural bound
+    assert edge_of(points, 2, {"k": (0, None)}) == "high k"
+    assert edge_of([{"k": 5.0}], 0, {}) is None  # one point: nothing to bracket
+    record = selection_record(points, [[0.3], [0.1], [0.2]], ["v"], bounds={"k": (0, 100)})
+    assert record["chosen_index"] == 1 and record["edge"] is None

@@ -3,7 +3,6 @@ import pytest
 
 from medunlearn.evaluation.statistics import aggregate, bootstrap_ci, holm, p_above, p_below, row_metrics
 
-
 #: known laws of per-request scores, each with its mean: symmetric, skewed, U-shaped, piled near a floor
 #: continuously, shares of 20 items near 0 (most requests exactly 0 or 0.05), and a paired difference
 LAWS = {

@@ -11,7 +11,17 @@ from medunlearn.methods.registry import METHODS, method, method_config
 
 
 def test_registry_holds_every_method_of_the_protocol():
-    assert set(METHODS) == {"chip", "chip_reference", "forget_mi", "grad_ascent", "grad_diff", "kl", "npo", "retain_ft", "retrain"}
+    assert set(METHODS) == {
+        "chip",
+        "chip_reference",
+        "forget_mi",
+        "grad_ascent",
+        "grad_diff",
+        "kl",
+        "npo",
+        "retain_ft",
+        "retrain",
+    }
     assert ORACLE in METHODS  # the results' oracle rows are the retrain method's
 
 

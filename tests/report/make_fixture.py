@@ -3,7 +3,7 @@
     .venv/bin/python -m tests.report.make_fixture
 
 A bench of the dual encoder from random weights on the tests' small hospital: the patient
-level with two test requests and one validation request (``select``: CHIP's and GradDiff's
+level with up to four test requests (what the hospital holds) and one validation request (``select``: CHIP's and GradDiff's
 grids), beside the oracle, and a second training seed of vanilla and oracle. Rerun it when the results
 document's schema changes.
 """
@@ -25,7 +25,8 @@ CONFIG = BenchConfig(
     model="dual-encoder@scratch",
     methods=("chip", "grad_diff", "retrain"),
     levels=("patient",),
-    targets_per_level=2,
+    targets_per_level=4,
+    fewer_targets=True,
     select=True,
     validation_per_level=1,
     min_items=1,

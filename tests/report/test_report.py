@@ -98,13 +98,17 @@ def test_the_report_opens_with_the_claims_and_shows_intervals_and_the_selection(
     # one screen first: the forgetting-against-damage figure and the closest method, then the claims
     glance = page.index("At a glance: which method came closest to the oracle")
     assert glance < page.index("data:image/png") < page.index("The published claims, checked")
-    # two test requests: every aggregate has an interval, written as mean [low, high]
+    # four test requests: every aggregate has an interval, written as mean [low, high], and the method is named
     chip = next(a for a in metrics["aggregates"] if a["method"] == "chip")["metrics"]["forget/all"]
-    assert chip["n"] == 2 and f"{chip['mean']:.3f} [{chip['low']:.3f}, {chip['high']:.3f}]" in page
+    assert chip["n"] == 4 and f"{chip['mean']:.3f} [{chip['low']:.3f}, {chip['high']:.3f}]" in page
+    assert "the hull of Student-t and bootstrap-t; none below 4 requests" in page
     # the grid, its criterion values on the validation request and the chosen point (✔)
     record = metrics["selection"]["dual_encoder"]["patient"]["grad_diff"]
     chosen = ", ".join(f"{k}={v:g}" for k, v in record["chosen"].items())
-    assert "How each method's settings were chosen" in page and f"grad_diff ✔</td><td class='name'>{chosen}" in page
+    assert "How each method's settings were chosen" in page and f"grad_diff ✔" in page
+    assert f"</td><td class='name'>{chosen}" in page
+    # a choice on its grid's edge is flagged where it is shown
+    assert record["edge"] and f"⚠ on the grid's {record['edge']} edge" in page
     assert page.count("<td class='name'>grad_diff") >= len(record["grid"])
     assert metrics["noise"] and all(len(n["seeds"]) == 2 for n in metrics["noise"])
 
