@@ -3,9 +3,9 @@
     .venv/bin/python -m tests.report.make_fixture
 
 A bench of the dual encoder from random weights on the tests' small hospital: the patient
-level with up to four test requests (what the hospital holds) and one validation request (``select``: CHIP's and GradDiff's
-grids), beside the oracle, and a second training seed of vanilla and oracle. Rerun it when the results
-document's schema changes.
+level with up to four test requests (what the hospital holds) and one validation request
+(``select``: CHIP's and GradDiff's grids), beside the oracle, and a second training seed
+of vanilla and oracle. Rerun it when the results document's schema changes.
 """
 
 from __future__ import annotations

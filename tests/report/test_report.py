@@ -105,7 +105,7 @@ def test_the_report_opens_with_the_claims_and_shows_intervals_and_the_selection(
     # the grid, its criterion values on the validation request and the chosen point (✔)
     record = metrics["selection"]["dual_encoder"]["patient"]["grad_diff"]
     chosen = ", ".join(f"{k}={v:g}" for k, v in record["chosen"].items())
-    assert "How each method's settings were chosen" in page and f"grad_diff ✔" in page
+    assert "How each method's settings were chosen" in page and "grad_diff ✔" in page
     assert f"</td><td class='name'>{chosen}" in page
     # a choice on its grid's edge is flagged where it is shown
     assert record["edge"] and f"⚠ on the grid's {record['edge']} edge" in page

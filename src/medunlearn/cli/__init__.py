@@ -20,6 +20,7 @@ from medunlearn.audit import RECORD, evidence, statement, weight_digests
 from medunlearn.bench.config import ALL_LEVELS, BenchConfig
 from medunlearn.bench.run import Bench
 from medunlearn.cli.audit import audit_command, audit_keygen_command
+from medunlearn.cli.config_file import ConfigOption, write_resolved
 from medunlearn.cli.console import crash_log, err, out, print_claims, print_quality, print_results, print_summary
 from medunlearn.cli.data import data_app
 from medunlearn.cli.options import (
@@ -91,6 +92,7 @@ def pretrain_command(
 # -- train ------------------------------------------------------------------------------
 @app.command("train")
 def train_command(
+    ctx: typer.Context,
     data: DataOption,
     out_dir: OutOption,
     model: Annotated[
@@ -126,6 +128,7 @@ def train_command(
         ),
     ] = None,
     overwrite: OverwriteOption = False,
+    config: ConfigOption = None,
 ) -> None:
     """Fine-tune a model (the vanilla model, or with --exclude-* the retrain oracle); writes quality.json."""
     inputs = [
@@ -148,6 +151,8 @@ def train_command(
             text_encoder,
             replay,
         )
+    if is_main():
+        write_resolved(ctx, out_dir, "train")
 
 
 def _train(
@@ -180,6 +185,7 @@ def _train(
 # -- unlearning ---------------------------------------------------------------------------
 @app.command("unlearn")
 def unlearn_command(
+    ctx: typer.Context,
     model: Annotated[
         Path, typer.Option("--model", help="Model folder (from `medunlearn train`); it is never modified.")
     ],
@@ -199,6 +205,7 @@ def unlearn_command(
         ),
     ] = 100,
     overwrite: OverwriteOption = False,
+    config_file: ConfigOption = None,
 ) -> None:
     """Execute a deletion request with one method; writes the unlearned model, cost.json, the resolved config and
     audit.json (the deletion's audit record; `medunlearn audit --oracle` adds the oracle's verdicts)."""
@@ -249,6 +256,7 @@ def unlearn_command(
             ),
         )
         shutil.rmtree(workdir, ignore_errors=True)
+    write_resolved(ctx, out_dir, "unlearn")
     table = Table(
         title=f"{config.method}: forget {request.level.value} {', '.join(request.targets)}", show_header=False
     )
@@ -325,6 +333,7 @@ def _split_list(value: str | None) -> list[str]:
 
 @app.command("bench")
 def bench_command(
+    ctx: typer.Context,
     data: DataOption,
     out_dir: OutOption,
     model: Annotated[str, typer.Option("--model", help="Preset, dual-encoder, or a model folder.")] = DEFAULT_PRESET,
@@ -385,6 +394,7 @@ def bench_command(
         ),
     ] = None,
     gpus_per_cell: GpusOption = 0.0,
+    config_file: ConfigOption = None,
 ) -> None:
     """Run the benchmark: vanilla, one oracle per request, every method on every request; metrics.json + report.html."""
 
@@ -415,6 +425,7 @@ def bench_command(
         dataset = HospitalDataset.load(data)
         metrics = Bench(dataset, config, out_dir, cells).run()
         report = render(metrics, Path(out_dir))
+    write_resolved(ctx, Path(out_dir), "bench")
     print_results(metrics["results"])
     out.print(f"wrote {Path(out_dir) / 'metrics.json'} and {report}")
 
@@ -501,14 +512,16 @@ def demo(
 
 @app.command("reproduce")
 def reproduce(
+    ctx: typer.Context,
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder (a rerun resumes it).")] = Path("runs/reproduce"),
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     executor: ExecutorOption = "local",
     ray_address: RayAddressOption = None,
     gpus_per_cell: GpusOption = 0.0,
+    config: ConfigOption = None,
 ) -> None:
-    """The claims configuration: both settings with --select, 3 test requests per level (3 draws per Forget-MI
-    fraction), 2 training seeds; the report opens with the published claims, checked."""
+    """The claims configuration: both settings with --select, 10 test requests per level where the hospital holds
+    them (5 draws per Forget-MI fraction), 3 training seeds; the report opens with the published claims, checked."""
 
     with claimed_output(out_dir, "reproduce", resumes=("reproduce",)):
         run = run_reproduce(
@@ -517,6 +530,7 @@ def reproduce(
             announce=lambda dataset, folder: print_summary(dataset.summary(), folder),
             executor=_run_executor(executor, ray_address, gpus_per_cell),
         )
+    write_resolved(ctx, out_dir, "reproduce")
     print_claims(run.metrics)
     out.print(f"[bold]report:[/] {run.report.resolve()}")
 
