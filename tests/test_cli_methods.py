@@ -68,6 +68,10 @@ def test_unlearn_writes_model_cost_and_config_and_leaves_the_source_alone(run_cl
         (["--method", "chip", "--set", "tau=2"], "tau=2 is out of range"),
         (["--method", "chip", "--set", "speed"], "not key=value"),
         (["--method", "grad_diff", "--set", "lr=-1"], "lr=-1 is out of range"),
+        (["--method", "chip", "--lora-r", "4"], "chip is training-free: it edits weights directly. Drop --lora-r"),
+        (["--method", "retrain", "--lora-r", "4"], "retrain is a retraining, not an update"),
+        (["--method", "npo", "--save-adapter"], "--save-adapter saves a LoRA adapter; give --lora-r N"),
+        (["--method", "npo", "--lora-r", "-1"], "--lora-r is -1"),
     ],
 )
 def test_unlearn_bad_input(run_cli, small_folder, dual_model, tmp_path, args, message):

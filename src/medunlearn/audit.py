@@ -145,7 +145,7 @@ def environment() -> dict[str, str]:
 
 # -- the evidence ---------------------------------------------------------------------------------
 def evidence(
-    model: MultimodalModel,
+    model: MultimodalModel | None,
     dataset: HospitalDataset,
     request: DeletionRequest,
     *,
@@ -154,9 +154,11 @@ def evidence(
     seed: int,
     limit: int,
 ) -> dict[str, Any]:
-    """Scores of the unlearned model and, on the same questions, of the oracle and of the source model."""
+    """Scores of the unlearned model and, on the same questions, of the oracle and of the source model (each that
+    is given: the source can be scored before the method edits it in place)."""
     split = make_split(dataset, request, seed=seed)
-    sets = evaluation_sets(model, dataset, split, limit=limit, seed=seed)
+    chooser = next(m for m in (model, source, oracle) if m is not None)  # the questions depend only on the data
+    sets = evaluation_sets(chooser, dataset, split, limit=limit, seed=seed)
     found: dict[str, Any] = {"questions": {name: len(samples) for name, samples in sets.items()}}
     for role, candidate in (("model", model), ("oracle", oracle), ("source", source)):
         if candidate is not None:

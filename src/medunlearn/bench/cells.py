@@ -121,8 +121,14 @@ class BenchWork:
             self._write(path, vanilla, VANILLA, bench_request, evaluation, read_json(reference_path), None, summary)
         else:
             _, config = cell.run  # type: ignore[misc]
-            unlearned, cost, summary = unlearn(
-                vanilla, split, config, dataset=self.dataset, source=vanilla_folder, workdir=self.folder.path
+            unlearned, cost, summary = unlearn(  # the cell's own load of the vanilla model: edited in place
+                vanilla,
+                split,
+                config,
+                dataset=self.dataset,
+                source=vanilla_folder,
+                workdir=self.folder.path,
+                in_place=True,
             )
             timings[f"method:{config.method}"] = cost.wall_s
             evaluation = self._evaluate(unlearned, sets, bench_request, timings)

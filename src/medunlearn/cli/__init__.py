@@ -204,13 +204,29 @@ def unlearn_command(
             min=1,
         ),
     ] = 100,
+    lora_r: Annotated[
+        int,
+        typer.Option(
+            "--lora-r",
+            help="Unlearn through a fresh LoRA adapter of this rank (gradient methods, Forget-MI); 0: every weight.",
+        ),
+    ] = 0,
+    save_adapter: Annotated[
+        bool,
+        typer.Option(
+            "--save-adapter",
+            help="With --lora-r: save the adapter alone (a patch on --model) instead of the merged weights.",
+        ),
+    ] = False,
     overwrite: OverwriteOption = False,
     config_file: ConfigOption = None,
 ) -> None:
     """Execute a deletion request with one method; writes the unlearned model, cost.json, the resolved config and
     audit.json (the deletion's audit record; `medunlearn audit --oracle` adds the oracle's verdicts)."""
 
-    config = method_config(method, parse_assignments(set_), seed)
+    config = method_config(method, parse_assignments(set_), seed, lora_r)
+    if save_adapter and not lora_r:
+        raise MedunlearnError("--save-adapter saves a LoRA adapter; give --lora-r N with it, or drop --save-adapter.")
     out_dir = Path(out_dir)
     with claimed_output(
         out_dir, "unlearn", inputs=[("--model", model), ("--data", data)], overwrite=overwrite, lock=is_main()
@@ -223,10 +239,15 @@ def unlearn_command(
         workdir = (
             out_dir.parent / f".{out_dir.name}.work"
         )  # a method's scratch (retrain's checkpoints): kept by a kill, resumed
-        unlearned, cost, summary = unlearn(source, split, config, dataset=dataset, source=model, workdir=workdir)
-        found = evidence(
-            unlearned, dataset, request, oracle=None, source=source, seed=seed, limit=audit_limit
-        )  # every process scores its part
+        # the source's evidence first: the method then edits the loaded weights in place (one copy in memory)
+        before = evidence(None, dataset, request, oracle=None, source=source, seed=seed, limit=audit_limit)
+        unlearned, cost, summary = unlearn(
+            source, split, config, dataset=dataset, source=model, workdir=workdir, in_place=True
+        )
+        found = {
+            **evidence(unlearned, dataset, request, oracle=None, source=None, seed=seed, limit=audit_limit),
+            "source": before["source"],
+        }  # every process scores its part
         if not is_main():  # under a launcher the main process writes and reports
             return
         written = {
@@ -244,6 +265,7 @@ def unlearn_command(
             summary,
             written,
             model,
+            save_adapter,
             lambda weights: statement(
                 weights=weights,
                 unlearned=written,
@@ -266,10 +288,14 @@ def unlearn_command(
     out.print(f"wrote {out_dir}")
 
 
-def _write_unlearned(out_dir, unlearned, cost, summary, written, model, record) -> None:
+def _write_unlearned(out_dir, unlearned, cost, summary, written, model, save_adapter, record) -> None:
 
     with atomic_directory(out_dir) as staging:
-        unlearned.merged().save(staging)
+        if save_adapter:  # the adapter alone: peft's adapter_config.json names --model as its base
+            unlearned.network.save_pretrained(staging, safe_serialization=True)
+            unlearned.preprocessor.save_pretrained(staging)
+        else:
+            unlearned.merged().save(staging)
         write_json(staging / "cost.json", cost.to_json())
         write_json(staging / "unlearn_config.json", written)
         write_json(staging / "method_summary.json", summary)

@@ -32,7 +32,7 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -136,7 +136,30 @@ class Objective:
         return weighted[0] if len(weighted) == 1 else weighted[0] + weighted[1]
 
 
+class AdapterOff:
+    """The frozen original of a model under a LoRA adapter: the same network with the adapter switched off
+    (peft's ``disable_adapter``) for every call, without gradients — no second copy of the weights."""
+
+    def __init__(self, model: MultimodalModel) -> None:
+        self._model = model
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._model, name)
+        if not callable(value):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._model.network.disable_adapter(), torch.no_grad():
+                return value(*args, **kwargs)
+
+        return call
+
+
 def frozen_copy(model: MultimodalModel) -> MultimodalModel:
+    """The original model the method compares with: under LoRA the adapter switched off (no copy); otherwise a
+    copy in inference mode (no gradients), taken before the first step."""
+    if hasattr(model.network, "disable_adapter"):
+        return AdapterOff(model)  # type: ignore[return-value]
     reference = copy.deepcopy(model)
     reference.train(False)
     for p in reference.parameters():

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 
 from medunlearn import distributed
+from medunlearn.config import MAX_LORA_RANK
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.samples import Sample
 from medunlearn.data.splits import Split
@@ -166,17 +167,21 @@ class NoSettings(MethodSettings):
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """One unlearning run: the method's name, its typed settings and the seed."""
+    """One unlearning run: the method's name, its typed settings, the seed and the LoRA rank (0: every weight
+    trains; r > 0: a fresh rank-r adapter on the model's linears trains and the weights stay frozen)."""
 
     method: str
     settings: MethodSettings
     seed: int = 0
+    lora_r: int = 0
 
     def __post_init__(self) -> None:
         check_integer("--seed", self.seed, 0, MAX_SEED)
+        check_integer("--lora-r", self.lora_r, 0, MAX_LORA_RANK, " (0: full-parameter unlearning)")
 
     def to_json(self) -> dict[str, Any]:
-        return {"method": self.method, "settings": self.settings.to_json(), "seed": self.seed}
+        out = {"method": self.method, "settings": self.settings.to_json(), "seed": self.seed}
+        return {**out, "lora_r": self.lora_r} if self.lora_r else out
 
 
 @dataclass

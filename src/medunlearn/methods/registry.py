@@ -18,7 +18,7 @@ from medunlearn.methods.method import Method, MethodConfig, UnlearnJob
 from medunlearn.methods.retrain import RETRAIN
 from medunlearn.models.base import MultimodalModel
 from medunlearn.models.fine_tuning import seed_everything
-from medunlearn.models.loading import check_trained_on
+from medunlearn.models.loading import check_trained_on, with_lora
 
 METHODS: dict[str, Method] = {m.name: m for m in (CHIP, CHIP_REFERENCE, FORGET_MI, *GRADIENT_METHODS, RETRAIN)}
 
@@ -29,10 +29,18 @@ def method(name: str) -> Method:
     return METHODS[name]
 
 
-def method_config(name: str, overrides: Mapping[str, Any] | None = None, seed: int = 0) -> MethodConfig:
+def method_config(
+    name: str, overrides: Mapping[str, Any] | None = None, seed: int = 0, lora_r: int = 0
+) -> MethodConfig:
     """A run of method ``name``: its settings dataclass with ``overrides`` (``--set`` strings or numbers) applied and
-    checked."""
-    return MethodConfig(name, method(name).settings(overrides), seed)
+    checked; ``lora_r`` > 0 unlearns through a fresh LoRA adapter (gradient methods and Forget-MI only)."""
+    chosen = method(name)
+    if lora_r and (chosen.training_free or name == RETRAIN.name):
+        kind = "training-free: it edits weights directly" if chosen.training_free else "a retraining, not an update"
+        raise MedunlearnError(
+            f"--lora-r applies to the gradient methods and Forget-MI; {name} is {kind}. Drop --lora-r for it."
+        )
+    return MethodConfig(name, chosen.settings(overrides), seed, lora_r)
 
 
 def unlearn(
@@ -43,10 +51,14 @@ def unlearn(
     dataset: HospitalDataset,
     source: Path | None = None,
     workdir: Path | None = None,
+    in_place: bool = False,
 ) -> tuple[MultimodalModel, Cost, dict[str, Any]]:
-    """Run a method on a private copy of ``model``: ``(unlearned model, cost, method summary)``.
+    """Run a method: ``(unlearned model, cost, method summary)``.
 
-    ``model`` itself is left untouched; ``source`` is its folder (the oracle reads its
+    By default on a private copy, ``model`` left untouched; with ``in_place`` on ``model`` itself, so the
+    process holds one copy of the weights (the caller loaded it from a folder that is never modified, and does
+    not use it afterwards). With ``config.lora_r`` a fresh adapter trains on the (frozen) weights; the returned
+    model still carries it (``merged()`` folds it in). ``source`` is the model's folder (the oracle reads its
     training recipe there).
     """
     chosen = method(config.method)
@@ -58,8 +70,10 @@ def unlearn(
     if source is not None:
         check_trained_on(source, dataset)
     model.attach(dataset)
-    working = model.clone()
-    seed_everything(config.seed)
+    working = model if in_place else model.clone()
+    seed_everything(config.seed)  # before the adapter: its A matrices are drawn from the seed
+    if config.lora_r:
+        working = with_lora(working, config.lora_r)
     with CostMeter(model.device) as meter:
         job = UnlearnJob(chosen.name, split, dataset, config.seed, meter, source=source, workdir=workdir)
         replaced = chosen.run(working, job, config.settings)

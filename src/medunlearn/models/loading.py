@@ -37,11 +37,38 @@ def with_lora(model: MultimodalModel, rank: int) -> MultimodalModel:
     return model
 
 
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def load_adapter(folder: Path) -> MultimodalModel:
+    """An adapter folder (``unlearn --save-adapter``): its base model, named in peft's adapter_config.json, with the
+    adapter loaded and merged."""
+    from peft import PeftModel  # LoRA is an option: peft's import costs seconds a run without it
+
+    try:
+        base = Path(json.loads((folder / ADAPTER_CONFIG).read_text())["base_model_name_or_path"])
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise MedunlearnError(
+            f"{folder / ADAPTER_CONFIG} does not name its base model (base_model_name_or_path); the adapter folder "
+            "is damaged."
+        ) from None
+    if not base.is_dir():
+        raise not_there(
+            "base model of the adapter", base, f"it is named in {folder / ADAPTER_CONFIG}; restore that folder."
+        )
+    model = load_model(base)
+    model.network = PeftModel.from_pretrained(model.network, folder).merge_and_unload()
+    return model
+
+
 def load_model(folder: Path) -> MultimodalModel:
-    """Load any model folder medunlearn can use (saved by `medunlearn train` or a HF folder)."""
+    """Load any model folder medunlearn can use (saved by `medunlearn train` or a HF folder, or an adapter saved by
+    `unlearn --save-adapter` on one)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise not_there("model folder", folder, f"train one with `medunlearn train --out {folder}`.")
+    if (folder / ADAPTER_CONFIG).is_file() and not (folder / "config.json").is_file():
+        return load_adapter(folder)
     if model_type(folder) in (*FAMILIES, DUAL_ENCODER_TYPE):  # an unknown architecture is named first, by the loader
         check_weights(folder)
     # a "Loading weights" bar never precedes an error sentence (ours are rich's)
@@ -62,8 +89,11 @@ def load_model(folder: Path) -> MultimodalModel:
 
 
 def weight_files(folder: Path) -> list[Path]:
-    """The safetensors files of a model folder (one, or the shards its index names)."""
+    """The safetensors files of a model folder (one, or the shards its index names; an adapter folder's
+    adapter_model.safetensors)."""
     folder = Path(folder)
+    if (folder / ADAPTER_CONFIG).is_file() and not (folder / "config.json").is_file():
+        return [folder / "adapter_model.safetensors"]
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         try:
