@@ -279,16 +279,17 @@ def run_forget_mi(model: MultimodalModel, job: UnlearnJob, settings: ForgetMISet
             retain_batch = retain_stream.next()
             retain_part, _ = distributed.share(retain_batch)
             target_forget = tuple(torch.stack([targets[i][part] for i in forget_rows]) for part in range(3))
-            with torch.no_grad():
+            with torch.no_grad(), model.autocast():
                 retain_inputs = model.batch(retain_part)
                 target_retain = original.embed(retain_inputs)
-            terms = forget_mi_terms(
-                model.embed(model.batch([forget[i] for i in forget_rows])),
-                target_forget,
-                model.embed(retain_inputs),
-                target_retain,
-            )
-            loss = weighted_loss(terms, weights, caps, push=bool(settings.push)) * weight
+            with model.autocast():
+                terms = forget_mi_terms(
+                    model.embed(model.batch([forget[i] for i in forget_rows])),
+                    target_forget,
+                    model.embed(retain_inputs),
+                    target_retain,
+                )
+                loss = weighted_loss(terms, weights, caps, push=bool(settings.push)) * weight
             if not torch.isfinite(loss):
                 raise MedunlearnError(
                     f"the Forget-MI loss became {loss.item()} in epoch {epoch + 1}; lower lr (--set lr=...) and rerun."

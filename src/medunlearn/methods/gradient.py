@@ -185,7 +185,8 @@ def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSet
     for _ in track(range(steps), "unlearning steps"):
         forget_batch = forget_stream.next() if objective.uses_forget else []
         retain_batch = retain_stream.next() if objective.uses_retain else []
-        loss = objective.loss(model, reference, forget_batch, retain_batch, settings)
+        with model.autocast():
+            loss = objective.loss(model, reference, forget_batch, retain_batch, settings)
         reported = distributed.mean(loss)  # the whole batches' loss, the same on every process
         if not torch.isfinite(reported):
             raise MedunlearnError(

@@ -223,7 +223,7 @@ def adamw(model: MultimodalModel, lr: float) -> tuple[torch.optim.Optimizer, lis
 
     Under a launcher the model's forward passes and this optimizer are prepared for data-parallel work here.
     """
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    trainable = model.master_weights()  # float32 master weights when the model holds bf16 ones (a GPU load)
     return distributed.prepare(model, torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)), trainable
 
 

@@ -17,6 +17,7 @@ scikit-learn's scorers declare the ``response_method`` they need —
 from __future__ import annotations
 
 import abc
+import contextlib
 import copy
 import json
 from collections.abc import Iterable, Iterator, Sequence
@@ -240,6 +241,28 @@ class MultimodalModel(abc.ABC):
     @abc.abstractmethod
     def with_image_noise(self, batch: Batch, sigma: float, generator: torch.Generator) -> Batch:
         """The batch with Gaussian noise N(0, σ²) added to its images in pixel units [0, 1], clipped to that range."""
+
+    #: the dtype forward passes compute in under :meth:`autocast` (None: the weights' own, float32 on CPU)
+    compute_dtype: torch.dtype | None = None
+
+    def master_weights(self) -> list[nn.Parameter]:
+        """Mixed precision for training: every trainable parameter held in float32 (the master copy the optimizer
+        updates, and its state), forward passes in the weights' low precision (bf16 on a GPU) under
+        :meth:`autocast`. A model loaded in float32 is left as it is. Returns the trainable parameters."""
+        low = {p.dtype for p in self.network.parameters() if p.dtype in (torch.bfloat16, torch.float16)}
+        trainable = [p for p in self.network.parameters() if p.requires_grad]
+        if low:
+            self.compute_dtype = torch.bfloat16 if torch.bfloat16 in low else torch.float16
+            for parameter in trainable:
+                if parameter.dtype != torch.float32:
+                    parameter.data = parameter.data.float()
+        return trainable
+
+    def autocast(self) -> Any:
+        """Forward passes in ``compute_dtype`` (torch.autocast), or as they are when it is None."""
+        if self.compute_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.compute_dtype)
 
     def merged(self) -> MultimodalModel:
         """The model with any LoRA adapters folded into its weights (itself when there are none)."""

@@ -123,7 +123,7 @@ def fine_tune(
     rehearsed = [] if replay is None else model.usable(replay.samples)
     per_epoch = min(int(config.replay or 0), len(rehearsed))
 
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    trainable = model.master_weights()  # float32 master weights and optimizer state for a bf16 (GPU) load
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay, fused=True)
     optimizer = distributed.prepare(model, optimizer)
     steps_per_epoch = math.ceil((len(samples) + per_epoch) / config.batch_size)
@@ -173,7 +173,8 @@ def fine_tune(
         batches = length_grouped_batches(epoch_samples, int(config.batch_size), generator)  # type: ignore[arg-type]
         for step, rows in enumerate(track(batches, f"epoch {epoch + 1}/{config.epochs}")):
             part, weight = distributed.share(rows)
-            loss = model.training_loss(model.batch([epoch_samples[i] for i in part])) * weight
+            with model.autocast():
+                loss = model.training_loss(model.batch([epoch_samples[i] for i in part])) * weight
             reported = distributed.mean(loss)  # the whole batch's mean loss, the same on every process
             if not torch.isfinite(reported):
                 kept = (
