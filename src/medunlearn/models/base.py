@@ -225,6 +225,8 @@ class MultimodalModel(abc.ABC):
         """Write the model in the Hugging Face layout (config, safetensors, tokenizer/processor) plus the model card."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        if self.compute_dtype is not None:  # trained on float32 master weights: saved in the precision it was loaded in
+            self.network.to(self.compute_dtype)
         self.network.save_pretrained(folder, safe_serialization=True)
         self.preprocessor.save_pretrained(folder)
         (folder / MODEL_CARD).write_text(json.dumps(self.card, indent=2, sort_keys=True) + "\n")
