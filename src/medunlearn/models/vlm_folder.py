@@ -9,6 +9,7 @@ without torchvision.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +44,13 @@ def load_vlm(folder: Path) -> VisionLanguageModel:
     family = FAMILIES[model_type]
     card = read_model_card(folder)
     cuda = torch.cuda.is_available()
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
     network = family.model_class.from_pretrained(
         folder,
         dtype=torch.bfloat16 if cuda else torch.float32,
-        device_map="auto" if cuda else None,
+        # one process alone may spread a model over every visible GPU; under a launcher (accelerate, torchrun) each
+        # process holds a whole replica on its own GPU, which the launcher's data parallelism expects
+        device_map=(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if launched else "auto") if cuda else None,
     )
     tokenizer = AutoTokenizer.from_pretrained(folder)
     chat_template = _chat_template(folder) or tokenizer.chat_template
