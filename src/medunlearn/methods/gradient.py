@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from medunlearn import distributed
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
-from medunlearn.methods.method import Method, MethodSettings, UnlearnJob, adamw, positive
+from medunlearn.methods.method import Method, MethodSettings, UnlearnJob, adamw, positive, setting
 from medunlearn.models.base import MultimodalModel
 from medunlearn.progress import track
 
@@ -92,6 +92,15 @@ class GradientSettings(MethodSettings):
     lr: float = positive(1e-4, "AdamW learning rate (constant)")
     batch_size: int = positive(8, "samples per forget batch and per retain batch")
     max_grad_norm: float = positive(1.0, "gradient norm clipped to at most this")
+    accumulation: int = positive(
+        1, "micro-batches each batch is split into, gradients accumulated (the same step in less memory)"
+    )
+    checkpointing: int = setting(
+        0,
+        "1: gradient checkpointing (activations recomputed in the backward pass: less memory, more time)",
+        low=0,
+        high=1,
+    )
 
 
 @dataclass(frozen=True)
@@ -119,14 +128,17 @@ class Objective:
         forget: list[Sample],
         retain: list[Sample],
         settings: GradientSettings,
+        shares: tuple[float, float] = (1.0, 1.0),
     ) -> torch.Tensor:
         """The step's loss on this process's part of the forget and retain batches (all of them in one process).
 
         Each term is weighted by its part's share (:func:`medunlearn.distributed.share`), so the
-        gradients the processes average are those of the whole batches' terms.
+        gradients the processes average are those of the whole batches' terms; ``shares`` weigh a micro-batch's
+        terms by its share of the batch (gradient accumulation).
         """
         forget_part, forget_weight = distributed.share(forget)
         retain_part, retain_weight = distributed.share(retain)
+        forget_weight, retain_weight = forget_weight * shares[0], retain_weight * shares[1]
         forget_term, retain_term = self.terms(model, reference, forget_part, retain_part, settings)
         weighted = [
             term * weight
@@ -167,6 +179,31 @@ def frozen_copy(model: MultimodalModel) -> MultimodalModel:
     return reference
 
 
+def micro_batches(
+    forget: list[Sample], retain: list[Sample], parts: int
+) -> list[tuple[list[Sample], list[Sample], tuple[float, float]]]:
+    """The batches split into at most ``parts`` micro-batches (none empty where its batch is not), each with its
+    shares of the two batches."""
+    sizes = [len(b) for b in (forget, retain) if b]
+    parts = max(1, min([parts, *sizes]))
+    out = []
+    for i in range(parts):
+        f = forget[i * len(forget) // parts : (i + 1) * len(forget) // parts]
+        r = retain[i * len(retain) // parts : (i + 1) * len(retain) // parts]
+        out.append((f, r, (len(f) / max(len(forget), 1), len(r) / max(len(retain), 1))))
+    return out
+
+
+def checkpointed(model: MultimodalModel) -> None:
+    """Turn on gradient checkpointing (transformers' own), or say in one sentence that this model has none."""
+    network = getattr(model.network, "get_base_model", lambda: model.network)()
+    if not getattr(network, "supports_gradient_checkpointing", False):
+        raise MedunlearnError(
+            f"the {model.family} model does not support gradient checkpointing; drop --set checkpointing=1."
+        )
+    network.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSettings, objective: Objective) -> None:
     forget, retain = job.forget_and_retain(
         model, needs_forget=objective.uses_forget, needs_retain=objective.uses_retain
@@ -178,6 +215,8 @@ def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSet
         BatchStream(retain, settings.batch_size, generator),
     )
     reference = frozen_copy(model) if objective.reference_on else None
+    if settings.checkpointing:
+        checkpointed(model)
     optimizer, trainable = adamw(model, settings.lr)
     model.train(False)  # frozen normalisation statistics and no dropout: see the module docstring
     losses: list[float] = []
@@ -185,16 +224,19 @@ def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSet
     for _ in track(range(steps), "unlearning steps"):
         forget_batch = forget_stream.next() if objective.uses_forget else []
         retain_batch = retain_stream.next() if objective.uses_retain else []
-        with model.autocast():
-            loss = objective.loss(model, reference, forget_batch, retain_batch, settings)
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch.zeros((), device=model.device)
+        for forget_part, retain_part, shares in micro_batches(forget_batch, retain_batch, settings.accumulation):
+            with model.autocast():
+                part = objective.loss(model, reference, forget_part, retain_part, settings, shares)
+            distributed.backward(part)  # gradients add up over the micro-batches
+            loss = loss + part.detach().float()
         reported = distributed.mean(loss)  # the whole batches' loss, the same on every process
         if not torch.isfinite(reported):
             raise MedunlearnError(
                 f"the unlearning loss became {reported.item()} at step {len(losses) + 1}; lower lr (--set lr=...) "
                 "and rerun."
             )
-        optimizer.zero_grad(set_to_none=True)
-        distributed.backward(loss)
         distributed.clip_gradients(trainable, settings.max_grad_norm)
         optimizer.step()
         losses.append(reported.item())
