@@ -215,3 +215,10 @@ def test_select_tunes_on_validation_requests_and_runs_the_tests_with_the_choice(
         json.loads((tmp_path / "run" / "cells" / validation[0] / "vanilla.json").read_text())["request"]["targets"]
     )
     assert {a["method"] for a in metrics["aggregates"]} == {"vanilla", "retrain", "chip", "grad_diff"}
+
+
+def test_the_bench_trains_and_unlearns_through_the_lora_ranks_it_is_given():
+    config = BenchConfig(methods=("chip", "grad_diff", "forget_mi", "retrain"), lora_r=8, unlearn_lora_r=4, lr=3e-4)
+    assert config.training().lora_r == 8 and config.training().lr == 3e-4
+    assert config.method_config("grad_diff").lora_r == 4 and config.method_config("forget_mi").lora_r == 4
+    assert config.method_config("chip").lora_r == 0  # training-free: it edits weights directly

@@ -180,6 +180,8 @@ def test_report_needs_metrics_of_a_known_schema(run_cli, tmp_path):
         (["--levels", "ward"], "unknown level 'ward'"),
         (["--forget-fraction", "lots"], "is not a number"),
         (["--set", "k=5"], "needs a method prefix"),
+        (["--unlearn-lora-r", "-1"], "--unlearn-lora-r is -1"),
+        (["--lora-r", "5000"], "--lora-r is 5000"),
     ],
 )
 def test_bench_bad_input(run_cli, small_folder, tmp_path, args, message):

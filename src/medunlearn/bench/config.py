@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from medunlearn.config import DEFAULT_PRESET, TrainConfig
+from medunlearn.config import DEFAULT_PRESET, MAX_LORA_RANK, TrainConfig
 from medunlearn.data.hierarchy import Level
 from medunlearn.errors import MAX_SEED, MedunlearnError, check_integer
 from medunlearn.evaluation.results import ORACLE
@@ -40,6 +40,10 @@ class BenchConfig:
     epochs: int | None = None
     lr: float | None = None
     batch_size: int | None = None
+    #: LoRA rank of the vanilla model's and the oracles' fine-tuning (0: full fine-tuning)
+    lora_r: int = 0
+    #: LoRA rank the gradient methods and Forget-MI unlearn through (0: every weight); CHIP and retrain ignore it
+    unlearn_lora_r: int = 0
     eval_limit: int = 200
     method_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     threads: int = 0
@@ -64,6 +68,8 @@ class BenchConfig:
             raise MedunlearnError("the bench has no request: give --levels or --forget-fraction.")
         check_integer("--limit", self.eval_limit, 1, 1_000_000)
         check_integer("--threads", self.threads, 0, 1024, " (0: torch's default)")
+        check_integer("--lora-r", self.lora_r, 0, MAX_LORA_RANK, " (0: full fine-tuning)")
+        check_integer("--unlearn-lora-r", self.unlearn_lora_r, 0, MAX_LORA_RANK, " (0: full-parameter unlearning)")
         # each method's overrides typed by its settings dataclass ("5" and 5 are one configuration)
         typed = {}
         for name, given in self.method_settings.items():
@@ -80,7 +86,8 @@ class BenchConfig:
         """The method's defaults, the bench's ``--set`` overrides, then ``point`` (a grid point's settings); run
         with ``seed`` (a request's own method seed), else the bench's."""
         settings = {**self.method_settings.get(name, {}), **(point or {})}
-        return method_config(name, settings, self.seed if seed is None else seed)
+        adapter = 0 if method(name).training_free or name == ORACLE else self.unlearn_lora_r
+        return method_config(name, settings, self.seed if seed is None else seed, adapter)
 
     def grid(self, name: str) -> list[dict[str, Any]]:
         """The grid points ``select`` tries for one method: its declared grid's keys only (empty: nothing to choose)."""
@@ -90,7 +97,12 @@ class BenchConfig:
     def training(self, offset: int = 0) -> TrainConfig:
         """The vanilla recipe; ``offset`` > 0 is the seed-``offset`` retraining of the noise band."""
         return TrainConfig(
-            model=self.model, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed + offset
+            model=self.model,
+            epochs=self.epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            seed=self.seed + offset,
+            lora_r=self.lora_r,
         )
 
     def to_json(self) -> dict[str, Any]:

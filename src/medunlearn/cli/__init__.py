@@ -397,6 +397,19 @@ def bench_command(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of training, requests, methods and evaluation.")] = 0,
     epochs: Annotated[int | None, typer.Option(help="Training epochs (default: the model family's).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Training learning rate (default: the model family's).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Training batch size (default: the model family's).")
+    ] = None,
+    lora_r: Annotated[
+        int, typer.Option("--lora-r", help="LoRA rank of the vanilla and oracle fine-tuning (0: full).")
+    ] = 0,
+    unlearn_lora_r: Annotated[
+        int,
+        typer.Option(
+            "--unlearn-lora-r", help="LoRA rank the gradient methods and Forget-MI unlearn through (0: every weight)."
+        ),
+    ] = 0,
     limit: LimitOption = 200,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="method.key=value for a method parameter (repeatable).")
@@ -445,6 +458,10 @@ def bench_command(
         min_items=min_items,
         seeds=seeds,
         noise_requests=noise_requests,
+        lr=lr,
+        batch_size=batch_size,
+        lora_r=lora_r,
+        unlearn_lora_r=unlearn_lora_r,
     )
     inputs = [("--data", data), ("--model", Path(model) if Path(model).exists() else None)]
     with claimed_output(out_dir, "bench", inputs=inputs, resumes=("bench",)):
