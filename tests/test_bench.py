@@ -2,10 +2,12 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from medunlearn.bench.config import BenchConfig
 from medunlearn.bench.requests import draw_requests
 from medunlearn.bench.run import Bench
+from medunlearn.bench.run_folder import loaded_vanilla
 from medunlearn.data.hierarchy import Level
 from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.results import load_metrics
@@ -222,3 +224,14 @@ def test_the_bench_trains_and_unlearns_through_the_lora_ranks_it_is_given():
     assert config.training().lora_r == 8 and config.training().lr == 3e-4
     assert config.method_config("grad_diff").lora_r == 4 and config.method_config("forget_mi").lora_r == 4
     assert config.method_config("chip").lora_r == 0  # training-free: it edits weights directly
+
+
+@pytest.mark.slow
+def test_a_method_cell_edits_its_own_load_never_the_shared_vanilla_model(dual_run, small_dataset):
+    # the cells ran in this process, one after another: the vanilla model the later cells read is still the folder's
+    folder, _ = dual_run
+    vanilla_folder = folder / "models" / "vanilla"
+    shared = loaded_vanilla(vanilla_folder, small_dataset)
+    fresh = load_model(vanilla_folder)
+    for (name, a), (_, b) in zip(shared.network.named_parameters(), fresh.network.named_parameters(), strict=True):
+        assert torch.equal(a, b), name

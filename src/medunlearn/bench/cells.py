@@ -18,7 +18,7 @@ import torch
 from medunlearn.bench.config import BenchConfig
 from medunlearn.bench.requests import TEST as TEST_ROLE
 from medunlearn.bench.requests import VALIDATION, BenchRequest
-from medunlearn.bench.run_folder import RunFolder, loaded_vanilla, trained
+from medunlearn.bench.run_folder import RunFolder, loaded_vanilla, own_vanilla, trained
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.splits import make_split
 from medunlearn.evaluation.evaluate import ModelEvaluation, compare_with_oracle, evaluate_model, evaluation_sets
@@ -87,7 +87,8 @@ class BenchWork:
         path = self.folder.cell(bench_request.key, cell.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         vanilla_folder = self.folder.vanilla(offset)
-        vanilla = loaded_vanilla(vanilla_folder, self.dataset)
+        # a method edits its model in place: its cell loads its own; the others share one read-only load
+        vanilla = (own_vanilla if cell.work == METHOD_WORK else loaded_vanilla)(vanilla_folder, self.dataset)
         sets = evaluation_sets(vanilla, self.dataset, split, limit=self.config.eval_limit, seed=self.config.seed)
         if bench_request.role == VALIDATION:  # a validation request only feeds the selection criterion: no attacks
             sets = {name: sets[name] for name in SELECTION_SETS}

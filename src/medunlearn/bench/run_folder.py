@@ -116,8 +116,18 @@ def trained(dataset: HospitalDataset, config: TrainConfig, folder: Path, timings
 _loaded: dict[tuple[str, int], MultimodalModel] = {}
 
 
+def own_vanilla(folder: Path, dataset: HospitalDataset) -> MultimodalModel:
+    """A load of the vanilla model of its own, for a method to edit in place: the shared load is dropped first, so
+    the process holds one copy of the weights."""
+    _loaded.clear()
+    model = load_model(folder)
+    model.attach(dataset)
+    return model
+
+
 def loaded_vanilla(folder: Path, dataset: HospitalDataset) -> MultimodalModel:
-    """The vanilla model, loaded once per process (the last one loaded is kept; a method edits a private copy)."""
+    """The vanilla model, loaded once per process (the last one loaded is kept) for the cells that only read it;
+    never edited (a method cell takes :func:`own_vanilla`)."""
     key = (str(folder), (folder / "train_config.json").stat().st_mtime_ns)
     if key not in _loaded:
         _loaded.clear()
