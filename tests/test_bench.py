@@ -13,6 +13,7 @@ from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.results import load_metrics
 from medunlearn.executors import LocalExecutor
 from medunlearn.models.loading import load_model
+from medunlearn.models.train import training_settings
 
 DUAL = dict(
     model="dual-encoder@scratch",
@@ -235,3 +236,34 @@ def test_a_method_cell_edits_its_own_load_never_the_shared_vanilla_model(dual_ru
     fresh = load_model(vanilla_folder)
     for (name, a), (_, b) in zip(shared.network.named_parameters(), fresh.network.named_parameters(), strict=True):
         assert torch.equal(a, b), name
+
+
+@pytest.mark.slow
+def test_a_given_vanilla_model_is_used_as_it_is_and_its_oracles_retrain_from_its_recorded_recipe(
+    dual_run, small_dataset, tmp_path
+):
+    folder, metrics = dual_run
+    given = tmp_path / "given"
+    shutil.copytree(folder / "models" / "vanilla", given)
+    (given / "quality.json").unlink()
+    before = {p.name: p.read_bytes() for p in given.iterdir()}
+    config = BenchConfig(**{**DUAL, "model": "tiny-qwen2-vl", "epochs": None, "vanilla": str(given)})
+    # the recipe the folder records (resolved), not the flags
+    assert training_settings(small_dataset, config.training()) == training_settings(
+        small_dataset, BenchConfig(**DUAL).training()
+    )
+    again = Bench(small_dataset, config, tmp_path / "run").run()
+    assert {p.name: p.read_bytes() for p in given.iterdir()} == before  # an input: never written to
+    assert not (tmp_path / "run" / "models" / "vanilla").exists()  # not retrained
+    # the same vanilla model and the same oracles as the bench that trained its own: the same results
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("cost", "model")} for r in rows]  # noqa: E731
+    assert strip(again["results"]) == strip(metrics["results"])
+
+
+def test_a_given_vanilla_folder_without_a_recipe_trains_the_oracles_from_the_benchs_own(small_dataset, tmp_path):
+    given = tmp_path / "hf"
+    given.mkdir()
+    config = BenchConfig(**{**DUAL, "vanilla": str(given)})
+    assert config.recorded_recipe() is None and config.training().epochs == 2  # the command line's recipe
+    with pytest.raises(MedunlearnError, match="--vanilla .*nowhere does not exist"):
+        BenchConfig(**{**DUAL, "vanilla": str(tmp_path / "nowhere")})

@@ -6,12 +6,15 @@ Every field is checked on construction (bad input gets one sentence naming the o
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from medunlearn.config import DEFAULT_PRESET, MAX_LORA_RANK, TrainConfig
 from medunlearn.data.hierarchy import Level
-from medunlearn.errors import MAX_SEED, MedunlearnError, check_integer
+from medunlearn.errors import MAX_SEED, MedunlearnError, check_integer, not_there
 from medunlearn.evaluation.results import ORACLE
 from medunlearn.methods.method import MethodConfig
 from medunlearn.methods.registry import METHODS, method, method_config
@@ -44,6 +47,8 @@ class BenchConfig:
     lora_r: int = 0
     #: LoRA rank the gradient methods and Forget-MI unlearn through (0: every weight); CHIP and retrain ignore it
     unlearn_lora_r: int = 0
+    #: an existing fine-tuned model folder to use as the vanilla model (None: the bench trains its own)
+    vanilla: str | None = None
     eval_limit: int = 200
     method_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     threads: int = 0
@@ -70,6 +75,13 @@ class BenchConfig:
         check_integer("--threads", self.threads, 0, 1024, " (0: torch's default)")
         check_integer("--lora-r", self.lora_r, 0, MAX_LORA_RANK, " (0: full fine-tuning)")
         check_integer("--unlearn-lora-r", self.unlearn_lora_r, 0, MAX_LORA_RANK, " (0: full-parameter unlearning)")
+        if self.vanilla is not None:
+            if not Path(self.vanilla).is_dir():
+                raise not_there("--vanilla", Path(self.vanilla), "give the folder of a fine-tuned model.")
+            object.__setattr__(self, "vanilla", str(Path(self.vanilla).resolve()))
+            recorded = self.recorded_recipe()
+            if recorded is not None:  # the model is the recipe's: its base names the run
+                object.__setattr__(self, "model", recorded.model)
         # each method's overrides typed by its settings dataclass ("5" and 5 are one configuration)
         typed = {}
         for name, given in self.method_settings.items():
@@ -94,8 +106,25 @@ class BenchConfig:
         keys = [p.name for p in method(name).parameters if p.grid]
         return [{key: point.to_json()[key] for key in keys} for point in method(name).settings_type.search_grid()]
 
+    def recorded_recipe(self) -> TrainConfig | None:
+        """With ``vanilla``: the recipe its folder records (train_config.json), else None."""
+        path = Path(self.vanilla) / "train_config.json" if self.vanilla else None
+        if path is None or not path.is_file():
+            return None
+        try:
+            return TrainConfig.from_json({**json.loads(path.read_text())["config"], "exclude_level": None})
+        except (ValueError, KeyError, TypeError):
+            raise MedunlearnError(
+                f"{path} holds no training recipe medunlearn can read; give a model folder written by "
+                "`medunlearn train`, or one without train_config.json (the bench's own recipe then trains the oracles)."
+            ) from None
+
     def training(self, offset: int = 0) -> TrainConfig:
-        """The vanilla recipe; ``offset`` > 0 is the seed-``offset`` retraining of the noise band."""
+        """The vanilla recipe; ``offset`` > 0 is the seed-``offset`` retraining of the noise band. With ``vanilla``,
+        the recipe recorded in that folder (the oracles retrain from what made the model), else the bench's own."""
+        recorded = self.recorded_recipe()
+        if recorded is not None:
+            return dataclasses.replace(recorded, seed=recorded.seed + offset, exclude=None)
         return TrainConfig(
             model=self.model,
             epochs=self.epochs,

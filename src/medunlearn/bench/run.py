@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from medunlearn.audit import weight_digests
 from medunlearn.bench.cells import METHOD_WORK, ORACLE_WORK, VANILLA_WORK, BenchWork, Cell, Run, run_cell
 from medunlearn.bench.config import BenchConfig
 from medunlearn.bench.requests import TEST, VALIDATION, BenchRequest, draw_requests
@@ -32,6 +33,7 @@ from medunlearn.evaluation.quality import measure_quality
 from medunlearn.evaluation.results import ORACLE, VANILLA, metrics_document
 from medunlearn.evaluation.statistics import aggregate, retraining_noise
 from medunlearn.executors import Executor, LocalExecutor, Task
+from medunlearn.models.loading import check_trained_on
 from medunlearn.models.model_name import base_name
 from medunlearn.outputs import mark, read_json, write_json
 from medunlearn.progress import note
@@ -43,10 +45,18 @@ class Bench:
     def __init__(
         self, dataset: HospitalDataset, config: BenchConfig, folder: Path, executor: Executor | None = None
     ) -> None:
-        self.dataset, self.config, self.folder = dataset, config, RunFolder(folder)
+        self.dataset, self.config, self.folder = dataset, config, RunFolder(folder, config.vanilla)
         self.executor: Executor = executor or LocalExecutor()
         # the base is part of what a run means: cells of models fine-tuned from another base are never reused
         self.settings = {"bench": config.to_json(), "data": dataset.fingerprint(), "base": base_name(config.model)}
+        if config.vanilla is not None:  # the given model's weights are part of what the run means
+            check_trained_on(Path(config.vanilla), dataset, role="--vanilla")
+            self.settings["vanilla_weights"] = weight_digests(Path(config.vanilla))
+            if config.recorded_recipe() is None:
+                self.settings["oracle_recipe"] = (
+                    "the bench's own (--model, --epochs, --lr, --batch-size, --lora-r): the --vanilla folder records "
+                    "no train_config.json, so its oracles cannot retrain from what made it"
+                )
         self.work = BenchWork(dataset, config, self.folder)
         self.timings: dict[str, float] = {}
 
@@ -64,10 +74,18 @@ class Bench:
         self.folder.path.mkdir(parents=True, exist_ok=True)
         mark(self.folder.path)
         self.folder.write_config(self.settings)
-        vanilla_folder = trained(self.dataset, self.config.training(), self.folder.vanilla(0), self.timings, "training")
+        if self.folder.external is not None:  # `--vanilla DIR`: used as it is, never trained or written to
+            vanilla_folder = self.folder.external
+            if "oracle_recipe" in self.settings:
+                note(f"{vanilla_folder} records no training recipe: the oracles use {self.settings['oracle_recipe']}")
+        else:
+            vanilla_folder = trained(
+                self.dataset, self.config.training(), self.folder.vanilla(0), self.timings, "training"
+            )
         vanilla = loaded_vanilla(vanilla_folder, self.dataset)
-        if not (vanilla_folder / "quality.json").is_file():  # what the vanilla model memorised, for the report
-            write_json(vanilla_folder / "quality.json", measure_quality(vanilla, self.dataset))
+        if not self.folder.quality().is_file():  # what the vanilla model memorised, for the report
+            self.folder.quality().parent.mkdir(parents=True, exist_ok=True)
+            write_json(self.folder.quality(), measure_quality(vanilla, self.dataset))
         requests = draw_requests(self.dataset, vanilla, self.config)
         done, planned = self.plan(requests)
         note(
@@ -87,7 +105,8 @@ class Bench:
             for request_rows in self._rows(tests, [chosen_runs(self.config, selection, r) for r in tests])
             for row in request_rows
         ]
-        models = {vanilla.family: {"model": self.config.model, "quality": read_json(vanilla_folder / "quality.json")}}
+        quality = read_json(self.folder.quality())
+        models = {vanilla.family: {"model": self.config.vanilla or self.config.model, "quality": quality}}
         rows = [{"model": vanilla.family, **row} for row in rows]  # cells written before rows named their model
         metrics = metrics_document(self.settings, models, rows, self.timings)
         metrics["selection"] = {vanilla.family: selection} if selection else {}

@@ -37,8 +37,9 @@ ORACLE_PREFIXES = {1: "oracle-", 2: f"{ORACLE}-"}
 
 
 class RunFolder:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, vanilla: Path | None = None) -> None:
         self.path = Path(path)
+        self.external = Path(vanilla) if vanilla else None  # `bench --vanilla DIR`: seed 0's model, only read
 
     def finished_cells(self) -> list[Path]:
         cells = self.path / "cells"
@@ -80,8 +81,17 @@ class RunFolder:
         return self.path / "cells" / request_key / f"{name}.json"
 
     def vanilla(self, offset: int) -> Path:
-        """The vanilla model of training seed ``offset`` (0: the bench's own seed)."""
+        """The vanilla model of training seed ``offset`` (0: the bench's own seed, or the given ``--vanilla``)."""
+        if offset == 0 and self.external is not None:
+            return self.external
         return self.path / "models" / (VANILLA if offset == 0 else f"{VANILLA}-seed{offset}")
+
+    def quality(self, offset: int = 0) -> Path:
+        """Where the vanilla model's quality.json is (a given ``--vanilla``'s is kept in the run folder: inputs are
+        never written to)."""
+        if offset == 0 and self.external is not None:
+            return self.path / "models" / f"{VANILLA}.quality.json"
+        return self.vanilla(offset) / "quality.json"
 
     def oracle(self, request_key: str, offset: int) -> Path:
         """The request's retrain oracle of training seed ``offset``."""
@@ -128,7 +138,7 @@ def own_vanilla(folder: Path, dataset: HospitalDataset) -> MultimodalModel:
 def loaded_vanilla(folder: Path, dataset: HospitalDataset) -> MultimodalModel:
     """The vanilla model, loaded once per process (the last one loaded is kept) for the cells that only read it;
     never edited (a method cell takes :func:`own_vanilla`)."""
-    key = (str(folder), (folder / "train_config.json").stat().st_mtime_ns)
+    key = (str(folder), (folder / "config.json").stat().st_mtime_ns)
     if key not in _loaded:
         _loaded.clear()
         _loaded[key] = load_model(folder)

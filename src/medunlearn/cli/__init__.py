@@ -410,6 +410,14 @@ def bench_command(
             "--unlearn-lora-r", help="LoRA rank the gradient methods and Forget-MI unlearn through (0: every weight)."
         ),
     ] = 0,
+    vanilla: Annotated[
+        Path | None,
+        typer.Option(
+            "--vanilla",
+            help="A fine-tuned model folder to use as the vanilla model (never written to); its oracles retrain from "
+            "the recipe it records (train_config.json), else from this command's --model/--epochs/--lr/--batch-size.",
+        ),
+    ] = None,
     limit: LimitOption = 200,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="method.key=value for a method parameter (repeatable).")
@@ -462,8 +470,13 @@ def bench_command(
         batch_size=batch_size,
         lora_r=lora_r,
         unlearn_lora_r=unlearn_lora_r,
+        vanilla=str(vanilla) if vanilla is not None else None,
     )
-    inputs = [("--data", data), ("--model", Path(model) if Path(model).exists() else None)]
+    inputs = [
+        ("--data", data),
+        ("--model", Path(model) if Path(model).exists() else None),
+        ("--vanilla", vanilla),
+    ]
     with claimed_output(out_dir, "bench", inputs=inputs, resumes=("bench",)):
         dataset = HospitalDataset.load(data)
         metrics = Bench(dataset, config, out_dir, cells).run()
