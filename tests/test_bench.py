@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import shutil
 
@@ -267,3 +268,21 @@ def test_a_given_vanilla_folder_without_a_recipe_trains_the_oracles_from_the_ben
     assert config.recorded_recipe() is None and config.training().epochs == 2  # the command line's recipe
     with pytest.raises(MedunlearnError, match="--vanilla .*nowhere does not exist"):
         BenchConfig(**{**DUAL, "vanilla": str(tmp_path / "nowhere")})
+
+
+def test_the_requests_a_dataset_ships_are_the_test_requests(small_dataset, scratch_vlm):
+    shipped = dataclasses.replace(
+        small_dataset,
+        requests=[
+            {"level": "patient", "targets": ["inst-1.pat-02"], "source": "forget_set.parquet"},
+            {"level": "study", "targets": ["inst-2.pat-01.st-2"], "source": "forget_set.parquet"},
+        ],
+    )
+    config = BenchConfig(levels=("patient", "study"), requests="dataset", select=True, min_items=1)
+    requests = draw_requests(shipped, scratch_vlm, config)
+    tests = [(r.request.level.value, r.request.targets) for r in requests if r.role == "test"]
+    assert tests == [("patient", ("inst-1.pat-02",)), ("study", ("inst-2.pat-01.st-2",))]
+    validation = [r for r in requests if r.role == "validation"]
+    assert len(validation) == 2 and all(r.request.targets[0] not in ("inst-1.pat-02",) for r in validation)
+    with pytest.raises(MedunlearnError, match="this dataset ships no deletion requests"):
+        draw_requests(small_dataset, scratch_vlm, config)

@@ -181,6 +181,9 @@ def test_report_needs_metrics_of_a_known_schema(run_cli, tmp_path):
         (["--forget-fraction", "lots"], "is not a number"),
         (["--set", "k=5"], "needs a method prefix"),
         (["--unlearn-lora-r", "-1"], "--unlearn-lora-r is -1"),
+        (["--requests", "mine"], "--requests 'mine' is unknown; use drawn or dataset"),
+        (["--requests", "dataset"], "this dataset ships no deletion requests"),
+        (["--vanilla", "/nowhere"], "--vanilla /nowhere does not exist"),
         (["--lora-r", "5000"], "--lora-r is 5000"),
     ],
 )
@@ -189,3 +192,4 @@ def test_bench_bad_input(run_cli, small_folder, tmp_path, args, message):
         "bench", "--data", small_folder, "--out", tmp_path / "b", "--model", "dual-encoder@scratch", *args
     )
     assert code == 2 and message in " ".join(err.split())
+    assert not (tmp_path / "b").exists()  # refused before any work: nothing left behind

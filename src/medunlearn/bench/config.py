@@ -30,6 +30,9 @@ class BenchConfig:
     methods: tuple[str, ...] = tuple(METHODS)
     levels: tuple[str, ...] = ALL_LEVELS
     targets_per_level: int = 1
+    #: "drawn": the bench draws its test requests; "dataset": the deletion requests the dataset ships (an imported
+    #: MedForget folder's forget sets per level, Forget-MI's forget CSV) are the test requests
+    requests: str = "drawn"
     #: a level holding fewer unrelated targets than asked tests what it holds (after its validation targets)
     fewer_targets: bool = False
     forget_fractions: tuple[float, ...] = ()
@@ -59,6 +62,8 @@ class BenchConfig:
         for level in self.levels:
             Level.parse(level)
         check_integer("--targets-per-level", self.targets_per_level, 1, 1000)
+        if self.requests not in ("drawn", "dataset"):
+            raise MedunlearnError(f"--requests {self.requests!r} is unknown; use drawn or dataset.")
         check_integer("--validation-per-level", self.validation_per_level, 1, 1000)
         check_integer("--seeds", self.seeds, 1, 100, " (1: one training seed; more: the retraining-noise band)")
         check_integer("--min-items", self.min_items, 1, 100_000)

@@ -77,6 +77,24 @@ def _related(hospital: Hospital, a: tuple[str, ...], b: tuple[str, ...]) -> bool
     return any(x == y or hospital.is_in_subtree(x, y) or hospital.is_in_subtree(y, x) for x in a for y in b)
 
 
+def shipped_targets(dataset: HospitalDataset, config: BenchConfig) -> dict[str, list[tuple[str, ...]]]:
+    """With ``requests="dataset"``: the dataset's own deletion requests by level (one sentence if it has none)."""
+    if config.requests != "dataset":
+        return {}
+    if not dataset.requests:
+        raise MedunlearnError(
+            "--requests dataset: this dataset ships no deletion requests (an imported MedForget folder's forget "
+            "sets or a Forget-MI forget CSV do); use --requests drawn."
+        )
+    out: dict[str, list[tuple[str, ...]]] = {}
+    for shipped in dataset.requests:
+        level = Level.parse(shipped["level"]).value
+        targets = tuple(shipped["targets"])
+        if targets not in out.setdefault(level, []):
+            out[level].append(targets)
+    return out
+
+
 def draw_requests(dataset: HospitalDataset, model: MultimodalModel, config: BenchConfig) -> list[BenchRequest]:
     """Test targets per level (seeded; forget sets of at least ``min_items`` usable questions), their
     validation targets when selecting, then the fraction requests (and their validation draws)."""
@@ -88,13 +106,18 @@ def draw_requests(dataset: HospitalDataset, model: MultimodalModel, config: Benc
         split = make_split(dataset, DeletionRequest(level, targets), seed=config.seed)
         return len(model.usable(split.table(dataset, "forget"))), len(model.usable(split.table(dataset, "retain")))
 
-    for name in config.levels:
+    shipped = shipped_targets(dataset, config)
+    for name in config.levels if config.requests == "drawn" else list(shipped):
         level = Level.parse(name)
         candidates = [n.id for n in dataset.hospital.nodes(level, holdout=False)]
         rng.shuffle(candidates)
-        chosen: dict[str, list[tuple[str, ...]]] = {TEST: [], VALIDATION: []}
+        chosen: dict[str, list[tuple[str, ...]]] = {TEST: list(shipped.get(level.value, [])), VALIDATION: []}
+        if config.requests == "dataset":  # the shipped requests are the tests; validation targets are still drawn
+            wanted[TEST] = len(chosen[TEST])
         largest = 0
         for node in candidates:
+            if len(chosen[TEST]) >= wanted[TEST] and len(chosen[VALIDATION]) >= wanted[VALIDATION]:
+                break
             targets = _candidate_targets(
                 dataset, level, node, lambda t, level=level: counts(level, t)[0] >= config.min_items
             )
@@ -126,7 +149,7 @@ def draw_requests(dataset: HospitalDataset, model: MultimodalModel, config: Benc
             for targets in chosen[role]
         ]
     patients = sorted(n.id for n in dataset.hospital.nodes(Level.PATIENT, holdout=False))
-    for index, fraction in enumerate(config.forget_fractions):
+    for index, fraction in enumerate(config.forget_fractions if config.requests == "drawn" else ()):
         count = max(1, round(fraction * len(patients)))
         draws = [
             random.Random(config.seed * FRACTION_SEED_STRIDE + index)

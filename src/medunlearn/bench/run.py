@@ -24,7 +24,7 @@ from typing import Any
 from medunlearn.audit import weight_digests
 from medunlearn.bench.cells import METHOD_WORK, ORACLE_WORK, VANILLA_WORK, BenchWork, Cell, Run, run_cell
 from medunlearn.bench.config import BenchConfig
-from medunlearn.bench.requests import TEST, VALIDATION, BenchRequest, draw_requests
+from medunlearn.bench.requests import TEST, VALIDATION, BenchRequest, draw_requests, shipped_targets
 from medunlearn.bench.run_folder import RunFolder, loaded_vanilla, trained
 from medunlearn.bench.selection import choose, chosen_runs, grid_runs
 from medunlearn.data.dataset import HospitalDataset
@@ -61,6 +61,7 @@ class Bench:
         self.timings: dict[str, float] = {}
 
     def run(self) -> dict[str, Any]:
+        shipped_targets(self.dataset, self.config)  # `--requests dataset` on a dataset that ships none: before any work
         self.folder.check(self.settings)
         created = not self.folder.path.exists()
         try:

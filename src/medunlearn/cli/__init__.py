@@ -410,6 +410,14 @@ def bench_command(
             "--unlearn-lora-r", help="LoRA rank the gradient methods and Forget-MI unlearn through (0: every weight)."
         ),
     ] = 0,
+    requests: Annotated[
+        str,
+        typer.Option(
+            "--requests",
+            help="drawn: the bench draws its test requests; dataset: the deletion requests the dataset ships "
+            "(MedForget forget sets per level, a Forget-MI forget CSV).",
+        ),
+    ] = "drawn",
     vanilla: Annotated[
         Path | None,
         typer.Option(
@@ -471,6 +479,7 @@ def bench_command(
         lora_r=lora_r,
         unlearn_lora_r=unlearn_lora_r,
         vanilla=str(vanilla) if vanilla is not None else None,
+        requests=requests,
     )
     inputs = [
         ("--data", data),
