@@ -46,6 +46,8 @@ class TrainConfig:
     replay: int | None = (
         None  # questions of the base's replay set mixed into every epoch (None: the family's default; 0: none)
     )
+    min_pixels: int | None = None  # the Qwen image processors' bounds on an image's pixels (None: the model's own)
+    max_pixels: int | None = None
 
     def __post_init__(self) -> None:
         # upper bounds far above any real run: a mistyped 1e6 epochs or batch is refused, not run "forever"
@@ -84,6 +86,9 @@ class TrainConfig:
         """The recipe as ``train_config.json`` stores it (the request as ``exclude_level``/``exclude_targets``,
         the keys model folders have always carried, so older folders still resume and retrain)."""
         payload = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "exclude"}
+        for name in ("min_pixels", "max_pixels"):  # recorded when set: recipes written before them keep their identity
+            if payload[name] is None:
+                del payload[name]
         payload["exclude_level"] = self.exclude.level.value if self.exclude else None
         payload["exclude_targets"] = list(self.exclude.targets) if self.exclude else []
         return payload

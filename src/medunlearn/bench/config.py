@@ -50,6 +50,9 @@ class BenchConfig:
     lora_r: int = 0
     #: LoRA rank the gradient methods and Forget-MI unlearn through (0: every weight); CHIP and retrain ignore it
     unlearn_lora_r: int = 0
+    #: the Qwen image processors' bounds on an image's pixels, for the vanilla model and the oracles
+    min_pixels: int | None = None
+    max_pixels: int | None = None
     #: an existing fine-tuned model folder to use as the vanilla model (None: the bench trains its own)
     vanilla: str | None = None
     eval_limit: int = 200
@@ -137,6 +140,8 @@ class BenchConfig:
             batch_size=self.batch_size,
             seed=self.seed + offset,
             lora_r=self.lora_r,
+            min_pixels=self.min_pixels,
+            max_pixels=self.max_pixels,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -29,6 +29,8 @@ from medunlearn.cli.options import (
     GpusOption,
     LevelOption,
     LimitOption,
+    MaxPixelsOption,
+    MinPixelsOption,
     OutOption,
     OverwriteOption,
     RayAddressOption,
@@ -127,6 +129,8 @@ def train_command(
             help="Questions of the base's replay set rehearsed every epoch (default: 200 from a VLM base, else 0)."
         ),
     ] = None,
+    min_pixels: MinPixelsOption = None,
+    max_pixels: MaxPixelsOption = None,
     overwrite: OverwriteOption = False,
     config: ConfigOption = None,
 ) -> None:
@@ -150,13 +154,28 @@ def train_command(
             lora_r,
             text_encoder,
             replay,
+            min_pixels,
+            max_pixels,
         )
     if is_main():
         write_resolved(ctx, out_dir, "train")
 
 
 def _train(
-    data, out_dir, model, exclude_level, exclude_target, epochs, lr, batch_size, seed, lora_r, text_encoder, replay
+    data,
+    out_dir,
+    model,
+    exclude_level,
+    exclude_target,
+    epochs,
+    lr,
+    batch_size,
+    seed,
+    lora_r,
+    text_encoder,
+    replay,
+    min_pixels,
+    max_pixels,
 ) -> None:
 
     dataset = HospitalDataset.load(data)
@@ -170,6 +189,8 @@ def _train(
         exclude=exclusion(exclude_level, exclude_target),
         text_encoder=str(text_encoder) if text_encoder else None,
         replay=replay,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
     )
     quality: dict = {}
 
@@ -211,6 +232,8 @@ def unlearn_command(
             help="Unlearn through a fresh LoRA adapter of this rank (gradient methods, Forget-MI); 0: every weight.",
         ),
     ] = 0,
+    min_pixels: MinPixelsOption = None,
+    max_pixels: MaxPixelsOption = None,
     save_adapter: Annotated[
         bool,
         typer.Option(
@@ -235,6 +258,8 @@ def unlearn_command(
         request = DeletionRequest(Level.parse(level), tuple(target))
         split = make_split(dataset, request, seed=seed)
         source = load_model(model)
+        if min_pixels is not None or max_pixels is not None:
+            source.limit_pixels(min_pixels, max_pixels)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         workdir = (
             out_dir.parent / f".{out_dir.name}.work"
@@ -410,6 +435,8 @@ def bench_command(
             "--unlearn-lora-r", help="LoRA rank the gradient methods and Forget-MI unlearn through (0: every weight)."
         ),
     ] = 0,
+    min_pixels: MinPixelsOption = None,
+    max_pixels: MaxPixelsOption = None,
     requests: Annotated[
         str,
         typer.Option(
@@ -480,6 +507,8 @@ def bench_command(
         unlearn_lora_r=unlearn_lora_r,
         vanilla=str(vanilla) if vanilla is not None else None,
         requests=requests,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
     )
     inputs = [
         ("--data", data),

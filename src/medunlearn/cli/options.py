@@ -33,3 +33,17 @@ OverwriteOption = Annotated[
     ),
 ]
 LimitOption = Annotated[int, typer.Option("--limit", help="Questions scored per set at most.", min=1, max=1_000_000)]
+MinPixelsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--min-pixels", help="Qwen2-VL/Qwen2.5-VL: the fewest pixels an image is resized to (saved with the model)."
+    ),
+]
+MaxPixelsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--max-pixels",
+        help="Qwen2-VL/Qwen2.5-VL: the most pixels an image is resized to, bounding its vision tokens (saved with "
+        "the model).",
+    ),
+]

@@ -260,6 +260,14 @@ class MultimodalModel(abc.ABC):
                     parameter.data = parameter.data.float()
         return trainable
 
+    def limit_pixels(self, min_pixels: int | None, max_pixels: int | None) -> None:
+        """Bound the pixels the image processor resizes each radiograph to (Qwen2-VL, Qwen2.5-VL); the model's
+        input size is fixed otherwise, which this says in one sentence."""
+        raise MedunlearnError(
+            f"--min-pixels/--max-pixels bound the Qwen2-VL and Qwen2.5-VL image processors; the {self.family} "
+            "model's image input has a fixed size. Drop them."
+        )
+
     def autocast(self) -> Any:
         """Forward passes in ``compute_dtype`` (torch.autocast), or as they are when it is None."""
         if self.compute_dtype is None:

@@ -101,6 +101,8 @@ def train(
     generator = seed_everything(config.seed)
     chosen = training_samples(dataset, config)  # a bad request fails here, before a base is built or loaded
     model = initial_model(config, dataset, name)
+    if config.min_pixels is not None or config.max_pixels is not None:
+        model.limit_pixels(config.min_pixels, config.max_pixels)  # saved with the model's processor
     replay = replay_set_for(config, name)
     return fine_tune(
         model,

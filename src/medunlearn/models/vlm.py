@@ -30,10 +30,11 @@ from transformers import (
     Qwen2VLProcessor,
     StoppingCriteriaList,
 )
+from transformers.image_utils import SizeDict
 
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.samples import Sample
-from medunlearn.errors import MedunlearnError
+from medunlearn.errors import MedunlearnError, check_integer
 from medunlearn.models.answer_length import RowLimits, answer_limits
 from medunlearn.models.base import (
     DECODE_BATCH,
@@ -100,6 +101,10 @@ FAMILIES: dict[str, Family] = {
         "llava", LlavaForConditionalGeneration, LlavaConfig, "model.multi_modal_projector", LLAVA_IMAGE_PLACEHOLDER
     ),
 }
+
+
+#: the most pixels an image may be resized to (a 16-megapixel radiograph)
+MAX_PIXELS = 16_000_000
 
 
 class VisionLanguageModel(MultimodalModel):
@@ -203,6 +208,28 @@ class VisionLanguageModel(MultimodalModel):
             vision_mask=vision,
             text_mask=attention.bool() & ~vision,
         )
+
+    def limit_pixels(self, min_pixels: int | None, max_pixels: int | None) -> None:
+        """The Qwen image processors resize every image to between ``min_pixels`` and ``max_pixels`` pixels (a
+        full MIMIC-CXR radiograph would otherwise become thousands of vision tokens); saved with the model."""
+        if self.family == "llava":
+            super().limit_pixels(min_pixels, max_pixels)
+        processor = self.processor.image_processor
+        floor = (processor.patch_size * processor.merge_size) ** 2
+        for flag, value in (("--min-pixels", min_pixels), ("--max-pixels", max_pixels)):
+            if value is not None:
+                check_integer(flag, value, floor, MAX_PIXELS, f" (one {int(floor**0.5)}-pixel square at least)")
+        if min_pixels is not None and max_pixels is not None and min_pixels > max_pixels:
+            raise MedunlearnError(
+                f"--min-pixels {min_pixels} is above --max-pixels {max_pixels}; give a minimum below the maximum."
+            )
+        # one bound given: the other follows it where the processor's own would cross it
+        high = max_pixels if max_pixels is not None else max(processor.size.longest_edge, min_pixels or 0)
+        low = min_pixels if min_pixels is not None else min(processor.size.shortest_edge, high)
+        processor.size = SizeDict(shortest_edge=low, longest_edge=high)
+        self._image_cache.clear()  # images processed under the old bounds, and the lengths they gave
+        self._prompt_cache.clear()
+        self._limits = None
 
     def with_image_noise(self, batch: Batch, sigma: float, generator: torch.Generator) -> Batch:
         """Noise in pixel units: undo the processor's normalisation, add N(0, σ²), clip to [0, 1], normalise again."""

@@ -1,0 +1,58 @@
+"""--min-pixels/--max-pixels: the Qwen image processors' bounds on an image, saved with the model."""
+
+import pytest
+
+from medunlearn.config import TrainConfig
+from medunlearn.errors import MedunlearnError
+from medunlearn.models.loading import load_model
+from medunlearn.models.tiny import build_scratch
+from medunlearn.models.train import initial_model
+
+
+@pytest.fixture
+def vlm(small_dataset):
+    model = build_scratch("tiny-qwen2-vl", small_dataset, seed=0)
+    model.attach(small_dataset)
+    return model
+
+
+def test_max_pixels_bounds_the_vision_tokens_of_an_image(vlm, small_dataset):
+    samples = vlm.usable(list(small_dataset.samples))[:2]
+    before = int(vlm.batch(samples).vision_mask.sum())
+    vlm.limit_pixels(None, 28 * 28)  # the 56-pixel radiographs become 28-pixel ones: a quarter of the tokens
+    after = int(vlm.batch(samples).vision_mask.sum())
+    assert after * 4 == before
+
+
+@pytest.mark.parametrize(
+    "low, high, message",
+    [
+        (None, 100, "--max-pixels is 100"),
+        (5000, 4000, "--min-pixels 5000 is above --max-pixels 4000"),
+    ],
+)
+def test_bad_pixel_bounds_are_one_sentence(vlm, low, high, message):
+    with pytest.raises(MedunlearnError, match=message):
+        vlm.limit_pixels(low, high)
+
+
+def test_a_model_of_fixed_input_size_refuses_pixel_bounds(small_dataset):
+    dual = initial_model(TrainConfig(model="dual-encoder@scratch"), small_dataset)
+    with pytest.raises(MedunlearnError, match="the dual_encoder model's image input has a fixed size"):
+        dual.limit_pixels(None, 784)
+
+
+def test_a_recipe_without_pixel_bounds_keeps_its_recorded_form_and_one_with_them_records_them():
+    assert "max_pixels" not in TrainConfig().to_json()  # models trained before the option keep their identity
+    assert TrainConfig(max_pixels=784).to_json()["max_pixels"] == 784
+    assert TrainConfig.from_json(TrainConfig(max_pixels=784).to_json()).max_pixels == 784
+
+
+def test_train_saves_the_bounds_with_the_model(run_cli, small_folder, tmp_path):
+    code, _, err = run_cli(
+        "train", "--data", small_folder, "--out", tmp_path / "m", "--model", "tiny-qwen2-vl@scratch",
+        "--epochs", "1", "--max-pixels", "784",
+    )  # fmt: skip
+    assert code == 0, err
+    # the saved processor is what every later command loads
+    assert load_model(tmp_path / "m").processor.image_processor.size.longest_edge == 784
