@@ -89,6 +89,7 @@ class BenchWork:
         vanilla_folder = self.folder.vanilla(offset)
         # a method edits its model in place: its cell loads its own; the others share one read-only load
         vanilla = (own_vanilla if cell.work == METHOD_WORK else loaded_vanilla)(vanilla_folder, self.dataset)
+        vanilla.batch_sizes(self.config.decode_batch, self.config.loss_batch)
         sets = evaluation_sets(vanilla, self.dataset, split, limit=self.config.eval_limit, seed=self.config.seed)
         if bench_request.role == VALIDATION:  # a validation request only feeds the selection criterion: no attacks
             sets = {name: sets[name] for name in SELECTION_SETS}
@@ -99,7 +100,7 @@ class BenchWork:
             oracle_folder = trained(
                 self.dataset, oracle_config, self.folder.oracle(bench_request.key, offset), timings, "oracles"
             )
-            oracle = load_model(oracle_folder)
+            oracle = load_model(oracle_folder).batch_sizes(self.config.decode_batch, self.config.loss_batch)
             evaluation = self._evaluate(oracle, sets, bench_request, timings)
             write_json(reference_path, evaluation.reference())
             summary = {

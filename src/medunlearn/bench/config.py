@@ -18,6 +18,7 @@ from medunlearn.errors import MAX_SEED, MedunlearnError, check_integer, not_ther
 from medunlearn.evaluation.results import ORACLE
 from medunlearn.methods.method import MethodConfig
 from medunlearn.methods.registry import METHODS, method, method_config
+from medunlearn.models.base import MAX_EVAL_BATCH
 
 ALL_LEVELS = tuple(level.value for level in Level)
 #: a request's forget set must hold this many questions the model can take to be measured (PROTOCOL.md §5)
@@ -53,6 +54,9 @@ class BenchConfig:
     #: the Qwen image processors' bounds on an image's pixels, for the vanilla model and the oracles
     min_pixels: int | None = None
     max_pixels: int | None = None
+    #: samples per generation and per scoring batch in the cells' evaluation (None: the model's defaults, 64 and 32)
+    decode_batch: int | None = None
+    loss_batch: int | None = None
     #: an existing fine-tuned model folder to use as the vanilla model (None: the bench trains its own)
     vanilla: str | None = None
     eval_limit: int = 200
@@ -83,6 +87,9 @@ class BenchConfig:
         check_integer("--threads", self.threads, 0, 1024, " (0: torch's default)")
         check_integer("--lora-r", self.lora_r, 0, MAX_LORA_RANK, " (0: full fine-tuning)")
         check_integer("--unlearn-lora-r", self.unlearn_lora_r, 0, MAX_LORA_RANK, " (0: full-parameter unlearning)")
+        for flag, size in (("--decode-batch", self.decode_batch), ("--loss-batch", self.loss_batch)):
+            if size is not None:
+                check_integer(flag, size, 1, MAX_EVAL_BATCH)
         if self.vanilla is not None:
             if not Path(self.vanilla).is_dir():
                 raise not_there("--vanilla", Path(self.vanilla), "give the folder of a fine-tuned model.")

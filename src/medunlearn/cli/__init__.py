@@ -25,10 +25,12 @@ from medunlearn.cli.console import crash_log, err, out, print_claims, print_qual
 from medunlearn.cli.data import data_app
 from medunlearn.cli.options import (
     DataOption,
+    DecodeBatchOption,
     ExecutorOption,
     GpusOption,
     LevelOption,
     LimitOption,
+    LossBatchOption,
     MaxPixelsOption,
     MinPixelsOption,
     OutOption,
@@ -234,6 +236,8 @@ def unlearn_command(
     ] = 0,
     min_pixels: MinPixelsOption = None,
     max_pixels: MaxPixelsOption = None,
+    decode_batch: DecodeBatchOption = None,
+    loss_batch: LossBatchOption = None,
     save_adapter: Annotated[
         bool,
         typer.Option(
@@ -257,7 +261,7 @@ def unlearn_command(
         dataset = HospitalDataset.load(data)
         request = DeletionRequest(Level.parse(level), tuple(target))
         split = make_split(dataset, request, seed=seed)
-        source = load_model(model)
+        source = load_model(model).batch_sizes(decode_batch, loss_batch)
         if min_pixels is not None or max_pixels is not None:
             source.limit_pixels(min_pixels, max_pixels)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -437,6 +441,8 @@ def bench_command(
     ] = 0,
     min_pixels: MinPixelsOption = None,
     max_pixels: MaxPixelsOption = None,
+    decode_batch: DecodeBatchOption = None,
+    loss_batch: LossBatchOption = None,
     requests: Annotated[
         str,
         typer.Option(
@@ -509,6 +515,8 @@ def bench_command(
         requests=requests,
         min_pixels=min_pixels,
         max_pixels=max_pixels,
+        decode_batch=decode_batch,
+        loss_batch=loss_batch,
     )
     inputs = [
         ("--data", data),

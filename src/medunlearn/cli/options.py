@@ -47,3 +47,9 @@ MaxPixelsOption = Annotated[
         "the model).",
     ),
 ]
+DecodeBatchOption = Annotated[
+    int | None, typer.Option("--decode-batch", help="Samples per generation batch (default 64; lower it on a GPU).")
+]
+LossBatchOption = Annotated[
+    int | None, typer.Option("--loss-batch", help="Samples per scoring batch, losses and attacks (default 32).")
+]

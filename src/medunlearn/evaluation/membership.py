@@ -39,7 +39,7 @@ def matched_strangers(dataset: HospitalDataset, split: Split, forget: Sequence[S
 
 @torch.no_grad()
 def attack_statistics(
-    model: MultimodalModel, samples: Sequence[Sample], *, batch_size: int = 32
+    model: MultimodalModel, samples: Sequence[Sample], *, batch_size: int | None = None
 ) -> dict[str, np.ndarray]:
     """Per sample, every score attack's score (:data:`medunlearn.evaluation.privacy.SCORE_ATTACKS`, lower = member):
     the mean answer NLL (``loss``, also the KS test's and the audit's input), the summed NLL over the answer's zlib
@@ -49,10 +49,12 @@ def attack_statistics(
     Under several processes each scores its part of the samples; every process gets all rows, in order.
     """
 
+    size = batch_size or model.loss_batch
+
     def rows(part: list[Sample]) -> list[tuple[float, float, float, float]]:
         out = []
-        for start in range(0, len(part), batch_size):
-            chunk = part[start : start + batch_size]
+        for start in range(0, len(part), size):
+            chunk = part[start : start + size]
             for sample, row in zip(chunk, model.token_scores(model.batch(chunk)), strict=True):
                 if not len(row):
                     out.append((0.0, 0.0, 0.0, 0.0))

@@ -29,8 +29,11 @@ from medunlearn.progress import track
 
 
 @torch.no_grad()
-def per_sample_losses(model: MultimodalModel, samples: Sequence[Sample], *, batch_size: int = 32) -> np.ndarray:
+def per_sample_losses(
+    model: MultimodalModel, samples: Sequence[Sample], *, batch_size: int | None = None
+) -> np.ndarray:
     out = []
+    batch_size = batch_size or model.loss_batch
     with model.eval_mode():
         for start in track(range(0, len(samples), batch_size), "scoring losses"):
             out.append(model.sample_losses(model.batch(samples[start : start + batch_size])).float().cpu().numpy())

@@ -32,12 +32,14 @@ from torch import nn
 
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.samples import Sample
-from medunlearn.errors import MedunlearnError
+from medunlearn.errors import MedunlearnError, check_integer
 
 MODEL_CARD = "medunlearn.json"
 #: questions decoded side by side: greedy decoding of the tiny models is bound by the per-step cost, so 64 rows
 #: take 22 % less time than 32 for the same answers (600 training questions, 2 CPU threads; docs/evaluation.md)
 DECODE_BATCH = 64
+LOSS_BATCH = 32
+MAX_EVAL_BATCH = 4096
 
 
 @dataclass
@@ -214,7 +216,7 @@ class MultimodalModel(abc.ABC):
 
     @abc.abstractmethod
     def answer(
-        self, samples: Sequence[Sample], *, batch_size: int = DECODE_BATCH, max_new_tokens: int | None = None
+        self, samples: Sequence[Sample], *, batch_size: int | None = None, max_new_tokens: int | None = None
     ) -> list[str]:
         """Greedy answers (classifier: the predicted label text)."""
 
@@ -243,6 +245,20 @@ class MultimodalModel(abc.ABC):
     @abc.abstractmethod
     def with_image_noise(self, batch: Batch, sigma: float, generator: torch.Generator) -> Batch:
         """The batch with Gaussian noise N(0, σ²) added to its images in pixel units [0, 1], clipped to that range."""
+
+    #: samples per generation batch (`answer`) and per scoring batch (losses, attacks): memory levers on a GPU
+    decode_batch: int = DECODE_BATCH
+    loss_batch: int = LOSS_BATCH
+
+    def batch_sizes(self, decode: int | None, loss: int | None) -> MultimodalModel:
+        """Set the generation and scoring batch sizes (None: keep); itself."""
+        if decode is not None:
+            check_integer("--decode-batch", decode, 1, MAX_EVAL_BATCH)
+            self.decode_batch = decode
+        if loss is not None:
+            check_integer("--loss-batch", loss, 1, MAX_EVAL_BATCH)
+            self.loss_batch = loss
+        return self
 
     #: the dtype forward passes compute in under :meth:`autocast` (None: the weights' own, float32 on CPU)
     compute_dtype: torch.dtype | None = None

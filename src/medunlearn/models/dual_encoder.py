@@ -49,7 +49,6 @@ from medunlearn.data.questions import LABEL_FACTS
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.base import (
-    DECODE_BATCH,
     Batch,
     EditableLinear,
     MultimodalModel,
@@ -417,9 +416,9 @@ class DualEncoderModel(MultimodalModel):
         }
 
     def answer(
-        self, samples: Sequence[Sample], *, batch_size: int = DECODE_BATCH, max_new_tokens: int | None = None
+        self, samples: Sequence[Sample], *, batch_size: int | None = None, max_new_tokens: int | None = None
     ) -> list[str]:
-        joint = self.class_probabilities(samples, batch_size=batch_size)[self.heads[0]]
+        joint = self.class_probabilities(samples, batch_size=batch_size or self.decode_batch)[self.heads[0]]
         return [self.classes[i] for i in joint.argmax(1)]
 
 

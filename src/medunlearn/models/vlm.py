@@ -37,7 +37,6 @@ from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError, check_integer
 from medunlearn.models.answer_length import RowLimits, answer_limits
 from medunlearn.models.base import (
-    DECODE_BATCH,
     Batch,
     EditableLinear,
     MultimodalModel,
@@ -351,7 +350,7 @@ class VisionLanguageModel(MultimodalModel):
 
     @torch.no_grad()
     def answer(
-        self, samples: Sequence[Sample], *, batch_size: int = DECODE_BATCH, max_new_tokens: int | None = None
+        self, samples: Sequence[Sample], *, batch_size: int | None = None, max_new_tokens: int | None = None
     ) -> list[str]:
         """Greedy answers, each at most its fact's limit (``models/answer_length.py``); questions of similar
         limits are decoded together."""
@@ -364,6 +363,7 @@ class VisionLanguageModel(MultimodalModel):
             range(len(samples)), key=lambda i: (limit_of[i], samples[i].task.value, len(samples[i].question))
         )
         answers: list[str] = [""] * len(samples)
+        batch_size = batch_size or self.decode_batch
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             batch, inputs = self._on_device(self.batch([samples[i] for i in rows], with_answer=False))

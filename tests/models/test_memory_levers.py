@@ -1,9 +1,12 @@
-"""--min-pixels/--max-pixels: the Qwen image processors' bounds on an image, saved with the model."""
+"""Memory levers of evaluation: --min-pixels/--max-pixels (the Qwen image processors' bounds on an image, saved with
+the model) and the decode and loss batch sizes."""
 
+import numpy as np
 import pytest
 
 from medunlearn.config import TrainConfig
 from medunlearn.errors import MedunlearnError
+from medunlearn.evaluation.quality import per_sample_losses
 from medunlearn.models.loading import load_model
 from medunlearn.models.tiny import build_scratch
 from medunlearn.models.train import initial_model
@@ -56,3 +59,19 @@ def test_train_saves_the_bounds_with_the_model(run_cli, small_folder, tmp_path):
     assert code == 0, err
     # the saved processor is what every later command loads
     assert load_model(tmp_path / "m").processor.image_processor.size.longest_edge == 784
+
+
+def test_the_decode_and_loss_batch_sizes_are_honoured_and_change_no_loss(vlm, small_dataset, monkeypatch):
+    samples = vlm.usable(list(small_dataset.samples))[:6]
+    losses = per_sample_losses(vlm, samples)
+    vlm.batch_sizes(decode=2, loss=2)
+    assert (vlm.decode_batch, vlm.loss_batch) == (2, 2)
+    # measured: identical losses in batches of 2 and of 32 (the tolerance allows another summation order)
+    assert np.allclose(per_sample_losses(vlm, samples), losses, atol=1e-5)
+    sizes = []
+    generate = vlm.network.generate
+    monkeypatch.setattr(vlm.network, "generate", lambda **kw: sizes.append(len(kw["input_ids"])) or generate(**kw))
+    vlm.answer(samples, max_new_tokens=2)
+    assert sizes and max(sizes) <= 2
+    with pytest.raises(MedunlearnError, match="--decode-batch is 0"):
+        vlm.batch_sizes(decode=0, loss=None)
