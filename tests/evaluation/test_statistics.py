@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from medunlearn.evaluation.statistics import aggregate, bootstrap_ci, holm, p_above, p_below, row_metrics
+from medunlearn.evaluation.statistics import (
+    aggregate,
+    bootstrap_ci,
+    holm,
+    p_above,
+    p_below,
+    row_metrics,
+    value_range,
+)
 
 #: known laws of per-request scores, each with its mean: symmetric, skewed, U-shaped, piled near a floor
 #: continuously, shares of 20 items near 0 (most requests exactly 0 or 0.05), and a paired difference
@@ -114,3 +122,12 @@ def test_merged_documents_keep_every_part_of_each_bench():
         == [n["model"] for n in merged["noise"]]
         == ["qwen2_vl", "dual_encoder"]
     )
+
+
+def test_an_interval_is_cut_to_the_range_the_metric_can_take():
+    values = [1.0, 1.0, 0.5, 1.0, 0.98, 1.0]  # an AUC over six requests: the interval reaches past both ends
+    assert bootstrap_ci(values)["low"] < 0.0 and bootstrap_ci(values)["high"] > 1.0
+    cut = bootstrap_ci(values, bounds=(0.0, 1.0))
+    assert (cut["low"], cut["high"]) == (0.0, 1.0)
+    assert value_range("forget_memorised/answered") == (0.0, 1.0) and value_range("gap/memorised") == (-1.0, 1.0)
+    assert value_range("forget_memorised/normalised") is None

@@ -21,6 +21,17 @@ from medunlearn.methods.registry import METHODS, method, method_config
 from medunlearn.models.base import MAX_EVAL_BATCH
 
 ALL_LEVELS = tuple(level.value for level in Level)
+#: options added after the first run folders, with the value that means "as before" (not recorded when so)
+LATER_OPTIONS: dict[str, Any] = {
+    "requests": "drawn",
+    "lora_r": 0,
+    "unlearn_lora_r": 0,
+    "min_pixels": None,
+    "max_pixels": None,
+    "decode_batch": None,
+    "loss_batch": None,
+    "vanilla": None,
+}
 #: a request's forget set must hold this many questions the model can take to be measured (PROTOCOL.md §5)
 MIN_SCORED_ITEMS = 20
 
@@ -152,10 +163,15 @@ class BenchConfig:
         )
 
     def to_json(self) -> dict[str, Any]:
+        """The configuration as a run folder records it; the options added after the first benches are recorded
+        only when set, so a folder written before them still resumes."""
         payload = asdict(self)
         payload["methods"], payload["levels"], payload["forget_fractions"] = (
             list(self.methods),
             list(self.levels),
             list(self.forget_fractions),
         )
+        for key, default in LATER_OPTIONS.items():
+            if payload[key] == default:
+                del payload[key]
         return payload

@@ -71,8 +71,33 @@ def _finite(values: Sequence[float | None]) -> np.ndarray:
     return np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
 
 
+#: the range a metric's value can take, by the end of its name (the interval is cut to it: the truth lies inside)
+UNIT_SCORES = ("/answered", "/all", "/generation", "/classification", "/cloze", "/rouge_l", "/auc", "/macro_f1")
+
+
+def value_range(name: str) -> tuple[float, float] | None:
+    """The values a metric can take (None: unbounded, or not known here)."""
+    if name.endswith(UNIT_SCORES) or name.startswith("privacy/"):
+        return (0.0, 1.0)
+    if name.endswith("/factuality"):
+        return (0.0, 10.0)
+    if name.startswith("gap/") or name == "reconstruction/recovery":
+        return (-1.0, 1.0)
+    return None
+
+
+def difference_range(bounds: tuple[float, float] | None) -> tuple[float, float] | None:
+    """The range of a difference of two values of one range."""
+    return None if bounds is None else (bounds[0] - bounds[1], bounds[1] - bounds[0])
+
+
 def bootstrap_ci(
-    values: Sequence[float | None], *, confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = 0
+    values: Sequence[float | None],
+    *,
+    confidence: float = CONFIDENCE,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    bounds: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """Mean and interval of ``values`` (non-finite values dropped), with the values themselves.
 
@@ -97,8 +122,10 @@ def bootstrap_ci(
             t = _studentized(data, resamples, seed)
             upper, lower = np.quantile(t, [0.5 + confidence / 2, 0.5 - confidence / 2])
             student = float(stats.t.ppf(0.5 + confidence / 2, len(data) - 1))
-            out["low"] = min(mean - upper * se, mean - student * se)
-            out["high"] = max(mean - lower * se, mean + student * se)
+            out["low"] = float(min(mean - upper * se, mean - student * se))
+            out["high"] = float(max(mean - lower * se, mean + student * se))
+            if bounds is not None:  # the bootstrap-t can reach past what the metric can be at few requests
+                out["low"], out["high"] = max(out["low"], bounds[0]), min(out["high"], bounds[1])
     return out
 
 
@@ -194,7 +221,7 @@ def aggregate(rows: Sequence[dict[str, Any]], *, seed: int = 0) -> list[dict[str
         names = list(dict.fromkeys(name for values in own if values for name in values))
         for name in names:
             values = [v[name] for v in own if v and name in v]
-            entry = bootstrap_ci(values, seed=seed)
+            entry = bootstrap_ci(values, seed=seed, bounds=value_range(name))
             for reference, label in PAIRED.items():
                 if method != reference:
                     differences = [
@@ -202,7 +229,7 @@ def aggregate(rows: Sequence[dict[str, Any]], *, seed: int = 0) -> list[dict[str
                         for v, o in zip(own, references[label], strict=True)
                         if v and o and name in v and name in o
                     ]
-                    entry[label] = bootstrap_ci(differences, seed=seed)
+                    entry[label] = bootstrap_ci(differences, seed=seed, bounds=difference_range(value_range(name)))
             metrics[name] = entry
         out.append(
             {
