@@ -5,6 +5,7 @@ import shutil
 import pytest
 import torch
 
+from medunlearn.bench.cells import same_settings
 from medunlearn.bench.config import BenchConfig
 from medunlearn.bench.requests import draw_requests
 from medunlearn.bench.run import Bench
@@ -13,6 +14,7 @@ from medunlearn.data.hierarchy import Level
 from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.results import load_metrics
 from medunlearn.executors import LocalExecutor
+from medunlearn.methods.registry import method_config
 from medunlearn.models.loading import load_model
 from medunlearn.models.train import training_settings
 
@@ -286,3 +288,11 @@ def test_the_requests_a_dataset_ships_are_the_test_requests(small_dataset, scrat
     assert len(validation) == 2 and all(r.request.targets[0] not in ("inst-1.pat-02",) for r in validation)
     with pytest.raises(MedunlearnError, match="this dataset ships no deletion requests"):
         draw_requests(small_dataset, scratch_vlm, config)
+
+
+def test_a_cell_written_before_a_setting_existed_is_reused_at_that_settings_default():
+    config = method_config("grad_diff", {"epochs": 2})
+    stored = {k: v for k, v in config.settings.to_json().items() if k not in ("accumulation", "checkpointing")}
+    assert same_settings(stored, config)
+    assert not same_settings({**stored, "epochs": 5.0}, config)
+    assert not same_settings({**stored, "momentum": 0.9}, config)  # a setting the method does not have

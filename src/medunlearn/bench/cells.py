@@ -21,13 +21,14 @@ from medunlearn.bench.requests import VALIDATION, BenchRequest
 from medunlearn.bench.run_folder import RunFolder, loaded_vanilla, own_vanilla, trained
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.splits import make_split
+from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.evaluate import ModelEvaluation, compare_with_oracle, evaluate_model, evaluation_sets
 from medunlearn.evaluation.results import ORACLE, VANILLA, result_row
 from medunlearn.evaluation.selection import SELECTION_SETS
 from medunlearn.executors import Timings
 from medunlearn.methods.cost import Cost, model_cost
 from medunlearn.methods.method import MethodConfig
-from medunlearn.methods.registry import unlearn
+from medunlearn.methods.registry import method, unlearn
 from medunlearn.models.base import MultimodalModel
 from medunlearn.models.loading import load_model
 from medunlearn.outputs import read_json, write_json
@@ -59,6 +60,17 @@ class Cell:
         return f"{self.request.key}/{self.name}"
 
 
+def same_settings(stored: dict[str, Any] | None, config: MethodConfig) -> bool:
+    """Whether a cell's stored settings are this run's: read through the method's settings class, so a setting
+    added since the cell was written counts at its default (the cell is reused, not rerun)."""
+    if stored is None:
+        return False
+    try:
+        return method(config.method).settings(stored).to_json() == config.settings.to_json()
+    except MedunlearnError:  # a setting the method no longer has: another configuration
+        return False
+
+
 @dataclass(frozen=True)
 class BenchWork:
     """What every cell of one bench needs, in any process: the data, the configuration and the run folder."""
@@ -74,7 +86,7 @@ class BenchWork:
             return path.is_file() and path.with_suffix(".reference.json").is_file()
         if cell.work == METHOD_WORK:
             row = read_json(path)
-            return row is not None and row.get("settings") == cell.run[1].settings.to_json()  # type: ignore[index]
+            return row is not None and same_settings(row.get("settings"), cell.run[1])  # type: ignore[index]
         return path.is_file()
 
     def row(self, request: BenchRequest, name: str) -> dict[str, Any]:
