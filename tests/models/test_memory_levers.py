@@ -8,6 +8,7 @@ from medunlearn.config import TrainConfig
 from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.quality import per_sample_losses
 from medunlearn.models.loading import load_model
+from medunlearn.models.pretrain import PretrainConfig
 from medunlearn.models.tiny import build_scratch
 from medunlearn.models.train import initial_model
 
@@ -75,3 +76,10 @@ def test_the_decode_and_loss_batch_sizes_are_honoured_and_change_no_loss(vlm, sm
     assert sizes and max(sizes) <= 2
     with pytest.raises(MedunlearnError, match="--decode-batch is 0"):
         vlm.batch_sizes(decode=0, loss=None)
+
+
+def test_the_mid_size_preset_holds_about_150_million_parameters_and_has_no_pretrained_base(small_dataset):
+    model = build_scratch("small-qwen2-vl", small_dataset, seed=0)
+    assert 140e6 <= sum(p.numel() for p in model.network.parameters()) <= 160e6  # 149.6 M
+    with pytest.raises(MedunlearnError, match="'small-qwen2-vl' has no pretrained base .small-qwen2-vl@scratch"):
+        PretrainConfig(model="small-qwen2-vl")

@@ -93,9 +93,12 @@ class PretrainConfig:
     batch_size: int | None = None
 
     def __post_init__(self) -> None:
-        if self.model not in PRESETS and self.model != DUAL_ENCODER:
+        bases = [name for name, preset in PRESETS.items() if preset.pretrained]
+        if self.model not in bases and self.model != DUAL_ENCODER:
+            scratch = f" ({self.model}@scratch: random weights)" if self.model in PRESETS else ""
             raise MedunlearnError(
-                f"--model {self.model!r} has no pretrained base; use one of {', '.join(PRESETS)}, {DUAL_ENCODER}."
+                f"--model {self.model!r} has no pretrained base{scratch}; use one of {', '.join(bases)}, "
+                f"{DUAL_ENCODER}."
             )
         if self.vision_epochs is None:  # resolved here, so that the cache key holds the number
             object.__setattr__(self, "vision_epochs", VISION_EPOCHS.get(self.model, VISION_EPOCHS[None]))

@@ -36,12 +36,29 @@ class TinyPreset:
     vision_depth: int = 2
     vision_heads: int = 4
     vocab: int = 2048
+    #: whether a pretrained base is built for it (the mid-size preset is only ever @scratch: pretraining it is
+    #: hours on a CPU)
+    pretrained: bool = True
 
 
 PRESETS: dict[str, TinyPreset] = {
     "tiny-qwen2-vl": TinyPreset("qwen2_vl"),
     "tiny-qwen2.5-vl": TinyPreset("qwen2_5_vl"),
     "tiny-llava": TinyPreset("llava"),
+    # about 150 M parameters (12 language layers of width 1024, a 6-block vision tower of width 384): the size at
+    # which benchmarks/memory.py measures what unlearning holds per parameter
+    "small-qwen2-vl": TinyPreset(
+        "qwen2_vl",
+        hidden=1024,
+        layers=12,
+        heads=16,
+        kv_heads=4,
+        intermediate=2816,
+        vision_width=384,
+        vision_depth=6,
+        vision_heads=6,
+        pretrained=False,
+    ),
 }
 
 
