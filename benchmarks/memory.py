@@ -34,6 +34,14 @@ CASES = {
     "kl (LoRA)": ("kl", None, {"epochs": 0.25}),
     "forget_mi (LoRA)": ("forget_mi", None, {"epochs": 1, "batch_size": 4, "validation_limit": 8}),
     "grad_diff (full)": ("grad_diff", 0, {"epochs": 0.25}),
+    # the memory levers a GPU user would pass: activations recomputed, each batch in micro-batches of 2
+    "grad_diff (LoRA, checkpointing, accumulation 4)": (
+        "grad_diff",
+        None,
+        {"epochs": 0.25, "checkpointing": 1, "accumulation": 4},
+    ),
+    "npo (LoRA, checkpointing, accumulation 4)": ("npo", None, {"epochs": 0.25, "checkpointing": 1, "accumulation": 4}),
+    "kl (LoRA, checkpointing, accumulation 4)": ("kl", None, {"epochs": 0.25, "checkpointing": 1, "accumulation": 4}),
 }
 HOSPITAL = {"seed": 0, "institutions": 2, "patients": 2, "studies": 1, "holdout_patients": 1, "image_size": 56}
 
