@@ -154,6 +154,7 @@ class AdapterOff:
 
     def __init__(self, model: MultimodalModel) -> None:
         self._model = model
+        self._peft = model.network  # kept: under a launcher model.network is later wrapped for data parallelism
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._model, name)
@@ -161,7 +162,7 @@ class AdapterOff:
             return value
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            with self._model.network.disable_adapter(), torch.no_grad():
+            with self._peft.disable_adapter(), torch.no_grad():
                 return value(*args, **kwargs)
 
         return call
