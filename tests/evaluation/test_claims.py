@@ -1,16 +1,8 @@
 import pytest
 
-from medunlearn.evaluation.claims import (
-    FAILS,
-    HOLDS,
-    INCONCLUSIVE,
-    NOT_MEASURABLE,
-    check_claims,
-    combine,
-    side,
-    within,
-)
+from medunlearn.evaluation.claims import check_claims
 from medunlearn.evaluation.statistics import bootstrap_ci
+from medunlearn.evaluation.verdicts import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURABLE, combine, side, within
 
 SPREAD = (-0.5, 0.3, -0.1, 0.5, -0.3, 0.1)  # six requests, mean 0
 

@@ -2,9 +2,8 @@
 
 Each claim becomes one or more checks; a check is a conjunction of conditions on paired
 differences (method − oracle, method − vanilla), each a threshold written here before any
-run, tested on the per-request values with the tests the aggregates' intervals invert
-(:func:`medunlearn.evaluation.statistics.p_above`, one-sided at ``ALPHA`` = 0.025, the
-side of a 95 % interval):
+run, tested one-sided at 0.025 on the per-request values with the tests the aggregates'
+intervals invert (the machinery: :mod:`medunlearn.evaluation.verdicts`):
 
 - **holds** — every condition is shown on the claim's side (intersection–union: the
   conjunction needs no correction);
@@ -53,11 +52,22 @@ from typing import Any
 
 from medunlearn.evaluation.results import FORGETTING_SET, KEPT_SETS, ORACLE, SCORE, VANILLA
 from medunlearn.evaluation.selection import FORGET_TOLERANCE, UTILITY_TOLERANCE
-from medunlearn.evaluation.statistics import bootstrap_ci, holm, p_above, p_below
+from medunlearn.evaluation.statistics import bootstrap_ci, holm
+from medunlearn.evaluation.verdicts import (
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_MEASURABLE,
+    combine,
+    conjunction,
+    described,
+    negated,
+    paired_difference,
+    per_request_values,
+    side_test,
+    verdict_of,
+    within_test,
+)
 
-HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURABLE = "holds", "does not hold", "inconclusive", "not measurable"
-#: one-sided level of every test: the side of a 95 % interval
-ALPHA = 0.025
 RECOVERY_THRESHOLD = 0.05
 TEST_TOLERANCE = 0.03
 CHIP = "chip"
@@ -82,87 +92,6 @@ SCHEMA_1_NAMES = {
 FORGET_MI_PAPER = {"forget/auc": -0.221, "forget/macro_f1": -0.305, "privacy/loss_auc": -0.202}
 
 
-def _values(entry: dict[str, Any] | None) -> list[float] | None:
-    return None if not entry or entry.get("values") is None else list(entry["values"])
-
-
-def _interval_test(entry: dict[str, Any] | None, threshold: float, *, below: bool) -> tuple[float, float]:
-    """(p holds, p fails) of a threshold from an interval alone (an entry written before per-request values)."""
-    if not entry or entry.get("low") is None:
-        return 1.0, 1.0
-    low, high = entry["low"], entry["high"]
-    if below:
-        return (0.0 if high < threshold else 1.0), (0.0 if low >= threshold else 1.0)
-    return (0.0 if low > threshold else 1.0), (0.0 if high <= threshold else 1.0)
-
-
-def side_test(entry: dict[str, Any] | None, threshold: float, *, below: bool) -> tuple[float, float]:
-    """(p of "the mean lies below (or above) ``threshold``", p of the opposite), one-sided."""
-    values = _values(entry)
-    if values is None or (entry.get("low") is not None and entry["low"] == entry["high"]):  # type: ignore[union-attr]
-        return _interval_test(entry, threshold, below=below)  # no values, or all alike: the point decides
-    lower, upper = p_below(values, threshold), p_above(values, threshold)
-    return (lower, upper) if below else (upper, lower)
-
-
-def within_test(entry: dict[str, Any] | None, tolerance: float) -> tuple[float, float]:
-    """(p of "inside [−tolerance, tolerance]" (two one-sided tests), p of "outside" (the nearer side))."""
-    above_low, below_low = side_test(entry, -tolerance, below=False)
-    below_high, above_high = side_test(entry, tolerance, below=True)
-    return max(above_low, below_high), min(below_low, above_high)
-
-
-def conjunction(tests: Sequence[tuple[float, float]]) -> tuple[float, float]:
-    """All conditions hold (the largest p: intersection–union); one fails (the smallest: a check's few
-    conditions are not corrected among themselves, the claim's checks are, by Holm)."""
-    if not tests:
-        return 1.0, 1.0
-    return max(t[0] for t in tests), min(t[1] for t in tests)
-
-
-def negated(test: tuple[float, float]) -> tuple[float, float]:
-    return test[1], test[0]
-
-
-def verdict_of(test: tuple[float, float]) -> str:
-    return HOLDS if test[0] <= ALPHA else FAILS if test[1] <= ALPHA else INCONCLUSIVE
-
-
-def side(entry: dict[str, Any] | None, threshold: float, *, below: bool) -> str:
-    """Whether ``entry`` lies below (or above) ``threshold``: holds / does not hold / inconclusive."""
-    return verdict_of(side_test(entry, threshold, below=below))
-
-
-def within(entry: dict[str, Any] | None, tolerance: float) -> str:
-    """Whether ``entry`` lies inside [−tolerance, tolerance]."""
-    return verdict_of(within_test(entry, tolerance))
-
-
-def combine(verdicts: Sequence[str]) -> str:
-    if verdicts and all(v == HOLDS for v in verdicts):
-        return HOLDS
-    if FAILS in verdicts:
-        return FAILS
-    if verdicts and all(v == NOT_MEASURABLE for v in verdicts):
-        return NOT_MEASURABLE
-    return INCONCLUSIVE
-
-
-def negate(verdict: str) -> str:
-    return {HOLDS: FAILS, FAILS: HOLDS}.get(verdict, verdict)
-
-
-def _number(entry: dict[str, Any] | None) -> str:
-    if not entry or entry.get("mean") is None:
-        return "–"
-    interval = (
-        f" [{entry['low']:+.3f}, {entry['high']:+.3f}]"
-        if entry.get("low") is not None
-        else f" (n = {entry.get('n', 1)}, no interval)"
-    )
-    return f"{entry['mean']:+.3f}{interval}"
-
-
 def _index(aggregates: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
     """Each (model, group, method)'s metrics; a schema-1 document's read under today's names (SCHEMA_1_NAMES)."""
     legacy = not any(name.endswith(f"/{SCORE}") for a in aggregates for name in a["metrics"])
@@ -177,21 +106,6 @@ def _index(aggregates: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str], d
 
 def _paired(metrics: dict[str, Any] | None, name: str, reference: str) -> dict[str, Any] | None:
     return ((metrics or {}).get(name) or {}).get(reference)
-
-
-def _from_values(values: list[float]) -> dict[str, Any]:
-    return bootstrap_ci(values)
-
-
-def _difference_of(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
-    """a − b of two paired differences to the same reference, request by request (no interval when the
-    requests cannot be paired)."""
-    if not a or not b or a.get("mean") is None or b.get("mean") is None:
-        return None
-    va, vb = _values(a), _values(b)
-    if va is not None and vb is not None and len(va) == len(vb):
-        return _from_values([x - y for x, y in zip(va, vb, strict=True)])
-    return {"n": min(a["n"], b["n"]), "mean": a["mean"] - b["mean"], "low": None, "high": None}
 
 
 def _noise_widths(noise: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str], float]:
@@ -339,12 +253,12 @@ def _struggle(context: Context, levels: list[str], methods: dict[str, list[str]]
             metrics = context.metrics(level, method)
             forget = _paired(metrics, FORGETTING, "minus_oracle")
             succeeds = [within_test(forget, FORGET_TOLERANCE)]
-            numbers = [f"forget − oracle {_number(forget)}"]
+            numbers = [f"forget − oracle {described(forget)}"]
             for name in KEPT:
                 drop = _paired(metrics, name, "minus_vanilla")
                 if drop is not None and drop.get("mean") is not None:
                     succeeds.append(side_test(drop, -UTILITY_TOLERANCE, below=False))
-                    numbers.append(f"{name.split('/')[0]} − vanilla {_number(drop)}")
+                    numbers.append(f"{name.split('/')[0]} − vanilla {described(drop)}")
             # the claim (methods struggle) holds for this method when it does not succeed
             checks.append(
                 _check(
@@ -367,9 +281,9 @@ def _mean_over_methods(context: Context, level: str, methods: list[str], name: s
     ]
     if not entries:
         return None
-    values = [_values(e) for e in entries]
+    values = [per_request_values(e) for e in entries]
     if all(v is not None for v in values) and len({len(v) for v in values}) == 1:
-        return _from_values([sum(column) / len(column) for column in zip(*values, strict=True)])
+        return bootstrap_ci([sum(column) / len(column) for column in zip(*values, strict=True)])
     return {
         "n": min(e["n"] for e in entries),
         "mean": sum(e["mean"] for e in entries) / len(entries),
@@ -390,7 +304,7 @@ def _reconstruction(context: Context, levels: list[str], methods: dict[str, list
                 f"{level}: context {'recovers' if fine else 'does not recover'} the forget set beyond the oracle "
                 f"(threshold {RECOVERY_THRESHOLD:+.2f})",
                 side_test(recovery, RECOVERY_THRESHOLD, below=not fine),
-                f"recovery − oracle's, per request the mean over methods {_number(recovery)}",
+                f"recovery − oracle's, per request the mean over methods {described(recovery)}",
                 forced=context.unmeasurable(level, FORGETTING),
             )
         )
@@ -413,7 +327,7 @@ def _chip_gap(context: Context, levels: list[str], methods: dict[str, list[str]]
         unmeasurable = context.unmeasurable(level, FORGETTING)
         gap = lambda m, level=level: _paired(context.metrics(level, m), GAP, "minus_oracle")  # noqa: E731  (gap − oracle's gap)
         best = max(others, key=lambda m: (gap(m) or {}).get("mean") or float("-inf"))
-        lead = _difference_of(gap(chip), gap(best))
+        lead = paired_difference(gap(chip), gap(best))
         utility = _paired(context.metrics(level, chip), UTILITY, "minus_vanilla")
         test = conjunction([side_test(lead, 0.0, below=False), side_test(utility, -UTILITY_TOLERANCE, below=False)])
         over = [
@@ -424,9 +338,9 @@ def _chip_gap(context: Context, levels: list[str], methods: dict[str, list[str]]
             _check(
                 f"{level}: {chip}'s gap exceeds the best other method's ({best}) with competitive utility",
                 test,
-                f"{chip} gap − {best} gap (paired) {_number(lead)}; {chip} gap − oracle gap {_number(gap(chip))}; "
-                f"{best} gap − oracle gap {_number(gap(best))}; {chip} holdout diagnostic − vanilla "
-                f"{_number(utility)}{note}",
+                f"{chip} gap − {best} gap (paired) {described(lead)}; {chip} gap − oracle gap {described(gap(chip))}; "
+                f"{best} gap − oracle gap {described(gap(best))}; {chip} holdout diagnostic − vanilla "
+                f"{described(utility)}{note}",
                 forced=unmeasurable,
             )
         )
@@ -434,7 +348,7 @@ def _chip_gap(context: Context, levels: list[str], methods: dict[str, list[str]]
             _check(
                 f"{level}: {chip}'s gap within ±{FORGET_TOLERANCE:.2f} of the oracle's",
                 within_test(gap(chip), FORGET_TOLERANCE),
-                f"{chip} gap − oracle gap {_number(gap(chip))}",
+                f"{chip} gap − oracle gap {described(gap(chip))}",
                 forced=unmeasurable,
             )
         )
@@ -462,12 +376,12 @@ def _forget_mi(context: Context, fractions: list[str]) -> dict[str, Any]:
         for name, paper in FORGET_MI_PAPER.items():
             drop = _paired(metrics, name, "minus_vanilla")
             tests.append(side_test(drop, 0.0, below=True))
-            numbers.append(f"{name} − original {_number(drop)} (paper {paper:+.3f})")
+            numbers.append(f"{name} − original {described(drop)} (paper {paper:+.3f})")
         test_auc = _paired(metrics, "holdout_diagnostic/auc", "minus_oracle")
         tests.append(within_test(test_auc, TEST_TOLERANCE))
-        numbers.append(f"test AUC − oracle {_number(test_auc)}")
+        numbers.append(f"test AUC − oracle {described(test_auc)}")
         oracle = _paired(context.metrics(group, ORACLE), "forget/auc", "minus_vanilla")
-        numbers.append(f"the oracle's own forget AUC − original {_number(oracle)}")
+        numbers.append(f"the oracle's own forget AUC − original {described(oracle)}")
         checks.append(
             _check(
                 f"{group}: forget AUC, F1 and MIA drop; test AUC stays the oracle's (±{TEST_TOLERANCE})",

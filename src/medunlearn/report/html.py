@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from medunlearn.evaluation.claims import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURABLE, check_claims
+from medunlearn.evaluation.claims import check_claims
 from medunlearn.evaluation.knowledge import PARTS
 from medunlearn.evaluation.results import (
     FORGET_SETS,
@@ -22,6 +22,7 @@ from medunlearn.evaluation.results import (
     set_score,
 )
 from medunlearn.evaluation.statistics import INTERVAL_METHOD
+from medunlearn.evaluation.verdicts import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURABLE
 from medunlearn.outputs import atomic_file
 from medunlearn.report.plots import draw_all
 from medunlearn.report.tables import closest_to_oracle, request_label, summary_table

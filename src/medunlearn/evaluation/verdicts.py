@@ -1,0 +1,117 @@
+"""Verdicts from per-request values: the test machinery the claims are written in (PROTOCOL.md §5).
+
+A condition is a threshold on a paired difference (method − oracle, method − vanilla). It is
+tested one-sided at ``ALPHA`` = 0.025 (the side of a 95 % interval) on the per-request values,
+with the larger of the Student-t and bootstrap-t p-values (:func:`medunlearn.evaluation.statistics.p_above`),
+the tests the aggregates' intervals invert. A test is a pair (p that the condition holds,
+p that it fails); :func:`verdict_of` turns it into *holds* / *does not hold* / *inconclusive*.
+
+- a conjunction holds when every condition holds (intersection–union: the largest p), and
+  fails when one fails (the smallest p; the claim corrects its checks among themselves by Holm);
+- an entry written before per-request values were kept is judged by its interval alone.
+
+Plain data: no torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from medunlearn.evaluation.statistics import bootstrap_ci, p_above, p_below
+
+HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURABLE = "holds", "does not hold", "inconclusive", "not measurable"
+#: one-sided level of every test: the side of a 95 % interval
+ALPHA = 0.025
+
+
+def per_request_values(entry: dict[str, Any] | None) -> list[float] | None:
+    return None if not entry or entry.get("values") is None else list(entry["values"])
+
+
+def _interval_test(entry: dict[str, Any] | None, threshold: float, *, below: bool) -> tuple[float, float]:
+    """(p holds, p fails) of a threshold from an interval alone (an entry written before per-request values)."""
+    if not entry or entry.get("low") is None:
+        return 1.0, 1.0
+    low, high = entry["low"], entry["high"]
+    if below:
+        return (0.0 if high < threshold else 1.0), (0.0 if low >= threshold else 1.0)
+    return (0.0 if low > threshold else 1.0), (0.0 if high <= threshold else 1.0)
+
+
+def side_test(entry: dict[str, Any] | None, threshold: float, *, below: bool) -> tuple[float, float]:
+    """(p of "the mean lies below (or above) ``threshold``", p of the opposite), one-sided."""
+    values = per_request_values(entry)
+    if values is None or (entry.get("low") is not None and entry["low"] == entry["high"]):  # type: ignore[union-attr]
+        return _interval_test(entry, threshold, below=below)  # no values, or all alike: the point decides
+    lower, upper = p_below(values, threshold), p_above(values, threshold)
+    return (lower, upper) if below else (upper, lower)
+
+
+def within_test(entry: dict[str, Any] | None, tolerance: float) -> tuple[float, float]:
+    """(p of "inside [−tolerance, tolerance]" (two one-sided tests), p of "outside" (the nearer side))."""
+    above_low, below_low = side_test(entry, -tolerance, below=False)
+    below_high, above_high = side_test(entry, tolerance, below=True)
+    return max(above_low, below_high), min(below_low, above_high)
+
+
+def conjunction(tests: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """All conditions hold (the largest p: intersection–union); one fails (the smallest: a check's few
+    conditions are not corrected among themselves, the claim's checks are, by Holm)."""
+    if not tests:
+        return 1.0, 1.0
+    return max(t[0] for t in tests), min(t[1] for t in tests)
+
+
+def negated(test: tuple[float, float]) -> tuple[float, float]:
+    return test[1], test[0]
+
+
+def verdict_of(test: tuple[float, float]) -> str:
+    return HOLDS if test[0] <= ALPHA else FAILS if test[1] <= ALPHA else INCONCLUSIVE
+
+
+def side(entry: dict[str, Any] | None, threshold: float, *, below: bool) -> str:
+    """Whether ``entry`` lies below (or above) ``threshold``: holds / does not hold / inconclusive."""
+    return verdict_of(side_test(entry, threshold, below=below))
+
+
+def within(entry: dict[str, Any] | None, tolerance: float) -> str:
+    """Whether ``entry`` lies inside [−tolerance, tolerance]."""
+    return verdict_of(within_test(entry, tolerance))
+
+
+def combine(verdicts: Sequence[str]) -> str:
+    if verdicts and all(v == HOLDS for v in verdicts):
+        return HOLDS
+    if FAILS in verdicts:
+        return FAILS
+    if verdicts and all(v == NOT_MEASURABLE for v in verdicts):
+        return NOT_MEASURABLE
+    return INCONCLUSIVE
+
+
+def negate(verdict: str) -> str:
+    return {HOLDS: FAILS, FAILS: HOLDS}.get(verdict, verdict)
+
+
+def described(entry: dict[str, Any] | None) -> str:
+    if not entry or entry.get("mean") is None:
+        return "–"
+    interval = (
+        f" [{entry['low']:+.3f}, {entry['high']:+.3f}]"
+        if entry.get("low") is not None
+        else f" (n = {entry.get('n', 1)}, no interval)"
+    )
+    return f"{entry['mean']:+.3f}{interval}"
+
+
+def paired_difference(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    """a − b of two paired differences to the same reference, request by request (no interval when the
+    requests cannot be paired)."""
+    if not a or not b or a.get("mean") is None or b.get("mean") is None:
+        return None
+    va, vb = per_request_values(a), per_request_values(b)
+    if va is not None and vb is not None and len(va) == len(vb):
+        return bootstrap_ci([x - y for x, y in zip(va, vb, strict=True)])
+    return {"n": min(a["n"], b["n"]), "mean": a["mean"] - b["mean"], "low": None, "high": None}
