@@ -142,45 +142,6 @@ def train_command(
         ("--model", Path(model) if Path(model).exists() else None),
         ("--text-encoder", text_encoder),
     ]
-    with claimed_output(out_dir, "train", inputs=inputs, overwrite=overwrite, lock=is_main()):
-        _train(
-            data,
-            out_dir,
-            model,
-            exclude_level,
-            exclude_target,
-            epochs,
-            lr,
-            batch_size,
-            seed,
-            lora_r,
-            text_encoder,
-            replay,
-            min_pixels,
-            max_pixels,
-        )
-    if is_main():
-        write_resolved(ctx, out_dir, "train")
-
-
-def _train(
-    data,
-    out_dir,
-    model,
-    exclude_level,
-    exclude_target,
-    epochs,
-    lr,
-    batch_size,
-    seed,
-    lora_r,
-    text_encoder,
-    replay,
-    min_pixels,
-    max_pixels,
-) -> None:
-
-    dataset = HospitalDataset.load(data)
     config = TrainConfig(
         model=model,
         epochs=epochs,
@@ -194,6 +155,14 @@ def _train(
         min_pixels=min_pixels,
         max_pixels=max_pixels,
     )
+    with claimed_output(out_dir, "train", inputs=inputs, overwrite=overwrite, lock=is_main()):
+        _train(data, out_dir, config)
+    if is_main():
+        write_resolved(ctx, out_dir, "train")
+
+
+def _train(data: Path, out_dir: Path, config: TrainConfig) -> None:
+    dataset = HospitalDataset.load(data)
     quality: dict = {}
 
     def finish(trained, staging: Path) -> None:
