@@ -70,17 +70,41 @@ def test_master_weights_are_float32_and_forward_passes_compute_in_the_low_precis
     assert seen and set(seen) == {dtype}  # the float32 master weights enter the matmuls as bf16
 
 
-def _steps(small_dataset, settings: dict) -> dict[str, torch.Tensor]:
+#: Forget-MI over two epochs (the retention caps set after the first) with caps at the first epoch's mean, so they bind
+FORGET_MI = {"epochs": 2, "lr": 1e-4, "patience": 5, "max_validation_drop": 1.0, "cap_margin": 0.0, "batch_size": 8}
+
+
+def _steps(small_dataset, settings: dict, calls: list | None = None, method: str = "grad_diff"):
+    """The weights after a few steps; ``calls`` collects one entry per run of the first decoder layer's MLP."""
     model = build_scratch("tiny-qwen2-vl", small_dataset, seed=0)
     model.attach(small_dataset)
+    if calls is not None:
+        mlp = next(m for name, m in model.network.named_modules() if name.endswith("layers.0.mlp"))
+        mlp.register_forward_pre_hook(lambda *_: calls.append(torch.is_grad_enabled()))  # the recompute stops early
     split = make_split(small_dataset, REQUEST, seed=0)
-    config = method_config("grad_diff", {"epochs": 0.5, "lr": 1e-4, **settings})
-    unlearned, _, _ = unlearn(model, split, config, dataset=small_dataset, in_place=True)
-    return {n: p.detach().clone() for n, p in unlearned.network.named_parameters()}
+    config = method_config(
+        method, {**({"epochs": 0.5, "lr": 1e-4} if method == "grad_diff" else FORGET_MI), **settings}
+    )
+    unlearned, _, summary = unlearn(model, split, config, dataset=small_dataset, in_place=True)
+    return {n: p.detach().clone() for n, p in unlearned.network.named_parameters()}, unlearned, summary
 
 
+@pytest.mark.parametrize("method", ["grad_diff", "forget_mi"])
+def test_checkpointing_recomputes_each_layer_in_the_backward_pass_and_is_undone_after(small_dataset, method):
+    plain, levered = [], []
+    _steps(small_dataset, {}, plain, method)
+    _, model, _ = _steps(small_dataset, {"checkpointing": 1}, levered, method)
+    # every forward pass with gradients runs the layer once more in the backward pass
+    assert levered.count(True) == 2 * plain.count(True) > 0
+    layers = [m for m in model.network.modules() if hasattr(m, "gradient_checkpointing")]
+    assert layers and not any(m.gradient_checkpointing or m.training for m in layers)
+
+
+@pytest.mark.parametrize("method", ["grad_diff", "forget_mi"])
 @pytest.mark.parametrize("lever", [{"accumulation": 4}, {"checkpointing": 1}])
-def test_the_memory_levers_take_the_same_steps(small_dataset, lever):
-    plain, levered = _steps(small_dataset, {}), _steps(small_dataset, lever)
+def test_the_memory_levers_take_the_same_steps(small_dataset, lever, method):
+    (plain, _, summary), (levered, _, _) = (_steps(small_dataset, settings, method=method) for settings in ({}, lever))
+    if method == "forget_mi":
+        assert summary["capped_batches"] > 0  # the caps bound: micro-batches must decide them on the whole batch
     # the same update up to float summation order (measured: accumulation 9e-7 apart at most, checkpointing identical)
     assert all(torch.allclose(plain[n], levered[n], atol=1e-5) for n in plain)

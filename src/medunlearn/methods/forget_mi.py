@@ -39,7 +39,7 @@ import torch
 from medunlearn import distributed
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
-from medunlearn.methods.gradient import BatchStream, frozen_copy
+from medunlearn.methods.gradient import BatchStream, checkpointing, frozen_copy, micro_batches
 from medunlearn.methods.method import Method, MethodSettings, UnlearnJob, adamw, positive, setting
 from medunlearn.models.base import Batch, MultimodalModel
 from medunlearn.progress import track
@@ -218,6 +218,15 @@ class ForgetMISettings(MethodSettings):
     weight_mr: float = setting(2.0, "weight of multimodal retention", low=0)
     cap_margin: float = setting(1.0, "retention terms are capped at their first-epoch mean plus this", low=0)
     validation_limit: int = positive(64, "validation samples the stop criterion reads (a seeded sample)")
+    accumulation: int = positive(
+        1, "micro-batches each batch is split into, gradients accumulated (the same step in less memory)"
+    )
+    checkpointing: int = setting(
+        0,
+        "1: gradient checkpointing (activations recomputed in the backward pass: less memory, more time)",
+        low=0,
+        high=1,
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -246,12 +255,72 @@ def restore(model: MultimodalModel, state: dict[str, torch.Tensor]) -> None:
         parameters[name].copy_(value)
 
 
+def batch_step(
+    model: MultimodalModel,
+    original: MultimodalModel,
+    forget: list[Sample],
+    targets: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    rows: list[int],
+    retain: list[Sample],
+    caps: dict[str, float] | None,
+    settings: ForgetMISettings,
+    weight: float,
+) -> tuple[dict[str, torch.Tensor], int, set[str]]:
+    """One batch's gradients — the forget ``rows`` (with their noisy ``targets``) and the ``retain`` samples,
+    accumulated over ``settings.accumulation`` micro-batches — and the batch's four terms; also the extra forward
+    passes it took and the caps that bound.
+
+    The distances are means over samples, so a micro-batch's terms weighted by its share add up to the batch's. The
+    retention caps clamp the *batch's* term, which is not a sum: with micro-batches and caps, a no-gradient pass
+    over the retain micro-batches first finds which caps bind on the whole batch, and a bound term then adds no
+    gradient — the same step as without micro-batches, in less memory."""
+    weights = settings.weights()
+    parts = micro_batches(rows, retain, settings.accumulation)  # type: ignore[arg-type]
+    with torch.no_grad(), model.autocast():
+        inputs = [model.batch(retain_part) for _, retain_part, _ in parts]
+        retained = [original.embed(batch) for batch in inputs]
+    bound: set[str] = set()
+    extra = 0
+    if caps and len(parts) > 1:
+        whole = dict.fromkeys(caps, 0.0)
+        with torch.no_grad(), model.autocast():
+            for (_, retain_part, (_, share)), batch, target in zip(parts, inputs, retained, strict=True):
+                terms = forget_mi_terms(target, target, model.embed(batch), target)  # only UR and MR are read
+                whole = {name: whole[name] + float(terms[name]) * share for name in whole}
+                extra += len(retain_part)
+        bound = {name for name, cap in caps.items() if whole[name] > cap}
+    totals = {name: torch.zeros((), device=model.device) for name in TERMS}
+    for (forget_rows, _, shares), batch, target_retain in zip(parts, inputs, retained, strict=True):
+        target_forget = tuple(torch.stack([targets[i][part] for i in forget_rows]) for part in range(3))
+        share = {"uu": shares[0], "mu": shares[0], "ur": shares[1], "mr": shares[1]}
+        with model.autocast():
+            forget_now = model.embed(model.batch([forget[i] for i in forget_rows]))
+            terms = forget_mi_terms(forget_now, target_forget, model.embed(batch), target_retain)
+            if len(parts) == 1:
+                loss = weighted_loss(terms, weights, caps, push=bool(settings.push))
+            else:  # a bound cap's term is the constant cap: no gradient, its value kept
+                scaled = {
+                    name: (terms[name].detach() * 0 + caps[name] if caps and name in bound else terms[name])
+                    * share[name]
+                    for name in TERMS
+                }
+                loss = weighted_loss(scaled, weights, push=bool(settings.push))
+            loss = loss * weight
+        if not torch.isfinite(loss):
+            raise MedunlearnError(f"the Forget-MI loss became {loss.item()}; lower lr (--set lr=...) and rerun.")
+        distributed.backward(loss)  # gradients add up over the micro-batches
+        for name in TERMS:
+            totals[name] = totals[name] + terms[name].detach().float() * share[name]
+    if caps and len(parts) == 1:
+        bound = {name for name, cap in caps.items() if float(totals[name]) > cap}
+    return totals, extra, bound
+
+
 def run_forget_mi(model: MultimodalModel, job: UnlearnJob, settings: ForgetMISettings) -> None:
     forget, retain = job.forget_and_retain(model)
     validation = job.samples(model, "validation")
     if len(validation) > settings.validation_limit:
         validation = random.Random(job.seed).sample(validation, settings.validation_limit)
-    weights = settings.weights()
     rng = random.Random(job.seed)
     generator = torch.Generator().manual_seed(job.seed)
     torch.manual_seed(job.seed)
@@ -267,70 +336,59 @@ def run_forget_mi(model: MultimodalModel, job: UnlearnJob, settings: ForgetMISet
     job.meter.cost.forward += 2 * len(forget) + len(validation)
     good_state = None
     stop = "budget"
+    capped = 0  # batches on which a retention cap bound (this process's part)
     model.train(False)  # frozen normalisation statistics, as for the gradient methods (methods/gradient.py)
-    for epoch in range(settings.epochs):
-        order = torch.randperm(len(forget), generator=generator).tolist()
-        sums = dict.fromkeys(TERMS, 0.0)
-        chunks = [order[i : i + size] for i in range(0, len(order), size)]
-        for rows in track(chunks, f"Forget-MI epoch {epoch + 1}"):
-            # under several processes each takes its part of both batches (distributed.share): the retention
-            # caps then clamp each part's term, so the step equals one process's only in expectation
-            forget_rows, weight = distributed.share(rows)
-            retain_batch = retain_stream.next()
-            retain_part, _ = distributed.share(retain_batch)
-            target_forget = tuple(torch.stack([targets[i][part] for i in forget_rows]) for part in range(3))
-            with torch.no_grad(), model.autocast():
-                retain_inputs = model.batch(retain_part)
-                target_retain = original.embed(retain_inputs)
-            with model.autocast():
-                terms = forget_mi_terms(
-                    model.embed(model.batch([forget[i] for i in forget_rows])),
-                    target_forget,
-                    model.embed(retain_inputs),
-                    target_retain,
+    with checkpointing(model, bool(settings.checkpointing)):  # undone when the epochs end
+        for epoch in range(settings.epochs):
+            order = torch.randperm(len(forget), generator=generator).tolist()
+            sums = dict.fromkeys(TERMS, 0.0)
+            chunks = [order[i : i + size] for i in range(0, len(order), size)]
+            for rows in track(chunks, f"Forget-MI epoch {epoch + 1}"):
+                # under several processes each takes its part of both batches (distributed.share): the retention
+                # caps then clamp each part's term, so the step equals one process's only in expectation
+                forget_rows, weight = distributed.share(rows)
+                retain_batch = retain_stream.next()
+                retain_part, _ = distributed.share(retain_batch)
+                optimizer.zero_grad(set_to_none=True)
+                batch_terms, extra, bound = batch_step(
+                    model, original, forget, targets, forget_rows, retain_part, caps, settings, weight
                 )
-                loss = weighted_loss(terms, weights, caps, push=bool(settings.push)) * weight
-            if not torch.isfinite(loss):
-                raise MedunlearnError(
-                    f"the Forget-MI loss became {loss.item()} in epoch {epoch + 1}; lower lr (--set lr=...) and rerun."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            distributed.backward(loss)
-            optimizer.step()  # a step every batch (the reference stepped once per epoch)
-            for name in TERMS:
-                sums[name] += float(distributed.mean(terms[name].detach() * weight)) * len(rows)
-            job.meter.cost.forward += len(rows) + 2 * len(retain_batch)
-            job.meter.cost.backward += len(rows) + len(retain_batch)
-        means = {name: sums[name] / len(forget) for name in TERMS}
-        if caps is None:
-            caps = {"ur": means["ur"] + settings.cap_margin, "mr": means["mr"] + settings.cap_margin}
-        forget_now, validation_now = likelihood(model, forget, size), likelihood(model, validation, size)
-        job.meter.cost.forward += len(forget) + len(validation)
-        history.append(
-            {
-                "epoch": epoch + 1,
-                **{k: round(v, 6) for k, v in means.items()},
-                "forget_likelihood": round(forget_now, 6),
-                "validation_likelihood": round(validation_now, 6),
-            }
-        )
-        if validation_now < floor:  # damage beyond the tolerance: back to the last epoch that kept utility
-            restore(
-                model,
-                good_state
-                if good_state is not None
-                else trainable_state(original, names=trainable_state(model).keys()),
+                optimizer.step()  # a step every batch (the reference stepped once per epoch)
+                for name in TERMS:
+                    sums[name] += float(distributed.mean(batch_terms[name] * weight)) * len(rows)
+                job.meter.cost.forward += len(rows) + 2 * len(retain_batch) + extra
+                capped += bool(bound)
+                job.meter.cost.backward += len(rows) + len(retain_batch)
+            means = {name: sums[name] / len(forget) for name in TERMS}
+            if caps is None:
+                caps = {"ur": means["ur"] + settings.cap_margin, "mr": means["mr"] + settings.cap_margin}
+            forget_now, validation_now = likelihood(model, forget, size), likelihood(model, validation, size)
+            job.meter.cost.forward += len(forget) + len(validation)
+            history.append(
+                {
+                    "epoch": epoch + 1,
+                    **{k: round(v, 6) for k, v in means.items()},
+                    "forget_likelihood": round(forget_now, 6),
+                    "validation_likelihood": round(validation_now, 6),
+                }
             )
-            stop = "validation"
-            break
-        good_state = trainable_state(model)
-        if forget_now < best - settings.min_fall:
-            best, stale = forget_now, 0
-        else:
-            stale += 1
-            if stale >= settings.patience:
-                stop = "patience"
+            if validation_now < floor:  # damage beyond the tolerance: back to the last epoch that kept utility
+                restore(
+                    model,
+                    good_state
+                    if good_state is not None
+                    else trainable_state(original, names=trainable_state(model).keys()),
+                )
+                stop = "validation"
                 break
+            good_state = trainable_state(model)
+            if forget_now < best - settings.min_fall:
+                best, stale = forget_now, 0
+            else:
+                stale += 1
+                if stale >= settings.patience:
+                    stop = "patience"
+                    break
     kept = len(history) - (1 if stop == "validation" else 0)
     job.summary.update(
         {
@@ -339,6 +397,7 @@ def run_forget_mi(model: MultimodalModel, job: UnlearnJob, settings: ForgetMISet
             "stopped_by": stop,
             "history": history,
             "retention_caps": caps,
+            "capped_batches": capped,
         }
     )
 

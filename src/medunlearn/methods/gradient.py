@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from medunlearn import distributed
 from medunlearn.data.samples import Sample
@@ -195,14 +197,37 @@ def micro_batches(
     return out
 
 
-def checkpointed(model: MultimodalModel) -> None:
-    """Turn on gradient checkpointing (transformers' own), or say in one sentence that this model has none."""
+@contextmanager
+def checkpointing(model: MultimodalModel, on: bool) -> Iterator[None]:
+    """Gradient checkpointing (transformers' own) while the block runs, or say in one sentence that this model has
+    none. Call it after ``model.train(False)``.
+
+    transformers recomputes a layer only when the layer is in training mode, and the methods run in eval mode
+    (no dropout, frozen statistics). So the layers that checkpoint get their own ``training`` flag set, and only
+    theirs: the attention and dropout modules inside them stay in eval mode. Both are undone on leaving."""
+    if not on:
+        yield
+        return
     network = getattr(model.network, "get_base_model", lambda: model.network)()
     if not getattr(network, "supports_gradient_checkpointing", False):
         raise MedunlearnError(
             f"the {model.family} model does not support gradient checkpointing; drop --set checkpointing=1."
         )
-    network.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    kwargs = {"use_reentrant": False}
+    if hasattr(network, "activation_checkpointing_enable"):  # transformers ≥ 5.x's name
+        network.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        network.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    layers = [m for m in network.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]
+    modes = [layer.training for layer in layers]
+    for layer in layers:
+        layer.training = True  # this module's flag only (not .train(), which would recurse into dropout)
+    try:
+        yield
+    finally:
+        for layer, mode in zip(layers, modes, strict=True):
+            layer.training = mode
+        getattr(network, "activation_checkpointing_disable", network.gradient_checkpointing_disable)()
 
 
 def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSettings, objective: Objective) -> None:
@@ -216,37 +241,36 @@ def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSet
         BatchStream(retain, settings.batch_size, generator),
     )
     reference = frozen_copy(model) if objective.reference_on else None
-    if settings.checkpointing:
-        checkpointed(model)
     optimizer, trainable = adamw(model, settings.lr)
     model.train(False)  # frozen normalisation statistics and no dropout: see the module docstring
     losses: list[float] = []
     steps = budget_steps(settings, len(forget))
-    for _ in track(range(steps), "unlearning steps"):
-        forget_batch = forget_stream.next() if objective.uses_forget else []
-        retain_batch = retain_stream.next() if objective.uses_retain else []
-        optimizer.zero_grad(set_to_none=True)
-        loss = torch.zeros((), device=model.device)
-        for forget_part, retain_part, shares in micro_batches(forget_batch, retain_batch, settings.accumulation):
-            with model.autocast():
-                part = objective.loss(model, reference, forget_part, retain_part, settings, shares)
-            distributed.backward(part)  # gradients add up over the micro-batches
-            loss = loss + part.detach().float()
-        reported = distributed.mean(loss)  # the whole batches' loss, the same on every process
-        if not torch.isfinite(reported):
-            raise MedunlearnError(
-                f"the unlearning loss became {reported.item()} at step {len(losses) + 1}; lower lr (--set lr=...) "
-                "and rerun."
+    with checkpointing(model, bool(settings.checkpointing)):
+        for _ in track(range(steps), "unlearning steps"):
+            forget_batch = forget_stream.next() if objective.uses_forget else []
+            retain_batch = retain_stream.next() if objective.uses_retain else []
+            optimizer.zero_grad(set_to_none=True)
+            loss = torch.zeros((), device=model.device)
+            for forget_part, retain_part, shares in micro_batches(forget_batch, retain_batch, settings.accumulation):
+                with model.autocast():
+                    part = objective.loss(model, reference, forget_part, retain_part, settings, shares)
+                distributed.backward(part)  # gradients add up over the micro-batches
+                loss = loss + part.detach().float()
+            reported = distributed.mean(loss)  # the whole batches' loss, the same on every process
+            if not torch.isfinite(reported):
+                raise MedunlearnError(
+                    f"the unlearning loss became {reported.item()} at step {len(losses) + 1}; lower lr (--set lr=...) "
+                    "and rerun."
+                )
+            distributed.clip_gradients(trainable, settings.max_grad_norm)
+            optimizer.step()
+            losses.append(reported.item())
+            passes = len(forget_batch) + len(retain_batch)
+            reference_passes = {"forget": len(forget_batch), "retain": len(retain_batch)}.get(
+                objective.reference_on or "", 0
             )
-        distributed.clip_gradients(trainable, settings.max_grad_norm)
-        optimizer.step()
-        losses.append(reported.item())
-        passes = len(forget_batch) + len(retain_batch)
-        reference_passes = {"forget": len(forget_batch), "retain": len(retain_batch)}.get(
-            objective.reference_on or "", 0
-        )
-        job.meter.cost.forward += passes + reference_passes
-        job.meter.cost.backward += passes
+            job.meter.cost.forward += passes + reference_passes
+            job.meter.cost.backward += passes
     job.summary.update(steps=steps, loss_first=losses[0], loss_last=losses[-1])
     if isinstance(settings, NPOSettings) and reference is not None and forget:
         job.summary.update(npo_weights(model, reference, forget, settings))
