@@ -42,6 +42,19 @@ CASES = {
     ),
     "npo (LoRA, checkpointing, accumulation 4)": ("npo", None, {"epochs": 0.25, "checkpointing": 1, "accumulation": 4}),
     "kl (LoRA, checkpointing, accumulation 4)": ("kl", None, {"epochs": 0.25, "checkpointing": 1, "accumulation": 4}),
+    "forget_mi (LoRA, checkpointing, accumulation 4)": (
+        "forget_mi",
+        None,
+        {"epochs": 1, "batch_size": 4, "validation_limit": 8, "checkpointing": 1, "accumulation": 4},
+    ),
+    # each lever alone
+    "grad_diff (LoRA, checkpointing)": ("grad_diff", None, {"epochs": 0.25, "checkpointing": 1}),
+    "grad_diff (LoRA, accumulation 4)": ("grad_diff", None, {"epochs": 0.25, "accumulation": 4}),
+    "grad_diff (LoRA, checkpointing, accumulation 8)": (
+        "grad_diff",
+        None,
+        {"epochs": 0.25, "checkpointing": 1, "accumulation": 8},
+    ),
 }
 HOSPITAL = {"seed": 0, "institutions": 2, "patients": 2, "studies": 1, "holdout_patients": 1, "image_size": 56}
 
@@ -91,13 +104,14 @@ def one_case(name: str, rank: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rank", type=int, default=16, help="LoRA rank of the LoRA cases (MedForget's fine-tune: 16)")
+    parser.add_argument("--only", help="run only the cases whose name contains this text (e.g. 'checkpointing')")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # one case, in a child process
     args = parser.parse_args()
     if args.case:
         print(json.dumps(one_case(args.case, args.rank)))
         return
     rows = []
-    for name in CASES:
+    for name in [n for n in CASES if args.only is None or args.only in n]:
         result = subprocess.run(
             [sys.executable, __file__, "--case", name, "--rank", str(args.rank)],
             capture_output=True,
@@ -110,7 +124,7 @@ def main() -> None:
         row = rows[-1]
         mib = row["weight_bytes"] / 2**20
         print(f"| {name} | {row['parameters'] / 1e6:.1f} M | {mib:.0f} MiB | {row['multiple_of_weights']:.2f}× |")
-    out = Path("runs/bench/memory.json")
+    out = Path("runs/bench/memory.json" if args.only is None else "runs/bench/memory_some.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"rank": args.rank, "cases": rows}, indent=2) + "\n")
 

@@ -35,6 +35,7 @@ class TinyPreset:
     vision_width: int = 64
     vision_depth: int = 2
     vision_heads: int = 4
+    vision_mlp_ratio: int = 2
     vocab: int = 2048
     #: whether a pretrained base is built for it (the mid-size preset is only ever @scratch: pretraining it is
     #: hours on a CPU)
@@ -57,6 +58,21 @@ PRESETS: dict[str, TinyPreset] = {
         vision_width=384,
         vision_depth=6,
         vision_heads=6,
+        pretrained=False,
+    ),
+    # Qwen2-VL-2B's transformer (its config's sizes) with this tool's small tokenizer: about 2.0 B parameters, for
+    # benchmarks/gpu_check.py on a GPU
+    "qwen2-vl-2b-size": TinyPreset(
+        "qwen2_vl",
+        hidden=1536,
+        layers=28,
+        heads=12,
+        kv_heads=2,
+        intermediate=8960,
+        vision_width=1280,
+        vision_depth=32,
+        vision_heads=16,
+        vision_mlp_ratio=4,
         pretrained=False,
     ),
 }
@@ -134,7 +150,7 @@ def build_tiny(preset_name: str, tokenizer, *, side: int, seed: int, max_new_tok
                 "embed_dim": preset.vision_width,
                 "hidden_size": preset.hidden,
                 "num_heads": preset.vision_heads,
-                "mlp_ratio": 2,
+                "mlp_ratio": preset.vision_mlp_ratio,
                 "patch_size": 14,
                 "spatial_merge_size": 2,
                 "temporal_patch_size": 2,
@@ -155,7 +171,7 @@ def build_tiny(preset_name: str, tokenizer, *, side: int, seed: int, max_new_tok
             vision_config={
                 "depth": preset.vision_depth,
                 "hidden_size": preset.vision_width,
-                "intermediate_size": 2 * preset.vision_width,
+                "intermediate_size": preset.vision_mlp_ratio * preset.vision_width,
                 "num_heads": preset.vision_heads,
                 "out_hidden_size": preset.hidden,
                 "patch_size": 14,
@@ -176,7 +192,7 @@ def build_tiny(preset_name: str, tokenizer, *, side: int, seed: int, max_new_tok
             vision_config={
                 "model_type": "clip_vision_model",
                 "hidden_size": preset.vision_width,
-                "intermediate_size": 2 * preset.vision_width,
+                "intermediate_size": preset.vision_mlp_ratio * preset.vision_width,
                 "num_hidden_layers": preset.vision_depth,
                 "num_attention_heads": preset.vision_heads,
                 "image_size": side,

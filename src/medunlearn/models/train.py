@@ -27,6 +27,7 @@ from medunlearn.models.model_name import ModelName
 from medunlearn.models.pretrain import REPLAY_FOLDER, ensure_base
 from medunlearn.models.tiny import build_scratch
 from medunlearn.models.vlm import VisionLanguageModel
+from medunlearn.models.vlm_folder import place_built
 
 
 def resolved_config(config: TrainConfig) -> tuple[TrainConfig, ModelName]:
@@ -58,6 +59,7 @@ def initial_model(config: TrainConfig, dataset: HospitalDataset, name: ModelName
         model: MultimodalModel = build_scratch_dual_encoder(dataset, seed=config.seed, text_encoder=config.text_encoder)
     elif name.scratch:
         model = build_scratch(name.preset, dataset, seed=config.seed)
+        model.network = place_built(model.network)  # on a GPU as a loaded model would be (the classifier: CPU)
     elif name.base is not None:
         model = load_model(ensure_base(name.base)[0])
     else:

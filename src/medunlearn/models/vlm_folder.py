@@ -23,6 +23,26 @@ from medunlearn.models.base import read_model_card
 from medunlearn.models.vlm import FAMILIES, Qwen2_5_VLImageOnlyProcessor, Qwen2VLImageOnlyProcessor, VisionLanguageModel
 
 
+def placement() -> tuple[torch.dtype, str | None]:
+    """Where a VLM's weights go: bf16 on a GPU, float32 on a CPU. One process alone may spread a model over every
+    visible GPU (``auto``); under a launcher (accelerate, torchrun) each process holds a whole replica on its own GPU,
+    which the launcher's data parallelism expects."""
+    if not torch.cuda.is_available():
+        return torch.float32, None
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return torch.bfloat16, (f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if launched else "auto")
+
+
+def place_built(network: torch.nn.Module) -> torch.nn.Module:
+    """A VLM built in memory (``PRESET@scratch``, a pretrained base being built) goes where a loaded one would: on a
+    GPU in bf16, on this process's GPU (one GPU: a built model is not spread); unchanged on a CPU."""
+    dtype, device_map = placement()
+    if device_map is None:
+        return network
+    device = device_map if device_map.startswith("cuda:") else "cuda:0"
+    return network.to(device=device, dtype=dtype)
+
+
 def load_vlm(folder: Path) -> VisionLanguageModel:
     """Load a saved medunlearn model or real weights (e.g. Qwen2.5-VL-3B, LLaVA-1.5) from a folder."""
     folder = Path(folder)
@@ -43,15 +63,8 @@ def load_vlm(folder: Path) -> VisionLanguageModel:
         )
     family = FAMILIES[model_type]
     card = read_model_card(folder)
-    cuda = torch.cuda.is_available()
-    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    network = family.model_class.from_pretrained(
-        folder,
-        dtype=torch.bfloat16 if cuda else torch.float32,
-        # one process alone may spread a model over every visible GPU; under a launcher (accelerate, torchrun) each
-        # process holds a whole replica on its own GPU, which the launcher's data parallelism expects
-        device_map=(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if launched else "auto") if cuda else None,
-    )
+    dtype, device_map = placement()
+    network = family.model_class.from_pretrained(folder, dtype=dtype, device_map=device_map)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     chat_template = _chat_template(folder) or tokenizer.chat_template
     if model_type == "llava":
