@@ -185,6 +185,9 @@ def test_a_method_whose_grid_met_the_target_or_chose_an_edge_is_no_evidence_that
         reached["verdict"] == INCONCLUSIVE
         and "met the target on the validation requests" in reached["checks"][0]["numbers"]
     )
+    untried = dict(record, edge=None, chosen=None, chosen_index=None, left_out=["validation-patient-1"])
+    defaults = _struggle_claim(entries, selection={"m": {"patient": {"npo": untried}}})
+    assert defaults["verdict"] == INCONCLUSIVE and "ran at its defaults" in defaults["checks"][0]["numbers"]
 
 
 def test_holm_keeps_one_marginal_crossing_among_many_checks_from_failing_the_claim():

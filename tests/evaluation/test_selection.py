@@ -1,6 +1,7 @@
 import pytest
 
 from medunlearn.evaluation.selection import (
+    can_select,
     choose,
     criterion,
     edge_of,
@@ -100,3 +101,57 @@ def test_a_choice_on_the_grids_edge_is_named_unless_the_edge_is_the_settings_own
     assert edge_of([{"k": 5.0}], 0, {}) is None  # one point: nothing to bracket
     record = selection_record(points, [[0.3], [0.1], [0.2]], ["v"], bounds={"k": (0, 100)})
     assert record["chosen_index"] == 1 and record["edge"] is None
+
+
+def test_a_validation_request_whose_vanilla_model_already_meets_the_forget_target_cannot_select():
+    assert can_select(VANILLA, ORACLE)  # 0.95 against 0.40: budgets can be told apart
+    # the 2026-12-03 section request: vanilla and oracle both answer every memorised item
+    assert not can_select(_row(forget=1.0), _row(forget=1.0))
+    assert not can_select(_row(forget=0.45), ORACLE)  # within the forget tolerance (0.10)
+    assert not can_select({"scores": {}}, ORACLE)  # nothing scored: nothing to rank on
+    # with every request left out nothing is chosen: the method runs at its defaults, and the record says why
+    points = [{"epochs": 0.5}, {"epochs": 1.0}]
+    record = selection_record(points, [[], []], [], [[], []], {}, left_out=["validation-section-1"])
+    assert record["chosen"] is None and record["chosen_index"] is None and record["edge"] is None
+    assert record["left_out"] == ["validation-section-1"] and record["validation_requests"] == []
+    assert not any("meets_target" in point for point in record["grid"])  # an untried grid met nothing
+
+
+def test_the_bench_leaves_out_a_request_that_cannot_select_and_runs_defaults_where_none_can():
+    from medunlearn.bench.config import BenchConfig
+    from medunlearn.bench.requests import BenchRequest
+    from medunlearn.bench.selection import choose as bench_choose
+    from medunlearn.bench.selection import chosen_runs
+    from medunlearn.data.hierarchy import Level
+    from medunlearn.data.splits import DeletionRequest
+    from medunlearn.methods.registry import method_config
+
+    config = BenchConfig(methods=("grad_diff", "retrain"), select=True)
+    requests = [
+        BenchRequest(DeletionRequest(Level.PATIENT, (f"inst-{i}.pat-01",)), role="validation") for i in (1, 2)
+    ] + [BenchRequest(DeletionRequest(Level.SECTION, ("inst-1.pat-01.st-1.FINDINGS",)), role="validation")]
+    grid = config.grid("grad_diff")
+
+    def rows(vanilla, oracle, forgets):
+        cells = [{**vanilla, "cell": "vanilla"}, {**oracle, "cell": "retrain"}]
+        return cells + [
+            {**_row(forget=f, siblings=0.9, retain=0.92, holdout_diagnostic=0.8), "cell": f"grad_diff@{i}"}
+            for i, f in enumerate(forgets)
+        ]
+
+    last = len(grid) - 1
+    results = [
+        rows(
+            VANILLA, ORACLE, [0.40 if i == last else 0.9 for i in range(len(grid))]
+        ),  # only the largest budget forgets
+        rows(_row(forget=0.4), ORACLE, [0.40] * len(grid)),  # vanilla already at the oracle: left out
+        rows(_row(forget=1.0), _row(forget=1.0), [1.0] * len(grid)),  # the section request: nothing to rank on
+    ]
+    selection = bench_choose(config, requests, results)
+    patient, section = selection["patient"]["grad_diff"], selection["section"]["grad_diff"]
+    assert patient["chosen"] == grid[last] and patient["left_out"] == [requests[1].key]
+    assert patient["validation_requests"] == [requests[0].key]
+    assert section["chosen"] is None and section["left_out"] == [requests[2].key]
+    test = BenchRequest(DeletionRequest(Level.SECTION, ("inst-2.pat-01.st-1.FINDINGS",)))
+    ((_, run),) = chosen_runs(config, selection, test)
+    assert run.settings == method_config("grad_diff").settings  # its declared defaults

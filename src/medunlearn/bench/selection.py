@@ -11,7 +11,7 @@ from medunlearn.bench.cells import Run
 from medunlearn.bench.config import BenchConfig
 from medunlearn.bench.requests import BenchRequest
 from medunlearn.evaluation.results import ORACLE, VANILLA
-from medunlearn.evaluation.selection import criterion, selection_record, target_distances
+from medunlearn.evaluation.selection import can_select, criterion, selection_record, target_distances
 from medunlearn.methods.registry import method
 
 
@@ -31,10 +31,15 @@ def choose(
     (``results``: each validation request's rows, keyed by their ``cell``)."""
     selection: dict[str, dict[str, Any]] = {}
     for group in dict.fromkeys(r.group for r in validations):
-        members = [
-            {row["cell"]: row for row in rows} for r, rows in zip(validations, results, strict=True) if r.group == group
+        in_group = [
+            (r.key, {row["cell"]: row for row in rows})
+            for r, rows in zip(validations, results, strict=True)
+            if r.group == group
         ]
-        keys = [r.key for r in validations if r.group == group]
+        # a request whose vanilla model already meets the forget target cannot rank budgets: left out
+        usable = [(key, cells) for key, cells in in_group if can_select(cells[VANILLA], cells[ORACLE])]
+        left_out = [key for key, cells in in_group if not can_select(cells[VANILLA], cells[ORACLE])]
+        keys, members = [key for key, _ in usable], [cells for _, cells in usable]
         for name in config.unlearning_methods:
             points = config.grid(name)
             if not points:
@@ -48,12 +53,13 @@ def choose(
                 for i in range(len(points))
             ]
             bounds = {p.name: (p.low, p.high) for p in method(name).parameters if p.grid}
-            selection.setdefault(group, {})[name] = selection_record(points, values, keys, distances, bounds)
+            selection.setdefault(group, {})[name] = selection_record(points, values, keys, distances, bounds, left_out)
     return selection
 
 
 def chosen_runs(config: BenchConfig, selection: dict[str, dict[str, Any]], request: BenchRequest) -> list[Run]:
-    """The test request's method runs: each method with the point chosen for its group, else its defaults."""
+    """The test request's method runs: each method with the point chosen for its group, else (no selection, or no
+    validation request could select) its defaults."""
     chosen = selection.get(request.group, {})
     return [
         (

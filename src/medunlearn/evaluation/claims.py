@@ -232,11 +232,17 @@ def _claim(title: str, model: str, checks: list[dict[str, Any]]) -> dict[str, An
 
 def _grid_evidence(context: Context, level: str, method: str) -> list[str]:
     """Why a method's test check cannot show it struggles: a grid point met the target on the validation
-    requests, or the chosen point sits on an edge of its grid that is not a natural bound."""
+    requests, the chosen point sits on an edge of its grid that is not a natural bound, or no validation request
+    could select (the method ran at its defaults, its grid untried)."""
     record = (context.selection.get(level) or {}).get(method)
     if not record:
         return []
     reasons = []
+    if record.get("chosen") is None and record.get("left_out"):
+        reasons.append(
+            f"no validation request could select its setting ({', '.join(record['left_out'])}: vanilla already within "
+            f"{FORGET_TOLERANCE:.2f} of the oracle there), so it ran at its defaults"
+        )
     met = [i for i, point in enumerate(record["grid"]) if point.get("meets_target")]
     if met:
         shown = ", ".join(str(record["grid"][i]["settings"]) for i in met)

@@ -17,6 +17,15 @@ than ``UTILITY_TOLERANCE`` below vanilla) — what "existing methods struggle" i
 over the whole grid — and the record says when the chosen point lies on an **edge** of
 its grid that is not a natural bound of the setting (k = 100 %): a grid that does not
 bracket its choice.
+
+A validation request **can select** only where the unmodified model is more than
+``FORGET_TOLERANCE`` from its oracle on the memorised part (:func:`can_select`). Where it is
+not, doing nothing already meets the forget target, every budget that keeps the kept sets
+scores 0, and the smallest budget wins by the tie-break — measured: the 2026-12-03 run's
+section-level validation request had 3 memorised items, its oracle answered all three, and
+every method then forgot nothing on the test requests. Such a request is left out (the
+record names it); a level left with none runs each method at its declared defaults, and
+the record says so (``chosen`` is None).
 """
 
 from __future__ import annotations
@@ -47,6 +56,13 @@ def criterion(row: dict[str, Any], vanilla: dict[str, Any], oracle: dict[str, An
         if before is not None and after is not None:
             value += max(0.0, before - after)
     return value
+
+
+def can_select(vanilla: dict[str, Any], oracle: dict[str, Any]) -> bool:
+    """Whether a validation request can rank budgets: its vanilla model's memorised forget score lies more than
+    ``FORGET_TOLERANCE`` from its oracle's (else doing nothing already meets the forget target there)."""
+    forget, target = set_score(vanilla, FORGETTING_SET), set_score(oracle, FORGETTING_SET)
+    return forget is not None and target is not None and abs(forget - target) > FORGET_TOLERANCE
 
 
 def target_distances(row: dict[str, Any], vanilla: dict[str, Any], oracle: dict[str, Any]) -> dict[str, float]:
@@ -102,23 +118,29 @@ def selection_record(
     requests: Sequence[str],
     distances: Sequence[Sequence[dict[str, float]]] | None = None,
     bounds: dict[str, tuple[Any, Any]] | None = None,
+    left_out: Sequence[str] = (),
 ) -> dict[str, Any]:
     """What the report shows for one method and level: the grid, each point's criterion values and whether it met
-    the target (``distances``: per point, each request's :func:`target_distances`), the choice and its edge."""
-    chosen = choose(values)
+    the target (``distances``: per point, each request's :func:`target_distances`), the choice and its edge.
+    ``left_out``: the validation requests that could not select (:func:`can_select`); with none left (``requests``
+    empty) nothing is chosen and the method runs at its defaults."""
     grid = [
         {
             "settings": point,
             "criterion": [round(v, 6) for v in vals],
             "mean": round(sum(vals) / len(vals), 6) if vals else None,
-            **({"meets_target": meets_target(distances[i])} if distances is not None else {}),
+            **({"meets_target": meets_target(distances[i])} if distances is not None and requests else {}),
         }
         for i, (point, vals) in enumerate(zip(points, values, strict=True))
     ]
+    record: dict[str, Any] = {"criterion": CRITERION, "validation_requests": list(requests), "grid": grid}
+    if left_out:
+        record["left_out"] = list(left_out)
+    if not requests:
+        return {**record, "chosen": None, "chosen_index": None, "edge": None}
+    chosen = choose(values)
     return {
-        "criterion": CRITERION,
-        "validation_requests": list(requests),
-        "grid": grid,
+        **record,
         "chosen": dict(points[chosen]),
         "chosen_index": chosen,
         "edge": edge_of(points, chosen, bounds or {}),

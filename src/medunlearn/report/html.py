@@ -215,10 +215,18 @@ def _selection(selection: dict[str, Any]) -> str:
                         f"class='name'>{html.escape(settings)}</td>"
                         f"<td>{mean}</td><td class='name'>{html.escape(values)}</td></tr>"
                     )
-            requests = next(iter(methods.values()))["validation_requests"] if methods else []
+            first = next(iter(methods.values())) if methods else {}
+            requests, left_out = first.get("validation_requests", []), first.get("left_out", [])
+            note = (
+                f"; left out, vanilla already within the forget tolerance of its oracle: {', '.join(left_out)}"
+                if left_out
+                else ""
+            )
+            if left_out and not requests:
+                note += " — no request could select, every method ran at its defaults"
             parts.append(
                 f"<h3>{html.escape(model)} · {html.escape(group)} (validation requests: "
-                f"{html.escape(', '.join(requests))})</h3>"
+                f"{html.escape(', '.join(requests) or 'none')}{html.escape(note)})</h3>"
                 "<table><thead><tr><th class='name'>method</th><th class='name'>grid point</th><th>criterion "
                 "(mean)</th>"
                 f"<th class='name'>per validation request</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
