@@ -14,7 +14,7 @@ to an estimated 130 minutes from the measured stage costs (docs/results.md):
   the institution level (six institutions: five to test, one to validate on), with CHIP
   in our configuration and in the authors' (``chip_reference``), Forget-MI and two
   gradient baselines — GradDiff and NPO, the two MedForget compares most closely (the
-  other three baselines would add 15 grid runs per validation request; ``bench
+  other three baselines would add 21 grid runs per validation request; ``bench
   --methods`` runs them);
 - the dual-encoder classifier on the Forget-MI cohort (120 patients), 3, 6 and 10 % of
   its patients deleted at once, five draws of each, every method.

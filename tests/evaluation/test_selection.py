@@ -121,7 +121,7 @@ def test_the_bench_leaves_out_a_request_that_cannot_select_and_runs_defaults_whe
     from medunlearn.bench.config import BenchConfig
     from medunlearn.bench.requests import BenchRequest
     from medunlearn.bench.selection import choose as bench_choose
-    from medunlearn.bench.selection import chosen_runs
+    from medunlearn.bench.selection import chosen_runs, grid_cell
     from medunlearn.data.hierarchy import Level
     from medunlearn.data.splits import DeletionRequest
     from medunlearn.methods.registry import method_config
@@ -135,8 +135,8 @@ def test_the_bench_leaves_out_a_request_that_cannot_select_and_runs_defaults_whe
     def rows(vanilla, oracle, forgets):
         cells = [{**vanilla, "cell": "vanilla"}, {**oracle, "cell": "retrain"}]
         return cells + [
-            {**_row(forget=f, siblings=0.9, retain=0.92, holdout_diagnostic=0.8), "cell": f"grad_diff@{i}"}
-            for i, f in enumerate(forgets)
+            {**_row(forget=f, siblings=0.9, retain=0.92, holdout_diagnostic=0.8), "cell": grid_cell("grad_diff", p)}
+            for p, f in zip(grid, forgets, strict=True)
         ]
 
     last = len(grid) - 1
@@ -155,3 +155,27 @@ def test_the_bench_leaves_out_a_request_that_cannot_select_and_runs_defaults_whe
     test = BenchRequest(DeletionRequest(Level.SECTION, ("inst-2.pat-01.st-1.FINDINGS",)))
     ((_, run),) = chosen_runs(config, selection, test)
     assert run.settings == method_config("grad_diff").settings  # its declared defaults
+
+
+def test_grid_cells_are_named_by_their_settings_and_numbered_ones_are_adopted(tmp_path):
+    from medunlearn.bench.config import BenchConfig
+    from medunlearn.bench.requests import BenchRequest
+    from medunlearn.bench.run_folder import RunFolder
+    from medunlearn.bench.selection import adopt_numbered_cells, grid_cell, grid_runs
+    from medunlearn.data.hierarchy import Level
+    from medunlearn.data.splits import DeletionRequest
+    from medunlearn.methods.registry import method_config
+    from medunlearn.outputs import write_json
+
+    config = BenchConfig(methods=("chip", "retrain"), select=True)
+    request = BenchRequest(DeletionRequest(Level.PATIENT, ("inst-1.pat-01",)), role="validation")
+    assert grid_cell("forget_mi", {"lr": 1e-5}) == "forget_mi@lr=1e-05"
+    assert [name for name, _ in grid_runs(config, request)] == [grid_cell("chip", p) for p in config.grid("chip")]
+    folder = RunFolder(tmp_path / "run")
+    old = folder.cell(request.key, "chip@3")  # written when cells were numbered: its settings are k = 10 %
+    old.parent.mkdir(parents=True)
+    write_json(old, {"settings": method_config("chip", {"k": 10.0}).settings.to_json(), "scores": {}})
+    stray = folder.cell(request.key, "chip@7")  # settings no point of the grid has: left where it is
+    write_json(stray, {"settings": method_config("chip", {"k": 99.0}).settings.to_json()})
+    adopt_numbered_cells(folder, config, request)
+    assert folder.cell(request.key, "chip@k=10").is_file() and not old.exists() and stray.exists()

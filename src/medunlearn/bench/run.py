@@ -26,7 +26,7 @@ from medunlearn.bench.cells import METHOD_WORK, ORACLE_WORK, VANILLA_WORK, Bench
 from medunlearn.bench.config import BenchConfig
 from medunlearn.bench.requests import TEST, VALIDATION, BenchRequest, draw_requests, shipped_targets
 from medunlearn.bench.run_folder import RunFolder, loaded_vanilla, trained
-from medunlearn.bench.selection import choose, chosen_runs, grid_runs
+from medunlearn.bench.selection import adopt_numbered_cells, choose, chosen_runs, grid_runs
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.quality import measure_quality
@@ -88,6 +88,9 @@ class Bench:
             self.folder.quality().parent.mkdir(parents=True, exist_ok=True)
             write_json(self.folder.quality(), measure_quality(vanilla, self.dataset))
         requests = draw_requests(self.dataset, vanilla, self.config)
+        for r in requests:
+            if r.role == VALIDATION:  # grid cells of a run resumed from before cells were named by settings
+                adopt_numbered_cells(self.folder, self.config, r)
         done, planned = self.plan(requests)
         note(
             f"{self.folder.path}: {sum(r.role == TEST for r in requests)} test and "

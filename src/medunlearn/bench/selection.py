@@ -7,21 +7,45 @@ from __future__ import annotations
 
 from typing import Any
 
-from medunlearn.bench.cells import Run
+from medunlearn.bench.cells import Run, same_settings
 from medunlearn.bench.config import BenchConfig
 from medunlearn.bench.requests import BenchRequest
+from medunlearn.bench.run_folder import RunFolder
 from medunlearn.evaluation.results import ORACLE, VANILLA
 from medunlearn.evaluation.selection import can_select, criterion, selection_record, target_distances
 from medunlearn.methods.registry import method
+from medunlearn.outputs import read_json
+
+
+def grid_cell(name: str, point: dict[str, Any]) -> str:
+    """A grid point's cell: the method and the point's settings (``grad_diff@epochs=0.5``), so a widened grid keeps
+    every cell already run."""
+    return f"{name}@" + ",".join(f"{key}={value:g}" for key, value in point.items())
 
 
 def grid_runs(config: BenchConfig, request: BenchRequest) -> list[Run]:
-    """Every grid point of every method, as the cells ``<method>@<i>`` of one validation request."""
+    """Every grid point of every method, as the cells of one validation request."""
     return [
-        (f"{name}@{i}", config.method_config(name, point, request.method_seed(config.seed)))
+        (grid_cell(name, point), config.method_config(name, point, request.method_seed(config.seed)))
         for name in config.unlearning_methods
-        for i, point in enumerate(config.grid(name))
+        for point in config.grid(name)
     ]
+
+
+def adopt_numbered_cells(folder: RunFolder, config: BenchConfig, request: BenchRequest) -> None:
+    """Rename a validation request's grid cells written before cells were named by their settings (``chip@3``) to
+    their settings' names, when their stored settings are one of this grid's points: a resumed run reuses them."""
+    for name in config.unlearning_methods:
+        directory = folder.cell(request.key, name).parent
+        for path in sorted(directory.glob(f"{name}@*.json")):
+            if not path.stem.split("@", 1)[1].isdigit():
+                continue
+            stored = (read_json(path) or {}).get("settings")
+            for point in config.grid(name):
+                target = folder.cell(request.key, grid_cell(name, point))
+                if not target.exists() and same_settings(stored, config.method_config(name, point)):
+                    path.rename(target)
+                    break
 
 
 def choose(
@@ -45,12 +69,12 @@ def choose(
             if not points:
                 continue
             values = [
-                [criterion(cells[f"{name}@{i}"], cells[VANILLA], cells[ORACLE]) for cells in members]
-                for i in range(len(points))
+                [criterion(cells[grid_cell(name, point)], cells[VANILLA], cells[ORACLE]) for cells in members]
+                for point in points
             ]
             distances = [
-                [target_distances(cells[f"{name}@{i}"], cells[VANILLA], cells[ORACLE]) for cells in members]
-                for i in range(len(points))
+                [target_distances(cells[grid_cell(name, point)], cells[VANILLA], cells[ORACLE]) for cells in members]
+                for point in points
             ]
             bounds = {p.name: (p.low, p.high) for p in method(name).parameters if p.grid}
             selection.setdefault(group, {})[name] = selection_record(points, values, keys, distances, bounds, left_out)

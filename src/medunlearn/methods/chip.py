@@ -338,7 +338,7 @@ class ChipSettings(MethodSettings):
         low=0,
         high=100,
         low_open=True,
-        grid=(2.5, 5.0, 10.0, 20.0, 40.0),
+        grid=(1.25, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0),
     )
     tau: float = setting(0.95, "share of direction energy the kept components reach", low=0, high=1, low_open=True)
     alpha: float = setting(0.3, "weight of vision tokens in the pooled activation", low=0, high=1)

@@ -201,7 +201,9 @@ class ForgetMISettings(MethodSettings):
         0.05, "stop (restoring the last good epoch) when the validation likelihood falls more than this", low=0
     )
     lr: float = positive(
-        1e-4, "AdamW learning rate, its budget axis (the reference: 1e-5 to 1e-4)", grid=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
+        1e-4,
+        "AdamW learning rate, its budget axis (the reference: 1e-5 to 1e-4)",
+        grid=(3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3),
     )
     batch_size: int = positive(8, "samples per forget batch and per retain batch")
     sigma: float = setting(0.1, "standard deviation of the image noise (pixel units)", low=0)
