@@ -3,14 +3,8 @@ import random
 import pytest
 import torch
 
-from medunlearn.methods.forget_mi import (
-    MASK,
-    forget_mi_terms,
-    noisy_batch,
-    noisy_text,
-    synonyms,
-    weighted_loss,
-)
+from medunlearn.methods.forget_mi import forget_mi_terms, weighted_loss
+from medunlearn.methods.noisy_copies import MASK, noisy_batch, noisy_text, synonyms
 
 
 def _embedding(*rows):

@@ -105,6 +105,11 @@ def test_checkpointing_recomputes_each_layer_in_the_backward_pass_and_is_undone_
 def test_the_memory_levers_take_the_same_steps(small_dataset, lever, method):
     (plain, _, summary), (levered, _, _) = (_steps(small_dataset, settings, method=method) for settings in ({}, lever))
     if method == "forget_mi":
-        assert summary["capped_batches"] > 0  # the caps bound: micro-batches must decide them on the whole batch
-    # the same update up to float summation order (measured: accumulation 9e-7 apart at most, checkpointing identical)
-    assert all(torch.allclose(plain[n], levered[n], atol=1e-5) for n in plain)
+        # the caps bound (measured 12-14 of the run's batches over those seeds and threads): micro-batches must
+        # decide them on the whole batch
+        assert summary["capped_batches"] > 0
+    # the same update up to float summation order. Measured over model seeds 0-2 × 1 and 2 torch threads
+    # (/work/runs/spread/levers.py, 2026-12-03): accumulation at most 2.4e-6 apart for GradDiff and 5.1e-6 for
+    # Forget-MI, checkpointing identical; the tolerance keeps ~4× that. A wrong step is of the step's own size:
+    # AdamW at lr 1e-4 moves a weight ~1e-4 per step.
+    assert all(torch.allclose(plain[n], levered[n], atol=2e-5) for n in plain)

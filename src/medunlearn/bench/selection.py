@@ -61,9 +61,10 @@ def choose(
             if r.group == group
         ]
         # a request whose vanilla model already meets the forget target cannot rank budgets: left out
-        usable = [(key, cells) for key, cells in in_group if can_select(cells[VANILLA], cells[ORACLE])]
-        left_out = [key for key, cells in in_group if not can_select(cells[VANILLA], cells[ORACLE])]
-        keys, members = [key for key, _ in usable], [cells for _, cells in usable]
+        selects = [can_select(cells[VANILLA], cells[ORACLE]) for _, cells in in_group]
+        keys = [key for (key, _), ok in zip(in_group, selects, strict=True) if ok]
+        members = [cells for (_, cells), ok in zip(in_group, selects, strict=True) if ok]
+        left_out = [key for (key, _), ok in zip(in_group, selects, strict=True) if not ok]
         for name in config.unlearning_methods:
             points = config.grid(name)
             if not points:

@@ -17,9 +17,8 @@ from rich.table import Table
 from typer._click import exceptions as usage  # typer vendors click; its usage errors are these
 
 from medunlearn.audit import RECORD, evidence, statement, weight_digests
-from medunlearn.bench.config import ALL_LEVELS, BenchConfig
-from medunlearn.bench.run import Bench
 from medunlearn.cli.audit import audit_command, audit_keygen_command
+from medunlearn.cli.bench import bench_command
 from medunlearn.cli.config_file import ConfigOption, write_resolved
 from medunlearn.cli.console import crash_log, err, out, print_claims, print_quality, print_results, print_summary
 from medunlearn.cli.data import data_app
@@ -49,7 +48,6 @@ from medunlearn.evaluation.evaluate import evaluate_folders
 from medunlearn.evaluation.quality import measure_quality, write_base_quality
 from medunlearn.evaluation.results import load_metrics
 from medunlearn.executors import executor
-from medunlearn.executors import executor as chosen_executor
 from medunlearn.methods.registry import METHODS, method_config, unlearn
 from medunlearn.models.loading import load_model
 from medunlearn.models.pretrain import PretrainConfig, pretrain
@@ -68,6 +66,7 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.command("audit")(audit_command)
 app.command("audit-keygen")(audit_keygen_command)
+app.command("bench")(bench_command)
 
 
 # -- pretrain -----------------------------------------------------------------------------
@@ -349,190 +348,6 @@ def eval_command(
             render(metrics, staging)
     print_results(metrics["results"])
     out.print(f"wrote {out_dir / 'metrics.json'} and {out_dir / 'report.html'}")
-
-
-def _split_list(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
-
-
-@app.command("bench")
-def bench_command(
-    ctx: typer.Context,
-    data: DataOption,
-    out_dir: OutOption,
-    model: Annotated[str, typer.Option("--model", help="Preset, dual-encoder, or a model folder.")] = DEFAULT_PRESET,
-    methods: Annotated[str | None, typer.Option("--methods", help="Comma-separated methods (default: all).")] = None,
-    levels: Annotated[
-        str | None,
-        typer.Option("--levels", help="Comma-separated levels (default: all four; none with --forget-fraction)."),
-    ] = None,
-    targets_per_level: Annotated[int, typer.Option("--targets-per-level", help="Test requests drawn per level.")] = 1,
-    select: Annotated[
-        bool,
-        typer.Option(
-            "--select",
-            help="Choose each method's setting per level from its grid on validation requests (else: declared "
-            "defaults).",
-        ),
-    ] = False,
-    validation_per_level: Annotated[
-        int, typer.Option("--validation-per-level", help="Validation requests per level that --select tunes on.")
-    ] = 1,
-    min_items: Annotated[
-        int, typer.Option("--min-items", help="Questions a request's forget set must hold to be drawn.")
-    ] = 20,
-    seeds: Annotated[
-        int, typer.Option("--seeds", help="Training seeds of vanilla and oracle (≥ 2: the retraining-noise band).")
-    ] = 1,
-    noise_requests: Annotated[
-        int,
-        typer.Option(
-            "--noise-requests", help="Test requests per group retrained from the further seeds (0: every one)."
-        ),
-    ] = 0,
-    forget_fraction: Annotated[
-        str | None, typer.Option("--forget-fraction", help="Patient shares deleted at once, e.g. 0.03,0.06,0.10.")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of training, requests, methods and evaluation.")] = 0,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs (default: the model family's).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Training learning rate (default: the model family's).")] = None,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Training batch size (default: the model family's).")
-    ] = None,
-    lora_r: Annotated[
-        int, typer.Option("--lora-r", help="LoRA rank of the vanilla and oracle fine-tuning (0: full).")
-    ] = 0,
-    unlearn_lora_r: Annotated[
-        int,
-        typer.Option(
-            "--unlearn-lora-r", help="LoRA rank the gradient methods and Forget-MI unlearn through (0: every weight)."
-        ),
-    ] = 0,
-    min_pixels: MinPixelsOption = None,
-    max_pixels: MaxPixelsOption = None,
-    decode_batch: DecodeBatchOption = None,
-    loss_batch: LossBatchOption = None,
-    requests: Annotated[
-        str,
-        typer.Option(
-            "--requests",
-            help="drawn: the bench draws its test requests; dataset: the deletion requests the dataset ships "
-            "(MedForget forget sets per level, a Forget-MI forget CSV).",
-        ),
-    ] = "drawn",
-    vanilla: Annotated[
-        Path | None,
-        typer.Option(
-            "--vanilla",
-            help="A fine-tuned model folder to use as the vanilla model (never written to); its oracles retrain from "
-            "the recipe it records (train_config.json), else from this command's --model/--epochs/--lr/--batch-size.",
-        ),
-    ] = None,
-    limit: LimitOption = 200,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="method.key=value for a method parameter (repeatable).")
-    ] = None,
-    executor: ExecutorOption = "local",
-    workers: Annotated[
-        int,
-        typer.Option(
-            "--workers",
-            help="Local executor: cells (oracles, evaluations, method runs) side by side in that many processes (2 "
-            "suits a 2-core CPU).",
-        ),
-    ] = 1,
-    ray_address: RayAddressOption = None,
-    threads: Annotated[
-        int | None,
-        typer.Option(
-            "--threads",
-            help="Torch threads per cell (default: 1 with cells side by side, else torch's own); part of the "
-            "configuration.",
-        ),
-    ] = None,
-    gpus_per_cell: GpusOption = 0.0,
-    config_file: ConfigOption = None,
-) -> None:
-    """Run the benchmark: vanilla, one oracle per request, every method on every request; metrics.json + report.html."""
-
-    if threads is None:
-        threads = 1 if executor == "ray" or workers > 1 else 0
-    cells = chosen_executor(
-        executor, workers=workers, address=ray_address, threads=threads, gpus_per_cell=gpus_per_cell
-    )
-    config = _bench_config(
-        model,
-        methods,
-        levels,
-        targets_per_level,
-        forget_fraction,
-        seed,
-        epochs,
-        limit,
-        set_,
-        threads,
-        select=select,
-        validation_per_level=validation_per_level,
-        min_items=min_items,
-        seeds=seeds,
-        noise_requests=noise_requests,
-        lr=lr,
-        batch_size=batch_size,
-        lora_r=lora_r,
-        unlearn_lora_r=unlearn_lora_r,
-        vanilla=str(vanilla) if vanilla is not None else None,
-        requests=requests,
-        min_pixels=min_pixels,
-        max_pixels=max_pixels,
-        decode_batch=decode_batch,
-        loss_batch=loss_batch,
-    )
-    inputs = [
-        ("--data", data),
-        ("--model", Path(model) if Path(model).exists() else None),
-        ("--vanilla", vanilla),
-    ]
-    with claimed_output(out_dir, "bench", inputs=inputs, resumes=("bench",)):
-        dataset = HospitalDataset.load(data)
-        metrics = Bench(dataset, config, out_dir, cells).run()
-        report = render(metrics, Path(out_dir))
-    write_resolved(ctx, Path(out_dir), "bench")
-    print_results(metrics["results"])
-    out.print(f"wrote {Path(out_dir) / 'metrics.json'} and {report}")
-
-
-def _bench_config(
-    model, methods, levels, targets_per_level, forget_fraction, seed, epochs, limit, assignments, threads, **protocol
-):
-
-    fractions = []
-    for raw in _split_list(forget_fraction):
-        try:
-            fractions.append(float(raw))
-        except ValueError:
-            raise MedunlearnError(
-                f"--forget-fraction {raw!r} is not a number; use values like 0.03,0.06,0.10."
-            ) from None
-    chosen_levels = _split_list(levels) if levels is not None else ([] if fractions else list(ALL_LEVELS))
-    settings: dict[str, dict[str, str]] = {}
-    for key, value in parse_assignments(assignments).items():
-        name, dot, parameter = key.partition(".")
-        if not dot:
-            raise MedunlearnError(f"--set {key}={value} needs a method prefix, like --set chip.k=5.")
-        settings.setdefault(name, {})[parameter] = value
-    return BenchConfig(
-        model=model,
-        methods=tuple(_split_list(methods) or METHODS),
-        levels=tuple(chosen_levels),
-        targets_per_level=targets_per_level,
-        forget_fractions=tuple(fractions),
-        seed=seed,
-        epochs=epochs,
-        eval_limit=limit,
-        method_settings=settings,
-        threads=threads,
-        **protocol,
-    )
 
 
 @app.command("report")

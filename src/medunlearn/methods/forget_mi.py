@@ -26,12 +26,8 @@ model's — then the weights of the last epoch that kept it are restored.
 
 from __future__ import annotations
 
-import json
 import random
-import string
 from dataclasses import dataclass
-from functools import cache
-from importlib.resources import files
 from typing import ClassVar
 
 import torch
@@ -40,48 +36,21 @@ from medunlearn import distributed
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
 from medunlearn.methods.gradient import BatchStream, checkpointing, frozen_copy, micro_batches
-from medunlearn.methods.method import Method, MethodSettings, UnlearnJob, adamw, positive, setting
-from medunlearn.models.base import Batch, MultimodalModel
+from medunlearn.methods.method import (
+    Method,
+    MethodSettings,
+    UnlearnJob,
+    accumulation_setting,
+    adamw,
+    checkpointing_setting,
+    positive,
+    setting,
+)
+from medunlearn.methods.noisy_copies import noisy_batch
+from medunlearn.models.base import MultimodalModel
 from medunlearn.progress import track
 
-MASK = "[MASK]"
 TERMS = ("uu", "mu", "ur", "mr")
-
-
-@cache
-def synonyms() -> dict[str, tuple[str, ...]]:
-    """The shipped radiology synonym table (word → replacements)."""
-    table = json.loads(files("medunlearn.methods").joinpath("radiology_synonyms.json").read_text())
-    return {word: tuple(options) for word, options in table.items()}
-
-
-def _character_noise(word: str, rng: random.Random) -> str:
-    if len(word) < 4:
-        return word
-    i = rng.randrange(1, len(word) - 2)
-    if rng.random() < 0.5:
-        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]  # swap two neighbours
-    return word[:i] + word[i + 1 :]  # drop one character
-
-
-def noisy_text(text: str, level: float, rng: random.Random) -> str:
-    """Each word is changed with probability ``level``: a radiology keyword is masked or swapped
-    for a synonym (even odds), any other word gets a character swap or drop."""
-    words = text.split(" ")
-    table = synonyms()
-    out = []
-    for word in words:
-        core = word.strip(string.punctuation)
-        if not core or rng.random() >= level:
-            out.append(word)
-            continue
-        key = core.lower()
-        if key in table:
-            replacement = MASK if rng.random() < 0.5 else rng.choice(table[key])
-        else:
-            replacement = _character_noise(core, rng)
-        out.append(word.replace(core, replacement, 1))
-    return " ".join(out)
 
 
 # -- the four terms -----------------------------------------------------------------------------
@@ -107,6 +76,16 @@ def forget_mi_terms(
     return {
         "uu": mean_distance(unimodal(unlearned_forget), unimodal(original_noisy_forget)),
         "mu": mean_distance(unlearned_forget[2], original_noisy_forget[2]),
+        **retention_terms(unlearned_retain, original_retain),
+    }
+
+
+def retention_terms(
+    unlearned_retain: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    original_retain: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """UR and MR: how far the retain embeddings moved from the original model's."""
+    return {
         "ur": mean_distance(unimodal(unlearned_retain), unimodal(original_retain)),
         "mr": mean_distance(unlearned_retain[2], original_retain[2]),
     }
@@ -133,20 +112,6 @@ def weighted_loss(
         sign = -1.0 if push and name in FORGET_TERMS else 1.0
         loss = loss + sign * (weights[name] / total) * term
     return loss
-
-
-def noisy_batch(
-    model: MultimodalModel,
-    samples: list[Sample],
-    *,
-    sigma: float,
-    level: float,
-    rng: random.Random,
-    generator: torch.Generator,
-) -> Batch:
-    """The batch of noisy copies: noisy text input, then Gaussian image noise."""
-    texts = [noisy_text(model.model_text(s), level, rng) for s in samples]
-    return model.with_image_noise(model.batch(samples, texts=texts), sigma, generator)
 
 
 @torch.no_grad()
@@ -220,15 +185,8 @@ class ForgetMISettings(MethodSettings):
     weight_mr: float = setting(2.0, "weight of multimodal retention", low=0)
     cap_margin: float = setting(1.0, "retention terms are capped at their first-epoch mean plus this", low=0)
     validation_limit: int = positive(64, "validation samples the stop criterion reads (a seeded sample)")
-    accumulation: int = positive(
-        1, "micro-batches each batch is split into, gradients accumulated (the same step in less memory)"
-    )
-    checkpointing: int = setting(
-        0,
-        "1: gradient checkpointing (activations recomputed in the backward pass: less memory, more time)",
-        low=0,
-        high=1,
-    )
+    accumulation: int = accumulation_setting()
+    checkpointing: int = checkpointing_setting()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -287,7 +245,7 @@ def batch_step(
         whole = dict.fromkeys(caps, 0.0)
         with torch.no_grad(), model.autocast():
             for (_, retain_part, (_, share)), batch, target in zip(parts, inputs, retained, strict=True):
-                terms = forget_mi_terms(target, target, model.embed(batch), target)  # only UR and MR are read
+                terms = retention_terms(model.embed(batch), target)
                 whole = {name: whole[name] + float(terms[name]) * share for name in whole}
                 extra += len(retain_part)
         bound = {name for name, cap in caps.items() if whole[name] > cap}

@@ -42,7 +42,15 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from medunlearn import distributed
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
-from medunlearn.methods.method import Method, MethodSettings, UnlearnJob, adamw, positive, setting
+from medunlearn.methods.method import (
+    Method,
+    MethodSettings,
+    UnlearnJob,
+    accumulation_setting,
+    adamw,
+    checkpointing_setting,
+    positive,
+)
 from medunlearn.models.base import MultimodalModel
 from medunlearn.progress import track
 
@@ -94,15 +102,8 @@ class GradientSettings(MethodSettings):
     lr: float = positive(1e-4, "AdamW learning rate (constant)")
     batch_size: int = positive(8, "samples per forget batch and per retain batch")
     max_grad_norm: float = positive(1.0, "gradient norm clipped to at most this")
-    accumulation: int = positive(
-        1, "micro-batches each batch is split into, gradients accumulated (the same step in less memory)"
-    )
-    checkpointing: int = setting(
-        0,
-        "1: gradient checkpointing (activations recomputed in the backward pass: less memory, more time)",
-        low=0,
-        high=1,
-    )
+    accumulation: int = accumulation_setting()
+    checkpointing: int = checkpointing_setting()
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,21 @@ def positive(default: int | float, help: str, *, grid: tuple[int | float, ...] =
     return setting(default, help, low=0, low_open=True, grid=grid)
 
 
+def accumulation_setting() -> Any:
+    """The micro-batch memory lever of every method that takes gradient steps."""
+    return positive(1, "micro-batches each batch is split into, gradients accumulated (the same step in less memory)")
+
+
+def checkpointing_setting() -> Any:
+    """The activation-recompute memory lever of every method that takes gradient steps."""
+    return setting(
+        0,
+        "1: gradient checkpointing (activations recomputed in the backward pass: less memory, more time)",
+        low=0,
+        high=1,
+    )
+
+
 S = TypeVar("S", bound="MethodSettings")
 
 
