@@ -109,7 +109,7 @@ def test_the_memory_levers_take_the_same_steps(small_dataset, lever, method):
         # decide them on the whole batch
         assert summary["capped_batches"] > 0
     # the same update up to float summation order. Measured over model seeds 0-2 × 1 and 2 torch threads
-    # (/work/runs/spread/levers.py, 2026-12-03): accumulation at most 2.4e-6 apart for GradDiff and 5.1e-6 for
+    # (benchmarks/lever_spread.py, 2026-12-03): accumulation at most 2.4e-6 apart for GradDiff and 5.1e-6 for
     # Forget-MI, checkpointing identical; the tolerance keeps ~4× that. A wrong step is of the step's own size:
     # AdamW at lr 1e-4 moves a weight ~1e-4 per step.
     assert all(torch.allclose(plain[n], levered[n], atol=2e-5) for n in plain)
