@@ -1,8 +1,17 @@
 import pytest
 
 from medunlearn.evaluation.claims import check_claims
-from medunlearn.evaluation.statistics import bootstrap_ci
-from medunlearn.evaluation.verdicts import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURABLE, combine, side, within
+from medunlearn.evaluation.statistics import bootstrap_ci, difference_range, value_range
+from medunlearn.evaluation.verdicts import (
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_MEASURABLE,
+    combine,
+    paired_difference,
+    side,
+    within,
+)
 
 SPREAD = (-0.5, 0.3, -0.1, 0.5, -0.3, 0.1)  # six requests, mean 0
 
@@ -203,3 +212,14 @@ def test_holm_keeps_one_marginal_crossing_among_many_checks_from_failing_the_cla
     ]
     checks = _struggle_claim(many)["checks"]
     assert checks[1]["p_fails_holm"] >= p_alone  # Holm's adjustment only raises a p-value
+
+
+def test_a_paired_lead_is_cut_to_the_range_a_difference_of_gaps_can_take():
+    # five requests whose gap differences scatter widely: the bootstrap-t reaches past ±2, which two
+    # gaps in [−1, 1] cannot differ by (the section-level lead printed −0.85 [−1.14, +2.44] before)
+    chip = bootstrap_ci([1.2, -0.9, 0.1, 1.5, -1.1])
+    other = bootstrap_ci([-0.6, 0.8, -0.7, -0.4, 0.9])
+    uncut = paired_difference(chip, other)
+    lead = paired_difference(chip, other, bounds=difference_range(value_range("gap/memorised")))
+    assert uncut["high"] > 2.0 or uncut["low"] < -2.0
+    assert -2.0 <= lead["low"] <= lead["mean"] <= lead["high"] <= 2.0

@@ -128,11 +128,22 @@ class BenchWork:
                 evaluation.reference(),
                 model_cost(oracle_folder),
                 summary,
+                timings=timings,
             )
         elif cell.work == VANILLA_WORK:
             evaluation = self._evaluate(vanilla, sets, bench_request, timings)
             summary = {"training_seed": self.config.seed + offset}
-            self._write(path, vanilla, VANILLA, bench_request, evaluation, read_json(reference_path), None, summary)
+            self._write(
+                path,
+                vanilla,
+                VANILLA,
+                bench_request,
+                evaluation,
+                read_json(reference_path),
+                None,
+                summary,
+                timings=timings,
+            )
         else:
             _, config = cell.run  # type: ignore[misc]
             unlearned, cost, summary = unlearn(  # the cell's own load of the vanilla model: edited in place
@@ -156,6 +167,7 @@ class BenchWork:
                 cost,
                 summary,
                 config,
+                timings=timings,
             )
         return timings
 
@@ -183,6 +195,8 @@ class BenchWork:
         cost: Cost | None,
         summary: dict[str, Any],
         config: MethodConfig | None = None,
+        *,
+        timings: Timings,
     ) -> None:
         row = result_row(
             model.family,
@@ -194,6 +208,7 @@ class BenchWork:
         )
         if config is not None:
             row["settings"] = config.settings.to_json()
+        row["timings"] = {stage: round(seconds, 2) for stage, seconds in timings.items()}  # a resumed run sums them
         write_json(path, row)
 
 

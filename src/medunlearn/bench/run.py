@@ -10,8 +10,8 @@ are also trained from the further seeds, and their spread is the retraining-nois
 
 The cells (:mod:`medunlearn.bench.cells`) are tasks of an executor (:mod:`medunlearn.executors`): in this
 process, in a local process pool (``bench --workers N``) or on Ray (``--executor ray``); the vanilla and method
-cells of a request wait for its oracle. With cells side by side the stage timings add up the cells' seconds and
-``requests`` is the wall time.
+cells of a request wait for its oracle. The stage timings add up the seconds every cell stored in its row, so a
+resumed run reports the cells it reused too; with cells side by side ``requests`` is this invocation's wall time.
 """
 
 from __future__ import annotations
@@ -166,12 +166,10 @@ class Bench:
             for task in self._tasks(r, request_runs, offset)
         ]
         started = time.perf_counter()
-        for timings in self.executor.run(tasks, f"{len(tasks)} cells of {len(requests)} requests"):
-            for stage, seconds in timings.items():
-                self.timings[stage] = self.timings.get(stage, 0.0) + seconds
+        self.executor.run(tasks, f"{len(tasks)} cells of {len(requests)} requests")
         if self.executor.parallel and tasks:  # the stage timings add up the cells' seconds; this is the wall time
             self.timings["requests"] = self.timings.get("requests", 0.0) + time.perf_counter() - started
-        return [
+        rows = [
             [
                 self.work.row(r, name)
                 for name in (
@@ -182,6 +180,10 @@ class Bench:
             ]
             for r, request_runs in zip(requests, runs, strict=True)
         ]
+        for row in (row for request_rows in rows for row in request_rows):  # every cell's, run now or before
+            for stage, seconds in (row.pop("timings", None) or {}).items():
+                self.timings[stage] = self.timings.get(stage, 0.0) + seconds
+        return rows
 
     def _tasks(self, bench_request: BenchRequest, runs: list[Run], offset: int) -> list[Task]:
         """The request's cells that are not on disk yet; the vanilla and method cells wait for the oracle's."""

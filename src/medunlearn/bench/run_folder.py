@@ -109,17 +109,16 @@ def is_trained(dataset: HospitalDataset, config: TrainConfig, folder: Path) -> b
 
 def trained(dataset: HospitalDataset, config: TrainConfig, folder: Path, timings: dict[str, float], stage: str) -> Path:
     """Train into ``folder`` unless a model with the same recipe and data is already there; the seconds go to
-    ``timings[stage]``."""
-    if is_trained(dataset, config, folder):
-        return folder
-    with CostMeter() as meter:
-        train(
-            dataset,
-            config,
-            folder,
-            finish=lambda _model, staging: write_json(staging / "cost.json", training_cost(meter, staging)),
-        )
-    timings[stage] = timings.get(stage, 0.0) + read_json(folder / "cost.json")["wall_s"]
+    ``timings[stage]`` (a model already there counts the seconds it took then, so a resumed run reports them too)."""
+    if not is_trained(dataset, config, folder):
+        with CostMeter() as meter:
+            train(
+                dataset,
+                config,
+                folder,
+                finish=lambda _model, staging: write_json(staging / "cost.json", training_cost(meter, staging)),
+            )
+    timings[stage] = timings.get(stage, 0.0) + (read_json(folder / "cost.json") or {}).get("wall_s", 0.0)
     return folder
 
 

@@ -52,7 +52,7 @@ from typing import Any
 
 from medunlearn.evaluation.results import FORGETTING_SET, KEPT_SETS, ORACLE, SCORE, VANILLA
 from medunlearn.evaluation.selection import FORGET_TOLERANCE, UTILITY_TOLERANCE
-from medunlearn.evaluation.statistics import bootstrap_ci, holm
+from medunlearn.evaluation.statistics import bootstrap_ci, difference_range, holm, value_range
 from medunlearn.evaluation.verdicts import (
     HOLDS,
     INCONCLUSIVE,
@@ -333,7 +333,7 @@ def _chip_gap(context: Context, levels: list[str], methods: dict[str, list[str]]
         unmeasurable = context.unmeasurable(level, FORGETTING)
         gap = lambda m, level=level: _paired(context.metrics(level, m), GAP, "minus_oracle")  # noqa: E731  (gap − oracle's gap)
         best = max(others, key=lambda m: (gap(m) or {}).get("mean") or float("-inf"))
-        lead = paired_difference(gap(chip), gap(best))
+        lead = paired_difference(gap(chip), gap(best), bounds=difference_range(value_range(GAP)))
         utility = _paired(context.metrics(level, chip), UTILITY, "minus_vanilla")
         test = conjunction([side_test(lead, 0.0, below=False), side_test(utility, -UTILITY_TOLERANCE, below=False)])
         over = [

@@ -106,12 +106,15 @@ def described(entry: dict[str, Any] | None) -> str:
     return f"{entry['mean']:+.3f}{interval}"
 
 
-def paired_difference(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+def paired_difference(
+    a: dict[str, Any] | None, b: dict[str, Any] | None, bounds: tuple[float, float] | None = None
+) -> dict[str, Any] | None:
     """a − b of two paired differences to the same reference, request by request (no interval when the
-    requests cannot be paired)."""
+    requests cannot be paired). ``bounds``: the range a − b can take, which the interval is cut to (for
+    ``method − oracle`` of a metric in [l, h], a − b is a difference of two metric values: [l − h, h − l])."""
     if not a or not b or a.get("mean") is None or b.get("mean") is None:
         return None
     va, vb = per_request_values(a), per_request_values(b)
     if va is not None and vb is not None and len(va) == len(vb):
-        return bootstrap_ci([x - y for x, y in zip(va, vb, strict=True)])
+        return bootstrap_ci([x - y for x, y in zip(va, vb, strict=True)], bounds=bounds)
     return {"n": min(a["n"], b["n"]), "mean": a["mean"] - b["mean"], "low": None, "high": None}

@@ -97,7 +97,7 @@ class GradientSettings(MethodSettings):
     epochs: float = positive(
         5.0,
         "the budget, in passes over the forget set (steps = ⌈epochs·|forget|/batch_size⌉)",
-        grid=(0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0),
+        grid=(0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0),
     )
     lr: float = positive(1e-4, "AdamW learning rate (constant)")
     batch_size: int = positive(8, "samples per forget batch and per retain batch")
