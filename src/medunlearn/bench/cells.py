@@ -20,10 +20,12 @@ from medunlearn.bench.requests import TEST as TEST_ROLE
 from medunlearn.bench.requests import VALIDATION, BenchRequest
 from medunlearn.bench.run_folder import RunFolder, loaded_vanilla, own_vanilla, trained
 from medunlearn.data.dataset import HospitalDataset
-from medunlearn.data.splits import make_split
+from medunlearn.data.splits import Split, make_split
 from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.evaluate import ModelEvaluation, compare_with_oracle, evaluate_model, evaluation_sets
+from medunlearn.evaluation.knowledge import MEMORISED, resolved_parts
 from medunlearn.evaluation.results import ORACLE, VANILLA, result_row
+from medunlearn.evaluation.robustness import PARAPHRASE, robustness
 from medunlearn.evaluation.selection import SELECTION_SETS
 from medunlearn.executors import Timings
 from medunlearn.methods.cost import Cost, model_cost
@@ -115,6 +117,7 @@ class BenchWork:
             oracle = load_model(oracle_folder).batch_sizes(self.config.decode_batch, self.config.loss_batch)
             evaluation = self._evaluate(oracle, sets, bench_request, timings)
             write_json(reference_path, evaluation.reference())
+            attacked = self._attacked(oracle, split, sets, evaluation, evaluation.reference(), bench_request, timings)
             summary = {
                 "epochs": len(read_json(oracle_folder / "training_log.json")),
                 "training_seed": oracle_config.seed,
@@ -129,9 +132,12 @@ class BenchWork:
                 model_cost(oracle_folder),
                 summary,
                 timings=timings,
+                robustness=attacked,
             )
         elif cell.work == VANILLA_WORK:
             evaluation = self._evaluate(vanilla, sets, bench_request, timings)
+            reference = read_json(reference_path)
+            attacked = self._attacked(vanilla, split, sets, evaluation, reference, bench_request, timings)
             summary = {"training_seed": self.config.seed + offset}
             self._write(
                 path,
@@ -139,10 +145,11 @@ class BenchWork:
                 VANILLA,
                 bench_request,
                 evaluation,
-                read_json(reference_path),
+                reference,
                 None,
                 summary,
                 timings=timings,
+                robustness=attacked,
             )
         else:
             _, config = cell.run  # type: ignore[misc]
@@ -157,17 +164,20 @@ class BenchWork:
             )
             timings[f"method:{config.method}"] = cost.wall_s
             evaluation = self._evaluate(unlearned, sets, bench_request, timings)
+            reference = read_json(reference_path)
+            attacked = self._attacked(unlearned, split, sets, evaluation, reference, bench_request, timings)
             self._write(
                 path,
                 unlearned,
                 config.method,
                 bench_request,
                 evaluation,
-                read_json(reference_path),
+                reference,
                 cost,
                 summary,
                 config,
                 timings=timings,
+                robustness=attacked,
             )
         return timings
 
@@ -184,6 +194,31 @@ class BenchWork:
         timings["evaluation"] = timings.get("evaluation", 0.0) + time.perf_counter() - started
         return evaluation
 
+    def _attacked(
+        self,
+        model: MultimodalModel,
+        split: Split,
+        sets,
+        evaluation: ModelEvaluation,
+        reference: dict[str, Any] | None,
+        bench_request: BenchRequest,
+        timings: Timings,
+    ) -> dict[str, Any] | None:
+        """The robustness attacks the bench asks for (``--attacks``), on a test request's model: the memorised forget
+        items (resolved against the oracle's answers, as the row's scores are) re-scored after each."""
+        asked = [a for a in self.config.attacks if a != PARAPHRASE]
+        if not asked or bench_request.role != TEST_ROLE or "forget" not in evaluation.sets:
+            return None
+        started = time.perf_counter()
+        forget = evaluation.sets["forget"]
+        oracle_answered = ((reference or {}).get("answered") or {}).get("forget")
+        parts = resolved_parts(forget.parts or [None] * len(forget.ids), forget.ids, oracle_answered)
+        memorised = [s for s, part in zip(sets["forget"], parts, strict=True) if part == MEMORISED]
+        retain = model.usable(split.table(self.dataset, "retain"))
+        out = robustness(model, memorised, retain, asked, seed=self.config.seed)
+        timings["attacks"] = timings.get("attacks", 0.0) + time.perf_counter() - started
+        return out
+
     @staticmethod
     def _write(
         path,
@@ -197,6 +232,7 @@ class BenchWork:
         config: MethodConfig | None = None,
         *,
         timings: Timings,
+        robustness: dict[str, Any] | None = None,
     ) -> None:
         row = result_row(
             model.family,
@@ -208,6 +244,8 @@ class BenchWork:
         )
         if config is not None:
             row["settings"] = config.settings.to_json()
+        if robustness is not None:
+            row["robustness"] = robustness
         row["timings"] = {stage: round(seconds, 2) for stage, seconds in timings.items()}  # a resumed run sums them
         write_json(path, row)
 

@@ -16,6 +16,7 @@ from medunlearn.config import DEFAULT_PRESET, MAX_LORA_RANK, TrainConfig
 from medunlearn.data.hierarchy import Level
 from medunlearn.errors import MAX_SEED, MedunlearnError, check_integer, not_there
 from medunlearn.evaluation.results import ORACLE
+from medunlearn.evaluation.robustness import ROBUSTNESS_ATTACKS
 from medunlearn.methods.method import MethodConfig
 from medunlearn.methods.registry import METHODS, method, method_config
 from medunlearn.models.base import MAX_EVAL_BATCH
@@ -31,6 +32,7 @@ LATER_OPTIONS: dict[str, Any] = {
     "decode_batch": None,
     "loss_batch": None,
     "vanilla": None,
+    "attacks": (),
 }
 #: a request's forget set must hold this many questions the model can take to be measured (PROTOCOL.md §5)
 MIN_SCORED_ITEMS = 20
@@ -73,12 +75,20 @@ class BenchConfig:
     eval_limit: int = 200
     method_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     threads: int = 0
+    #: robustness attacks on every test request's models (relearn, quantize, paraphrase; docs/evaluation.md)
+    attacks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in self.methods:
             method(name)
         for level in self.levels:
             Level.parse(level)
+        unknown = [a for a in self.attacks if a not in ROBUSTNESS_ATTACKS]
+        if unknown:
+            raise MedunlearnError(
+                f"--attacks {','.join(unknown)} is unknown; use any of {','.join(ROBUSTNESS_ATTACKS)}, comma-separated."
+            )
+        object.__setattr__(self, "attacks", tuple(dict.fromkeys(self.attacks)))
         check_integer("--targets-per-level", self.targets_per_level, 1, 1000)
         if self.requests not in ("drawn", "dataset"):
             raise MedunlearnError(f"--requests {self.requests!r} is unknown; use drawn or dataset.")
@@ -166,12 +176,13 @@ class BenchConfig:
         """The configuration as a run folder records it; the options added after the first benches are recorded
         only when set, so a folder written before them still resumes."""
         payload = asdict(self)
-        payload["methods"], payload["levels"], payload["forget_fractions"] = (
+        payload["methods"], payload["levels"], payload["forget_fractions"], payload["attacks"] = (
             list(self.methods),
             list(self.levels),
             list(self.forget_fractions),
+            list(self.attacks),
         )
         for key, default in LATER_OPTIONS.items():
-            if payload[key] == default:
+            if payload[key] == default or (isinstance(default, tuple) and payload[key] == list(default)):
                 del payload[key]
         return payload

@@ -131,6 +131,24 @@ def bench_command(
         ),
     ] = None,
     gpus_per_cell: GpusOption = 0.0,
+    attacks: Annotated[
+        str | None,
+        typer.Option(
+            "--attacks",
+            help="Robustness attacks on every test request's models, comma-separated: relearn (a few fine-tuning "
+            "steps on related retained questions), quantize (8- and 4-bit round-to-nearest weights), paraphrase; "
+            "each scores the memorised forget items after it, the oracle beside.",
+        ),
+    ] = None,
+    sequence: Annotated[
+        int,
+        typer.Option(
+            "--sequence",
+            help="Instead of one request at a time: a stream of N requests (mixed levels, overlapping patients) "
+            "applied one after another with each method, scored after every step beside an oracle retrained "
+            "without all requests so far.",
+        ),
+    ] = 0,
     config_file: ConfigOption = None,
 ) -> None:
     """Run the benchmark: vanilla, one oracle per request, every method on every request; metrics.json + report.html."""
@@ -166,6 +184,7 @@ def bench_command(
         max_pixels=max_pixels,
         decode_batch=decode_batch,
         loss_batch=loss_batch,
+        attacks=tuple(_split_list(attacks)),
     )
     inputs = [
         ("--data", data),

@@ -183,6 +183,9 @@ def row_metrics(row: dict[str, Any]) -> dict[str, float]:
             out[f"privacy/{attack}_auc"] = float(auc)
     if privacy.get("audit_member_share") is not None:
         out["privacy/audit_member_share"] = float(privacy["audit_member_share"])
+    for attack, entry in (row.get("robustness") or {}).items():  # the memorised forget items after each attack
+        if entry and entry.get("answered") is not None:
+            out[f"robustness/{attack}_memorised/answered"] = float(entry["answered"])
     steps = [step["score"] for step in row.get("reconstruction") or [] if step.get("score") is not None]
     if len(steps) >= 2:  # how much of the forget set the fullest context brings back
         out["reconstruction/recovery"] = float(steps[-1]) - float(steps[0])

@@ -123,6 +123,11 @@ class Objective:
         [MultimodalModel, MultimodalModel | None, list[Sample], list[Sample], GradientSettings],
         tuple[torch.Tensor | None, torch.Tensor | None],
     ]
+    #: per trainable parameter, a 0/1 mask its gradient is multiplied by at every step (None: every weight moves),
+    #: computed once before the first step from the model, the forget samples, the settings and the parameters
+    gradient_mask: (
+        Callable[[MultimodalModel, list[Sample], GradientSettings, list[torch.nn.Parameter]], list[torch.Tensor]] | None
+    ) = None
 
     def loss(
         self,
@@ -244,6 +249,7 @@ def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSet
     reference = frozen_copy(model) if objective.reference_on else None
     optimizer, trainable = adamw(model, settings.lr)
     model.train(False)  # frozen normalisation statistics and no dropout: see the module docstring
+    masks = objective.gradient_mask(model, forget, settings, trainable) if objective.gradient_mask else None
     losses: list[float] = []
     steps = budget_steps(settings, len(forget))
     with checkpointing(model, bool(settings.checkpointing)):
@@ -263,6 +269,10 @@ def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSet
                     f"the unlearning loss became {reported.item()} at step {len(losses) + 1}; lower lr (--set lr=...) "
                     "and rerun."
                 )
+            if masks is not None:  # only the salient weights move (their AdamW moments stay 0 elsewhere)
+                for parameter, mask in zip(trainable, masks, strict=True):
+                    if parameter.grad is not None:
+                        parameter.grad.mul_(mask)
             distributed.clip_gradients(trainable, settings.max_grad_norm)
             optimizer.step()
             losses.append(reported.item())
@@ -336,12 +346,14 @@ OBJECTIVES: dict[str, tuple[str, Objective]] = {
 }
 
 
-def _method(name: str) -> Method:
-    summary, objective = OBJECTIVES[name]
-    settings_type = NPOSettings if name == "npo" else GradientSettings
+def objective_method(name: str, summary: str, settings_type: type[GradientSettings], objective: Objective) -> Method:
+    """A method that is one objective run by the gradient loop."""
     return Method(
         name, summary, settings_type, lambda model, job, settings: run_objective(model, job, settings, objective)
     )
 
 
-GRADIENT_METHODS = tuple(_method(name) for name in OBJECTIVES)
+GRADIENT_METHODS = tuple(
+    objective_method(name, summary, NPOSettings if name == "npo" else GradientSettings, objective)
+    for name, (summary, objective) in OBJECTIVES.items()
+)

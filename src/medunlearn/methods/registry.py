@@ -14,13 +14,19 @@ from medunlearn.methods.chip import CHIP, CHIP_REFERENCE
 from medunlearn.methods.cost import Cost, CostMeter
 from medunlearn.methods.forget_mi import FORGET_MI
 from medunlearn.methods.gradient import GRADIENT_METHODS
+from medunlearn.methods.idk import IDK
 from medunlearn.methods.method import Method, MethodConfig, UnlearnJob
 from medunlearn.methods.retrain import RETRAIN
+from medunlearn.methods.saliency import SALUN
+from medunlearn.methods.simnpo import SIMNPO
+from medunlearn.methods.undial import UNDIAL
 from medunlearn.models.base import MultimodalModel
 from medunlearn.models.fine_tuning import seed_everything
 from medunlearn.models.loading import check_trained_on, with_lora
 
-METHODS: dict[str, Method] = {m.name: m for m in (CHIP, CHIP_REFERENCE, FORGET_MI, *GRADIENT_METHODS, RETRAIN)}
+METHODS: dict[str, Method] = {
+    m.name: m for m in (CHIP, CHIP_REFERENCE, FORGET_MI, *GRADIENT_METHODS, SIMNPO, UNDIAL, IDK, SALUN, RETRAIN)
+}
 
 
 def method(name: str) -> Method:

@@ -193,6 +193,10 @@ class MultimodalModel(abc.ABC):
         """Logits at answer positions, ``[N_answer_positions, V]``, rows in order."""
 
     @abc.abstractmethod
+    def answer_targets(self, batch: Batch) -> torch.Tensor:
+        """The target id of each answer position, ``[N_answer_positions]``, in the rows of :meth:`logits`."""
+
+    @abc.abstractmethod
     def embed(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Pooled (image, text, joint) embeddings, each ``[B, D]``."""
 

@@ -363,6 +363,9 @@ class DualEncoderModel(MultimodalModel):
     def logits(self, batch: Batch) -> torch.Tensor:
         return self.outputs(batch)["joint_logits"]
 
+    def answer_targets(self, batch: Batch) -> torch.Tensor:
+        return batch.labels.to(self.device)  # one answer position per row: its label
+
     def token_losses(self, batch: Batch) -> list[torch.Tensor]:
         return list(self.sample_losses(batch).float().unsqueeze(1))  # one 'token' per row: its label
 

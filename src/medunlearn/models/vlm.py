@@ -282,6 +282,10 @@ class VisionLanguageModel(MultimodalModel):
     def logits(self, batch: Batch) -> torch.Tensor:
         return self._answer_logits(batch)[1]
 
+    def answer_targets(self, batch: Batch) -> torch.Tensor:
+        labels, mask = batch.labels.to(self.device), batch.answer_mask.to(self.device)
+        return labels[:, 1:][mask[:, :-1]]
+
     def token_losses(self, batch: Batch) -> list[torch.Tensor]:
         token_nll, counts = self._token_nll(batch)
         return list(torch.split(token_nll, counts.tolist()))

@@ -25,6 +25,7 @@ from medunlearn.evaluation.statistics import INTERVAL_METHOD
 from medunlearn.evaluation.verdicts import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURABLE
 from medunlearn.outputs import atomic_file
 from medunlearn.report.plots import draw_all
+from medunlearn.report.robustness import robustness_plot, robustness_table
 from medunlearn.report.tables import closest_to_oracle, request_label, summary_table
 
 STYLE = """
@@ -375,6 +376,18 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
             "on the forget set is over-forgetting, not success.</p>"
         )
         parts.append(_aggregates(metrics["aggregates"]))
+    attacked = robustness_table(metrics.get("aggregates") or [])
+    if attacked:
+        figure = robustness_plot(metrics["aggregates"], folder / "plots" / "robustness.png")
+        parts.append(
+            "<h2>Robustness: what comes back after the model ships</h2><p class='note'>The memorised forget score "
+            "with no attack, on paraphrased questions, after a few fine-tuning steps on related retained questions "
+            "(relearn) and with 8- and 4-bit round-to-nearest weights (quantize); in brackets method − oracle, paired "
+            "per request, the oracle put through the same attack. Above zero the method hid what the oracle does "
+            'not know; it did not forget it (docs/evaluation.md, "Robustness attacks").</p>' + attacked
+        )
+        if figure is not None:
+            parts.append(_image(figure, "Memorised forget score minus the oracle's after each attack, per method."))
     if "selection" in metrics:
         parts.append("<h2>How each method's settings were chosen</h2>")
         parts.append(_selection(metrics["selection"]))

@@ -1,0 +1,53 @@
+"""UNDIAL (Dong et al., NAACL 2025, "UNDIAL: Self-Distillation with Adjusted Logits for Robust Unlearning in LLMs").
+
+The frozen original model's logits at each answer position, with the answer token's logit lowered by ``strength``
+γ, give a target distribution; the model is distilled towards it on the forget set (cross-entropy to the adjusted
+softmax, which differs from the KL by the target's entropy, a constant). Unlike ascent, the target is bounded: the
+answer token loses mass to the tokens the original model found next likeliest, and nothing else moves. On the
+classifier an answer position is the label and the vocabulary its classes. As open-unlearning's ``UNDIAL`` trainer
+(a GradDiff subclass), the retain term is the model's own fine-tuning loss, weighted 1; the paper's Algorithm 1
+distils the forget set alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from medunlearn.methods.gradient import GradientSettings, Objective, objective_method
+from medunlearn.methods.method import positive
+
+
+def undial_loss(
+    logits: torch.Tensor, reference_logits: torch.Tensor, targets: torch.Tensor, strength: float
+) -> torch.Tensor:
+    """Cross-entropy from softmax(reference logits − γ·onehot(answer token)) to the model's, averaged over positions."""
+    reference = reference_logits.float()
+    adjusted = reference - strength * F.one_hot(targets, reference.shape[-1]).to(reference.dtype)
+    return F.cross_entropy(logits.float(), F.softmax(adjusted, dim=-1))
+
+
+@dataclass(frozen=True)
+class UndialSettings(GradientSettings):
+    owner: ClassVar[str] = "undial"
+
+    strength: float = positive(10.0, "γ: how far the answer token's logit is lowered in the target distribution")
+
+
+def _undial(model, reference, forget, retain, settings: UndialSettings):
+    batch = model.batch(forget)
+    with torch.no_grad():
+        reference_logits = reference.logits(batch)
+    forget_term = undial_loss(model.logits(batch), reference_logits, model.answer_targets(batch), settings.strength)
+    return forget_term, model.training_loss(model.batch(retain))
+
+
+UNDIAL = objective_method(
+    "undial",
+    "self-distillation towards the original's logits with the answer's lowered + descent on retain",
+    UndialSettings,
+    Objective(True, True, "forget", _undial),
+)
