@@ -37,6 +37,8 @@ class TrainConfig:
     lora_r: int = 0
     text_encoder: str | None = None
     exclude: DeletionRequest | None = None  # set: the retrain oracle of this request (trained without its forget set)
+    #: further requests the oracle of a stream of requests is trained without (bench --sequence)
+    also_exclude: tuple[DeletionRequest, ...] = ()
     warmup: float = 0.05
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -91,12 +93,16 @@ class TrainConfig:
                 del payload[name]
         payload["exclude_level"] = self.exclude.level.value if self.exclude else None
         payload["exclude_targets"] = list(self.exclude.targets) if self.exclude else []
+        payload.pop("also_exclude")
+        if self.also_exclude:  # recorded when set: the recipes written before it keep their identity
+            payload["also_exclude"] = [r.to_json() for r in self.also_exclude]
         return payload
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> TrainConfig:
         values = dict(payload)
         values["exclude"] = exclusion(values.pop("exclude_level", None), values.pop("exclude_targets", None))
+        values["also_exclude"] = tuple(DeletionRequest.from_json(r) for r in values.pop("also_exclude", []))
         return cls(**values)
 
 

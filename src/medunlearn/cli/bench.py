@@ -9,6 +9,7 @@ import typer
 
 from medunlearn.bench.config import ALL_LEVELS, BenchConfig
 from medunlearn.bench.run import Bench
+from medunlearn.bench.sequence import Stream
 from medunlearn.cli.config_file import ConfigOption, write_resolved
 from medunlearn.cli.console import out, print_results
 from medunlearn.cli.options import (
@@ -25,11 +26,12 @@ from medunlearn.cli.options import (
 )
 from medunlearn.config import DEFAULT_PRESET, parse_assignments
 from medunlearn.data.dataset import HospitalDataset
-from medunlearn.errors import MedunlearnError
+from medunlearn.errors import MedunlearnError, check_integer
 from medunlearn.executors import executor as chosen_executor
 from medunlearn.methods.registry import METHODS
 from medunlearn.outputs import claimed_output
 from medunlearn.report.html import render
+from medunlearn.report.sequence import render_sequence
 
 
 def _split_list(value: str | None) -> list[str]:
@@ -191,8 +193,15 @@ def bench_command(
         ("--model", Path(model) if Path(model).exists() else None),
         ("--vanilla", vanilla),
     ]
+    check_integer("--sequence", sequence, 0, 1000, " (0: one request at a time)")
     with claimed_output(out_dir, "bench", inputs=inputs, resumes=("bench",)):
         dataset = HospitalDataset.load(data)
+        if sequence:
+            stream = Stream(dataset, config, Path(out_dir), sequence).run()
+            report = render_sequence(stream, Path(out_dir))
+            write_resolved(ctx, Path(out_dir), "bench")
+            out.print(f"wrote {Path(out_dir) / 'sequence.json'} and {report}")
+            return
         metrics = Bench(dataset, config, out_dir, cells).run()
         report = render(metrics, Path(out_dir))
     write_resolved(ctx, Path(out_dir), "bench")

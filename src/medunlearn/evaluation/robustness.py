@@ -108,14 +108,20 @@ def relearned(model: MultimodalModel, samples: list[Sample], settings: RelearnSe
     return copy
 
 
+def answered_items(model: MultimodalModel, samples: Sequence[Sample]) -> np.ndarray:
+    """Per sample, whether ``model`` answers it (the protocol's task score at the answered threshold)."""
+    if not samples:
+        return np.zeros(0, dtype=bool)
+    with model.eval_mode():
+        answers = distributed.sharded(model.answer, list(samples))
+    return answered(np.asarray([task_score(s, a) for s, a in zip(samples, answers, strict=True)], dtype=float))
+
+
 def memorised_share(model: MultimodalModel, samples: Sequence[Sample]) -> dict[str, float | int] | None:
     """``n`` and the share answered of ``samples`` (the memorised forget items) by ``model``."""
     if not samples:
         return None
-    with model.eval_mode():
-        answers = distributed.sharded(model.answer, list(samples))
-    scores = np.asarray([task_score(s, a) for s, a in zip(samples, answers, strict=True)], dtype=float)
-    return {"n": len(samples), "answered": float(answered(scores).mean())}
+    return {"n": len(samples), "answered": float(answered_items(model, samples).mean())}
 
 
 def robustness(

@@ -47,8 +47,11 @@ def training_samples(dataset: HospitalDataset, config: TrainConfig) -> SampleTab
     """The vanilla model's samples, or the retain set of the excluded request (the oracle)."""
     if config.exclude is None:
         return dataset.training_samples()
-    split = make_split(dataset, config.exclude, seed=config.seed)
-    return dataset.samples.select(split.retain)
+    retain = make_split(dataset, config.exclude, seed=config.seed).retain
+    for request in config.also_exclude:  # a stream's oracle: without every request so far
+        left = set(make_split(dataset, request, seed=config.seed).retain)
+        retain = tuple(i for i in retain if i in left)
+    return dataset.samples.select(retain)
 
 
 def length_grouped_batches(
