@@ -9,7 +9,9 @@ import shutil
 import pytest
 import torch
 
+from medunlearn.evaluation.membership import gradient_norms
 from medunlearn.evaluation.robustness import fake_quantized, related_samples
+from medunlearn.models.loading import load_model
 
 VLM = ["--model", "tiny-qwen2-vl@scratch", "--epochs", "4", "--limit", "20", "--methods", "grad_diff,retrain"]
 
@@ -62,6 +64,10 @@ def test_every_test_model_and_its_oracle_are_scored_after_each_attack(attacked):
     assert relearned["minus_oracle"]["mean"] == pytest.approx(
         rows["grad_diff"]["robustness"]["relearn"]["answered"] - rows["retrain"]["robustness"]["relearn"]["answered"]
     )
+    for method, row in rows.items():  # GradNorm on every model; the vanilla reference beside the oracle's
+        assert 0.0 <= row["privacy"]["grad_norm"]["auc"] <= 1.0
+        assert ("vanilla_reference" in row["privacy"]) == (method != "vanilla")
+    assert rows["retrain"]["privacy"]["vanilla_reference"]["n"] == rows["retrain"]["privacy"]["loss"]["n"]
     report = (out / "report.html").read_text()
     assert "Robustness: what comes back after the model ships" in report and (out / "plots/robustness.png").is_file()
 
@@ -92,3 +98,20 @@ def test_a_stream_of_four_requests_is_applied_in_order_beside_the_oracle_without
     assert [r["targets"] for r in recipe["also_exclude"]] == [r["targets"] for r in stream["requests"][1:]]
     assert stream["retrain"]["step"] == 4 and "retrain" not in stream["curves"]
     assert (out / "report.html").is_file() and (out / "plots" / "sequence.png").is_file()
+
+
+@pytest.mark.slow
+def test_gradnorm_is_the_norm_of_the_items_gradient_and_leaves_the_weights_as_they_were(attacked, small_dataset):
+    model = load_model(attacked[0] / "models" / "vanilla")
+    model.attach(small_dataset)
+    for p in model.network.parameters():
+        p.requires_grad_(False)
+    sample = next(s for s in small_dataset.samples if s.fact == "patient.name")
+    norm = gradient_norms(model, [sample])[0]
+    assert all(not p.requires_grad for p in model.network.parameters())
+    parameters = list(model.network.parameters())
+    for p in parameters:
+        p.requires_grad_(True)
+    model.sample_losses(model.batch([sample])).sum().backward()
+    expected = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in parameters if p.grad is not None))
+    assert norm == pytest.approx(float(expected), rel=1e-5) and norm > 0

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from medunlearn.evaluation.privacy import SCORE_ATTACKS, attack, audit_member_share, oracle_reference, privacy_scores
+from medunlearn.evaluation.privacy import SCORE_ATTACKS, attack, audit_member_share, privacy_scores, reference_attack
 
 
 def test_separable_losses_give_auc_one_and_full_tpr():
@@ -35,11 +35,11 @@ def test_privacy_scores_need_members_and_matched_strangers():
 def test_the_oracle_reference_attack_by_hand():
     # members: the model's losses 0.2 and 0.5 where the oracle had 1.0 and 1.1 -> relative -0.8 and -0.6;
     # strangers: 1.0 vs 0.9 and 2.0 vs 2.2 -> +0.1 and -0.2. Every member ranks below every stranger: AUC 1.
-    result = oracle_reference(np.array([0.2, 0.5]), np.array([1.0, 1.1]), np.array([1.0, 2.0]), np.array([0.9, 2.2]))
+    result = reference_attack(np.array([0.2, 0.5]), np.array([1.0, 1.1]), np.array([1.0, 2.0]), np.array([0.9, 2.2]))
     assert result["auc"] == pytest.approx(1.0)
     # one stranger at -0.7 sits between the members (-0.8, -0.6): 3 of 4 member-stranger pairs ordered, AUC 0.75
-    mixed = oracle_reference(np.array([0.2, 0.5]), np.array([1.0, 1.1]), np.array([0.3, 2.0]), np.array([1.0, 2.2]))
+    mixed = reference_attack(np.array([0.2, 0.5]), np.array([1.0, 1.1]), np.array([0.3, 2.0]), np.array([1.0, 2.2]))
     assert mixed["auc"] == pytest.approx(0.75)
     # the oracle against itself: every relative loss is 0, the attack cannot tell (AUC 0.5)
-    same = oracle_reference(np.array([1.0, 2.0]), np.array([1.0, 2.0]), np.array([0.5, 3.0]), np.array([0.5, 3.0]))
+    same = reference_attack(np.array([1.0, 2.0]), np.array([1.0, 2.0]), np.array([0.5, 3.0]), np.array([0.5, 3.0]))
     assert same["auc"] == pytest.approx(0.5)

@@ -24,7 +24,8 @@ from medunlearn.data.splits import Split, make_split
 from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.evaluate import ModelEvaluation, compare_with_oracle, evaluate_model, evaluation_sets
 from medunlearn.evaluation.knowledge import MEMORISED, resolved_parts
-from medunlearn.evaluation.results import ORACLE, VANILLA, result_row
+from medunlearn.evaluation.membership import attack_statistics
+from medunlearn.evaluation.results import MATCHED, ORACLE, VANILLA, result_row
 from medunlearn.evaluation.robustness import PARAPHRASE, robustness
 from medunlearn.evaluation.selection import SELECTION_SETS
 from medunlearn.executors import Timings
@@ -107,6 +108,13 @@ class BenchWork:
         sets = evaluation_sets(vanilla, self.dataset, split, limit=self.config.eval_limit, seed=self.config.seed)
         if bench_request.role == VALIDATION:  # a validation request only feeds the selection criterion: no attacks
             sets = {name: sets[name] for name in SELECTION_SETS}
+        # the vanilla model's losses on the attacks' items, for the vanilla-reference attack (before a method edits it)
+        vanilla_losses = None
+        if bench_request.role == TEST_ROLE and cell.work != VANILLA_WORK and MATCHED in sets:
+            vanilla_losses = {
+                part: dict(zip([s.id for s in sets[part]], attack_statistics(vanilla, sets[part])["loss"], strict=True))
+                for part in ("forget", MATCHED)
+            }
         reference_path = self.folder.cell(bench_request.key, Cell(ORACLE_WORK, bench_request, offset).name)
         reference_path = reference_path.with_suffix(".reference.json")
         if cell.work == ORACLE_WORK:
@@ -133,6 +141,7 @@ class BenchWork:
                 summary,
                 timings=timings,
                 robustness=attacked,
+                vanilla_losses=vanilla_losses,
             )
         elif cell.work == VANILLA_WORK:
             evaluation = self._evaluate(vanilla, sets, bench_request, timings)
@@ -150,6 +159,7 @@ class BenchWork:
                 summary,
                 timings=timings,
                 robustness=attacked,
+                vanilla_losses=vanilla_losses,
             )
         else:
             _, config = cell.run  # type: ignore[misc]
@@ -178,6 +188,7 @@ class BenchWork:
                 config,
                 timings=timings,
                 robustness=attacked,
+                vanilla_losses=vanilla_losses,
             )
         return timings
 
@@ -233,12 +244,13 @@ class BenchWork:
         *,
         timings: Timings,
         robustness: dict[str, Any] | None = None,
+        vanilla_losses: dict[str, dict[str, float]] | None = None,
     ) -> None:
         row = result_row(
             model.family,
             bench_request.to_json(),
             method,
-            compare_with_oracle(evaluation, reference),
+            compare_with_oracle(evaluation, reference, vanilla_losses),
             cost.to_json() if cost is not None else None,
             summary,
         )

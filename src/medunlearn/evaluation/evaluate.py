@@ -38,8 +38,14 @@ from medunlearn.evaluation.knowledge import (
     part_summary,
     resolved_parts,
 )
-from medunlearn.evaluation.membership import attack_statistics, matched_strangers
-from medunlearn.evaluation.privacy import ORACLE_REFERENCE, oracle_reference, privacy_scores
+from medunlearn.evaluation.membership import attack_statistics, gradient_norms, matched_strangers
+from medunlearn.evaluation.privacy import (
+    GRADIENT_ATTACK,
+    ORACLE_REFERENCE,
+    VANILLA_REFERENCE,
+    privacy_scores,
+    reference_attack,
+)
 from medunlearn.evaluation.quality import diagnostic_questions, identity_questions
 from medunlearn.evaluation.reconstruction import reconstruction_attack
 from medunlearn.evaluation.results import (
@@ -243,9 +249,14 @@ def _evaluate(
         chosen = [i for i, part in enumerate(forget.parts or []) if part == MEMORISED] or list(range(len(forget.ids)))
         members = [forget.ids[i] for i in chosen]
         matched = results.get(MATCHED)
+        member_scores = {name: values[chosen] for name, values in forget.statistics.items()}
+        stranger_scores = dict(matched.statistics) if matched is not None else {}
+        if not distributed.world().distributed:  # a backward pass per item: in one process (no data-parallel hooks)
+            member_scores[GRADIENT_ATTACK] = gradient_norms(model, [sets["forget"][i] for i in chosen])
+            stranger_scores[GRADIENT_ATTACK] = gradient_norms(model, sets.get(MATCHED, []))
         privacy = privacy_scores(
-            {name: values[chosen] for name, values in forget.statistics.items()},
-            matched.statistics if matched is not None else {},
+            member_scores,
+            stranger_scores,
             retain_losses=results["retain"].losses,
             holdout_losses=np.concatenate([results[name].losses for name in HOLDOUT_SETS]),
             forget_losses=forget.losses,
@@ -265,9 +276,14 @@ def _evaluate(
     return ModelEvaluation(results, privacy, attack, retain_logits, members)
 
 
-def compare_with_oracle(evaluation: ModelEvaluation, oracle: dict[str, Any] | None) -> dict[str, Any]:
+def compare_with_oracle(
+    evaluation: ModelEvaluation,
+    oracle: dict[str, Any] | None,
+    vanilla_losses: dict[str, dict[str, float]] | None = None,
+) -> dict[str, Any]:
     """Gap, sibling score and, given the oracle's :meth:`ModelEvaluation.reference`, the distance
-    to it per set, the KS p-value of forget losses and (classifier) 1 − cosine of retain logits."""
+    to it per set, the KS p-value of forget losses and (classifier) 1 − cosine of retain logits. ``vanilla_losses``
+    (per item of the forget and matched sets, the vanilla model's loss) adds the vanilla-reference attack."""
     scores = evaluation.scores()
     oracle_answered = (oracle or {}).get("answered") or {}
     agreements: dict[str, float | None] = {}
@@ -302,20 +318,20 @@ def compare_with_oracle(evaluation: ModelEvaluation, oracle: dict[str, Any] | No
     }
     if agreements:
         row["oracle_agreement"] = agreements
-    theirs = (oracle or {}).get("losses") or {}
-    if evaluation.privacy and MATCHED in evaluation.sets and {"forget", MATCHED} <= set(theirs):
-        mine = {name: evaluation.sets[name].losses_by_id() for name in ("forget", MATCHED)}
-        members = [item for item in evaluation.members if item in theirs["forget"]]
-        strangers = [item for item in mine[MATCHED] if item in theirs[MATCHED]]
-        row["privacy"] = {
-            **evaluation.privacy,
-            ORACLE_REFERENCE: oracle_reference(
-                np.asarray([mine["forget"][i] for i in members]),
-                np.asarray([theirs["forget"][i] for i in members]),
-                np.asarray([mine[MATCHED][i] for i in strangers]),
-                np.asarray([theirs[MATCHED][i] for i in strangers]),
-            ),
-        }
+    for name, theirs in ((ORACLE_REFERENCE, (oracle or {}).get("losses")), (VANILLA_REFERENCE, vanilla_losses)):
+        if evaluation.privacy and MATCHED in evaluation.sets and theirs and {"forget", MATCHED} <= set(theirs):
+            mine = {part: evaluation.sets[part].losses_by_id() for part in ("forget", MATCHED)}
+            members = [item for item in evaluation.members if item in theirs["forget"]]
+            strangers = [item for item in mine[MATCHED] if item in theirs[MATCHED]]
+            row["privacy"] = {
+                **row["privacy"],
+                name: reference_attack(
+                    np.asarray([mine["forget"][i] for i in members]),
+                    np.asarray([theirs["forget"][i] for i in members]),
+                    np.asarray([mine[MATCHED][i] for i in strangers]),
+                    np.asarray([theirs[MATCHED][i] for i in strangers]),
+                ),
+            }
     if oracle is not None:
         means = oracle["means"]
         row["oracle_distance"] = {

@@ -74,3 +74,23 @@ def attack_statistics(
 
     scored = distributed.sharded(rows, list(samples))
     return {name: np.asarray([r[i] for r in scored], dtype=float) for i, name in enumerate(SCORE_ATTACKS)}
+
+
+def gradient_norms(model: MultimodalModel, samples: Sequence[Sample]) -> np.ndarray:
+    """Per sample, the L2 norm of the gradient of its mean answer NLL with respect to every weight (GradNorm;
+    lower = member). One backward pass per sample; the weights' own ``requires_grad`` flags are restored."""
+    parameters = list(model.network.parameters())
+    flags = [p.requires_grad for p in parameters]
+    norms = []
+    try:
+        for p in parameters:
+            p.requires_grad_(True)
+        with torch.enable_grad():
+            for sample in samples:
+                loss = model.sample_losses(model.batch([sample])).sum()
+                grads = torch.autograd.grad(loss, parameters, allow_unused=True)
+                norms.append(float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None))))
+    finally:
+        for p, flag in zip(parameters, flags, strict=True):
+            p.requires_grad_(flag)
+    return np.asarray(norms, dtype=float)

@@ -14,9 +14,15 @@
   - ``min_k``: the mean of the 20 % highest token NLLs (Shi et al., 2024);
   - ``min_k_pp``: minus the mean of the 20 % lowest calibrated token log-probabilities
     (Min-K%++, Zhang et al., 2024; :func:`medunlearn.models.base.calibrated_log_probs`);
+  - ``grad_norm``: the L2 norm of the gradient of the item's mean answer NLL with respect to every
+    weight (GradNorm, as open-unlearning's; a memorised item sits where the loss is flat);
   - ``oracle_reference``: the item's loss minus the retrain oracle's loss on the same item —
     LiRA (Carlini et al., 2022) with the oracle as its one reference model. It needs the
-    oracle's losses, so it is computed where a row is compared with its oracle.
+    oracle's losses, so it is computed where a row is compared with its oracle;
+  - ``vanilla_reference``: the same with the vanilla model as the reference (open-unlearning's
+    Reference attack takes a model trained on the retained data; the vanilla model is the one
+    every deployment has). A model the method left unchanged scores 0 on every item (AUC 0.5);
+    forgetting the members raises their loss over the vanilla's more than the strangers'.
 
   The retrain oracle's values are the target: a forgotten item looks like a stranger. The
   report gives each attack's method − oracle AUC (privleak-style).
@@ -30,8 +36,10 @@ from sklearn.svm import SVC
 
 #: the score attacks computed from one model's own statistics
 SCORE_ATTACKS = ("loss", "zlib", "min_k", "min_k_pp")
-ORACLE_REFERENCE = "oracle_reference"
-ATTACKS = (*SCORE_ATTACKS, ORACLE_REFERENCE)
+#: the attack that needs a backward pass per item (computed on the attacks' members and strangers only)
+GRADIENT_ATTACK = "grad_norm"
+ORACLE_REFERENCE, VANILLA_REFERENCE = "oracle_reference", "vanilla_reference"
+ATTACKS = (*SCORE_ATTACKS, GRADIENT_ATTACK, ORACLE_REFERENCE, VANILLA_REFERENCE)
 
 
 def audit_member_share(retain: np.ndarray, holdout: np.ndarray, forget: np.ndarray, *, seed: int) -> float | None:
@@ -70,21 +78,23 @@ def privacy_scores(
     forget_losses: np.ndarray,
     seed: int,
 ) -> dict[str, object]:
-    """Every score attack (``members`` and ``matched`` map each of :data:`SCORE_ATTACKS` to per-item scores), and
-    the Forget-MI audit of the whole forget set."""
+    """Every score attack (``members`` and ``matched`` map each of :data:`SCORE_ATTACKS`, and
+    :data:`GRADIENT_ATTACK` where computed, to per-item scores), and the Forget-MI audit of the whole forget set."""
     out: dict[str, object] = {
         "audit_member_share": audit_member_share(retain_losses, holdout_losses, forget_losses, seed=seed)
     }
-    for name in SCORE_ATTACKS:
-        out[name] = attack(members.get(name, np.zeros(0)), matched.get(name, np.zeros(0)))
+    for name in (*SCORE_ATTACKS, GRADIENT_ATTACK):
+        if name in members or name in matched:
+            out[name] = attack(members.get(name, np.zeros(0)), matched.get(name, np.zeros(0)))
     return out
 
 
-def oracle_reference(
+def reference_attack(
     member_losses: np.ndarray,
-    member_oracle: np.ndarray,
+    member_reference: np.ndarray,
     matched_losses: np.ndarray,
-    matched_oracle: np.ndarray,
+    matched_reference: np.ndarray,
 ) -> dict[str, object] | None:
-    """The oracle-reference attack: each item's loss minus the oracle's on it, members against matched strangers."""
-    return attack(np.asarray(member_losses) - member_oracle, np.asarray(matched_losses) - matched_oracle)
+    """A reference attack: each item's loss minus the reference model's on it (the oracle's, the vanilla model's),
+    members against matched strangers."""
+    return attack(np.asarray(member_losses) - member_reference, np.asarray(matched_losses) - matched_reference)

@@ -149,7 +149,9 @@ AGGREGATE_COLUMNS = [
     ("privacy/loss_auc", "LOSS MIA AUC"),
     ("privacy/zlib_auc", "ZLib MIA AUC"),
     ("privacy/min_k_pp_auc", "Min-K%++ MIA AUC"),
+    ("privacy/grad_norm_auc", "GradNorm MIA AUC"),
     ("privacy/oracle_reference_auc", "oracle-reference MIA AUC"),
+    ("privacy/vanilla_reference_auc", "vanilla-reference MIA AUC"),
 ]
 
 
