@@ -125,8 +125,12 @@ class Stream:
 
     def run(self) -> dict[str, Any]:
         self.folder.mkdir(parents=True, exist_ok=True)
-        vanilla_folder = trained(
-            self.dataset, self.config.training(), self.folder / "models" / VANILLA, self.timings, "training"
+        vanilla_folder = (  # `--vanilla DIR`: used as it is; its oracle retrains from the recipe it records
+            Path(self.config.vanilla)
+            if self.config.vanilla is not None
+            else trained(
+                self.dataset, self.config.training(), self.folder / "models" / VANILLA, self.timings, "training"
+            )
         )
         vanilla = loaded_vanilla(vanilla_folder, self.dataset)
         oracle_config = dataclasses.replace(
