@@ -251,9 +251,8 @@ def _evaluate(
         matched = results.get(MATCHED)
         member_scores = {name: values[chosen] for name, values in forget.statistics.items()}
         stranger_scores = dict(matched.statistics) if matched is not None else {}
-        if not distributed.world().distributed:  # a backward pass per item: in one process (no data-parallel hooks)
-            member_scores[GRADIENT_ATTACK] = gradient_norms(model, [sets["forget"][i] for i in chosen])
-            stranger_scores[GRADIENT_ATTACK] = gradient_norms(model, sets.get(MATCHED, []))
+        member_scores[GRADIENT_ATTACK] = gradient_norms(model, [sets["forget"][i] for i in chosen])
+        stranger_scores[GRADIENT_ATTACK] = gradient_norms(model, sets.get(MATCHED, []))
         privacy = privacy_scores(
             member_scores,
             stranger_scores,

@@ -78,14 +78,16 @@ def attack_statistics(
 
 def gradient_norms(model: MultimodalModel, samples: Sequence[Sample]) -> np.ndarray:
     """Per sample, the L2 norm of the gradient of its mean answer NLL with respect to every weight (GradNorm;
-    lower = member). One backward pass per sample; the weights' own ``requires_grad`` flags are restored."""
+    lower = member). One backward pass per sample, on the bare network (never through a data-parallel wrapper, whose
+    hooks would average the gradient over processes): under a launcher every process computes every item alike.
+    The weights' own ``requires_grad`` flags are restored."""
     parameters = list(model.network.parameters())
     flags = [p.requires_grad for p in parameters]
     norms = []
     try:
         for p in parameters:
             p.requires_grad_(True)
-        with torch.enable_grad():
+        with torch.enable_grad(), model.directly():
             for sample in samples:
                 loss = model.sample_losses(model.batch([sample])).sum()
                 grads = torch.autograd.grad(loss, parameters, allow_unused=True)

@@ -171,6 +171,16 @@ class MultimodalModel(abc.ABC):
         """
         self._passes = passes
 
+    @contextmanager
+    def directly(self) -> Iterator[MultimodalModel]:
+        """Forward passes on the bare network inside the block (no data-parallel wrapper, whose hooks would average
+        gradients over processes); the wrapper is restored after it."""
+        passes, self._passes = self._passes, None
+        try:
+            yield self
+        finally:
+            self._passes = passes
+
     def through(self, run, *args):  # noqa: ANN001
         """``run(network, *args)``: through the data-parallel wrapper when the model is distributed."""
         return run(self.network, *args) if self._passes is None else self._passes(run, *args)
