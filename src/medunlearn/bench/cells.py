@@ -108,13 +108,6 @@ class BenchWork:
         sets = evaluation_sets(vanilla, self.dataset, split, limit=self.config.eval_limit, seed=self.config.seed)
         if bench_request.role == VALIDATION:  # a validation request only feeds the selection criterion: no attacks
             sets = {name: sets[name] for name in SELECTION_SETS}
-        # the vanilla model's losses on the attacks' items, for the vanilla-reference attack (before a method edits it)
-        vanilla_losses = None
-        if bench_request.role == TEST_ROLE and cell.work != VANILLA_WORK and MATCHED in sets:
-            vanilla_losses = {
-                part: dict(zip([s.id for s in sets[part]], attack_statistics(vanilla, sets[part])["loss"], strict=True))
-                for part in ("forget", MATCHED)
-            }
         reference_path = self.folder.cell(bench_request.key, Cell(ORACLE_WORK, bench_request, offset).name)
         reference_path = reference_path.with_suffix(".reference.json")
         if cell.work == ORACLE_WORK:
@@ -124,8 +117,16 @@ class BenchWork:
             )
             oracle = load_model(oracle_folder).batch_sizes(self.config.decode_batch, self.config.loss_batch)
             evaluation = self._evaluate(oracle, sets, bench_request, timings)
-            write_json(reference_path, evaluation.reference())
-            attacked = self._attacked(oracle, split, sets, evaluation, evaluation.reference(), bench_request, timings)
+            reference = evaluation.reference()
+            if bench_request.role == TEST_ROLE and MATCHED in sets:  # once per request, for every row's comparison
+                reference["vanilla_losses"] = {
+                    part: dict(
+                        zip([s.id for s in sets[part]], attack_statistics(vanilla, sets[part])["loss"], strict=True)
+                    )
+                    for part in ("forget", MATCHED)
+                }
+            write_json(reference_path, reference)
+            attacked = self._attacked(oracle, split, sets, evaluation, reference, bench_request, timings)
             summary = {
                 "epochs": len(read_json(oracle_folder / "training_log.json")),
                 "training_seed": oracle_config.seed,
@@ -136,12 +137,11 @@ class BenchWork:
                 ORACLE,
                 bench_request,
                 evaluation,
-                evaluation.reference(),
+                reference,
                 model_cost(oracle_folder),
                 summary,
                 timings=timings,
                 robustness=attacked,
-                vanilla_losses=vanilla_losses,
             )
         elif cell.work == VANILLA_WORK:
             evaluation = self._evaluate(vanilla, sets, bench_request, timings)
@@ -159,7 +159,6 @@ class BenchWork:
                 summary,
                 timings=timings,
                 robustness=attacked,
-                vanilla_losses=vanilla_losses,
             )
         else:
             _, config = cell.run  # type: ignore[misc]
@@ -188,7 +187,6 @@ class BenchWork:
                 config,
                 timings=timings,
                 robustness=attacked,
-                vanilla_losses=vanilla_losses,
             )
         return timings
 
@@ -244,13 +242,12 @@ class BenchWork:
         *,
         timings: Timings,
         robustness: dict[str, Any] | None = None,
-        vanilla_losses: dict[str, dict[str, float]] | None = None,
     ) -> None:
         row = result_row(
             model.family,
             bench_request.to_json(),
             method,
-            compare_with_oracle(evaluation, reference, vanilla_losses),
+            compare_with_oracle(evaluation, reference),
             cost.to_json() if cost is not None else None,
             summary,
         )

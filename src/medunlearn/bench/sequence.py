@@ -27,6 +27,7 @@ from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import Level
 from medunlearn.data.splits import DeletionRequest, Split, make_split
 from medunlearn.errors import MedunlearnError
+from medunlearn.evaluation.evaluate import SET_SEED_STRIDE, seeded_sample
 from medunlearn.evaluation.knowledge import MEMORISED, declared_part
 from medunlearn.evaluation.quality import diagnostic_questions
 from medunlearn.evaluation.results import ORACLE, VANILLA
@@ -82,11 +83,7 @@ class Stream:
         self.timings: dict[str, float] = {}
 
     def _sample(self, samples: list, offset: int) -> list:
-        limit = self.config.eval_limit
-        if len(samples) <= limit:
-            return samples
-        keep = sorted(random.Random(self.config.seed * 1000 + offset).sample(range(len(samples)), limit))
-        return [samples[i] for i in keep]
+        return seeded_sample(samples, self.config.eval_limit, self.config.seed * SET_SEED_STRIDE + offset)
 
     def scored_sets(self, model: MultimodalModel, oracle: MultimodalModel) -> dict[str, list]:
         """Per request, its memorised forget items (declared memorised for it; an undeclared item when the oracle

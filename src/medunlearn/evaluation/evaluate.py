@@ -16,6 +16,7 @@ score every comparison reads.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,12 +96,16 @@ def evaluation_sets(
     chosen[MATCHED] = matched_strangers(dataset, split, chosen["forget"])
     out = {}
     for offset, (name, samples) in enumerate(chosen.items()):
-        usable = model.usable(samples)
-        if len(usable) > limit:
-            keep = sorted(random.Random(seed * SET_SEED_STRIDE + offset).sample(range(len(usable)), limit))
-            usable = [usable[i] for i in keep]
-        out[name] = usable
+        out[name] = seeded_sample(model.usable(samples), limit, seed * SET_SEED_STRIDE + offset)
     return out
+
+
+def seeded_sample(samples: Sequence[Sample], limit: int, seed: int) -> list[Sample]:
+    """At most ``limit`` of ``samples``, drawn with ``seed``, in their order."""
+    if len(samples) <= limit:
+        return list(samples)
+    keep = sorted(random.Random(seed).sample(range(len(samples)), limit))
+    return [samples[i] for i in keep]
 
 
 @dataclass
@@ -275,14 +280,10 @@ def _evaluate(
     return ModelEvaluation(results, privacy, attack, retain_logits, members)
 
 
-def compare_with_oracle(
-    evaluation: ModelEvaluation,
-    oracle: dict[str, Any] | None,
-    vanilla_losses: dict[str, dict[str, float]] | None = None,
-) -> dict[str, Any]:
+def compare_with_oracle(evaluation: ModelEvaluation, oracle: dict[str, Any] | None) -> dict[str, Any]:
     """Gap, sibling score and, given the oracle's :meth:`ModelEvaluation.reference`, the distance
-    to it per set, the KS p-value of forget losses and (classifier) 1 − cosine of retain logits. ``vanilla_losses``
-    (per item of the forget and matched sets, the vanilla model's loss) adds the vanilla-reference attack."""
+    to it per set, the KS p-value of forget losses, (classifier) 1 − cosine of retain logits and the reference
+    attacks (its ``losses``; with its ``vanilla_losses``, the vanilla model's, also the vanilla-reference attack)."""
     scores = evaluation.scores()
     oracle_answered = (oracle or {}).get("answered") or {}
     agreements: dict[str, float | None] = {}
@@ -317,7 +318,10 @@ def compare_with_oracle(
     }
     if agreements:
         row["oracle_agreement"] = agreements
-    for name, theirs in ((ORACLE_REFERENCE, (oracle or {}).get("losses")), (VANILLA_REFERENCE, vanilla_losses)):
+    for name, theirs in (
+        (ORACLE_REFERENCE, (oracle or {}).get("losses")),
+        (VANILLA_REFERENCE, (oracle or {}).get("vanilla_losses")),
+    ):
         if evaluation.privacy and MATCHED in evaluation.sets and theirs and {"forget", MATCHED} <= set(theirs):
             mine = {part: evaluation.sets[part].losses_by_id() for part in ("forget", MATCHED)}
             members = [item for item in evaluation.members if item in theirs["forget"]]

@@ -28,6 +28,7 @@ from medunlearn import distributed
 from medunlearn.data.samples import Sample
 from medunlearn.evaluation.knowledge import answered
 from medunlearn.evaluation.scores import task_score
+from medunlearn.methods.gradient import BatchStream
 from medunlearn.models.base import MultimodalModel
 from medunlearn.models.fine_tuning import seed_everything
 from medunlearn.progress import track
@@ -95,13 +96,10 @@ def relearned(model: MultimodalModel, samples: list[Sample], settings: RelearnSe
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=0.0)
     copy.train(False)  # the methods' convention: normalisation statistics frozen, no dropout
-    order: list[int] = []
+    stream = BatchStream(samples, settings.batch_size, generator)
     for _ in track(range(settings.steps), "relearning steps"):
-        if len(order) < settings.batch_size:
-            order += torch.randperm(len(samples), generator=generator).tolist()
-        rows, order = order[: settings.batch_size], order[settings.batch_size :]
         optimizer.zero_grad(set_to_none=True)
-        copy.training_loss(copy.batch([samples[i] for i in rows])).backward()
+        copy.training_loss(copy.batch(stream.next())).backward()
         optimizer.step()
     for p in copy.network.parameters():
         p.requires_grad_(False)

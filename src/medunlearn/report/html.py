@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import html
 import math
 from pathlib import Path
@@ -25,8 +24,8 @@ from medunlearn.evaluation.statistics import INTERVAL_METHOD
 from medunlearn.evaluation.verdicts import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURABLE
 from medunlearn.outputs import atomic_file
 from medunlearn.report.plots import draw_all
-from medunlearn.report.robustness import robustness_plot, robustness_table
-from medunlearn.report.tables import closest_to_oracle, request_label, summary_table
+from medunlearn.report.robustness import robustness_section
+from medunlearn.report.tables import closest_to_oracle, embedded_image, request_label, summary_table
 
 STYLE = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1200px;color:#1b2631;
@@ -90,14 +89,6 @@ def _table(rows: list[dict[str, Any]], columns=COLUMNS) -> str:
         )
         body.append(f"<tr{css}>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _image(path: Path, caption: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return (
-        f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
-        f"<figcaption class='note'>{html.escape(caption)}</figcaption></figure>"
-    )
 
 
 def _detail(results: list[dict[str, Any]], model: str, label: str) -> str:
@@ -331,7 +322,7 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
     parts.append("<h2>At a glance: which method came closest to the oracle</h2>")
     glance = next((p for p in plots if p.name == "forgetting_vs_damage.png"), None)
     if glance is not None:
-        parts.append(_image(glance, captions[glance.name]))
+        parts.append(embedded_image(glance, captions[glance.name]))
     parts.append("<ul>")
     vanilla = {(r["model"], r["request"]): r for r in table if r["method"] == VANILLA}
     for v in verdicts:
@@ -378,23 +369,12 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
             "on the forget set is over-forgetting, not success.</p>"
         )
         parts.append(_aggregates(metrics["aggregates"]))
-    attacked = robustness_table(metrics.get("aggregates") or [])
-    if attacked:
-        figure = robustness_plot(metrics["aggregates"], folder / "plots" / "robustness.png")
-        parts.append(
-            "<h2>Robustness: what comes back after the model ships</h2><p class='note'>The memorised forget score "
-            "with no attack, on paraphrased questions, after a few fine-tuning steps on related retained questions "
-            "(relearn) and with 8- and 4-bit round-to-nearest weights (quantize); in brackets method − oracle, paired "
-            "per request, the oracle put through the same attack. Above zero the method hid what the oracle does "
-            'not know; it did not forget it (docs/evaluation.md, "Robustness attacks").</p>' + attacked
-        )
-        if figure is not None:
-            parts.append(_image(figure, "Memorised forget score minus the oracle's after each attack, per method."))
+    parts += robustness_section(metrics.get("aggregates") or [], folder / "plots")
     if "selection" in metrics:
         parts.append("<h2>How each method's settings were chosen</h2>")
         parts.append(_selection(metrics["selection"]))
     parts.append("<h2>Figures</h2>")
-    parts += [_image(p, captions.get(p.name, p.name)) for p in plots if p.name != "forgetting_vs_damage.png"]
+    parts += [embedded_image(p, captions.get(p.name, p.name)) for p in plots if p.name != "forgetting_vs_damage.png"]
     parts.append("<h2>Per-level detail (mean score per set)</h2>")
     for key in groups:
         parts.append(_detail(results, *key))

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 
 from medunlearn.evaluation.results import ORACLE, REFERENCE_ROWS
 from medunlearn.evaluation.robustness import QUANTIZE, QUANTIZE_BITS, RELEARN
+from medunlearn.report.tables import embedded_image
 
 #: (metric, column title): no attack, then each attack, on the memorised forget items
 ATTACK_COLUMNS = (
@@ -101,3 +102,21 @@ def robustness_plot(aggregates: list[dict[str, Any]], path: Path) -> Path | None
     figure.savefig(path, format="png", dpi=110, bbox_inches="tight")
     plt.close(figure)
     return path
+
+
+def robustness_section(aggregates: list[dict[str, Any]], plots: Path) -> list[str]:
+    """The report's section on the attacks (nothing where the bench ran none), its figure written into ``plots``."""
+    table = robustness_table(aggregates)
+    if not table:
+        return []
+    parts = [
+        "<h2>Robustness: what comes back after the model ships</h2><p class='note'>The memorised forget score "
+        "with no attack, on paraphrased questions, after a few fine-tuning steps on related retained questions "
+        "(relearn) and with 8- and 4-bit round-to-nearest weights (quantize); in brackets method − oracle, paired "
+        "per request, the oracle put through the same attack. Above zero the method hid what the oracle does "
+        'not know; it did not forget it (docs/evaluation.md, "Robustness attacks").</p>' + table
+    ]
+    figure = robustness_plot(aggregates, plots / "robustness.png")
+    if figure is not None:
+        parts.append(embedded_image(figure, "Memorised forget score minus the oracle's after each attack, per method."))
+    return parts

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 from medunlearn.bench.sequence import KEPT_SETS
 from medunlearn.evaluation.results import ORACLE
 from medunlearn.outputs import atomic_file
+from medunlearn.report.tables import embedded_image
 
 
 def _answered(point: dict[str, Any], name: str) -> float | None:
@@ -77,7 +78,8 @@ def render_sequence(stream: dict[str, Any], folder: Path) -> Path:
                 f"<td>{'–' if mean is None else f'{mean:.3f}'}</td>{cells}</tr>"
             )
     parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
-    parts.append(f"<img alt='stream' src='plots/{figure.name}'></body></html>")
+    parts.append(embedded_image(figure, "Forgetting and utility after each request of the stream, per method."))
+    parts.append("</body></html>")
     target = folder / "report.html"
     with atomic_file(target) as tmp:
         tmp.write_text("\n".join(parts))

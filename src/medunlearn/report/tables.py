@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import html
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 # the utility column is the held-out diagnostic score (in KEPT_SETS), not the identity floor
@@ -118,3 +121,12 @@ def damage(row: dict[str, Any], vanilla: dict[str, Any] | None) -> float | None:
         max(0.0, vanilla[c] - row[c]) for c in KEPT_COLUMNS if row.get(c) is not None and vanilla.get(c) is not None
     ]
     return sum(drops) if drops else None
+
+
+def embedded_image(path: Path, caption: str) -> str:
+    """A figure with the PNG at ``path`` inlined (the report is one self-contained file)."""
+    data = base64.b64encode(path.read_bytes()).decode()
+    return (
+        f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+        f"<figcaption class='note'>{html.escape(caption)}</figcaption></figure>"
+    )
