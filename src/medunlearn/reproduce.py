@@ -101,6 +101,7 @@ def reproduce_configs(*, seed: int) -> tuple[BenchConfig, BenchConfig]:
         targets_per_level=FRACTION_DRAWS,
         noise_requests=NOISE_REQUESTS["dual"],
         method_settings={"npo": {"beta": CLASSIFIER_NPO_BETA}},
+        threads=1 if side_by_side() > 1 else 0,
         **common,
     )
     return vlm, dual
@@ -115,7 +116,7 @@ def run_reproduce(
 ) -> DemoRun:
     """Both benches into ``out/vlm`` and ``out/dual-encoder``; the merged metrics.json and report.html in ``out``.
 
-    ``executor`` runs the cells of both (default: as the demo, :func:`medunlearn.demo.run_demo`)."""
+    ``executor`` runs the cells of both (default: :func:`~medunlearn.executors.side_by_side` one-thread processes)."""
     out = Path(out)
     # every setting is checked before the folder is made: a refused run leaves nothing behind
     configs = (HospitalConfig(seed=seed, **REPRODUCE_HOSPITAL), HospitalConfig(seed=seed, **FORGET_MI_COHORT))
@@ -129,7 +130,7 @@ def run_reproduce(
     hospital, cohort = datasets
     vlm, dual = reproduce_configs(seed=seed)
     parts = [
-        Bench(cohort, dual, out / "dual-encoder", executor).run(),
+        Bench(cohort, dual, out / "dual-encoder", executor or LocalExecutor(side_by_side())).run(),
         Bench(hospital, vlm, out / "vlm", executor or LocalExecutor(side_by_side())).run(),
     ]
     metrics = merge_metrics(parts)

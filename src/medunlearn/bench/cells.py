@@ -10,6 +10,8 @@ summation order and is part of the bench's configuration; the executor is not.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,7 @@ from medunlearn.bench.requests import TEST as TEST_ROLE
 from medunlearn.bench.requests import VALIDATION, BenchRequest
 from medunlearn.bench.run_folder import RunFolder, loaded_vanilla, own_vanilla, trained
 from medunlearn.data.dataset import HospitalDataset
+from medunlearn.data.samples import Sample
 from medunlearn.data.splits import Split, make_split
 from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.evaluate import ModelEvaluation, compare_with_oracle, evaluate_model, evaluation_sets
@@ -63,6 +66,16 @@ class Cell:
         return f"{self.request.key}/{self.name}"
 
 
+@dataclass(frozen=True)
+class RequestSets:
+    """A request's split and the questions every cell of it is scored on: drawn once per request, in the bench's
+    process, and handed to each cell (on the 120-patient cohort drawing them took 1.5 s, longer than most of the
+    classifier's cells take to run)."""
+
+    split: Split
+    sets: dict[str, list[Sample]]
+
+
 def same_settings(stored: dict[str, Any] | None, config: MethodConfig) -> bool:
     """Whether a cell's stored settings are this run's: read through the method's settings class, so a setting
     added since the cell was written counts at its default (the cell is reused, not rerun)."""
@@ -95,19 +108,28 @@ class BenchWork:
     def row(self, request: BenchRequest, name: str) -> dict[str, Any]:
         return {**read_json(self.folder.cell(request.key, name)), "cell": name}
 
-    def cell(self, cell: Cell) -> Timings:
-        """Run one cell here and write its file(s); its stage timings."""
-        bench_request, offset, timings = cell.request, cell.offset, {}
+    def request_sets(self, bench_request: BenchRequest, model: MultimodalModel) -> RequestSets:
+        """The request's split and its scored questions (``model``: any of the bench's family; the sets depend on
+        which questions the family can take, never on its weights). A validation request only feeds the selection
+        criterion: its other sets (and the attacks) are left out."""
         split = make_split(self.dataset, bench_request.request, seed=self.config.seed)
+        sets = evaluation_sets(model, self.dataset, split, limit=self.config.eval_limit, seed=self.config.seed)
+        if bench_request.role == VALIDATION:
+            sets = {name: sets[name] for name in SELECTION_SETS}
+        return RequestSets(split, sets)
+
+    def cell(self, cell: Cell, drawn: RequestSets | None = None) -> Timings:
+        """Run one cell here and write its file(s); its stage timings. ``drawn``: the request's sets, drawn here
+        when not given."""
+        bench_request, offset, timings = cell.request, cell.offset, {}
         path = self.folder.cell(bench_request.key, cell.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         vanilla_folder = self.folder.vanilla(offset)
         # a method edits its model in place: its cell loads its own; the others share one read-only load
         vanilla = (own_vanilla if cell.work == METHOD_WORK else loaded_vanilla)(vanilla_folder, self.dataset)
         vanilla.batch_sizes(self.config.decode_batch, self.config.loss_batch)
-        sets = evaluation_sets(vanilla, self.dataset, split, limit=self.config.eval_limit, seed=self.config.seed)
-        if bench_request.role == VALIDATION:  # a validation request only feeds the selection criterion: no attacks
-            sets = {name: sets[name] for name in SELECTION_SETS}
+        drawn = drawn or self.request_sets(bench_request, vanilla)
+        split, sets = drawn.split, drawn.sets
         reference_path = self.folder.cell(bench_request.key, Cell(ORACLE_WORK, bench_request, offset).name)
         reference_path = reference_path.with_suffix(".reference.json")
         if cell.work == ORACLE_WORK:
@@ -259,12 +281,27 @@ class BenchWork:
         write_json(path, row)
 
 
-def run_cell(work: BenchWork, cell: Cell) -> Timings:
+def run_cell(work: BenchWork, cell: Cell, drawn: RequestSets | None = None) -> Timings:
     """One cell, on the bench's ``threads`` torch threads; its stage timings."""
+    with _threads(work.config.threads):
+        return work.cell(cell, drawn)
+
+
+def train_vanilla(work: BenchWork, offset: int) -> Timings:
+    """The vanilla model of training seed ``offset`` > 0 (the noise band's), on the bench's ``threads``, as a task
+    beside the cells; its training seconds."""
+    timings: Timings = {}
+    with _threads(work.config.threads):
+        trained(work.dataset, work.config.training(offset), work.folder.vanilla(offset), timings, "training")
+    return timings
+
+
+@contextmanager
+def _threads(threads: int) -> Iterator[None]:
     previous = torch.get_num_threads()
-    if work.config.threads:
-        torch.set_num_threads(work.config.threads)
+    if threads:
+        torch.set_num_threads(threads)
     try:
-        return work.cell(cell)
+        yield
     finally:
         torch.set_num_threads(previous)

@@ -18,14 +18,25 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from medunlearn.audit import weight_digests
-from medunlearn.bench.cells import METHOD_WORK, ORACLE_WORK, VANILLA_WORK, BenchWork, Cell, Run, run_cell
+from medunlearn.bench.cells import (
+    METHOD_WORK,
+    ORACLE_WORK,
+    VANILLA_WORK,
+    BenchWork,
+    Cell,
+    RequestSets,
+    Run,
+    run_cell,
+    train_vanilla,
+)
 from medunlearn.bench.config import BenchConfig
 from medunlearn.bench.requests import TEST, VALIDATION, BenchRequest, draw_requests, shipped_targets
-from medunlearn.bench.run_folder import RunFolder, loaded_vanilla, trained
+from medunlearn.bench.run_folder import RunFolder, is_trained, loaded_vanilla, trained
 from medunlearn.bench.selection import adopt_numbered_cells, choose, chosen_runs, grid_runs
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.errors import MedunlearnError
@@ -33,6 +44,7 @@ from medunlearn.evaluation.quality import measure_quality
 from medunlearn.evaluation.results import ORACLE, VANILLA, metrics_document
 from medunlearn.evaluation.statistics import aggregate, retraining_noise
 from medunlearn.executors import Executor, LocalExecutor, Task
+from medunlearn.models.base import MultimodalModel
 from medunlearn.models.loading import check_trained_on
 from medunlearn.models.model_name import base_name
 from medunlearn.outputs import mark, read_json, write_json
@@ -59,6 +71,8 @@ class Bench:
                 )
         self.work = BenchWork(dataset, config, self.folder)
         self.timings: dict[str, float] = {}
+        self.drawn: dict[str, RequestSets] = {}  # each request's split and scored questions, drawn once
+        self.vanilla: MultimodalModel | None = None
 
     def run(self) -> dict[str, Any]:
         shipped_targets(self.dataset, self.config)  # `--requests dataset` on a dataset that ships none: before any work
@@ -83,7 +97,7 @@ class Bench:
             vanilla_folder = trained(
                 self.dataset, self.config.training(), self.folder.vanilla(0), self.timings, "training"
             )
-        vanilla = loaded_vanilla(vanilla_folder, self.dataset)
+        vanilla = self.vanilla = loaded_vanilla(vanilla_folder, self.dataset)
         if not self.folder.quality().is_file():  # what the vanilla model memorised, for the report
             self.folder.quality().parent.mkdir(parents=True, exist_ok=True)
             write_json(self.folder.quality(), measure_quality(vanilla, self.dataset))
@@ -102,29 +116,31 @@ class Bench:
         selection = {}
         if self.config.select:
             selection = choose(
-                self.config, validations, self._rows(validations, [grid_runs(self.config, r) for r in validations])
+                self.config, validations, self._rows([(r, grid_runs(self.config, r), 0) for r in validations])
             )
-        rows = [
-            row
-            for request_rows in self._rows(tests, [chosen_runs(self.config, selection, r) for r in tests])
-            for row in request_rows
+        banded = self.noise_band_requests(tests)
+        offsets = range(1, self.config.seeds)  # the same requests, vanilla and oracles trained from another seed
+        # one pool for the test cells and the noise band's: the further vanilla models train beside the oracles
+        units = [(r, chosen_runs(self.config, selection, r), 0) for r in tests]
+        units += [(r, [], offset) for offset in offsets for r in banded]
+        untrained = [
+            offset
+            for offset in offsets
+            if not is_trained(self.dataset, self.config.training(offset), self.folder.vanilla(offset))
         ]
+        request_rows = self._rows(units, untrained)
+        for offset in offsets:  # the seconds each further vanilla model took (now or in the run that trained it)
+            trained(self.dataset, self.config.training(offset), self.folder.vanilla(offset), self.timings, "training")
+        request_rows = [[{"model": vanilla.family, **row} for row in rows] for rows in request_rows]
+        rows = [row for rows in request_rows[: len(tests)] for row in rows]  # cells written before rows named a model
         quality = read_json(self.folder.quality())
         models = {vanilla.family: {"model": self.config.vanilla or self.config.model, "quality": quality}}
-        rows = [{"model": vanilla.family, **row} for row in rows]  # cells written before rows named their model
         metrics = metrics_document(self.settings, models, rows, self.timings)
         metrics["selection"] = {vanilla.family: selection} if selection else {}
         metrics["aggregates"] = aggregate(rows, seed=self.config.seed)
-        banded = self.noise_band_requests(tests)
         keys = {r.key for r in banded}
         noise = [row for row in rows if row["method"] in (VANILLA, ORACLE) and row["request"]["key"] in keys]
-        for offset in range(1, self.config.seeds):  # the same requests, vanilla and oracles trained from another seed
-            trained(self.dataset, self.config.training(offset), self.folder.vanilla(offset), self.timings, "training")
-            noise += [
-                {"model": vanilla.family, **row}
-                for request_rows in self._rows(banded, [[] for _ in banded], offset)
-                for row in request_rows
-            ]
+        noise += [row for rows in request_rows[len(tests) :] for row in rows]
         metrics["noise"] = retraining_noise(noise) if self.config.seeds > 1 else []
         write_json(self.folder.path / "metrics.json", metrics)
         return metrics
@@ -158,15 +174,20 @@ class Bench:
             paths += [self.folder.cell(r.key, name) for name in names]
         return sum(path.is_file() for path in paths), len(paths)
 
-    def _rows(self, requests: list[BenchRequest], runs: list[list[Run]], offset: int = 0) -> list[list[dict[str, Any]]]:
-        """Each request's rows (its vanilla, oracle and method cells), in request order; the missing cells run first."""
-        tasks = [
+    def _rows(
+        self, units: list[tuple[BenchRequest, list[Run], int]], vanillas: Sequence[int] = ()
+    ) -> list[list[dict[str, Any]]]:
+        """Each unit's rows (a request's vanilla, oracle and method cells, of the models of one training seed), in
+        unit order; the missing cells run first, after the further vanilla models ``vanillas`` (their offsets)
+        have been trained beside them."""
+        trainings = {offset: Task(f"vanilla.seed{offset}", train_vanilla, (self.work, offset)) for offset in vanillas}
+        tasks = list(trainings.values()) + [
             task
-            for r, request_runs in zip(requests, runs, strict=True)
-            for task in self._tasks(r, request_runs, offset)
+            for r, request_runs, offset in units
+            for task in self._tasks(r, request_runs, offset, (trainings[offset].key,) if offset in trainings else ())
         ]
         started = time.perf_counter()
-        self.executor.run(tasks, f"{len(tasks)} cells of {len(requests)} requests")
+        self.executor.run(tasks, f"{len(tasks)} cells of {len({r.key for r, _, _ in units})} requests")
         if self.executor.parallel and tasks:  # the stage timings add up the cells' seconds; this is the wall time
             self.timings["requests"] = self.timings.get("requests", 0.0) + time.perf_counter() - started
         rows = [
@@ -178,22 +199,29 @@ class Bench:
                     *(n for n, _ in request_runs),
                 )
             ]
-            for r, request_runs in zip(requests, runs, strict=True)
+            for r, request_runs, offset in units
         ]
         for row in (row for request_rows in rows for row in request_rows):  # every cell's, run now or before
             for stage, seconds in (row.pop("timings", None) or {}).items():
                 self.timings[stage] = self.timings.get(stage, 0.0) + seconds
         return rows
 
-    def _tasks(self, bench_request: BenchRequest, runs: list[Run], offset: int) -> list[Task]:
-        """The request's cells that are not on disk yet; the vanilla and method cells wait for the oracle's."""
+    def _tasks(self, bench_request: BenchRequest, runs: list[Run], offset: int, needs: tuple[str, ...]) -> list[Task]:
+        """The request's cells that are not on disk yet; the vanilla and method cells wait for the oracle's, and all
+        of them for the tasks named in ``needs`` (the training of their vanilla model)."""
         oracle = Cell(ORACLE_WORK, bench_request, offset)
-        tasks = [] if self.work.done(oracle) else [Task(oracle.key, run_cell, (self.work, oracle))]
-        after = tuple(task.key for task in tasks)
         cells = [
             Cell(VANILLA_WORK, bench_request, offset),
             *(Cell(METHOD_WORK, bench_request, offset, run) for run in runs),
         ]
-        return tasks + [
-            Task(cell.key, run_cell, (self.work, cell), after) for cell in cells if not self.work.done(cell)
+        missing = [cell for cell in [oracle, *cells] if not self.work.done(cell)]
+        if not missing:
+            return []
+        if bench_request.key not in self.drawn:
+            assert self.vanilla is not None  # loaded before any cell is planned
+            self.drawn[bench_request.key] = self.work.request_sets(bench_request, self.vanilla)
+        drawn = self.drawn[bench_request.key]
+        after = (*needs, oracle.key) if oracle in missing else needs
+        return [
+            Task(cell.key, run_cell, (self.work, cell, drawn), needs if cell is oracle else after) for cell in missing
         ]
