@@ -13,7 +13,7 @@ from medunlearn.bench.run_folder import loaded_vanilla
 from medunlearn.data.hierarchy import Level
 from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.results import load_metrics
-from medunlearn.executors import LocalExecutor
+from medunlearn.executors import LocalExecutor, Task
 from medunlearn.methods.registry import method_config
 from medunlearn.models.loading import load_model
 from medunlearn.models.train import training_settings
@@ -161,6 +161,36 @@ def test_workers_run_the_cells_side_by_side_and_reproducibly(tmp_path, small_dat
     assert [row["method"] for row in first["results"]] == ["vanilla", "retrain", "chip"] * 2  # in request order
     assert [row["request"]["fraction"] for row in first["results"]] == [0.2] * 3 + [0.5] * 3
     assert {"requests", "oracles", "evaluation", "method:chip"} <= set(first["timings"])
+
+
+class RecordingExecutor(LocalExecutor):
+    """The local pool, keeping the tasks of each call."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(workers)
+        self.calls: list[list[Task]] = []
+
+    def run(self, tasks, description):
+        self.calls.append(list(tasks))
+        return super().run(tasks, description)
+
+
+@pytest.mark.slow
+def test_the_noise_bands_vanilla_models_train_as_tasks_beside_the_cells(tmp_path, small_dataset):
+    config = BenchConfig(
+        **{**DUAL, "methods": ("grad_diff",), "threads": 1, "seeds": 2, "targets_per_level": 2, "noise_requests": 1}
+    )
+    pooled = RecordingExecutor(2)
+    metrics = Bench(small_dataset, config, tmp_path / "a", pooled).run()
+    here = Bench(small_dataset, config, tmp_path / "b", LocalExecutor()).run()
+    assert metrics["noise"] and metrics["noise"] == here["noise"]  # one request's band, whichever process trained it
+    [tasks] = pooled.calls  # the test cells and the noise band's, in one call of the executor
+    training = [task for task in tasks if task.key == "vanilla.seed1"]
+    assert len(training) == 1
+    further = [task for task in tasks if task.key.endswith(".seed1") and task not in training]
+    assert len(further) == 2 and all("vanilla.seed1" in task.after for task in further)  # its oracle and vanilla cell
+    assert len(tasks) == 1 + 2 * 3 + 2  # the training; vanilla, oracle and grad_diff of two requests; the band's two
+    assert json.loads((tmp_path / "a" / "models" / "vanilla-seed1" / "train_config.json").read_text())["threads"] == 1
 
 
 @pytest.fixture(scope="module")
