@@ -5,9 +5,10 @@ validation request, over each method's one-axis grid), eight test requests per l
 the hospital holds them, each with its own method seed, and three training seeds of the
 vanilla model and of the first test request's oracle per level (the first three per
 fraction on the classifier, whose oracles train in seconds): the retraining-noise band.
-Measured alone on a 2-core CPU from cached bases (docs/results.md, 2026-12-04), the whole
-run takes 139 minutes against a 120-minute target: the classifier 34, the VLM's
-validation requests 19, its 29 test requests 69 (2.4 minutes each), its noise band 15. It runs:
+Both benches run their cells two at a time, one torch thread each. Measured alone on a 2-core
+CPU from cached bases (docs/results.md, 2026-12-04), the whole run takes 108 minutes against
+a 120-minute target: the classifier 15, the VLM's vanilla model 2, its validation requests
+18, its 29 test requests with the noise band 72. It runs:
 
 - the tiny Qwen2-VL model at all four levels of a hospital of six institutions × 2
   patients × 2 studies: 8 test requests at the patient, study and section levels, 5 at
