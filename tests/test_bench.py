@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from medunlearn.bench.cells import same_settings
+from medunlearn.bench.cells import same_settings, sweeps
 from medunlearn.bench.config import BenchConfig
 from medunlearn.bench.requests import draw_requests
 from medunlearn.bench.run import Bench
@@ -333,3 +333,53 @@ def test_a_cell_written_before_a_setting_existed_is_reused_at_that_settings_defa
     assert same_settings(stored, config)
     assert not same_settings({**stored, "epochs": 5.0}, config)
     assert not same_settings({**stored, "momentum": 0.9}, config)  # a setting the method does not have
+
+
+@pytest.mark.slow
+def test_a_grids_epoch_points_run_as_one_sweep_and_score_as_runs_of_their_own(tmp_path, small_dataset, monkeypatch):
+    monkeypatch.setattr("medunlearn.bench.selection.can_select", lambda vanilla, oracle: True)  # as in the test above
+    config = BenchConfig(**{**DUAL, "methods": ("grad_diff", "retrain"), "select": True})
+    swept = RecordingExecutor(1)
+    metrics = Bench(small_dataset, config, tmp_path / "swept", swept).run()
+    validation = swept.calls[0]  # the validation request's cells: its oracle, vanilla and one grad_diff task
+    [sweep] = [task for task in validation if "grad_diff" in task.key]
+    cell = sweep.args[1]
+    points = config.grid("grad_diff")
+    assert cell.run[1].settings.epochs == max(p["epochs"] for p in points) and len(cell.sweep) == len(points) - 1
+    monkeypatch.setattr("medunlearn.bench.run.sweeps", lambda runs: [(run, ()) for run in runs])  # each on its own
+    alone = Bench(small_dataset, config, tmp_path / "alone").run()
+    without_cost = lambda record: json.loads(  # noqa: E731
+        json.dumps(record), object_hook=lambda d: {k: v for k, v in d.items() if k not in ("cost", "wall_s")}
+    )
+    assert without_cost(metrics["selection"]) == without_cost(alone["selection"])  # every point's criterion
+    assert without_cost(metrics["results"]) == without_cost(alone["results"])
+    # each point's row records the passes of a run of that budget alone
+    cells = sorted((tmp_path / "swept" / "cells").glob("validation-*/grad_diff@*.json"))
+    assert len(cells) == len(points)
+    for path in cells:
+        row, own = (
+            json.loads(p.read_text()) for p in (path, tmp_path / "alone" / path.relative_to(tmp_path / "swept"))
+        )
+        assert (row["cost"]["forward"], row["cost"]["backward"]) == (own["cost"]["forward"], own["cost"]["backward"])
+
+
+def test_only_runs_that_differ_in_nothing_but_their_epochs_share_a_sweep():
+    def run(name, seed=0, lora_r=0, **settings):
+        return (f"{name}@{settings}", method_config(name, settings, seed, lora_r))
+
+    runs = [
+        run("npo", epochs=2),
+        run("npo", epochs=0.5),
+        run("npo", epochs=1, beta=0.2),  # another β: its own run
+        run("npo", epochs=1, seed=1),  # another seed
+        run("npo", epochs=1, lora_r=4),  # another adapter
+        run("npo", epochs=1, checkpointing=1),  # a checkpointed loop does not stop for snapshots
+        run("npo", epochs=1),
+        run("chip", k=5),  # no budget a run passes through
+        run("chip", k=10),
+    ]
+    grouped = sweeps(runs)
+    assert [(last[0], [r[0] for r in sweep]) for last, sweep in grouped] == [
+        (runs[0][0], [runs[1][0], runs[6][0]]),  # the largest runs; the others are its snapshots, smallest first
+        *((runs[i][0], []) for i in (2, 3, 4, 5, 7, 8)),
+    ]

@@ -9,6 +9,7 @@ summation order and is part of the bench's configuration; the executor is not.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +54,9 @@ class Cell:
     request: BenchRequest
     offset: int = 0  # > 0: the models of that training seed
     run: Run | None = None
+    #: smaller budgets of the run's method, otherwise its settings: each written as its own cell, from the snapshot
+    #: of this run at that budget (:func:`sweeps`)
+    sweep: tuple[Run, ...] = ()
 
     @property
     def name(self) -> str:
@@ -74,6 +78,29 @@ class RequestSets:
 
     split: Split
     sets: dict[str, list[Sample]]
+
+
+def sweeps(runs: list[Run]) -> list[tuple[Run, tuple[Run, ...]]]:
+    """The runs as cells: the runs of one method that differ only along its budget axis (a grid's sweep of epochs)
+    become one run of the largest budget, the others snapshots of it (``Cell.sweep``), since a run of a constant-lr
+    loop passes through every smaller budget's model (tests/methods/test_budget_sweeps.py). On the VLM's validation
+    requests the eight epoch points cost 78.75 epochs as runs of their own, 40 as one sweep."""
+    groups: dict[tuple[Any, ...], list[Run]] = {}
+    for index, (name, config) in enumerate(runs):
+        axis = method(config.method).budget_axis
+        settings = config.settings.to_json()
+        if axis is None or settings.get("checkpointing"):  # a checkpointed loop does not stop for snapshots
+            groups[(index,)] = [(name, config)]
+            continue
+        settings.pop(axis)
+        key = (config.method, json.dumps(settings, sort_keys=True), config.seed, config.lora_r)
+        groups.setdefault(key, []).append((name, config))
+    out = []
+    for group in groups.values():
+        axis = method(group[0][1].method).budget_axis
+        ordered = sorted(group, key=lambda run: getattr(run[1].settings, axis)) if axis else group
+        out.append((ordered[-1], tuple(ordered[:-1])))
+    return out
 
 
 def same_settings(stored: dict[str, Any] | None, config: MethodConfig) -> bool:
@@ -101,9 +128,13 @@ class BenchWork:
         if cell.work == ORACLE_WORK:
             return path.is_file() and path.with_suffix(".reference.json").is_file()
         if cell.work == METHOD_WORK:
-            row = read_json(path)
-            return row is not None and same_settings(row.get("settings"), cell.run[1])  # type: ignore[index]
+            return all(self.run_done(cell.request, run) for run in (cell.run, *cell.sweep))  # type: ignore[misc]
         return path.is_file()
+
+    def run_done(self, request: BenchRequest, run: Run) -> bool:
+        """Whether a method run's row is on disk, written with these settings."""
+        row = read_json(self.folder.cell(request.key, run[0]))
+        return row is not None and same_settings(row.get("settings"), run[1])
 
     def row(self, request: BenchRequest, name: str) -> dict[str, Any]:
         return {**read_json(self.folder.cell(request.key, name)), "cell": name}
@@ -184,6 +215,21 @@ class BenchWork:
             )
         else:
             _, config = cell.run  # type: ignore[misc]
+            reference = read_json(reference_path)
+            axis = method(config.method).budget_axis
+            pending = {
+                getattr(run[1].settings, axis): run  # type: ignore[arg-type]
+                for run in cell.sweep
+                if not self.run_done(bench_request, run)
+            }
+            spent = [0.0]  # the method's seconds already counted in a row (a sweep's rows add up to its run)
+
+            def snapshot(budget: float, model: MultimodalModel, cost: Cost, summary: dict[str, Any]) -> None:
+                name, point = pending[budget]
+                point_timings = {f"method:{config.method}": cost.wall_s - spent[0]}
+                spent[0] = cost.wall_s
+                self._scored(name, model, point, bench_request, drawn, reference, cost, summary, point_timings)
+
             unlearned, cost, summary = unlearn(  # the cell's own load of the vanilla model: edited in place
                 vanilla,
                 split,
@@ -192,25 +238,41 @@ class BenchWork:
                 source=vanilla_folder,
                 workdir=self.folder.path,
                 in_place=True,
+                budgets=tuple(pending),
+                snapshot=snapshot if pending else None,
             )
-            timings[f"method:{config.method}"] = cost.wall_s
-            evaluation = self._evaluate(unlearned, sets, bench_request, timings)
-            reference = read_json(reference_path)
-            attacked = self._attacked(unlearned, split, sets, evaluation, reference, bench_request, timings)
-            self._write(
-                path,
-                unlearned,
-                config.method,
-                bench_request,
-                evaluation,
-                reference,
-                cost,
-                summary,
-                config,
-                timings=timings,
-                robustness=attacked,
-            )
+            timings[f"method:{config.method}"] = cost.wall_s - spent[0]
+            self._scored(cell.name, unlearned, config, bench_request, drawn, reference, cost, summary, timings)
         return timings
+
+    def _scored(
+        self,
+        name: str,
+        model: MultimodalModel,
+        config: MethodConfig,
+        bench_request: BenchRequest,
+        drawn: RequestSets,
+        reference: dict[str, Any] | None,
+        cost: Cost,
+        summary: dict[str, Any],
+        timings: Timings,
+    ) -> None:
+        """A method run's model evaluated (and attacked) on the request's sets, its row written as cell ``name``."""
+        evaluation = self._evaluate(model, drawn.sets, bench_request, timings)
+        attacked = self._attacked(model, drawn.split, drawn.sets, evaluation, reference, bench_request, timings)
+        self._write(
+            self.folder.cell(bench_request.key, name),
+            model,
+            config.method,
+            bench_request,
+            evaluation,
+            reference,
+            cost,
+            summary,
+            config,
+            timings=timings,
+            robustness=attacked,
+        )
 
     def _evaluate(self, model: MultimodalModel, sets, bench_request: BenchRequest, timings: Timings) -> ModelEvaluation:
         started = time.perf_counter()

@@ -32,6 +32,7 @@ from medunlearn.bench.cells import (
     RequestSets,
     Run,
     run_cell,
+    sweeps,
     train_vanilla,
 )
 from medunlearn.bench.config import BenchConfig
@@ -208,11 +209,12 @@ class Bench:
 
     def _tasks(self, bench_request: BenchRequest, runs: list[Run], offset: int, needs: tuple[str, ...]) -> list[Task]:
         """The request's cells that are not on disk yet; the vanilla and method cells wait for the oracle's, and all
-        of them for the tasks named in ``needs`` (the training of their vanilla model)."""
+        of them for the tasks named in ``needs`` (the training of their vanilla model). The points of a method's budget
+        sweep are one cell (:func:`~medunlearn.bench.cells.sweeps`)."""
         oracle = Cell(ORACLE_WORK, bench_request, offset)
         cells = [
             Cell(VANILLA_WORK, bench_request, offset),
-            *(Cell(METHOD_WORK, bench_request, offset, run) for run in runs),
+            *(Cell(METHOD_WORK, bench_request, offset, run, sweep) for run, sweep in sweeps(runs)),
         ]
         missing = [cell for cell in [oracle, *cells] if not self.work.done(cell)]
         if not missing:

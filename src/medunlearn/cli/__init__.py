@@ -406,7 +406,7 @@ def reproduce(
     gpus_per_cell: GpusOption = 0.0,
     config: ConfigOption = None,
 ) -> None:
-    """The claims configuration: both settings with --select, 10 test requests per level where the hospital holds
+    """The claims configuration: both settings with --select, 8 test requests per level where the hospital holds
     them (5 draws per Forget-MI fraction), 3 training seeds; the report opens with the published claims, checked."""
 
     with claimed_output(out_dir, "reproduce", resumes=("reproduce",)):

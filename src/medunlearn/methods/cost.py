@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import resource
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 
@@ -57,6 +59,7 @@ class CostMeter:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     cost: Cost = field(default_factory=Cost)
     earlier_s: float = 0.0  # seconds an interrupted run spent before this one resumed it (counted in wall_s)
+    paused_s: float = 0.0  # seconds spent inside ``paused()`` (not counted in wall_s)
 
     def __enter__(self) -> CostMeter:
         if self.device.type == "cuda":
@@ -74,11 +77,25 @@ class CostMeter:
         """Peak memory since the meter started (the device's allocator on a GPU, the process's RSS on a CPU)."""
         return torch.cuda.max_memory_allocated(self.device) / 2**20 if self.device.type == "cuda" else _peak_rss_mb()
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Seconds spent in the block are not the method's (a sweep's evaluation of a budget it passes through)."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.paused_s += time.perf_counter() - started
+
+    def so_far(self) -> Cost:
+        """The cost up to now: what a run stopped here would have recorded (its peak is the process's so far)."""
+        wall = time.perf_counter() - self._started - self.paused_s + self.earlier_s
+        return replace(self.cost, wall_s=wall, peak_mb=self.peak_mb())
+
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.cost.wall_s = time.perf_counter() - self._started + self.earlier_s
-        self.cost.peak_mb = self.peak_mb()
+        now = self.so_far()
+        self.cost.wall_s, self.cost.peak_mb = now.wall_s, now.peak_mb
 
 
 # -- what a training cost (the oracle's, as a method) -----------------------------------------

@@ -29,6 +29,7 @@ per-token mean, β·log(π_θ/π_ref) stays near 0, σ(·) ≈ ½ and NPO's grad
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -252,6 +253,7 @@ def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSet
     masks = objective.gradient_mask(model, forget, settings, trainable) if objective.gradient_mask else None
     losses: list[float] = []
     steps = budget_steps(settings, len(forget))
+    stops = snapshot_steps(job, settings, len(forget))
     with checkpointing(model, bool(settings.checkpointing)):
         for _ in track(range(steps), "unlearning steps"):
             forget_batch = forget_stream.next() if objective.uses_forget else []
@@ -282,9 +284,46 @@ def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSet
             )
             job.meter.cost.forward += passes + reference_passes
             job.meter.cost.backward += passes
-    job.summary.update(steps=steps, loss_first=losses[0], loss_last=losses[-1])
+            for budget in stops.get(len(losses), ()):  # (unlearn() gives budgets only with a snapshot)
+                with job.meter.paused(), torch.random.fork_rng():  # the run goes on as if it had not stopped
+                    summary = _summary(job, model, reference, forget, settings, losses)
+                    job.snapshot(budget, model, job.meter.so_far(), summary)  # type: ignore[misc]
+    job.summary.update(_summary(job, model, reference, forget, settings, losses))
+
+
+def _summary(
+    job: UnlearnJob,
+    model: MultimodalModel,
+    reference: MultimodalModel | None,
+    forget: list[Sample],
+    settings: GradientSettings,
+    losses: list[float],
+) -> dict[str, Any]:
+    """What the run reports after its last step so far: its steps and losses (and NPO's weights)."""
+    out: dict[str, Any] = {**job.summary, "steps": len(losses), "loss_first": losses[0], "loss_last": losses[-1]}
     if isinstance(settings, NPOSettings) and reference is not None and forget:
-        job.summary.update(npo_weights(model, reference, forget, settings))
+        out.update(npo_weights(model, reference, forget, settings))
+    return out
+
+
+def snapshot_steps(job: UnlearnJob, settings: GradientSettings, forget_size: int) -> dict[int, list[float]]:
+    """The steps after which the run stops for the job's smaller budgets (epochs), each with its budgets: a budget of
+    ⌈e·|forget|/batch_size⌉ steps is the state after that many steps of any longer run of the same seed (constant lr).
+    Under a launcher or with gradient checkpointing a sweep is refused in one sentence."""
+    if not job.budgets:
+        return {}
+    if distributed.world().distributed or settings.checkpointing:
+        raise MedunlearnError(
+            f"{job.method}: a sweep of budgets in one run needs one process without gradient checkpointing; run "
+            "each budget on its own."
+        )
+    stops: dict[int, list[float]] = {}
+    for budget in job.budgets:
+        at = budget_steps(dataclasses.replace(settings, epochs=budget), forget_size)
+        if budget >= settings.epochs:
+            raise MedunlearnError(f"{job.method}: a sweep's budgets lie below its run's {settings.epochs:g} epochs.")
+        stops.setdefault(at, []).append(budget)
+    return stops
 
 
 def npo_weights(
@@ -349,7 +388,11 @@ OBJECTIVES: dict[str, tuple[str, Objective]] = {
 def objective_method(name: str, summary: str, settings_type: type[GradientSettings], objective: Objective) -> Method:
     """A method that is one objective run by the gradient loop."""
     return Method(
-        name, summary, settings_type, lambda model, job, settings: run_objective(model, job, settings, objective)
+        name,
+        summary,
+        settings_type,
+        lambda model, job, settings: run_objective(model, job, settings, objective),
+        budget_axis="epochs",
     )
 
 

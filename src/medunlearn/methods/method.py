@@ -29,7 +29,7 @@ from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.samples import Sample
 from medunlearn.data.splits import Split
 from medunlearn.errors import MAX_SEED, MedunlearnError, check_integer
-from medunlearn.methods.cost import CostMeter
+from medunlearn.methods.cost import Cost, CostMeter
 from medunlearn.models.base import MultimodalModel
 
 PARAMETER = "medunlearn.parameter"
@@ -199,6 +199,11 @@ class MethodConfig:
         return {**out, "lora_r": self.lora_r} if self.lora_r else out
 
 
+#: a budget a run passes on the way to its own: (that budget, the model there, the cost so far, the summary there).
+#: It must leave the model as it found it; the seconds it takes are not the run's.
+Snapshot = Callable[[float, MultimodalModel, Cost, dict[str, Any]], None]
+
+
 @dataclass
 class UnlearnJob:
     """Everything a method needs besides the model and its settings: the split, its data, seed and meter."""
@@ -211,6 +216,10 @@ class UnlearnJob:
     source: Path | None = None  # the model folder (the retrain oracle reads its training config)
     workdir: Path | None = None  # scratch space a method may write to
     summary: dict[str, Any] = field(default_factory=dict)
+    #: smaller budgets (values of the method's ``budget_axis``) the run stops at on its way to its own: at each the
+    #: method calls ``snapshot`` with the model as it is there, what the run has cost so far and its summary so far
+    budgets: tuple[float, ...] = ()
+    snapshot: Snapshot | None = None
 
     def samples(self, model: MultimodalModel, name: str) -> list[Sample]:
         """The samples of one split set that the model can take."""
@@ -251,6 +260,9 @@ class Method:
         [MultimodalModel, UnlearnJob, Any], MultimodalModel | None
     ]  # a returned model replaces the edited copy
     training_free: bool = False
+    #: the setting along which a run passes through every smaller value of it on its way (a constant-lr loop's
+    #: ``epochs``): each smaller budget's model is a snapshot of the larger run, so a sweep of it is one run
+    budget_axis: str | None = None
 
     @property
     def parameters(self) -> tuple[Parameter, ...]:

@@ -15,7 +15,7 @@ from medunlearn.methods.cost import Cost, CostMeter
 from medunlearn.methods.forget_mi import FORGET_MI
 from medunlearn.methods.gradient import GRADIENT_METHODS
 from medunlearn.methods.idk import IDK
-from medunlearn.methods.method import Method, MethodConfig, UnlearnJob
+from medunlearn.methods.method import Method, MethodConfig, Snapshot, UnlearnJob
 from medunlearn.methods.retrain import RETRAIN
 from medunlearn.methods.saliency import SALUN
 from medunlearn.methods.simnpo import SIMNPO
@@ -58,6 +58,8 @@ def unlearn(
     source: Path | None = None,
     workdir: Path | None = None,
     in_place: bool = False,
+    budgets: tuple[float, ...] = (),
+    snapshot: Snapshot | None = None,
 ) -> tuple[MultimodalModel, Cost, dict[str, Any]]:
     """Run a method: ``(unlearned model, cost, method summary)``.
 
@@ -66,6 +68,10 @@ def unlearn(
     not use it afterwards). With ``config.lora_r`` a fresh adapter trains on the (frozen) weights; the returned
     model still carries it (``merged()`` folds it in). ``source`` is the model's folder (the oracle reads its
     training recipe there).
+
+    ``budgets``: smaller values of the method's ``budget_axis`` (a sweep of it) that the run passes on the way to its
+    own, each handed to ``snapshot`` with the model there, the cost so far and the summary there (the model a run of
+    that budget would return: tests/methods/test_budget_sweeps.py).
     """
     chosen = method(config.method)
     if type(config.settings) is not chosen.settings_type:
@@ -73,6 +79,10 @@ def unlearn(
             f"{config.method} takes {chosen.settings_type.__name__}, not {type(config.settings).__name__}; build "
             "the config with method_config()."
         )
+    if budgets and chosen.budget_axis is None:
+        raise MedunlearnError(f"{config.method} has no budget a run passes through; run each setting on its own.")
+    if budgets and snapshot is None:
+        raise ValueError("a sweep's budgets need a snapshot to hand each budget's model to")
     if source is not None:
         check_trained_on(source, dataset)
     model.attach(dataset)
@@ -81,7 +91,17 @@ def unlearn(
     if config.lora_r:
         working = with_lora(working, config.lora_r)
     with CostMeter(model.device) as meter:
-        job = UnlearnJob(chosen.name, split, dataset, config.seed, meter, source=source, workdir=workdir)
+        job = UnlearnJob(
+            chosen.name,
+            split,
+            dataset,
+            config.seed,
+            meter,
+            source=source,
+            workdir=workdir,
+            budgets=tuple(budgets),
+            snapshot=snapshot,
+        )
         replaced = chosen.run(working, job, config.settings)
     unlearned = distributed.release(
         replaced if isinstance(replaced, MultimodalModel) else working
