@@ -87,18 +87,17 @@ def sweeps(runs: list[Run]) -> list[tuple[Run, tuple[Run, ...]]]:
     requests the eight epoch points cost 78.75 epochs as runs of their own, 40 as one sweep."""
     groups: dict[tuple[Any, ...], list[Run]] = {}
     for index, (name, config) in enumerate(runs):
-        axis = method(config.method).budget_axis
-        settings = config.settings.to_json()
-        if axis is None or settings.get("checkpointing"):  # a checkpointed loop does not stop for snapshots
+        chosen = method(config.method)
+        if not chosen.can_sweep(config.settings):
             groups[(index,)] = [(name, config)]
             continue
-        settings.pop(axis)
+        settings = {k: v for k, v in config.settings.to_json().items() if k != chosen.budget_axis}
         key = (config.method, json.dumps(settings, sort_keys=True), config.seed, config.lora_r)
         groups.setdefault(key, []).append((name, config))
     out = []
     for group in groups.values():
         axis = method(group[0][1].method).budget_axis
-        ordered = sorted(group, key=lambda run: getattr(run[1].settings, axis)) if axis else group
+        ordered = sorted(group, key=lambda run: getattr(run[1].settings, axis)) if len(group) > 1 else group
         out.append((ordered[-1], tuple(ordered[:-1])))
     return out
 
@@ -222,12 +221,13 @@ class BenchWork:
                 for run in cell.sweep
                 if not self.run_done(bench_request, run)
             }
-            spent = [0.0]  # the method's seconds already counted in a row (a sweep's rows add up to its run)
+            spent = 0.0  # the method's seconds already counted in a row (a sweep's rows add up to its run)
 
             def snapshot(budget: float, model: MultimodalModel, cost: Cost, summary: dict[str, Any]) -> None:
+                nonlocal spent
                 name, point = pending[budget]
-                point_timings = {f"method:{config.method}": cost.wall_s - spent[0]}
-                spent[0] = cost.wall_s
+                point_timings = {f"method:{config.method}": cost.wall_s - spent}
+                spent = cost.wall_s
                 self._scored(name, model, point, bench_request, drawn, reference, cost, summary, point_timings)
 
             unlearned, cost, summary = unlearn(  # the cell's own load of the vanilla model: edited in place
@@ -241,7 +241,7 @@ class BenchWork:
                 budgets=tuple(pending),
                 snapshot=snapshot if pending else None,
             )
-            timings[f"method:{config.method}"] = cost.wall_s - spent[0]
+            timings[f"method:{config.method}"] = cost.wall_s - spent
             self._scored(cell.name, unlearned, config, bench_request, drawn, reference, cost, summary, timings)
         return timings
 

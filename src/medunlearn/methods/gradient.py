@@ -309,14 +309,11 @@ def _summary(
 def snapshot_steps(job: UnlearnJob, settings: GradientSettings, forget_size: int) -> dict[int, list[float]]:
     """The steps after which the run stops for the job's smaller budgets (epochs), each with its budgets: a budget of
     ⌈e·|forget|/batch_size⌉ steps is the state after that many steps of any longer run of the same seed (constant lr).
-    Under a launcher or with gradient checkpointing a sweep is refused in one sentence."""
+    Under a launcher a sweep is refused in one sentence (gradient checkpointing: by unlearn(), Method.can_sweep)."""
     if not job.budgets:
         return {}
-    if distributed.world().distributed or settings.checkpointing:
-        raise MedunlearnError(
-            f"{job.method}: a sweep of budgets in one run needs one process without gradient checkpointing; run "
-            "each budget on its own."
-        )
+    if distributed.world().distributed:
+        raise MedunlearnError(f"{job.method}: a sweep of budgets in one run needs one process; run each on its own.")
     stops: dict[int, list[float]] = {}
     for budget in job.budgets:
         at = budget_steps(dataclasses.replace(settings, epochs=budget), forget_size)

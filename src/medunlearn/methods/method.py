@@ -264,6 +264,11 @@ class Method:
     #: ``epochs``): each smaller budget's model is a snapshot of the larger run, so a sweep of it is one run
     budget_axis: str | None = None
 
+    def can_sweep(self, settings: MethodSettings) -> bool:
+        """Whether a run of these settings can stop at its smaller budgets: the method has a budget axis and its loop
+        is not checkpointed (the checkpointed layers would run the snapshot's evaluation in training mode)."""
+        return self.budget_axis is not None and not getattr(settings, "checkpointing", 0)
+
     @property
     def parameters(self) -> tuple[Parameter, ...]:
         return self.settings_type.parameters()

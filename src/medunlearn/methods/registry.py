@@ -79,8 +79,9 @@ def unlearn(
             f"{config.method} takes {chosen.settings_type.__name__}, not {type(config.settings).__name__}; build "
             "the config with method_config()."
         )
-    if budgets and chosen.budget_axis is None:
-        raise MedunlearnError(f"{config.method} has no budget a run passes through; run each setting on its own.")
+    if budgets and not chosen.can_sweep(config.settings):
+        why = "has no budget a run passes through" if chosen.budget_axis is None else "runs checkpointed"
+        raise MedunlearnError(f"{config.method} {why}, so its budgets cannot be one run; run each setting on its own.")
     if budgets and snapshot is None:
         raise ValueError("a sweep's budgets need a snapshot to hand each budget's model to")
     if source is not None:
