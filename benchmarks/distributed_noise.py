@@ -26,10 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from medunlearn.config import TrainConfig  # noqa: E402
-from medunlearn.data.hierarchy import Level  # noqa: E402
-from medunlearn.data.splits import DeletionRequest, make_split  # noqa: E402
+from medunlearn.data.hierarchy import DeletionRequest, Level  # noqa: E402
+from medunlearn.data.splits import make_split  # noqa: E402
 from medunlearn.data.synthetic import synthesize  # noqa: E402
-from medunlearn.methods.registry import method_config, unlearn  # noqa: E402
+from medunlearn.methods.catalog import method_config  # noqa: E402
+from medunlearn.methods.registry import unlearn  # noqa: E402
 from medunlearn.models.loading import load_model  # noqa: E402
 from medunlearn.models.train import train  # noqa: E402
 from medunlearn.progress import show_progress  # noqa: E402

@@ -33,10 +33,12 @@ def one_run(seed: int, threads: int) -> list[dict]:
     import torch
 
     torch.set_num_threads(threads)
-    from medunlearn.data.splits import DeletionRequest, make_split
+    from medunlearn.data.hierarchy import DeletionRequest
+    from medunlearn.data.splits import make_split
     from medunlearn.data.synthetic import synthesize
     from medunlearn.evaluation.quality import per_sample_losses
-    from medunlearn.methods.registry import method_config, unlearn
+    from medunlearn.methods.catalog import method_config
+    from medunlearn.methods.registry import unlearn
     from medunlearn.models.loading import load_model
     from medunlearn.models.train import train
     from medunlearn.progress import show_progress

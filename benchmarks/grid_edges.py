@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from medunlearn.bench.config import BenchConfig
-from medunlearn.bench.requests import VALIDATION, draw_requests
+from medunlearn.bench.requests import VALIDATION
 from medunlearn.bench.run import Bench
-from medunlearn.bench.run_folder import loaded_vanilla, trained
+from medunlearn.bench.run_folder import trained
 from medunlearn.bench.selection import choose, grid_runs
 from medunlearn.data.synthetic import HospitalConfig
 from medunlearn.demo import FORGET_MI_COHORT, demo_dataset
@@ -53,8 +53,7 @@ def validation_stage(dataset, config: BenchConfig, folder: Path) -> dict[str, An
     bench.folder.path.mkdir(parents=True, exist_ok=True)
     bench.folder.write_config(bench.settings)
     vanilla_folder = trained(dataset, config.training(), bench.folder.vanilla(0), bench.timings, "training")
-    bench.vanilla = loaded_vanilla(vanilla_folder, dataset)
-    validations = [r for r in draw_requests(dataset, bench.vanilla, config) if r.role == VALIDATION]
+    validations = [r for r in bench.prepare(vanilla_folder) if r.role == VALIDATION]
     rows = bench._rows([(r, grid_runs(widened, r), 0) for r in validations])
     first = {}  # the first validation request of each group: the one reproduce validates on
     for index, r in enumerate(validations):

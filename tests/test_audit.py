@@ -12,8 +12,7 @@ import pytest
 from medunlearn.audit import CHECKS, FAIL, NO_ORACLE, NOT_MEASURED, PASS, checks, hashed_targets
 from medunlearn.config import TrainConfig
 from medunlearn.data.dataset import SALT_FILE, audit_salt
-from medunlearn.data.hierarchy import Level
-from medunlearn.data.splits import DeletionRequest
+from medunlearn.data.hierarchy import DeletionRequest, Level
 from medunlearn.models.train import train
 
 TARGET = "inst-1.pat-02"

@@ -37,8 +37,8 @@ def dual_model(tmp_path_factory, small_dataset):
 @pytest.fixture(scope="module")
 def medforget_file(tmp_path_factory, small_dataset):
     from medunlearn.data.formats.medforget_parquet import export_split
-    from medunlearn.data.hierarchy import Level
-    from medunlearn.data.splits import DeletionRequest, make_split
+    from medunlearn.data.hierarchy import DeletionRequest, Level
+    from medunlearn.data.splits import make_split
 
     folder = tmp_path_factory.mktemp("mf") / "mf"
     split = make_split(small_dataset, DeletionRequest(Level.PATIENT, ("inst-1.pat-01",)))
@@ -444,7 +444,10 @@ ROWS: list[tuple[str | None, list[str], str]] = [
     (None, [*UNLEARN[:-1], "forget_mi", "--set", "noise=-1"], "noise"),
     (None, [*UNLEARN, "--set", "layers=1000"], "--set layers=1000 asks for more layers than this model has (2)"),
     # found only once the work has begun: the folders made on the way to --out go too
-    (None, [*UNLEARN[:-1], "grad_ascent", "--set", "lr=1000000"], "the unlearning loss became nan"),
+    (None, [*UNLEARN[:-1], "grad_ascent", "--set", "lr=1000000"], "lr=1000000 is out of range; use a value in (0, 1]"),
+    (None, [*UNLEARN[:-1], "grad_ascent", "--set", "checkpointing=1"], "does not support gradient checkpointing"),
+    # every setting ends somewhere: a batch of 1e11 samples is a typo (it once ran for 385 s)
+    (None, [*UNLEARN[:-1], "chip", "--set", "batch_size=99999999999"], "batch_size=99999999999 is out of range"),
     (None, [*BENCH, "--methods", "chip,erase"], "unknown method 'erase'"),
     (None, [*BENCH, "--levels", "ward"], "unknown level 'ward'"),
     (None, [*BENCH, "--forget-fraction", "lots"], "is not a number"),

@@ -14,7 +14,7 @@ from medunlearn.data.hierarchy import Level
 from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.results import load_metrics
 from medunlearn.executors import LocalExecutor, Task
-from medunlearn.methods.registry import method_config
+from medunlearn.methods.catalog import method_config
 from medunlearn.models.loading import load_model
 from medunlearn.models.train import training_settings
 
@@ -268,13 +268,15 @@ def test_the_bench_trains_and_unlearns_through_the_lora_ranks_it_is_given():
 
 
 @pytest.mark.slow
-def test_a_method_cell_edits_its_own_load_never_the_shared_vanilla_model(dual_run, small_dataset):
-    # the cells ran in this process, one after another: the vanilla model the later cells read is still the folder's
+def test_a_method_cell_edits_its_own_load_never_the_vanilla_folder(dual_run, small_dataset):
+    # the cells ran in this process, one after another, each on its own load (no process keeps one between cells):
+    # the weights every later cell read are still the folder's, as a fresh load gives them
     folder, _ = dual_run
     vanilla_folder = folder / "models" / "vanilla"
-    shared = loaded_vanilla(vanilla_folder, small_dataset)
+    first, second = loaded_vanilla(vanilla_folder, small_dataset), loaded_vanilla(vanilla_folder, small_dataset)
+    assert first is not second and first.network is not second.network  # a load per cell, never a shared one
     fresh = load_model(vanilla_folder)
-    for (name, a), (_, b) in zip(shared.network.named_parameters(), fresh.network.named_parameters(), strict=True):
+    for (name, a), (_, b) in zip(first.network.named_parameters(), fresh.network.named_parameters(), strict=True):
         assert torch.equal(a, b), name
 
 

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from medunlearn.evaluation.results import VANILLA
-from medunlearn.methods.registry import METHODS
+from medunlearn.methods.catalog import METHODS
 from tests.conftest import copy_with_manifest, listing
 
 SMALL_FLAGS = [
@@ -299,3 +299,17 @@ def test_train_refuses_model_folders_it_cannot_use(run_cli, small_folder, tmp_pa
     code, _, err = run_cli("train", "--data", small_folder, "--out", tmp_path / "m", "--model", tmp_path / "bert")
     assert code == 2 and "names architecture 'bert'" in " ".join(err.split())
     assert not (tmp_path / "m").exists()
+
+
+def test_a_log_gets_one_line_per_loop_and_no_blank_lines(capsys):
+    from medunlearn.progress import show_progress, track
+
+    show_progress(True)
+    try:
+        assert list(track(range(3), "scoring")) == [0, 1, 2]
+        assert list(track(iter(range(2)), "steps")) == [0, 1]
+    finally:
+        show_progress(False)
+    lines = capsys.readouterr().err.splitlines()  # stderr is captured here: not a terminal
+    assert [line.split(" in ")[0] for line in lines] == ["scoring: 3/3", "steps: 2"]
+    assert all(line.endswith(" s") for line in lines)

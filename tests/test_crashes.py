@@ -16,8 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from medunlearn.config import TrainConfig
-from medunlearn.data.hierarchy import Level
-from medunlearn.data.splits import DeletionRequest
+from medunlearn.data.hierarchy import DeletionRequest, Level
 from medunlearn.methods.cost import model_cost
 from medunlearn.models.train import train, training_settings
 from medunlearn.outputs import claimed_output
@@ -54,8 +53,25 @@ def test_a_planted_checkpoint_is_refused_and_never_runs(run_cli, small_folder, s
     code, _, err = run_cli(
         "train", "--data", small_folder, "--model", "dual-encoder@scratch", "--epochs", "1", "--out", tmp_path / "m"
     )
-    assert code == 2 and "is not a checkpoint medunlearn wrote" in " ".join(err.split())
+    assert code == 2 and "a pickle, which is never read" in " ".join(err.split())
     assert not witness.exists() and not (tmp_path / "m").exists()
+
+
+def test_a_damaged_checkpoint_is_one_sentence(run_cli, small_folder, small_dataset, tmp_path):
+    partial = tmp_path / ".m.partial"
+    partial.mkdir()
+    config = TrainConfig(model="dual-encoder@scratch", epochs=1)
+    (partial / "settings.json").write_text(json.dumps(training_settings(small_dataset, config)))
+    (partial / "checkpoint" / "tensors").mkdir(parents=True)
+    (partial / "checkpoint" / "state.json").write_text(json.dumps({"epoch": 1, "log": []}))
+    index = {"weights.x": "shard-00000.safetensors"}
+    (partial / "checkpoint" / "tensors" / "index.json").write_text(json.dumps(index))
+    (partial / "checkpoint" / "tensors" / "shard-00000.safetensors").write_bytes(b"not a safetensors file")
+    code, _, err = run_cli(
+        "train", "--data", small_folder, "--model", "dual-encoder@scratch", "--epochs", "1", "--out", tmp_path / "m"
+    )
+    assert code == 2 and f"{partial} is not a checkpoint of this training" in " ".join(err.split())
+    assert not (tmp_path / "m").exists()
 
 
 def test_stale_temporary_folders_of_a_killed_save_are_removed(run_cli, small_folder, tmp_path):
@@ -107,7 +123,7 @@ def test_a_killed_retrain_resumes_says_so_and_costs_both_runs(run_cli, small_fol
     job = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"}
     )
-    checkpoint = tmp_path / ".u.work" / ".retrain.partial" / "checkpoint.pt"
+    checkpoint = tmp_path / ".u.work" / ".retrain.partial" / "checkpoint" / "state.json"
     try:
         deadline = time.monotonic() + 300
         while not checkpoint.is_file():
@@ -119,7 +135,7 @@ def test_a_killed_retrain_resumes_says_so_and_costs_both_runs(run_cli, small_fol
         job.wait()
     if out.exists():
         pytest.skip("the run finished before it could be killed")
-    state = torch.load(checkpoint, weights_only=True)
+    state = json.loads(checkpoint.read_text())
     done, earlier = state["epoch"], sum(entry["seconds"] for entry in state["log"])
     code, _, err = run_cli(
         "unlearn", "--model", vanilla, "--data", small_folder, *REQUEST, "--method", "retrain", "--out", out

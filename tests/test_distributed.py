@@ -22,9 +22,10 @@ from safetensors.torch import load_file
 
 from medunlearn import distributed
 from medunlearn.config import TrainConfig
-from medunlearn.data.hierarchy import Level
-from medunlearn.data.splits import DeletionRequest, make_split
-from medunlearn.methods.registry import method_config, unlearn
+from medunlearn.data.hierarchy import DeletionRequest, Level
+from medunlearn.data.splits import make_split
+from medunlearn.methods.catalog import method_config
+from medunlearn.methods.registry import unlearn
 from medunlearn.models.loading import load_model
 from medunlearn.models.train import train
 
@@ -134,6 +135,36 @@ def test_the_helpers_are_the_identity_in_one_process():
     assert distributed.total(value) is value and distributed.failure(ValueError("bad")) == "bad"
 
 
+def test_a_collective_runs_where_its_backend_reduces(monkeypatch):
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed.collective_device("nccl") == torch.device("cuda", 1)  # NCCL reduces CUDA tensors only
+    assert distributed.collective_device("gloo") == torch.device("cpu")
+
+
+def test_under_zero3_a_model_loads_without_a_device_map(monkeypatch):
+    from medunlearn.models import vlm_folder
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert vlm_folder.placement() == (torch.bfloat16, "cuda:1")  # a whole replica on this process's GPU
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    assert vlm_folder.placement() == (torch.bfloat16, None)  # ZeRO-3 partitions the weights as they load
+    monkeypatch.delenv("WORLD_SIZE")
+    assert vlm_folder.placement() == (torch.bfloat16, None)
+
+
+def test_micro_batches_exchange_gradients_once_a_step(small_folder, one_process, tmp_path):
+    """accumulation: the processes exchange the summed gradient after the last micro-batch only (no_sync before)."""
+    out = tmp_path / "exchanges.json"
+    succeeded(launch("torchrun", "-m", "tests.launched_exchanges", small_folder, one_process, out))
+    runs = json.loads(out.read_text())
+    for loop in ("grad_diff", "train"):
+        whole, parts = runs[f"{loop} accumulation=1"], runs[f"{loop} accumulation=4"]
+        per_step = whole["exchanges"] / whole["steps"]  # the buckets of one exchange
+        assert per_step >= 1 and parts["exchanges"] == per_step * parts["steps"], runs
+
+
 def test_parts_are_contiguous_and_weighted_to_the_whole_batch(monkeypatch):
     rows = list(range(7))
     parts = []
@@ -173,7 +204,7 @@ def test_an_interrupted_two_process_training_resumes(small_folder, two_processes
     out = tmp_path / "model"
     stopped = launch("torchrun", "-m", "tests.launched_training", small_folder, out, EPOCHS)
     assert stopped.returncode != 0 and not out.exists()
-    assert (tmp_path / ".model.partial" / "checkpoint.pt").is_file()
+    assert (tmp_path / ".model.partial" / "checkpoint" / "state.json").is_file()
     succeeded(launch("torchrun", "train", "--data", small_folder, "--out", out, *TRAINING))
     assert losses(out) == losses(two_processes)
     assert largest_difference(weights(out), weights(two_processes)) == 0.0

@@ -32,18 +32,17 @@ from pathlib import Path
 from typing import Any
 
 from medunlearn.data.dataset import HospitalDataset
-from medunlearn.data.splits import DeletionRequest, make_split
 from medunlearn.errors import MedunlearnError
-from medunlearn.evaluation.evaluate import compare_with_oracle, evaluate_model, evaluation_sets
-from medunlearn.evaluation.results import SCORE
-from medunlearn.models.base import MultimodalModel
-from medunlearn.models.loading import weight_files
+from medunlearn.models.card import weight_files
 
 RECORD = "audit.json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://medunlearn.dev/deletion-audit/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 PASS, FAIL, NO_ORACLE, NOT_MEASURED = "pass", "fail", "no oracle", "not measured"
+#: the verdict of a record written without evidence (`unlearn` by default): `medunlearn audit` scores it
+NOT_SCORED = "not scored"
+AUDIT_COMMAND = "medunlearn audit --model UNLEARNED --data DATA --oracle ORACLE --out RECORD"
 
 
 @dataclass(frozen=True)
@@ -144,43 +143,6 @@ def environment() -> dict[str, str]:
 
 
 # -- the evidence ---------------------------------------------------------------------------------
-def evidence(
-    model: MultimodalModel | None,
-    dataset: HospitalDataset,
-    request: DeletionRequest,
-    *,
-    oracle: MultimodalModel | None,
-    source: MultimodalModel | None,
-    seed: int,
-    limit: int,
-) -> dict[str, Any]:
-    """Scores of the unlearned model and, on the same questions, of the oracle and of the source model (each that
-    is given: the source can be scored before the method edits it in place)."""
-    split = make_split(dataset, request, seed=seed)
-    chooser = next(m for m in (model, source, oracle) if m is not None)  # the questions depend only on the data
-    sets = evaluation_sets(chooser, dataset, split, limit=limit, seed=seed)
-    found: dict[str, Any] = {"questions": {name: len(samples) for name, samples in sets.items()}}
-    for role, candidate in (("model", model), ("oracle", oracle), ("source", source)):
-        if candidate is not None:
-            evaluation = evaluate_model(candidate, dataset, sets, seed=seed, request=request)
-            found[role] = _numbers(compare_with_oracle(evaluation, None))
-    return found
-
-
-def _numbers(row: dict[str, Any]) -> dict[str, Any]:
-    """What a check reads from an evaluation row: set scores, attack results, the reconstruction curve."""
-    scores = {name: (values or {}).get(SCORE) for name, values in (row.get("scores") or {}).items()}
-    privacy = row.get("privacy") or {}
-    curve = [{"context": step["context"], "score": step["score"]} for step in row.get("reconstruction") or []]
-    return {
-        "scores": scores,
-        "mia_auc": (privacy.get("loss") or {}).get("auc"),
-        "min_k_auc": (privacy.get("min_k") or {}).get("auc"),
-        "audit_member_share": privacy.get("audit_member_share"),
-        "reconstruction": curve,
-    }
-
-
 def _value(numbers: dict[str, Any] | None, check: str) -> float | None:
     if numbers is None:
         return None
@@ -235,7 +197,25 @@ def statement(
 ) -> dict[str, Any]:
     """The in-toto Statement of one deletion; ``unlearned`` is the model folder's ``unlearn_config.json``."""
     request = unlearned["request"]
-    rows, overall = checks(found)
+    scored = "model" in found
+    rows, overall = checks(found) if scored else ([], NOT_SCORED)
+    evaluation = (
+        {
+            "seed": seed,
+            "questions_per_set_at_most": limit,
+            "questions": found["questions"],
+            "reference": "retrain oracle"
+            if "oracle" in found
+            else "none (no oracle given): the source model is shown for context",
+            "image_budget": found.get("image_budget"),
+        }
+        if scored
+        else {
+            "scored": False,
+            "how": f"the weights' digests bind this record to the deletion; `{AUDIT_COMMAND}` scores the evidence "
+            "beside the retrain oracle and gives each check's verdict",
+        }
+    )
     return {
         "_type": STATEMENT_TYPE,
         "subject": [{"name": name, "digest": {"sha256": digest}} for name, digest in sorted(weights.items())],
@@ -260,14 +240,7 @@ def statement(
             "sets": unlearned.get("counts"),
             "environment": environment(),
             "cost": cost,
-            "evaluation": {
-                "seed": seed,
-                "questions_per_set_at_most": limit,
-                "questions": found["questions"],
-                "reference": "retrain oracle"
-                if "oracle" in found
-                else "none (no oracle given): the source model is shown for context",
-            },
+            "evaluation": evaluation,
             "evidence": {role: found[role] for role in ("model", "oracle", "source") if role in found},
             "checks": rows,
             "verdict": overall,

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-from medunlearn.data.splits import DeletionRequest
+from medunlearn.data.hierarchy import DeletionRequest
 from medunlearn.errors import MAX_SEED, MedunlearnError, check_integer
 
 #: the model a command trains when none is named (the tiny Qwen2-VL preset, from its pretrained base)
@@ -19,6 +19,24 @@ MAX_BATCH = 4096
 MAX_LR = 1.0
 MAX_LORA_RANK = 1024
 MAX_REPLAY = 100_000
+#: the parts of a vision-language model a LoRA adapter may wrap, and the default: the language model alone (as
+#: MedForget's own fine-tune, which excludes the vision tower; the projector and the tower only when asked for)
+LORA_PARTS = ("language", "projector", "vision")
+DEFAULT_LORA_TARGETS = ("language",)
+
+
+def lora_parts(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """``--lora-targets language,projector`` as a tuple of parts in the canonical order (None: the default)."""
+    if value is None:
+        return DEFAULT_LORA_TARGETS
+    given = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v).strip() for v in value]
+    unknown = [v for v in given if v not in LORA_PARTS]
+    if unknown or not [v for v in given if v]:
+        raise MedunlearnError(
+            f"--lora-targets {','.join(given)!s} names {', '.join(unknown) or 'nothing'}; give a comma-separated "
+            f"list of {', '.join(LORA_PARTS)} (default: language)."
+        )
+    return tuple(part for part in LORA_PARTS if part in given)
 
 
 @dataclass(frozen=True)
@@ -35,6 +53,8 @@ class TrainConfig:
     batch_size: int | None = None
     seed: int = 0
     lora_r: int = 0
+    #: what a LoRA adapter wraps (config.LORA_PARTS): the language model unless asked for more
+    lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
     text_encoder: str | None = None
     exclude: DeletionRequest | None = None  # set: the retrain oracle of this request (trained without its forget set)
     #: further requests the oracle of a stream of requests is trained without (bench --sequence)
@@ -50,6 +70,9 @@ class TrainConfig:
     )
     min_pixels: int | None = None  # the Qwen image processors' bounds on an image's pixels (None: the model's own)
     max_pixels: int | None = None
+    #: memory levers (models/memory_levers.py): micro-batches per batch, and activations recomputed in the backward
+    accumulation: int = 1
+    checkpointing: bool = False
 
     def __post_init__(self) -> None:
         # upper bounds far above any real run: a mistyped 1e6 epochs or batch is refused, not run "forever"
@@ -65,6 +88,8 @@ class TrainConfig:
         check_integer("--lora-r", self.lora_r, 0, MAX_LORA_RANK, " (0: full fine-tuning)")
         if self.replay is not None:
             check_integer("--replay", self.replay, 0, MAX_REPLAY, " questions per epoch (0: no replay)")
+        object.__setattr__(self, "lora_targets", lora_parts(self.lora_targets))
+        check_integer("--accumulation", self.accumulation, 1, MAX_BATCH, " micro-batches per batch")
         if not 0 <= self.warmup < 1:
             raise MedunlearnError(f"warmup is {self.warmup}; use a share in [0, 1).")
 
@@ -91,6 +116,13 @@ class TrainConfig:
         for name in ("min_pixels", "max_pixels"):  # recorded when set: recipes written before them keep their identity
             if payload[name] is None:
                 del payload[name]
+        for name, default in (("accumulation", 1), ("checkpointing", False)):  # likewise (the same steps either way)
+            if payload[name] == default:
+                del payload[name]
+        if payload["lora_targets"] == DEFAULT_LORA_TARGETS:  # likewise
+            del payload["lora_targets"]
+        else:
+            payload["lora_targets"] = list(payload["lora_targets"])
         payload["exclude_level"] = self.exclude.level.value if self.exclude else None
         payload["exclude_targets"] = list(self.exclude.targets) if self.exclude else []
         payload.pop("also_exclude")

@@ -21,8 +21,7 @@ from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.synthetic import HospitalConfig, synthesize
 from medunlearn.evaluation.results import merge_metrics
 from medunlearn.executors import Executor, LocalExecutor, side_by_side
-from medunlearn.methods.forget_mi import FORGET_MI
-from medunlearn.methods.gradient import GRADIENT_METHODS
+from medunlearn.methods.catalog import OBJECTIVE_METHODS
 from medunlearn.models.pretrain import PretrainConfig, ensure_base
 from medunlearn.outputs import mark, write_json
 from medunlearn.report.html import render
@@ -50,8 +49,8 @@ QUICK_EPOCHS = {"vlm": 4, "dual": 5}
 #: --quick pretrains smaller bases (a first look, not a measurement)
 QUICK_PRETRAIN = {"patients": 300, "vision_epochs": 6}
 #: --quick's budgets: every gradient method and Forget-MI one epoch over the forget set
-QUICK_BUDGETS = {m.name: {"epochs": 1} for m in GRADIENT_METHODS}
-QUICK_FORGET_MI = {FORGET_MI.name: {"epochs": 1}}
+QUICK_BUDGETS = {m.name: {"epochs": 1} for m in OBJECTIVE_METHODS}
+QUICK_FORGET_MI = {"forget_mi": {"epochs": 1}}
 
 
 @dataclass(frozen=True)

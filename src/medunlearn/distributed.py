@@ -24,6 +24,8 @@ Under several processes:
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import os
 from collections.abc import Callable, Sequence
@@ -82,6 +84,7 @@ def accelerator() -> Accelerator:
     data_parallel = DistributedDataParallelKwargs(find_unused_parameters=True, broadcast_buffers=False)
     created = Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=[data_parallel])
     show_progress(created.is_main_process)  # one set of bars, the main process's
+    atexit.register(_leave)
     return created
 
 
@@ -91,6 +94,15 @@ def start() -> World:
     if current.distributed:
         accelerator()
     return current
+
+
+def _leave() -> None:
+    """At exit, leave the process group: its threads are joined before the interpreter goes (a process that finished
+    before the others otherwise aborted at exit, now and then, with 'terminate called without an active exception')."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def prepare(model: MultimodalModel, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
@@ -113,6 +125,14 @@ def backward(loss: torch.Tensor) -> None:
         accelerator().backward(loss)
     else:
         loss.backward()
+
+
+def no_sync(model: MultimodalModel, *, last: bool) -> contextlib.AbstractContextManager:
+    """The context of one micro-batch's forward and backward passes: under a launcher the gradients are exchanged
+    only on the ``last`` micro-batch of a batch (accelerate's ``no_sync`` on the others); nothing in one process."""
+    if last or not world().distributed or model._passes is None:
+        return contextlib.nullcontext()
+    return accelerator().no_sync(model._passes)
 
 
 def release(model: MultimodalModel) -> MultimodalModel:
@@ -159,15 +179,26 @@ def sharded(function: Callable[[list[T]], Sequence[R]], items: Sequence[T]) -> l
     return gather_object(mine)  # every process's list, concatenated in rank order
 
 
+def collective_device(backend: str) -> torch.device:
+    """Where a tensor must be for a collective of ``backend``: NCCL reduces only CUDA tensors (this process's GPU),
+    gloo CPU ones."""
+    import torch
+
+    if backend == "nccl":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
 def total(tensor: torch.Tensor) -> torch.Tensor:
-    """The sum of ``tensor`` over the processes (itself in one process)."""
+    """The sum of ``tensor`` over the processes (itself in one process), returned where it was: reduced on the
+    process group's own device (CHIP's float64 sums live on the CPU; NCCL reduces them on the GPU)."""
     if not world().distributed:
         return tensor
     import torch.distributed as dist
 
-    summed = tensor.detach().clone()
+    summed = tensor.detach().to(collective_device(dist.get_backend()), copy=True)
     dist.all_reduce(summed, op=dist.ReduceOp.SUM)  # on the accelerator's process group
-    return summed
+    return summed.to(tensor.device)
 
 
 def mean(value: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,9 @@
-"""Progress bars (rich) for every loop a person waits for, written to stderr."""
+"""Progress for every loop a person waits for, on stderr: a bar (rich) on a terminal; in a log or a pipe, where a
+bar would leave runs of blank lines, one line per loop when it ends — its name, its count and its seconds."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -20,12 +22,21 @@ def show_progress(shown: bool) -> None:
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-    """Iterate ``items`` under a progress bar (unless :func:`show_progress` hid them)."""
+    """Iterate ``items`` under a progress bar, or with one line at the end where stderr is not a terminal (unless
+    :func:`show_progress` hid them)."""
     if not _shown["bars"]:
         yield from items
         return
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
+    if not _console.is_terminal:
+        started, done = time.perf_counter(), 0
+        for item in items:
+            yield item
+            done += 1
+        count = f"{done}/{total}" if total is not None else f"{done}"
+        _console.print(f"{description}: {count} in {time.perf_counter() - started:.1f} s", highlight=False)
+        return
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),

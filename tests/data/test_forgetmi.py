@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from medunlearn.data.formats.forgetmi_csv import import_forgetmi, parse_report
-from medunlearn.data.hierarchy import Level
-from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.data.hierarchy import DeletionRequest, Level
+from medunlearn.data.splits import make_split
 from medunlearn.errors import MedunlearnError
 
 REPORT = """                                 FINAL REPORT

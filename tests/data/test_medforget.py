@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from medunlearn.data.formats.medforget_parquet import MEDFORGET_SCHEMA, export_split, import_medforget
-from medunlearn.data.hierarchy import Level
+from medunlearn.data.hierarchy import DeletionRequest, Level
 from medunlearn.data.samples import Task
-from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.data.splits import make_split
 from medunlearn.errors import MedunlearnError
 
 
@@ -119,6 +119,13 @@ def test_foreign_file_without_extensions(tmp_path):
             "without section_name",
         ),
         ([row(hierarchy={"hierarchy_level": "ward"})], "unknown level 'ward'"),
+        # a section outside the report's four, and an id that is neither text nor a whole number
+        (
+            [row(hierarchy={"hierarchy_level": "section", "section_name": "HISTORY"}, questions=[("Q?", "x")])],
+            "section_name 'HISTORY' is not a report section medunlearn knows",
+        ),
+        ([row(hierarchy={"patient_id": 3.5})], "'patient_id' is 3.5; give the id as a string"),
+        ([row(hierarchy={"patient_id": True})], "'patient_id' is True; give the id as a string"),
     ],
 )
 def test_bad_rows(tmp_path, rows, message):
@@ -152,3 +159,21 @@ def test_an_answer_outside_the_options_stays_as_written_and_is_refused_later(wri
     from medunlearn.data.formats.medforget_parquet import option_answer
 
     assert option_answer(written, ("female", "male", "unknown")) == written
+
+
+def test_integer_ids_are_read_as_their_decimal_text_and_the_import_says_so(tmp_path, capsys):
+    from medunlearn.progress import show_progress
+
+    rows = [
+        row("a", "I1/P1/S1/a.png", hierarchy={"patient_id": 10000032, "study_id": 0}),
+        row("b", "I1/P2/S2/b.png", hierarchy={"hierarchy_level": "section", "section_name": "findings"},
+            questions=[("What does it say?", "No edema.")]),
+    ]  # fmt: skip
+    show_progress(True)
+    try:
+        dataset = import_medforget(write(tmp_path / "f.parquet", rows))
+    finally:
+        show_progress(False)
+    assert [n.id for n in dataset.hospital.path("0")] == ["I1", "10000032", "0"]  # 0 is an id, not a missing one
+    assert "S2.FINDINGS" in {n.id for n in dataset.hospital.nodes(Level.SECTION)}  # the name's case is the report's
+    assert "2 node ids were JSON integers; each is read as its decimal text" in capsys.readouterr().err

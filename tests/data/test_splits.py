@@ -1,9 +1,9 @@
 import pytest
 
 from medunlearn.data.dataset import HospitalDataset
-from medunlearn.data.hierarchy import Level
+from medunlearn.data.hierarchy import DeletionRequest, Level
 from medunlearn.data.samples import SampleTable
-from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.data.splits import make_split
 from medunlearn.errors import MedunlearnError
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from medunlearn.config import TrainConfig
-from medunlearn.data.hierarchy import Level
-from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.data.hierarchy import DeletionRequest, Level
+from medunlearn.data.splits import make_split
 from medunlearn.evaluation.evaluate import compare_with_oracle, evaluate_model, evaluation_sets
 from medunlearn.evaluation.knowledge import declared_part
 from medunlearn.evaluation.membership import matched_strangers

@@ -8,10 +8,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from medunlearn.data.hierarchy import Level
+from medunlearn.data.hierarchy import DeletionRequest, Level
 from medunlearn.data.questions import all_templates
 from medunlearn.data.samples import Knowledge, Sample, Task
-from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.data.splits import make_split
 from medunlearn.evaluation.knowledge import (
     INFERABLE,
     MEMORISED,

@@ -122,9 +122,8 @@ def test_the_bench_leaves_out_a_request_that_cannot_select_and_runs_defaults_whe
     from medunlearn.bench.requests import BenchRequest
     from medunlearn.bench.selection import choose as bench_choose
     from medunlearn.bench.selection import chosen_runs, grid_cell
-    from medunlearn.data.hierarchy import Level
-    from medunlearn.data.splits import DeletionRequest
-    from medunlearn.methods.registry import method_config
+    from medunlearn.data.hierarchy import DeletionRequest, Level
+    from medunlearn.methods.catalog import method_config
 
     config = BenchConfig(methods=("grad_diff", "retrain"), select=True)
     requests = [
@@ -162,9 +161,8 @@ def test_grid_cells_are_named_by_their_settings_and_numbered_ones_are_adopted(tm
     from medunlearn.bench.requests import BenchRequest
     from medunlearn.bench.run_folder import RunFolder
     from medunlearn.bench.selection import adopt_numbered_cells, grid_cell, grid_runs
-    from medunlearn.data.hierarchy import Level
-    from medunlearn.data.splits import DeletionRequest
-    from medunlearn.methods.registry import method_config
+    from medunlearn.data.hierarchy import DeletionRequest, Level
+    from medunlearn.methods.catalog import method_config
     from medunlearn.outputs import write_json
 
     config = BenchConfig(methods=("chip", "retrain"), select=True)

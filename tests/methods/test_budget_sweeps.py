@@ -3,12 +3,13 @@
 import pytest
 import torch
 
-from medunlearn.data.hierarchy import Level
-from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.data.hierarchy import DeletionRequest, Level
+from medunlearn.data.splits import make_split
 from medunlearn.errors import MedunlearnError
 from medunlearn.methods import cost as cost_module
+from medunlearn.methods.catalog import method, method_config
 from medunlearn.methods.cost import CostMeter
-from medunlearn.methods.registry import method, method_config, unlearn
+from medunlearn.methods.registry import unlearn
 from medunlearn.models.tiny import build_scratch
 
 REQUEST = DeletionRequest(Level.PATIENT, ("inst-1.pat-02",))

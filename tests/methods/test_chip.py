@@ -4,8 +4,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 from torch import nn
 
-from medunlearn.data.hierarchy import Level
-from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.data.hierarchy import DeletionRequest, Level
+from medunlearn.data.splits import make_split
+from medunlearn.methods.catalog import method_config
 from medunlearn.methods.chip import (
     FORGET,
     RETAIN,
@@ -21,7 +22,7 @@ from medunlearn.methods.chip import (
     sibling_directions,
     stream_statistics,
 )
-from medunlearn.methods.registry import method_config, unlearn
+from medunlearn.methods.registry import unlearn
 from medunlearn.models.base import Batch
 
 

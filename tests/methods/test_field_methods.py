@@ -6,10 +6,11 @@ import math
 import pytest
 import torch
 
-from medunlearn.data.hierarchy import Level
-from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.data.hierarchy import DeletionRequest, Level
+from medunlearn.data.splits import make_split
+from medunlearn.methods.catalog import method_config
 from medunlearn.methods.idk import IDK_OBJECTIVE, REFUSALS, refused, uniform_cross_entropy
-from medunlearn.methods.registry import method_config, unlearn
+from medunlearn.methods.registry import unlearn
 from medunlearn.methods.saliency import saliency_masks
 from medunlearn.methods.simnpo import simnpo_loss
 from medunlearn.methods.undial import undial_loss

@@ -82,10 +82,12 @@ def test_gradients_reach_the_models_own_fusion(dual, small_dataset):
 
 @pytest.mark.parametrize("push, farther", [(1, True), (0, False)])
 def test_forget_embeddings_move_away_from_the_originals_view_of_their_noisy_copies(dual, small_dataset, push, farther):
-    from medunlearn.data.hierarchy import Level
-    from medunlearn.data.splits import DeletionRequest, make_split
-    from medunlearn.methods.forget_mi import ForgetMISettings, mean_distance, noisy_targets, unimodal
-    from medunlearn.methods.registry import method_config, unlearn
+    from medunlearn.data.hierarchy import DeletionRequest, Level
+    from medunlearn.data.splits import make_split
+    from medunlearn.methods.catalog import method_config
+    from medunlearn.methods.forget_mi import mean_distance, noisy_targets, unimodal
+    from medunlearn.methods.registry import unlearn
+    from medunlearn.methods.settings import ForgetMISettings
 
     split = make_split(small_dataset, DeletionRequest(Level.INSTITUTION, ("inst-1",)))
     forget = dual.usable(split.table(small_dataset, "forget"))
@@ -109,3 +111,33 @@ def test_forget_embeddings_move_away_from_the_originals_view_of_their_noisy_copi
     moved = [a > b for a, b in zip(distance["after"], distance["before"], strict=True)]
     assert moved == [farther, farther], distance  # UU and MU both grew (push) or both shrank (pull)
     assert summary["epochs_run"] >= 1 and summary["stopped_by"] in ("budget", "patience", "validation")
+
+
+@pytest.mark.parametrize("lora_r", [4, 0])
+def test_a_first_epoch_that_loses_utility_is_undone(lora_r, small_dataset, tmp_path, monkeypatch):
+    """Validation stops the run in its first epoch: the weights go back to where they started (under LoRA the
+    adapter's start, once a crash through the reference's attributes; without, a copy kept on disk, not in memory)."""
+    from medunlearn.data.hierarchy import DeletionRequest, Level
+    from medunlearn.data.splits import make_split
+    from medunlearn.methods import forget_mi
+    from medunlearn.methods.catalog import method_config
+    from medunlearn.methods.registry import unlearn
+    from medunlearn.models.tiny import build_scratch
+
+    real, calls = forget_mi.likelihood, []
+
+    def likelihood(model, samples, size):  # the calls: forget, validation (the floor), then per epoch both
+        calls.append(real(model, samples, size))
+        return calls[-1] - (1.0 if len(calls) == 4 else 0.0)  # the first epoch's validation falls below the floor
+
+    monkeypatch.setattr(forget_mi, "likelihood", likelihood)
+    model = build_scratch("tiny-qwen2-vl", small_dataset, seed=0)
+    split = make_split(small_dataset, DeletionRequest(Level.PATIENT, ("inst-1.pat-02",)), seed=0)
+    before = {n: p.detach().clone() for n, p in model.network.named_parameters()}
+    settings = {"epochs": 2, "lr": 1e-3, "batch_size": 4, "validation_limit": 8}
+    config = method_config("forget_mi", settings, 0, lora_r)
+    unlearned, _, summary = unlearn(model, split, config, dataset=small_dataset, workdir=tmp_path, in_place=True)
+    assert summary["stopped_by"] == "validation" and summary["epochs_kept"] == 0
+    merged = dict(unlearned.merged().network.named_parameters())
+    assert all(torch.allclose(before[n], merged[n], atol=1e-6) for n in before)
+    assert not list(tmp_path.iterdir())  # the kept weights' files are gone

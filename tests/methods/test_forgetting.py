@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.data.hierarchy import DeletionRequest
+from medunlearn.data.splits import make_split
 from medunlearn.evaluation.quality import per_sample_losses
-from medunlearn.methods.registry import method_config, unlearn
+from medunlearn.methods.catalog import method_config
+from medunlearn.methods.registry import unlearn
 from tests.behaviour import ASSERTED, CASES, REQUESTS, SPECIFICITY, case_id, specificity
 
 MEASURED = json.loads((Path(__file__).parent / "forgetting_spread.json").read_text())

@@ -72,9 +72,10 @@ def test_a_sequence_loss_is_the_answer_nll_summed_over_its_tokens(vlm, small_dat
     "name, forward_per_step", [("grad_ascent", 2), ("grad_diff", 4), ("kl", 6), ("npo", 6), ("retain_ft", 2)]
 )
 def test_passes_are_counted_in_samples(dual, small_dataset, name, forward_per_step):
-    from medunlearn.data.hierarchy import Level
-    from medunlearn.data.splits import DeletionRequest, make_split
-    from medunlearn.methods.registry import method_config, unlearn
+    from medunlearn.data.hierarchy import DeletionRequest, Level
+    from medunlearn.data.splits import make_split
+    from medunlearn.methods.catalog import method_config
+    from medunlearn.methods.registry import unlearn
 
     split = make_split(small_dataset, DeletionRequest(Level.INSTITUTION, ("inst-1",)))
     _, cost, summary = unlearn(dual, split, method_config(name, {"epochs": 1, "batch_size": 2}), dataset=small_dataset)

@@ -6,11 +6,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from medunlearn.data.hierarchy import Level
-from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.data.hierarchy import DeletionRequest, Level
+from medunlearn.data.splits import make_split
 from medunlearn.methods import gradient
+from medunlearn.methods.catalog import method_config
 from medunlearn.methods.gradient import AdapterOff
-from medunlearn.methods.registry import method_config, unlearn
+from medunlearn.methods.registry import unlearn
 from medunlearn.models.base import MultimodalModel
 from medunlearn.models.loading import load_model
 from medunlearn.models.tiny import build_scratch
@@ -80,7 +81,7 @@ def test_by_default_the_callers_model_is_left_untouched(vlm, small_dataset):
     assert unlearned is not vlm and all(torch.equal(p, weights[n]) for n, p in vlm.network.state_dict().items())
 
 
-def test_a_saved_adapter_loads_as_its_base_with_the_adapter_merged(run_cli, small_folder, vlm_folder, tmp_path):
+def test_a_saved_adapter_loads_as_its_base_with_the_adapter_on_top(run_cli, small_folder, vlm_folder, tmp_path):
     common = ["unlearn", "--model", vlm_folder, "--data", small_folder, "--level", "patient", "--target"]
     common += ["inst-1.pat-02", "--method", "grad_diff", "--set", "epochs=1", "--lora-r", "4"]
     code, _, err = run_cli(*common, "--out", tmp_path / "merged")
@@ -90,5 +91,7 @@ def test_a_saved_adapter_loads_as_its_base_with_the_adapter_merged(run_cli, smal
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()
     assert not (tmp_path / "adapter" / "model.safetensors").exists()  # the patch alone
     merged, patched = load_model(tmp_path / "merged"), load_model(tmp_path / "adapter")
+    assert hasattr(patched.network, "peft_config")  # unmerged, as it shipped (docs/audit.md)
+    patched = patched.merged()  # folded in, it is the merged save's model
     for (name, a), (_, b) in zip(merged.network.named_parameters(), patched.network.named_parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), name

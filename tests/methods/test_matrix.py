@@ -14,11 +14,12 @@ import pytest
 import torch
 
 from medunlearn.config import DUAL_ENCODER, TrainConfig
-from medunlearn.data.hierarchy import Level
-from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.data.hierarchy import DeletionRequest, Level
+from medunlearn.data.splits import make_split
 from medunlearn.errors import MedunlearnError
-from medunlearn.methods.method import Parameter
-from medunlearn.methods.registry import METHODS, method_config, unlearn
+from medunlearn.methods.catalog import METHODS, method_config
+from medunlearn.methods.registry import unlearn
+from medunlearn.methods.settings import Parameter
 from medunlearn.models.loading import load_model
 from medunlearn.models.train import train
 

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from medunlearn.data.hierarchy import Level
-from medunlearn.data.splits import DeletionRequest, make_split
-from medunlearn.methods.registry import method_config, unlearn
+from medunlearn.data.hierarchy import DeletionRequest, Level
+from medunlearn.data.splits import make_split
+from medunlearn.methods.catalog import method_config
+from medunlearn.methods.registry import unlearn
 from medunlearn.models.tiny import build_scratch
 
 REQUEST = DeletionRequest(Level.PATIENT, ("inst-1.pat-02",))

@@ -5,9 +5,8 @@ import pytest
 from medunlearn.config import parse_assignments
 from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.results import ORACLE
-from medunlearn.methods.chip import ChipSettings
-from medunlearn.methods.gradient import GradientSettings, NPOSettings
-from medunlearn.methods.registry import METHODS, method, method_config
+from medunlearn.methods.catalog import METHODS, method, method_config
+from medunlearn.methods.settings import ChipSettings, GradientSettings, NPOSettings
 
 
 def test_registry_holds_every_method_of_the_protocol():

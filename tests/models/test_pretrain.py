@@ -10,10 +10,9 @@ import medunlearn.models.pretrain as pretraining
 import medunlearn.models.train as training
 from medunlearn.config import TrainConfig
 from medunlearn.data.dataset import HospitalDataset
-from medunlearn.data.hierarchy import Level
+from medunlearn.data.hierarchy import DeletionRequest, Level
 from medunlearn.data.population import ID_PREFIX
 from medunlearn.data.questions import DIAGNOSTIC_FACTS
-from medunlearn.data.splits import DeletionRequest
 from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.quality import write_base_quality
 from medunlearn.models.fine_tuning import length_grouped_batches

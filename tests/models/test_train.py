@@ -5,8 +5,8 @@ import torch
 from safetensors.torch import load_file
 
 from medunlearn.config import TrainConfig, exclusion
-from medunlearn.data.hierarchy import Level
-from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.data.hierarchy import DeletionRequest, Level
+from medunlearn.data.splits import make_split
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.base import MultimodalModel
 from medunlearn.models.train import initial_model, train
@@ -62,7 +62,9 @@ def test_interrupted_training_resumes_to_the_same_weights(small_dataset, tmp_pat
     train(small_dataset, two, tmp_path / "straight")
     with pytest.raises(KeyboardInterrupt):
         train(small_dataset, two, tmp_path / "resumed", epoch_done=_stop_after(1))
-    assert not (tmp_path / "resumed").exists() and (tmp_path / ".resumed.partial" / "checkpoint.pt").is_file()
+    assert (
+        not (tmp_path / "resumed").exists() and (tmp_path / ".resumed.partial" / "checkpoint" / "state.json").is_file()
+    )
     with pytest.raises(MedunlearnError, match=r"other settings \(lr\)"):
         train(small_dataset, TrainConfig(**{**two.__dict__, "lr": 1e-3}), tmp_path / "resumed")
     train(small_dataset, two, tmp_path / "resumed")
@@ -88,7 +90,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_dataset, tmp_pa
     ):
         train(small_dataset, TrainConfig(**{**ONE_EPOCH.__dict__, "epochs": 3}), tmp_path / "m")
     assert not (tmp_path / "m").exists()
-    assert torch.load(tmp_path / ".m.partial" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert json.loads((tmp_path / ".m.partial" / "checkpoint" / "state.json").read_text())["epoch"] == 1
 
 
 @pytest.mark.parametrize(

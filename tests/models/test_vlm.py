@@ -175,3 +175,28 @@ def test_tokenizer_is_trained_offline_and_deterministically(small_dataset):
     pieces = first.tokenize(accession)
     assert pieces[-8:] == list(accession[-8:])  # digits one by one
     assert first.decode(first(accession)["input_ids"]) == accession
+
+
+def test_answers_are_plain_greedy_whatever_the_checkpoints_generation_config(small_dataset, some_samples):
+    model = build_scratch("tiny-qwen2-vl", small_dataset, seed=0)  # random weights: it repeats itself
+    model.attach(small_dataset)
+    plain = model.answer(some_samples, max_new_tokens=6)
+    emitted = model.tokenizer(plain[0], add_special_tokens=False)["input_ids"]
+    config = model.network.generation_config  # what a checkpoint's generation_config.json could hold
+    config.suppress_tokens, config.repetition_penalty, config.no_repeat_ngram_size = emitted[:2], 50.0, 1
+    assert model.answer(some_samples, max_new_tokens=6) == plain
+    assert model.network.generation_config.repetition_penalty == 50.0  # the model's own is left as it was
+
+
+def test_a_question_without_a_fact_gets_its_tasks_limit_not_the_datasets_longest(small_dataset):
+    import dataclasses
+
+    from medunlearn.models.answer_length import answer_kind, answer_limits
+
+    model = build_scratch("tiny-qwen2-vl", small_dataset, seed=0)
+    unnamed = [dataclasses.replace(s, fact="") for s in small_dataset.training_samples()]  # as MedForget imports
+    limits = answer_limits(model.tokenizer, unnamed)
+    cloze = next(s for s in unnamed if s.task.value == "cloze")
+    section = max(unnamed, key=lambda s: len(s.answer))
+    assert answer_kind(cloze) == f"cloze at the {cloze.fact_level.value} level"
+    assert limits[answer_kind(cloze)] < limits[answer_kind(section)]  # a cloze is not given a report's length

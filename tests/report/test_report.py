@@ -58,12 +58,8 @@ def test_summary_and_verdict_tables(run_folder):
     assert all(v["method"] not in REFERENCE_ROWS for v in verdicts)
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="headless Chromium is not installed (make test installs it where apt-get can)"
-)
-def test_report_renders_in_headless_chromium(run_folder, tmp_path):
-    shot = tmp_path / "report.png"
-    result = subprocess.run(
+def _chromium(tmp_path, *args):
+    return subprocess.run(
         [
             CHROMIUM,
             "--headless",
@@ -75,13 +71,21 @@ def test_report_renders_in_headless_chromium(run_folder, tmp_path):
             "--disable-component-update",
             "--disable-sync",
             f"--user-data-dir={tmp_path / 'profile'}",
-            "--window-size=1200,1600",
-            f"--screenshot={shot}",
-            (run_folder / "report.html").as_uri(),
+            *args,
         ],
         capture_output=True,
         text=True,
         timeout=120,
+    )
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium is not installed (make test installs it where apt-get can)"
+)
+def test_report_renders_in_headless_chromium(run_folder, tmp_path):
+    shot = tmp_path / "report.png"
+    result = _chromium(
+        tmp_path, "--window-size=1200,1600", f"--screenshot={shot}", (run_folder / "report.html").as_uri()
     )
     assert result.returncode == 0, result.stderr[-2000:]
     from PIL import Image
@@ -143,3 +147,50 @@ def test_with_one_request_per_level_the_claims_collapse_to_one_line_each(run_fol
     page = render(metrics, tmp_path).read_text()
     assert "The published claims, checked" not in page and "medunlearn reproduce</code> checks each" in page
     assert "inconclusive" not in page.split("The published claims")[1].split("</ul>")[0]
+
+
+#: measured in the page once it is laid out: every table's width against the page's (the report's body)
+LAYOUT_CHECK = """<script>window.addEventListener('load', () => {
+  const page = document.body.clientWidth;
+  const wide = [...document.querySelectorAll('table')]
+    .filter(t => t.getBoundingClientRect().width > page + 1)
+    .map(t => (t.querySelector('th') || t).textContent.slice(0, 60));
+  const out = document.createElement('pre');
+  out.id = 'layout-check';
+  out.textContent = JSON.stringify({page, tables: document.querySelectorAll('table').length, wide});
+  document.body.appendChild(out);
+});</script>"""
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium is not installed (make test installs it where apt-get can)"
+)
+def test_no_table_is_wider_than_the_page_in_a_browser(run_folder, tmp_path):
+    metrics = json.loads((run_folder / "metrics.json").read_text())
+    every_set = [f"{s}_{p}" for s in ("forget", "children", "paraphrase") for p in ("memorised", "inferable")]
+    for row in metrics["results"]:  # a vision-language model's rows score every set: the widest detail tables
+        for name in [*every_set, "children", "paraphrase", "holdout_identity"]:
+            row["scores"].setdefault(name, row["scores"]["forget"])
+    render(metrics, tmp_path)
+    page = (tmp_path / "report.html").read_text().replace("</body>", LAYOUT_CHECK + "</body>")
+    (tmp_path / "checked.html").write_text(page)
+    result = _chromium(
+        tmp_path,
+        "--window-size=1400,1000",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        (tmp_path / "checked.html").as_uri(),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = result.stdout.split('<pre id="layout-check">')[1].split("</pre>")[0]
+    layout = json.loads(found.replace("&quot;", '"').replace("&amp;", "&"))
+    assert layout["tables"] > 10 and layout["page"] > 1000  # laid out at the page's width, every table measured
+    assert layout["wide"] == [], layout
+
+
+def test_with_one_request_per_level_no_interval_table_repeats_the_summary(run_folder, tmp_path):
+    metrics = json.loads((run_folder / "metrics.json").read_text())
+    metrics["aggregates"] = [{**a, "requests": 1} for a in metrics["aggregates"]]
+    page = render(metrics, tmp_path).read_text()
+    assert "Over requests: means with 95 % intervals" not in page
+    assert "<code>--targets-per-level N</code> draws N requests per level" in page

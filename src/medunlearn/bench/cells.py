@@ -21,7 +21,7 @@ import torch
 from medunlearn.bench.config import BenchConfig
 from medunlearn.bench.requests import TEST as TEST_ROLE
 from medunlearn.bench.requests import VALIDATION, BenchRequest
-from medunlearn.bench.run_folder import RunFolder, loaded_vanilla, own_vanilla, trained
+from medunlearn.bench.run_folder import RunFolder, loaded_vanilla, trained
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.samples import Sample
 from medunlearn.data.splits import Split, make_split
@@ -29,15 +29,16 @@ from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.evaluate import ModelEvaluation, compare_with_oracle, evaluate_model, evaluation_sets
 from medunlearn.evaluation.knowledge import MEMORISED, resolved_parts
 from medunlearn.evaluation.membership import attack_statistics
-from medunlearn.evaluation.results import MATCHED, ORACLE, VANILLA, result_row
-from medunlearn.evaluation.robustness import PARAPHRASE, robustness
+from medunlearn.evaluation.results import MATCHED, ORACLE, PARAPHRASE, VANILLA, result_row
+from medunlearn.evaluation.robustness import robustness
 from medunlearn.evaluation.selection import SELECTION_SETS
 from medunlearn.executors import Timings
+from medunlearn.methods.catalog import method
 from medunlearn.methods.cost import Cost, model_cost
-from medunlearn.methods.method import MethodConfig
-from medunlearn.methods.registry import method, unlearn
+from medunlearn.methods.registry import unlearn
+from medunlearn.methods.settings import MethodConfig
 from medunlearn.models.base import MultimodalModel
-from medunlearn.models.loading import load_model
+from medunlearn.models.loading import released
 from medunlearn.outputs import read_json, write_json
 
 #: one method run on a request: the cell's name and the method's configuration
@@ -92,7 +93,7 @@ def sweeps(runs: list[Run]) -> list[tuple[Run, tuple[Run, ...]]]:
             groups[(index,)] = [(name, config)]
             continue
         settings = {k: v for k, v in config.settings.to_json().items() if k != chosen.budget_axis}
-        key = (config.method, json.dumps(settings, sort_keys=True), config.seed, config.lora_r)
+        key = (config.method, json.dumps(settings, sort_keys=True), config.seed, config.lora_r, config.lora_targets)
         groups.setdefault(key, []).append((name, config))
     out = []
     for group in groups.values():
@@ -155,28 +156,36 @@ class BenchWork:
         path = self.folder.cell(bench_request.key, cell.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         vanilla_folder = self.folder.vanilla(offset)
-        # a method edits its model in place: its cell loads its own; the others share one read-only load
-        vanilla = (own_vanilla if cell.work == METHOD_WORK else loaded_vanilla)(vanilla_folder, self.dataset)
-        vanilla.batch_sizes(self.config.decode_batch, self.config.loss_batch)
-        drawn = drawn or self.request_sets(bench_request, vanilla)
+        if drawn is None:  # a cell run on its own: its sets drawn here
+            reader = self._loaded(vanilla_folder)
+            drawn = self.request_sets(bench_request, reader)
+            del reader
+            released()
         split, sets = drawn.split, drawn.sets
         reference_path = self.folder.cell(bench_request.key, Cell(ORACLE_WORK, bench_request, offset).name)
         reference_path = reference_path.with_suffix(".reference.json")
+        # one model in memory at a time: each is loaded, used and freed (a method edits its load in place)
         if cell.work == ORACLE_WORK:
             oracle_config = self.config.training(offset).oracle_for(bench_request.request)
             oracle_folder = trained(
                 self.dataset, oracle_config, self.folder.oracle(bench_request.key, offset), timings, "oracles"
             )
-            oracle = load_model(oracle_folder).batch_sizes(self.config.decode_batch, self.config.loss_batch)
-            evaluation = self._evaluate(oracle, sets, bench_request, timings)
-            reference = evaluation.reference()
+            vanilla_losses = None
             if bench_request.role == TEST_ROLE and MATCHED in sets:  # once per request, for every row's comparison
-                reference["vanilla_losses"] = {
+                vanilla = self._loaded(vanilla_folder)
+                vanilla_losses = {
                     part: dict(
                         zip([s.id for s in sets[part]], attack_statistics(vanilla, sets[part])["loss"], strict=True)
                     )
                     for part in ("forget", MATCHED)
                 }
+                del vanilla
+                released()
+            oracle = self._loaded(oracle_folder)
+            evaluation = self._evaluate(oracle, sets, bench_request, timings)
+            reference = evaluation.reference()
+            if vanilla_losses is not None:
+                reference["vanilla_losses"] = vanilla_losses
             write_json(reference_path, reference)
             attacked = self._attacked(oracle, split, sets, evaluation, reference, bench_request, timings)
             summary = {
@@ -196,6 +205,7 @@ class BenchWork:
                 robustness=attacked,
             )
         elif cell.work == VANILLA_WORK:
+            vanilla = self._loaded(vanilla_folder)
             evaluation = self._evaluate(vanilla, sets, bench_request, timings)
             reference = read_json(reference_path)
             attacked = self._attacked(vanilla, split, sets, evaluation, reference, bench_request, timings)
@@ -231,7 +241,7 @@ class BenchWork:
                 self._scored(name, model, point, bench_request, drawn, reference, cost, summary, point_timings)
 
             unlearned, cost, summary = unlearn(  # the cell's own load of the vanilla model: edited in place
-                vanilla,
+                self._loaded(vanilla_folder),
                 split,
                 config,
                 dataset=self.dataset,
@@ -242,8 +252,15 @@ class BenchWork:
                 snapshot=snapshot if pending else None,
             )
             timings[f"method:{config.method}"] = cost.wall_s - spent
+            unlearned = unlearned.shipped()  # scored as `unlearn` would save it: merged, in the weights' precision
             self._scored(cell.name, unlearned, config, bench_request, drawn, reference, cost, summary, timings)
         return timings
+
+    def _loaded(self, folder) -> MultimodalModel:
+        """A model folder of this bench, read with its image budget (the flags over what the folder stores) and the
+        bench's batch sizes."""
+        model = loaded_vanilla(folder, self.dataset, self.config.budget)
+        return model.batch_sizes(self.config.decode_batch, self.config.loss_batch)
 
     def _scored(
         self,

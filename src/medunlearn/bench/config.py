@@ -12,14 +12,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medunlearn.config import DEFAULT_PRESET, MAX_LORA_RANK, TrainConfig
+from medunlearn.config import DEFAULT_LORA_TARGETS, DEFAULT_PRESET, MAX_LORA_RANK, TrainConfig, lora_parts
 from medunlearn.data.hierarchy import Level
 from medunlearn.errors import MAX_SEED, MedunlearnError, check_integer, not_there
-from medunlearn.evaluation.results import ORACLE
-from medunlearn.evaluation.robustness import ROBUSTNESS_ATTACKS
-from medunlearn.methods.method import MethodConfig
-from medunlearn.methods.registry import METHODS, method, method_config
-from medunlearn.models.base import MAX_EVAL_BATCH
+from medunlearn.evaluation.results import ORACLE, ROBUSTNESS_ATTACKS
+from medunlearn.methods.catalog import METHODS, method, method_config
+from medunlearn.methods.settings import MethodConfig
+from medunlearn.models.card import MAX_EVAL_BATCH, read_model_card
+from medunlearn.models.image_budget import CARD_KEY as IMAGE_BUDGET_KEY
+from medunlearn.models.image_budget import ImageBudget
 
 ALL_LEVELS = tuple(level.value for level in Level)
 #: options added after the first run folders, with the value that means "as before" (not recorded when so)
@@ -33,6 +34,9 @@ LATER_OPTIONS: dict[str, Any] = {
     "loss_batch": None,
     "vanilla": None,
     "attacks": (),
+    "lora_targets": DEFAULT_LORA_TARGETS,
+    "accumulation": 1,
+    "checkpointing": False,
 }
 #: a request's forget set must hold this many questions the model can take to be measured (PROTOCOL.md §5)
 MIN_SCORED_ITEMS = 20
@@ -64,6 +68,11 @@ class BenchConfig:
     lora_r: int = 0
     #: LoRA rank the gradient methods and Forget-MI unlearn through (0: every weight); CHIP and retrain ignore it
     unlearn_lora_r: int = 0
+    #: what both adapters wrap (config.LORA_PARTS): the language model unless asked for more
+    lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
+    #: the memory levers of the vanilla model's and the oracles' fine-tuning (the methods': --set)
+    accumulation: int = 1
+    checkpointing: bool = False
     #: the Qwen image processors' bounds on an image's pixels, for the vanilla model and the oracles
     min_pixels: int | None = None
     max_pixels: int | None = None
@@ -108,6 +117,8 @@ class BenchConfig:
         check_integer("--threads", self.threads, 0, 1024, " (0: torch's default)")
         check_integer("--lora-r", self.lora_r, 0, MAX_LORA_RANK, " (0: full fine-tuning)")
         check_integer("--unlearn-lora-r", self.unlearn_lora_r, 0, MAX_LORA_RANK, " (0: full-parameter unlearning)")
+        object.__setattr__(self, "lora_targets", lora_parts(self.lora_targets))
+        check_integer("--accumulation", self.accumulation, 1, 4096, " micro-batches per training batch")
         for flag, size in (("--decode-batch", self.decode_batch), ("--loss-batch", self.loss_batch)):
             if size is not None:
                 check_integer(flag, size, 1, MAX_EVAL_BATCH)
@@ -135,7 +146,7 @@ class BenchConfig:
         with ``seed`` (a request's own method seed), else the bench's."""
         settings = {**self.method_settings.get(name, {}), **(point or {})}
         adapter = 0 if method(name).training_free or name == ORACLE else self.unlearn_lora_r
-        return method_config(name, settings, self.seed if seed is None else seed, adapter)
+        return method_config(name, settings, self.seed if seed is None else seed, adapter, self.lora_targets)
 
     def grid(self, name: str) -> list[dict[str, Any]]:
         """The grid points ``select`` tries for one method: its declared grid's keys only (empty: nothing to choose)."""
@@ -155,12 +166,34 @@ class BenchConfig:
                 "`medunlearn train`, or one without train_config.json (the bench's own recipe then trains the oracles)."
             ) from None
 
+    @property
+    def budget(self) -> ImageBudget:
+        """The image budget's flags: every model of the bench is read with them, over what its folder stores."""
+        return ImageBudget(self.min_pixels, self.max_pixels)
+
     def training(self, offset: int = 0) -> TrainConfig:
         """The vanilla recipe; ``offset`` > 0 is the seed-``offset`` retraining of the noise band. With ``vanilla``,
-        the recipe recorded in that folder (the oracles retrain from what made the model), else the bench's own."""
+        the recipe recorded in that folder (the oracles retrain from what made the model), else the bench's own.
+        The oracles read the images as the vanilla model does: the flags' budget over the one the given folder
+        stores."""
         recorded = self.recorded_recipe()
         if recorded is not None:
-            return dataclasses.replace(recorded, seed=recorded.seed + offset, exclude=None)
+            stored = ImageBudget(recorded.min_pixels, recorded.max_pixels)
+        elif self.vanilla is not None:
+            stored = ImageBudget.from_json(read_model_card(Path(self.vanilla)).get(IMAGE_BUDGET_KEY))
+        else:
+            stored = ImageBudget()
+        pixels = self.budget.over(stored)
+        if recorded is not None:
+            return dataclasses.replace(
+                recorded,
+                seed=recorded.seed + offset,
+                exclude=None,
+                min_pixels=pixels.min_pixels,
+                max_pixels=pixels.max_pixels,
+                accumulation=self.accumulation if self.accumulation != 1 else recorded.accumulation,
+                checkpointing=self.checkpointing or recorded.checkpointing,
+            )
         return TrainConfig(
             model=self.model,
             epochs=self.epochs,
@@ -168,8 +201,11 @@ class BenchConfig:
             batch_size=self.batch_size,
             seed=self.seed + offset,
             lora_r=self.lora_r,
-            min_pixels=self.min_pixels,
-            max_pixels=self.max_pixels,
+            lora_targets=self.lora_targets,
+            min_pixels=pixels.min_pixels,
+            max_pixels=pixels.max_pixels,
+            accumulation=self.accumulation,
+            checkpointing=self.checkpointing,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -182,6 +218,7 @@ class BenchConfig:
             list(self.forget_fractions),
             list(self.attacks),
         )
+        payload["lora_targets"] = list(self.lora_targets)
         for key, default in LATER_OPTIONS.items():
             if payload[key] == default or (isinstance(default, tuple) and payload[key] == list(default)):
                 del payload[key]

@@ -18,8 +18,8 @@ from typing import Any
 
 from medunlearn.bench.config import BenchConfig
 from medunlearn.data.dataset import HospitalDataset
-from medunlearn.data.hierarchy import Hospital, Level
-from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.data.hierarchy import DeletionRequest, Hospital, Level
+from medunlearn.data.splits import make_split
 from medunlearn.errors import MAX_SEED, MedunlearnError
 from medunlearn.models.base import MultimodalModel
 

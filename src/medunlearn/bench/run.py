@@ -45,8 +45,8 @@ from medunlearn.evaluation.quality import measure_quality
 from medunlearn.evaluation.results import ORACLE, VANILLA, metrics_document
 from medunlearn.evaluation.statistics import aggregate, retraining_noise
 from medunlearn.executors import Executor, LocalExecutor, Task
-from medunlearn.models.base import MultimodalModel
-from medunlearn.models.loading import check_trained_on
+from medunlearn.models.card import check_trained_on
+from medunlearn.models.loading import released
 from medunlearn.models.model_name import base_name
 from medunlearn.outputs import mark, read_json, write_json
 from medunlearn.progress import note
@@ -73,7 +73,8 @@ class Bench:
         self.work = BenchWork(dataset, config, self.folder)
         self.timings: dict[str, float] = {}
         self.drawn: dict[str, RequestSets] = {}  # each request's split and scored questions, drawn once
-        self.vanilla: MultimodalModel | None = None
+        self.family: str | None = None  # the vanilla model's (every row's ``model``)
+        self.image_budget: dict[str, Any] | None = None  # how the vanilla model reads the images (what applied)
 
     def run(self) -> dict[str, Any]:
         shipped_targets(self.dataset, self.config)  # `--requests dataset` on a dataset that ships none: before any work
@@ -98,14 +99,7 @@ class Bench:
             vanilla_folder = trained(
                 self.dataset, self.config.training(), self.folder.vanilla(0), self.timings, "training"
             )
-        vanilla = self.vanilla = loaded_vanilla(vanilla_folder, self.dataset)
-        if not self.folder.quality().is_file():  # what the vanilla model memorised, for the report
-            self.folder.quality().parent.mkdir(parents=True, exist_ok=True)
-            write_json(self.folder.quality(), measure_quality(vanilla, self.dataset))
-        requests = draw_requests(self.dataset, vanilla, self.config)
-        for r in requests:
-            if r.role == VALIDATION:  # grid cells of a run resumed from before cells were named by settings
-                adopt_numbered_cells(self.folder, self.config, r)
+        requests = self.prepare(vanilla_folder)
         done, planned = self.plan(requests)
         note(
             f"{self.folder.path}: {sum(r.role == TEST for r in requests)} test and "
@@ -132,12 +126,19 @@ class Bench:
         request_rows = self._rows(units, untrained)
         for offset in offsets:  # the seconds each further vanilla model took (now or in the run that trained it)
             trained(self.dataset, self.config.training(offset), self.folder.vanilla(offset), self.timings, "training")
-        request_rows = [[{"model": vanilla.family, **row} for row in rows] for rows in request_rows]
+        family = self.family
+        request_rows = [[{"model": family, **row} for row in rows] for rows in request_rows]
         rows = [row for rows in request_rows[: len(tests)] for row in rows]  # cells written before rows named a model
         quality = read_json(self.folder.quality())
-        models = {vanilla.family: {"model": self.config.vanilla or self.config.model, "quality": quality}}
+        models = {
+            family: {
+                "model": self.config.vanilla or self.config.model,
+                "quality": quality,
+                "image_budget": self.image_budget,
+            }
+        }
         metrics = metrics_document(self.settings, models, rows, self.timings)
-        metrics["selection"] = {vanilla.family: selection} if selection else {}
+        metrics["selection"] = {family: selection} if selection else {}
         metrics["aggregates"] = aggregate(rows, seed=self.config.seed)
         keys = {r.key for r in banded}
         noise = [row for row in rows if row["method"] in (VANILLA, ORACLE) and row["request"]["key"] in keys]
@@ -145,6 +146,23 @@ class Bench:
         metrics["noise"] = retraining_noise(noise) if self.config.seeds > 1 else []
         write_json(self.folder.path / "metrics.json", metrics)
         return metrics
+
+    def prepare(self, vanilla_folder: Path) -> list[BenchRequest]:
+        """Load the vanilla model, measure its quality (once per run folder), draw the requests and the questions
+        each is scored on, and free it before any cell runs: the driver holds no model beside a cell's."""
+        vanilla = loaded_vanilla(vanilla_folder, self.dataset, self.config.budget)
+        self.family, self.image_budget = vanilla.family, vanilla.image_budget
+        if not self.folder.quality().is_file():  # what the vanilla model memorised, for the report
+            self.folder.quality().parent.mkdir(parents=True, exist_ok=True)
+            write_json(self.folder.quality(), measure_quality(vanilla, self.dataset, limit=self.config.eval_limit))
+        requests = draw_requests(self.dataset, vanilla, self.config)
+        for r in requests:
+            if r.role == VALIDATION:  # grid cells of a run resumed from before cells were named by settings
+                adopt_numbered_cells(self.folder, self.config, r)
+        self.drawn = {r.key: self.work.request_sets(r, vanilla) for r in requests}
+        del vanilla
+        released()
+        return requests
 
     def noise_band_requests(self, tests: list[BenchRequest]) -> list[BenchRequest]:
         """The test requests whose vanilla model and oracle are also trained from the further seeds: every one,
@@ -219,10 +237,7 @@ class Bench:
         missing = [cell for cell in [oracle, *cells] if not self.work.done(cell)]
         if not missing:
             return []
-        if bench_request.key not in self.drawn:
-            assert self.vanilla is not None  # loaded before any cell is planned
-            self.drawn[bench_request.key] = self.work.request_sets(bench_request, self.vanilla)
-        drawn = self.drawn[bench_request.key]
+        drawn = self.drawn[bench_request.key]  # drawn by prepare(), before any cell
         after = (*needs, oracle.key) if oracle in missing else needs
         return [
             Task(cell.key, run_cell, (self.work, cell, drawn), needs if cell is oracle else after) for cell in missing

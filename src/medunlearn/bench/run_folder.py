@@ -26,6 +26,7 @@ from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.results import ORACLE, VANILLA
 from medunlearn.methods.cost import CostMeter, training_cost
 from medunlearn.models.base import MultimodalModel
+from medunlearn.models.image_budget import ImageBudget
 from medunlearn.models.loading import load_model
 from medunlearn.models.train import train, training_settings
 from medunlearn.outputs import read_json, write_json
@@ -122,25 +123,9 @@ def trained(dataset: HospitalDataset, config: TrainConfig, folder: Path, timings
     return folder
 
 
-_loaded: dict[tuple[str, int], MultimodalModel] = {}
-
-
-def own_vanilla(folder: Path, dataset: HospitalDataset) -> MultimodalModel:
-    """A load of the vanilla model of its own, for a method to edit in place: the shared load is dropped first, so
-    the process holds one copy of the weights."""
-    _loaded.clear()
-    model = load_model(folder)
-    model.attach(dataset)
-    return model
-
-
-def loaded_vanilla(folder: Path, dataset: HospitalDataset) -> MultimodalModel:
-    """The vanilla model, loaded once per process (the last one loaded is kept) for the cells that only read it;
-    never edited (a method cell takes :func:`own_vanilla`)."""
-    key = (str(folder), (folder / "config.json").stat().st_mtime_ns)
-    if key not in _loaded:
-        _loaded.clear()
-        _loaded[key] = load_model(folder)
-    model = _loaded[key]
+def loaded_vanilla(folder: Path, dataset: HospitalDataset, budget: ImageBudget | None = None) -> MultimodalModel:
+    """The vanilla model, loaded for one cell (or one stage of the driver) and freed by it: no process keeps a copy
+    beside the model a cell works on, so a cell holds one model at a time (a method edits its load in place)."""
+    model = load_model(folder, budget)
     model.attach(dataset)
     return model

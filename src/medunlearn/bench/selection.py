@@ -13,7 +13,7 @@ from medunlearn.bench.requests import BenchRequest
 from medunlearn.bench.run_folder import RunFolder
 from medunlearn.evaluation.results import ORACLE, VANILLA
 from medunlearn.evaluation.selection import can_select, criterion, selection_record, target_distances
-from medunlearn.methods.registry import method
+from medunlearn.methods.catalog import method
 from medunlearn.outputs import read_json
 
 

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from medunlearn.bench.config import BenchConfig
-from medunlearn.bench.run_folder import loaded_vanilla, own_vanilla, trained
+from medunlearn.bench.run_folder import loaded_vanilla, trained
 from medunlearn.data.dataset import HospitalDataset
-from medunlearn.data.hierarchy import Level
-from medunlearn.data.splits import DeletionRequest, Split, make_split
+from medunlearn.data.hierarchy import DeletionRequest, Level
+from medunlearn.data.splits import Split, make_split
 from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.evaluate import SET_SEED_STRIDE, seeded_sample
 from medunlearn.evaluation.knowledge import MEMORISED, declared_part
@@ -34,7 +34,7 @@ from medunlearn.evaluation.results import ORACLE, VANILLA
 from medunlearn.evaluation.robustness import answered_items, memorised_share
 from medunlearn.methods.registry import unlearn
 from medunlearn.models.base import MultimodalModel
-from medunlearn.models.loading import load_model
+from medunlearn.models.loading import released
 from medunlearn.outputs import write_json
 from medunlearn.progress import note, track
 
@@ -129,20 +129,25 @@ class Stream:
                 self.dataset, self.config.training(), self.folder / "models" / VANILLA, self.timings, "training"
             )
         )
-        vanilla = loaded_vanilla(vanilla_folder, self.dataset)
         oracle_config = dataclasses.replace(
             self.config.training().oracle_for(self.requests[0]), also_exclude=tuple(self.requests[1:])
         )
         oracle_folder = trained(
             self.dataset, oracle_config, self.folder / "models" / "retrain-stream", self.timings, "oracles"
         )
-        oracle = load_model(oracle_folder)
-        oracle.attach(self.dataset)
-        sets = self.scored_sets(vanilla, oracle)
-        curves: dict[str, list[dict[str, Any]]] = {}
+        # one model in memory at a time: the oracle, the vanilla model, then each method's own load
+        oracle = loaded_vanilla(oracle_folder, self.dataset, self.config.budget)
+        sets = self.scored_sets(oracle, oracle)  # the questions depend on the data (and the oracle's answers)
+        at_end = self.score(oracle, sets, self.count, self.count)
+        del oracle
+        released()
+        vanilla = loaded_vanilla(vanilla_folder, self.dataset, self.config.budget)
         start = self.score(vanilla, sets, 0, self.count)  # step 0: the vanilla model, on every request of the stream
+        del vanilla
+        released()
+        curves: dict[str, list[dict[str, Any]]] = {}
         for name in self.config.unlearning_methods:
-            model = own_vanilla(vanilla_folder, self.dataset)
+            model = loaded_vanilla(vanilla_folder, self.dataset, self.config.budget)
             curve = [start]
             forgotten: set[str] = set()
             for step, split in enumerate(track(self.splits, f"{name}: the stream's requests"), 1):
@@ -158,16 +163,18 @@ class Stream:
                     in_place=True,
                 )
                 self.timings[f"method:{name}"] = self.timings.get(f"method:{name}", 0.0) + cost.wall_s
-                model = model.merged()
+                model = model.shipped()
                 curve.append(self.score(model, sets, step, step))
             curves[name] = curve
+            del model
+            released()
             note(
                 f"{name}: mean memorised forget score after {self.count} requests {curve[-1]['forget_memorised_mean']}"
             )
         out = {
             "requests": [r.to_json() | {"key": _key(r)} for r in self.requests],
             "curves": curves,
-            ORACLE: self.score(oracle, sets, self.count, self.count),
+            ORACLE: at_end,
             VANILLA: start,
             "oracle_at": "the end only (one retraining without all the requests)",
             "timings": {k: round(v, 2) for k, v in self.timings.items()},

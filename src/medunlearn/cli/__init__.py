@@ -1,6 +1,11 @@
 """The ``medunlearn`` command line (typer).
 
 Every command reports bad input as one sentence on stderr and exits with status 2.
+
+The command line answers at once: this package imports only typer, rich and the torch-free parts (the options,
+the method catalog, the dataset and model-folder checks). Each command imports its stage — torch and transformers —
+inside its function, once its options are read and its inputs checked, so ``--help``, ``medunlearn methods`` and a
+refusal do not wait for them (docs/architecture.md, "No cycles").
 """
 
 from __future__ import annotations
@@ -16,19 +21,21 @@ from rich.markup import escape
 from rich.table import Table
 from typer._click import exceptions as usage  # typer vendors click; its usage errors are these
 
-from medunlearn.audit import RECORD, evidence, statement, weight_digests
 from medunlearn.cli.audit import audit_command, audit_keygen_command
 from medunlearn.cli.bench import bench_command
 from medunlearn.cli.config_file import ConfigOption, write_resolved
 from medunlearn.cli.console import crash_log, err, out, print_claims, print_quality, print_results, print_summary
 from medunlearn.cli.data import data_app
 from medunlearn.cli.options import (
+    AccumulationOption,
+    CheckpointingOption,
     DataOption,
     DecodeBatchOption,
     ExecutorOption,
     GpusOption,
     LevelOption,
     LimitOption,
+    LoraTargetsOption,
     LossBatchOption,
     MaxPixelsOption,
     MinPixelsOption,
@@ -37,24 +44,17 @@ from medunlearn.cli.options import (
     RayAddressOption,
     TargetOption,
 )
-from medunlearn.config import DEFAULT_PRESET, TrainConfig, exclusion, parse_assignments
-from medunlearn.data.dataset import HospitalDataset, audit_salt
-from medunlearn.data.hierarchy import Level
-from medunlearn.data.splits import DeletionRequest, make_split
-from medunlearn.demo import run_demo
+from medunlearn.config import DEFAULT_PRESET, TrainConfig, exclusion, lora_parts, parse_assignments
+from medunlearn.data.dataset import HospitalDataset
+from medunlearn.data.hierarchy import DeletionRequest, Level
+from medunlearn.data.splits import make_split
 from medunlearn.distributed import failure, is_main, start
 from medunlearn.errors import MedunlearnError
-from medunlearn.evaluation.evaluate import evaluate_folders
-from medunlearn.evaluation.quality import measure_quality, write_base_quality
 from medunlearn.evaluation.results import load_metrics
-from medunlearn.executors import executor
-from medunlearn.methods.registry import METHODS, method_config, unlearn
-from medunlearn.models.loading import load_model
-from medunlearn.models.pretrain import PretrainConfig, pretrain
-from medunlearn.models.train import train
+from medunlearn.methods.catalog import METHODS, method_config
+from medunlearn.models.card import check_folder, check_trained_on
+from medunlearn.models.image_budget import ImageBudget
 from medunlearn.outputs import atomic_directory, claimed_output, write_json
-from medunlearn.report.html import render
-from medunlearn.reproduce import run_reproduce
 
 app = typer.Typer(
     name="medunlearn",
@@ -85,6 +85,9 @@ def pretrain_command(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Build a preset's pretrained base on the synthetic pretraining population (disjoint from every hospital)."""
+    # the stage (torch, transformers): imported once the options are read, as every command's
+    from medunlearn.evaluation.quality import write_base_quality
+    from medunlearn.models.pretrain import PretrainConfig, pretrain
 
     config = PretrainConfig(model=model, seed=seed, patients=patients, epochs=epochs)
     with claimed_output(out_dir, "pretrain", overwrite=overwrite):
@@ -121,6 +124,7 @@ def train_command(
     lora_r: Annotated[
         int, typer.Option("--lora-r", help="LoRA rank (0: full fine-tuning); adapters are merged on save.")
     ] = 0,
+    lora_targets: LoraTargetsOption = None,
     text_encoder: Annotated[
         Path | None, typer.Option("--text-encoder", help="Local BERT folder for the dual encoder's text tower.")
     ] = None,
@@ -132,6 +136,12 @@ def train_command(
     ] = None,
     min_pixels: MinPixelsOption = None,
     max_pixels: MaxPixelsOption = None,
+    accumulation: AccumulationOption = 1,
+    checkpointing: CheckpointingOption = False,
+    limit: Annotated[
+        int,
+        typer.Option("--limit", help="Questions per measure of quality.json at most.", min=1, max=1_000_000),
+    ] = 200,
     overwrite: OverwriteOption = False,
     config: ConfigOption = None,
 ) -> None:
@@ -148,24 +158,31 @@ def train_command(
         batch_size=batch_size,
         seed=seed,
         lora_r=lora_r,
+        lora_targets=lora_targets,
         exclude=exclusion(exclude_level, exclude_target),
         text_encoder=str(text_encoder) if text_encoder else None,
         replay=replay,
         min_pixels=min_pixels,
         max_pixels=max_pixels,
+        accumulation=accumulation,
+        checkpointing=checkpointing,
     )
     with claimed_output(out_dir, "train", inputs=inputs, overwrite=overwrite, lock=is_main()):
-        _train(data, out_dir, config)
+        _train(data, out_dir, config, limit)
     if is_main():
         write_resolved(ctx, out_dir, "train")
 
 
-def _train(data: Path, out_dir: Path, config: TrainConfig) -> None:
+def _train(data: Path, out_dir: Path, config: TrainConfig, limit: int) -> None:
     dataset = HospitalDataset.load(data)
+    # the stage (torch, transformers): imported once the options are read and the data loaded
+    from medunlearn.evaluation.quality import measure_quality
+    from medunlearn.models.train import train
+
     quality: dict = {}
 
     def finish(trained, staging: Path) -> None:
-        quality.update(measure_quality(trained, dataset))
+        quality.update(measure_quality(trained, dataset, limit=limit))
         write_json(staging / "quality.json", quality)
 
     train(dataset, config, out_dir, finish=finish)
@@ -188,13 +205,14 @@ def unlearn_command(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Method parameter key=value (repeatable).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the method's data order and noise.", min=0)] = 0,
     audit_limit: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--audit-limit",
-            help="Questions per set the audit record's evidence scores (beside the source model).",
+            help="Score the audit record's evidence here, on this many questions per set, beside the source model "
+            "(default: the record binds the weights to the deletion and `medunlearn audit --oracle` scores it).",
             min=1,
         ),
-    ] = 100,
+    ] = None,
     lora_r: Annotated[
         int,
         typer.Option(
@@ -202,6 +220,7 @@ def unlearn_command(
             help="Unlearn through a fresh LoRA adapter of this rank (gradient methods, Forget-MI); 0: every weight.",
         ),
     ] = 0,
+    lora_targets: LoraTargetsOption = None,
     min_pixels: MinPixelsOption = None,
     max_pixels: MaxPixelsOption = None,
     decode_batch: DecodeBatchOption = None,
@@ -219,7 +238,7 @@ def unlearn_command(
     """Execute a deletion request with one method; writes the unlearned model, cost.json, the resolved config and
     audit.json (the deletion's audit record; `medunlearn audit --oracle` adds the oracle's verdicts)."""
 
-    config = method_config(method, parse_assignments(set_), seed, lora_r)
+    config = method_config(method, parse_assignments(set_), seed, lora_r, lora_parts(lora_targets))
     if save_adapter and not lora_r:
         raise MedunlearnError("--save-adapter saves a LoRA adapter; give --lora-r N with it, or drop --save-adapter.")
     out_dir = Path(out_dir)
@@ -227,78 +246,36 @@ def unlearn_command(
         out_dir, "unlearn", inputs=[("--model", model), ("--data", data)], overwrite=overwrite, lock=is_main()
     ):
         dataset = HospitalDataset.load(data)
-        request = DeletionRequest(Level.parse(level), tuple(target))
-        split = make_split(dataset, request, seed=seed)
-        source = load_model(model).batch_sizes(decode_batch, loss_batch)
-        if min_pixels is not None or max_pixels is not None:
-            source.limit_pixels(min_pixels, max_pixels)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        workdir = (
-            out_dir.parent / f".{out_dir.name}.work"
-        )  # a method's scratch (retrain's checkpoints): kept by a kill, resumed
-        # the source's evidence first: the method then edits the loaded weights in place (one copy in memory)
-        before = evidence(None, dataset, request, oracle=None, source=source, seed=seed, limit=audit_limit)
-        unlearned, cost, summary = unlearn(
-            source, split, config, dataset=dataset, source=model, workdir=workdir, in_place=True
+        split = make_split(dataset, DeletionRequest(Level.parse(level), tuple(target)), seed=seed)
+        check_folder(model)
+        check_trained_on(model, dataset)
+        # the stage (torch, transformers): imported once the options, the data and the model folder are checked
+        from medunlearn.deletion import delete
+        from medunlearn.models.loading import Reading
+
+        reading = Reading(ImageBudget(min_pixels, max_pixels), decode_batch, loss_batch)
+        cost = delete(
+            model,
+            data,
+            dataset,
+            split,
+            config,
+            out_dir,
+            reading=reading,
+            save_adapter=save_adapter,
+            audit_limit=audit_limit,
         )
-        found = {
-            **evidence(unlearned, dataset, request, oracle=None, source=None, seed=seed, limit=audit_limit),
-            "source": before["source"],
-        }  # every process scores its part
         if not is_main():  # under a launcher the main process writes and reports
             return
-        written = {
-            **config.to_json(),
-            "request": request.to_json(),
-            "model": str(model),
-            "data": dataset.fingerprint(),
-            "counts": split.counts(),
-            "source_weights": weight_digests(model),
-        }
-        _write_unlearned(
-            out_dir,
-            unlearned,
-            cost,
-            summary,
-            written,
-            model,
-            save_adapter,
-            lambda weights: statement(
-                weights=weights,
-                unlearned=written,
-                dataset=dataset,
-                salt=audit_salt(data),
-                cost=cost.to_json(),
-                found=found,
-                seed=seed,
-                limit=audit_limit,
-            ),
-        )
-        shutil.rmtree(workdir, ignore_errors=True)
     write_resolved(ctx, out_dir, "unlearn")
     table = Table(
-        title=f"{config.method}: forget {request.level.value} {', '.join(request.targets)}", show_header=False
+        title=f"{config.method}: forget {split.request.level.value} {', '.join(split.request.targets)}",
+        show_header=False,
     )
     for key, value in cost.to_json().items():
         table.add_row(key, str(value))
     out.print(table)
     out.print(f"wrote {out_dir}")
-
-
-def _write_unlearned(out_dir, unlearned, cost, summary, written, model, save_adapter, record) -> None:
-
-    with atomic_directory(out_dir) as staging:
-        if save_adapter:  # the adapter alone: peft's adapter_config.json names --model as its base
-            unlearned.network.save_pretrained(staging, safe_serialization=True)
-            unlearned.preprocessor.save_pretrained(staging)
-        else:
-            unlearned.merged().save(staging)
-        write_json(staging / "cost.json", cost.to_json())
-        write_json(staging / "unlearn_config.json", written)
-        write_json(staging / "method_summary.json", summary)
-        write_json(staging / RECORD, record(weight_digests(staging)))
-        if (Path(model) / "train_config.json").is_file():
-            (staging / "train_config.json").write_text((Path(model) / "train_config.json").read_text())
 
 
 @app.command("methods")
@@ -317,6 +294,7 @@ def methods_command() -> None:
 # -- evaluation, bench, report --------------------------------------------------------------
 @app.command("eval")
 def eval_command(
+    ctx: typer.Context,
     model: Annotated[Path, typer.Option("--model", help="Model folder to evaluate (vanilla, oracle or unlearned).")],
     data: DataOption,
     level: LevelOption,
@@ -327,9 +305,15 @@ def eval_command(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the evaluation samples and the audit.", min=0)] = 0,
     limit: LimitOption = 200,
+    min_pixels: MinPixelsOption = None,
+    max_pixels: MaxPixelsOption = None,
+    decode_batch: DecodeBatchOption = None,
+    loss_batch: LossBatchOption = None,
     overwrite: OverwriteOption = False,
+    config_file: ConfigOption = None,
 ) -> None:
-    """Score one model on a request's sets (beside the oracle when given); writes metrics.json and report.html."""
+    """Score one model on a request's sets (beside the oracle when given, scored first and freed); writes
+    metrics.json and report.html."""
 
     with claimed_output(
         out_dir,
@@ -340,12 +324,31 @@ def eval_command(
     ):
         dataset = HospitalDataset.load(data)
         request = DeletionRequest(Level.parse(level), tuple(target))
-        metrics = evaluate_folders(model, dataset, request, oracle_folder=oracle, seed=seed, limit=limit)
+        for folder, role in ((model, "model"), (oracle, "oracle")):
+            if folder is not None:
+                check_folder(folder)
+                check_trained_on(folder, dataset, role=role)
+        # the stage (torch, transformers): imported once the options, the data and the model folders are checked
+        from medunlearn.evaluation.evaluate import evaluate_folders
+        from medunlearn.report.html import render
+
+        metrics = evaluate_folders(
+            model,
+            dataset,
+            request,
+            oracle_folder=oracle,
+            seed=seed,
+            limit=limit,
+            budget=ImageBudget(min_pixels, max_pixels),
+            decode_batch=decode_batch,
+            loss_batch=loss_batch,
+        )
         if not is_main():  # every process scored its part; the main process writes and reports
             return
         with atomic_directory(out_dir) as staging:
             write_json(staging / "metrics.json", metrics)
             render(metrics, staging)
+    write_resolved(ctx, out_dir, "eval")
     print_results(metrics["results"])
     out.print(f"wrote {out_dir / 'metrics.json'} and {out_dir / 'report.html'}")
 
@@ -355,6 +358,8 @@ def report_command(run_dir: Annotated[Path, typer.Argument(help="Run folder hold
     """(Re)build report.html and the plots from a run folder's metrics.json."""
 
     metrics = load_metrics(run_dir)
+    from medunlearn.report.html import render  # the stage (matplotlib): once metrics.json is read
+
     plots = Path(run_dir) / "plots"
     had_plots = plots.exists()
     try:
@@ -385,6 +390,8 @@ def demo(
     encoder with the Forget-MI protocol (3/6/10 % of a 120-patient cohort), and write one report."""
 
     with claimed_output(out_dir, "demo", resumes=("demo",)):
+        from medunlearn.demo import run_demo  # the stage (torch, transformers): once the options are read
+
         run = run_demo(
             out_dir,
             quick=quick,
@@ -410,6 +417,8 @@ def reproduce(
     them (5 draws per Forget-MI fraction), 3 training seeds; the report opens with the published claims, checked."""
 
     with claimed_output(out_dir, "reproduce", resumes=("reproduce",)):
+        from medunlearn.reproduce import run_reproduce  # the stage (torch, transformers): once the options are read
+
         run = run_reproduce(
             out_dir,
             seed=seed,
@@ -426,6 +435,8 @@ def _run_executor(name: str, address: str | None, gpus_per_cell: float):
 
     if name == "local" and address is None:
         return None
+    from medunlearn.executors import executor  # its module imports the process pools: once one is asked for
+
     return executor(name, address=address, gpus_per_cell=gpus_per_cell)
 
 

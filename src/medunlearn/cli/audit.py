@@ -8,19 +8,29 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from medunlearn.audit import RECORD, evidence, sign, signing_key, statement, verify, weight_digests, write_keys
+from medunlearn.audit import RECORD, sign, signing_key, statement, verify, weight_digests, write_keys
+from medunlearn.cli.config_file import ConfigOption, write_resolved
 from medunlearn.cli.console import out
-from medunlearn.cli.options import DataOption, LimitOption, OverwriteOption
+from medunlearn.cli.options import (
+    DataOption,
+    DecodeBatchOption,
+    LimitOption,
+    LossBatchOption,
+    MaxPixelsOption,
+    MinPixelsOption,
+    OverwriteOption,
+)
 from medunlearn.data.dataset import HospitalDataset, audit_salt
-from medunlearn.data.hierarchy import Level
-from medunlearn.data.splits import DeletionRequest
+from medunlearn.data.hierarchy import DeletionRequest, Level
 from medunlearn.errors import MedunlearnError
-from medunlearn.models.loading import check_trained_on, check_weights, load_model
+from medunlearn.models.card import check_folder, check_trained_on
+from medunlearn.models.image_budget import ImageBudget
 from medunlearn.outputs import atomic_directory, claimed_output, read_json, write_json
 from medunlearn.report.certificate import render_certificate
 
 
 def audit_command(
+    ctx: typer.Context,
     model: Annotated[
         Path,
         typer.Option(
@@ -59,7 +69,12 @@ def audit_command(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the evaluation questions and the audit.", min=0)] = 0,
     limit: LimitOption = 200,
+    min_pixels: MinPixelsOption = None,
+    max_pixels: MaxPixelsOption = None,
+    decode_batch: DecodeBatchOption = None,
+    loss_batch: LossBatchOption = None,
     overwrite: OverwriteOption = False,
+    config_file: ConfigOption = None,
 ) -> None:
     """Write the audit record of an unlearned model (evidence beside the oracle, verdicts, optional signature) and its
     one-page certificate; or, with --verify, check a record's signature and that the weights still match it."""
@@ -78,12 +93,24 @@ def audit_command(
         inputs=[("--model", model), ("--data", data), ("--oracle", oracle), ("--sign-key", sign_key)],
         overwrite=overwrite,
     ):
-        record = _record(model, data, oracle, sign_key, seed, limit, Path(out_dir))
+        record = _record(
+            model, data, oracle, sign_key, seed, limit, Path(out_dir), ImageBudget(min_pixels, max_pixels),
+            (decode_batch, loss_batch),
+        )  # fmt: skip
+    write_resolved(ctx, Path(out_dir), "audit")
     _print_record(record, f"wrote {Path(out_dir) / 'audit.json'} and {Path(out_dir) / 'report.html'}")
 
 
 def _record(
-    model: Path, data: Path, oracle: Path | None, sign_key: Path | None, seed: int, limit: int, out_dir: Path
+    model: Path,
+    data: Path,
+    oracle: Path | None,
+    sign_key: Path | None,
+    seed: int,
+    limit: int,
+    out_dir: Path,
+    budget: ImageBudget,
+    batches: tuple[int | None, int | None],
 ) -> dict:
 
     try:
@@ -102,27 +129,32 @@ def _record(
         )
     if sign_key is not None:
         signing_key(sign_key)  # a bad key fails here, before the evaluation
+    check_folder(model)
     if oracle is not None:
-        check_weights(oracle)
+        check_folder(oracle)
         check_trained_on(oracle, dataset, role="oracle")
     weights = weight_digests(model)
     source_folder = Path(unlearned.get("model") or "")
-    source = None
+    source_intact = False
     if unlearned.get("source_weights") and source_folder.is_dir():
         try:  # the source model for context, only when its weights are still the ones unlearned from
-            if weight_digests(source_folder) == unlearned["source_weights"]:
-                source = load_model(source_folder)
+            source_intact = weight_digests(source_folder) == unlearned["source_weights"]
         except MedunlearnError:
-            source = None
+            source_intact = False
     request = DeletionRequest(Level.parse(unlearned["request"]["level"]), tuple(unlearned["request"]["targets"]))
-    found = evidence(
-        load_model(model),
+    # the stage (torch, transformers): imported once the record, the data and the folders are checked
+    from medunlearn.evaluation.evidence import evidence
+    from medunlearn.models.loading import Reading
+
+    reading = Reading(budget, *batches)
+    found = evidence(  # one model in memory at a time: each loaded, scored and freed
         dataset,
         request,
-        oracle=load_model(oracle) if oracle else None,
-        source=source,
         seed=seed,
         limit=limit,
+        model=lambda: reading.load(model),
+        oracle=(lambda: reading.load(oracle)) if oracle else None,
+        source=(lambda: reading.load(source_folder)) if source_intact else None,
     )
     record = statement(
         weights=weights,

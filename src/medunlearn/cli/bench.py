@@ -8,30 +8,29 @@ from typing import Annotated
 import typer
 
 from medunlearn.bench.config import ALL_LEVELS, BenchConfig
-from medunlearn.bench.run import Bench
-from medunlearn.bench.sequence import Stream
 from medunlearn.cli.config_file import ConfigOption, write_resolved
 from medunlearn.cli.console import out, print_results
 from medunlearn.cli.options import (
+    AccumulationOption,
+    CheckpointingOption,
     DataOption,
     DecodeBatchOption,
     ExecutorOption,
     GpusOption,
     LimitOption,
+    LoraTargetsOption,
     LossBatchOption,
     MaxPixelsOption,
     MinPixelsOption,
     OutOption,
     RayAddressOption,
 )
-from medunlearn.config import DEFAULT_PRESET, parse_assignments
+from medunlearn.config import DEFAULT_PRESET, lora_parts, parse_assignments
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.errors import MedunlearnError, check_integer
 from medunlearn.executors import executor as chosen_executor
-from medunlearn.methods.registry import METHODS
+from medunlearn.methods.catalog import METHODS
 from medunlearn.outputs import claimed_output
-from medunlearn.report.html import render
-from medunlearn.report.sequence import render_sequence
 
 
 def _split_list(value: str | None) -> list[str]:
@@ -90,6 +89,9 @@ def bench_command(
             "--unlearn-lora-r", help="LoRA rank the gradient methods and Forget-MI unlearn through (0: every weight)."
         ),
     ] = 0,
+    lora_targets: LoraTargetsOption = None,
+    accumulation: AccumulationOption = 1,
+    checkpointing: CheckpointingOption = False,
     min_pixels: MinPixelsOption = None,
     max_pixels: MaxPixelsOption = None,
     decode_batch: DecodeBatchOption = None,
@@ -180,6 +182,9 @@ def bench_command(
         batch_size=batch_size,
         lora_r=lora_r,
         unlearn_lora_r=unlearn_lora_r,
+        lora_targets=lora_parts(lora_targets),
+        accumulation=accumulation,
+        checkpointing=checkpointing,
         vanilla=str(vanilla) if vanilla is not None else None,
         requests=requests,
         min_pixels=min_pixels,
@@ -196,6 +201,12 @@ def bench_command(
     check_integer("--sequence", sequence, 0, 1000, " (0: one request at a time)")
     with claimed_output(out_dir, "bench", inputs=inputs, resumes=("bench",)):
         dataset = HospitalDataset.load(data)
+        # the stage (torch, transformers): imported once the options are read and the data loaded
+        from medunlearn.bench.run import Bench
+        from medunlearn.bench.sequence import Stream
+        from medunlearn.report.html import render
+        from medunlearn.report.sequence import render_sequence
+
         if sequence:
             stream = Stream(dataset, config, Path(out_dir), sequence).run()
             report = render_sequence(stream, Path(out_dir))

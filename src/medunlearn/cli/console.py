@@ -1,17 +1,22 @@
-"""What the command line prints: its two consoles and the tables of datasets and results."""
+"""What the command line prints: its two consoles and the tables of datasets and results.
+
+Imported by every command before its options are read, so it holds only what rich needs; a table that needs the
+results' arithmetic imports it when it is printed.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+import traceback
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from medunlearn import __version__
-from medunlearn.evaluation.claims import check_claims
 from medunlearn.outputs import cache_root
-from medunlearn.report.tables import summary_table
 
 out = Console() if sys.stdout.isatty() else Console(width=140)  # logs and pipes get full tables
 err = Console(stderr=True)
@@ -19,6 +24,7 @@ err = Console(stderr=True)
 
 def print_results(rows: list[dict]) -> None:
     """One compact table per model: the headline numbers of every request × method."""
+    from medunlearn.report.tables import summary_table  # the results' arithmetic (numpy): once there are results
 
     summary = summary_table(rows)
     columns = (
@@ -89,6 +95,8 @@ def print_claims(metrics: dict) -> None:
     table.add_column("claim")
     table.add_column("model")
     table.add_column("verdict")
+    from medunlearn.evaluation.claims import check_claims  # the statistics (scipy): once there are claims
+
     claims = check_claims(
         metrics.get("aggregates") or [], noise=metrics.get("noise") or [], selection=metrics.get("selection")
     )
@@ -99,10 +107,6 @@ def print_claims(metrics: dict) -> None:
 
 def crash_log(argv: list[str] | None) -> Path | str:
     """Write the current exception's traceback and the command line under the cache's logs/; its path."""
-    import os
-    import time
-    import traceback
-
     try:
         logs = cache_root() / "logs"
         logs.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,8 @@ from medunlearn.cli.options import LevelOption, OutOption, OverwriteOption, Targ
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.formats.forgetmi_csv import import_forgetmi
 from medunlearn.data.formats.medforget_parquet import export_split, import_medforget
-from medunlearn.data.hierarchy import Level
-from medunlearn.data.splits import DeletionRequest, make_split
+from medunlearn.data.hierarchy import DeletionRequest, Level
+from medunlearn.data.splits import make_split
 from medunlearn.data.synthetic import HospitalConfig, synthesize
 from medunlearn.outputs import atomic_directory, claimed_output
 

@@ -53,3 +53,27 @@ DecodeBatchOption = Annotated[
 LossBatchOption = Annotated[
     int | None, typer.Option("--loss-batch", help="Samples per scoring batch, losses and attacks (default 32).")
 ]
+LoraTargetsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--lora-targets",
+        help="With a LoRA rank: the parts of a vision-language model its adapter wraps, comma-separated: language "
+        "(default), projector, vision.",
+    ),
+]
+AccumulationOption = Annotated[
+    int,
+    typer.Option(
+        "--accumulation",
+        help="Micro-batches each training batch is split into, their gradients added up: the same steps in less "
+        "memory.",
+    ),
+]
+CheckpointingOption = Annotated[
+    bool,
+    typer.Option(
+        "--checkpointing/--no-checkpointing",
+        help="Recompute each layer's activations in the backward pass (gradient checkpointing): less memory, about "
+        "a third more compute.",
+    ),
+]

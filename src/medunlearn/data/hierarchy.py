@@ -184,3 +184,25 @@ class Hospital:
 
     def counts(self) -> dict[str, int]:
         return {level.value: len(self.nodes(level)) for level in Level}
+
+
+@dataclass(frozen=True)
+class DeletionRequest:
+    """Forget these nodes (all of one level) and everything below them."""
+
+    level: Level
+    targets: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.level, Level):
+            object.__setattr__(self, "level", Level.parse(self.level))
+        object.__setattr__(self, "targets", tuple(dict.fromkeys(self.targets)))
+        if not self.targets:
+            raise MedunlearnError("a deletion request needs at least one --target node id.")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"level": self.level.value, "targets": list(self.targets)}
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> DeletionRequest:
+        return cls(Level.parse(payload["level"]), tuple(payload["targets"]))

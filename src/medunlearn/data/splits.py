@@ -22,37 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from medunlearn.data.dataset import HospitalDataset
-from medunlearn.data.hierarchy import Level
+from medunlearn.data.hierarchy import DeletionRequest, Level
 from medunlearn.data.samples import SampleTable
 from medunlearn.errors import MedunlearnError
 
 #: a split's sets, in the order reports show them (evaluation.results.SETS scores all but validation)
 SET_NAMES: tuple[str, ...] = ("forget", "children", "paraphrase", "siblings", "retain", "holdout", "validation")
-
-
-@dataclass(frozen=True)
-class DeletionRequest:
-    """Forget these nodes (all of one level) and everything below them."""
-
-    level: Level
-    targets: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.level, Level):
-            object.__setattr__(self, "level", Level.parse(self.level))
-        object.__setattr__(self, "targets", tuple(dict.fromkeys(self.targets)))
-        if not self.targets:
-            raise MedunlearnError("a deletion request needs at least one --target node id.")
-
-    def to_json(self) -> dict[str, Any]:
-        return {"level": self.level.value, "targets": list(self.targets)}
-
-    @classmethod
-    def from_json(cls, payload: dict[str, Any]) -> DeletionRequest:
-        return cls(Level.parse(payload["level"]), tuple(payload["targets"]))
 
 
 @dataclass(frozen=True)
@@ -172,6 +149,9 @@ def _stratified_share(table: SampleTable, *, share: float, seed: int) -> tuple[s
     n_pick = int(round(share * len(ids)))
     if n_pick == 0:
         return ()
+    # scikit-learn's import takes a second: it waits until a split is drawn, so the command line answers at once
+    from sklearn.model_selection import train_test_split
+
     by_answer = [f"{t}|{a}" for t, a in zip(table.column("task"), table.column("answer"), strict=True)]
     picked: list[str] = []
     for strata in (_merge_rare(by_answer, minimum=2), _merge_rare(table.column("task"), minimum=2), None):

@@ -27,8 +27,9 @@ from scipy.stats import ks_2samp
 
 from medunlearn import distributed
 from medunlearn.data.dataset import HospitalDataset
+from medunlearn.data.hierarchy import DeletionRequest
 from medunlearn.data.samples import Sample, Task
-from medunlearn.data.splits import DeletionRequest, Split, make_split
+from medunlearn.data.splits import Split, make_split
 from medunlearn.evaluation.factuality import factuality, total_score
 from medunlearn.evaluation.knowledge import (
     MEMORISED,
@@ -62,7 +63,9 @@ from medunlearn.evaluation.results import (
 )
 from medunlearn.evaluation.scores import macro_f1, mean_auc, rouge_l, task_score
 from medunlearn.models.base import MultimodalModel
-from medunlearn.models.loading import check_trained_on, load_model
+from medunlearn.models.card import check_trained_on
+from medunlearn.models.image_budget import ImageBudget
+from medunlearn.models.loading import load_model, released
 from medunlearn.outputs import read_json
 from medunlearn.progress import track
 
@@ -365,24 +368,41 @@ def evaluate_folders(
     oracle_folder: Path | None,
     seed: int,
     limit: int,
+    budget: ImageBudget | None = None,
+    decode_batch: int | None = None,
+    loss_batch: int | None = None,
 ) -> dict[str, Any]:
-    """The metrics document of one saved model on one request, beside its oracle's row when one is given."""
+    """The metrics document of one saved model on one request, beside its oracle's row when one is given.
+
+    One model in memory at a time: the oracle is loaded, scored and freed before the model is loaded. Each is read
+    with the image budget its folder stores, ``budget``'s bounds overriding it."""
     split = make_split(dataset, request, seed=seed)
     check_trained_on(model_folder, dataset)
     if oracle_folder is not None:
         check_trained_on(oracle_folder, dataset, role="oracle")
-    evaluated = load_model(model_folder)
-    evaluated.attach(dataset)
-    sets = evaluation_sets(evaluated, dataset, split, limit=limit, seed=seed)
+
+    def loaded(folder: Path) -> MultimodalModel:
+        model = load_model(folder, budget).batch_sizes(decode_batch, loss_batch)
+        model.attach(dataset)
+        return model
+
     request_json = {**request.to_json(), "key": request.level.value}
-    reference, rows = None, []
+    sets, reference, rows, budgets = None, None, [], {}
     if oracle_folder is not None:
-        oracle = load_model(oracle_folder)
+        oracle = loaded(oracle_folder)
+        sets = evaluation_sets(
+            oracle, dataset, split, limit=limit, seed=seed
+        )  # the questions: the data's, not a model's
         oracle_evaluation = evaluate_model(oracle, dataset, sets, seed=seed, request=request)
         reference = oracle_evaluation.reference()
         rows.append(
             result_row(oracle.family, request_json, ORACLE, compare_with_oracle(oracle_evaluation, reference), None)
         )
+        budgets[ORACLE] = oracle.image_budget
+        del oracle, oracle_evaluation
+        released()
+    evaluated = loaded(model_folder)
+    sets = sets or evaluation_sets(evaluated, dataset, split, limit=limit, seed=seed)
     comparison = compare_with_oracle(evaluate_model(evaluated, dataset, sets, seed=seed, request=request), reference)
     rows.insert(
         0,
@@ -401,6 +421,7 @@ def evaluate_folders(
         "request": request.to_json(),
         "seed": seed,
         "limit": limit,
+        "image_budget": {"model": evaluated.image_budget, **budgets},
     }
     return metrics_document(config, {evaluated.family: {"model": str(model_folder)}}, rows, {})
 

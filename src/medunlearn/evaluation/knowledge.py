@@ -23,9 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from medunlearn.data.hierarchy import Hospital
+from medunlearn.data.hierarchy import DeletionRequest, Hospital
 from medunlearn.data.samples import Knowledge, Sample, Task
-from medunlearn.data.splits import DeletionRequest
 
 #: a task score at or above this answers the item
 ANSWERED = 0.5

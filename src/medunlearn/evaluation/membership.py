@@ -80,19 +80,33 @@ def gradient_norms(model: MultimodalModel, samples: Sequence[Sample]) -> np.ndar
     """Per sample, the L2 norm of the gradient of its mean answer NLL with respect to every weight (GradNorm;
     lower = member). One backward pass per sample, on the bare network (never through a data-parallel wrapper, whose
     hooks would average the gradient over processes): under a launcher every process computes every item alike.
-    The weights' own ``requires_grad`` flags are restored."""
+
+    Each weight's gradient is squared, added up and freed the moment it is complete (a post-accumulate hook), so the
+    attack holds one weight's gradient at a time, never a second copy of the model. The weights' own
+    ``requires_grad`` flags are restored."""
     parameters = list(model.network.parameters())
     flags = [p.requires_grad for p in parameters]
-    norms = []
+    squares = torch.zeros((), dtype=torch.float64, device=model.device)
+
+    def take(parameter: torch.nn.Parameter) -> None:
+        nonlocal squares
+        squares = squares + parameter.grad.detach().double().square().sum().to(squares.device)
+        parameter.grad = None
+
+    norms, hooks = [], []
     try:
         for p in parameters:
             p.requires_grad_(True)
+        hooks = [p.register_post_accumulate_grad_hook(take) for p in parameters]
         with torch.enable_grad(), model.directly():
             for sample in samples:
-                loss = model.sample_losses(model.batch([sample])).sum()
-                grads = torch.autograd.grad(loss, parameters, allow_unused=True)
-                norms.append(float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None))))
+                squares = torch.zeros((), dtype=torch.float64, device=model.device)
+                model.sample_losses(model.batch([sample])).sum().backward()
+                norms.append(float(squares.sqrt()))
     finally:
+        for hook in hooks:
+            hook.remove()
         for p, flag in zip(parameters, flags, strict=True):
             p.requires_grad_(flag)
+            p.grad = None
     return np.asarray(norms, dtype=float)

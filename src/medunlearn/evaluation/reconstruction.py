@@ -23,9 +23,8 @@ import numpy as np
 
 from medunlearn import distributed
 from medunlearn.data.dataset import HospitalDataset
-from medunlearn.data.hierarchy import Level
+from medunlearn.data.hierarchy import DeletionRequest, Level
 from medunlearn.data.samples import Sample
-from medunlearn.data.splits import DeletionRequest
 from medunlearn.evaluation.knowledge import MEMORISED, declared_part
 from medunlearn.evaluation.scores import normalise, task_score
 from medunlearn.models.base import MultimodalModel

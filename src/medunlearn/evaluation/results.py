@@ -26,6 +26,12 @@ from typing import Any
 from medunlearn.data.splits import SET_NAMES
 from medunlearn.errors import MedunlearnError
 
+#: the robustness attacks (``bench --attacks``; evaluation/robustness.py runs them): a row's ``robustness`` keys
+RELEARN, QUANTIZE, PARAPHRASE = "relearn", "quantize", "paraphrase"
+ROBUSTNESS_ATTACKS = (RELEARN, QUANTIZE, PARAPHRASE)
+#: the bit widths the quantize attack tries, as the paper's 8- and 4-bit arms
+QUANTIZE_BITS = (8, 4)
+
 #: 2: forget-side sets scored on their memorised and inferable parts, ``answered`` on every set, atomic
 #: generation answers by exact match, the reconstruction attack on retained context (2026-12-03); 1 before
 SCHEMA = 2

@@ -23,7 +23,6 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import torch
 
@@ -31,11 +30,11 @@ from medunlearn import distributed
 from medunlearn.data.hierarchy import Hospital, Level, Node
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
-from medunlearn.methods.method import Method, MethodSettings, UnlearnJob, positive, setting
+from medunlearn.methods.method import UnlearnJob
+from medunlearn.methods.settings import DEFAULT_LAYERS, ChipSettings
 from medunlearn.models.base import Batch, EditableLinear, MultimodalModel
 from medunlearn.progress import track
 
-DEFAULT_LAYERS = 6
 LAYERED = re.compile(r"^(?P<group>[a-z_]+)\.(?P<index>\d+)\.")
 
 
@@ -328,72 +327,6 @@ def sibling_directions(
     return rows
 
 
-@dataclass(frozen=True)
-class ChipSettings(MethodSettings):
-    owner: ClassVar[str] = "chip"
-
-    k: float = setting(
-        10.0,
-        "percent of units per layer selected, its budget axis",
-        low=0,
-        high=100,
-        low_open=True,
-        grid=(1.25, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0),
-    )
-    tau: float = setting(0.95, "share of direction energy the kept components reach", low=0, high=1, low_open=True)
-    alpha: float = setting(0.3, "weight of vision tokens in the pooled activation", low=0, high=1)
-    layers: int = positive(
-        DEFAULT_LAYERS,
-        "last language layers hooked (plus the vision-language projector); the default takes all of a shallower model",
-    )
-    batch_size: int = positive(16, "samples per activation batch")
-    depth: int = setting(
-        1,
-        "directions from the nodes this many levels below the request (1: its children); "
-        "deeper when a level has few children (stops at the section level)",
-        low=1,
-        high=3,
-    )
-    own: int = setting(
-        1,
-        "1: add each request node's own direction (it against its retained siblings at its level); 0: do not",
-        low=0,
-        high=1,
-    )
-    pooled: int = setting(
-        0,
-        "1: the siblings' mean pooled over their samples (the authors'); 0: the mean of the sibling nodes' means",
-        low=0,
-        high=1,
-    )
-    layer_share: float = setting(
-        0.0,
-        "above 0: hook the last ⌈share × depth⌉ language layers instead of `layers` (the authors: 6 of 28)",
-        low=0,
-        high=1,
-    )
-
-
-#: the authors' code edits language layers 22–27 of 28 (chip/chip.py of their repository)
-AUTHORS_LAYER_SHARE = 6 / 28
-
-
-@dataclass(frozen=True)
-class ChipReferenceSettings(ChipSettings):
-    """CHIP as the authors' code makes its choices: child directions only when the node has children, sibling
-    means pooled over samples, the last ~21 % of the language layers. Their sibling sets are ours already
-    (children of the target's siblings; at the section level the other sections of its study, not matched by
-    kind), as is their rank rule."""
-
-    owner: ClassVar[str] = "chip_reference"
-
-    own: int = setting(0, "1: add each request node's own direction; 0: do not (the authors)", low=0, high=1)
-    pooled: int = setting(1, "1: the siblings' mean pooled over their samples (the authors)", low=0, high=1)
-    layer_share: float = setting(
-        AUTHORS_LAYER_SHARE, "hook the last ⌈share × depth⌉ language layers (the authors: 6 of 28)", low=0, high=1
-    )
-
-
 def direction_levels(level: Level, settings: ChipSettings) -> list[Level]:
     """The levels directions are taken at.
 
@@ -475,19 +408,5 @@ def run_chip(model: MultimodalModel, job: UnlearnJob, settings: ChipSettings) ->
         )
 
 
-CHIP = Method(
-    "chip",
-    "training-free cross-modal hierarchy-informed projection of the selected weight rows",
-    ChipSettings,
-    run_chip,
-    training_free=True,
-)
-
-
-CHIP_REFERENCE = Method(
-    "chip_reference",
-    "CHIP as the authors' code configures it: child directions only, pooled sibling means, the last ~21 % of layers",
-    ChipReferenceSettings,
-    run_chip,
-    training_free=True,
-)
+#: the catalog's methods this module runs (methods/catalog.py): ours and the authors' configuration, one code
+RUNS = {"chip": run_chip, "chip_reference": run_chip}

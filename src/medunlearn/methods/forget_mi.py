@@ -27,27 +27,19 @@ model's — then the weights of the last epoch that kept it are restored.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 
 from medunlearn import distributed
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
-from medunlearn.methods.gradient import BatchStream, checkpointing, frozen_copy, micro_batches
-from medunlearn.methods.method import (
-    Method,
-    MethodSettings,
-    UnlearnJob,
-    accumulation_setting,
-    adamw,
-    checkpointing_setting,
-    positive,
-    setting,
-)
+from medunlearn.methods.gradient import BatchStream, frozen_copy, micro_batches
+from medunlearn.methods.method import UnlearnJob, adamw
 from medunlearn.methods.noisy_copies import noisy_batch
+from medunlearn.methods.settings import ForgetMISettings
 from medunlearn.models.base import MultimodalModel
+from medunlearn.models.checkpoint import KeptWeights
+from medunlearn.models.memory_levers import checkpointing
 from medunlearn.progress import track
 
 TERMS = ("uu", "mu", "ur", "mr")
@@ -155,66 +147,6 @@ def noisy_targets(
     return out
 
 
-@dataclass(frozen=True)
-class ForgetMISettings(MethodSettings):
-    owner: ClassVar[str] = "forget_mi"
-
-    epochs: int = positive(10, "the budget: most epochs over the forget set")
-    patience: int = positive(2, "epochs without a fall of the forget likelihood before stopping")
-    min_fall: float = setting(1e-4, "a fall of the forget likelihood smaller than this counts as none", low=0)
-    max_validation_drop: float = setting(
-        0.05, "stop (restoring the last good epoch) when the validation likelihood falls more than this", low=0
-    )
-    lr: float = positive(
-        1e-4,
-        "AdamW learning rate, its budget axis (the reference: 1e-5 to 1e-4)",
-        grid=(3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3),
-    )
-    batch_size: int = positive(8, "samples per forget batch and per retain batch")
-    sigma: float = setting(0.1, "standard deviation of the image noise (pixel units)", low=0)
-    text_noise: float = setting(0.5, "share of words changed in the noisy text", low=0, high=1)
-    push: int = setting(
-        1,
-        "1: push forget embeddings away from the noisy copies' (the reference); 0: pull them onto them",
-        low=0,
-        high=1,
-    )
-    weight_uu: float = setting(1.0, "weight of unimodal unlearning (normalised with the others)", low=0)
-    weight_mu: float = setting(2.0, "weight of multimodal unlearning", low=0)
-    weight_ur: float = setting(1.0, "weight of unimodal retention", low=0)
-    weight_mr: float = setting(2.0, "weight of multimodal retention", low=0)
-    cap_margin: float = setting(1.0, "retention terms are capped at their first-epoch mean plus this", low=0)
-    validation_limit: int = positive(64, "validation samples the stop criterion reads (a seeded sample)")
-    accumulation: int = accumulation_setting()
-    checkpointing: int = checkpointing_setting()
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if sum(self.weights().values()) <= 0:
-            raise MedunlearnError(
-                "forget_mi: the four term weights sum to 0; give at least one positive weight_* value."
-            )
-
-    def weights(self) -> dict[str, float]:
-        return {"uu": self.weight_uu, "mu": self.weight_mu, "ur": self.weight_ur, "mr": self.weight_mr}
-
-
-def trainable_state(model: MultimodalModel, names=None) -> dict[str, torch.Tensor]:
-    """Copies of the trainable parameters (or of those ``names``): what an epoch changes."""
-    return {
-        name: p.detach().clone()
-        for name, p in model.network.named_parameters()
-        if (p.requires_grad if names is None else name in names)
-    }
-
-
-@torch.no_grad()
-def restore(model: MultimodalModel, state: dict[str, torch.Tensor]) -> None:
-    parameters = dict(model.network.named_parameters())
-    for name, value in state.items():
-        parameters[name].copy_(value)
-
-
 def batch_step(
     model: MultimodalModel,
     original: MultimodalModel,
@@ -250,25 +182,27 @@ def batch_step(
                 extra += len(retain_part)
         bound = {name for name, cap in caps.items() if whole[name] > cap}
     totals = {name: torch.zeros((), device=model.device) for name in TERMS}
-    for (forget_rows, _, shares), batch, target_retain in zip(parts, inputs, retained, strict=True):
+    for index, ((forget_rows, _, shares), batch, target_retain) in enumerate(zip(parts, inputs, retained, strict=True)):
         target_forget = tuple(torch.stack([targets[i][part] for i in forget_rows]) for part in range(3))
         share = {"uu": shares[0], "mu": shares[0], "ur": shares[1], "mr": shares[1]}
-        with model.autocast():
-            forget_now = model.embed(model.batch([forget[i] for i in forget_rows]))
-            terms = forget_mi_terms(forget_now, target_forget, model.embed(batch), target_retain)
-            if len(parts) == 1:
-                loss = weighted_loss(terms, weights, caps, push=bool(settings.push))
-            else:  # a bound cap's term is the constant cap: no gradient, its value kept
-                scaled = {
-                    name: (terms[name].detach() * 0 + caps[name] if caps and name in bound else terms[name])
-                    * share[name]
-                    for name in TERMS
-                }
-                loss = weighted_loss(scaled, weights, push=bool(settings.push))
-            loss = loss * weight
-        if not torch.isfinite(loss):
-            raise MedunlearnError(f"the Forget-MI loss became {loss.item()}; lower lr (--set lr=...) and rerun.")
-        distributed.backward(loss)  # gradients add up over the micro-batches
+        # gradients add up over the micro-batches; under a launcher they are exchanged on the last one only
+        with distributed.no_sync(model, last=index == len(parts) - 1):
+            with model.autocast():
+                forget_now = model.embed(model.batch([forget[i] for i in forget_rows]))
+                terms = forget_mi_terms(forget_now, target_forget, model.embed(batch), target_retain)
+                if len(parts) == 1:
+                    loss = weighted_loss(terms, weights, caps, push=bool(settings.push))
+                else:  # a bound cap's term is the constant cap: no gradient, its value kept
+                    scaled = {
+                        name: (terms[name].detach() * 0 + caps[name] if caps and name in bound else terms[name])
+                        * share[name]
+                        for name in TERMS
+                    }
+                    loss = weighted_loss(scaled, weights, push=bool(settings.push))
+                loss = loss * weight
+            if not torch.isfinite(loss):
+                raise MedunlearnError(f"the Forget-MI loss became {loss.item()}; lower lr (--set lr=...) and rerun.")
+            distributed.backward(loss)
         for name in TERMS:
             totals[name] = totals[name] + terms[name].detach().float() * share[name]
     if caps and len(parts) == 1:
@@ -294,11 +228,13 @@ def run_forget_mi(model: MultimodalModel, job: UnlearnJob, settings: ForgetMISet
     best, stale = likelihood(model, forget, size), 0
     floor = likelihood(model, validation, size) - settings.max_validation_drop
     job.meter.cost.forward += 2 * len(forget) + len(validation)
-    good_state = None
+    # the weights of the last epoch that kept utility (at first: as they came); on disk unless they are an adapter
     stop = "budget"
     capped = 0  # batches on which a retention cap bound (this process's part)
     model.train(False)  # frozen normalisation statistics, as for the gradient methods (methods/gradient.py)
-    with checkpointing(model, bool(settings.checkpointing)):  # undone when the epochs end
+    # checkpointing undone when the epochs end; the kept weights' files removed
+    with KeptWeights(model.network, job.workdir) as kept, checkpointing(model, bool(settings.checkpointing)):
+        kept.keep(model.network)
         for epoch in range(settings.epochs):
             order = torch.randperm(len(forget), generator=generator).tolist()
             sums = dict.fromkeys(TERMS, 0.0)
@@ -333,15 +269,10 @@ def run_forget_mi(model: MultimodalModel, job: UnlearnJob, settings: ForgetMISet
                 }
             )
             if validation_now < floor:  # damage beyond the tolerance: back to the last epoch that kept utility
-                restore(
-                    model,
-                    good_state
-                    if good_state is not None
-                    else trainable_state(original, names=trainable_state(model).keys()),
-                )
+                kept.restore(model.network)
                 stop = "validation"
                 break
-            good_state = trainable_state(model)
+            kept.keep(model.network)
             if forget_now < best - settings.min_fall:
                 best, stale = forget_now, 0
             else:
@@ -362,9 +293,5 @@ def run_forget_mi(model: MultimodalModel, job: UnlearnJob, settings: ForgetMISet
     )
 
 
-FORGET_MI = Method(
-    "forget_mi",
-    "embedding-space multimodal unlearning with noisy copies (UU, MU, UR, MR)",
-    ForgetMISettings,
-    run_forget_mi,
-)
+#: the catalog's methods this module runs (methods/catalog.py)
+RUNS = {"forget_mi": run_forget_mi}

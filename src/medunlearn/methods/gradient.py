@@ -30,29 +30,22 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers.modeling_layers import GradientCheckpointingLayer
 
 from medunlearn import distributed
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError
-from medunlearn.methods.method import (
-    Method,
-    MethodSettings,
-    UnlearnJob,
-    accumulation_setting,
-    adamw,
-    checkpointing_setting,
-    positive,
-)
+from medunlearn.methods.method import UnlearnJob, adamw
+from medunlearn.methods.settings import GradientSettings, NPOSettings
 from medunlearn.models.base import MultimodalModel
+from medunlearn.models.memory_levers import checkpointing
 from medunlearn.progress import track
 
 # -- the losses, as functions of tensors (tested on hand-computed cases) -----------------
@@ -89,29 +82,6 @@ class BatchStream:
             self.order += torch.randperm(len(self.samples), generator=self.generator).tolist()
         rows, self.order = self.order[: self.batch_size], self.order[self.batch_size :]
         return [self.samples[i] for i in rows]
-
-
-@dataclass(frozen=True)
-class GradientSettings(MethodSettings):
-    owner: ClassVar[str] = "gradient method"
-
-    epochs: float = positive(
-        5.0,
-        "the budget, in passes over the forget set (steps = ⌈epochs·|forget|/batch_size⌉)",
-        grid=(0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0),
-    )
-    lr: float = positive(1e-4, "AdamW learning rate (constant)")
-    batch_size: int = positive(8, "samples per forget batch and per retain batch")
-    max_grad_norm: float = positive(1.0, "gradient norm clipped to at most this")
-    accumulation: int = accumulation_setting()
-    checkpointing: int = checkpointing_setting()
-
-
-@dataclass(frozen=True)
-class NPOSettings(GradientSettings):
-    owner: ClassVar[str] = "npo"
-
-    beta: float = positive(0.1, "NPO inverse temperature β")
 
 
 @dataclass(frozen=True)
@@ -204,39 +174,6 @@ def micro_batches(
     return out
 
 
-@contextmanager
-def checkpointing(model: MultimodalModel, on: bool) -> Iterator[None]:
-    """Gradient checkpointing (transformers' own) while the block runs, or say in one sentence that this model has
-    none. Call it after ``model.train(False)``.
-
-    transformers recomputes a layer only when the layer is in training mode, and the methods run in eval mode
-    (no dropout, frozen statistics). So the layers that checkpoint get their own ``training`` flag set, and only
-    theirs: the attention and dropout modules inside them stay in eval mode. Both are undone on leaving."""
-    if not on:
-        yield
-        return
-    network = getattr(model.network, "get_base_model", lambda: model.network)()
-    if not getattr(network, "supports_gradient_checkpointing", False):
-        raise MedunlearnError(
-            f"the {model.family} model does not support gradient checkpointing; drop --set checkpointing=1."
-        )
-    kwargs = {"use_reentrant": False}
-    if hasattr(network, "activation_checkpointing_enable"):  # transformers ≥ 5.x's name
-        network.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-    else:
-        network.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-    layers = [m for m in network.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]
-    modes = [layer.training for layer in layers]
-    for layer in layers:
-        layer.training = True  # this module's flag only (not .train(), which would recurse into dropout)
-    try:
-        yield
-    finally:
-        for layer, mode in zip(layers, modes, strict=True):
-            layer.training = mode
-        getattr(network, "activation_checkpointing_disable", network.gradient_checkpointing_disable)()
-
-
 def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSettings, objective: Objective) -> None:
     forget, retain = job.forget_and_retain(
         model, needs_forget=objective.uses_forget, needs_retain=objective.uses_retain
@@ -260,10 +197,13 @@ def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSet
             retain_batch = retain_stream.next() if objective.uses_retain else []
             optimizer.zero_grad(set_to_none=True)
             loss = torch.zeros((), device=model.device)
-            for forget_part, retain_part, shares in micro_batches(forget_batch, retain_batch, settings.accumulation):
-                with model.autocast():
-                    part = objective.loss(model, reference, forget_part, retain_part, settings, shares)
-                distributed.backward(part)  # gradients add up over the micro-batches
+            pieces = micro_batches(forget_batch, retain_batch, settings.accumulation)
+            for index, (forget_part, retain_part, shares) in enumerate(pieces):
+                # gradients add up over the micro-batches; under a launcher they are exchanged on the last one only
+                with distributed.no_sync(model, last=index == len(pieces) - 1):
+                    with model.autocast():
+                        part = objective.loss(model, reference, forget_part, retain_part, settings, shares)
+                    distributed.backward(part)
                 loss = loss + part.detach().float()
             reported = distributed.mean(loss)  # the whole batches' loss, the same on every process
             if not torch.isfinite(reported):
@@ -373,27 +313,20 @@ def _retain_ft(model, reference, forget, retain, settings):
     return None, model.training_loss(model.batch(retain))
 
 
-OBJECTIVES: dict[str, tuple[str, Objective]] = {
-    "grad_ascent": ("gradient ascent on the forget set", Objective(True, False, None, _grad_ascent)),
-    "grad_diff": ("gradient ascent on forget + descent on retain", Objective(True, True, None, _grad_diff)),
-    "kl": ("gradient ascent on forget + KL to the original model on retain", Objective(True, True, "retain", _kl)),
-    "npo": ("negative preference optimisation on forget + descent on retain", Objective(True, True, "forget", _npo)),
-    "retain_ft": ("fine-tune on the retain set only", Objective(False, True, None, _retain_ft)),
+#: the five objectives of PROTOCOL.md §3 (the catalog's OBJECTIVE_METHODS)
+OBJECTIVES: dict[str, Objective] = {
+    "grad_ascent": Objective(True, False, None, _grad_ascent),
+    "grad_diff": Objective(True, True, None, _grad_diff),
+    "kl": Objective(True, True, "retain", _kl),
+    "npo": Objective(True, True, "forget", _npo),
+    "retain_ft": Objective(False, True, None, _retain_ft),
 }
 
 
-def objective_method(name: str, summary: str, settings_type: type[GradientSettings], objective: Objective) -> Method:
-    """A method that is one objective run by the gradient loop."""
-    return Method(
-        name,
-        summary,
-        settings_type,
-        lambda model, job, settings: run_objective(model, job, settings, objective),
-        budget_axis="epochs",
-    )
+def objective_run(objective: Objective) -> Callable[[MultimodalModel, UnlearnJob, GradientSettings], None]:
+    """The run of a method that is one objective of this loop."""
+    return functools.partial(run_objective, objective=objective)
 
 
-GRADIENT_METHODS = tuple(
-    objective_method(name, summary, NPOSettings if name == "npo" else GradientSettings, objective)
-    for name, (summary, objective) in OBJECTIVES.items()
-)
+#: the catalog's methods this module runs (methods/catalog.py)
+RUNS = {name: objective_run(objective) for name, objective in OBJECTIVES.items()}

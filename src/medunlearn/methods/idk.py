@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from medunlearn.data.samples import Sample
-from medunlearn.methods.gradient import GradientSettings, Objective, objective_method
+from medunlearn.methods.gradient import Objective, objective_run
+from medunlearn.methods.settings import GradientSettings
 
 #: refusals in the manner of TOFU's idontknow.jsonl, one chosen per sample
 REFUSALS = (
@@ -48,9 +49,5 @@ def _idk(model, reference, forget, retain, settings: GradientSettings):
 
 
 IDK_OBJECTIVE = Objective(True, True, None, _idk)
-IDK = objective_method(
-    "idk",
-    "fine-tune the forget questions to 'I don't know' (the classifier: to uniform) + descent on retain",
-    GradientSettings,
-    IDK_OBJECTIVE,
-)
+#: the catalog's methods this module runs (methods/catalog.py)
+RUNS = {"idk": objective_run(IDK_OBJECTIVE)}

@@ -1,8 +1,8 @@
-"""Name → method, and :func:`unlearn`, the one entry point every caller uses."""
+""":func:`unlearn`, the one entry point every caller uses to run a method of the catalog
+(:mod:`medunlearn.methods.catalog`, which also answers name → method)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,43 +10,14 @@ from medunlearn import distributed
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.splits import Split
 from medunlearn.errors import MedunlearnError
-from medunlearn.methods.chip import CHIP, CHIP_REFERENCE
+from medunlearn.methods.catalog import method
 from medunlearn.methods.cost import Cost, CostMeter
-from medunlearn.methods.forget_mi import FORGET_MI
-from medunlearn.methods.gradient import GRADIENT_METHODS
-from medunlearn.methods.idk import IDK
-from medunlearn.methods.method import Method, MethodConfig, Snapshot, UnlearnJob
-from medunlearn.methods.retrain import RETRAIN
-from medunlearn.methods.saliency import SALUN
-from medunlearn.methods.simnpo import SIMNPO
-from medunlearn.methods.undial import UNDIAL
+from medunlearn.methods.method import Snapshot, UnlearnJob
+from medunlearn.methods.settings import MethodConfig
 from medunlearn.models.base import MultimodalModel
+from medunlearn.models.card import check_trained_on
 from medunlearn.models.fine_tuning import seed_everything
-from medunlearn.models.loading import check_trained_on, with_lora
-
-METHODS: dict[str, Method] = {
-    m.name: m for m in (CHIP, CHIP_REFERENCE, FORGET_MI, *GRADIENT_METHODS, SIMNPO, UNDIAL, IDK, SALUN, RETRAIN)
-}
-
-
-def method(name: str) -> Method:
-    if name not in METHODS:
-        raise MedunlearnError(f"unknown method {name!r}; the registered methods are: {', '.join(METHODS)}.")
-    return METHODS[name]
-
-
-def method_config(
-    name: str, overrides: Mapping[str, Any] | None = None, seed: int = 0, lora_r: int = 0
-) -> MethodConfig:
-    """A run of method ``name``: its settings dataclass with ``overrides`` (``--set`` strings or numbers) applied and
-    checked; ``lora_r`` > 0 unlearns through a fresh LoRA adapter (gradient methods and Forget-MI only)."""
-    chosen = method(name)
-    if lora_r and (chosen.training_free or name == RETRAIN.name):
-        kind = "training-free: it edits weights directly" if chosen.training_free else "a retraining, not an update"
-        raise MedunlearnError(
-            f"--lora-r applies to the gradient methods and Forget-MI; {name} is {kind}. Drop --lora-r for it."
-        )
-    return MethodConfig(name, chosen.settings(overrides), seed, lora_r)
+from medunlearn.models.loading import released, with_lora
 
 
 def unlearn(
@@ -87,11 +58,15 @@ def unlearn(
     if source is not None:
         check_trained_on(source, dataset)
     model.attach(dataset)
-    working = model if in_place else model.clone()
+    device = model.device  # where the method's memory is measured
+    if in_place and not chosen.reads_weights:  # the caller gave its load up and the method builds its own model:
+        model.network = model.network.to("meta")  # its weights go before the new model trains (one model held)
+        released()
+    working = (model if in_place else model.clone()).merged()  # a model loaded with its adapter: folded in first
     seed_everything(config.seed)  # before the adapter: its A matrices are drawn from the seed
     if config.lora_r:
-        working = with_lora(working, config.lora_r)
-    with CostMeter(model.device) as meter:
+        working = with_lora(working, config.lora_r, config.lora_targets)
+    with CostMeter(device) as meter:
         job = UnlearnJob(
             chosen.name,
             split,

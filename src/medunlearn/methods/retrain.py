@@ -14,7 +14,8 @@ from pathlib import Path
 
 from medunlearn.config import TrainConfig
 from medunlearn.errors import MedunlearnError
-from medunlearn.methods.method import Method, NoSettings, UnlearnJob
+from medunlearn.methods.method import UnlearnJob
+from medunlearn.methods.settings import NoSettings
 from medunlearn.models.base import MultimodalModel
 from medunlearn.models.fine_tuning import training_passes
 from medunlearn.models.loading import load_model
@@ -61,6 +62,5 @@ def _trained_oracle(job: UnlearnJob, config: TrainConfig, folder: Path) -> tuple
     return oracle, log
 
 
-RETRAIN = Method(
-    "retrain", "the retrain oracle: the vanilla recipe from its initialisation, on retain only", NoSettings, run_retrain
-)
+#: the catalog's methods this module runs (methods/catalog.py)
+RUNS = {"retrain": run_retrain}

@@ -12,13 +12,11 @@ Under LoRA the mask is over the adapter's weights.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 
-from medunlearn.methods.gradient import GradientSettings, Objective, ascent_loss, objective_method
-from medunlearn.methods.method import setting
+from medunlearn.methods.gradient import Objective, ascent_loss, objective_run
+from medunlearn.methods.settings import SaliencySettings
 
 
 def saliency_masks(gradients: list[torch.Tensor], share: float) -> list[torch.Tensor]:
@@ -27,15 +25,6 @@ def saliency_masks(gradients: list[torch.Tensor], share: float) -> list[torch.Te
     keep = max(1, math.ceil(share * magnitudes.numel() - 1e-9))
     threshold = torch.kthvalue(magnitudes, magnitudes.numel() - keep + 1).values
     return [(g.detach().abs().float() >= threshold.to(g.device)).to(g.dtype) for g in gradients]
-
-
-@dataclass(frozen=True)
-class SaliencySettings(GradientSettings):
-    owner: ClassVar[str] = "salun"
-
-    saliency: float = setting(
-        0.5, "share of the trainable weights that move (SalUn's default threshold)", low=0, high=1, low_open=True
-    )
 
 
 def _forget_gradient_masks(model, forget, settings: SaliencySettings, trainable) -> list[torch.Tensor]:
@@ -55,9 +44,5 @@ def _salun(model, reference, forget, retain, settings):
     return ascent_loss(model.sample_losses(model.batch(forget))), model.training_loss(model.batch(retain))
 
 
-SALUN = objective_method(
-    "salun",
-    "gradient difference on the weights most salient to the forget set (SalUn's mask)",
-    SaliencySettings,
-    Objective(True, True, None, _salun, gradient_mask=_forget_gradient_masks),
-)
+#: the catalog's methods this module runs (methods/catalog.py)
+RUNS = {"salun": objective_run(Objective(True, True, None, _salun, gradient_mask=_forget_gradient_masks))}

@@ -11,14 +11,11 @@ ratio, and GradDiff and NPO here weigh both terms 1, so SimNPO does too).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 import torch
 import torch.nn.functional as F
 
-from medunlearn.methods.gradient import GradientSettings, Objective, objective_method
-from medunlearn.methods.method import positive, setting
+from medunlearn.methods.gradient import Objective, objective_run
+from medunlearn.methods.settings import SimNPOSettings
 
 
 def simnpo_loss(forget_nll: torch.Tensor, beta: float, delta: float) -> torch.Tensor:
@@ -26,22 +23,10 @@ def simnpo_loss(forget_nll: torch.Tensor, beta: float, delta: float) -> torch.Te
     return (2.0 / beta) * F.softplus(beta * (delta - forget_nll)).mean()
 
 
-@dataclass(frozen=True)
-class SimNPOSettings(GradientSettings):
-    owner: ClassVar[str] = "simnpo"
-
-    beta: float = positive(4.5, "SimNPO inverse temperature β (open-unlearning's default)")
-    delta: float = setting(0.0, "reward margin δ on the mean token NLL", low=0)
-
-
 def _simnpo(model, reference, forget, retain, settings: SimNPOSettings):
     forget_term = simnpo_loss(model.sample_losses(model.batch(forget)), settings.beta, settings.delta)
     return forget_term, model.training_loss(model.batch(retain))
 
 
-SIMNPO = objective_method(
-    "simnpo",
-    "reference-free NPO on the length-normalised likelihood + descent on retain",
-    SimNPOSettings,
-    Objective(True, True, None, _simnpo),
-)
+#: the catalog's methods this module runs (methods/catalog.py)
+RUNS = {"simnpo": objective_run(Objective(True, True, None, _simnpo))}

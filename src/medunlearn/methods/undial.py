@@ -11,14 +11,11 @@ distils the forget set alone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
-
 import torch
 import torch.nn.functional as F
 
-from medunlearn.methods.gradient import GradientSettings, Objective, objective_method
-from medunlearn.methods.method import positive
+from medunlearn.methods.gradient import Objective, objective_run
+from medunlearn.methods.settings import UndialSettings
 
 
 def undial_loss(
@@ -30,13 +27,6 @@ def undial_loss(
     return F.cross_entropy(logits.float(), F.softmax(adjusted, dim=-1))
 
 
-@dataclass(frozen=True)
-class UndialSettings(GradientSettings):
-    owner: ClassVar[str] = "undial"
-
-    strength: float = positive(10.0, "γ: how far the answer token's logit is lowered in the target distribution")
-
-
 def _undial(model, reference, forget, retain, settings: UndialSettings):
     batch = model.batch(forget)
     with torch.no_grad():
@@ -45,9 +35,5 @@ def _undial(model, reference, forget, retain, settings: UndialSettings):
     return forget_term, model.training_loss(model.batch(retain))
 
 
-UNDIAL = objective_method(
-    "undial",
-    "self-distillation towards the original's logits with the answer's lowered + descent on retain",
-    UndialSettings,
-    Objective(True, True, "forget", _undial),
-)
+#: the catalog's methods this module runs (methods/catalog.py)
+RUNS = {"undial": objective_run(Objective(True, True, "forget", _undial))}

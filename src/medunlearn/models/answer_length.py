@@ -2,7 +2,8 @@
 
 A name is a few tokens and a FINDINGS section a hundred, so one limit for every question
 lets a model that never ends its turn (an unlearned one often does not) decode a report's
-length for a name. Each question gets its fact's limit, and :class:`RowLimits` stops
+length for a name. Each question gets its fact's limit — where the data names no fact (an
+imported MedForget question), its task's at its level — and :class:`RowLimits` stops
 every row of a batched decoding at its own.
 """
 
@@ -19,16 +20,24 @@ from medunlearn.data.samples import Sample
 ANSWER_MARGIN = 8
 
 
+def answer_kind(sample: Sample) -> str:
+    """What a question's answer is like: its fact, or — where the data names none — its task at its level (a
+    multiple choice is an option, a cloze a word or two, free text may be a report section)."""
+    return sample.fact or f"{sample.task.value} at the {sample.fact_level.value} level"
+
+
 def answer_limits(tokenizer, samples: Iterable[Sample]) -> dict[str, int]:
-    """Per fact, the token length of its longest answer among ``samples`` plus :data:`ANSWER_MARGIN`."""
+    """Per kind of answer (:func:`answer_kind`), the token length of its longest answer among ``samples`` plus
+    :data:`ANSWER_MARGIN`."""
     samples = list(samples)
     if not samples:
         return {}
     lengths = tokenizer([s.answer for s in samples], add_special_tokens=False)["input_ids"]
     longest: dict[str, int] = {}
     for sample, ids in zip(samples, lengths, strict=True):
-        longest[sample.fact] = max(longest.get(sample.fact, 0), len(ids))
-    return {fact: n + ANSWER_MARGIN for fact, n in longest.items()}
+        kind = answer_kind(sample)
+        longest[kind] = max(longest.get(kind, 0), len(ids))
+    return {kind: n + ANSWER_MARGIN for kind, n in longest.items()}
 
 
 def longest_answer_limit(tokenizer, samples: Iterable[Sample]) -> int:

@@ -33,13 +33,9 @@ from torch import nn
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError, check_integer
-
-MODEL_CARD = "medunlearn.json"
-#: questions decoded side by side: greedy decoding of the tiny models is bound by the per-step cost, so 64 rows
-#: take 22 % less time than 32 for the same answers (600 training questions, 2 CPU threads; docs/evaluation.md)
-DECODE_BATCH = 64
-LOSS_BATCH = 32
-MAX_EVAL_BATCH = 4096
+from medunlearn.models.card import DECODE_BATCH, LOSS_BATCH, MAX_EVAL_BATCH, MODEL_CARD
+from medunlearn.models.image_budget import CARD_KEY as IMAGE_BUDGET_KEY
+from medunlearn.models.image_budget import ImageBudget
 
 
 @dataclass
@@ -224,6 +220,14 @@ class MultimodalModel(abc.ABC):
         for parameter in self.vision_parameters(with_projector=False):
             parameter.requires_grad_(False)
 
+    def lora_targets(self, parts: Sequence[str]) -> list[str]:
+        """The names of the linear layers a LoRA adapter on ``parts`` (``language``, ``projector``, ``vision``) wraps;
+        only the vision-language models have them."""
+        raise MedunlearnError(
+            f"LoRA adapts the vision-language models' linears; the {self.family} model trains every weight. Drop "
+            "--lora-r for it."
+        )
+
     @abc.abstractmethod
     def editable_linears(self) -> dict[str, EditableLinear]:
         """Named linear layers CHIP may hook and project."""
@@ -246,6 +250,45 @@ class MultimodalModel(abc.ABC):
         self.network.save_pretrained(folder, safe_serialization=True)
         self.preprocessor.save_pretrained(folder)
         (folder / MODEL_CARD).write_text(json.dumps(self.card, indent=2, sort_keys=True) + "\n")
+
+    def save_adapter(self, folder: Path) -> None:
+        """Write the LoRA adapter alone (peft's layout: ``adapter_config.json`` names the base folder, the adapter's
+        weights in the precision they trained in), the processor and the model card: a patch on its base."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.network.save_pretrained(folder, safe_serialization=True)
+        self.preprocessor.save_pretrained(folder)
+        (folder / MODEL_CARD).write_text(json.dumps(self.card, indent=2, sort_keys=True) + "\n")
+
+    @torch.no_grad()
+    def merge_kept(self) -> float | None:
+        """The share of the LoRA adapter's weight changes that survive being merged into weights of the precision
+        they were loaded in (bf16 on a GPU: a change below half a bf16 step rounds away); None without an adapter or
+        when the weights are float32 (nothing rounds away)."""
+        if self.compute_dtype is None or not hasattr(self.network, "merge_and_unload"):
+            return None
+        kept = changed = 0
+        for module in self.network.modules():
+            if not (hasattr(module, "lora_A") and hasattr(module, "get_base_layer")):
+                continue
+            weight = module.get_base_layer().weight
+            delta = sum(module.get_delta_weight(name) for name in module.active_adapters if name in module.lora_A)
+            if not isinstance(delta, torch.Tensor):
+                continue
+            moved = delta != 0
+            low = weight.to(self.compute_dtype)
+            kept += int(((low.float() + delta.float()).to(self.compute_dtype) != low)[moved].sum())
+            changed += int(moved.sum())
+        return kept / changed if changed else None
+
+    def shipped(self) -> MultimodalModel:
+        """The model as :meth:`save` writes it, in place: any LoRA adapter folded in, the weights back in the
+        precision they were loaded in (bf16 on a GPU; float32 master weights end). What the audit scores."""
+        self.merged()
+        if self.compute_dtype is not None:
+            self.network.to(self.compute_dtype)
+            self.compute_dtype = None
+        return self
 
     def clone(self) -> MultimodalModel:
         """An independent deep copy (weights, caches) that shares the attached dataset."""
@@ -290,6 +333,26 @@ class MultimodalModel(abc.ABC):
                     parameter.data = parameter.data.float()
         return trainable
 
+    #: the image budget the model reads with and where each bound came from (:meth:`apply_image_budget`; None: the
+    #: model's input has a fixed size, or the budget was never resolved)
+    image_budget: dict[str, Any] | None = None
+
+    def apply_image_budget(self, flags: ImageBudget | None = None) -> dict[str, Any] | None:
+        """Apply the budget stored in the model's card, each bound given in ``flags`` overriding it; what applied
+        (``image_budget``: the bounds in force and, per bound, ``flag``, ``model folder`` or the processor's own)."""
+        flags = flags or ImageBudget()
+        stored = ImageBudget.from_json(self.card.get(IMAGE_BUDGET_KEY))
+        effective = flags.over(stored)
+        if effective.given:
+            self.limit_pixels(effective.min_pixels, effective.max_pixels)
+        bounds = self.pixel_bounds()
+        self.image_budget = None if bounds is None else {**bounds.to_json(), "from": flags.sources(stored)}
+        return self.image_budget
+
+    def pixel_bounds(self) -> ImageBudget | None:
+        """The bounds the image processor resizes to (None: the model's image input has a fixed size)."""
+        return None
+
     def limit_pixels(self, min_pixels: int | None, max_pixels: int | None) -> None:
         """Bound the pixels the image processor resizes each radiograph to (Qwen2-VL, Qwen2.5-VL); the model's
         input size is fixed otherwise, which this says in one sentence."""
@@ -323,32 +386,6 @@ class MultimodalModel(abc.ABC):
 
     def parameters(self):
         return self.network.parameters()
-
-
-DUAL_ENCODER_TYPE = "medunlearn_dual_encoder"
-
-
-def model_type(folder: Path) -> str | None:
-    """The ``model_type`` a folder's config.json names (None without a readable one)."""
-    config = Path(folder) / "config.json"
-    if not config.is_file():
-        return None
-    try:
-        return json.loads(config.read_text()).get("model_type")
-    except json.JSONDecodeError:
-        return None
-
-
-def read_model_card(folder: Path) -> dict[str, Any]:
-    path = Path(folder) / MODEL_CARD
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise MedunlearnError(
-            f"{path} is not valid JSON; the model folder is damaged, re-train or re-save it."
-        ) from None
 
 
 def calibrated_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

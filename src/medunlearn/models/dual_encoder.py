@@ -53,8 +53,8 @@ from medunlearn.models.base import (
     EditableLinear,
     MultimodalModel,
     calibrated_log_probs,
-    read_model_card,
 )
+from medunlearn.models.card import read_model_card
 from medunlearn.models.tiny import image_side
 from medunlearn.models.tokenizer import corpus
 

@@ -4,9 +4,16 @@ Used by :func:`medunlearn.models.train.train` (vanilla models and retrain oracle
 model name) and by :mod:`medunlearn.models.pretrain` (a base's second stage). It knows no
 model names and no bases, so pretraining can use it without a cycle.
 
-An interrupted run keeps a checkpoint per finished epoch in ``.<out>.partial/`` beside
-the output; the same command resumes from it. The finished model folder appears
-atomically, with ``train_config.json`` and ``training_log.json`` beside the weights.
+An interrupted run keeps the last finished epoch's checkpoint in ``.<out>.partial/`` beside
+the output — in safetensors: the weights that train (a LoRA adapter: the adapter alone; the
+frozen weights come back from where they came from), the buffers, the optimizer's state,
+and the schedule's and random generators' state in JSON — and the same command resumes
+from it. The finished model folder appears atomically, with ``train_config.json`` and
+``training_log.json`` beside the weights.
+
+Memory levers (:mod:`medunlearn.models.memory_levers`): ``checkpointing`` recomputes each
+layer's activations in the backward pass, and ``accumulation`` splits each batch into
+micro-batches whose gradients add up (under a launcher, exchanged once per batch).
 
 Under ``accelerate launch`` or ``torchrun`` the same loop trains data-parallel
 (:mod:`medunlearn.distributed`): every process draws the same global batches, takes its
@@ -37,10 +44,15 @@ from medunlearn.data.samples import SampleTable
 from medunlearn.data.splits import make_split
 from medunlearn.errors import MedunlearnError
 from medunlearn.models.base import MultimodalModel
-from medunlearn.outputs import atomic_directory, atomic_file, read_json, write_json
+from medunlearn.models.checkpoint import read_tensors, write_tensors
+from medunlearn.models.memory_levers import checkpointing, split_rows
+from medunlearn.outputs import atomic_directory, read_json, write_json
 from medunlearn.progress import tell, track
 
-CHECKPOINT = "checkpoint.pt"
+#: what an interrupted training keeps, in one folder replaced whole: its state (JSON) and its tensors (safetensors)
+CHECKPOINT, STATE, TENSORS = "checkpoint", "state.json", "tensors"
+#: the checkpoint an older medunlearn wrote (a pickle): refused, never read
+PICKLED = "checkpoint.pt"
 
 
 def training_samples(dataset: HospitalDataset, config: TrainConfig) -> SampleTable:
@@ -135,8 +147,12 @@ def fine_tune(
     log: list[dict[str, Any]] = []
     start_epoch = 0
 
-    state_path = partial / CHECKPOINT
-    if state_path.is_file():
+    if (partial / PICKLED).exists():
+        raise MedunlearnError(
+            f"{partial} holds a checkpoint of an older medunlearn ({PICKLED}: a pickle, which is never read); delete "
+            f"{partial} to start the training over."
+        )
+    if (partial / CHECKPOINT / STATE).is_file():
         saved = read_json(partial / "settings.json")
         if saved != settings:
             differing = differing_keys(saved, settings, "config")
@@ -144,83 +160,61 @@ def fine_tune(
                 f"an interrupted training with other settings ({', '.join(differing)}) is in {partial}; "
                 f"rerun with the same flags to resume it, or delete that folder to start over."
             )
-        try:  # tensors, numbers and dicts only: a planted pickle cannot run, it is refused
-            state = torch.load(state_path, weights_only=True)
-        except Exception as exc:  # torch raises UnpicklingError, RuntimeError or EOFError for a foreign or damaged file
-            raise MedunlearnError(
-                f"{state_path} is not a checkpoint medunlearn wrote ({type(exc).__name__}: it holds more than "
-                "tensors and plain values, "
-                f"or is damaged); it was not run. Delete {partial} to start the training over."
-            ) from None
-        tell(f"resuming the interrupted training in {partial} after epoch {state['epoch']} of {config.epochs}")
-        model.network.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        log, start_epoch = (
-            [{**entry, "resumed": True} for entry in state["log"]],
-            state["epoch"],
-        )  # epochs an earlier run paid for
+        log, start_epoch = _resumed(partial, model, optimizer, scheduler, generator)
+        tell(f"resuming the interrupted training in {partial} after epoch {start_epoch} of {config.epochs}")
 
     model.train(True)
-    for epoch in range(start_epoch, int(config.epochs)):  # type: ignore[arg-type]
-        started, losses = time.perf_counter(), []
-        # each epoch rehearses a fresh draw of the replay set beside every training sample
-        drawn = (
-            [rehearsed[i] for i in torch.randperm(len(rehearsed), generator=generator)[:per_epoch].tolist()]
-            if per_epoch
-            else []
-        )
-        epoch_samples = [*samples, *drawn]
-        batches = length_grouped_batches(epoch_samples, int(config.batch_size), generator)  # type: ignore[arg-type]
-        for step, rows in enumerate(track(batches, f"epoch {epoch + 1}/{config.epochs}")):
-            part, weight = distributed.share(rows)
-            with model.autocast():
-                loss = model.training_loss(model.batch([epoch_samples[i] for i in part])) * weight
-            reported = distributed.mean(loss)  # the whole batch's mean loss, the same on every process
-            if not torch.isfinite(reported):
-                kept = (
-                    f"the last good checkpoint (epoch {epoch}) is kept in {partial}"
-                    if epoch > start_epoch or state_path.is_file()
-                    else "no epoch had finished, so nothing was kept"
-                )
-                raise MedunlearnError(
-                    f"training loss became {reported.item()} at epoch {epoch + 1} step {step + 1}; {kept}; lower "
-                    "--lr and rerun."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            distributed.backward(loss)
-            distributed.clip_gradients(trainable, config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            losses.append(reported.item())
-        log.append(
-            {
-                "epoch": epoch + 1,
-                "loss": float(np.mean(losses)),
-                "seconds": round(time.perf_counter() - started, 3),
-                "samples": len(samples),
-                "replayed": len(drawn),
-            }
-        )
-        if distributed.is_main():
-            _write_checkpoint(
-                partial,
-                settings,
-                {
-                    "model": model.network.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "generator": generator.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "log": log,
-                    "epoch": epoch + 1,
-                },
+    with checkpointing(model, bool(config.checkpointing)):  # undone before the model is saved
+        for epoch in range(start_epoch, int(config.epochs)):  # type: ignore[arg-type]
+            started, losses = time.perf_counter(), []
+            # each epoch rehearses a fresh draw of the replay set beside every training sample
+            drawn = (
+                [rehearsed[i] for i in torch.randperm(len(rehearsed), generator=generator)[:per_epoch].tolist()]
+                if per_epoch
+                else []
             )
-        distributed.wait()  # no process runs ahead of a checkpoint a resumed run would read
-        if epoch_done is not None:
-            epoch_done(epoch + 1)
+            epoch_samples = [*samples, *drawn]
+            batches = length_grouped_batches(epoch_samples, int(config.batch_size), generator)  # type: ignore[arg-type]
+            for step, rows in enumerate(track(batches, f"epoch {epoch + 1}/{config.epochs}")):
+                part, weight = distributed.share(rows)
+                optimizer.zero_grad(set_to_none=True)
+                loss = torch.zeros((), device=model.device)
+                pieces = split_rows(part, int(config.accumulation))
+                for index, piece in enumerate(pieces):  # micro-batches: each weighted by its share of the part
+                    with distributed.no_sync(model, last=index == len(pieces) - 1), model.autocast():
+                        term = model.training_loss(model.batch([epoch_samples[i] for i in piece]))
+                        term = term * weight * len(piece) / len(part)
+                        distributed.backward(term)
+                    loss = loss + term.detach().float()
+                reported = distributed.mean(loss)  # the whole batch's mean loss, the same on every process
+                if not torch.isfinite(reported):
+                    kept = (
+                        f"the last good checkpoint (epoch {epoch}) is kept in {partial}"
+                        if (partial / CHECKPOINT / STATE).is_file()
+                        else "no epoch had finished, so nothing was kept"
+                    )
+                    raise MedunlearnError(
+                        f"training loss became {reported.item()} at epoch {epoch + 1} step {step + 1}; {kept}; lower "
+                        "--lr and rerun."
+                    )
+                distributed.clip_gradients(trainable, config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                losses.append(reported.item())
+            log.append(
+                {
+                    "epoch": epoch + 1,
+                    "loss": float(np.mean(losses)),
+                    "seconds": round(time.perf_counter() - started, 3),
+                    "samples": len(samples),
+                    "replayed": len(drawn),
+                }
+            )
+            if distributed.is_main():
+                _write_checkpoint(partial, settings, model, optimizer, scheduler, generator, log)
+            distributed.wait()  # no process runs ahead of a checkpoint a resumed run would read
+            if epoch_done is not None:
+                epoch_done(epoch + 1)
 
     model.train(False)
     model = distributed.release(model).merged()
@@ -249,8 +243,79 @@ def fine_tune(
     return out
 
 
-def _write_checkpoint(partial: Path, settings: dict[str, Any], state: dict[str, Any]) -> None:
+def _kept_tensors(network: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """What a checkpoint keeps of a network: the parameters that train and every buffer (batch-norm statistics); the
+    frozen weights are rebuilt by the same start (the base, the seed)."""
+    return {
+        **{f"weights.{n}": p for n, p in network.named_parameters() if p.requires_grad},
+        **{f"buffers.{n}": b for n, b in network.named_buffers()},
+    }
+
+
+def _write_checkpoint(
+    partial: Path,
+    settings: dict[str, Any],
+    model: MultimodalModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    generator: torch.Generator,
+    log: list[dict[str, Any]],
+) -> None:
+    """The last finished epoch, in safetensors and JSON, replacing the one before whole (renamed into place: a kill
+    leaves the one before or this one, never a mix)."""
     partial.mkdir(parents=True, exist_ok=True)
     write_json(partial / "settings.json", settings)
-    with atomic_file(partial / CHECKPOINT) as tmp:
-        torch.save(state, tmp)
+    optimizer_state = optimizer.state_dict()
+    tensors = _kept_tensors(model.network)
+    values: dict[str, Any] = {}
+    for index, state in optimizer_state["state"].items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{key}"] = value
+            else:
+                values[f"{index}.{key}"] = value
+    tensors["rng.generator"], tensors["rng.torch"] = generator.get_state(), torch.get_rng_state()
+    state = {
+        "epoch": log[-1]["epoch"],
+        "log": log,
+        "scheduler": scheduler.state_dict(),
+        "optimizer": {"param_groups": optimizer_state["param_groups"], "values": values},
+    }
+    with atomic_directory(partial / CHECKPOINT) as staging:
+        write_tensors(staging / TENSORS, tensors)
+        write_json(staging / STATE, state)
+
+
+def _resumed(
+    partial: Path, model: MultimodalModel, optimizer: torch.optim.Optimizer, scheduler: Any, generator: torch.Generator
+) -> tuple[list[dict[str, Any]], int]:
+    """Load the checkpoint into the model, the optimizer, the schedule and the generators; (its log, its epoch)."""
+    try:
+        state = json.loads((partial / CHECKPOINT / STATE).read_text())
+        kept = {k: v for k, v in _kept_tensors(model.network).items()}
+        optimizer_state: dict[str, Any] = {"state": {}, "param_groups": state["optimizer"]["param_groups"]}
+        with torch.no_grad():
+            for key, tensor in read_tensors(partial / CHECKPOINT / TENSORS):
+                if key in kept:
+                    kept[key].copy_(tensor)
+                elif key.startswith("optimizer."):
+                    _, index, name = key.split(".", 2)
+                    optimizer_state["state"].setdefault(int(index), {})[name] = tensor
+                elif key == "rng.generator":
+                    generator.set_state(tensor)
+                elif key == "rng.torch":
+                    torch.set_rng_state(tensor)
+                else:
+                    raise KeyError(key)
+        for key, value in state["optimizer"]["values"].items():
+            index, name = key.split(".", 1)
+            optimizer_state["state"].setdefault(int(index), {})[name] = value
+        optimizer.load_state_dict(optimizer_state)
+        scheduler.load_state_dict(state["scheduler"])
+        log, epoch = [{**entry, "resumed": True} for entry in state["log"]], int(state["epoch"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise MedunlearnError(
+            f"{partial} is not a checkpoint of this training ({type(exc).__name__}: {exc}); delete it to start the "
+            "training over."
+        ) from None
+    return log, epoch  # the epochs an earlier run paid for

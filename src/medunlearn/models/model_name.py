@@ -15,7 +15,7 @@ from typing import Any
 
 from medunlearn.config import DUAL_ENCODER
 from medunlearn.errors import MedunlearnError
-from medunlearn.models.base import DUAL_ENCODER_TYPE, model_type, read_model_card
+from medunlearn.models.card import DUAL_ENCODER_TYPE, model_type, read_model_card
 from medunlearn.models.pretrain import REPLAY_FOLDER, PretrainConfig
 from medunlearn.models.tiny import PRESETS
 

@@ -63,13 +63,13 @@ def initial_model(config: TrainConfig, dataset: HospitalDataset, name: ModelName
     elif name.base is not None:
         model = load_model(ensure_base(name.base)[0])
     else:
-        model = load_model(name.folder)
+        model = load_model(name.folder).merged()  # an adapter folder's patch is part of the weights that train
     if isinstance(
         model, VisionLanguageModel
     ):  # answers as long as this hospital's longest, whatever the weights' origin
         model.card["max_new_tokens"] = longest_answer_limit(model.tokenizer, dataset.samples)
     if config.lora_r:
-        model = with_lora(model, config.lora_r)
+        model = with_lora(model, config.lora_r, config.lora_targets)
     return model
 
 

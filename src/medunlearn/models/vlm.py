@@ -12,14 +12,18 @@ template), then the answer and the end-of-turn token; only answer tokens carry l
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 from transformers import (
+    GenerationConfig,
     LlavaConfig,
     LlavaForConditionalGeneration,
     Qwen2_5_VLConfig,
@@ -35,13 +39,15 @@ from transformers.image_utils import SizeDict
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.samples import Sample
 from medunlearn.errors import MedunlearnError, check_integer
-from medunlearn.models.answer_length import RowLimits, answer_limits
+from medunlearn.models.answer_length import RowLimits, answer_kind, answer_limits
 from medunlearn.models.base import (
     Batch,
     EditableLinear,
     MultimodalModel,
     calibrated_log_probs,
 )
+from medunlearn.models.image_budget import CARD_KEY as IMAGE_BUDGET_KEY
+from medunlearn.models.image_budget import ImageBudget
 from medunlearn.models.tokenizer import (
     LLAVA_IMAGE_PLACEHOLDER,
     QWEN_IMAGE_PLACEHOLDER,
@@ -104,6 +110,36 @@ FAMILIES: dict[str, Family] = {
 
 #: the most pixels an image may be resized to (a 16-megapixel radiograph)
 MAX_PIXELS = 16_000_000
+#: the bytes of resized images a model keeps (uint8 at the bounded size: about 3 MB a radiograph at 1 280 tokens)
+IMAGE_CACHE_BYTES = 2**30
+
+
+class ImageCache:
+    """Resized images by id, least recently used dropped first beyond ``budget`` bytes."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.held = budget, 0
+        self._entries: OrderedDict[str, tuple[np.ndarray, int]] = OrderedDict()
+
+    def get(self, image_id: str) -> tuple[np.ndarray, int] | None:
+        entry = self._entries.get(image_id)
+        if entry is not None:
+            self._entries.move_to_end(image_id)
+        return entry
+
+    def put(self, image_id: str, entry: tuple[np.ndarray, int]) -> None:
+        self._entries[image_id] = entry
+        self.held += entry[0].nbytes
+        while self.held > self.budget and len(self._entries) > 1:
+            _, (dropped, _) = self._entries.popitem(last=False)
+            self.held -= dropped.nbytes
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.held = 0
+
+    def __deepcopy__(self, memo: dict) -> ImageCache:  # a clone starts empty: the images are the dataset's
+        return ImageCache(self.budget)
 
 
 class VisionLanguageModel(MultimodalModel):
@@ -120,7 +156,7 @@ class VisionLanguageModel(MultimodalModel):
         self.image_token_id = int(network.config.image_token_id)
         self.eos_id = int(self.tokenizer.convert_tokens_to_ids(self.tokenizer.eos_token))
         self.pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_id)
-        self._image_cache: dict[str, tuple[dict[str, torch.Tensor], int]] = {}
+        self._image_cache = ImageCache(IMAGE_CACHE_BYTES)
         self._prompt_cache: dict[tuple[str, str], list[int]] = {}
         self._limits: dict[str, int] | None = None
 
@@ -132,8 +168,9 @@ class VisionLanguageModel(MultimodalModel):
             self._limits = None
         self.dataset = dataset
 
-    def _image(self, image_id: str) -> tuple[dict[str, torch.Tensor], int]:
-        """Processor output for one image (cached) and its number of vision tokens."""
+    def _image(self, image_id: str) -> tuple[np.ndarray, int]:
+        """One image as the processor resizes it (uint8, channels first; cached within the byte budget) and its number
+        of vision tokens."""
         cached = self._image_cache.get(image_id)
         if cached is None:
             if self.dataset is None:
@@ -143,11 +180,33 @@ class VisionLanguageModel(MultimodalModel):
                 [{"role": "user", "content": [{"type": "image"}]}], tokenize=False
             )
             encoded = self.processor(text=[prompt], images=[picture], return_tensors="pt")
-            n_tokens = int((encoded["input_ids"] == self.image_token_id).sum())
-            pixels = {k: v for k, v in encoded.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
-            cached = (pixels, n_tokens)
-            self._image_cache[image_id] = cached
+            cached = (self._resized(picture), int((encoded["input_ids"] == self.image_token_id).sum()))
+            self._image_cache.put(image_id, cached)
         return cached
+
+    def _resized(self, picture: Image.Image) -> np.ndarray:
+        """The image as the processor resizes (and, for CLIP, crops) it, before rescaling: uint8, channels first —
+        a quarter of the processor's float32 output (tests/models/test_vlm.py: the pixels are the same)."""
+        processor = self.processor.image_processor
+        if self.family == "llava":  # resized and cropped, not rescaled or normalised: whole numbers
+            raw = processor(images=[picture], do_rescale=False, do_normalize=False, return_tensors="np")
+            return raw["pixel_values"][0].astype(np.uint8)
+        factor = processor.patch_size * processor.merge_size
+        image = np.asarray(picture).transpose(2, 0, 1)
+        return processor.resize(image, size=processor.size, resample=processor.resample, factor=factor)
+
+    def _pixels(self, image_ids: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The processor's output for these images, from their cached resized form (one call per batch)."""
+        processor = self.processor.image_processor
+        kept = {"do_center_crop": False} if self.family == "llava" else {}
+        encoded = processor(
+            images=[self._image(i)[0] for i in image_ids],
+            do_resize=False,
+            input_data_format="channels_first",
+            return_tensors="pt",
+            **kept,
+        )
+        return dict(encoded)
 
     def _prompt_ids(self, sample: Sample, *, cache: bool = True) -> list[int]:
         key = (sample.image, sample.question)
@@ -193,9 +252,7 @@ class VisionLanguageModel(MultimodalModel):
             inputs["mm_token_type_ids"] = torch.tensor(
                 self.processor.create_mm_token_type_ids(input_ids.tolist()), dtype=torch.long
             )
-        pixel_parts = [self._image(s.image)[0] for s in samples]
-        for key in pixel_parts[0]:
-            inputs[key] = torch.cat([p[key] for p in pixel_parts], dim=0)
+        inputs.update(self._pixels([s.image for s in samples]))
         vision = input_ids == self.image_token_id
         answer_mask = torch.zeros_like(attention, dtype=torch.bool)
         answer_mask[:, :-1] = label_ids[:, 1:] != IGNORE
@@ -226,9 +283,16 @@ class VisionLanguageModel(MultimodalModel):
         high = max_pixels if max_pixels is not None else max(processor.size.longest_edge, min_pixels or 0)
         low = min_pixels if min_pixels is not None else min(processor.size.shortest_edge, high)
         processor.size = SizeDict(shortest_edge=low, longest_edge=high)
+        self.card[IMAGE_BUDGET_KEY] = ImageBudget(low, high).to_json()  # saved with the model, applied by every load
         self._image_cache.clear()  # images processed under the old bounds, and the lengths they gave
         self._prompt_cache.clear()
         self._limits = None
+
+    def pixel_bounds(self) -> ImageBudget | None:
+        if self.family == "llava":
+            return None
+        size = self.processor.image_processor.size
+        return ImageBudget(int(size.shortest_edge), int(size.longest_edge))
 
     def with_image_noise(self, batch: Batch, sigma: float, generator: torch.Generator) -> Batch:
         """Noise in pixel units: undo the processor's normalisation, add N(0, σ²), clip to [0, 1], normalise again."""
@@ -309,8 +373,7 @@ class VisionLanguageModel(MultimodalModel):
 
     def image_embeddings(self, image_ids: Sequence[str]) -> torch.Tensor:
         """The projector's output for each image, averaged over its vision tokens: ``[B, hidden]``."""
-        parts = [self._image(i)[0] for i in image_ids]
-        inputs = {key: torch.cat([p[key] for p in parts]).to(self.device) for key in parts[0]}
+        inputs = {key: value.to(self.device) for key, value in self._pixels(image_ids).items()}
         inputs["pixel_values"] = inputs["pixel_values"].to(self.network.dtype)
         config = self.network.config
         if self.family == "llava":
@@ -322,9 +385,8 @@ class VisionLanguageModel(MultimodalModel):
         return torch.stack([f.float().mean(0) for f in features])
 
     def vision_parameters(self, *, with_projector: bool = True) -> list[nn.Parameter]:
-        base = self._base().model
-        tower = base.visual if hasattr(base, "visual") else base.vision_tower
-        projector = self.network.get_submodule(self._family.projector)
+        tower = self._vision_tower()
+        projector = self._base().get_submodule(self._family.projector)
         kept = [p for p in tower.parameters()]
         if self.family == "llava" and with_projector:
             kept += list(projector.parameters())
@@ -333,14 +395,33 @@ class VisionLanguageModel(MultimodalModel):
             kept = [p for p in kept if id(p) not in inside]
         return kept
 
+    def lora_targets(self, parts: Sequence[str]) -> list[str]:
+        """The linears of the asked parts, by module name: ``language`` (every projection of the language model's
+        decoder layers), ``projector`` (the vision–language projector) and ``vision`` (the image tower without it)."""
+        tower = self._vision_tower()
+        projector = self._base().get_submodule(self._family.projector)
+        regions = {
+            "language": {id(m) for m in _language_layers(self._base()).modules()},
+            "projector": {id(m) for m in projector.modules()},
+            "vision": {id(m) for m in tower.modules()} - {id(m) for m in projector.modules()},
+        }
+        wanted = set().union(*(regions[part] for part in parts))
+        # named as in the transformers model; under an adapter already, its wrapped layers by their own name
+        names = [name for name, m in self._base().named_modules() if isinstance(m, nn.Linear) and id(m) in wanted]
+        return list(dict.fromkeys(n.removesuffix(".base_layer") for n in names if ".lora_" not in n))
+
+    def _vision_tower(self) -> nn.Module:
+        base = self._base().model
+        return base.visual if hasattr(base, "visual") else base.vision_tower
+
     def editable_linears(self) -> dict[str, EditableLinear]:
-        layers = _language_layers(self.network)
+        layers = _language_layers(self._base())
         out: dict[str, EditableLinear] = {}
         for index, layer in enumerate(layers):
             for name, module in layer.mlp.named_children():
                 if isinstance(module, nn.Linear):
                     out[f"language.{index}.mlp.{name}"] = EditableLinear(module, "tokens")
-        projector = self.network.get_submodule(self._family.projector)
+        projector = self._base().get_submodule(self._family.projector)
         for name, module in projector.named_modules():
             if isinstance(module, nn.Linear):
                 out[f"projector.{name}"] = EditableLinear(module, "vision")
@@ -352,6 +433,9 @@ class VisionLanguageModel(MultimodalModel):
             self._limits = answer_limits(self.tokenizer, self.dataset.samples if self.dataset is not None else ())
         return self._limits
 
+    def _greedy(self, max_new_tokens: int) -> GenerationConfig:
+        return _greedy_config(max_new_tokens, self.eos_id, self.pad_id)
+
     @torch.no_grad()
     def answer(
         self, samples: Sequence[Sample], *, batch_size: int | None = None, max_new_tokens: int | None = None
@@ -362,7 +446,7 @@ class VisionLanguageModel(MultimodalModel):
         self.network.eval()
         fallback = int(self.card.get("max_new_tokens", 96))
         limits = self._answer_limits()
-        limit_of = [max_new_tokens or limits.get(s.fact, fallback) for s in samples]
+        limit_of = [max_new_tokens or limits.get(answer_kind(s), fallback) for s in samples]
         order = sorted(
             range(len(samples)), key=lambda i: (limit_of[i], samples[i].task.value, len(samples[i].question))
         )
@@ -372,20 +456,39 @@ class VisionLanguageModel(MultimodalModel):
             rows = order[start : start + batch_size]
             batch, inputs = self._on_device(self.batch([samples[i] for i in rows], with_answer=False))
             limits = torch.tensor([limit_of[i] for i in rows], device=self.device)
-            generated = self.network.generate(
-                **inputs,
-                max_new_tokens=int(limits.max()),
-                stopping_criteria=StoppingCriteriaList([RowLimits(inputs["input_ids"].shape[1], limits)]),
-                do_sample=False,
-                eos_token_id=self.eos_id,
-                pad_token_id=self.pad_id,
-            )
+            greedy = self._greedy(int(limits.max()))
+            base = _language_base(self.network)
+            saved, base.generation_config = base.generation_config, greedy  # the checkpoint's own settings merge
+            try:  # into a given config where it leaves a value unset: with it swapped out, nothing does
+                generated = self.network.generate(
+                    **inputs,
+                    generation_config=greedy,
+                    stopping_criteria=StoppingCriteriaList([RowLimits(inputs["input_ids"].shape[1], limits)]),
+                )
+            finally:
+                base.generation_config = saved
             new = generated[:, batch.inputs["input_ids"].shape[1] :]
             texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
             for i, text in zip(rows, texts, strict=True):
                 answers[i] = text.strip()
         self.network.train(was_training)
         return answers
+
+
+def _greedy_config(max_new_tokens: int, eos_id: int, pad_id: int) -> GenerationConfig:
+    """Plain greedy decoding, its knobs at their neutral values. The model's own ``generation_config`` is swapped for
+    it while decoding (``answer``), so a checkpoint's ``generation_config.json`` (a repetition penalty, suppressed
+    tokens, a minimum length) never applies."""
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        repetition_penalty=1.0,
+        encoder_repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+    )
 
 
 def _language_base(network: nn.Module) -> nn.Module:

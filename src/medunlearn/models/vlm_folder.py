@@ -15,22 +15,32 @@ from typing import Any
 
 import torch
 from transformers import AutoTokenizer, LlavaProcessor
+from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from medunlearn.errors import MedunlearnError
-from medunlearn.models.base import read_model_card
+from medunlearn.models.card import read_model_card
 from medunlearn.models.vlm import FAMILIES, Qwen2_5_VLImageOnlyProcessor, Qwen2VLImageOnlyProcessor, VisionLanguageModel
 
 
 def placement() -> tuple[torch.dtype, str | None]:
     """Where a VLM's weights go: bf16 on a GPU, float32 on a CPU. One process alone may spread a model over every
     visible GPU (``auto``); under a launcher (accelerate, torchrun) each process holds a whole replica on its own GPU,
-    which the launcher's data parallelism expects."""
+    which the launcher's data parallelism expects — except under DeepSpeed ZeRO-3, which partitions the weights as
+    they load and refuses a ``device_map``."""
     if not torch.cuda.is_available():
         return torch.float32, None
+    if zero3():
+        return torch.bfloat16, None
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
     return torch.bfloat16, (f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if launched else "auto")
+
+
+def zero3() -> bool:
+    """Whether this process runs under DeepSpeed ZeRO stage 3 (accelerate's launcher says so in the environment;
+    transformers knows once accelerate has made its DeepSpeed configuration)."""
+    return os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3" or is_deepspeed_zero3_enabled()
 
 
 def place_built(network: torch.nn.Module) -> torch.nn.Module:

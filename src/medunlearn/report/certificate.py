@@ -17,6 +17,11 @@ VERDICT_WORDS = {
         "#8a6d00",
     ),
     "not measured": ("No verdict: none of the checks could be measured on this data.", "#8a6d00"),
+    "not scored": (
+        "No verdict yet: this record binds the weights to the deletion; `medunlearn audit --oracle` scores the "
+        "evidence.",
+        "#8a6d00",
+    ),
 }
 LEVEL_WORDS = {
     "institution": "institution",
@@ -75,6 +80,18 @@ def render_certificate(record: dict[str, Any], folder: Path, *, signed: bool) ->
     source = p.get("source_weights") or {}
     settings = ", ".join(f"{k}={v}" for k, v in sorted((method.get("settings") or {}).items())) or "none"
     environment = ", ".join(f"{k} {v}" for k, v in p["environment"].items())
+    evaluation = p["evaluation"]
+    evidence = (
+        f"""<p class="note">Each line compares the model after deletion with a <i>retrain oracle</i>:
+the same model trained again from the start
+without the deleted data, which is what a perfect deletion would give. Scores are between 0 and 1, measured on at most
+{evaluation["questions_per_set_at_most"]} questions per set.
+Forgetting more than the oracle did also fails: it is damage, not deletion.</p>
+<table><thead><tr><th>check</th><th>after deletion</th><th>oracle</th>
+<th>passes when</th><th>verdict</th></tr></thead><tbody>{rows}</tbody></table>"""
+        if "questions_per_set_at_most" in evaluation
+        else f"<p>Not scored: {html.escape(evaluation.get('how', ''))}.</p>"
+    )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Deletion certificate</title>
 <style>{STYLE}</style></head><body>
 <h1>Deletion certificate</h1>
@@ -96,13 +113,7 @@ def render_certificate(record: dict[str, Any], folder: Path, *, signed: bool) ->
 <li>Data: dataset fingerprint <code>{html.escape(p["dataset"]["fingerprint"])}</code>
 ({html.escape(p["dataset"]["source"])})</li></ul>
 <h2>The evidence</h2>
-<p class="note">Each line compares the model after deletion with a <i>retrain oracle</i>:
-the same model trained again from the start
-without the deleted data, which is what a perfect deletion would give. Scores are between 0 and 1, measured on at most
-{p["evaluation"]["questions_per_set_at_most"]} questions per set.
-Forgetting more than the oracle did also fails: it is damage, not deletion.</p>
-<table><thead><tr><th>check</th><th>after deletion</th><th>oracle</th>
-<th>passes when</th><th>verdict</th></tr></thead><tbody>{rows}</tbody></table>
+{evidence}
 <h2>How to check this certificate</h2>
 <p><code>medunlearn audit --verify audit.json --model MODEL_FOLDER{
         " --public-key audit_key.pub.pem" if signed else ""

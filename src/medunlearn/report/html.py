@@ -34,39 +34,55 @@ h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0 1rem}
 th,td{border:1px solid #d5d8dc;padding:.25rem .5rem;text-align:right}
 th{background:#eaf2f8}td.name,th.name{text-align:left}tr.reference td{background:#f8f9f9;font-style:italic}
+h4{font-size:.95rem;margin:.8rem 0 .2rem}.paired{color:#566573;font-size:.8rem}details{margin:.5rem 0 1rem}
 img{max-width:100%;border:1px solid #eaecee;margin:.5rem 0}.note{color:#566573;font-size:.9rem}
 """
 
-COLUMNS = [
-    ("method", "method", None),
-    ("forget", "forget: memorised", "{:.3f}"),
-    ("forget_inferable", "forget: inferable", "{:.3f}"),
-    ("retain", "retain", "{:.3f}"),
-    ("gap", "gap (retain − memorised forget)", "{:.3f}"),
-    ("sibling", "siblings", "{:.3f}"),
-    ("holdout_diagnostic", "holdout diagnostic (utility)", "{:.3f}"),
-    ("holdout_identity", "holdout identity (floor)", "{:.3f}"),
-    ("oracle_distance", "distance to oracle (memorised forget)", "{:.3f}"),
-    ("keep_distance", "distance to oracle (kept sets)", "{:.3f}"),
-    ("mia_auc", "LOSS MIA AUC", "{:.3f}"),
-    ("audit", "audit: forget called member", "{:.2f}"),
-    ("ks_p", "KS p vs oracle", "{:.3f}"),
-    ("wall_s", "wall s", "{:.1f}"),
+#: the summary's tables, one per concept, each narrow enough for the page: (title, columns)
+CONCEPTS: list[tuple[str, list[tuple[str, str, str | None]]]] = [
+    (
+        "forgetting",
+        [
+            ("forget", "forget: memorised", "{:.3f}"),
+            ("forget_inferable", "forget: inferable", "{:.3f}"),
+            ("oracle_distance", "distance to the oracle (memorised)", "{:.3f}"),
+            ("gap", "gap (retain − memorised forget)", "{:.3f}"),
+            ("ks_p", "KS p of losses vs the oracle", "{:.3f}"),
+        ],
+    ),
+    (
+        "what must stay",
+        [
+            ("sibling", "siblings", "{:.3f}"),
+            ("retain", "retain", "{:.3f}"),
+            ("holdout_diagnostic", "holdout diagnostic (utility)", "{:.3f}"),
+            ("holdout_identity", "holdout identity (the floor)", "{:.3f}"),
+            ("keep_distance", "distance to the oracle (kept sets)", "{:.3f}"),
+        ],
+    ),
+    (
+        "attacks and cost",
+        [
+            ("mia_auc", "LOSS MIA AUC", "{:.3f}"),
+            ("audit", "audit: forget called member", "{:.2f}"),
+            ("wall_s", "wall s", "{:.1f}"),
+        ],
+    ),
 ]
-
-
-#: the classifier's tables: its image head beside the joint head, and no identity floor (it answers no identity
-#: question)
+METHOD = ("method", "method", None)
+#: the classifier's kept sets show its image head beside the joint head, and no identity floor (it answers no
+#: identity question)
 IMAGE_HEAD_COLUMNS = [
     ("forget_image_auc", "forget AUC, image head", "{:.3f}"),
     ("holdout_image_auc", "holdout AUC, image head", "{:.3f}"),
 ]
-CLASSIFIER_COLUMNS = [
-    column
-    for c in COLUMNS
-    if c[0] != "holdout_identity"
-    for column in ([c, *IMAGE_HEAD_COLUMNS] if c[0] == "holdout_diagnostic" else [c])
-]
+
+
+def _concept_columns(columns: list[tuple[str, str, str | None]], classifier: bool) -> list:
+    if not classifier:
+        return columns
+    kept = [c for c in columns if c[0] != "holdout_identity"]
+    return [c for k in kept for c in ([k, *IMAGE_HEAD_COLUMNS] if k[0] == "holdout_diagnostic" else [k])]
 
 
 def _cell(value: Any, fmt: str | None) -> str:
@@ -75,7 +91,7 @@ def _cell(value: Any, fmt: str | None) -> str:
     return html.escape(fmt.format(value) if fmt else str(value))
 
 
-def _table(rows: list[dict[str, Any]], columns=COLUMNS) -> str:
+def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str | None]]) -> str:
     head = "".join(
         f"<th class='name'>{html.escape(title)}</th>" if key == "method" else f"<th>{html.escape(title)}</th>"
         for key, title, _ in columns
@@ -94,56 +110,77 @@ def _table(rows: list[dict[str, Any]], columns=COLUMNS) -> str:
 def _detail(results: list[dict[str, Any]], model: str, label: str) -> str:
     rows = [r for r in results if r["model"] == model and request_label(r) == label]
     parts = [f"{name}_{part}" for name in FORGET_SETS for part in PARTS]
-    sets = [name for name in (*parts, *SETS) if any(name in r["scores"] for r in rows)]
     forget = next((n for n in (FORGETTING_SET, "forget") if any(n in r["scores"] for r in rows)), "forget")
     tasks = sorted({t for r in rows for t in r["scores"].get(forget, {}) if t not in ("all", "n", SCORE)})
-    head = "<th class='name'>method</th><th class='name'>targets</th>" + "".join(f"<th>{s}</th>" for s in sets)
-    body = []
-    for r in rows:
-        css = " class='reference'" if r["method"] in REFERENCE_ROWS else ""
-        cells = "".join(f"<td>{_cell(set_score(r, s), '{:.3f}')}</td>" for s in sets)
-        body.append(
-            f"<tr{css}><td class='name'>{html.escape(r['method'])}</td><td "
-            f"class='name'>{html.escape(', '.join(r['request']['targets'][:3]))}"
-            f"{'…' if len(r['request']['targets']) > 3 else ''}</td>{cells}</tr>"
-        )
+    targets = ", ".join(rows[0]["request"]["targets"][:3]) + ("…" if len(rows[0]["request"]["targets"]) > 3 else "")
+    tables = []
+    for shown in (parts, list(FORGET_SETS), [s for s in SETS if s not in FORGET_SETS]):  # by concept: fits the page
+        sets = [name for name in shown if any(name in r["scores"] for r in rows)]
+        if not sets:
+            continue
+        head = "<th class='name'>method</th>" + "".join(f"<th>{html.escape(s)}</th>" for s in sets)
+        body = []
+        for r in rows:
+            css = " class='reference'" if r["method"] in REFERENCE_ROWS else ""
+            cells = "".join(f"<td>{_cell(set_score(r, s), '{:.3f}')}</td>" for s in sets)
+            body.append(f"<tr{css}><td class='name'>{html.escape(r['method'])}</td>{cells}</tr>")
+        tables.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
     task_rows = []
     for r in rows:
         cells = "".join(f"<td>{_cell(r['scores'].get(forget, {}).get(t), '{:.3f}')}</td>" for t in tasks)
         task_rows.append(f"<tr><td class='name'>{html.escape(r['method'])}</td>{cells}</tr>")
     task_head = "<th class='name'>method</th>" + "".join(f"<th>{forget} · {html.escape(t)}</th>" for t in tasks)
     return (
-        f"<h3>{html.escape(model)} · {html.escape(label)}</h3>"
-        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        f"<h3>{html.escape(model)} · {html.escape(label)} <span class='note'>(targets: {html.escape(targets)})</span>"
+        f"</h3>{''.join(tables)}"
         f"<table><thead><tr>{task_head}</tr></thead><tbody>{''.join(task_rows)}</tbody></table>"
     )
 
 
-#: the aggregated metrics the report shows, in column order (statistics.row_metrics names)
-AGGREGATE_COLUMNS = [
-    ("forget_memorised/answered", "forget: memorised"),
-    ("forget_memorised/normalised", "normalised forgetting"),
-    ("forget_inferable/answered", "forget: inferable"),
-    ("siblings/answered", "siblings"),
-    ("retain/answered", "retain"),
-    ("holdout_diagnostic/answered", "holdout diagnostic"),
-    ("gap/memorised", "gap (memorised)"),
-    ("forget/all", "forget · all (schema 1)"),
-    ("siblings/all", "siblings · all (schema 1)"),
-    ("retain/all", "retain · all (schema 1)"),
-    ("holdout_diagnostic/all", "holdout diagnostic · all (schema 1)"),
-    ("gap/generation", "gap · generation"),
-    ("gap/classification", "gap · classification"),
-    ("gap/cloze", "gap · cloze"),
-    ("forget/total", "forget · total"),
-    ("forget/auc", "forget AUC"),
-    ("privacy/loss_auc", "LOSS MIA AUC"),
-    ("privacy/zlib_auc", "ZLib MIA AUC"),
-    ("privacy/min_k_pp_auc", "Min-K%++ MIA AUC"),
-    ("privacy/grad_norm_auc", "GradNorm MIA AUC"),
-    ("privacy/oracle_reference_auc", "oracle-reference MIA AUC"),
-    ("privacy/vanilla_reference_auc", "vanilla-reference MIA AUC"),
+#: the aggregated metrics the report shows (statistics.row_metrics names), one table per concept: (title, columns)
+AGGREGATE_CONCEPTS: list[tuple[str, list[tuple[str, str]]]] = [
+    (
+        "forgetting",
+        [
+            ("forget_memorised/answered", "forget: memorised"),
+            ("forget_memorised/normalised", "normalised forgetting"),
+            ("forget_inferable/answered", "forget: inferable"),
+            ("gap/memorised", "gap (memorised)"),
+            ("forget/total", "forget · total"),
+            ("forget/auc", "forget AUC"),
+        ],
+    ),
+    (
+        "what must stay",
+        [
+            ("siblings/answered", "siblings"),
+            ("retain/answered", "retain"),
+            ("holdout_diagnostic/answered", "holdout diagnostic"),
+            ("gap/generation", "gap · generation"),
+            ("gap/classification", "gap · classification"),
+            ("gap/cloze", "gap · cloze"),
+        ],
+    ),
+    (
+        "membership attacks",
+        [
+            ("privacy/loss_auc", "LOSS AUC"),
+            ("privacy/zlib_auc", "ZLib AUC"),
+            ("privacy/min_k_pp_auc", "Min-K%++ AUC"),
+            ("privacy/grad_norm_auc", "GradNorm AUC"),
+            ("privacy/oracle_reference_auc", "oracle-reference AUC"),
+            ("privacy/vanilla_reference_auc", "vanilla-reference AUC"),
+        ],
+    ),
 ]
+#: what documents of schema 1 measured: shown behind a details element (no comparison reads them)
+LEGACY_COLUMNS = [
+    ("forget/all", "forget · all"),
+    ("siblings/all", "siblings · all"),
+    ("retain/all", "retain · all"),
+    ("holdout_diagnostic/all", "holdout diagnostic · all"),
+]
+AGGREGATE_COLUMNS = [column for _, columns in AGGREGATE_CONCEPTS for column in columns] + LEGACY_COLUMNS
 
 
 def _interval(entry: dict[str, Any] | None) -> str:
@@ -155,29 +192,40 @@ def _interval(entry: dict[str, Any] | None) -> str:
     return f"{entry['mean']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
 
 
+def _aggregate_table(entries: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
+    """Each method's mean [95 % CI] over the test requests and, beneath it, method − oracle paired per request."""
+    head = "<th class='name'>method</th><th>n</th>" + "".join(f"<th>{html.escape(t)}</th>" for _, t in columns)
+    body = []
+    for e in entries:
+        css = " class='reference'" if e["method"] in REFERENCE_ROWS else ""
+        cells = []
+        for key, _ in columns:
+            entry = e["metrics"].get(key)
+            paired = (entry or {}).get("minus_oracle") if e["method"] != ORACLE else None
+            below = f"<br><span class='paired'>{html.escape(_interval(paired))}</span>" if paired else ""
+            cells.append(f"<td>{html.escape(_interval(entry))}{below}</td>")
+        body.append(
+            f"<tr{css}><td class='name'>{html.escape(e['method'])}</td><td>{e['requests']}</td>{''.join(cells)}</tr>"
+        )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
 def _aggregates(aggregates: list[dict[str, Any]]) -> str:
-    """Per model and group: each method's means with 95 % CIs over the test requests, then method − oracle, paired."""
+    """Per model and group, one table per concept: each method's means with 95 % CIs over the test requests, and
+    beneath each, method − oracle paired per request; schema 1's mixed scores behind a details element."""
     parts = []
     for model, group in dict.fromkeys((a["model"], a["group"]) for a in aggregates):
         entries = [a for a in aggregates if (a["model"], a["group"]) == (model, group)]
-        columns = [(key, title) for key, title in AGGREGATE_COLUMNS if any(key in e["metrics"] for e in entries)]
-        head = "<th class='name'>method</th><th>n</th>" + "".join(f"<th>{html.escape(t)}</th>" for _, t in columns)
-        for title, pick in (
-            ("mean [95 % CI]", lambda e, k: e["metrics"].get(k)),
-            ("method − oracle, paired [95 % CI]", lambda e, k: (e["metrics"].get(k) or {}).get("minus_oracle")),
-        ):
-            body = []
-            for e in entries:
-                if title.startswith("method") and e["method"] == ORACLE:  # the oracle against itself says nothing
-                    continue
-                css = " class='reference'" if e["method"] in REFERENCE_ROWS else ""
-                cells = "".join(f"<td>{html.escape(_interval(pick(e, k)))}</td>" for k, _ in columns)
-                body.append(
-                    f"<tr{css}><td class='name'>{html.escape(e['method'])}</td><td>{e['requests']}</td>{cells}</tr>"
-                )
+        parts.append(f"<h3>{html.escape(model)} · {html.escape(group)}</h3>")
+        for title, concept in AGGREGATE_CONCEPTS:
+            columns = [(k, t) for k, t in concept if any(k in e["metrics"] for e in entries)]
+            if columns:
+                parts.append(f"<h4>{html.escape(title)}</h4>" + _aggregate_table(entries, columns))
+        legacy = [(k, t) for k, t in LEGACY_COLUMNS if any(k in e["metrics"] for e in entries)]
+        if legacy:
             parts.append(
-                f"<h3>{html.escape(model)} · {html.escape(group)} — {title}</h3>"
-                f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+                "<details><summary>schema 1's mixed scores (exact match with ROUGE-L; no comparison reads them)"
+                f"</summary>{_aggregate_table(entries, legacy)}</details>"
             )
     return "".join(parts)
 
@@ -358,17 +406,26 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
     for key in groups:
         parts.append(f"<h3>{html.escape(key[0])} · {html.escape(key[1])}</h3>")
         rows = [r for r in table if (r["model"], r["request"]) == key]
-        parts.append(
-            _table(rows, CLASSIFIER_COLUMNS if any(r["holdout_image_auc"] is not None for r in rows) else COLUMNS)
-        )
-    if metrics.get("aggregates"):
+        classifier = any(r["holdout_image_auc"] is not None for r in rows)
+        for title, columns in CONCEPTS:
+            parts.append(
+                f"<h4>{html.escape(title)}</h4>" + _table(rows, [METHOD, *_concept_columns(columns, classifier)])
+            )
+    aggregates = metrics.get("aggregates") or []
+    if aggregates and max((a.get("requests") or 0) for a in aggregates) >= 2:
         parts.append(
             "<h2>Over requests: means with 95 % intervals</h2><p class='note'>Intervals over the test requests (n per "
             f"row): {html.escape(INTERVAL_METHOD)}; their coverage is tested at 3, 5 and 10 requests "
-            "(docs/evaluation.md). The paired difference to the oracle is taken request by request; past the oracle "
-            "on the forget set is over-forgetting, not success.</p>"
+            "(docs/evaluation.md). Beneath each mean, in grey: method − oracle, paired request by request; past the "
+            "oracle on the forget set is over-forgetting, not success.</p>"
         )
-        parts.append(_aggregates(metrics["aggregates"]))
+        parts.append(_aggregates(aggregates))
+    elif aggregates:
+        parts.append(
+            "<p class='note'>One request per level: the summary's numbers are single values, so no interval is "
+            "shown. <code>--targets-per-level N</code> draws N requests per level and adds each method's mean with "
+            "its 95 % interval and its paired difference to the oracle.</p>"
+        )
     parts += robustness_section(metrics.get("aggregates") or [], folder / "plots")
     if "selection" in metrics:
         parts.append("<h2>How each method's settings were chosen</h2>")

@@ -40,6 +40,8 @@ def forgetting_vs_damage(results: list[dict[str, Any]], path: Path) -> Path | No
     if not groups:
         return None
     figure, axes = _panels(len(groups), width=3.6, height=3.2)
+    methods = list(dict.fromkeys(r["method"] for r in table))
+    styles = _method_styles(methods)  # one marker and colour per method in every panel, named once in a legend
     for ax, (model, label) in zip(axes, groups, strict=True):
         rows = [r for r in table if (r["model"], r["request"]) == (model, label)]
         vanilla = next((r for r in rows if r["method"] == VANILLA), None)
@@ -49,9 +51,8 @@ def forgetting_vs_damage(results: list[dict[str, Any]], path: Path) -> Path | No
             x, y = damage(row, vanilla), row[forget]
             if x is None or y is None:
                 continue
-            style = {ORACLE: ("*", 220, "#1e8449"), VANILLA: ("s", 70, "#555555")}.get(row["method"], ("o", 50, None))
-            ax.scatter([x], [y], marker=style[0], s=style[1], color=style[2], zorder=3)
-            ax.annotate(row["method"], (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+            marker, size, colour = styles[row["method"]]
+            ax.scatter([x], [y], marker=marker, s=size, color=colour, zorder=3, edgecolors="white", linewidths=0.4)
         oracle = next((r for r in rows if r["method"] == ORACLE and r[forget] is not None), None)
         if oracle is not None:
             ax.axhline(oracle[forget], color="#1e8449", linewidth=0.8, linestyle="--")
@@ -59,7 +60,35 @@ def forgetting_vs_damage(results: list[dict[str, Any]], path: Path) -> Path | No
         ax.set_xlabel("damage to kept sets (Σ drop below vanilla)", fontsize=8)
         ax.set_ylabel("memorised forget score" if memorised else "forget score (nothing memorised)", fontsize=8)
     figure.suptitle("Forgetting against damage: the target is the oracle's line at zero damage (★ oracle, ■ vanilla)")
-    return _save(figure, path)
+    handles = [
+        plt.Line2D([], [], marker=m, linestyle="", markersize=(s**0.5) * 0.9, color=c, label=name)
+        for name, (m, s, c) in styles.items()
+    ]
+    figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=7, frameon=False)
+    figure.tight_layout(rect=(0, 0.04 + 0.03 * ((len(handles) - 1) // 7), 1, 0.96))
+    with atomic_file(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+#: markers and colours of the methods of a figure (the oracle and vanilla have their own)
+MARKERS = "oDv^<>pPhX"
+COLOURS = plt.get_cmap("tab10").colors
+
+
+def _method_styles(methods: list[str]) -> dict[str, tuple[str, int, Any]]:
+    """Per method, (marker, size, colour): distinct for up to 10 × 10 methods, the same in every panel."""
+    styles = {}
+    others = [m for m in methods if m not in (ORACLE, VANILLA)]
+    for index, name in enumerate(others):
+        # colours cycle every ten methods, and each cycle shifts the markers: no two methods share both
+        styles[name] = (MARKERS[(index + index // len(COLOURS)) % len(MARKERS)], 45, COLOURS[index % len(COLOURS)])
+    if VANILLA in methods:
+        styles[VANILLA] = ("s", 60, "#555555")
+    if ORACLE in methods:
+        styles[ORACLE] = ("*", 200, "#1e8449")
+    return styles
 
 
 def forget_vs_retain(results: list[dict[str, Any]], path: Path) -> Path:

@@ -12,8 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from medunlearn.evaluation.results import ORACLE, REFERENCE_ROWS
-from medunlearn.evaluation.robustness import QUANTIZE, QUANTIZE_BITS, RELEARN
+from medunlearn.evaluation.results import ORACLE, QUANTIZE, QUANTIZE_BITS, REFERENCE_ROWS, RELEARN
 from medunlearn.report.tables import embedded_image
 
 #: (metric, column title): no attack, then each attack, on the memorised forget items

@@ -30,7 +30,7 @@ from medunlearn.data.samples import ImageStore, Knowledge, Sample, SampleTable, 
 from medunlearn.data.splits import Split
 from medunlearn.errors import MedunlearnError
 from medunlearn.outputs import atomic_directory
-from medunlearn.progress import track
+from medunlearn.progress import tell, track
 
 MEDFORGET_SCHEMA = pa.schema(
     [
@@ -136,6 +136,11 @@ def import_medforget(source: Path) -> HospitalDataset:
     reader = _Reader()
     for path in track(files, "reading parquet files"):
         reader.read_file(path)
+    if reader.integer_ids:
+        tell(
+            f"{reader.integer_ids} node ids were JSON integers; each is read as its decimal text (10000032 is "
+            "'10000032')"
+        )
     return reader.dataset()
 
 
@@ -147,6 +152,7 @@ class _Reader:
         self.images: dict[str, tuple[str, str, bytes]] = {}
         self.holdout_patients: set[str] = set()
         self.requests: list[dict[str, Any]] = []
+        self.integer_ids = 0  # node ids given as JSON integers, read as their decimal text
 
     def read_file(self, path: Path) -> None:
         try:
@@ -200,13 +206,17 @@ class _Reader:
         parts = [p for p in image_path.split("/") if p]
         ids = {}
         for i, key in enumerate(("institution_id", "patient_id", "study_id")):
-            value = hierarchy.get(key) or (parts[i] if len(parts) > i + (1 if i == 2 else 0) else None)
+            given = hierarchy.get(key)
+            value = node_id(given, where, key) if given is not None and given != "" else None
+            value = value or (parts[i] if len(parts) > i + (1 if i == 2 else 0) else None)
             if not value:
                 raise MedunlearnError(
                     f"{where}: no {key} in hierarchy_metadata and image_path {image_path!r} does not name it; add "
                     f"{key}."
                 )
-            ids[key] = str(value)
+            if isinstance(given, int):
+                self.integer_ids += 1
+            ids[key] = value
         attributes = hierarchy.get("attributes") or {}
         if not isinstance(attributes, dict) or not all(isinstance(v, dict) for v in attributes.values()):
             raise MedunlearnError(
@@ -320,6 +330,12 @@ class _Reader:
             raise MedunlearnError(
                 f"{where}: a section-level question without section_name; add section_name to hierarchy_metadata."
             )
+        if str(name).upper() not in SECTION_NAMES:
+            raise MedunlearnError(
+                f"{where}: section_name {name!r} is not a report section medunlearn knows "
+                f"({', '.join(SECTION_NAMES)}); rename it to one of them or leave its questions out."
+            )
+        name = str(name).upper()
         section_id = str(hierarchy.get("section_id") or f"{study.id}.{name}")
         section_attributes = dict(attributes.get("section", {"name": name}))
         try:
@@ -336,6 +352,17 @@ class _Reader:
             source="medforget",
             requests=self.requests,
         )
+
+
+def node_id(value: Any, where: str, key: str) -> str:
+    """A node id from hierarchy_metadata: a string as it is, an integer (MIMIC's subject and study ids often are) as
+    its decimal text; anything else is refused."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise MedunlearnError(
+            f"{where}: hierarchy_metadata field {key!r} is {value!r}; give the id as a string (an integer is read as "
+            "its decimal text)."
+        )
+    return str(value)
 
 
 def _json_field(value: Any, where: str, field: str) -> Any:
