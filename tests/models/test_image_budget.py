@@ -9,10 +9,9 @@ import pytest
 import torch
 
 from medunlearn.models.card import read_model_card
-from medunlearn.models.image_budget import FLAG, FOLDER, ImageBudget
+from medunlearn.models.image_budget import FLAG, FOLDER, ImageBudget, ImageCache
 from medunlearn.models.loading import load_model
 from medunlearn.models.tiny import build_scratch
-from medunlearn.models.vlm import ImageCache
 
 TARGET = ["--level", "patient", "--target", "inst-1.pat-02"]
 STORED = 56 * 28  # a 56-pixel radiograph read at half its pixels

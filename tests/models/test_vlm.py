@@ -200,3 +200,11 @@ def test_a_question_without_a_fact_gets_its_tasks_limit_not_the_datasets_longest
     section = max(unnamed, key=lambda s: len(s.answer))
     assert answer_kind(cloze) == f"cloze at the {cloze.fact_level.value} level"
     assert limits[answer_kind(cloze)] < limits[answer_kind(section)]  # a cloze is not given a report's length
+
+
+def test_the_folder_check_reads_every_vlm_family_load_vlm_reads():
+    # models/card.py tells a folder's architecture without torch; it must name exactly the families vlm.py loads
+    from medunlearn.models.card import VLM_TYPES
+    from medunlearn.models.vlm import FAMILIES
+
+    assert set(VLM_TYPES) == set(FAMILIES)

@@ -136,17 +136,10 @@ def adapter_base(folder: Path) -> Path:
     return base
 
 
-def check_folder(folder: Path) -> None:
-    """Everything about a model folder that can be told without loading it: it is there, its architecture is one
-    medunlearn reads, its weights are whole safetensors (an adapter: its own, and its base folder is there)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise not_there("model folder", folder, f"train one with `medunlearn train --out {folder}`.")
-    if is_adapter(folder):
-        check_weights(folder)
-        check_folder(adapter_base(folder))
-        return
-    config = folder / "config.json"
+def architecture(folder: Path) -> str:
+    """The ``model_type`` of a model folder's config.json, refused in one sentence when it is missing, damaged or
+    not one medunlearn reads."""
+    config = Path(folder) / "config.json"
     if not config.is_file():
         raise MedunlearnError(
             f"model folder {folder} has no config.json; give a folder saved by `medunlearn train` or a Hugging Face "
@@ -160,4 +153,18 @@ def check_folder(folder: Path) -> None:
         raise MedunlearnError(
             f"{config} names architecture {kind!r}; medunlearn supports {', '.join(VLM_TYPES)} (and dual-encoder)."
         )
+    return kind
+
+
+def check_folder(folder: Path) -> None:
+    """Everything about a model folder that can be told without loading it: it is there, its architecture is one
+    medunlearn reads, its weights are whole safetensors (an adapter: its own, and its base folder is there)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise not_there("model folder", folder, f"train one with `medunlearn train --out {folder}`.")
+    if is_adapter(folder):
+        check_weights(folder)
+        check_folder(adapter_base(folder))
+        return
+    architecture(folder)
     check_weights(folder)

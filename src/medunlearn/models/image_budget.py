@@ -5,13 +5,17 @@ It is part of the model (DESIGN.md, "A model folder carries what is needed to us
 trained or unlearned with a budget stores it in its folder's card (``medunlearn.json``, key ``image_budget``), every
 load applies it (:func:`medunlearn.models.loading.load_model`), and a flag (``--min-pixels``, ``--max-pixels``)
 overrides it field by field. What applied, and from where, each run records
-(:meth:`medunlearn.models.base.MultimodalModel.apply_image_budget`).
+(:meth:`medunlearn.models.base.MultimodalModel.apply_image_budget`). A model keeps the images it has read at its
+budget in an :class:`ImageCache` of bounded bytes.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 #: the model card's key
 CARD_KEY = "image_budget"
@@ -60,3 +64,35 @@ class ImageBudget:
         if not isinstance(payload, dict):
             return cls()
         return cls(payload.get("min_pixels"), payload.get("max_pixels"))
+
+
+#: the bytes of resized images a model keeps (uint8 at the bounded size: about 3 MB a radiograph at 1 280 tokens)
+IMAGE_CACHE_BYTES = 2**30
+
+
+class ImageCache:
+    """Resized images by id, least recently used dropped first beyond ``budget`` bytes."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.held = budget, 0
+        self._entries: OrderedDict[str, tuple[np.ndarray, int]] = OrderedDict()
+
+    def get(self, image_id: str) -> tuple[np.ndarray, int] | None:
+        entry = self._entries.get(image_id)
+        if entry is not None:
+            self._entries.move_to_end(image_id)
+        return entry
+
+    def put(self, image_id: str, entry: tuple[np.ndarray, int]) -> None:
+        self._entries[image_id] = entry
+        self.held += entry[0].nbytes
+        while self.held > self.budget and len(self._entries) > 1:
+            _, (dropped, _) = self._entries.popitem(last=False)
+            self.held -= dropped.nbytes
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.held = 0
+
+    def __deepcopy__(self, memo: dict) -> ImageCache:  # a clone starts empty: the images are the dataset's
+        return ImageCache(self.budget)

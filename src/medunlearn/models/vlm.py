@@ -12,7 +12,6 @@ template), then the answer and the end-of-turn token; only answer tokens carry l
 from __future__ import annotations
 
 import dataclasses
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +46,7 @@ from medunlearn.models.base import (
     calibrated_log_probs,
 )
 from medunlearn.models.image_budget import CARD_KEY as IMAGE_BUDGET_KEY
-from medunlearn.models.image_budget import ImageBudget
+from medunlearn.models.image_budget import IMAGE_CACHE_BYTES, ImageBudget, ImageCache
 from medunlearn.models.tokenizer import (
     LLAVA_IMAGE_PLACEHOLDER,
     QWEN_IMAGE_PLACEHOLDER,
@@ -110,36 +109,6 @@ FAMILIES: dict[str, Family] = {
 
 #: the most pixels an image may be resized to (a 16-megapixel radiograph)
 MAX_PIXELS = 16_000_000
-#: the bytes of resized images a model keeps (uint8 at the bounded size: about 3 MB a radiograph at 1 280 tokens)
-IMAGE_CACHE_BYTES = 2**30
-
-
-class ImageCache:
-    """Resized images by id, least recently used dropped first beyond ``budget`` bytes."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget, self.held = budget, 0
-        self._entries: OrderedDict[str, tuple[np.ndarray, int]] = OrderedDict()
-
-    def get(self, image_id: str) -> tuple[np.ndarray, int] | None:
-        entry = self._entries.get(image_id)
-        if entry is not None:
-            self._entries.move_to_end(image_id)
-        return entry
-
-    def put(self, image_id: str, entry: tuple[np.ndarray, int]) -> None:
-        self._entries[image_id] = entry
-        self.held += entry[0].nbytes
-        while self.held > self.budget and len(self._entries) > 1:
-            _, (dropped, _) = self._entries.popitem(last=False)
-            self.held -= dropped.nbytes
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self.held = 0
-
-    def __deepcopy__(self, memo: dict) -> ImageCache:  # a clone starts empty: the images are the dataset's
-        return ImageCache(self.budget)
 
 
 class VisionLanguageModel(MultimodalModel):

@@ -20,7 +20,7 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from medunlearn.errors import MedunlearnError
-from medunlearn.models.card import read_model_card
+from medunlearn.models.card import architecture, read_model_card
 from medunlearn.models.vlm import FAMILIES, Qwen2_5_VLImageOnlyProcessor, Qwen2VLImageOnlyProcessor, VisionLanguageModel
 
 
@@ -56,20 +56,10 @@ def place_built(network: torch.nn.Module) -> torch.nn.Module:
 def load_vlm(folder: Path) -> VisionLanguageModel:
     """Load a saved medunlearn model or real weights (e.g. Qwen2.5-VL-3B, LLaVA-1.5) from a folder."""
     folder = Path(folder)
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise MedunlearnError(
-            f"model folder {folder} has no config.json; give a folder saved by `medunlearn train` or a Hugging Face "
-            "model folder."
-        )
-    try:
-        model_type = json.loads(config_path.read_text()).get("model_type")
-    except json.JSONDecodeError:
-        raise MedunlearnError(f"{config_path} is not valid JSON; the model folder is damaged.") from None
+    model_type = architecture(folder)
     if model_type not in FAMILIES:
         raise MedunlearnError(
-            f"{config_path} names architecture {model_type!r}; medunlearn supports {', '.join(FAMILIES)} (and "
-            "dual-encoder)."
+            f"{folder} holds a {model_type} model, not a vision-language model; load it with load_model."
         )
     family = FAMILIES[model_type]
     card = read_model_card(folder)
