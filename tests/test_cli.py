@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from medunlearn.demo import QUICK_BUDGETS
 from medunlearn.evaluation.results import VANILLA
 from medunlearn.methods.catalog import METHODS
 from tests.conftest import copy_with_manifest, listing
@@ -146,12 +147,20 @@ SMALLEST_QUICK_BASES = {"patients": 40, "vision_epochs": 1, "epochs": 1}
 #: make the numbers of a first look less meaningless). With it and --quick's 50-patient cohort the test took 149 and
 #: 157 s in two `make test` runs at 053e778, against 287 s at 262ae66.
 ONE_EPOCH = {"vlm": 1, "dual": 1}
+#: one optimizer step of every gradient method and one epoch of Forget-MI (a budget of 0.01 epochs is
+#: ⌈0.01·|forget|/batch⌉ = 1 step), and 6 questions per evaluation set: each method still runs, is evaluated, attacked
+#: and reported. Profiled in one process (2026-12-06), --quick's own one-epoch budgets were 260 of the VLM bench's
+#: 440 s and its 16-question evaluations 117 s.
+ONE_STEP = {name: {"epochs": 0.01} for name in QUICK_BUDGETS}
+SIX_QUESTIONS = {"vlm": 6, "dual": 6}
 
 
 @pytest.mark.slow
 def test_quick_demo_runs_the_whole_benchmark_into_one_report(run_cli, tmp_path, monkeypatch):
     monkeypatch.setattr("medunlearn.demo.QUICK_PRETRAIN", SMALLEST_QUICK_BASES)
     monkeypatch.setattr("medunlearn.demo.QUICK_EPOCHS", ONE_EPOCH)
+    monkeypatch.setattr("medunlearn.demo.QUICK_BUDGETS", ONE_STEP)
+    monkeypatch.setattr("medunlearn.demo.QUICK_EVAL_LIMIT", SIX_QUESTIONS)
     code, out, err = run_cli("demo", "--quick", "--out", tmp_path / "demo")
     assert code == 0, err
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
@@ -159,6 +168,8 @@ def test_quick_demo_runs_the_whole_benchmark_into_one_report(run_cli, tmp_path, 
     dual = [r for r in metrics["results"] if r["model"] == "dual_encoder"]
     assert {r["request"]["level"] for r in vlm} == {"institution", "patient", "study", "section"}
     assert {r["method"] for r in vlm} == {VANILLA, *METHODS}  # the demo runs every registered method
+    # --quick's budgets reach every gradient method (SimNPO, UNDIAL, IDK and SalUn once ran their full defaults)
+    assert {r["method"] for r in vlm if r.get("settings", {}).get("epochs") == 0.01} == set(ONE_STEP)
     assert sorted({r["request"]["fraction"] for r in dual}) == [0.03, 0.06, 0.10]
     page = (tmp_path / "demo" / "report.html").read_text()
     assert "qwen2_vl · section" in page and "dual_encoder · patients 10%" in page

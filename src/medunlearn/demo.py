@@ -21,7 +21,7 @@ from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.synthetic import HospitalConfig, synthesize
 from medunlearn.evaluation.results import merge_metrics
 from medunlearn.executors import Executor, LocalExecutor, side_by_side
-from medunlearn.methods.catalog import OBJECTIVE_METHODS
+from medunlearn.methods.catalog import METHODS
 from medunlearn.models.pretrain import PretrainConfig, ensure_base
 from medunlearn.outputs import mark, write_json
 from medunlearn.report.html import render
@@ -48,9 +48,13 @@ QUICK_COHORT = {**FORGET_MI_COHORT, "institutions": 2, "patients": 25, "studies"
 QUICK_EPOCHS = {"vlm": 4, "dual": 5}
 #: --quick pretrains smaller bases (a first look, not a measurement)
 QUICK_PRETRAIN = {"patients": 300, "vision_epochs": 6}
-#: --quick's budgets: every gradient method and Forget-MI one epoch over the forget set
-QUICK_BUDGETS = {m.name: {"epochs": 1} for m in OBJECTIVE_METHODS}
+#: --quick's budgets: every gradient method (each method whose budget is its epochs) and Forget-MI one epoch over the
+#: forget set
+QUICK_BUDGETS = {m.name: {"epochs": 1} for m in METHODS.values() if m.budget_axis == "epochs"}
 QUICK_FORGET_MI = {"forget_mi": {"epochs": 1}}
+#: questions per evaluation set (the VLM decodes each: its evaluation is most of a --quick cell)
+EVAL_LIMIT = {"vlm": 100, "dual": 100}
+QUICK_EVAL_LIMIT = {"vlm": 16, "dual": 24}
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ def demo_dataset(folder: Path, config: HospitalConfig) -> HospitalDataset:
 def bench_configs(*, quick: bool, seed: int) -> tuple[BenchConfig, BenchConfig]:
     """The VLM bench (all levels) and the classifier bench (the Forget-MI fractions)."""
     vlm_model, dual_model = DEFAULT_PRESET, DUAL_ENCODER
+    limits = QUICK_EVAL_LIMIT if quick else EVAL_LIMIT
     if quick:  # smaller bases, given to the bench as model folders
         vlm_model, dual_model = (
             str(ensure_base(PretrainConfig(model=name, **QUICK_PRETRAIN))[0]) for name in (DEFAULT_PRESET, DUAL_ENCODER)
@@ -85,7 +90,7 @@ def bench_configs(*, quick: bool, seed: int) -> tuple[BenchConfig, BenchConfig]:
         model=vlm_model,
         seed=seed,
         epochs=QUICK_EPOCHS["vlm"] if quick else None,
-        eval_limit=16 if quick else 100,
+        eval_limit=limits["vlm"],
         threads=threads,
         method_settings={**QUICK_BUDGETS, **QUICK_FORGET_MI} if quick else {},
     )
@@ -97,7 +102,7 @@ def bench_configs(*, quick: bool, seed: int) -> tuple[BenchConfig, BenchConfig]:
         forget_fractions=FORGET_FRACTIONS,
         seed=seed,
         epochs=QUICK_EPOCHS["dual"] if quick else None,
-        eval_limit=24 if quick else 100,
+        eval_limit=limits["dual"],
         method_settings=QUICK_BUDGETS if quick else {},
     )
     return vlm, dual

@@ -245,9 +245,9 @@ def unlearn_command(
     with claimed_output(
         out_dir, "unlearn", inputs=[("--model", model), ("--data", data)], overwrite=overwrite, lock=is_main()
     ):
+        check_folder(model)  # first: drawing the split imports scikit-learn, a second
         dataset = HospitalDataset.load(data)
         split = make_split(dataset, DeletionRequest(Level.parse(level), tuple(target)), seed=seed)
-        check_folder(model)
         check_trained_on(model, dataset)
         # the stage (torch, transformers): imported once the options, the data and the model folder are checked
         from medunlearn.deletion import delete

@@ -145,7 +145,8 @@ def mia_roc(results: list[dict[str, Any]], path: Path) -> Path | None:
         ax.set_title(f"{model} · {label}", fontsize=9)
         ax.set_xlabel("FPR", fontsize=8)
         ax.set_ylabel("TPR", fontsize=8)
-        ax.legend(fontsize=6)
+        if ax.get_legend_handles_labels()[1]:  # a panel whose requests had no attack shows the diagonal alone
+            ax.legend(fontsize=6)
     if not drawn:
         plt.close(figure)
         return None
