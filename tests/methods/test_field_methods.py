@@ -13,7 +13,7 @@ from medunlearn.methods.idk import IDK_OBJECTIVE, REFUSALS, refused, uniform_cro
 from medunlearn.methods.registry import unlearn
 from medunlearn.methods.saliency import saliency_masks
 from medunlearn.methods.simnpo import simnpo_loss
-from medunlearn.methods.undial import undial_loss
+from medunlearn.methods.undial import UNDIAL_OBJECTIVE, undial_loss
 
 
 def test_simnpo_on_a_hand_computed_case():
@@ -84,3 +84,20 @@ def test_idk_trains_the_vlm_on_the_refusals_and_the_classifier_towards_uniform(v
                 assert forget_term != model.training_loss(model.batch(forget))  # not the original answers
         assert forget_term.item() == pytest.approx(expected.item(), rel=1e-6)
         assert retain_term.item() == pytest.approx(model.training_loss(model.batch(retain)).item(), rel=1e-6)
+
+
+def test_undial_distils_the_forget_set_alone_unless_given_a_retain_weight(vlm, small_dataset):
+    split = make_split(small_dataset, DeletionRequest(Level.PATIENT, ("inst-1.pat-02",)))
+    forget = vlm.usable(split.table(small_dataset, "forget"))[:4]
+    retain = vlm.usable(split.table(small_dataset, "retain"))[:4]
+    default = method_config("undial").settings
+    assert default.retain_weight == 0 and not UNDIAL_OBJECTIVE.retains(default)  # no retain batch is drawn
+    weighted = method_config("undial", {"retain_weight": 0.5}).settings
+    assert UNDIAL_OBJECTIVE.retains(weighted)
+    with torch.no_grad():
+        reference = vlm
+        _, none = UNDIAL_OBJECTIVE.terms(vlm, reference, forget, retain, default)
+        _, half = UNDIAL_OBJECTIVE.terms(vlm, reference, forget, retain, weighted)
+        plain = vlm.training_loss(vlm.batch(retain))
+    assert none is None
+    assert half.item() == pytest.approx(0.5 * plain.item(), rel=1e-6)

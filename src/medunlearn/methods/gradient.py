@@ -100,6 +100,11 @@ class Objective:
         Callable[[MultimodalModel, list[Sample], GradientSettings, list[torch.nn.Parameter]], list[torch.Tensor]] | None
     ) = None
 
+    def retains(self, settings: GradientSettings) -> bool:
+        """Whether a run draws retain batches: the objective has a retain term and its weight (``retain_weight``,
+        where the settings have one) is not 0."""
+        return self.uses_retain and getattr(settings, "retain_weight", 1.0) > 0
+
     def loss(
         self,
         model: MultimodalModel,
@@ -176,7 +181,7 @@ def micro_batches(
 
 def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSettings, objective: Objective) -> None:
     forget, retain = job.forget_and_retain(
-        model, needs_forget=objective.uses_forget, needs_retain=objective.uses_retain
+        model, needs_forget=objective.uses_forget, needs_retain=objective.retains(settings)
     )
     generator = torch.Generator().manual_seed(job.seed)
     torch.manual_seed(job.seed)
@@ -194,7 +199,7 @@ def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSet
     with checkpointing(model, bool(settings.checkpointing)):
         for _ in track(range(steps), "unlearning steps"):
             forget_batch = forget_stream.next() if objective.uses_forget else []
-            retain_batch = retain_stream.next() if objective.uses_retain else []
+            retain_batch = retain_stream.next() if objective.retains(settings) else []
             optimizer.zero_grad(set_to_none=True)
             loss = torch.zeros((), device=model.device)
             pieces = micro_batches(forget_batch, retain_batch, settings.accumulation)

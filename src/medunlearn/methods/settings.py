@@ -255,6 +255,13 @@ class UndialSettings(GradientSettings):
     strength: float = positive(
         10.0, "γ: how far the answer token's logit is lowered in the target distribution", high=MAX_SCALE
     )
+    retain_weight: float = setting(
+        0.0,
+        "weight of the retain set's fine-tuning loss (0: the forget set alone, as the paper's Algorithm 1 and "
+        "open-unlearning's UNDIAL config, alpha 0)",
+        low=0,
+        high=MAX_SCALE,
+    )
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,10 @@ The frozen original model's logits at each answer position, with the answer toke
 γ, give a target distribution; the model is distilled towards it on the forget set (cross-entropy to the adjusted
 softmax, which differs from the KL by the target's entropy, a constant). Unlike ascent, the target is bounded: the
 answer token loses mass to the tokens the original model found next likeliest, and nothing else moves. On the
-classifier an answer position is the label and the vocabulary its classes. As open-unlearning's ``UNDIAL`` trainer
-(a GradDiff subclass), the retain term is the model's own fine-tuning loss, weighted 1; the paper's Algorithm 1
-distils the forget set alone.
+classifier an answer position is the label and the vocabulary its classes. The paper's Algorithm 1 distils the
+forget set alone, and open-unlearning's ``UNDIAL`` config (a GradDiff subclass) weights its retain term 0 (alpha); so
+``retain_weight`` is 0 by default, and no retain batch is drawn. Above 0 the retain term is the model's own
+fine-tuning loss on the retain set, so weighted.
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ def _undial(model, reference, forget, retain, settings: UndialSettings):
     with torch.no_grad():
         reference_logits = reference.logits(batch)
     forget_term = undial_loss(model.logits(batch), reference_logits, model.answer_targets(batch), settings.strength)
-    return forget_term, model.training_loss(model.batch(retain))
+    if not settings.retain_weight:
+        return forget_term, None
+    return forget_term, settings.retain_weight * model.training_loss(model.batch(retain))
 
 
+UNDIAL_OBJECTIVE = Objective(True, True, "forget", _undial)
 #: the catalog's methods this module runs (methods/catalog.py)
-RUNS = {"undial": objective_run(Objective(True, True, "forget", _undial))}
+RUNS = {"undial": objective_run(UNDIAL_OBJECTIVE)}
