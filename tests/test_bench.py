@@ -11,7 +11,9 @@ from medunlearn.bench.requests import draw_requests
 from medunlearn.bench.run import Bench
 from medunlearn.bench.run_folder import loaded_vanilla
 from medunlearn.data.hierarchy import Level
+from medunlearn.data.synthetic import HospitalConfig, synthesize
 from medunlearn.errors import MedunlearnError
+from medunlearn.evaluation.attack_validation import attack_validation
 from medunlearn.evaluation.results import load_metrics
 from medunlearn.executors import LocalExecutor, Task
 from medunlearn.methods.catalog import method_config
@@ -385,3 +387,34 @@ def test_only_runs_that_differ_in_nothing_but_their_epochs_share_a_sweep():
         (runs[0][0], [runs[1][0], runs[6][0]]),  # the largest runs; the others are its snapshots, smallest first
         *((runs[i][0], []) for i in (2, 3, 4, 5, 7, 8)),
     ]
+
+
+@pytest.mark.slow
+def test_three_training_seeds_give_every_row_its_ulira_and_the_attacks_their_checks(tmp_path):
+    # every study read off its image and every report hedged: each label the classifier is asked is memorised
+    cohort = synthesize(
+        HospitalConfig(
+            institutions=2,
+            patients=5,
+            studies=2,
+            holdout_patients=4,
+            image_size=32,
+            reader_disagreement=1.0,
+            hedged_reports=1.0,
+        )
+    )
+    config = BenchConfig(**{**DUAL, "methods": ("grad_diff",), "forget_fractions": (0.3,), "seeds": 3})
+    metrics = Bench(cohort, config, tmp_path / "bench").run()
+    rows = [r for r in metrics["results"] if r["request"]["role"] == "test"]
+    assert {r["method"] for r in rows} == {"vanilla", "retrain", "grad_diff"}
+    for row in rows:
+        found = row["privacy"]["ulira"]
+        assert found["n"] == len(row["member_losses"]) > 0 and found["seeds"] == [3, 3]
+        assert found["distinguishable"] == pytest.approx(found["under"] + found["over"])
+        assert found["null"]["seeds"] == 3 and 0 <= found["null"]["distinguishable"] <= 1
+    nulls = {json.dumps(r["privacy"]["ulira"]["null"], sort_keys=True) for r in rows}
+    assert len(nulls) == 1  # one request, one null
+    names = {name for a in metrics["aggregates"] for name in a["metrics"]}
+    assert {"privacy/ulira_distinguishable", "privacy/ulira_under", "privacy/ulira_over"} <= names
+    checked = {e["attack"] for e in attack_validation(metrics["results"])}
+    assert {"loss", "grad_norm", "oracle_reference", "vanilla_reference", "ulira"} <= checked

@@ -1,3 +1,4 @@
+import functools
 import itertools
 
 import numpy as np
@@ -7,7 +8,7 @@ import torch
 from medunlearn.config import TrainConfig
 from medunlearn.data.hierarchy import DeletionRequest, Level
 from medunlearn.data.splits import make_split
-from medunlearn.evaluation.evaluate import compare_with_oracle, evaluate_model, evaluation_sets
+from medunlearn.evaluation.evaluate import compare_with_oracle, evaluate_model, evaluation_sets, stratified_sample
 from medunlearn.evaluation.knowledge import declared_part
 from medunlearn.evaluation.membership import matched_strangers
 from medunlearn.evaluation.reconstruction import STEPS, context
@@ -75,7 +76,10 @@ def test_sets_are_reproducible_and_capped(quick_vlm, small_dataset):
 def test_evaluation_against_itself_has_zero_distance_and_ks_p_one(quick_vlm, small_dataset):
     split = make_split(small_dataset, DeletionRequest(Level.PATIENT, ("inst-1.pat-01",)))
     sets = evaluation_sets(quick_vlm, small_dataset, split, limit=12, seed=0)
-    evaluation = evaluate_model(quick_vlm, small_dataset, sets, seed=0, request=split.request, reconstruction_limit=4)
+    evaluate = functools.partial(
+        evaluate_model, quick_vlm, small_dataset, sets, seed=0, request=split.request, reconstruction_limit=4
+    )
+    evaluation = evaluate(validate_attacks=True)
     row = compare_with_oracle(evaluation, evaluation.reference())
     assert all(v == pytest.approx(0.0) for v in row["oracle_distance"].values() if v is not None)
     assert row["ks_p"] == pytest.approx(1.0)
@@ -91,10 +95,14 @@ def test_evaluation_against_itself_has_zero_distance_and_ks_p_one(quick_vlm, sma
     assert attacks["oracle_reference"]["auc"] == pytest.approx(0.5)  # against itself every relative loss is 0
     assert attacks["loss"]["n"] == [row["scores"]["forget_memorised"]["n"], len(sets["holdout_matched"])]
     assert row["privacy"]["loss"]["auc"] is not None
-    again = compare_with_oracle(
-        evaluate_model(quick_vlm, small_dataset, sets, seed=0, request=split.request, reconstruction_limit=4),
-        evaluation.reference(),
-    )
+    # each attack's power check: memorised against inferable forget items (GradNorm's only when validating)
+    separation = attacks["separation"]
+    assert {"loss", "zlib", "min_k", "min_k_pp", "grad_norm", "oracle_reference"} <= set(separation)
+    memorised, inferable = row["scores"]["forget_memorised"]["n"], row["scores"]["forget_inferable"]["n"]
+    assert all(entry["n"] == [memorised, inferable] for entry in separation.values())
+    assert separation["oracle_reference"]["auc"] == pytest.approx(0.5)
+    assert "grad_norm" not in evaluate().privacy["separation"]
+    again = compare_with_oracle(evaluate(validate_attacks=True), evaluation.reference())
     assert again["scores"] == row["scores"] and again["privacy"] == row["privacy"]  # same model, seed → same metrics
 
 
@@ -131,3 +139,13 @@ def test_the_privacy_floor_holds_only_facts_a_strangers_radiograph_does_not_show
     assert "study.view" in {s.fact for s in holdout} and "study.view" not in floor
     assert {"patient.name", "patient.sex", "study.accession", "study.reason"} <= floor
     assert not any(f.startswith(("institution.", "label.")) for f in floor)
+
+
+def test_a_stratified_sample_draws_every_key_it_can(small_dataset):
+    samples = list(small_dataset.samples)[:11]
+    keys = ["a"] * 10 + ["b"]
+    drawn = stratified_sample(samples, keys, 4, seed=0)
+    assert len(drawn) == 4 and samples[10] in drawn  # the lone b is drawn beside three of the ten a
+    assert [samples.index(s) for s in drawn] == sorted(samples.index(s) for s in drawn)
+    assert drawn == stratified_sample(samples, keys, 4, seed=0)
+    assert stratified_sample(samples, keys, 20, seed=0) == samples

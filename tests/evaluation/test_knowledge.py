@@ -12,15 +12,18 @@ from medunlearn.data.hierarchy import DeletionRequest, Level
 from medunlearn.data.questions import all_templates
 from medunlearn.data.samples import Knowledge, Sample, Task
 from medunlearn.data.splits import make_split
+from medunlearn.data.synthetic import HospitalConfig, synthesize
 from medunlearn.evaluation.knowledge import (
     INFERABLE,
     MEMORISED,
     agreement,
     declared_part,
     normalised_forgetting,
+    own_type,
     part_summary,
     resolved_parts,
 )
+from medunlearn.evaluation.membership import attack_key, attack_members, matched_strangers
 from medunlearn.evaluation.reconstruction import STEPS, attacked_items, context, leaks, offered_steps
 from medunlearn.evaluation.scores import task_score
 
@@ -152,3 +155,70 @@ def test_an_atomic_answer_is_exact_match_in_every_task_and_free_text_is_rouge():
     section = _sample("section.FINDINGS", Task.GENERATION, "No pleural effusion. Heart size is normal.")
     assert 0 < task_score(section, "No pleural effusion.") < 1
     assert 0 < task_score(_sample("", Task.GENERATION, "a b c d"), "a b") < 1  # imported, fact unknown: free text
+
+
+#: every study read one edema grade off its image, half the reports hedging the grade (the classifier's cohort's kind)
+READER_COHORT = HospitalConfig(
+    institutions=1,
+    patients=6,
+    studies=2,
+    holdout_patients=12,
+    image_size=32,
+    reader_disagreement=1.0,
+    hedged_reports=0.5,
+)
+
+
+@pytest.fixture(scope="module")
+def reader_cohort():
+    return synthesize(READER_COHORT)
+
+
+def test_a_readers_own_grade_is_memorised_unless_the_report_the_model_reads_states_it(reader_cohort):
+    hospital = reader_cohort.hospital
+    kinds = {"hedged": 0, "stated": 0}
+    for s in (s for s in reader_cohort.samples if s.fact == "label.edema"):
+        study = hospital.node(s.image_node)
+        assert study.attributes["reader_disagrees"] == ["edema"]
+        report = " ".join(hospital.node(f"{study.id}.{name}").attributes["text"] for name in ("FINDINGS", "IMPRESSION"))
+        hedged = "report_hedges" in study.attributes
+        kinds["hedged" if hedged else "stated"] += 1
+        # the generator's words: a hedged report names no edema, a stating one names it (and its grade when any)
+        assert ("edema" in report.lower()) is not hedged
+        if not hedged and s.answer != "none":
+            assert s.answer in report.lower()
+        assert own_type(hospital, s) == MEMORISED  # the VLM reads the question and the image only
+        assert own_type(hospital, s, reads_report=True) == (MEMORISED if hedged else INFERABLE)
+    assert kinds["hedged"] and kinds["stated"]
+
+
+def test_strangers_share_the_members_fact_task_type_and_label(reader_cohort):
+    hospital = reader_cohort.hospital
+    mixed = next(  # a patient with a hedged report and a stating one
+        p.id
+        for p in hospital.nodes(Level.PATIENT)
+        if not p.holdout and len({"report_hedges" in s.attributes for s in hospital.children(p.id)}) == 2
+    )
+    split = make_split(reader_cohort, DeletionRequest(Level.PATIENT, (mixed,)))
+    forget = [s for s in split.table(reader_cohort, "forget") if s.fact == "label.edema"]
+    for reads_report in (False, True):
+        members = attack_members(reader_cohort, split, forget, reads_report=reads_report)
+        strangers = matched_strangers(reader_cohort, split, forget, reads_report=reads_report)
+        keys = {attack_key(hospital, s, reads_report=reads_report) for s in members}
+        assert members and strangers
+        assert all(attack_key(hospital, s, reads_report=reads_report) in keys for s in strangers)
+        assert all(own_type(hospital, s, reads_report=reads_report) == MEMORISED for s in members + strangers)
+        assert {s.answer for s in strangers} <= {s.answer for s in members}
+    # the classifier's members are the hedged reports' labels only
+    classifier = attack_members(reader_cohort, split, forget, reads_report=True)
+    assert all("report_hedges" in hospital.node(s.image_node).attributes for s in classifier)
+    assert len(classifier) < len(attack_members(reader_cohort, split, forget))
+    # a request whose items are all declared, none memorised, has no members (never the whole forget set)
+    stated = next(
+        p.id
+        for p in hospital.nodes(Level.PATIENT)
+        if not p.holdout and not any("report_hedges" in s.attributes for s in hospital.children(p.id))
+    )
+    split = make_split(reader_cohort, DeletionRequest(Level.PATIENT, (stated,)))
+    forget = [s for s in split.table(reader_cohort, "forget") if s.fact == "label.edema"]
+    assert forget and attack_members(reader_cohort, split, forget, reads_report=True) == []

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from medunlearn.evaluation.privacy import SCORE_ATTACKS, attack, audit_member_share, privacy_scores, reference_attack
+from medunlearn.evaluation.privacy import (
+    SCORE_ATTACKS,
+    attack,
+    audit_member_share,
+    matching_weights,
+    privacy_scores,
+    reference_attack,
+)
 
 
 def test_separable_losses_give_auc_one_and_full_tpr():
@@ -43,3 +50,18 @@ def test_the_oracle_reference_attack_by_hand():
     # the oracle against itself: every relative loss is 0, the attack cannot tell (AUC 0.5)
     same = reference_attack(np.array([1.0, 2.0]), np.array([1.0, 2.0]), np.array([0.5, 3.0]), np.array([0.5, 3.0]))
     assert same["auc"] == pytest.approx(0.5)
+
+
+def test_strangers_weighed_to_the_members_mix_remove_a_mix_difference():
+    # members: three of key a (loss 1) and one of key b (loss 3); strangers: one of a and three of b, same losses.
+    # Membership moves no loss, so a matched attack cannot tell (0.5); the raw mix difference reads as 0.75.
+    members, strangers = np.array([1.0, 1.0, 1.0, 3.0]), np.array([1.0, 3.0, 3.0, 3.0])
+    keep, weights = matching_weights(["a", "a", "a", "b"], ["a", "b", "b", "b"])
+    assert keep.tolist() == [True] * 4
+    assert weights.tolist() == pytest.approx([3.0, 1 / 3, 1 / 3, 1 / 3])  # a: (3/4)/(1/4), b: (1/4)/(3/4)
+    assert attack(members, strangers)["auc"] == pytest.approx(0.75)
+    assert attack(members, strangers, weights)["auc"] == pytest.approx(0.5)
+    # a member whose key no stranger has is left out; a stranger whose key no member has weighs 0
+    keep, weights = matching_weights(["a", "c"], ["a", "d"])
+    assert keep.tolist() == [True, False] and weights.tolist() == [1.0, 0.0]
+    assert attack(np.array([0.5]), np.array([1.0, 0.1]), weights)["n"] == [1, 1]

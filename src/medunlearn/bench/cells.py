@@ -206,7 +206,7 @@ class BenchWork:
             )
         elif cell.work == VANILLA_WORK:
             vanilla = self._loaded(vanilla_folder)
-            evaluation = self._evaluate(vanilla, sets, bench_request, timings)
+            evaluation = self._evaluate(vanilla, sets, bench_request, timings, validate=offset == 0)
             reference = read_json(reference_path)
             attacked = self._attacked(vanilla, split, sets, evaluation, reference, bench_request, timings)
             summary = {"training_seed": self.config.seed + offset}
@@ -291,7 +291,11 @@ class BenchWork:
             robustness=attacked,
         )
 
-    def _evaluate(self, model: MultimodalModel, sets, bench_request: BenchRequest, timings: Timings) -> ModelEvaluation:
+    def _evaluate(
+        self, model: MultimodalModel, sets, bench_request: BenchRequest, timings: Timings, *, validate: bool = False
+    ) -> ModelEvaluation:
+        """``validate``: the attacks' check on the vanilla model (GradNorm's separation too, a backward pass per
+        inferable forget item)."""
         started = time.perf_counter()
         evaluation = evaluate_model(
             model,
@@ -300,6 +304,7 @@ class BenchWork:
             seed=self.config.seed,
             request=bench_request.request,
             attacks=bench_request.role == TEST_ROLE,
+            validate_attacks=validate,
         )
         timings["evaluation"] = timings.get("evaluation", 0.0) + time.perf_counter() - started
         return evaluation

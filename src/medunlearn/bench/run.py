@@ -44,6 +44,7 @@ from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.quality import measure_quality
 from medunlearn.evaluation.results import ORACLE, VANILLA, metrics_document
 from medunlearn.evaluation.statistics import aggregate, retraining_noise
+from medunlearn.evaluation.ulira import MIN_SEEDS, ulira
 from medunlearn.executors import Executor, LocalExecutor, Task
 from medunlearn.models.card import check_trained_on
 from medunlearn.models.loading import released
@@ -137,6 +138,7 @@ class Bench:
                 "image_budget": self.image_budget,
             }
         }
+        self.attach_ulira(rows, banded)
         metrics = metrics_document(self.settings, models, rows, self.timings)
         metrics["selection"] = {family: selection} if selection else {}
         metrics["aggregates"] = aggregate(rows, seed=self.config.seed)
@@ -163,6 +165,33 @@ class Bench:
         del vanilla
         released()
         return requests
+
+    def attach_ulira(self, rows: list[dict[str, Any]], banded: list[BenchRequest]) -> None:
+        """Each row of a request trained from ``seeds`` ≥ 3 gets its U-LiRA (``privacy.ulira``): its members' losses
+        against the oracle seeds' and the vanilla seeds' (each seed's reference file), the compared oracle against
+        its other seeds."""
+        if self.config.seeds < MIN_SEEDS:
+            return
+        for request in banded:
+            references = [
+                read_json(
+                    self.folder.cell(request.key, Cell(ORACLE_WORK, request, offset).name).with_suffix(
+                        ".reference.json"
+                    )
+                )
+                or {}
+                for offset in range(self.config.seeds)
+            ]
+            oracle = [(ref.get("losses") or {}).get("forget") or {} for ref in references]
+            vanilla = [(ref.get("vanilla_losses") or {}).get("forget") or {} for ref in references]
+            for row in rows:
+                if row["request"].get("key") != request.key or not row.get("member_losses") or not row.get("privacy"):
+                    continue
+                own = 0 if row["method"] == ORACLE else None
+                row["privacy"] = {
+                    **row["privacy"],
+                    "ulira": ulira(row["member_losses"], oracle, vanilla, own_seed=own),
+                }
 
     def noise_band_requests(self, tests: list[BenchRequest]) -> list[BenchRequest]:
         """The test requests whose vanilla model and oracle are also trained from the further seeds: every one,

@@ -93,7 +93,8 @@ class Stream:
         sets = {}
         for k, (request, split) in enumerate(zip(self.requests, self.splits, strict=True)):
             items = self._sample(model.usable(split.table(self.dataset, "forget")), k)
-            parts = [declared_part(self.dataset.hospital, request, s) for s in items]
+            reads_report = not model.reads_questions
+            parts = [declared_part(self.dataset.hospital, request, s, reads_report=reads_report) for s in items]
             undeclared = [s for s, part in zip(items, parts, strict=True) if part is None]
             fails = {s.id for s, a in zip(undeclared, answered_items(oracle, undeclared), strict=True) if not a}
             sets[_key(request)] = [

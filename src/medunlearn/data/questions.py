@@ -294,6 +294,16 @@ IDENTITY_FACT_NAMES: frozenset[str] = frozenset(t.fact for t in IDENTITY_FACTS)
 FREE_TEXT_PREFIX = "section."
 
 
+def stated_in_report(hospital: Hospital, sample: Sample) -> bool:
+    """Whether the report of the sample's study states its answer: a diagnostic label whose finding the report
+    does not hedge (``report_hedges``). A model that reads the report (the dual encoder) reads such a label off its
+    input, so a reader's off-image grade is memorised only where the report hedges it."""
+    if sample.fact not in DIAGNOSTIC_FACTS or sample.image_node not in hospital:
+        return False
+    hedged = hospital.node(sample.image_node).attributes.get("report_hedges", ())
+    return sample.fact.split(".")[1] not in hedged
+
+
 def all_templates() -> list[FactTemplate]:
     """Every fixed template (the whole-section ones are built per section kind)."""
     sections = [section_template(name) for name in SECTION_IMPLIED_BY]

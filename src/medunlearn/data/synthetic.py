@@ -360,6 +360,7 @@ def synthesize(config: HospitalConfig = HospitalConfig()) -> HospitalDataset:
                             **(
                                 {"reader_disagrees": ["edema"]} if reported.edema != findings.edema else {}
                             ),  # the label is the reader's own: only a model that saw the study knows it
+                            **({"report_hedges": ["edema"]} if hedged else {}),  # the report states no edema grade
                         },
                     )
                 )

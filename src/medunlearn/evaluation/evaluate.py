@@ -16,7 +16,7 @@ score every comparison reads.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from medunlearn.data.samples import Sample, Task
 from medunlearn.data.splits import Split, make_split
 from medunlearn.evaluation.factuality import factuality, total_score
 from medunlearn.evaluation.knowledge import (
+    INFERABLE,
     MEMORISED,
     PARTS,
     agreement,
@@ -40,13 +41,15 @@ from medunlearn.evaluation.knowledge import (
     part_summary,
     resolved_parts,
 )
-from medunlearn.evaluation.membership import attack_statistics, gradient_norms, matched_strangers
+from medunlearn.evaluation.membership import attack_key, attack_statistics, gradient_norms, matched_strangers
 from medunlearn.evaluation.privacy import (
     GRADIENT_ATTACK,
     ORACLE_REFERENCE,
     VANILLA_REFERENCE,
+    matching_weights,
     privacy_scores,
     reference_attack,
+    separation,
 )
 from medunlearn.evaluation.quality import diagnostic_questions, identity_questions
 from medunlearn.evaluation.reconstruction import reconstruction_attack
@@ -96,11 +99,31 @@ def evaluation_sets(
     }
     if model.classes:  # a classifier's only questions are its diagnostic ones
         chosen["holdout_diagnostic"], chosen["holdout_identity"] = list(split.table(dataset, "holdout")), []
-    chosen[MATCHED] = matched_strangers(dataset, split, chosen["forget"])
     out = {}
     for offset, (name, samples) in enumerate(chosen.items()):
         out[name] = seeded_sample(model.usable(samples), limit, seed * SET_SEED_STRIDE + offset)
+    # the strangers of the scored members, drawn key by key so that every member's kind has strangers
+    reads_report = not model.reads_questions
+    strangers = model.usable(matched_strangers(dataset, split, out["forget"], reads_report=reads_report))
+    keys = [attack_key(dataset.hospital, s, reads_report=reads_report) for s in strangers]
+    out[MATCHED] = stratified_sample(strangers, keys, limit, seed * SET_SEED_STRIDE + len(chosen))
     return out
+
+
+def stratified_sample(samples: Sequence[Sample], keys: Sequence[Hashable], limit: int, seed: int) -> list[Sample]:
+    """At most ``limit`` of ``samples``, drawn with ``seed`` one key after another (each key's samples shuffled, then
+    taken in turn), so that as many keys as ``limit`` allows are drawn; in their order."""
+    if len(samples) <= limit:
+        return list(samples)
+    rng = random.Random(seed)
+    groups: dict[Hashable, list[int]] = {}
+    for index, key in enumerate(keys):
+        groups.setdefault(key, []).append(index)
+    for members in groups.values():
+        rng.shuffle(members)
+    deepest = max(len(members) for members in groups.values())
+    turns = [members[depth] for depth in range(deepest) for members in groups.values() if depth < len(members)]
+    return [samples[i] for i in sorted(turns[:limit])]
 
 
 def seeded_sample(samples: Sequence[Sample], limit: int, seed: int) -> list[Sample]:
@@ -140,8 +163,10 @@ class ModelEvaluation:
     privacy: dict[str, Any]
     reconstruction: list[dict[str, Any]]
     retain_logits: np.ndarray | None = None
-    #: the ids of the forget items the membership attacks call members (the memorised part)
+    #: the ids of the forget items the membership attacks call members (the memorised part with a matched stranger)
     members: list[str] = field(default_factory=list)
+    #: per matched stranger's id, its weight in the attacks (privacy.matching_weights)
+    stranger_weights: dict[str, float] = field(default_factory=dict)
 
     def scores(self) -> dict[str, dict[str, float]]:
         return {name: s.summary for name, s in self.sets.items() if name != MATCHED}
@@ -201,11 +226,13 @@ def evaluate_model(
     request: DeletionRequest | None = None,
     reconstruction_limit: int = RECONSTRUCTION_LIMIT,
     attacks: bool = True,
+    validate_attacks: bool = False,
 ) -> ModelEvaluation:
     """Answers, task scores, losses and — with ``attacks`` — privacy and the reconstruction attack of one model.
 
     ``request`` (the one the sets were drawn for) decides which declared-memorised forget items are memorised for
-    it and which ancestors the reconstruction attack may take context from."""
+    it and which ancestors the reconstruction attack may take context from. ``validate_attacks`` (the vanilla
+    model's rows) adds GradNorm to the attacks' separation of memorised from inferable items."""
     model.attach(dataset)
     with model.eval_mode():
         return _evaluate(
@@ -216,7 +243,64 @@ def evaluate_model(
             request=request,
             reconstruction_limit=reconstruction_limit,
             attacks=attacks,
+            validate_attacks=validate_attacks,
         )
+
+
+def _membership(
+    model: MultimodalModel,
+    dataset: HospitalDataset,
+    sets: dict[str, list[Sample]],
+    results: dict[str, SetEvaluation],
+    *,
+    seed: int,
+    validate: bool,
+) -> tuple[dict[str, Any], list[str], dict[str, float]]:
+    """The membership attacks (their members, memorised forget items with a matched stranger, against the strangers
+    weighed to their mix), the Forget-MI audit and each score attack's separation of memorised from inferable forget
+    items (``separation``; GradNorm's too when ``validate``: a backward pass per inferable item). Also the members'
+    ids and each stranger's weight."""
+    reads_report = not model.reads_questions
+    forget = results["forget"]
+    parts = forget.parts or [None] * len(forget.ids)
+    memorised = [i for i, part in enumerate(parts) if part == MEMORISED]
+    inferable = [i for i, part in enumerate(parts) if part == INFERABLE]
+    declared = any(part is not None for part in parts)
+    chosen = memorised if declared else list(range(len(forget.ids)))  # no declared type: the whole forget set
+    strangers = sets.get(MATCHED, [])
+
+    def key(sample: Sample) -> tuple[str, str, str, str]:
+        return attack_key(dataset.hospital, sample, reads_report=reads_report)
+
+    keep, stranger_weights = matching_weights([key(sets["forget"][i]) for i in chosen], [key(s) for s in strangers])
+    members = [i for i, kept in zip(chosen, keep, strict=True) if kept]
+    matched = results.get(MATCHED)
+    statistics = dict(forget.statistics)
+    norms_of = memorised if validate and inferable else members
+    norms = dict(zip(norms_of, gradient_norms(model, [sets["forget"][i] for i in norms_of]), strict=True))
+    if validate and inferable:
+        norms |= dict(zip(inferable, gradient_norms(model, [sets["forget"][i] for i in inferable]), strict=True))
+    member_scores = {name: values[members] for name, values in statistics.items()}
+    member_scores[GRADIENT_ATTACK] = np.asarray([norms[i] for i in members], dtype=float)
+    stranger_scores = dict(matched.statistics) if matched is not None else {}
+    stranger_scores[GRADIENT_ATTACK] = gradient_norms(model, strangers)
+    privacy = privacy_scores(
+        member_scores,
+        stranger_scores,
+        retain_losses=results["retain"].losses,
+        holdout_losses=np.concatenate([results[name].losses for name in HOLDOUT_SETS]),
+        forget_losses=forget.losses,
+        seed=seed,
+        stranger_weights=stranger_weights,
+    )
+    if memorised and inferable:
+        if validate:
+            statistics[GRADIENT_ATTACK] = np.asarray([norms.get(i, np.nan) for i in range(len(forget.ids))])
+        privacy["separation"] = {
+            name: separation(values[memorised], values[inferable]) for name, values in statistics.items()
+        }
+    weights = {s.id: float(w) for s, w in zip(strangers, stranger_weights, strict=True) if w > 0}
+    return privacy, [forget.ids[i] for i in members], weights
 
 
 def _evaluate(
@@ -228,7 +312,9 @@ def _evaluate(
     request: DeletionRequest | None,
     reconstruction_limit: int,
     attacks: bool,
+    validate_attacks: bool = False,
 ) -> ModelEvaluation:
+    reads_report = not model.reads_questions  # a report-reading model reads a stated label off its input
     results: dict[str, SetEvaluation] = {}
     for name in track(list(sets), "evaluating sets"):
         samples = sets[name]
@@ -247,28 +333,16 @@ def _evaluate(
             scores,
             statistics,
             _summarise(model, samples, answers, scores),
-            [declared_part(dataset.hospital, request, s) for s in samples] if name in FORGET_SETS else None,
+            [declared_part(dataset.hospital, request, s, reads_report=reads_report) for s in samples]
+            if name in FORGET_SETS
+            else None,
         )
     privacy: dict[str, Any] = {}
     attack: list[dict[str, Any]] = []
     members: list[str] = []
+    weights: dict[str, float] = {}
     if attacks:
-        forget = results["forget"]
-        chosen = [i for i, part in enumerate(forget.parts or []) if part == MEMORISED] or list(range(len(forget.ids)))
-        members = [forget.ids[i] for i in chosen]
-        matched = results.get(MATCHED)
-        member_scores = {name: values[chosen] for name, values in forget.statistics.items()}
-        stranger_scores = dict(matched.statistics) if matched is not None else {}
-        member_scores[GRADIENT_ATTACK] = gradient_norms(model, [sets["forget"][i] for i in chosen])
-        stranger_scores[GRADIENT_ATTACK] = gradient_norms(model, sets.get(MATCHED, []))
-        privacy = privacy_scores(
-            member_scores,
-            stranger_scores,
-            retain_losses=results["retain"].losses,
-            holdout_losses=np.concatenate([results[name].losses for name in HOLDOUT_SETS]),
-            forget_losses=forget.losses,
-            seed=seed,
-        )
+        privacy, members, weights = _membership(model, dataset, sets, results, seed=seed, validate=validate_attacks)
         attack = reconstruction_attack(
             model, dataset, sets["forget"], request=request, limit=reconstruction_limit, seed=seed
         )
@@ -280,7 +354,7 @@ def _evaluate(
                 for i in range(0, len(sets["retain"]), 64)
             ]
         )
-    return ModelEvaluation(results, privacy, attack, retain_logits, members)
+    return ModelEvaluation(results, privacy, attack, retain_logits, members, weights)
 
 
 def compare_with_oracle(evaluation: ModelEvaluation, oracle: dict[str, Any] | None) -> dict[str, Any]:
@@ -321,6 +395,9 @@ def compare_with_oracle(evaluation: ModelEvaluation, oracle: dict[str, Any] | No
     }
     if agreements:
         row["oracle_agreement"] = agreements
+    if evaluation.members:  # per member, its loss: U-LiRA compares it with the seeds' (bench --seeds 3)
+        losses = evaluation.sets["forget"].losses_by_id()
+        row["member_losses"] = {item: losses[item] for item in evaluation.members}
     for name, theirs in (
         (ORACLE_REFERENCE, (oracle or {}).get("losses")),
         (VANILLA_REFERENCE, (oracle or {}).get("vanilla_losses")),
@@ -328,7 +405,8 @@ def compare_with_oracle(evaluation: ModelEvaluation, oracle: dict[str, Any] | No
         if evaluation.privacy and MATCHED in evaluation.sets and theirs and {"forget", MATCHED} <= set(theirs):
             mine = {part: evaluation.sets[part].losses_by_id() for part in ("forget", MATCHED)}
             members = [item for item in evaluation.members if item in theirs["forget"]]
-            strangers = [item for item in mine[MATCHED] if item in theirs[MATCHED]]
+            weights = evaluation.stranger_weights
+            strangers = [item for item in mine[MATCHED] if item in theirs[MATCHED] and weights.get(item, 0) > 0]
             row["privacy"] = {
                 **row["privacy"],
                 name: reference_attack(
@@ -336,8 +414,14 @@ def compare_with_oracle(evaluation: ModelEvaluation, oracle: dict[str, Any] | No
                     np.asarray([theirs["forget"][i] for i in members]),
                     np.asarray([mine[MATCHED][i] for i in strangers]),
                     np.asarray([theirs[MATCHED][i] for i in strangers]),
+                    np.asarray([weights[i] for i in strangers]),
                 ),
             }
+            if "separation" in row["privacy"]:
+                row["privacy"]["separation"] = {
+                    **row["privacy"]["separation"],
+                    name: _reference_separation(evaluation.sets["forget"], mine["forget"], theirs["forget"]),
+                }
     if oracle is not None:
         means = oracle["means"]
         row["oracle_distance"] = {
@@ -354,6 +438,18 @@ def compare_with_oracle(evaluation: ModelEvaluation, oracle: dict[str, Any] | No
             )
             row["logit_distance"] = float(1 - torch.nn.functional.cosine_similarity(a.float(), b, dim=-1).mean())
     return row
+
+
+def _reference_separation(
+    forget: SetEvaluation, mine: dict[str, float], theirs: dict[str, float]
+) -> dict[str, object] | None:
+    """A reference attack's separation of memorised from inferable forget items (its loss minus the reference's)."""
+    parts = forget.parts or [None] * len(forget.ids)
+    relative = {
+        part: [mine[i] - theirs[i] for i, p in zip(forget.ids, parts, strict=True) if p == part and i in theirs]
+        for part in (MEMORISED, INFERABLE)
+    }
+    return separation(np.asarray(relative[MEMORISED]), np.asarray(relative[INFERABLE]))
 
 
 def _finite(value: float) -> float | None:

@@ -4,7 +4,9 @@ Forgetting means the memorised part: what only a model that saw the deleted node
 forget-side item (forget, children, paraphrase) is
 
 - *memorised* when its sample is declared memorised (:class:`~medunlearn.data.samples.Knowledge`) **and** its fact
-  node is deleted by the request. A patient's name asked on the image of a deleted study is not: the patient is
+  node is deleted by the request, **and** the model's input does not show it: a reader's off-image grade is stated by
+  a report that does not hedge it, so for the classifier, which reads the report, it is memorised only where the
+  report hedges. A patient's name asked on the image of a deleted study is not: the patient is
   retained, and a model that kept the patient's other studies knows the name;
 - *inferable* when its sample is declared inferable, or its fact is held by a node the request keeps;
 - for a sample without a declared type (imported data), *measured*: inferable when the retrain oracle answers it
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from medunlearn.data.hierarchy import DeletionRequest, Hospital
+from medunlearn.data.questions import stated_in_report
 from medunlearn.data.samples import Knowledge, Sample, Task
 
 #: a task score at or above this answers the item
@@ -32,12 +35,24 @@ MEMORISED, INFERABLE = Knowledge.MEMORISED.value, Knowledge.INFERABLE.value
 PARTS = (MEMORISED, INFERABLE)
 
 
-def declared_part(hospital: Hospital, request: DeletionRequest | None, sample: Sample) -> str | None:
-    """The item's part by its declared type and the request (None: not declared, or no request to judge by)."""
+def own_type(hospital: Hospital, sample: Sample, *, reads_report: bool = False) -> str | None:
+    """The item's declared type before any request (None: not declared). A label the study's report states is
+    inferable to a model that reads the report (``reads_report``), whatever the image shows."""
     if sample.knowledge is None:
         return None
-    if sample.knowledge is Knowledge.INFERABLE:
+    if sample.knowledge is Knowledge.INFERABLE or (reads_report and stated_in_report(hospital, sample)):
         return INFERABLE
+    return MEMORISED
+
+
+def declared_part(
+    hospital: Hospital, request: DeletionRequest | None, sample: Sample, *, reads_report: bool = False
+) -> str | None:
+    """The item's part by its declared type and the request (None: not declared, or no request to judge by).
+    ``reads_report``: the model's text input is the study's report (:func:`own_type`)."""
+    kind = own_type(hospital, sample, reads_report=reads_report)
+    if kind != MEMORISED:
+        return kind
     if request is None:
         return None
     deleted = any(hospital.is_in_subtree(sample.fact_node, target) for target in request.targets)

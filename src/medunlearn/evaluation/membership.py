@@ -1,6 +1,7 @@
 """The membership attacks' inputs, from one model: per sample every score attack's statistic (one forward pass per
 batch), and the non-members they are compared with — held-out patients' questions of the memorised forget items'
-facts and tasks (PROTOCOL.md §4; :mod:`medunlearn.evaluation.privacy` turns them into AUCs).
+facts, tasks, types and (closed facts) answers (PROTOCOL.md §4; :mod:`medunlearn.evaluation.privacy` turns them
+into AUCs).
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import torch
 
 from medunlearn import distributed
 from medunlearn.data.dataset import HospitalDataset
+from medunlearn.data.hierarchy import Hospital
+from medunlearn.data.questions import all_templates
 from medunlearn.data.samples import Sample
 from medunlearn.data.splits import Split
-from medunlearn.evaluation.knowledge import MEMORISED, declared_part
+from medunlearn.evaluation.knowledge import MEMORISED, declared_part, own_type
 from medunlearn.evaluation.privacy import SCORE_ATTACKS
 from medunlearn.models.base import MultimodalModel
 
@@ -23,18 +26,40 @@ from medunlearn.models.base import MultimodalModel
 MIN_K = 0.2
 
 
-def _template(sample: Sample) -> tuple[str, str]:
-    """What makes two questions alike for the attacks: their fact (else their fact level) and their task."""
-    return (sample.fact or sample.fact_level.value, sample.task.value)
+#: facts whose answer is one of a fixed list (the labels, sex, projection): their strangers also share the answer
+CLOSED_FACTS: frozenset[str] = frozenset(t.fact for t in all_templates() if t.choices)
 
 
-def matched_strangers(dataset: HospitalDataset, split: Split, forget: Sequence[Sample]) -> list[Sample]:
-    """The membership attacks' non-members: held-out patients' questions of the facts and tasks of the memorised
-    forget items (of every forget item where no type is declared), so that members and non-members differ in
-    membership, not in their mix of facts."""
-    members = [s for s in forget if declared_part(dataset.hospital, split.request, s) == MEMORISED] or list(forget)
-    wanted = {_template(s) for s in members}
-    return [s for s in split.table(dataset, "holdout") if _template(s) in wanted]
+def attack_key(hospital: Hospital, sample: Sample, *, reads_report: bool = False) -> tuple[str, str, str, str]:
+    """What makes two questions alike for the attacks: their fact (else their fact level), their task, their
+    declared type (:func:`~medunlearn.evaluation.knowledge.own_type`; "" where none is declared) and, for a fact
+    with a fixed list of answers, the answer (a stranger of another label is not a stranger of this one)."""
+    kind = own_type(hospital, sample, reads_report=reads_report) or ""
+    answer = sample.answer if sample.fact in CLOSED_FACTS else ""
+    return (sample.fact or sample.fact_level.value, sample.task.value, kind, answer)
+
+
+def attack_members(
+    dataset: HospitalDataset, split: Split, forget: Sequence[Sample], *, reads_report: bool = False
+) -> list[Sample]:
+    """The forget items the attacks call members: the memorised ones (every item where no type is declared: the
+    attacks then read the whole forget set)."""
+    parts = [declared_part(dataset.hospital, split.request, s, reads_report=reads_report) for s in forget]
+    if all(part is None for part in parts):
+        return list(forget)
+    return [s for s, part in zip(forget, parts, strict=True) if part == MEMORISED]
+
+
+def matched_strangers(
+    dataset: HospitalDataset, split: Split, forget: Sequence[Sample], *, reads_report: bool = False
+) -> list[Sample]:
+    """The membership attacks' non-members: held-out patients' questions alike (:func:`attack_key`) to a member of
+    :func:`attack_members`, so that members and non-members differ in membership, not in their mix of facts, types
+    or labels (the attacks weigh them to the members' mix: :func:`~medunlearn.evaluation.privacy.matching_weights`)."""
+    hospital = dataset.hospital
+    members = attack_members(dataset, split, forget, reads_report=reads_report)
+    wanted = {attack_key(hospital, s, reads_report=reads_report) for s in members}
+    return [s for s in split.table(dataset, "holdout") if attack_key(hospital, s, reads_report=reads_report) in wanted]
 
 
 @torch.no_grad()

@@ -16,7 +16,8 @@ ROUGE-L with exact match and is kept beside them, never read by a verdict),
 part on the same request (:func:`medunlearn.evaluation.knowledge.normalised_forgetting`),
 the privacy scores ``privacy/<attack>_auc`` (loss, zlib, min_k, min_k_pp,
 oracle_reference; their method − oracle is the privleak-style difference),
-``privacy/audit_member_share``, and ``reconstruction/recovery``: the forget score with the
+``privacy/audit_member_share``, U-LiRA's ``privacy/ulira_distinguishable`` (``_under``, ``_over``), and
+``reconstruction/recovery``: the forget score with the
 fullest context minus the score without context.
 """
 
@@ -183,6 +184,10 @@ def row_metrics(row: dict[str, Any]) -> dict[str, float]:
             out[f"privacy/{attack}_auc"] = float(auc)
     if privacy.get("audit_member_share") is not None:
         out["privacy/audit_member_share"] = float(privacy["audit_member_share"])
+    for key in ("distinguishable", "under", "over"):  # U-LiRA's shares (with --seeds 3 or more)
+        value = (privacy.get("ulira") or {}).get(key)
+        if value is not None:
+            out[f"privacy/ulira_{key}"] = float(value)
     for attack, entry in (row.get("robustness") or {}).items():  # the memorised forget items after each attack
         if entry and entry.get("answered") is not None:
             out[f"robustness/{attack}_memorised/answered"] = float(entry["answered"])

@@ -23,6 +23,7 @@ from medunlearn.evaluation.results import (
 from medunlearn.evaluation.statistics import INTERVAL_METHOD
 from medunlearn.evaluation.verdicts import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASURABLE
 from medunlearn.outputs import atomic_file
+from medunlearn.report.attack_checks import attack_validation_section
 from medunlearn.report.plots import draw_all
 from medunlearn.report.robustness import robustness_section
 from medunlearn.report.tables import closest_to_oracle, embedded_image, request_label, summary_table
@@ -43,6 +44,7 @@ CONCEPTS: list[tuple[str, list[tuple[str, str, str | None]]]] = [
     (
         "forgetting",
         [
+            ("memorised_n", "memorised items", "{:.0f}"),
             ("forget", "forget: memorised", "{:.3f}"),
             ("forget_inferable", "forget: inferable", "{:.3f}"),
             ("oracle_distance", "distance to the oracle (memorised)", "{:.3f}"),
@@ -426,6 +428,7 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
             "shown. <code>--targets-per-level N</code> draws N requests per level and adds each method's mean with "
             "its 95 % interval and its paired difference to the oracle.</p>"
         )
+    parts += attack_validation_section(results)
     parts += robustness_section(metrics.get("aggregates") or [], folder / "plots")
     if "selection" in metrics:
         parts.append("<h2>How each method's settings were chosen</h2>")

@@ -67,6 +67,8 @@ def summary_table(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "model": model,
                     "request": label,
                     "method": name,
+                    # how many memorised forget items the scores are over (a share of 3 moves in thirds)
+                    "memorised_n": _mean([c["scores"].get(f"forget_{MEMORISED}", {}).get("n") for c in cells]),
                     # the memorised part only (None where nothing is memorised; schema 1: its whole forget set)
                     "forget": _mean([set_score(c, FORGETTING_SET) if _memorised(c) else None for c in cells]),
                     "forget_inferable": _mean([set_score(c, "forget_inferable") for c in cells]),

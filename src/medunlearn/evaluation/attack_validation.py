@@ -1,0 +1,106 @@
+"""Every membership attack checked against what is known (PROTOCOL.md §4). Plain data: no torch.
+
+On the synthetic hospital the generator declares which forget items only a model that saw their node can answer,
+so each attack gets two checks, from the bench's test requests:
+
+- **power** — on the vanilla model, which saw every forget item, its separation of the memorised items from the
+  inferable ones (:func:`~medunlearn.evaluation.privacy.separation`): an attack that measures memorisation ranks the
+  memorised items as members above items any model answers. Mean AUC over requests; the attack *has no power* when
+  its interval does not lie above 0.5.
+- **chance** — on the retrain oracle, which saw neither, its AUC of the memorised forget items against their matched
+  strangers: 0.5 when members and strangers differ in nothing but the deleted node. The attack *is not at chance*
+  when its interval excludes 0.5: it reads a difference of items, not membership.
+
+U-LiRA (:mod:`medunlearn.evaluation.ulira`, with ``--seeds 3`` or more) is checked on its own scale: its power is
+the vanilla model's share of memorised items distinguishable from retraining (above :data:`FPR`), its chance the
+oracle-against-oracle null's share (:data:`FPR` when its Gaussian describes retraining).
+
+Two values are fixed by construction and are not checks: the vanilla-reference attack's power (on the vanilla model
+every relative loss is 0) and the oracle-reference attack's chance (on the oracle, likewise). An attack that fails a
+check is marked in the report, never left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from medunlearn.evaluation.privacy import GRADIENT_ATTACK, ORACLE_REFERENCE, SCORE_ATTACKS, VANILLA_REFERENCE
+from medunlearn.evaluation.results import ORACLE, VANILLA
+from medunlearn.evaluation.statistics import bootstrap_ci
+from medunlearn.evaluation.ulira import FPR
+
+ULIRA = "ulira"
+CHECKED = (*SCORE_ATTACKS, GRADIENT_ATTACK, ORACLE_REFERENCE, VANILLA_REFERENCE, ULIRA)
+#: (attack, check) pairs whose value is fixed by construction
+BY_CONSTRUCTION = {(VANILLA_REFERENCE, "power"), (ORACLE_REFERENCE, "chance")}
+PASSES, NO_POWER, NOT_CHANCE, TOO_FEW = "passes", "no power", "not at chance", "too few requests"
+CHANCE = 0.5
+
+
+def _auc(entry: Any) -> float | None:
+    return entry.get("auc") if isinstance(entry, dict) else None
+
+
+def _power(row: dict[str, Any], name: str) -> float | None:
+    privacy = row.get("privacy") or {}
+    if name == ULIRA:  # the vanilla model's share of items distinguishable from retraining
+        return (privacy.get(ULIRA) or {}).get("distinguishable")
+    return _auc((privacy.get("separation") or {}).get(name))
+
+
+def _chance(row: dict[str, Any], name: str) -> float | None:
+    privacy = row.get("privacy") or {}
+    if name == ULIRA:  # retraining against retraining: each oracle seed against the others
+        return ((privacy.get(ULIRA) or {}).get("null") or {}).get("distinguishable")
+    return _auc(privacy.get(name))
+
+
+def _test_rows(results: Sequence[dict[str, Any]], method: str) -> list[dict[str, Any]]:
+    return [r for r in results if r.get("method") == method and r.get("request", {}).get("role", "test") == "test"]
+
+
+def attack_validation(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model family and attack: its power (vanilla rows) and chance (oracle rows) over the test requests of every
+    group, each with its n, mean and 95 % interval (:func:`~medunlearn.evaluation.statistics.bootstrap_ci`), and its
+    verdict. An attack no row scored is left out."""
+    out = []
+    for model in dict.fromkeys(r.get("model") for r in results):
+        of_model = [r for r in results if r.get("model") == model]
+        out += [
+            {"model": model, **entry}
+            for entry in _checks(_test_rows(of_model, VANILLA), _test_rows(of_model, ORACLE))
+            if entry["power"]["n"] or entry["chance"]["n"]
+        ]
+    return out
+
+
+def _checks(vanilla: list[dict[str, Any]], oracle: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for name in CHECKED:
+        power = bootstrap_ci([_power(r, name) for r in vanilla], bounds=(0, 1))
+        chance = bootstrap_ci([_chance(r, name) for r in oracle], bounds=(0, 1))
+        level = FPR if name == ULIRA else CHANCE
+        failures = []
+        undecided = False
+        for check, entry in (("power", power), ("chance", chance)):
+            if (name, check) in BY_CONSTRUCTION:
+                continue
+            if entry["low"] is None:
+                undecided = True
+            elif check == "power" and entry["low"] <= level:
+                failures.append(NO_POWER)
+            elif check == "chance" and not entry["low"] <= level <= entry["high"]:
+                failures.append(NOT_CHANCE)
+        verdict = ", ".join(failures) if failures else (TOO_FEW if undecided else PASSES)
+        out.append(
+            {
+                "attack": name,
+                "power": power,
+                "chance": chance,
+                "by_construction": sorted(check for attack, check in BY_CONSTRUCTION if attack == name),
+                "chance_level": level,
+                "verdict": verdict,
+            }
+        )
+    return out
