@@ -1,8 +1,10 @@
+import numpy as np
 import pytest
 
-from medunlearn.evaluation.claims import check_claims
+from medunlearn.evaluation.claims import TEST_AUC_REQUESTS, TEST_AUC_SD, TEST_TOLERANCE, check_claims
 from medunlearn.evaluation.statistics import bootstrap_ci, difference_range, value_range
 from medunlearn.evaluation.verdicts import (
+    ALPHA,
     FAILS,
     HOLDS,
     INCONCLUSIVE,
@@ -11,6 +13,7 @@ from medunlearn.evaluation.verdicts import (
     paired_difference,
     side,
     within,
+    within_test,
 )
 
 SPREAD = (-0.5, 0.3, -0.1, 0.5, -0.3, 0.1)  # six requests, mean 0
@@ -124,7 +127,7 @@ def test_the_reconstruction_claim_reads_recovery_beyond_the_oracle_per_level():
         (_ci(-0.2, -0.3, -0.1), _ci(0.0, -0.02, 0.02), HOLDS),
         (_ci(-0.05, -0.15, 0.05), _ci(0.0, -0.02, 0.02), INCONCLUSIVE),  # the drop's interval crosses 0
         (_ci(0.0, 0.0, 0.0), _ci(0.0, -0.02, 0.02), FAILS),  # nothing dropped
-        (_ci(-0.2, -0.3, -0.1), _ci(-0.1, -0.15, -0.05), FAILS),  # test AUC fell below the oracle's
+        (_ci(-0.2, -0.3, -0.1), _ci(-0.2, -0.25, -0.15), FAILS),  # test AUC fell below the oracle's, past the margin
     ],
 )
 def test_the_forget_mi_claim(auc_drop, test_gap, verdict):
@@ -134,7 +137,7 @@ def test_the_forget_mi_claim(auc_drop, test_gap, verdict):
         "forget_mi",
         forget__auc={"minus_vanilla": auc_drop},
         forget__macro_f1=drop,
-        privacy__loss_auc=drop,
+        privacy__audit_member_share=drop,
         holdout_diagnostic__auc={"minus_oracle": test_gap},
     )
     claim = next(c for c in check_claims([entry]) if c["claim"].startswith("Forget-MI"))
@@ -149,7 +152,7 @@ def test_the_forget_mi_claim_says_when_the_oracle_itself_does_not_drop():
             "forget_mi",
             forget__auc=drop,
             forget__macro_f1=drop,
-            privacy__loss_auc=drop,
+            privacy__audit_member_share=drop,
             holdout_diagnostic__auc={"minus_oracle": _ci(0.0, 0.0, 0.0)},
         ),
         _entry("fraction0.1", "retrain", forget__auc={"minus_vanilla": _ci(0.0, -0.01, 0.01)}),
@@ -223,3 +226,19 @@ def test_a_paired_lead_is_cut_to_the_range_a_difference_of_gaps_can_take():
     lead = paired_difference(chip, other, bounds=difference_range(value_range("gap/memorised")))
     assert uncut["high"] > 2.0 or uncut["low"] < -2.0
     assert -2.0 <= lead["low"] <= lead["mean"] <= lead["high"] <= 2.0
+
+
+def test_the_test_auc_margin_has_power_where_the_claims_run_uses_it():
+    # F2's margin comes from a power calculation: at the claims run's draws and the measured per-request spread, the
+    # equivalence test holds with power >= 0.8 when test AUC - oracle is truly 0 (600 simulated runs: 0.86 at 0.10;
+    # 0.63 at 0.08, so 0.10 is the smallest margin on a 0.02 grid). Its level: a true difference at the margin holds
+    # at most 2.5 % of the time.
+    rng = np.random.default_rng(0)
+
+    def holds(centre: float) -> float:
+        draws = [list(rng.normal(centre, TEST_AUC_SD, TEST_AUC_REQUESTS)) for _ in range(600)]
+        tests = [within_test({"values": v, "low": 0, "high": 1}, TEST_TOLERANCE) for v in draws]
+        return float(np.mean([p_holds <= ALPHA for p_holds, _ in tests]))
+
+    assert holds(0.0) >= 0.8
+    assert holds(TEST_TOLERANCE) <= 0.025

@@ -414,7 +414,7 @@ def reproduce(
     config: ConfigOption = None,
 ) -> None:
     """The claims configuration: both settings with --select, 8 test requests per level where the hospital holds
-    them (5 draws per Forget-MI fraction), 3 training seeds; the report opens with the published claims, checked."""
+    them (8 draws per Forget-MI fraction), 3 training seeds; the report opens with the published claims, checked."""
 
     with claimed_output(out_dir, "reproduce", resumes=("reproduce",)):
         from medunlearn.reproduce import run_reproduce  # the stage (torch, transformers): once the options are read

@@ -40,9 +40,9 @@ The claims (from the seed papers):
   *and* against the oracle: a gap larger than the oracle's by more than
   ``FORGET_TOLERANCE`` is over-forgetting, and the verdict says so. Checked for each CHIP
   configuration run (ours, ``chip``; the authors', ``chip_reference``).
-- Forget-MI: forget AUC, forget F1 and the MIA score drop against the original model
-  (paper: −0.221, −0.305, −0.202) while test performance stays that of the retrained
-  model (|test AUC − oracle| ≤ ``TEST_TOLERANCE``).
+- Forget-MI: forget AUC, forget F1 and the MIA score (the share of forget samples the SVC audit calls members, as
+  the paper's) drop against the original model (paper: −0.221, −0.305, −0.202) while test performance stays that
+  of the retrained model (|test AUC − oracle| ≤ ``TEST_TOLERANCE``, a margin from a power calculation).
 """
 
 from __future__ import annotations
@@ -69,7 +69,14 @@ from medunlearn.evaluation.verdicts import (
 )
 
 RECOVERY_THRESHOLD = 0.05
-TEST_TOLERANCE = 0.03
+#: F2's equivalence margin on test AUC − oracle, from a power calculation fixed before the run: with the spread of
+#: that difference over requests measured in the 2026-12-04 claims run (sd ≈ 0.06 per request; docs/results.md) and
+#: the claims run's 8 draws per fraction, the smallest margin at which the equivalence test holds with power ≥ 0.8
+#: when the true difference is 0 (simulated, tests/evaluation/test_claims.py). At 5 draws no margin up to 0.12
+#: reached 0.5; the paper's ±0.03 would need far more draws than a fraction can give (docs/evaluation.md).
+TEST_TOLERANCE = 0.10
+#: the per-request spread and the number of draws the margin was computed for
+TEST_AUC_SD, TEST_AUC_REQUESTS = 0.06, 8
 CHIP = "chip"
 #: every CHIP configuration: ours and the authors' code's (PROTOCOL.md §3)
 CHIPS = ("chip", "chip_reference")
@@ -89,7 +96,8 @@ SCHEMA_1_NAMES = {
     **{name: name.replace(f"/{SCORE}", "/all") for name in KEPT},
 }
 #: the Forget-MI paper's drops against the original model (forget AUC, forget F1, MIA)
-FORGET_MI_PAPER = {"forget/auc": -0.221, "forget/macro_f1": -0.305, "privacy/loss_auc": -0.202}
+#: (its MIA is the share of forget samples its SVC audit calls members: privacy/audit_member_share)
+FORGET_MI_PAPER = {"forget/auc": -0.221, "forget/macro_f1": -0.305, "privacy/audit_member_share": -0.202}
 
 
 def _index(aggregates: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:

@@ -260,6 +260,7 @@ NOISE_METRICS = (
     "holdout_diagnostic/answered",
     "gap/memorised",
     "privacy/loss_auc",
+    "privacy/audit_member_share",
     "forget/auc",
     "holdout_diagnostic/auc",
 )

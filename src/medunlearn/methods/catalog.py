@@ -114,7 +114,8 @@ METHODS: dict[str, Method] = {
         ),
         _gradient(
             "undial",
-            "self-distillation towards the original's logits with the answer's lowered + descent on retain",
+            "self-distillation towards the original's logits with the answer's lowered (the forget set alone; "
+            "retain_weight adds descent on retain)",
             UndialSettings,
             "medunlearn.methods.undial",
         ),
