@@ -230,6 +230,25 @@ def test_requests_hold_enough_items_and_validation_targets_are_unrelated_to_test
     assert len(section.request.targets) > 1 and len(names) == 1 and len(patients) == 1
 
 
+def test_requests_hold_the_memorised_items_asked_for(small_dataset, scratch_vlm):
+    from medunlearn.data.hierarchy import DeletionRequest
+    from medunlearn.data.splits import make_split
+    from medunlearn.evaluation.knowledge import declared_part
+
+    def memorised(request: DeletionRequest) -> int:
+        forget = scratch_vlm.usable(make_split(small_dataset, request).table(small_dataset, "forget"))
+        return sum(declared_part(small_dataset.hospital, request, s) == "memorised" for s in forget)
+
+    # one section holds 3 memorised items (its unique sentence in three tasks): 5 widens it to the patient's studies
+    config = BenchConfig(model="tiny-qwen2-vl@scratch", levels=("section", "study"), min_items=1, min_memorised=5)
+    for r in draw_requests(small_dataset, scratch_vlm, config):
+        assert memorised(r.request) >= 5
+        if r.request.level is Level.SECTION:
+            assert len(r.request.targets) == 2
+    with pytest.raises(MedunlearnError, match=r"≥ 30 memorised ones \(the largest holds \d+, the most memorised 6\)"):
+        draw_requests(small_dataset, scratch_vlm, dataclasses.replace(config, levels=("section",), min_memorised=30))
+
+
 def test_a_level_without_enough_large_targets_is_refused_in_one_sentence(small_dataset, scratch_vlm):
     config = BenchConfig(model="tiny-qwen2-vl@scratch", levels=("institution",), targets_per_level=2, select=True)
     with pytest.raises(

@@ -46,8 +46,20 @@ from medunlearn.executors import Executor, LocalExecutor, side_by_side
 from medunlearn.outputs import mark, write_json
 from medunlearn.report.html import render
 
-#: four institutions: three test institutions and one to validate on
-REPRODUCE_HOSPITAL = {"institutions": 6, "patients": 2, "studies": 2, "holdout_patients": 4, "image_size": 56}
+#: four institutions: three test institutions and one to validate on. Four memorised facts per report section (its
+#: unique sentence and three fields of its record), so that a section request — that section kind in both of a
+#: patient's studies — holds 24 memorised items, past PROTOCOL.md §5's 20 (MIN_MEMORISED)
+REPRODUCE_HOSPITAL = {
+    "institutions": 6,
+    "patients": 2,
+    "studies": 2,
+    "holdout_patients": 4,
+    "image_size": 56,
+    "section_facts": 4,
+}
+#: the memorised items a VLM request must hold (the classifier's fraction draws are drawn as the paper draws them:
+#: a 3 % draw of its cohort holds 0–3 memorised labels, docs/evaluation.md)
+MIN_MEMORISED = 20
 TEST_REQUESTS = 8
 #: 8 draws per fraction: at 5 the test-AUC equivalence check had no power at any margin the paper's claim means
 #: (evaluation/claims.py, TEST_TOLERANCE)
@@ -92,6 +104,7 @@ def reproduce_configs(*, seed: int) -> tuple[BenchConfig, BenchConfig]:
         methods=VLM_METHODS,
         targets_per_level=TEST_REQUESTS,
         noise_requests=NOISE_REQUESTS["vlm"],
+        min_memorised=MIN_MEMORISED,
         fewer_targets=True,
         threads=1 if side_by_side() > 1 else 0,
         **common,

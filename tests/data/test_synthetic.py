@@ -1,3 +1,4 @@
+import dataclasses
 from collections import defaultdict
 
 import numpy as np
@@ -173,3 +174,20 @@ def test_burned_in_label_strip_spells_the_study_code():
         img = draw_radiograph(np.random.default_rng(0), size, ANATOMY, LOOK, CLEAR, "PA", code)
         bits = [img[top + (k // 8) * cell + cell // 2, left + (k % 8) * cell + cell // 2] > 140 for k in range(16)]
         assert bits == [bool((code >> k) & 1) for k in range(16)]
+
+
+def test_more_facts_a_section_add_its_records_fields_and_leave_the_rest_as_it_was(small_dataset):
+    richer = synthesize(dataclasses.replace(SMALL, section_facts=4))
+    before = {s.id: s for s in small_dataset.samples}
+    after = {s.id: s for s in richer.samples}
+    assert set(before) < set(after) and all(after[i] == s for i, s in before.items())
+    added = [s for i, s in after.items() if i not in before]
+    hospital = richer.hospital
+    for section in (n for n in hospital.nodes(Level.SECTION) if not n.holdout):
+        fields = section.attributes["fields"]
+        assert len(fields) == 3 and all(v not in section.attributes["text"] for v in fields.values())
+        asked = [s for s in added if s.fact_node == section.id]
+        # each field asked in all three tasks, each with its paraphrase; every one memorised, answered by its value
+        assert len(asked) == 3 * 3 * 2 and {s.fact for s in asked} == set(fields)
+        assert all(s.knowledge.value == "memorised" and s.answer == fields[s.fact] for s in asked)
+    assert all(n.attributes.get("fields") is None for n in small_dataset.hospital.nodes(Level.SECTION))

@@ -8,7 +8,14 @@ import torch
 from medunlearn.config import TrainConfig
 from medunlearn.data.hierarchy import DeletionRequest, Level
 from medunlearn.data.splits import make_split
-from medunlearn.evaluation.evaluate import compare_with_oracle, evaluate_model, evaluation_sets, stratified_sample
+from medunlearn.evaluation.evaluate import (
+    compare_with_oracle,
+    evaluate_model,
+    evaluation_sets,
+    parted_sample,
+    seeded_sample,
+    stratified_sample,
+)
 from medunlearn.evaluation.knowledge import declared_part
 from medunlearn.evaluation.membership import matched_strangers
 from medunlearn.evaluation.reconstruction import STEPS, context
@@ -68,7 +75,10 @@ def test_sets_are_reproducible_and_capped(quick_vlm, small_dataset):
     a = evaluation_sets(quick_vlm, small_dataset, split, limit=10, seed=3)
     b = evaluation_sets(quick_vlm, small_dataset, split, limit=10, seed=3)
     assert {k: [s.id for s in v] for k, v in a.items()} == {k: [s.id for s in v] for k, v in b.items()}
-    assert all(len(v) <= 10 for v in a.values())
+    assert all(len(v) <= 10 for name, v in a.items() if name != "forget")
+    # the forget set's memorised part and its rest are each capped: ten of each
+    parts = [declared_part(small_dataset.hospital, split.request, s) for s in a["forget"]]
+    assert parts.count("memorised") == 10 and len(parts) - parts.count("memorised") == 10
     forget_ids = set(split.forget)
     assert all(s.paraphrase_of in forget_ids for s in a["paraphrase"])
 
@@ -149,3 +159,13 @@ def test_a_stratified_sample_draws_every_key_it_can(small_dataset):
     assert [samples.index(s) for s in drawn] == sorted(samples.index(s) for s in drawn)
     assert drawn == stratified_sample(samples, keys, 4, seed=0)
     assert stratified_sample(samples, keys, 20, seed=0) == samples
+
+
+def test_a_parted_sample_caps_each_part_and_without_parts_is_the_plain_sample(small_dataset):
+    samples = list(small_dataset.samples)[:30]
+    memorised = [i % 3 == 0 for i in range(30)]  # 10 memorised, 20 others
+    drawn = parted_sample(samples, memorised, 6, seed=4)
+    flags = [memorised[samples.index(s)] for s in drawn]
+    assert flags.count(True) == 6 and flags.count(False) == 6
+    assert [samples.index(s) for s in drawn] == sorted(samples.index(s) for s in drawn)
+    assert parted_sample(samples, [False] * 30, 6, seed=4) == seeded_sample(samples, 6, seed=4)

@@ -46,6 +46,24 @@ EXPECTED_TYPES = {
     "report.ward": MEMORISED,
     "report.granuloma": MEMORISED,
     "report.followup": MEMORISED,
+    # the fields of each section's record (--section-facts ≥ 2), each unique to its study
+    **{
+        f"report.{name}": MEMORISED
+        for name in (
+            "technologist",
+            "kvp",
+            "acquired_at",
+            "orderer",
+            "order_code",
+            "bed",
+            "nodule",
+            "clips",
+            "prior_date",
+            "notified",
+            "notified_at",
+            "result_code",
+        )
+    },
     # whole sections: a reading of the image (or what retained ancestors hold) in the template's words
     **{f"section.{name}": INFERABLE for name in ("EXAMINATION", "INDICATION", "FINDINGS", "IMPRESSION")},
 }

@@ -57,6 +57,9 @@ class BenchConfig:
     select: bool = False
     validation_per_level: int = 1
     min_items: int = MIN_SCORED_ITEMS
+    #: the memorised items (declared types) a test or validation request's forget set must hold (PROTOCOL.md §5:
+    #: 20; 0: no floor — a small hospital's section requests hold fewer, and the demo shows their n)
+    min_memorised: int = 0
     seeds: int = 1
     #: 0: every test request's oracle is retrained from the further seeds; n: the first n of each group only
     noise_requests: int = 0
@@ -104,6 +107,7 @@ class BenchConfig:
         check_integer("--validation-per-level", self.validation_per_level, 1, 1000)
         check_integer("--seeds", self.seeds, 1, 100, " (1: one training seed; more: the retraining-noise band)")
         check_integer("--min-items", self.min_items, 1, 100_000)
+        check_integer("--min-memorised", self.min_memorised, 0, 100_000)
         check_integer("--noise-requests", self.noise_requests, 0, 1000, " (0: every test request)")
         check_integer("--seed", self.seed, 0, MAX_SEED)
         for fraction in self.forget_fractions:

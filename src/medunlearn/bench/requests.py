@@ -21,6 +21,7 @@ from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import DeletionRequest, Hospital, Level
 from medunlearn.data.splits import make_split
 from medunlearn.errors import MAX_SEED, MedunlearnError
+from medunlearn.evaluation.knowledge import MEMORISED, declared_part
 from medunlearn.models.base import MultimodalModel
 
 #: the seed of the n-th forget-fraction draw is seed × this + n (a prime, so the draws of nearby seeds differ)
@@ -102,9 +103,20 @@ def draw_requests(dataset: HospitalDataset, model: MultimodalModel, config: Benc
     requests: list[BenchRequest] = []
     wanted = {TEST: config.targets_per_level, VALIDATION: config.validation_per_level if config.select else 0}
 
-    def counts(level: Level, targets: tuple[str, ...]) -> tuple[int, int]:
-        split = make_split(dataset, DeletionRequest(level, targets), seed=config.seed)
-        return len(model.usable(split.table(dataset, "forget"))), len(model.usable(split.table(dataset, "retain")))
+    def counts(level: Level, targets: tuple[str, ...]) -> tuple[int, int, int]:
+        """The request's forget items the model can take, its retain items, and its memorised forget items."""
+        request = DeletionRequest(level, targets)
+        split = make_split(dataset, request, seed=config.seed)
+        forget = model.usable(split.table(dataset, "forget"))
+        memorised = sum(
+            declared_part(dataset.hospital, request, s, reads_report=not model.reads_questions) == MEMORISED
+            for s in forget
+        )
+        return len(forget), len(model.usable(split.table(dataset, "retain"))), memorised
+
+    def enough(level: Level, targets: tuple[str, ...]) -> bool:
+        forget, _, memorised = counts(level, targets)
+        return forget >= config.min_items and memorised >= config.min_memorised
 
     shipped = shipped_targets(dataset, config)
     for name in config.levels if config.requests == "drawn" else list(shipped):
@@ -114,18 +126,16 @@ def draw_requests(dataset: HospitalDataset, model: MultimodalModel, config: Benc
         chosen: dict[str, list[tuple[str, ...]]] = {TEST: list(shipped.get(level.value, [])), VALIDATION: []}
         if config.requests == "dataset":  # the shipped requests are the tests; validation targets are still drawn
             wanted[TEST] = len(chosen[TEST])
-        largest = 0
+        largest = most_memorised = 0
         for node in candidates:
             if len(chosen[TEST]) >= wanted[TEST] and len(chosen[VALIDATION]) >= wanted[VALIDATION]:
                 break
-            targets = _candidate_targets(
-                dataset, level, node, lambda t, level=level: counts(level, t)[0] >= config.min_items
-            )
+            targets = _candidate_targets(dataset, level, node, lambda t, level=level: enough(level, t))
             if any(_related(dataset.hospital, targets, other) for picked in chosen.values() for other in picked):
                 continue
-            forget, retain = counts(level, targets)
-            largest = max(largest, forget)
-            if forget < config.min_items or not retain:
+            forget, retain, memorised = counts(level, targets)
+            largest, most_memorised = max(largest, forget), max(most_memorised, memorised)
+            if forget < config.min_items or memorised < config.min_memorised or not retain:
                 continue
             role = TEST if len(chosen[TEST]) < wanted[TEST] else VALIDATION
             chosen[role].append(targets)
@@ -136,12 +146,14 @@ def draw_requests(dataset: HospitalDataset, model: MultimodalModel, config: Benc
         short = len(chosen[TEST]) < wanted[TEST] and not (config.fewer_targets and chosen[TEST])
         if short or len(chosen[VALIDATION]) < wanted[VALIDATION]:
             need = f"{wanted[TEST]} test" + (f" and {wanted[VALIDATION]} validation" if wanted[VALIDATION] else "")
+            floor = f" and ≥ {config.min_memorised} memorised ones" if config.min_memorised else ""
+            most = f", the most memorised {most_memorised}" if config.min_memorised else ""
             raise MedunlearnError(
                 f"the {level.value} level has {len(chosen[TEST]) + len(chosen[VALIDATION])} unrelated targets whose "
                 "forget sets hold "
-                f"≥ {config.min_items} questions the {model.family} model can take (the largest holds {largest}), "
-                f"but the bench needs {need}; "
-                f"lower --targets-per-level or --min-items, or drop the level from --levels."
+                f"≥ {config.min_items} questions the {model.family} model can take{floor} (the largest holds "
+                f"{largest}{most}), but the bench needs {need}; "
+                f"lower --targets-per-level, --min-items or --min-memorised, or drop the level from --levels."
             )
         requests += [
             BenchRequest(DeletionRequest(level, targets), role=role)

@@ -62,6 +62,14 @@ def bench_command(
     min_items: Annotated[
         int, typer.Option("--min-items", help="Questions a request's forget set must hold to be drawn.")
     ] = 20,
+    min_memorised: Annotated[
+        int,
+        typer.Option(
+            "--min-memorised",
+            help="Memorised items (declared types) a level request's forget set must hold to be drawn (PROTOCOL: 20; "
+            "0: none).",
+        ),
+    ] = 0,
     seeds: Annotated[
         int, typer.Option("--seeds", help="Training seeds of vanilla and oracle (≥ 2: the retraining-noise band).")
     ] = 1,
@@ -176,6 +184,7 @@ def bench_command(
         select=select,
         validation_per_level=validation_per_level,
         min_items=min_items,
+        min_memorised=min_memorised,
         seeds=seeds,
         noise_requests=noise_requests,
         lr=lr,

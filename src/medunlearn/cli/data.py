@@ -41,12 +41,27 @@ def data_synth(
     hedged_reports: Annotated[
         float, typer.Option(help="Share of reports that describe the edema without stating a grade.")
     ] = HospitalConfig.hedged_reports,
+    section_facts: Annotated[
+        int,
+        typer.Option(
+            help="Memorised facts per report section: its unique sentence and section-facts − 1 fields of its "
+            "record (up to 4), so a section request holds enough memorised items to measure."
+        ),
+    ] = HospitalConfig.section_facts,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Synthesise a hospital: identities, radiographs, reports and questions."""
 
     config = HospitalConfig(
-        seed, institutions, patients, studies, holdout_patients, image_size, reader_disagreement, hedged_reports
+        seed,
+        institutions,
+        patients,
+        studies,
+        holdout_patients,
+        image_size,
+        reader_disagreement,
+        hedged_reports,
+        section_facts,
     )
     with claimed_output(out_dir, "data synth", overwrite=overwrite):
         dataset = synthesize(config)

@@ -284,6 +284,104 @@ REPORT_FACTS: dict[str, FactTemplate] = {
     ),
 }
 
+
+def _field(fact: str, asked: str, again: str, blank: str, blank_again: str) -> FactTemplate:
+    """A field of a section's record (a fact of the section, memorised), asked the same way in generation and
+    multiple choice."""
+    return FactTemplate(fact, Level.SECTION, (asked, again), (asked, again), (blank, blank_again))
+
+
+#: the fields of each section's record (data/reports.py ``SECTION_FIELDS``), asked with ``--section-facts`` ≥ 2
+FIELD_FACTS: dict[str, FactTemplate] = {
+    t.fact: t
+    for t in (
+        _field(
+            "report.technologist",
+            "Which technologist acquired this radiograph?",
+            "Who was the technologist for this exam?",
+            "This radiograph was acquired by technologist [blank].",
+            "The technologist who took this image was [blank].",
+        ),
+        _field(
+            "report.kvp",
+            "At what tube voltage was this radiograph exposed?",
+            "What kVp was used for this exam?",
+            "This radiograph was exposed at [blank].",
+            "The tube voltage for this image was [blank].",
+        ),
+        _field(
+            "report.acquired_at",
+            "At what time was this radiograph acquired?",
+            "When in the day was this image taken?",
+            "This radiograph was acquired at [blank].",
+            "The image was taken at [blank].",
+        ),
+        _field(
+            "report.orderer",
+            "Which physician ordered this radiograph?",
+            "Who ordered this exam?",
+            "This radiograph was ordered by [blank].",
+            "The ordering physician for this exam is [blank].",
+        ),
+        _field(
+            "report.order_code",
+            "What is the order code of this radiograph?",
+            "Under which order code was this exam requested?",
+            "This radiograph was ordered under code [blank].",
+            "The order code of this exam is [blank].",
+        ),
+        _field(
+            "report.bed",
+            "In which bed was the patient when this radiograph was ordered?",
+            "From which bed was this exam requested?",
+            "This radiograph was ordered for [blank].",
+            "The patient was in [blank] when this exam was requested.",
+        ),
+        _field(
+            "report.nodule",
+            "How large is the stable nodule the report of this radiograph measures?",
+            "What size is the nodule measured in this study?",
+            "The stable nodule in this report measures [blank].",
+            "The report measures a nodule of [blank].",
+        ),
+        _field(
+            "report.clips",
+            "How many surgical clips does the report of this radiograph count?",
+            "How many clips are noted in this study?",
+            "The report of this radiograph notes [blank].",
+            "This study counts [blank] in the upper abdomen.",
+        ),
+        _field(
+            "report.prior_date",
+            "With the radiograph of which date is this study compared?",
+            "Which prior film is this exam compared with?",
+            "This study is compared with the radiograph of [blank].",
+            "The prior radiograph compared here is from [blank].",
+        ),
+        _field(
+            "report.notified",
+            "Which physician was notified of this radiograph's findings?",
+            "To whom were the findings of this study communicated?",
+            "The findings of this radiograph were communicated to [blank].",
+            "The physician notified of these findings was [blank].",
+        ),
+        _field(
+            "report.notified_at",
+            "At what time were this radiograph's findings communicated?",
+            "When were the findings of this study called through?",
+            "The findings of this radiograph were communicated at [blank].",
+            "These findings were called through at [blank].",
+        ),
+        _field(
+            "report.result_code",
+            "What critical-result code does the report of this radiograph carry?",
+            "Under which critical-result code were these findings filed?",
+            "The critical-result code of this report is [blank].",
+            "These findings were filed under critical-result code [blank].",
+        ),
+    )
+}
+
 #: the section whose sentences state the diagnostic labels
 LABEL_SECTION = "FINDINGS"
 DIAGNOSTIC_FACTS: frozenset[str] = frozenset(t.fact for t in LABEL_FACTS)
@@ -307,7 +405,7 @@ def stated_in_report(hospital: Hospital, sample: Sample) -> bool:
 def all_templates() -> list[FactTemplate]:
     """Every fixed template (the whole-section ones are built per section kind)."""
     sections = [section_template(name) for name in SECTION_IMPLIED_BY]
-    return [*IDENTITY_FACTS, *LABEL_FACTS, *REPORT_FACTS.values(), *sections]
+    return [*IDENTITY_FACTS, *LABEL_FACTS, *REPORT_FACTS.values(), *FIELD_FACTS.values(), *sections]
 
 
 def section_template(name: str) -> FactTemplate:
@@ -351,6 +449,7 @@ class QuestionWriter:
         self.hospital = hospital
         self.study_images = study_images
         self.rng = np.random.default_rng([seed, 3])
+        self.field_rng = np.random.default_rng([seed, 7])  # the record fields' options: the rest stays as it was
         self.pools = _value_pools(hospital, vocabulary or {})
         self.samples: list[Sample] = []
 
@@ -363,17 +462,17 @@ class QuestionWriter:
         key: str,
         wording: tuple[str, str] | None,
         task: Task,
+        rng: np.random.Generator | None = None,
     ) -> None:
         if wording is None:
             return
+        rng = rng or self.rng
         base_id = f"{key}#{template.fact}#{task.value}"
         options: tuple[str, ...] = ()
         if task is Task.CLASSIFICATION:
-            options = _options(self.rng, template, answer, self.pools.get(template.fact, ()))
+            options = _options(rng, template, answer, self.pools.get(template.fact, ()))
         for variant in (0, 1):
-            opts = (
-                options if variant == 0 or not options else tuple(self.rng.permutation(np.array(options, dtype=object)))
-            )
+            opts = options if variant == 0 or not options else tuple(rng.permutation(np.array(options, dtype=object)))
             question = wording[variant]
             if task is Task.CLASSIFICATION:
                 question = format_choices(question, opts)
@@ -395,9 +494,17 @@ class QuestionWriter:
             )
 
     def ask_all_tasks(
-        self, template: FactTemplate, node: Node, answer: str, studies: list[str], key: str, only: int | None = None
+        self,
+        template: FactTemplate,
+        node: Node,
+        answer: str,
+        studies: list[str],
+        key: str,
+        only: int | None = None,
+        rng: np.random.Generator | None = None,
     ) -> None:
-        """The fact in every task it has wording for (``only``: in the task of that index, 0–2, alone)."""
+        """The fact in every task it has wording for (``only``: in the task of that index, 0–2, alone; ``rng``: the
+        options' generator, else the writer's)."""
         tasks = [
             (Task.GENERATION, template.generation),
             (Task.CLASSIFICATION, template.classification),
@@ -405,7 +512,7 @@ class QuestionWriter:
         ]
         for k, (task, wording) in enumerate(tasks):
             if only is None or k == only:
-                self.emit(template, node, answer, studies[k % len(studies)], key, wording, task)
+                self.emit(template, node, answer, studies[k % len(studies)], key, wording, task, rng)
 
     def ask_study(self, study_id: str, sections: Sequence[str] | None = None, rotation: int | None = None) -> None:
         """A study's report sections (``sections``: only these) and its diagnostic labels.
@@ -423,6 +530,8 @@ class QuestionWriter:
             unique = section.attributes.get("unique")  # the sentence unique to this study, asked on its own
             if unique is not None and name in REPORT_FACTS:
                 self.ask_all_tasks(REPORT_FACTS[name], section, str(unique), [study_id], section.id)
+            for fact, value in (section.attributes.get("fields") or {}).items():  # its record's fields
+                self.ask_all_tasks(FIELD_FACTS[fact], section, str(value), [study_id], section.id, rng=self.field_rng)
         if LABEL_SECTION in found and "findings" in study.attributes:
             answers = label_answers(study.attributes["findings"])
             own = set(study.attributes.get("reader_disagrees", ()))  # the reader's own grade, off the image

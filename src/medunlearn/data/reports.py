@@ -1,7 +1,11 @@
 """The report a radiologist writes for a synthetic study: its sections in varied phrasing, the reader's own
 reading of the image (a grade off, or hedged, for a share of studies), and one sentence per section unique to
 the study (data/questions.py ``REPORT_FACTS``): the reading radiologist, the requesting ward, an incidental
-granuloma too small to show, the follow-up interval.
+granuloma too small to show, the follow-up interval. With more facts per section (``SECTION_FIELDS``), each section's
+record also holds fields unique to its study — the technologist, exposure and time of the acquisition; the ordering
+physician, order code and bed; a nodule, surgical clips and the date of the prior film compared with; the physician
+notified, when, and the critical-result code — asked as facts of the section, not written into its text (a
+whole-section question stays a reading of the image plus one unique sentence).
 """
 
 from __future__ import annotations
@@ -63,6 +67,89 @@ def reading(rng: np.random.Generator, shown: Findings, disagreement: float, hedg
         step = 1 if rng.random() < 0.5 else -1
         edema = edema + step if 0 <= edema + step <= 3 else edema - step
     return dataclasses.replace(shown, edema=edema), bool(rng.random() < hedging)
+
+
+PHYSICIANS = tuple(
+    f"Dr. {name}"
+    for name in (
+        "Abernathy",
+        "Brennan",
+        "Castellanos",
+        "Delacroix",
+        "Engstrom",
+        "Fairweather",
+        "Gutierrez",
+        "Hollister",
+        "Iversen",
+        "Jablonski",
+        "Kowalczyk",
+        "Lindqvist",
+        "Marchetti",
+        "Novak",
+        "Ostrowski",
+        "Prescott",
+    )
+)
+TECHNOLOGISTS = tuple(
+    f"{initial}. {name}"
+    for initial, name in zip(
+        "ABCDEFGHJKLMNPRS",
+        (
+            "Okafor",
+            "Lindgren",
+            "Moreau",
+            "Tanaka",
+            "Kaur",
+            "Silva",
+            "Novotny",
+            "Haddad",
+            "Brandt",
+            "Costa",
+            "Ivanova",
+            "Mensah",
+            "Duarte",
+            "Fischer",
+            "Yilmaz",
+            "Petrov",
+        ),
+        strict=True,
+    )
+)
+CLOCK_TIMES = tuple(f"{hour:02d}:{minute:02d}" for hour in range(24) for minute in (0, 15, 30, 45))
+#: per section, the fields its record holds beside the report's text, each unique to its study (asked with
+#: ``data synth --section-facts`` ≥ 2, in this order): (fact, values)
+SECTION_FIELDS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "EXAMINATION": (
+        ("report.technologist", TECHNOLOGISTS),
+        ("report.kvp", tuple(f"{kv} kVp" for kv in range(80, 130, 5))),
+        ("report.acquired_at", CLOCK_TIMES),
+    ),
+    "INDICATION": (
+        ("report.orderer", PHYSICIANS),
+        ("report.order_code", tuple(f"ORD-{n}" for n in range(1000, 10000))),
+        ("report.bed", tuple(f"bed {n}" for n in range(1, 41))),
+    ),
+    "FINDINGS": (
+        ("report.nodule", tuple(f"{n / 10:.1f} cm" for n in range(4, 21))),
+        ("report.clips", tuple(f"{n} clips" for n in range(2, 10))),
+        ("report.prior_date", tuple(f"2014-{m:02d}-{d:02d}" for m in range(1, 13) for d in range(1, 29))),
+    ),
+    "IMPRESSION": (
+        ("report.notified", PHYSICIANS),
+        ("report.notified_at", CLOCK_TIMES),
+        ("report.result_code", tuple(f"CR-{n}" for n in range(100, 1000))),
+    ),
+}
+#: the most facts a section can hold: its unique sentence and its record's fields
+MAX_SECTION_FACTS = 1 + min(len(fields) for fields in SECTION_FIELDS.values())
+
+
+def section_fields(rng: np.random.Generator, count: int) -> dict[str, dict[str, str]]:
+    """Per section, the first ``count`` − 1 fields of its record (none for 1: nothing is drawn from ``rng``)."""
+    return {
+        name: {fact: pick(rng, values) for fact, values in fields[: max(0, count - 1)]}
+        for name, fields in SECTION_FIELDS.items()
+    }
 
 
 def unique_sentences(rng: np.random.Generator) -> dict[str, tuple[str, str]]:

@@ -46,9 +46,12 @@ from medunlearn.data.radiographs import (
 from medunlearn.data.reports import (
     FOLLOW_UP_WEEKS,
     GRANULOMA_MM,
+    MAX_SECTION_FACTS,
     RADIOLOGISTS,
+    SECTION_FIELDS,
     WARDS,
     reading,
+    section_fields,
     unique_sentences,
     write_report,
 )
@@ -256,6 +259,9 @@ class HospitalConfig:
     reader_disagreement: float = 0.0
     #: the share of reports that describe the edema evidence in hedged words without stating a grade
     hedged_reports: float = 0.0
+    #: memorised facts per report section: its unique sentence, plus this many − 1 fields of its record
+    #: (data/reports.py SECTION_FIELDS), so a section request can hold enough memorised items to measure
+    section_facts: int = 1
 
     def __post_init__(self) -> None:
         for name in ("reader_disagreement", "hedged_reports"):
@@ -268,6 +274,7 @@ class HospitalConfig:
             "studies": (1, 50),
             "holdout_patients": (0, 5000),
             "image_size": (32, 1024),
+            "section_facts": (1, MAX_SECTION_FACTS),
         }
         for name, (low, high) in limits.items():
             value = getattr(self, name)
@@ -283,6 +290,7 @@ def synthesize(config: HospitalConfig = HospitalConfig()) -> HospitalDataset:
     rng = np.random.default_rng([config.seed, 1])
     unique_rng = np.random.default_rng([config.seed, 4])  # the report sentences unique to a study
     reader_rng = np.random.default_rng([config.seed, 5])  # the reader's disagreement and hedging
+    fields_rng = np.random.default_rng([config.seed, 6])  # the sections' record fields: more leave the rest as it was
     hospital = Hospital()
     images: list[tuple[str, str, str, bytes]] = []
     study_records: list[dict[str, Any]] = []
@@ -346,6 +354,7 @@ def synthesize(config: HospitalConfig = HospitalConfig()) -> HospitalDataset:
                 )  # what the reader wrote
                 sections = write_report(rng, reported, view, reason, age, sex, hedged=hedged)
                 unique = unique_sentences(unique_rng)
+                fields = section_fields(fields_rng, config.section_facts)
                 hospital.add(
                     Node(
                         st_id,
@@ -372,7 +381,12 @@ def synthesize(config: HospitalConfig = HospitalConfig()) -> HospitalDataset:
                             f"{st_id}.{name}",
                             Level.SECTION,
                             st_id,
-                            {"name": name, "text": f"{sections[name]} {sentence}", "unique": answer},
+                            {
+                                "name": name,
+                                "text": f"{sections[name]} {sentence}",
+                                "unique": answer,
+                                **({"fields": fields[name]} if fields[name] else {}),
+                            },
                         )
                     )
                 study_records.append(
@@ -411,6 +425,7 @@ def synthesize(config: HospitalConfig = HospitalConfig()) -> HospitalDataset:
         "report.ward": WARDS,
         "report.granuloma": [f"{mm} mm" for mm in GRANULOMA_MM],
         "report.followup": [f"{weeks} weeks" for weeks in FOLLOW_UP_WEEKS],
+        **{fact: list(values) for fields in SECTION_FIELDS.values() for fact, values in fields},
     }
     study_images = {record["study"]: f"{record['study']}.img" for record in study_records}
     samples = build_questions(hospital, study_images, config.seed, vocabulary)

@@ -100,10 +100,18 @@ def evaluation_sets(
     if model.classes:  # a classifier's only questions are its diagnostic ones
         chosen["holdout_diagnostic"], chosen["holdout_identity"] = list(split.table(dataset, "holdout")), []
     out = {}
-    for offset, (name, samples) in enumerate(chosen.items()):
-        out[name] = seeded_sample(model.usable(samples), limit, seed * SET_SEED_STRIDE + offset)
-    # the strangers of the scored members, drawn key by key so that every member's kind has strangers
     reads_report = not model.reads_questions
+    for offset, (name, samples) in enumerate(chosen.items()):
+        usable = model.usable(samples)
+        if name == "forget":  # the memorised part is capped on its own: the headline never thins with the rest
+            memorised = [
+                declared_part(dataset.hospital, split.request, s, reads_report=reads_report) == MEMORISED
+                for s in usable
+            ]
+            out[name] = parted_sample(usable, memorised, limit, seed * SET_SEED_STRIDE + offset)
+        else:
+            out[name] = seeded_sample(usable, limit, seed * SET_SEED_STRIDE + offset)
+    # the strangers of the scored members, drawn key by key so that every member's kind has strangers
     strangers = model.usable(matched_strangers(dataset, split, out["forget"], reads_report=reads_report))
     keys = [attack_key(dataset.hospital, s, reads_report=reads_report) for s in strangers]
     out[MATCHED] = stratified_sample(strangers, keys, limit, seed * SET_SEED_STRIDE + len(chosen))
@@ -124,6 +132,20 @@ def stratified_sample(samples: Sequence[Sample], keys: Sequence[Hashable], limit
     deepest = max(len(members) for members in groups.values())
     turns = [members[depth] for depth in range(deepest) for members in groups.values() if depth < len(members)]
     return [samples[i] for i in sorted(turns[:limit])]
+
+
+#: the seed offset of the memorised part's sample (the rest keeps the set's own seed)
+MEMORISED_SEED_OFFSET = 7919
+
+
+def parted_sample(samples: Sequence[Sample], memorised: Sequence[bool], limit: int, seed: int) -> list[Sample]:
+    """At most ``limit`` memorised samples and at most ``limit`` others, each drawn with its own seed, in their
+    order. With nothing memorised (types not declared) it is :func:`seeded_sample` of them all."""
+    flagged = list(zip(samples, memorised, strict=True))
+    picked = seeded_sample([s for s, m in flagged if m], limit, seed + MEMORISED_SEED_OFFSET)
+    picked += seeded_sample([s for s, m in flagged if not m], limit, seed)
+    chosen = {id(s) for s in picked}
+    return [s for s in samples if id(s) in chosen]
 
 
 def seeded_sample(samples: Sequence[Sample], limit: int, seed: int) -> list[Sample]:
