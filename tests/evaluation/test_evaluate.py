@@ -97,6 +97,10 @@ def test_evaluation_against_itself_has_zero_distance_and_ks_p_one(quick_vlm, sma
     # a patient request keeps only the institution above it: the attack offers no patient or study context
     assert [p["context"] for p in row["reconstruction"]] == ["none", "institution"]
     assert {p["part"] for p in row["reconstruction"]} == {"memorised"}
+    first, fullest = row["reconstruction"]
+    # conditional recovery: of the items not answered without context, the share the context brings back
+    assert fullest["unanswered"] == round((1 - first["answered"]) * first["items"])
+    assert fullest["recovered"] is None if not fullest["unanswered"] else 0 <= fullest["recovered"] <= 1
     assert set(row["scores"]["forget"]) >= {"all", "answered"}
     assert row["scores"]["forget_memorised"]["n"] + row["scores"]["forget_inferable"]["n"] == len(sets["forget"])
     assert row["oracle_agreement"] == {"forget": 1.0, "forget_memorised": 1.0}

@@ -131,3 +131,16 @@ def test_an_interval_is_cut_to_the_range_the_metric_can_take():
     assert (cut["low"], cut["high"]) == (0.0, 1.0)
     assert value_range("forget_memorised/answered") == (0.0, 1.0) and value_range("gap/memorised") == (-1.0, 1.0)
     assert value_range("forget_memorised/normalised") is None
+
+
+def test_recovery_is_conditional_on_what_the_model_did_not_answer_alone():
+    steps = [
+        {"context": "none", "score": 0.5, "answered": 0.5},
+        {"context": "institution", "score": 0.4, "answered": 0.4, "unanswered": 5, "recovered": 0.2},
+    ]
+    # the prompt form cost more than the context brought back: the old difference read −0.1, "nothing recovered"
+    assert row_metrics({"reconstruction": steps})["reconstruction/recovery"] == 0.2
+    nothing_left = [steps[0], {**steps[1], "unanswered": 0, "recovered": None}]
+    assert "reconstruction/recovery" not in row_metrics({"reconstruction": nothing_left})
+    older = [{"context": "none", "score": 0.5}, {"context": "institution", "score": 0.75}]
+    assert row_metrics({"reconstruction": older})["reconstruction/recovery"] == 0.25

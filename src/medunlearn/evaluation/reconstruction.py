@@ -25,7 +25,7 @@ from medunlearn import distributed
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import DeletionRequest, Level
 from medunlearn.data.samples import Sample
-from medunlearn.evaluation.knowledge import MEMORISED, declared_part
+from medunlearn.evaluation.knowledge import MEMORISED, answered, declared_part
 from medunlearn.evaluation.scores import normalise, task_score
 from medunlearn.models.base import MultimodalModel
 
@@ -98,7 +98,11 @@ def reconstruction_attack(
     limit: int,
     seed: int,
 ) -> list[dict[str, Any]]:
-    """Mean score at each context step offered (on a seeded sample of at most ``limit`` questions)."""
+    """Per context step offered (on a seeded sample of at most ``limit`` questions): the mean task score, the share
+    answered and — after the first step — ``recovered``: of the items the model does not answer without context
+    (``unanswered`` of them), the share it answers with this step's context. Recovery is conditional, so a prompt
+    form that lowers every score cannot read as "nothing recovered", and it is the model's own: per method, beside
+    the oracle's under the same context."""
     if not model.reads_questions or not forget:  # context is added to the question: a model must read it
         return []
     samples, steps, part = attacked_items(dataset, forget, request)
@@ -107,15 +111,22 @@ def reconstruction_attack(
     if len(samples) > limit:
         samples = [samples[i] for i in sorted(random.Random(seed).sample(range(len(samples)), limit))]
     out = []
+    unanswered: np.ndarray | None = None  # per item, not answered without context
     for step in steps:
         asked = [dataclasses.replace(s, question=f"{context(dataset, s, step)} {s.question}".strip()) for s in samples]
         answers = distributed.sharded(model.answer, asked)
-        out.append(
-            {
-                "context": step,
-                "part": part,
-                "items": len(samples),
-                "score": float(np.mean([task_score(s, a) for s, a in zip(samples, answers, strict=True)])),
-            }
-        )
+        scores = np.asarray([task_score(s, a) for s, a in zip(samples, answers, strict=True)], dtype=float)
+        entry: dict[str, Any] = {
+            "context": step,
+            "part": part,
+            "items": len(samples),
+            "score": float(scores.mean()),
+            "answered": float(answered(scores).mean()),
+        }
+        if unanswered is None:
+            unanswered = ~answered(scores)
+        else:
+            entry["unanswered"] = int(unanswered.sum())
+            entry["recovered"] = float(answered(scores)[unanswered].mean()) if unanswered.any() else None
+        out.append(entry)
     return out

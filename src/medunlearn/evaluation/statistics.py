@@ -17,8 +17,9 @@ part on the same request (:func:`medunlearn.evaluation.knowledge.normalised_forg
 the privacy scores ``privacy/<attack>_auc`` (loss, zlib, min_k, min_k_pp,
 oracle_reference; their method − oracle is the privleak-style difference),
 ``privacy/audit_member_share``, U-LiRA's ``privacy/ulira_distinguishable`` (``_under``, ``_over``), and
-``reconstruction/recovery``: the forget score with the
-fullest context minus the score without context.
+``reconstruction/recovery``: of the memorised items the model does not answer without context, the share the
+fullest context brings back (conditional; rows written before it: the forget score with the
+fullest context minus the score without context).
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def value_range(name: str) -> tuple[float, float] | None:
         return (0.0, 1.0)
     if name.endswith("/factuality"):
         return (0.0, 10.0)
-    if name.startswith("gap/") or name == "reconstruction/recovery":
+    if name.startswith("gap/") or name == "reconstruction/recovery":  # recovery: a share, or (older rows) a difference
         return (-1.0, 1.0)
     return None
 
@@ -191,9 +192,14 @@ def row_metrics(row: dict[str, Any]) -> dict[str, float]:
     for attack, entry in (row.get("robustness") or {}).items():  # the memorised forget items after each attack
         if entry and entry.get("answered") is not None:
             out[f"robustness/{attack}_memorised/answered"] = float(entry["answered"])
-    steps = [step["score"] for step in row.get("reconstruction") or [] if step.get("score") is not None]
-    if len(steps) >= 2:  # how much of the forget set the fullest context brings back
-        out["reconstruction/recovery"] = float(steps[-1]) - float(steps[0])
+    steps = row.get("reconstruction") or []
+    if len(steps) >= 2 and "answered" in steps[0]:  # of what it did not answer alone, the share the fullest context
+        if steps[-1].get("recovered") is not None:  # brings back (conditional; none when it answered every item)
+            out["reconstruction/recovery"] = float(steps[-1]["recovered"])
+    else:  # a row written before recovery was conditional: the fullest context's score minus the first
+        scores = [step["score"] for step in steps if step.get("score") is not None]
+        if len(scores) >= 2:
+            out["reconstruction/recovery"] = float(scores[-1]) - float(scores[0])
     return out
 
 
