@@ -12,9 +12,9 @@ def _rows(power: dict[str, list[float]], chance: dict[str, list[float]], model: 
     rows = []
     for k in range(n):
         request = {"key": f"patient-{k}", "role": "test"}
-        separation = {name: {"auc": values[k]} for name, values in power.items() if k < len(values)}
+        separation = {name: {"auc": values[k], "n": [8, 12]} for name, values in power.items() if k < len(values)}
         rows.append({"model": model, "method": "vanilla", "request": request, "privacy": {"separation": separation}})
-        scored = {name: {"auc": values[k]} for name, values in chance.items() if k < len(values)}
+        scored = {name: {"auc": values[k], "n": [8, 20]} for name, values in chance.items() if k < len(values)}
         rows.append({"model": model, "method": "retrain", "request": request, "privacy": scored})
     # a validation request's rows and a noise seed's rows are no test of the attacks
     rows.append({"model": model, "method": "vanilla", "request": {"role": "validation"}, "privacy": {}})
@@ -61,3 +61,12 @@ def test_families_are_checked_apart():
     assert verdicts == {("vlm", "loss"): PASSES, ("dual_encoder", "loss"): NO_POWER}
     assert attack_validation([]) == [] and attack_validation_section([]) == []
     assert pytest.approx(0.825) == next(e for e in attack_validation(rows) if e["model"] == "vlm")["power"]["mean"]
+
+
+def test_a_request_counts_only_where_its_value_rests_on_enough_items():
+    rows = _rows({"loss": [0.8, 0.9, 0.85, 0.75]}, {"loss": [0.5, 0.45, 0.55, 0.5]})
+    for row in rows:  # one member: its AUC is 0, 0.5 or 1, no evidence either way
+        if row["method"] == "retrain":
+            row["privacy"]["loss"]["n"] = [1, 20]
+    [entry] = attack_validation(rows)
+    assert entry["power"]["n"] == 4 and entry["chance"]["n"] == 0 and entry["verdict"] == TOO_FEW

@@ -37,6 +37,7 @@ LATER_OPTIONS: dict[str, Any] = {
     "lora_targets": DEFAULT_LORA_TARGETS,
     "accumulation": 1,
     "checkpointing": False,
+    "min_memorised": 0,
 }
 #: a request's forget set must hold this many questions the model can take to be measured (PROTOCOL.md §5)
 MIN_SCORED_ITEMS = 20

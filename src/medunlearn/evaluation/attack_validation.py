@@ -17,7 +17,8 @@ oracle-against-oracle null's share (:data:`FPR` when its Gaussian describes retr
 
 Two values are fixed by construction and are not checks: the vanilla-reference attack's power (on the vanilla model
 every relative loss is 0) and the oracle-reference attack's chance (on the oracle, likewise). An attack that fails a
-check is marked in the report, never left out.
+check is marked in the report, never left out. A request counts towards a check only where its value rests on at
+least :data:`MIN_ITEMS` items on each side.
 """
 
 from __future__ import annotations
@@ -36,24 +37,32 @@ CHECKED = (*SCORE_ATTACKS, GRADIENT_ATTACK, ORACLE_REFERENCE, VANILLA_REFERENCE,
 BY_CONSTRUCTION = {(VANILLA_REFERENCE, "power"), (ORACLE_REFERENCE, "chance")}
 PASSES, NO_POWER, NOT_CHANCE, TOO_FEW = "passes", "no power", "not at chance", "too few requests"
 CHANCE = 0.5
+#: the fewest items on each side (members and strangers, memorised and inferable; U-LiRA: items) a request's value
+#: needs to count: an AUC of one member is 0, 0.5 or 1, and a share of one item 0 or 1
+MIN_ITEMS = 5
 
 
-def _auc(entry: Any) -> float | None:
-    return entry.get("auc") if isinstance(entry, dict) else None
+def _counted(entry: Any, key: str) -> float | None:
+    """``entry[key]`` where the entry rests on at least :data:`MIN_ITEMS` items on each side, else None."""
+    if not isinstance(entry, dict) or entry.get(key) is None:
+        return None
+    sizes = entry.get("n")
+    sizes = sizes if isinstance(sizes, list) else [sizes]
+    return entry[key] if sizes and all(isinstance(n, int) and n >= MIN_ITEMS for n in sizes) else None
 
 
 def _power(row: dict[str, Any], name: str) -> float | None:
     privacy = row.get("privacy") or {}
     if name == ULIRA:  # the vanilla model's share of items distinguishable from retraining
-        return (privacy.get(ULIRA) or {}).get("distinguishable")
-    return _auc((privacy.get("separation") or {}).get(name))
+        return _counted(privacy.get(ULIRA), "distinguishable")
+    return _counted((privacy.get("separation") or {}).get(name), "auc")
 
 
 def _chance(row: dict[str, Any], name: str) -> float | None:
     privacy = row.get("privacy") or {}
     if name == ULIRA:  # retraining against retraining: each oracle seed against the others
-        return ((privacy.get(ULIRA) or {}).get("null") or {}).get("distinguishable")
-    return _auc(privacy.get(name))
+        return _counted((privacy.get(ULIRA) or {}).get("null"), "distinguishable")
+    return _counted(privacy.get(name), "auc")
 
 
 def _test_rows(results: Sequence[dict[str, Any]], method: str) -> list[dict[str, Any]]:
@@ -67,12 +76,19 @@ def attack_validation(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
     out = []
     for model in dict.fromkeys(r.get("model") for r in results):
         of_model = [r for r in results if r.get("model") == model]
-        out += [
-            {"model": model, **entry}
-            for entry in _checks(_test_rows(of_model, VANILLA), _test_rows(of_model, ORACLE))
-            if entry["power"]["n"] or entry["chance"]["n"]
-        ]
+        vanilla, oracle = _test_rows(of_model, VANILLA), _test_rows(of_model, ORACLE)
+        out += [{"model": model, **entry} for entry in _checks(vanilla, oracle) if _scored(vanilla + oracle, entry)]
     return out
+
+
+def _scored(rows: list[dict[str, Any]], entry: dict[str, Any]) -> bool:
+    """Whether any row scored the attack at all (on too few items, it is kept and reads "too few requests")."""
+    name = entry["attack"]
+    for row in rows:
+        privacy = row.get("privacy") or {}
+        if privacy.get(name) or (privacy.get("separation") or {}).get(name):
+            return True
+    return False
 
 
 def _checks(vanilla: list[dict[str, Any]], oracle: list[dict[str, Any]]) -> list[dict[str, Any]]:
