@@ -26,8 +26,9 @@ from medunlearn.bench.config import BenchConfig  # noqa: E402
 from medunlearn.bench.requests import draw_requests  # noqa: E402
 from medunlearn.data.dataset import HospitalDataset  # noqa: E402
 from medunlearn.data.splits import make_split  # noqa: E402
-from medunlearn.evaluation.evaluate import evaluate_model, evaluation_sets  # noqa: E402
+from medunlearn.evaluation.evaluate import evaluate_model  # noqa: E402
 from medunlearn.evaluation.membership import attack_statistics  # noqa: E402
+from medunlearn.evaluation.sets import evaluation_sets  # noqa: E402
 from medunlearn.methods.catalog import method_config
 from medunlearn.methods.registry import unlearn  # noqa: E402
 from medunlearn.progress import show_progress  # noqa: E402

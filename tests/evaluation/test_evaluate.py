@@ -8,17 +8,11 @@ import torch
 from medunlearn.config import TrainConfig
 from medunlearn.data.hierarchy import DeletionRequest, Level
 from medunlearn.data.splits import make_split
-from medunlearn.evaluation.evaluate import (
-    compare_with_oracle,
-    evaluate_model,
-    evaluation_sets,
-    parted_sample,
-    seeded_sample,
-    stratified_sample,
-)
+from medunlearn.evaluation.evaluate import compare_with_oracle, evaluate_model
 from medunlearn.evaluation.knowledge import declared_part
 from medunlearn.evaluation.membership import matched_strangers
 from medunlearn.evaluation.reconstruction import STEPS, context
+from medunlearn.evaluation.sets import evaluation_sets, parted_sample, seeded_sample, stratified_sample
 from medunlearn.models.base import calibrated_log_probs
 from medunlearn.models.loading import load_model
 from medunlearn.models.train import train

@@ -26,12 +26,13 @@ from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.samples import Sample
 from medunlearn.data.splits import Split, make_split
 from medunlearn.errors import MedunlearnError
-from medunlearn.evaluation.evaluate import ModelEvaluation, compare_with_oracle, evaluate_model, evaluation_sets
+from medunlearn.evaluation.evaluate import ModelEvaluation, compare_with_oracle, evaluate_model
 from medunlearn.evaluation.knowledge import MEMORISED, resolved_parts
 from medunlearn.evaluation.membership import attack_statistics
 from medunlearn.evaluation.results import MATCHED, ORACLE, PARAPHRASE, VANILLA, result_row
 from medunlearn.evaluation.robustness import robustness
 from medunlearn.evaluation.selection import SELECTION_SETS
+from medunlearn.evaluation.sets import evaluation_sets
 from medunlearn.executors import Timings
 from medunlearn.methods.catalog import method
 from medunlearn.methods.cost import Cost, model_cost

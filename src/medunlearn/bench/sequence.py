@@ -27,11 +27,11 @@ from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import DeletionRequest, Level
 from medunlearn.data.splits import Split, make_split
 from medunlearn.errors import MedunlearnError
-from medunlearn.evaluation.evaluate import SET_SEED_STRIDE, seeded_sample
 from medunlearn.evaluation.knowledge import MEMORISED, declared_part
 from medunlearn.evaluation.quality import diagnostic_questions
 from medunlearn.evaluation.results import ORACLE, VANILLA
 from medunlearn.evaluation.robustness import answered_items, memorised_share
+from medunlearn.evaluation.sets import SET_SEED_STRIDE, seeded_sample
 from medunlearn.methods.registry import unlearn
 from medunlearn.models.base import MultimodalModel
 from medunlearn.models.loading import released

@@ -10,8 +10,9 @@ from typing import Any
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.hierarchy import DeletionRequest
 from medunlearn.data.splits import make_split
-from medunlearn.evaluation.evaluate import compare_with_oracle, evaluate_model, evaluation_sets
+from medunlearn.evaluation.evaluate import compare_with_oracle, evaluate_model
 from medunlearn.evaluation.results import SCORE
+from medunlearn.evaluation.sets import evaluation_sets
 from medunlearn.models.base import MultimodalModel
 from medunlearn.models.loading import released
 
