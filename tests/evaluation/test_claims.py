@@ -230,15 +230,16 @@ def test_a_paired_lead_is_cut_to_the_range_a_difference_of_gaps_can_take():
 
 def test_the_test_auc_margin_has_power_where_the_claims_run_uses_it():
     # F2's margin comes from a power calculation: at the claims run's draws and the measured per-request spread, the
-    # equivalence test holds with power >= 0.8 when test AUC - oracle is truly 0 (600 simulated runs: 0.86 at 0.10;
-    # 0.63 at 0.08, so 0.10 is the smallest margin on a 0.02 grid). Its level: a true difference at the margin holds
-    # at most 2.5 % of the time.
+    # equivalence test holds with power >= 0.8 when test AUC - oracle is truly 0 (0.10 is the smallest margin on a
+    # 0.02 grid: 0.63 at 0.08). 2000 simulated runs, measured over generator seeds 0, 1, 2 (1 and 2 torch threads
+    # alike): power 0.858-0.866, 0.058 above 0.8 against a spread of 0.008. Its level at the margin, nominally 0.025:
+    # 0.017-0.024, so the bound is 0.045 (3x that spread above the largest).
     rng = np.random.default_rng(0)
 
     def holds(centre: float) -> float:
-        draws = [list(rng.normal(centre, TEST_AUC_SD, TEST_AUC_REQUESTS)) for _ in range(600)]
+        draws = [list(rng.normal(centre, TEST_AUC_SD, TEST_AUC_REQUESTS)) for _ in range(2000)]
         tests = [within_test({"values": v, "low": 0, "high": 1}, TEST_TOLERANCE) for v in draws]
         return float(np.mean([p_holds <= ALPHA for p_holds, _ in tests]))
 
     assert holds(0.0) >= 0.8
-    assert holds(TEST_TOLERANCE) <= 0.025
+    assert holds(TEST_TOLERANCE) <= 0.045

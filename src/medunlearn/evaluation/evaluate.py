@@ -35,6 +35,7 @@ from medunlearn.evaluation.knowledge import (
     PARTS,
     agreement,
     answered,
+    attacked,
     declared_part,
     part_summary,
     resolved_parts,
@@ -205,8 +206,7 @@ def _membership(
     parts = forget.parts or [None] * len(forget.ids)
     memorised = [i for i, part in enumerate(parts) if part == MEMORISED]
     inferable = [i for i, part in enumerate(parts) if part == INFERABLE]
-    declared = any(part is not None for part in parts)
-    chosen = memorised if declared else list(range(len(forget.ids)))  # no declared type: the whole forget set
+    chosen = attacked(parts)
     strangers = sets.get(MATCHED, [])
 
     def key(sample: Sample) -> tuple[str, str, str, str]:

@@ -59,6 +59,14 @@ def declared_part(
     return MEMORISED if deleted else INFERABLE
 
 
+def attacked(parts: Sequence[str | None]) -> list[int]:
+    """The positions of the items the membership attacks call members: the memorised ones, or every item where no
+    type is declared (imported data: the attacks then read the whole forget set)."""
+    if all(part is None for part in parts):
+        return list(range(len(parts)))
+    return [i for i, part in enumerate(parts) if part == MEMORISED]
+
+
 def resolved_parts(
     declared: Sequence[str | None], ids: Sequence[str], oracle_answered: dict[str, bool] | None
 ) -> list[str | None]:

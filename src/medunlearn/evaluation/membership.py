@@ -18,7 +18,7 @@ from medunlearn.data.hierarchy import Hospital
 from medunlearn.data.questions import all_templates
 from medunlearn.data.samples import Sample
 from medunlearn.data.splits import Split
-from medunlearn.evaluation.knowledge import MEMORISED, declared_part, own_type
+from medunlearn.evaluation.knowledge import attacked, declared_part, own_type
 from medunlearn.evaluation.privacy import SCORE_ATTACKS
 from medunlearn.models.base import MultimodalModel
 
@@ -45,9 +45,7 @@ def attack_members(
     """The forget items the attacks call members: the memorised ones (every item where no type is declared: the
     attacks then read the whole forget set)."""
     parts = [declared_part(dataset.hospital, split.request, s, reads_report=reads_report) for s in forget]
-    if all(part is None for part in parts):
-        return list(forget)
-    return [s for s, part in zip(forget, parts, strict=True) if part == MEMORISED]
+    return [forget[i] for i in attacked(parts)]
 
 
 def matched_strangers(
