@@ -3,12 +3,15 @@
 Both settings of the seed papers, each with ``select`` (settings chosen per level on a
 validation request, over each method's one-axis grid), eight test requests per level where
 the hospital holds them, each with its own method seed, and three training seeds of the
-vanilla model and of the first test request's oracle per level (the first three per
-fraction on the classifier, whose oracles train in seconds): the retraining-noise band.
-Both benches run their cells two at a time, one torch thread each. Measured alone on a 2-core
-CPU from cached bases (docs/results.md, 2026-12-04), the whole run takes 108 minutes against
-a 120-minute target: the classifier 15, the VLM's vanilla model 2, its validation requests
-18, its 29 test requests with the noise band 72. It runs:
+vanilla model and of the first three test requests' oracles per level and fraction: the
+retraining-noise band, the fewest seeds and requests on which "not measurable" is a test
+(evaluation/claims.py). Both benches run their cells two at a time, one torch thread each.
+Measured alone on a 2-core CPU from cached bases (docs/results.md, 2026-12-04), the whole run
+took 108 minutes against a 120-minute target (the classifier 15, the VLM's vanilla model 2,
+its validation requests 18, its 29 test requests with the noise band 72) when the VLM's band
+rested on one request. The band on three adds 16 VLM oracle trainings; at that run's 133 s of
+worker time per oracle (5 466 s for 41), about 18 more minutes on two workers, an estimate
+until the next full run measures it. It runs:
 
 - the tiny Qwen2-VL model at all four levels of a hospital of six institutions × 2
   patients × 2 studies: 8 test requests at the patient, study and section levels, 5 at
@@ -41,6 +44,7 @@ from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.reports import EDEMA_GRADES
 from medunlearn.data.synthetic import HospitalConfig
 from medunlearn.demo import FORGET_FRACTIONS, FORGET_MI_COHORT, DemoRun, demo_dataset
+from medunlearn.evaluation.claims import MIN_NOISE_REQUESTS
 from medunlearn.evaluation.results import merge_metrics
 from medunlearn.executors import Executor, LocalExecutor, side_by_side
 from medunlearn.outputs import mark, write_json
@@ -65,8 +69,10 @@ TEST_REQUESTS = 8
 #: (evaluation/claims.py, TEST_TOLERANCE)
 FRACTION_DRAWS = 8
 SEEDS = 3
-#: test requests per group whose vanilla model and oracle are also trained from the further seeds
-NOISE_REQUESTS = {"vlm": 1, "dual": 3}  # the classifier's oracles train in seconds; the VLM's in minutes
+#: test requests per group whose vanilla model and oracle are also trained from the further seeds: the fewest on which
+#: "not measurable" is a test (evaluation/claims.py); on the VLM, 16 oracle trainings more than the 1 request of
+#: 2026-12-04 (the module docstring)
+NOISE_REQUESTS = {"vlm": MIN_NOISE_REQUESTS, "dual": MIN_NOISE_REQUESTS}
 #: NPO's β on the classifier. The rule: a forget sample whose label NLL has risen by ln C (C = 4 edema grades: from
 #: the vanilla model's answer to a uniform guess) gets half its starting weight, 2σ(−β ln C) = ½, so β = ln 3 / ln 4.
 #: At the paper's β = 0.1 a label's NLL (0.1–0.6 nats) never moves the weights off 1 (0.98–1.00 measured) and NPO

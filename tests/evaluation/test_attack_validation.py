@@ -12,9 +12,9 @@ def _rows(power: dict[str, list[float]], chance: dict[str, list[float]], model: 
     rows = []
     for k in range(n):
         request = {"key": f"patient-{k}", "role": "test"}
-        separation = {name: {"auc": values[k], "n": [8, 12]} for name, values in power.items() if k < len(values)}
+        separation = {name: {"auc": values[k], "n": [40, 60]} for name, values in power.items() if k < len(values)}
         rows.append({"model": model, "method": "vanilla", "request": request, "privacy": {"separation": separation}})
-        scored = {name: {"auc": values[k], "n": [8, 20]} for name, values in chance.items() if k < len(values)}
+        scored = {name: {"auc": values[k], "n": [40, 80]} for name, values in chance.items() if k < len(values)}
         rows.append({"model": model, "method": "retrain", "request": request, "privacy": scored})
     # a validation request's rows and a noise seed's rows are no test of the attacks
     rows.append({"model": model, "method": "vanilla", "request": {"role": "validation"}, "privacy": {}})

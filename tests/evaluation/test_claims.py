@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from medunlearn.evaluation.claims import TEST_AUC_REQUESTS, TEST_AUC_SD, TEST_TOLERANCE, check_claims
-from medunlearn.evaluation.statistics import bootstrap_ci, difference_range, value_range
+from medunlearn.evaluation.intervals import difference_range, mean_interval, value_range
 from medunlearn.evaluation.verdicts import (
     ALPHA,
     FAILS,
@@ -10,20 +10,24 @@ from medunlearn.evaluation.verdicts import (
     INCONCLUSIVE,
     NOT_MEASURABLE,
     combine,
+    conjunction,
     paired_difference,
     side,
+    verdict_of,
     within,
     within_test,
 )
 
 SPREAD = (-0.5, 0.3, -0.1, 0.5, -0.3, 0.1)  # six requests, mean 0
+#: the standard-error floor of a bench's entry whose requests hold 40 items (item_floor of a paired difference)
+FLOOR = 0.01
 
 
 def _ci(mean, low=None, high=None, n=3):
     """An aggregate entry: without an interval, or six per-request values around ``mean`` spread within it."""
     if low is None:
         return {"n": n, "mean": mean, "low": None, "high": None}
-    return bootstrap_ci([mean + (high - low) * x for x in SPREAD])
+    return mean_interval([mean + (high - low) * x for x in SPREAD], floor=FLOOR)
 
 
 def _interval(mean, low, high):
@@ -50,7 +54,7 @@ def test_a_threshold_decides_only_when_the_requests_show_one_side():
     assert side(_ci(-0.2, -0.3, -0.1), 0.0, below=False) == FAILS
     assert side(_ci(0.05, -0.1, 0.2), 0.0, below=False) == INCONCLUSIVE
     assert side(_ci(0.3, n=1), 0.0, below=False) == INCONCLUSIVE  # one request: an example, not evidence
-    assert side(bootstrap_ci([0.3, 0.4, 0.35]), 0.0, below=False) == INCONCLUSIVE  # three: no evidence either
+    assert side(mean_interval([0.3, 0.4, 0.35]), 0.0, below=False) == INCONCLUSIVE  # three: no evidence either
     assert within(_ci(0.0, -0.02, 0.02), 0.03) == HOLDS and within(_ci(0.1, 0.05, 0.2), 0.03) == FAILS
     assert within(_ci(0.02, -0.01, 0.05), 0.03) == INCONCLUSIVE
     # an entry without per-request values (an older document) is judged on its interval
@@ -92,7 +96,7 @@ def test_chip_gap_claim_holds_does_not_hold_and_is_inconclusive():
     # the other method's gap beyond the oracle's: CHIP does not lead, and the check names the over-forgetting
     over = _gap_claim(_level(_ci(0.0, -0.05, 0.05), _ci(0.4, 0.3, 0.5)))
     assert over["verdict"] == FAILS and "(over-forgetting): grad_diff" in over["checks"][0]["numbers"]
-    crossing = bootstrap_ci([-0.05 - 0.3 * x for x in SPREAD])  # paired lead +0.05 ± 0.4: crosses 0
+    crossing = mean_interval([-0.05 - 0.3 * x for x in SPREAD])  # paired lead +0.05 ± 0.4: crosses 0
     assert _gap_claim(_level(_ci(0.0, -0.1, 0.1), crossing))["verdict"] == INCONCLUSIVE
     # a lead bought with utility: CHIP's holdout diagnostic drops 0.2 below vanilla
     assert _gap_claim(_level(_ci(0.0, -0.05, 0.05), _ci(-0.3, -0.4, -0.2), _ci(-0.2, -0.25, -0.15)))["verdict"] == FAILS
@@ -126,7 +130,10 @@ def test_the_reconstruction_claim_reads_recovery_beyond_the_oracle_per_level():
     [
         (_ci(-0.2, -0.3, -0.1), _ci(0.0, -0.02, 0.02), HOLDS),
         (_ci(-0.05, -0.15, 0.05), _ci(0.0, -0.02, 0.02), INCONCLUSIVE),  # the drop's interval crosses 0
-        (_ci(0.0, 0.0, 0.0), _ci(0.0, -0.02, 0.02), FAILS),  # nothing dropped
+        # nothing moved on any request: no evidence either way at the boundary (a zero-width interval once read
+        # "does not hold", issue 40); the items' floor keeps the interval open
+        (_ci(0.0, 0.0, 0.0), _ci(0.0, -0.02, 0.02), INCONCLUSIVE),
+        (_ci(0.1, 0.05, 0.15), _ci(0.0, -0.02, 0.02), FAILS),  # the forget AUC rose
         (_ci(-0.2, -0.3, -0.1), _ci(-0.2, -0.25, -0.15), FAILS),  # test AUC fell below the oracle's, past the margin
     ],
 )
@@ -145,7 +152,7 @@ def test_the_forget_mi_claim(auc_drop, test_gap, verdict):
 
 
 def test_the_forget_mi_claim_says_when_the_oracle_itself_does_not_drop():
-    drop = {"minus_vanilla": _ci(0.0, 0.0, 0.0)}
+    drop = {"minus_vanilla": _ci(0.05, 0.02, 0.08)}
     entries = [
         _entry(
             "fraction0.1",
@@ -167,19 +174,45 @@ def _struggle_claim(aggregates, **kwargs):
     return next(c for c in check_claims(aggregates, **kwargs) if "struggle" in c["claim"])
 
 
-def test_a_level_inside_the_retraining_noise_band_is_not_measurable():
+def _band(width, seeds=3, requests=3):
+    per_seed = [0.10 + width * k / (seeds - 1) for k in range(seeds)]
+    band = {"low": min(per_seed), "high": max(per_seed), "per_seed": per_seed, "sd": 0.03}
+    return [
+        {
+            "model": "m",
+            "group": "patient",
+            "method": "retrain",
+            "seeds": list(range(seeds)),
+            "requests": requests,
+            "metrics": {"forget_memorised/answered": band},
+        }
+    ]
+
+
+def test_a_level_not_shown_above_the_retraining_noise_band_is_not_measurable():
     keeps = {"minus_vanilla": _ci(0.0, -0.01, 0.01)}
     entries = [
         _entry(
             "patient", "npo", forget_memorised__answered={"minus_oracle": _ci(0.4, 0.3, 0.5)}, siblings__answered=keeps
         ),
-        _entry("patient", "vanilla", forget_memorised__answered={"minus_oracle": _ci(0.03, 0.01, 0.05)}),
+        # vanilla − oracle 0.20 ± 0.05 over six requests
+        _entry("patient", "vanilla", forget_memorised__answered={"minus_oracle": _ci(0.2, 0.15, 0.25)}),
     ]
-    band = {"low": 0.10, "high": 0.15, "per_seed": [0.10, 0.15, 0.12], "sd": 0.03}
-    noise = [{"model": "m", "group": "patient", "method": "retrain", "metrics": {"forget_memorised/answered": band}}]
-    assert _struggle_claim(entries)["verdict"] == HOLDS
-    claim = _struggle_claim(entries, noise=noise)
-    assert claim["verdict"] == NOT_MEASURABLE and "inside the retraining-noise band" in claim["checks"][0]["numbers"]
+    untested = _struggle_claim(entries)
+    assert (
+        untested["verdict"] == HOLDS
+        and "measurability untested: no retraining-noise band" in untested["checks"][0]["numbers"]
+    )
+    # a band of 0.05 from 3 seeds on 3 requests: vanilla − oracle is shown above it, the level is measurable
+    measurable = _struggle_claim(entries, noise=_band(0.05))
+    assert measurable["verdict"] == HOLDS and "measurable: vanilla − oracle" in measurable["checks"][0]["numbers"]
+    # a band of 0.18: the distance is above it on average but not shown to be, so the level is not measurable
+    inside = _struggle_claim(entries, noise=_band(0.18))
+    assert inside["verdict"] == NOT_MEASURABLE and "not shown above the band" in inside["checks"][0]["numbers"]
+    # the same wide band from one request (or two seeds) tests nothing: the verdict stands, and says so
+    thin = _struggle_claim(entries, noise=_band(0.18, requests=1))
+    assert thin["verdict"] == HOLDS and "rests on 3 seeds on 1 request(s)" in thin["checks"][0]["numbers"]
+    assert "rests on 2 seeds" in _struggle_claim(entries, noise=_band(0.18, seeds=2))["checks"][0]["numbers"]
 
 
 def test_a_method_whose_grid_met_the_target_or_chose_an_edge_is_no_evidence_that_it_struggles():
@@ -206,7 +239,7 @@ def test_holm_keeps_one_marginal_crossing_among_many_checks_from_failing_the_cla
     keeps = {"minus_vanilla": _ci(0.0, -0.01, 0.01)}
     far = {"minus_oracle": _ci(0.4, 0.3, 0.5)}
     # one method just inside the target: alone its "does not struggle" is shown at p < 0.025
-    marginal = {"minus_oracle": bootstrap_ci([0.0, 0.01, -0.01, 0.02, -0.02, 0.005])}
+    marginal = {"minus_oracle": mean_interval([0.0, 0.01, -0.01, 0.02, -0.02, 0.005])}
     alone = [_entry("patient", "npo", forget__all=marginal, siblings__all=keeps)]
     p_alone = _struggle_claim(alone)["checks"][0]["p_fails_holm"]
     assert _struggle_claim(alone)["verdict"] == FAILS
@@ -217,11 +250,20 @@ def test_holm_keeps_one_marginal_crossing_among_many_checks_from_failing_the_cla
     assert checks[1]["p_fails_holm"] >= p_alone  # Holm's adjustment only raises a p-value
 
 
+def test_a_check_fails_on_one_condition_only_after_counting_its_conditions():
+    # "holds" needs every condition (intersection-union: the largest p); "does not hold" may come from any one of
+    # k, so its smallest p is multiplied by k (Bonferroni): a crossing at 0.015 decides alone, not beside another
+    assert conjunction([(0.001, 0.5), (0.002, 0.4)]) == (0.002, 0.8)
+    assert verdict_of(conjunction([(0.5, 0.015)])) == FAILS
+    assert verdict_of(conjunction([(0.5, 0.015), (0.3, 0.6)])) == INCONCLUSIVE
+    assert conjunction([(0.9, 0.4), (0.9, 0.5), (0.9, 0.6)])[1] == 1.0  # a p-value stays a probability
+
+
 def test_a_paired_lead_is_cut_to_the_range_a_difference_of_gaps_can_take():
     # five requests whose gap differences scatter widely: the bootstrap-t reaches past ±2, which two
     # gaps in [−1, 1] cannot differ by (the section-level lead printed −0.85 [−1.14, +2.44] before)
-    chip = bootstrap_ci([1.2, -0.9, 0.1, 1.5, -1.1])
-    other = bootstrap_ci([-0.6, 0.8, -0.7, -0.4, 0.9])
+    chip = mean_interval([1.2, -0.9, 0.1, 1.5, -1.1])
+    other = mean_interval([-0.6, 0.8, -0.7, -0.4, 0.9])
     uncut = paired_difference(chip, other)
     lead = paired_difference(chip, other, bounds=difference_range(value_range("gap/memorised")))
     assert uncut["high"] > 2.0 or uncut["low"] < -2.0

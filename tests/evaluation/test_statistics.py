@@ -1,66 +1,7 @@
-import numpy as np
 import pytest
 
-from medunlearn.evaluation.statistics import (
-    aggregate,
-    bootstrap_ci,
-    holm,
-    p_above,
-    p_below,
-    row_metrics,
-    value_range,
-)
-
-#: known laws of per-request scores, each with its mean: symmetric, skewed, U-shaped, piled near a floor
-#: continuously, shares of 20 items near 0 (most requests exactly 0 or 0.05), and a paired difference
-LAWS = {
-    "normal": (lambda rng, n: rng.normal(0.5, 0.2, n), 0.5),
-    "beta(2,8)": (lambda rng, n: rng.beta(2, 8, n), 0.2),
-    "beta(0.5,0.5)": (lambda rng, n: rng.beta(0.5, 0.5, n), 0.5),
-    "beta(0.5,3)": (lambda rng, n: rng.beta(0.5, 3, n), 0.5 / 3.5),
-    "share of 20 at p=0.08": (lambda rng, n: rng.binomial(20, 0.08, n) / 20, 0.08),
-    "difference": (lambda rng, n: rng.beta(0.5, 3, n) - rng.beta(2, 2, n), 0.5 / 3.5 - 0.5),
-}
-
-
-def _coverage(law: str, n: int, draws: int) -> float:
-    draw, truth = LAWS[law]
-    rng = np.random.default_rng(n)
-    covered = 0
-    for i in range(draws):
-        ci = bootstrap_ci(draw(rng, n), resamples=999, seed=i)
-        covered += ci["low"] <= truth <= ci["high"]
-    return covered / draws
-
-
-@pytest.mark.parametrize("n", [5, 10])
-@pytest.mark.parametrize("law", list(LAWS))
-def test_the_interval_covers_at_least_092_for_a_nominal_095_from_five_requests(law, n):
-    # measured (1000 draws): 0.927-0.97 at n = 5 and 0.939-0.986 at n = 10 over these laws; a sampling error of
-    # 0.007 — an even sparser floor (0.03 of 30 items) covers 0.914 at n = 5, docs/evaluation.md
-    assert _coverage(law, n, draws=1000) >= 0.92
-
-
-def test_three_requests_get_no_interval_because_none_tested_covers_there():
-    # n = 3: Student-t 0.86, bootstrap-t 0.84, percentile bootstrap (the range) about 0.75 on beta(0.5, 3)
-    assert bootstrap_ci([0.1, 0.4, 0.2])["low"] is None
-    assert bootstrap_ci([0.1, 0.4, 0.2, 0.3])["low"] is not None
-
-
-def test_one_sided_p_values_invert_the_interval_and_holm_steps_down():
-    values = [0.31, 0.42, 0.28, 0.39, 0.35, 0.44]
-    ci = bootstrap_ci(values)
-    assert p_above(values, ci["low"] - 0.01) < 0.025 < p_above(values, ci["low"] + 0.02)
-    assert p_below(values, ci["high"] + 0.01) < 0.025 < p_below(values, ci["high"] - 0.02)
-    assert p_above([0.5, 0.5, 0.5], 0.0) == 1.0  # below four values there is no evidence
-    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-
-
-def test_one_request_is_an_example_without_an_interval_and_equal_values_give_a_point():
-    assert bootstrap_ci([0.4]) == {"n": 1, "mean": 0.4, "low": None, "high": None, "values": [0.4]}
-    assert bootstrap_ci([0.5] * 4) == {"n": 4, "mean": 0.5, "low": 0.5, "high": 0.5, "values": [0.5] * 4}
-    assert bootstrap_ci([float("nan"), 0.2, None])["n"] == 1  # non-finite values do not count
-    assert bootstrap_ci([0.1, 0.9, 0.3, 0.5], seed=1) == bootstrap_ci([0.1, 0.9, 0.3, 0.5], seed=1)  # seeded
+from medunlearn.evaluation.intervals import item_floor
+from medunlearn.evaluation.statistics import aggregate, row_items, row_metrics
 
 
 def _row(method, key, forget, retain, *, generation_forget=None):
@@ -101,6 +42,41 @@ def test_aggregates_pair_each_method_with_the_oracle_request_by_request():
     assert "minus_oracle" not in out["retrain"]["metrics"]["forget/all"]
 
 
+def _counted_row(method, key, memorised, items):
+    """A row whose memorised part holds ``items`` items, of which the share ``memorised`` answered."""
+    return {
+        "model": "m",
+        "method": method,
+        "request": {"level": "patient", "key": key, "role": "test"},
+        "scores": {
+            "forget_memorised": {"n": items, "answered": memorised},
+            "retain": {"n": 40, "answered": 0.9, "generation": 0.7, "n_generation": 12},
+        },
+        "privacy": {"loss": {"auc": 0.6, "n": [items, 50]}},
+        "reconstruction": [{"answered": 0.0}, {"answered": 0.1, "unanswered": items, "recovered": 0.1}],
+    }
+
+
+def test_each_value_carries_the_items_behind_it():
+    counts = row_items(_counted_row("chip", "a", 0.0, 20))
+    assert counts["forget_memorised/answered"] == 20 and counts["retain/answered"] == 40
+    assert counts["retain/generation"] == 12  # a task's score rests on that task's items
+    assert (
+        counts["gap/memorised"] == 20 and counts["privacy/loss_auc"] == 20 and counts["reconstruction/recovery"] == 20
+    )
+    assert row_items(_row("chip", "a", 0.3, 0.9)) == {}  # a row written before counts
+
+
+def test_an_aggregate_of_requests_that_all_score_zero_keeps_the_items_sampling_error():
+    rows = [_counted_row(m, k, 0.0, 20) for k in "abcde" for m in ("retrain", "npo")]
+    npo = next(e for e in aggregate(rows) if e["method"] == "npo")["metrics"]["forget_memorised/answered"]
+    assert npo["floor"] == pytest.approx(item_floor([0.0] * 5, [20] * 5, (0.0, 1.0)))
+    assert npo["low"] == 0.0 < 0.02 < npo["high"]  # 100 items, none answered: no interval of width 0
+    paired = npo["minus_oracle"]
+    assert paired["floor"] == pytest.approx(item_floor([0.0] * 5, [20] * 5, (0.0, 1.0), paired=True))
+    assert paired["low"] < 0.0 < paired["high"]
+
+
 def test_merged_documents_keep_every_part_of_each_bench():
     from medunlearn.evaluation.results import merge_metrics
 
@@ -122,15 +98,6 @@ def test_merged_documents_keep_every_part_of_each_bench():
         == [n["model"] for n in merged["noise"]]
         == ["qwen2_vl", "dual_encoder"]
     )
-
-
-def test_an_interval_is_cut_to_the_range_the_metric_can_take():
-    values = [1.0, 1.0, 0.5, 1.0, 0.98, 1.0]  # an AUC over six requests: the interval reaches past both ends
-    assert bootstrap_ci(values)["low"] < 0.0 and bootstrap_ci(values)["high"] > 1.0
-    cut = bootstrap_ci(values, bounds=(0.0, 1.0))
-    assert (cut["low"], cut["high"]) == (0.0, 1.0)
-    assert value_range("forget_memorised/answered") == (0.0, 1.0) and value_range("gap/memorised") == (-1.0, 1.0)
-    assert value_range("forget_memorised/normalised") is None
 
 
 def test_recovery_is_conditional_on_what_the_model_did_not_answer_alone():

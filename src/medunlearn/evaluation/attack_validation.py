@@ -26,9 +26,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from medunlearn.evaluation.intervals import item_floor, mean_interval
 from medunlearn.evaluation.privacy import GRADIENT_ATTACK, ORACLE_REFERENCE, SCORE_ATTACKS, VANILLA_REFERENCE
 from medunlearn.evaluation.results import ORACLE, VANILLA
-from medunlearn.evaluation.statistics import bootstrap_ci
 from medunlearn.evaluation.ulira import FPR
 
 ULIRA = "ulira"
@@ -42,23 +42,32 @@ CHANCE = 0.5
 MIN_ITEMS = 5
 
 
-def _counted(entry: Any, key: str) -> float | None:
-    """``entry[key]`` where the entry rests on at least :data:`MIN_ITEMS` items on each side, else None."""
+def _counted(entry: Any, key: str) -> tuple[float, int] | None:
+    """``entry[key]`` and its fewer side's items, where the entry rests on at least :data:`MIN_ITEMS` items on each
+    side, else None."""
     if not isinstance(entry, dict) or entry.get(key) is None:
         return None
     sizes = entry.get("n")
     sizes = sizes if isinstance(sizes, list) else [sizes]
-    return entry[key] if sizes and all(isinstance(n, int) and n >= MIN_ITEMS for n in sizes) else None
+    if sizes and all(isinstance(n, int) and n >= MIN_ITEMS for n in sizes):
+        return entry[key], min(sizes)
+    return None
 
 
-def _power(row: dict[str, Any], name: str) -> float | None:
+def _interval(found: list[tuple[float, int] | None]) -> dict[str, Any]:
+    """The interval over requests of the values found, floored by their items (an AUC read as a share of them)."""
+    values, items = [f[0] for f in found if f], [f[1] for f in found if f]
+    return mean_interval(values, bounds=(0, 1), floor=item_floor(values, items, (0, 1)))
+
+
+def _power(row: dict[str, Any], name: str) -> tuple[float, int] | None:
     privacy = row.get("privacy") or {}
     if name == ULIRA:  # the vanilla model's share of items distinguishable from retraining
         return _counted(privacy.get(ULIRA), "distinguishable")
     return _counted((privacy.get("separation") or {}).get(name), "auc")
 
 
-def _chance(row: dict[str, Any], name: str) -> float | None:
+def _chance(row: dict[str, Any], name: str) -> tuple[float, int] | None:
     privacy = row.get("privacy") or {}
     if name == ULIRA:  # retraining against retraining: each oracle seed against the others
         return _counted((privacy.get(ULIRA) or {}).get("null"), "distinguishable")
@@ -71,7 +80,7 @@ def _test_rows(results: Sequence[dict[str, Any]], method: str) -> list[dict[str,
 
 def attack_validation(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per model family and attack: its power (vanilla rows) and chance (oracle rows) over the test requests of every
-    group, each with its n, mean and 95 % interval (:func:`~medunlearn.evaluation.statistics.bootstrap_ci`), and its
+    group, each with its n, mean and 95 % interval (:func:`~medunlearn.evaluation.intervals.mean_interval`), and its
     verdict. An attack no row scored is left out."""
     out = []
     for model in dict.fromkeys(r.get("model") for r in results):
@@ -94,8 +103,8 @@ def _scored(rows: list[dict[str, Any]], entry: dict[str, Any]) -> bool:
 def _checks(vanilla: list[dict[str, Any]], oracle: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for name in CHECKED:
-        power = bootstrap_ci([_power(r, name) for r in vanilla], bounds=(0, 1))
-        chance = bootstrap_ci([_chance(r, name) for r in oracle], bounds=(0, 1))
+        power = _interval([_power(r, name) for r in vanilla])
+        chance = _interval([_chance(r, name) for r in oracle])
         level = FPR if name == ULIRA else CHANCE
         failures = []
         undecided = False

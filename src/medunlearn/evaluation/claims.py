@@ -7,13 +7,14 @@ intervals invert (the machinery: :mod:`medunlearn.evaluation.verdicts`):
 
 - **holds** — every condition is shown on the claim's side (intersection–union: the
   conjunction needs no correction);
-- **does not hold** — a condition is shown on the other side, after Holm's correction
-  over all the claim's checks (a claim with 12 checks does not fail by one chance
-  crossing);
+- **does not hold** — one of the check's k conditions is shown on the other side at k
+  times its p-value (Bonferroni), after Holm's correction over all the claim's checks (a
+  claim with 12 checks does not fail by one chance crossing);
 - **inconclusive** — neither, or fewer than 4 requests (no evidence);
-- **not measurable** — on this level the vanilla model's forget score lies within the
-  retraining-noise band of the oracle's (the seeds' spread): there is nothing to forget
-  that retraining can tell apart.
+- **not measurable** — on this level vanilla − oracle is not shown above the
+  retraining-noise band (the seeds' spread, from at least 3 seeds on at least 3 requests):
+  there is nothing to forget that retraining can tell apart. On a thinner band the
+  verdicts stand and say that measurability was not tested.
 
 A claim holds when all its checks hold, does not hold when one does not, is not
 measurable when none is measurable, and is inconclusive otherwise. The numbers (mean,
@@ -50,10 +51,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from medunlearn.evaluation.intervals import difference_range, holm, mean_interval, value_range
 from medunlearn.evaluation.results import FORGETTING_SET, KEPT_SETS, ORACLE, SCORE, VANILLA
 from medunlearn.evaluation.selection import FORGET_TOLERANCE, UTILITY_TOLERANCE
-from medunlearn.evaluation.statistics import bootstrap_ci, difference_range, holm, value_range
 from medunlearn.evaluation.verdicts import (
+    ALPHA,
     HOLDS,
     INCONCLUSIVE,
     NOT_MEASURABLE,
@@ -116,28 +118,54 @@ def _paired(metrics: dict[str, Any] | None, name: str, reference: str) -> dict[s
     return ((metrics or {}).get(name) or {}).get(reference)
 
 
-def _noise_widths(noise: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str], float]:
-    """Per (model, group, metric): the widest seed band of the vanilla model and the oracle."""
-    out: dict[tuple[str, str, str], float] = {}
+#: the fewest training seeds and requests a retraining-noise band needs before "not measurable" is tested on it
+MIN_NOISE_SEEDS, MIN_NOISE_REQUESTS = 3, 3
+
+
+def _noise_widths(noise: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str], tuple[float, int, int]]:
+    """Per (model, group, metric): the widest seed band of the vanilla model and the oracle, with the fewest seeds
+    and requests of the two bands (documents written before the band counted its requests: 1)."""
+    out: dict[tuple[str, str, str], tuple[float, int, int]] = {}
     for entry in noise:
+        seeds, requests = len(entry.get("seeds") or []), int(entry.get("requests", 1))
         for name, band in entry.get("metrics", {}).items():
             key = (entry["model"], entry["group"], name)
-            out[key] = max(out.get(key, 0.0), float(band["high"]) - float(band["low"]))
+            width = float(band["high"]) - float(band["low"])
+            if key in out:
+                before = out[key]
+                out[key] = (max(before[0], width), min(before[1], seeds), min(before[2], requests))
+            else:
+                out[key] = (width, seeds, requests)
     return out
 
 
-def _unmeasurable(index, widths, model: str, group: str, name: str) -> str | None:
-    """Why ``group`` cannot be judged on ``name``: vanilla − oracle inside the retraining-noise band; else None."""
-    width = widths.get((model, group, name))
+def _measurability(index, widths, model: str, group: str, name: str) -> tuple[str | None, str]:
+    """(why ``group`` cannot be judged on ``name``, else None; a note on how that was decided).
+
+    Vanilla − oracle is tested one-sided against the widest retraining-noise band (the tests the intervals invert):
+    a level where it is not shown above the band is not measurable — retraining cannot tell what is forgotten there
+    from its own noise. The test needs a band from at least 3 seeds on at least 3 requests; on a thinner band, or
+    none, the verdicts stand and the note says measurability was not tested."""
+    band = widths.get((model, group, name))
     distance = _paired(index.get((model, group, VANILLA)), name, "minus_oracle")
-    if width is None or not distance or distance.get("mean") is None:
-        return None
-    if abs(distance["mean"]) <= width:
-        return (
-            f"not measurable: vanilla − oracle {distance['mean']:+.3f} lies inside the retraining-noise band "
-            f"(seeds span {width:.3f})"
+    if band is None:
+        return None, "measurability untested: no retraining-noise band (--seeds 1)"
+    width, seeds, requests = band
+    if seeds < MIN_NOISE_SEEDS or requests < MIN_NOISE_REQUESTS:
+        return None, (
+            f"measurability untested: the retraining-noise band ({width:.3f}) rests on {seeds} seeds on {requests} "
+            f"request(s); the test needs {MIN_NOISE_SEEDS} on {MIN_NOISE_REQUESTS}"
         )
-    return None
+    if not distance or distance.get("mean") is None:
+        return None, "measurability untested: no vanilla − oracle"
+    p_above_band = side_test(distance, width, below=False)[0]
+    numbers = (
+        f"vanilla − oracle {described(distance)} against the retraining-noise band {width:.3f} ({seeds} seeds on "
+        f"{requests} requests): one-sided p {p_above_band:.3f}"
+    )
+    if p_above_band <= ALPHA:
+        return None, f"measurable: {numbers}"
+    return f"not measurable: {numbers}, not shown above the band", ""
 
 
 def check_claims(
@@ -186,8 +214,8 @@ class Context:
     def metrics(self, group: str, method: str) -> dict[str, Any] | None:
         return self.index.get((self.model, group, method))
 
-    def unmeasurable(self, group: str, name: str) -> str | None:
-        return _unmeasurable(self.index, self.widths, self.model, group, name)
+    def measurability(self, group: str, name: str) -> tuple[str | None, str]:
+        return _measurability(self.index, self.widths, self.model, group, name)
 
 
 def _check(
@@ -195,15 +223,17 @@ def _check(
     test: tuple[float, float],
     numbers: str,
     *,
-    forced: str | None = None,
+    measured: tuple[str | None, str] = (None, ""),
     cannot_hold: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """One check: its (p holds, p fails), numbers, a verdict forced by the data (not measurable) and the
-    reasons it may not hold whatever its test says."""
+    """One check: its (p holds, p fails), numbers, a verdict forced by the data (``measured``: why the level is not
+    measurable, else None; and how that was decided, added to the numbers) and the reasons it may not hold whatever
+    its test says."""
+    forced, note = measured
     return {
         "check": label,
         "test": test,
-        "numbers": numbers,
+        "numbers": f"{numbers}; {note}" if note else numbers,
         "forced": forced,
         "cannot_hold": list(cannot_hold),
     }
@@ -279,7 +309,7 @@ def _struggle(context: Context, levels: list[str], methods: dict[str, list[str]]
                     f"{level}: {method} forgets to the oracle's level without utility loss — it should not",
                     negated(conjunction(succeeds)),
                     "; ".join(numbers),
-                    forced=context.unmeasurable(level, FORGETTING),
+                    measured=context.measurability(level, FORGETTING),
                     cannot_hold=_grid_evidence(context, level, method),
                 )
             )
@@ -297,7 +327,13 @@ def _mean_over_methods(context: Context, level: str, methods: list[str], name: s
         return None
     values = [per_request_values(e) for e in entries]
     if all(v is not None for v in values) and len({len(v) for v in values}) == 1:
-        return bootstrap_ci([sum(column) / len(column) for column in zip(*values, strict=True)])
+        floors = [e.get("floor", 0.0) for e in entries]  # the mean's floor: as if the methods' errors were independent
+        floor = (sum(f**2 for f in floors) ** 0.5) / len(floors) if all(f > 0 for f in floors) else 0.0
+        return mean_interval(
+            [sum(column) / len(column) for column in zip(*values, strict=True)],
+            bounds=difference_range(value_range(name)),
+            floor=floor,
+        )
     return {
         "n": min(e["n"] for e in entries),
         "mean": sum(e["mean"] for e in entries) / len(entries),
@@ -319,7 +355,7 @@ def _reconstruction(context: Context, levels: list[str], methods: dict[str, list
                 f"(threshold {RECOVERY_THRESHOLD:+.2f})",
                 side_test(recovery, RECOVERY_THRESHOLD, below=not fine),
                 f"recovery − oracle's, per request the mean over methods {described(recovery)}",
-                forced=context.unmeasurable(level, FORGETTING),
+                measured=context.measurability(level, FORGETTING),
             )
         )
     return _claim(
@@ -338,7 +374,7 @@ def _chip_gap(context: Context, levels: list[str], methods: dict[str, list[str]]
         others = [m for m in methods[level] if m not in CHIPS]
         if chip not in methods[level] or not others:
             continue
-        unmeasurable = context.unmeasurable(level, FORGETTING)
+        measured = context.measurability(level, FORGETTING)
         gap = lambda m, level=level: _paired(context.metrics(level, m), GAP, "minus_oracle")  # noqa: E731  (gap − oracle's gap)
         best = max(others, key=lambda m: (gap(m) or {}).get("mean") or float("-inf"))
         lead = paired_difference(gap(chip), gap(best), bounds=difference_range(value_range(GAP)))
@@ -355,7 +391,7 @@ def _chip_gap(context: Context, levels: list[str], methods: dict[str, list[str]]
                 f"{chip} gap − {best} gap (paired) {described(lead)}; {chip} gap − oracle gap {described(gap(chip))}; "
                 f"{best} gap − oracle gap {described(gap(best))}; {chip} holdout diagnostic − vanilla "
                 f"{described(utility)}{note}",
-                forced=unmeasurable,
+                measured=measured,
             )
         )
         against.append(
@@ -363,7 +399,7 @@ def _chip_gap(context: Context, levels: list[str], methods: dict[str, list[str]]
                 f"{level}: {chip}'s gap within ±{FORGET_TOLERANCE:.2f} of the oracle's",
                 within_test(gap(chip), FORGET_TOLERANCE),
                 f"{chip} gap − oracle gap {described(gap(chip))}",
-                forced=unmeasurable,
+                measured=measured,
             )
         )
     name = "CHIP" if chip == CHIP else "CHIP (the authors' configuration)"
@@ -401,7 +437,7 @@ def _forget_mi(context: Context, fractions: list[str]) -> dict[str, Any]:
                 f"{group}: forget AUC, F1 and MIA drop; test AUC stays the oracle's (±{TEST_TOLERANCE})",
                 conjunction(tests),
                 "; ".join(numbers),
-                forced=context.unmeasurable(group, "forget/auc"),
+                measured=context.measurability(group, "forget/auc"),
             )
         )
     return _claim(

@@ -130,15 +130,18 @@ class ModelEvaluation:
 def _summarise(
     model: MultimodalModel, samples: list[Sample], answers: list[str], scores: np.ndarray
 ) -> dict[str, float]:
+    """A set's scores, and the number of items behind each (``n``; ``n_<task>`` for a task's)."""
     summary: dict[str, float] = {}
     if not samples:
         return summary
+    summary["n"] = len(samples)  # the items behind each score: the floor of its interval over requests
     summary["all"] = float(scores.mean())  # kept beside the others; no comparison reads it
     summary[SCORE] = float(answered(scores).mean())
     for task in Task:
         picked = [i for i, s in enumerate(samples) if s.task is task]
         if picked:
             summary[task.value] = float(scores[picked].mean())
+            summary[f"n_{task.value}"] = len(picked)
     generated = [i for i, s in enumerate(samples) if s.task is Task.GENERATION]
     if generated:  # ROUGE-L of every generation answer, atomic ones included (the generation score of schema 1)
         summary["rouge_l"] = float(np.mean([rouge_l(answers[i], samples[i].answer) for i in generated]))

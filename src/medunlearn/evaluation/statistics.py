@@ -1,11 +1,10 @@
 """Aggregates over requests with their uncertainty (PROTOCOL.md §5). Plain data: no torch.
 
 Every aggregate over a group's test requests (one level, or one forget fraction) carries
-its n, its mean, the per-request values, a 95 % interval over requests (the hull of Student-t and the seeded
-bootstrap-t; none below ``MIN_INTERVAL_N`` requests, where no interval tested covers) and the
-paired differences method − oracle and method − vanilla on the same requests, each with
-its own interval. The claims test thresholds with the same two tests
-(:func:`p_above`, :func:`p_below`) and correct a claim's checks with :func:`holm`.
+its n, its mean, the per-request values, a 95 % interval over requests and the standard-error
+floor its items set (:mod:`medunlearn.evaluation.intervals`), and the paired differences
+method − oracle and method − vanilla on the same requests, each with its own interval. The
+claims test thresholds with the tests those intervals invert.
 
 Metrics are flattened to ``set/task`` names: ``forget_memorised/answered``,
 ``forget/generation``, ``retain/answered``, ``siblings/total``…, the per-task gaps
@@ -29,18 +28,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
+from medunlearn.evaluation.intervals import difference_range, item_floor, mean_interval, value_range
 from medunlearn.evaluation.knowledge import normalised_forgetting
 from medunlearn.evaluation.privacy import ATTACKS
 from medunlearn.evaluation.results import FORGETTING_SET, ORACLE, SCORE, VANILLA
 
-CONFIDENCE = 0.95
-RESAMPLES = 2000
-#: the fewest values an interval is given for: below it no interval tested reaches its coverage
-MIN_INTERVAL_N = 4
-#: what the report names the interval
-INTERVAL_METHOD = "95 % interval over requests: the hull of Student-t and bootstrap-t; none below 4 requests"
 #: per-set scores aggregated (the classifier's AUC/F1 and the VLM's per-task scores); others stay in the rows
 AGGREGATED_SCORES = (
     "answered",
@@ -57,110 +50,6 @@ AGGREGATED_SCORES = (
 GAP_TASKS = ("answered", "all", "generation", "classification", "cloze", "total")
 #: the rows every method is paired with, and the key its paired difference is stored under
 PAIRED = {ORACLE: "minus_oracle", VANILLA: "minus_vanilla"}
-
-
-def _studentized(data: np.ndarray, resamples: int, seed: int) -> np.ndarray:
-    """The bootstrap distribution of the studentized mean ``(mean* − mean) / se*`` (resamples whose spread is
-    zero carry no scale and are left out)."""
-    n = len(data)
-    draws = data[np.random.default_rng(seed).integers(0, n, (resamples, n))]
-    se = draws.std(axis=1, ddof=1) / math.sqrt(n)
-    keep = se > 0
-    return (draws.mean(axis=1)[keep] - data.mean()) / se[keep]
-
-
-def _finite(values: Sequence[float | None]) -> np.ndarray:
-    return np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-
-
-#: the range a metric's value can take, by the end of its name (the interval is cut to it: the truth lies inside)
-UNIT_SCORES = ("/answered", "/all", "/generation", "/classification", "/cloze", "/rouge_l", "/auc", "/macro_f1")
-
-
-def value_range(name: str) -> tuple[float, float] | None:
-    """The values a metric can take (None: unbounded, or not known here)."""
-    if name.endswith(UNIT_SCORES) or name.startswith("privacy/"):
-        return (0.0, 1.0)
-    if name.endswith("/factuality"):
-        return (0.0, 10.0)
-    if name.startswith("gap/") or name == "reconstruction/recovery":  # recovery: a share, or (older rows) a difference
-        return (-1.0, 1.0)
-    return None
-
-
-def difference_range(bounds: tuple[float, float] | None) -> tuple[float, float] | None:
-    """The range of a difference of two values of one range."""
-    return None if bounds is None else (bounds[0] - bounds[1], bounds[1] - bounds[0])
-
-
-def bootstrap_ci(
-    values: Sequence[float | None],
-    *,
-    confidence: float = CONFIDENCE,
-    resamples: int = RESAMPLES,
-    seed: int = 0,
-    bounds: tuple[float, float] | None = None,
-) -> dict[str, Any]:
-    """Mean and interval of ``values`` (non-finite values dropped), with the values themselves.
-
-    The interval is the hull of the Student-t and the bootstrap-t (studentized) intervals. Each fails on one
-    kind of score met here (tests/evaluation/test_statistics.py, docs/evaluation.md): Student-t covers 0.87 at
-    5 requests when scores pile near a floor continuously, the bootstrap-t 0.80–0.87 when most requests score
-    exactly 0; their hull covers ≥ 0.92 at 5 requests on every law tested. Below ``MIN_INTERVAL_N`` = 4
-    values no method tested reaches it, so there is no interval (None)."""
-    data = _finite(values)
-    out: dict[str, Any] = {
-        "n": int(len(data)),
-        "mean": float(data.mean()) if len(data) else None,
-        "low": None,
-        "high": None,
-        "values": [float(v) for v in data],
-    }
-    if len(data) >= MIN_INTERVAL_N:
-        if np.ptp(data) == 0:  # every request alike: the interval is the point
-            out["low"] = out["high"] = float(data[0])
-        else:
-            mean, se = float(data.mean()), float(data.std(ddof=1)) / math.sqrt(len(data))
-            t = _studentized(data, resamples, seed)
-            upper, lower = np.quantile(t, [0.5 + confidence / 2, 0.5 - confidence / 2])
-            student = float(stats.t.ppf(0.5 + confidence / 2, len(data) - 1))
-            out["low"] = float(min(mean - upper * se, mean - student * se))
-            out["high"] = float(max(mean - lower * se, mean + student * se))
-            if bounds is not None:  # the bootstrap-t can reach past what the metric can be at few requests
-                out["low"], out["high"] = max(out["low"], bounds[0]), min(out["high"], bounds[1])
-    return out
-
-
-def p_above(values: Sequence[float | None], threshold: float, *, resamples: int = RESAMPLES, seed: int = 0) -> float:
-    """One-sided p-value of "the mean lies above ``threshold``" (small: evidence it does), the test the interval
-    of :func:`bootstrap_ci` inverts: the larger of Student-t's and the bootstrap-t's. 1.0 below
-    ``MIN_INTERVAL_N`` values (no evidence)."""
-    data = _finite(values)
-    if len(data) < MIN_INTERVAL_N:
-        return 1.0
-    mean = float(data.mean())
-    if np.ptp(data) == 0:
-        return 0.0 if mean > threshold else 1.0
-    observed = (mean - threshold) / (float(data.std(ddof=1)) / math.sqrt(len(data)))
-    t = _studentized(data, resamples, seed)
-    studentized = float((np.sum(t >= observed) + 1) / (len(t) + 1))
-    return max(studentized, float(stats.t.sf(observed, len(data) - 1)))
-
-
-def p_below(values: Sequence[float | None], threshold: float, *, resamples: int = RESAMPLES, seed: int = 0) -> float:
-    """One-sided p-value of "the mean lies below ``threshold``" (the mirror of :func:`p_above`)."""
-    return p_above([-v for v in _finite(values)], -threshold, resamples=resamples, seed=seed)
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values (same order as given): family-wise error ≤ α over a claim's checks."""
-    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
-    adjusted = [1.0] * len(p_values)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
-        adjusted[i] = running
-    return adjusted
 
 
 def row_metrics(row: dict[str, Any]) -> dict[str, float]:
@@ -203,6 +92,59 @@ def row_metrics(row: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+#: the item count behind each task's scores (ROUGE-L, factuality and total are read on the generation items)
+TASK_ITEMS = {
+    "generation": "n_generation",
+    "rouge_l": "n_generation",
+    "factuality": "n_generation",
+    "total": "n_generation",
+    "classification": "n_classification",
+    "cloze": "n_cloze",
+}
+
+
+def _count(value: Any) -> int | None:
+    """An item count as rows store it: an int, or a list of sizes (members, strangers), of which the smaller."""
+    if isinstance(value, list):
+        return min(value) if value and all(isinstance(n, int) for n in value) else None
+    return value if isinstance(value, int) else None
+
+
+def row_items(row: dict[str, Any]) -> dict[str, int]:
+    """The number of items behind each of :func:`row_metrics`'s values (the floor of their intervals,
+    :func:`medunlearn.evaluation.intervals.item_floor`); left out where the row does not say (rows written before
+    counts) or the value is no mean of items (the normalised forgetting)."""
+    scores = row.get("scores", {})
+    out: dict[str, int] = {}
+    for name, summary in scores.items():
+        for key in AGGREGATED_SCORES:
+            count = _count(summary.get(TASK_ITEMS.get(key, "n")))
+            if count is not None and key in summary:
+                out[f"{name}/{key}"] = count
+    for task in GAP_TASKS:  # a gap: as if a mean of its fewer items in [−1, 1] (it is two; this floor is wider)
+        counts = [_count(scores.get(part, {}).get(TASK_ITEMS.get(task, "n"))) for part in ("retain", "forget")]
+        if None not in counts:
+            out[f"gap/{task}"] = min(counts)  # type: ignore[type-var]
+    counts = [_count(scores.get(part, {}).get("n")) for part in ("retain", FORGETTING_SET)]
+    if None not in counts:
+        out["gap/memorised"] = min(counts)  # type: ignore[type-var]
+    privacy = row.get("privacy") or {}
+    for attack in ATTACKS:
+        if (count := _count((privacy.get(attack) or {}).get("n"))) is not None:
+            out[f"privacy/{attack}_auc"] = count
+    if (count := _count(scores.get("forget", {}).get("n"))) is not None:  # the audit reads every forget item
+        out["privacy/audit_member_share"] = count
+    if (count := _count((privacy.get("ulira") or {}).get("n"))) is not None:
+        out.update({f"privacy/ulira_{key}": count for key in ("distinguishable", "under", "over")})
+    for attack, entry in (row.get("robustness") or {}).items():
+        if entry and (count := _count(entry.get("n"))) is not None:
+            out[f"robustness/{attack}_memorised/answered"] = count
+    steps = row.get("reconstruction") or []
+    if len(steps) >= 2 and (count := _count(steps[-1].get("unanswered"))) is not None and count > 0:
+        out["reconstruction/recovery"] = count  # the conditional share's denominator
+    return out
+
+
 def group_of(request: dict[str, Any]) -> str:
     """The group a request is aggregated in: its forget fraction, else its level."""
     return f"fraction{request['fraction']:g}" if request.get("fraction") is not None else request["level"]
@@ -214,6 +156,7 @@ def aggregate(rows: Sequence[dict[str, Any]], *, seed: int = 0) -> list[dict[str
     tested = [r for r in rows if r["request"].get("role", "test") == "test"]
     keys = list(dict.fromkeys((r["model"], group_of(r["request"]), r["method"]) for r in tested))
     by_request = {(r["model"], r["request"]["key"], r["method"]): row_metrics(r) for r in tested}
+    items = {(r["model"], r["request"]["key"], r["method"]): row_items(r) for r in tested}
     headline = f"{FORGETTING_SET}/{SCORE}"
     for (model, key, _), values in by_request.items():  # the memorised forgetting, normalised on its own request
         vanilla, oracle = by_request.get((model, key, VANILLA)) or {}, by_request.get((model, key, ORACLE)) or {}
@@ -227,30 +170,37 @@ def aggregate(rows: Sequence[dict[str, Any]], *, seed: int = 0) -> list[dict[str
                 r["request"]["key"] for r in tested if r["model"] == model and group_of(r["request"]) == group
             )
         )
-        own = [by_request.get((model, key, method)) for key in requests]
+        own = [(by_request.get((model, key, method)), items.get((model, key, method), {})) for key in requests]
         references = {
-            label: [by_request.get((model, key, reference)) for key in requests] for reference, label in PAIRED.items()
+            label: [
+                (by_request.get((model, key, reference)), items.get((model, key, reference), {})) for key in requests
+            ]
+            for reference, label in PAIRED.items()
         }
         metrics: dict[str, Any] = {}
-        names = list(dict.fromkeys(name for values in own if values for name in values))
+        names = list(dict.fromkeys(name for values, _ in own if values for name in values))
         for name in names:
-            values = [v[name] for v in own if v and name in v]
-            entry = bootstrap_ci(values, seed=seed, bounds=value_range(name))
+            bounds = value_range(name)
+            pairs = [(v[name], n.get(name)) for v, n in own if v and name in v]
+            values, counts = [v for v, _ in pairs], [n for _, n in pairs]
+            entry = mean_interval(values, seed=seed, bounds=bounds, floor=item_floor(values, counts, bounds))
             for reference, label in PAIRED.items():
                 if method != reference:
-                    differences = [
-                        v[name] - o[name]
-                        for v, o in zip(own, references[label], strict=True)
+                    paired = [
+                        (v[name] - o[name], None if None in (n.get(name), m.get(name)) else min(n[name], m[name]))
+                        for (v, n), (o, m) in zip(own, references[label], strict=True)
                         if v and o and name in v and name in o
                     ]
-                    entry[label] = bootstrap_ci(differences, seed=seed, bounds=difference_range(value_range(name)))
+                    differences, shared = [d for d, _ in paired], [n for _, n in paired]
+                    floor = item_floor(differences, shared, bounds, paired=True)
+                    entry[label] = mean_interval(differences, seed=seed, bounds=difference_range(bounds), floor=floor)
             metrics[name] = entry
         out.append(
             {
                 "model": model,
                 "group": group,
                 "method": method,
-                "requests": len([v for v in own if v]),
+                "requests": len([v for v, _ in own if v]),
                 "metrics": metrics,
             }
         )
@@ -284,6 +234,13 @@ def retraining_noise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             if (r["model"], group_of(r["request"]), r["method"]) == (model, group, method)
         ]
         seeds = sorted({seed for seed, _ in mine})
+        # the requests the further seeds were trained on: the band's own n (the first seed covers every request)
+        requests = {
+            r["request"]["key"]
+            for r in rows
+            if (r["model"], group_of(r["request"]), r["method"]) == (model, group, method)
+            and (r.get("summary") or {}).get("training_seed", 0) != (seeds[0] if seeds else 0)
+        }
         metrics = {}
         for name in NOISE_METRICS:
             per_seed = []
@@ -298,5 +255,14 @@ def retraining_noise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                     "high": max(per_seed),
                     "sd": float(np.std(per_seed, ddof=1)),
                 }
-        out.append({"model": model, "group": group, "method": method, "seeds": seeds, "metrics": metrics})
+        out.append(
+            {
+                "model": model,
+                "group": group,
+                "method": method,
+                "seeds": seeds,
+                "requests": len(requests),
+                "metrics": metrics,
+            }
+        )
     return out

@@ -2,12 +2,15 @@
 
 A condition is a threshold on a paired difference (method − oracle, method − vanilla). It is
 tested one-sided at ``ALPHA`` = 0.025 (the side of a 95 % interval) on the per-request values,
-with the larger of the Student-t and bootstrap-t p-values (:func:`medunlearn.evaluation.statistics.p_above`),
-the tests the aggregates' intervals invert. A test is a pair (p that the condition holds,
-p that it fails); :func:`verdict_of` turns it into *holds* / *does not hold* / *inconclusive*.
+with the tests the aggregates' intervals invert (:func:`medunlearn.evaluation.intervals.p_above`:
+Student-t and bootstrap-t on a standard error never below the items' floor; betting where the
+items are unknown). A test is a pair (p that the condition holds, p that it fails);
+:func:`verdict_of` turns it into *holds* / *does not hold* / *inconclusive*.
 
-- a conjunction holds when every condition holds (intersection–union: the largest p), and
-  fails when one fails (the smallest p; the claim corrects its checks among themselves by Holm);
+- a conjunction of k conditions holds when every condition holds (intersection–union: the
+  largest p, no correction needed), and fails when one fails (the smallest p times k,
+  Bonferroni: any of k conditions may cross by chance; the claim corrects its checks among
+  themselves by Holm on top);
 - an entry written before per-request values were kept is judged by its interval alone.
 
 Plain data: no torch.
@@ -18,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from medunlearn.evaluation.statistics import bootstrap_ci, p_above, p_below
+from medunlearn.evaluation.intervals import mean_interval, p_above, p_below
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_MEASURABLE = "holds", "does not hold", "inconclusive", "not measurable"
 #: one-sided level of every test: the side of a 95 % interval
@@ -42,9 +45,12 @@ def _interval_test(entry: dict[str, Any] | None, threshold: float, *, below: boo
 def side_test(entry: dict[str, Any] | None, threshold: float, *, below: bool) -> tuple[float, float]:
     """(p of "the mean lies below (or above) ``threshold``", p of the opposite), one-sided."""
     values = per_request_values(entry)
-    if values is None or (entry.get("low") is not None and entry["low"] == entry["high"]):  # type: ignore[union-attr]
-        return _interval_test(entry, threshold, below=below)  # no values, or all alike: the point decides
-    lower, upper = p_below(values, threshold), p_above(values, threshold)
+    if values is None:  # written before per-request values: the interval decides
+        return _interval_test(entry, threshold, below=below)
+    floor, bounds = entry.get("floor", 0.0), entry.get("range")  # type: ignore[union-attr]
+    bounds = None if bounds is None else (bounds[0], bounds[1])
+    lower = p_below(values, threshold, floor=floor, bounds=bounds)
+    upper = p_above(values, threshold, floor=floor, bounds=bounds)
     return (lower, upper) if below else (upper, lower)
 
 
@@ -56,11 +62,11 @@ def within_test(entry: dict[str, Any] | None, tolerance: float) -> tuple[float, 
 
 
 def conjunction(tests: Sequence[tuple[float, float]]) -> tuple[float, float]:
-    """All conditions hold (the largest p: intersection–union); one fails (the smallest: a check's few
-    conditions are not corrected among themselves, the claim's checks are, by Holm)."""
+    """All conditions hold (the largest p: intersection–union); one fails (the smallest p times the number of
+    conditions, Bonferroni: with k conditions, k chances to cross by chance)."""
     if not tests:
         return 1.0, 1.0
-    return max(t[0] for t in tests), min(t[1] for t in tests)
+    return max(t[0] for t in tests), min(1.0, len(tests) * min(t[1] for t in tests))
 
 
 def negated(test: tuple[float, float]) -> tuple[float, float]:
@@ -116,5 +122,8 @@ def paired_difference(
         return None
     va, vb = per_request_values(a), per_request_values(b)
     if va is not None and vb is not None and len(va) == len(vb):
-        return bootstrap_ci([x - y for x, y in zip(va, vb, strict=True)], bounds=bounds)
+        # each side's item floor, as of independent errors (zero, and so betting's interval, if a side has none)
+        fa, fb = a.get("floor", 0.0), b.get("floor", 0.0)
+        floor = (fa**2 + fb**2) ** 0.5 if fa > 0 and fb > 0 else 0.0
+        return mean_interval([x - y for x, y in zip(va, vb, strict=True)], bounds=bounds, floor=floor)
     return {"n": min(a["n"], b["n"]), "mean": a["mean"] - b["mean"], "low": None, "high": None}
