@@ -221,7 +221,14 @@ def test_a_method_whose_grid_met_the_target_or_chose_an_edge_is_no_evidence_that
     record = {"grid": [{"settings": {"epochs": 1.0}}, {"settings": {"epochs": 2.0}}], "chosen": {"epochs": 1.0}}
     assert _struggle_claim(entries, selection={"m": {"patient": {"npo": {**record, "edge": None}}}})["verdict"] == HOLDS
     edge = _struggle_claim(entries, selection={"m": {"patient": {"npo": {**record, "edge": "low"}}}})
-    assert edge["verdict"] == INCONCLUSIVE and "on the grid's low edge" in edge["checks"][0]["numbers"]
+    assert edge["verdict"] == INCONCLUSIVE and "on its grid's low edge" in edge["checks"][0]["numbers"]
+    # in either direction (issue 40): a method shown to meet the target does not refute the claim from an edge or a
+    # flat tie either, where its grid did not bracket the choice or the grid's order made it
+    meets = [_entry("patient", "npo", forget__all={"minus_oracle": _ci(0.0, -0.02, 0.02)}, siblings__all={**keeps})]
+    assert _struggle_claim(meets, selection={"m": {"patient": {"npo": {**record, "edge": None}}}})["verdict"] == FAILS
+    for doubt in ({"edge": "low"}, {"edge": None, "tied": [{"epochs": 2.0}]}):
+        undecided = _struggle_claim(meets, selection={"m": {"patient": {"npo": {**record, **doubt}}}})
+        assert undecided["verdict"] == INCONCLUSIVE and "neither read" in undecided["checks"][0]["numbers"]
     met = dict(
         record, edge=None, grid=[{"settings": {"epochs": 1.0}}, {"settings": {"epochs": 2.0}, "meets_target": True}]
     )

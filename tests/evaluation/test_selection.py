@@ -59,9 +59,14 @@ def test_selection_picks_the_grid_point_with_the_smallest_mean_criterion():
     )
 
 
-def test_ties_go_to_the_first_declared_point():
+def test_ties_go_to_the_first_declared_point_and_the_record_names_them():
     assert choose([[0.2, 0.4], [0.3, 0.3], [0.1, 0.5]]) == 0
     assert choose([[], [0.9]]) == 1  # a point without values is never chosen over one with
+    # a flat criterion ("nothing moves at any lr"): the record names the points the order chose over (issue 40)
+    points = [{"lr": 1e-5}, {"lr": 1e-4}, {"lr": 1e-3}]
+    record = selection_record(points, [[0.2, 0.4], [0.3, 0.3], [0.1, 0.6]], ["v1", "v2"])
+    assert record["chosen_index"] == 0 and record["tied"] == [{"lr": 1e-4}]
+    assert selection_record(points, [[0.2], [0.3], [0.4]], ["v1"])["tied"] == []
 
 
 def test_a_schema_1_row_is_read_through_its_all_score_on_the_whole_forget_set():

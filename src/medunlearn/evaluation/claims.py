@@ -26,10 +26,13 @@ The claims (from the seed papers):
   hierarchically without utility loss — at each level, no existing method forgets to the
   oracle's level (|forget − oracle| ≤ ``FORGET_TOLERANCE``) while keeping siblings, retain
   and holdout-diagnostic within ``UTILITY_TOLERANCE`` of vanilla. Judged over each
-  method's whole grid: if any grid point met that target on the validation requests, or
-  the chosen point sits on an edge of its grid that is not a natural bound, the method
-  is not evidence that it struggles (the check cannot hold) — doing nothing is not
+  method's whole grid: if any grid point met that target on the validation requests, the
+  method is not evidence that it struggles (the check cannot hold) — doing nothing is not
   struggling.
+
+Every check that reads a method's chosen setting (①, ③, Forget-MI) decides **neither way**
+where that choice sits on an edge of its grid that is not a natural bound, or tied with
+other grid points on the criterion: the grid did not bracket it, or its order chose it.
 - MedForget ②: fine-grained (section, study) unlearning is vulnerable to the
   reconstruction attack, coarse (institution, patient) is not — the context's recovery
   of the forget score beyond the oracle's exceeds ``RECOVERY_THRESHOLD`` at the fine
@@ -225,10 +228,11 @@ def _check(
     *,
     measured: tuple[str | None, str] = (None, ""),
     cannot_hold: Sequence[str] = (),
+    undecided: Sequence[str] = (),
 ) -> dict[str, Any]:
     """One check: its (p holds, p fails), numbers, a verdict forced by the data (``measured``: why the level is not
     measurable, else None; and how that was decided, added to the numbers) and the reasons it may not hold whatever
-    its test says."""
+    its test says; ``undecided``: why it decides neither way (:func:`_choice_doubts`)."""
     forced, note = measured
     return {
         "check": label,
@@ -236,12 +240,14 @@ def _check(
         "numbers": f"{numbers}; {note}" if note else numbers,
         "forced": forced,
         "cannot_hold": list(cannot_hold),
+        "undecided": list(undecided),
     }
 
 
 def _claim(title: str, model: str, checks: list[dict[str, Any]]) -> dict[str, Any]:
-    """Holm over the claim's checks' "does not hold" p-values; each check's verdict; the claim's."""
-    open_checks = [c for c in checks if c["forced"] is None]
+    """Holm over the claim's checks' "does not hold" p-values (the checks that can decide); each check's verdict;
+    the claim's."""
+    open_checks = [c for c in checks if c["forced"] is None and not c["undecided"]]
     adjusted = holm([c["test"][1] for c in open_checks])
     for check, p_fails in zip(open_checks, adjusted, strict=True):
         p_holds = check["test"][0]
@@ -258,7 +264,13 @@ def _claim(title: str, model: str, checks: list[dict[str, Any]]) -> dict[str, An
         if check["forced"] is not None:
             check.update(verdict=NOT_MEASURABLE)
             check["numbers"] = f"{check['forced']}; {check['numbers']}"
-        del check["test"], check["forced"], check["cannot_hold"]
+        elif check["undecided"]:
+            p_holds, p_fails = check["test"]
+            check.update(verdict=INCONCLUSIVE, p_holds=round(p_holds, 4), p_fails_holm=None)
+            check["numbers"] += f"; p(holds) {p_holds:.3f}, p(does not hold) {p_fails:.3f}, neither read: " + "; ".join(
+                check["undecided"]
+            )
+        del check["test"], check["forced"], check["cannot_hold"], check["undecided"]
     return {
         "claim": title,
         "model": model,
@@ -268,10 +280,26 @@ def _claim(title: str, model: str, checks: list[dict[str, Any]]) -> dict[str, An
     }
 
 
+def _choice_doubts(context: Context, group: str, methods: Sequence[str]) -> list[str]:
+    """Why a check that reads these methods' chosen settings decides neither way (issue 40): a chosen point on an
+    edge of its grid that is not a natural bound (the grid does not bracket the choice), or tied with other points
+    over a flat criterion (their order chose it: "nothing moves at any lr" is no evidence of anything)."""
+    reasons = []
+    for method in methods:
+        record = (context.selection.get(group) or {}).get(method) or {}
+        if record.get("edge"):
+            reasons.append(f"{method}'s chosen point {record['chosen']} is on its grid's {record['edge']} edge")
+        if record.get("tied"):
+            reasons.append(
+                f"{method}'s chosen point {record['chosen']} tied with {len(record['tied'])} other grid point(s) on "
+                "its criterion"
+            )
+    return reasons
+
+
 def _grid_evidence(context: Context, level: str, method: str) -> list[str]:
     """Why a method's test check cannot show it struggles: a grid point met the target on the validation
-    requests, the chosen point sits on an edge of its grid that is not a natural bound, or no validation request
-    could select (the method ran at its defaults, its grid untried)."""
+    requests, or no validation request could select (the method ran at its defaults, its grid untried)."""
     record = (context.selection.get(level) or {}).get(method)
     if not record:
         return []
@@ -285,8 +313,6 @@ def _grid_evidence(context: Context, level: str, method: str) -> list[str]:
     if met:
         shown = ", ".join(str(record["grid"][i]["settings"]) for i in met)
         reasons.append(f"grid point(s) {shown} met the target on the validation requests")
-    if record.get("edge"):
-        reasons.append(f"the chosen point {record['chosen']} is on the grid's {record['edge']} edge")
     return reasons
 
 
@@ -311,6 +337,7 @@ def _struggle(context: Context, levels: list[str], methods: dict[str, list[str]]
                     "; ".join(numbers),
                     measured=context.measurability(level, FORGETTING),
                     cannot_hold=_grid_evidence(context, level, method),
+                    undecided=_choice_doubts(context, level, [method]),
                 )
             )
     return _claim(
@@ -392,6 +419,7 @@ def _chip_gap(context: Context, levels: list[str], methods: dict[str, list[str]]
                 f"{best} gap − oracle gap {described(gap(best))}; {chip} holdout diagnostic − vanilla "
                 f"{described(utility)}{note}",
                 measured=measured,
+                undecided=_choice_doubts(context, level, [chip, best]),
             )
         )
         against.append(
@@ -400,6 +428,7 @@ def _chip_gap(context: Context, levels: list[str], methods: dict[str, list[str]]
                 within_test(gap(chip), FORGET_TOLERANCE),
                 f"{chip} gap − oracle gap {described(gap(chip))}",
                 measured=measured,
+                undecided=_choice_doubts(context, level, [chip]),
             )
         )
     name = "CHIP" if chip == CHIP else "CHIP (the authors' configuration)"
@@ -438,6 +467,7 @@ def _forget_mi(context: Context, fractions: list[str]) -> dict[str, Any]:
                 conjunction(tests),
                 "; ".join(numbers),
                 measured=context.measurability(group, "forget/auc"),
+                undecided=_choice_doubts(context, group, [FORGET_MI]),
             )
         )
     return _claim(

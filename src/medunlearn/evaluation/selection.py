@@ -104,12 +104,21 @@ def edge_of(points: Sequence[dict[str, Any]], chosen: int, bounds: dict[str, tup
     return ", ".join(edges) or None
 
 
+def _means(values: Sequence[Sequence[float]]) -> list[float]:
+    """Each point's mean criterion, rounded: equal means tie despite summation order."""
+    return [round(sum(v) / len(v), 12) if v else math.inf for v in values]
+
+
 def choose(values: Sequence[Sequence[float]]) -> int:
     """The index of the grid point with the smallest mean criterion over the validation requests (first on ties)."""
-    means = [
-        round(sum(v) / len(v), 12) if v else math.inf for v in values
-    ]  # rounded: equal means tie despite summation order
+    means = _means(values)
     return min(range(len(means)), key=lambda i: (means[i], i))
+
+
+def tied_with(values: Sequence[Sequence[float]], chosen: int) -> list[int]:
+    """The other grid points whose mean criterion equals the chosen one's: a flat criterion chose by order alone."""
+    means = _means(values)
+    return [i for i, mean in enumerate(means) if i != chosen and mean == means[chosen]]
 
 
 def selection_record(
@@ -144,4 +153,5 @@ def selection_record(
         "chosen": dict(points[chosen]),
         "chosen_index": chosen,
         "edge": edge_of(points, chosen, bounds or {}),
+        "tied": [dict(points[i]) for i in tied_with(values, chosen)],
     }

@@ -249,6 +249,8 @@ def _selection(selection: dict[str, Any]) -> str:
                     mark = " ✔" if i == record["chosen_index"] else ""
                     if mark and record.get("edge"):
                         mark += f" ⚠ on the grid's {record['edge']} edge"
+                    if mark and record.get("tied"):
+                        mark += f" ⚠ tied with {len(record['tied'])} other point(s)"
                     if point.get("meets_target"):
                         mark += " (met the target)"
                     settings = ", ".join(f"{k}={v:g}" for k, v in point["settings"].items())
@@ -284,8 +286,10 @@ def _selection(selection: dict[str, Any]) -> str:
     return (
         f"<p class='note'>Criterion, fixed before any test request is scored: {html.escape(criterion)}. ✔ marks the "
         "chosen point; ⚠ flags a choice on an edge of its grid that is not a natural bound of the setting (the grid "
-        "does not bracket it); <i>met the target</i> marks a point whose memorised forget score came within 0.10 of "
-        "the oracle's with every kept set within 0.05 of vanilla on the validation requests.</p>" + "".join(parts)
+        "does not bracket it) or tied with other points on the criterion (the grid's order chose it), and no claim's "
+        "check reads such a choice either way; <i>met the target</i> marks a point whose memorised forget score came "
+        "within 0.10 of the oracle's with every kept set within 0.05 of vanilla on the validation requests.</p>"
+        + "".join(parts)
     )
 
 
