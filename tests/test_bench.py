@@ -14,6 +14,7 @@ from medunlearn.data.hierarchy import Level
 from medunlearn.data.synthetic import HospitalConfig, synthesize
 from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.attack_validation import attack_validation
+from medunlearn.evaluation.claims_plan import plan_hash, unjudged
 from medunlearn.evaluation.results import load_metrics
 from medunlearn.executors import LocalExecutor, Task
 from medunlearn.methods.catalog import method_config
@@ -279,6 +280,17 @@ def test_select_tunes_on_validation_requests_and_runs_the_tests_with_the_choice(
         json.loads((tmp_path / "run" / "cells" / validation[0] / "vanilla.json").read_text())["request"]["targets"]
     )
     assert {a["method"] for a in metrics["aggregates"]} == {"vanilla", "retrain", "chip", "grad_diff"}
+    # the claims plan was written before the test requests were scored: the grids and the requests drawn
+    plan = json.loads((tmp_path / "run" / "claims_plan.json").read_text())
+    assert plan["selection"]["grids"]["chip"] == config.grid("chip")
+    assert {r["key"] for r in plan["requests"]} == {validation[0], tested["chip"]["request"]["key"]}
+    assert metrics["claims_plan"]["dual_encoder"] == {"hash": plan_hash(plan)}
+    # resumed after a threshold moved: the numbers stay, the claims are not judged, the first plan is kept
+    monkeypatch.setattr("medunlearn.evaluation.claims_plan.FORGET_TOLERANCE", 0.2)
+    again = Bench(small_dataset, config, tmp_path / "run").run()
+    assert again["results"] == metrics["results"] and again["claims_plan"]["dual_encoder"]["hash"] == plan_hash(plan)
+    assert unjudged(again) and "changed after the run began" in unjudged(again)[0]
+    assert json.loads((tmp_path / "run" / "claims_plan.json").read_text()) == plan
 
 
 def test_the_bench_trains_and_unlearns_through_the_lora_ranks_it_is_given():

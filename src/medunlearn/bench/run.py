@@ -41,6 +41,8 @@ from medunlearn.bench.run_folder import RunFolder, is_trained, loaded_vanilla, t
 from medunlearn.bench.selection import adopt_numbered_cells, choose, chosen_runs, grid_runs
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.errors import MedunlearnError
+from medunlearn.evaluation.claims_plan import FILE as PLAN_FILE
+from medunlearn.evaluation.claims_plan import claims_plan, plan_record
 from medunlearn.evaluation.quality import measure_quality
 from medunlearn.evaluation.results import ORACLE, VANILLA, metrics_document
 from medunlearn.evaluation.statistics import aggregate, retraining_noise
@@ -101,6 +103,7 @@ class Bench:
                 self.dataset, self.config.training(), self.folder.vanilla(0), self.timings, "training"
             )
         requests = self.prepare(vanilla_folder)
+        plan = self.claims_plan(requests)  # before any test request is scored
         done, planned = self.plan(requests)
         note(
             f"{self.folder.path}: {sum(r.role == TEST for r in requests)} test and "
@@ -141,6 +144,7 @@ class Bench:
         self.attach_ulira(rows, banded)
         metrics = metrics_document(self.settings, models, rows, self.timings)
         metrics["selection"] = {family: selection} if selection else {}
+        metrics["claims_plan"] = {family: plan}
         metrics["aggregates"] = aggregate(rows, seed=self.config.seed)
         keys = {r.key for r in banded}
         noise = [row for row in rows if row["method"] in (VANILLA, ORACLE) and row["request"]["key"] in keys]
@@ -165,6 +169,22 @@ class Bench:
         del vanilla
         released()
         return requests
+
+    def claims_plan(self, requests: list[BenchRequest]) -> dict[str, Any]:
+        """Write the plan the claims will be judged by (``claims_plan.json``: thresholds, tests, the selection rule and
+        grids, the requests drawn) the first time; a resumed run compares the plan it computes now with that one.
+        Its record for metrics.json: the first plan's hash, and the current one's where they differ."""
+        drawn = [{"key": r.key, "role": r.role, "group": r.group, "targets": list(r.request.targets)} for r in requests]
+        grids = {name: self.config.grid(name) for name in self.config.unlearning_methods} if self.config.select else {}
+        plan = claims_plan(drawn, grids, select=self.config.select)
+        path = self.folder.path / PLAN_FILE
+        written = read_json(path)
+        if written is None:
+            write_json(path, plan)
+        record = plan_record(written, plan)
+        if "changed_to" in record:
+            note(f"{path}: the claims plan changed since the run began; its claims will not be judged")
+        return record
 
     def attach_ulira(self, rows: list[dict[str, Any]], banded: list[BenchRequest]) -> None:
         """Each row of a request trained from ``seeds`` ≥ 3 gets its U-LiRA (``privacy.ulira``): its members' losses

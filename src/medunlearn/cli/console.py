@@ -96,7 +96,12 @@ def print_claims(metrics: dict) -> None:
     table.add_column("model")
     table.add_column("verdict")
     from medunlearn.evaluation.claims import check_claims  # the statistics (scipy): once there are claims
+    from medunlearn.evaluation.claims_plan import unjudged
 
+    if unjudged(metrics):
+        for why in unjudged(metrics):
+            out.print(f"the published claims are not judged: {why}")
+        return
     claims = check_claims(
         metrics.get("aggregates") or [], noise=metrics.get("noise") or [], selection=metrics.get("selection")
     )

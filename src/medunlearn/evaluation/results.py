@@ -140,6 +140,7 @@ def merge_metrics(parts: list[dict[str, Any]]) -> dict[str, Any]:
             f"{family}:{k}": v for part in parts for family in part["models"] for k, v in part["timings"].items()
         },
         "selection": {family: chosen for part in parts for family, chosen in (part.get("selection") or {}).items()},
+        "claims_plan": {family: plan for part in parts for family, plan in (part.get("claims_plan") or {}).items()},
         "aggregates": [entry for part in parts for entry in part.get("aggregates", [])],
         "noise": [entry for part in parts for entry in part.get("noise", [])],
     }

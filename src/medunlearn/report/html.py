@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from medunlearn.evaluation.claims import check_claims
+from medunlearn.evaluation.claims_plan import unjudged
 from medunlearn.evaluation.intervals import INTERVAL_METHOD
 from medunlearn.evaluation.knowledge import PARTS
 from medunlearn.evaluation.results import (
@@ -296,12 +297,26 @@ def _selection(selection: dict[str, Any]) -> str:
 VERDICT_STYLE = {HOLDS: "#1e8449", FAILS: "#b03a2e", INCONCLUSIVE: "#7d6608", NOT_MEASURABLE: "#566573"}
 
 
-def _claims(metrics: dict[str, Any]) -> str:
+def claims_section(metrics: dict[str, Any]) -> str:
     """The seed papers' claims, each with its verdict and the numbers of every check."""
     aggregates = metrics.get("aggregates") or []
     claims = check_claims(aggregates, noise=metrics.get("noise") or [], selection=metrics.get("selection"))
     if not claims:
         return ""
+    plans = metrics.get("claims_plan") or {}
+    hashes = ", ".join(f"{family} {record['hash']}" for family, record in plans.items())
+    plan_line = (
+        f"<p class='note'>Claims plan (thresholds, tests, selection rule and grids, requests drawn; written before any "
+        f"test request was scored, <code>claims_plan.json</code>): {html.escape(hashes)}.</p>"
+        if plans
+        else ""
+    )
+    if unjudged(metrics):
+        return (
+            "<h2>The published claims</h2>"
+            + "".join(f"<p class='note'><b>Not judged</b>: {html.escape(why)}.</p>" for why in unjudged(metrics))
+            + plan_line
+        )
     if max((a.get("requests") or 0) for a in aggregates) < 2:  # one request per group: an example, not evidence
         lines = "".join(f"<li>{html.escape(c['claim'])} ({html.escape(c['model'])})</li>" for c in claims)
         return (
@@ -325,10 +340,12 @@ def _claims(metrics: dict[str, Any]) -> str:
     return (
         "<h2>The published claims, checked</h2><p class='note'>Each check tests its thresholds on the per-request "
         "values, one-sided at 0.025 (the side of the 95 % interval shown): <b>holds</b> when every condition is "
-        "shown on the claim's side; <b>does not hold</b> when one is shown on the other side after Holm's "
-        "correction over the claim's checks; <b>inconclusive</b> otherwise, or below 4 requests; <b>not "
-        f"measurable</b> where vanilla − oracle lies inside the retraining-noise band. Intervals: "
-        f"{html.escape(INTERVAL_METHOD)}. Thresholds and rules: docs/evaluation.md.</p>"
+        "shown on the claim's side; <b>does not hold</b> when one of its k conditions is shown on the other side "
+        "at k × its p-value and after Holm's correction over the claim's checks; <b>inconclusive</b> otherwise, "
+        "below 4 requests, or where the check reads a setting chosen on a grid edge or in a tie; <b>not "
+        "measurable</b> where vanilla − oracle is not shown above the retraining-noise band (3 seeds on 3 requests "
+        f"or more). Intervals: {html.escape(INTERVAL_METHOD)}. Thresholds and rules: docs/evaluation.md.</p>"
+        f"{plan_line}"
         "<table><thead><tr><th class='name'>claim · check</th><th class='name'>verdict</th><th "
         "class='name'>numbers: mean [95 % CI]</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
@@ -397,7 +414,7 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
             + "</li>"
         )
     parts.append("</ul>")
-    parts.append(_claims(metrics))
+    parts.append(claims_section(metrics))
     models = metrics.get("models", {})
     for family, info in models.items():
         quality = info.get("quality") or {}
