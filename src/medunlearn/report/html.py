@@ -26,6 +26,7 @@ from medunlearn.evaluation.verdicts import FAILS, HOLDS, INCONCLUSIVE, NOT_MEASU
 from medunlearn.outputs import atomic_file
 from medunlearn.report.attack_checks import attack_validation_section
 from medunlearn.report.plots import draw_all
+from medunlearn.report.power import power_section
 from medunlearn.report.robustness import robustness_section
 from medunlearn.report.tables import closest_to_oracle, embedded_image, request_label, summary_table
 
@@ -443,6 +444,7 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
             "past the oracle on the forget set is over-forgetting, not success.</p>"
         )
         parts.append(_aggregates(aggregates))
+        parts.append(power_section(aggregates))
     elif aggregates:
         parts.append(
             "<p class='note'>One request per level: the summary's numbers are single values, so no interval is "
