@@ -44,7 +44,7 @@ from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.reports import EDEMA_GRADES
 from medunlearn.data.synthetic import HospitalConfig
 from medunlearn.demo import FORGET_FRACTIONS, FORGET_MI_COHORT, DemoRun, demo_dataset
-from medunlearn.evaluation.claims import MIN_NOISE_REQUESTS
+from medunlearn.evaluation.measurability import MIN_NOISE_REQUESTS
 from medunlearn.evaluation.results import merge_metrics
 from medunlearn.executors import Executor, LocalExecutor, side_by_side
 from medunlearn.outputs import mark, write_json

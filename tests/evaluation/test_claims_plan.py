@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from medunlearn.evaluation.claims_plan import claims_plan, plan_hash, plan_record, unjudged
-from medunlearn.report.html import claims_section
+from medunlearn.report.claims import claims_section
 
 REQUESTS = [{"key": "patient-1a2b", "role": "test", "group": "patient", "targets": ["inst-1.pat-02"]}]
 

@@ -55,10 +55,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from medunlearn.evaluation.intervals import difference_range, holm, mean_interval, value_range
+from medunlearn.evaluation.measurability import measurability, noise_widths
 from medunlearn.evaluation.results import FORGETTING_SET, KEPT_SETS, ORACLE, SCORE, VANILLA
-from medunlearn.evaluation.selection import FORGET_TOLERANCE, UTILITY_TOLERANCE
+from medunlearn.evaluation.selection import FORGET_TOLERANCE, UTILITY_TOLERANCE, choice_doubts, grid_evidence
 from medunlearn.evaluation.verdicts import (
-    ALPHA,
     HOLDS,
     INCONCLUSIVE,
     NOT_MEASURABLE,
@@ -121,56 +121,6 @@ def _paired(metrics: dict[str, Any] | None, name: str, reference: str) -> dict[s
     return ((metrics or {}).get(name) or {}).get(reference)
 
 
-#: the fewest training seeds and requests a retraining-noise band needs before "not measurable" is tested on it
-MIN_NOISE_SEEDS, MIN_NOISE_REQUESTS = 3, 3
-
-
-def _noise_widths(noise: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str], tuple[float, int, int]]:
-    """Per (model, group, metric): the widest seed band of the vanilla model and the oracle, with the fewest seeds
-    and requests of the two bands (documents written before the band counted its requests: 1)."""
-    out: dict[tuple[str, str, str], tuple[float, int, int]] = {}
-    for entry in noise:
-        seeds, requests = len(entry.get("seeds") or []), int(entry.get("requests", 1))
-        for name, band in entry.get("metrics", {}).items():
-            key = (entry["model"], entry["group"], name)
-            width = float(band["high"]) - float(band["low"])
-            if key in out:
-                before = out[key]
-                out[key] = (max(before[0], width), min(before[1], seeds), min(before[2], requests))
-            else:
-                out[key] = (width, seeds, requests)
-    return out
-
-
-def _measurability(index, widths, model: str, group: str, name: str) -> tuple[str | None, str]:
-    """(why ``group`` cannot be judged on ``name``, else None; a note on how that was decided).
-
-    Vanilla − oracle is tested one-sided against the widest retraining-noise band (the tests the intervals invert):
-    a level where it is not shown above the band is not measurable — retraining cannot tell what is forgotten there
-    from its own noise. The test needs a band from at least 3 seeds on at least 3 requests; on a thinner band, or
-    none, the verdicts stand and the note says measurability was not tested."""
-    band = widths.get((model, group, name))
-    distance = _paired(index.get((model, group, VANILLA)), name, "minus_oracle")
-    if band is None:
-        return None, "measurability untested: no retraining-noise band (--seeds 1)"
-    width, seeds, requests = band
-    if seeds < MIN_NOISE_SEEDS or requests < MIN_NOISE_REQUESTS:
-        return None, (
-            f"measurability untested: the retraining-noise band ({width:.3f}) rests on {seeds} seeds on {requests} "
-            f"request(s); the test needs {MIN_NOISE_SEEDS} on {MIN_NOISE_REQUESTS}"
-        )
-    if not distance or distance.get("mean") is None:
-        return None, "measurability untested: no vanilla − oracle"
-    p_above_band = side_test(distance, width, below=False)[0]
-    numbers = (
-        f"vanilla − oracle {described(distance)} against the retraining-noise band {width:.3f} ({seeds} seeds on "
-        f"{requests} requests): one-sided p {p_above_band:.3f}"
-    )
-    if p_above_band <= ALPHA:
-        return None, f"measurable: {numbers}"
-    return f"not measurable: {numbers}, not shown above the band", ""
-
-
 def check_claims(
     aggregates: Sequence[dict[str, Any]],
     *,
@@ -182,7 +132,7 @@ def check_claims(
     ``noise``: the bench's retraining-noise bands (a level inside them is not measurable); ``selection``: its
     grid searches per model (what the validation requests showed of each method's whole grid)."""
     index = _index(aggregates)
-    widths = _noise_widths(noise)
+    widths = noise_widths(noise)
     claims: list[dict[str, Any]] = []
     for model in dict.fromkeys(a["model"] for a in aggregates):
         context = Context(index, widths, (selection or {}).get(model, {}), model)
@@ -218,7 +168,12 @@ class Context:
         return self.index.get((self.model, group, method))
 
     def measurability(self, group: str, name: str) -> tuple[str | None, str]:
-        return _measurability(self.index, self.widths, self.model, group, name)
+        distance = _paired(self.metrics(group, VANILLA), name, "minus_oracle")
+        return measurability(distance, self.widths.get((self.model, group, name)))
+
+    def record(self, group: str, method: str) -> dict[str, Any]:
+        """The selection record of ``method`` at ``group`` ({} where none chose its setting)."""
+        return (self.selection.get(group) or {}).get(method) or {}
 
 
 def _check(
@@ -232,7 +187,7 @@ def _check(
 ) -> dict[str, Any]:
     """One check: its (p holds, p fails), numbers, a verdict forced by the data (``measured``: why the level is not
     measurable, else None; and how that was decided, added to the numbers) and the reasons it may not hold whatever
-    its test says; ``undecided``: why it decides neither way (:func:`_choice_doubts`)."""
+    its test says; ``undecided``: why it decides neither way (:func:`selection.choice_doubts`)."""
     forced, note = measured
     return {
         "check": label,
@@ -280,42 +235,6 @@ def _claim(title: str, model: str, checks: list[dict[str, Any]]) -> dict[str, An
     }
 
 
-def _choice_doubts(context: Context, group: str, methods: Sequence[str]) -> list[str]:
-    """Why a check that reads these methods' chosen settings decides neither way (issue 40): a chosen point on an
-    edge of its grid that is not a natural bound (the grid does not bracket the choice), or tied with other points
-    over a flat criterion (their order chose it: "nothing moves at any lr" is no evidence of anything)."""
-    reasons = []
-    for method in methods:
-        record = (context.selection.get(group) or {}).get(method) or {}
-        if record.get("edge"):
-            reasons.append(f"{method}'s chosen point {record['chosen']} is on its grid's {record['edge']} edge")
-        if record.get("tied"):
-            reasons.append(
-                f"{method}'s chosen point {record['chosen']} tied with {len(record['tied'])} other grid point(s) on "
-                "its criterion"
-            )
-    return reasons
-
-
-def _grid_evidence(context: Context, level: str, method: str) -> list[str]:
-    """Why a method's test check cannot show it struggles: a grid point met the target on the validation
-    requests, or no validation request could select (the method ran at its defaults, its grid untried)."""
-    record = (context.selection.get(level) or {}).get(method)
-    if not record:
-        return []
-    reasons = []
-    if record.get("chosen") is None and record.get("left_out"):
-        reasons.append(
-            f"no validation request could select its setting ({', '.join(record['left_out'])}: vanilla already within "
-            f"{FORGET_TOLERANCE:.2f} of the oracle there), so it ran at its defaults"
-        )
-    met = [i for i, point in enumerate(record["grid"]) if point.get("meets_target")]
-    if met:
-        shown = ", ".join(str(record["grid"][i]["settings"]) for i in met)
-        reasons.append(f"grid point(s) {shown} met the target on the validation requests")
-    return reasons
-
-
 def _struggle(context: Context, levels: list[str], methods: dict[str, list[str]]) -> dict[str, Any]:
     checks = []
     for level in levels:
@@ -336,8 +255,8 @@ def _struggle(context: Context, levels: list[str], methods: dict[str, list[str]]
                     negated(conjunction(succeeds)),
                     "; ".join(numbers),
                     measured=context.measurability(level, FORGETTING),
-                    cannot_hold=_grid_evidence(context, level, method),
-                    undecided=_choice_doubts(context, level, [method]),
+                    cannot_hold=grid_evidence(context.record(level, method)),
+                    undecided=choice_doubts({method: context.record(level, method)}),
                 )
             )
     return _claim(
@@ -419,7 +338,7 @@ def _chip_gap(context: Context, levels: list[str], methods: dict[str, list[str]]
                 f"{best} gap − oracle gap {described(gap(best))}; {chip} holdout diagnostic − vanilla "
                 f"{described(utility)}{note}",
                 measured=measured,
-                undecided=_choice_doubts(context, level, [chip, best]),
+                undecided=choice_doubts({m: context.record(level, m) for m in (chip, best)}),
             )
         )
         against.append(
@@ -428,7 +347,7 @@ def _chip_gap(context: Context, levels: list[str], methods: dict[str, list[str]]
                 within_test(gap(chip), FORGET_TOLERANCE),
                 f"{chip} gap − oracle gap {described(gap(chip))}",
                 measured=measured,
-                undecided=_choice_doubts(context, level, [chip]),
+                undecided=choice_doubts({chip: context.record(level, chip)}),
             )
         )
     name = "CHIP" if chip == CHIP else "CHIP (the authors' configuration)"
@@ -467,7 +386,7 @@ def _forget_mi(context: Context, fractions: list[str]) -> dict[str, Any]:
                 conjunction(tests),
                 "; ".join(numbers),
                 measured=context.measurability(group, "forget/auc"),
-                undecided=_choice_doubts(context, group, [FORGET_MI]),
+                undecided=choice_doubts({FORGET_MI: context.record(group, FORGET_MI)}),
             )
         )
     return _claim(

@@ -16,14 +16,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from medunlearn.evaluation.claims import (
-    FORGET_MI_PAPER,
-    MIN_NOISE_REQUESTS,
-    MIN_NOISE_SEEDS,
-    RECOVERY_THRESHOLD,
-    TEST_TOLERANCE,
-)
+from medunlearn.evaluation.claims import FORGET_MI_PAPER, RECOVERY_THRESHOLD, TEST_TOLERANCE
 from medunlearn.evaluation.intervals import INTERVAL_METHOD, MIN_INTERVAL_N
+from medunlearn.evaluation.measurability import MIN_NOISE_REQUESTS, MIN_NOISE_SEEDS
 from medunlearn.evaluation.selection import CRITERION, FORGET_TOLERANCE, UTILITY_TOLERANCE
 from medunlearn.evaluation.verdicts import ALPHA
 

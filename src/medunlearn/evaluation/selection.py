@@ -155,3 +155,36 @@ def selection_record(
         "edge": edge_of(points, chosen, bounds or {}),
         "tied": [dict(points[i]) for i in tied_with(values, chosen)],
     }
+
+
+def choice_doubts(records: dict[str, dict[str, Any]]) -> list[str]:
+    """Why a check that reads these methods' chosen settings (method: its selection record) decides neither way
+    (issue 40): a chosen point on an edge of its grid that is not a natural bound (the grid does not bracket the
+    choice), or tied with other points over a flat criterion (their order chose it: "nothing moves at any lr" is no
+    evidence of anything)."""
+    reasons = []
+    for method, record in records.items():
+        if record.get("edge"):
+            reasons.append(f"{method}'s chosen point {record['chosen']} is on its grid's {record['edge']} edge")
+        if record.get("tied"):
+            reasons.append(
+                f"{method}'s chosen point {record['chosen']} tied with {len(record['tied'])} other grid point(s) on "
+                "its criterion"
+            )
+    return reasons
+
+
+def grid_evidence(record: dict[str, Any]) -> list[str]:
+    """Why a method's check cannot show that it struggles: a grid point met the target on the validation requests,
+    or no validation request could select (the method ran at its defaults, its grid untried)."""
+    reasons = []
+    if record.get("chosen") is None and record.get("left_out"):
+        reasons.append(
+            f"no validation request could select its setting ({', '.join(record['left_out'])}: vanilla already within "
+            f"{FORGET_TOLERANCE:.2f} of the oracle there), so it ran at its defaults"
+        )
+    met = [i for i, point in enumerate(record.get("grid") or []) if point.get("meets_target")]
+    if met:
+        shown = ", ".join(str(record["grid"][i]["settings"]) for i in met)
+        reasons.append(f"grid point(s) {shown} met the target on the validation requests")
+    return reasons
