@@ -269,6 +269,8 @@ def test_select_tunes_on_validation_requests_and_runs_the_tests_with_the_choice(
     chosen = metrics["selection"]["dual_encoder"]["fraction0.2"]
     assert set(chosen) == {"chip", "grad_diff"} and len(chosen["chip"]["grid"]) == len(config.grid("chip"))  # k
     assert all("meets_target" in point for point in chosen["chip"]["grid"]) and "edge" in chosen["chip"]
+    assert all({"forget_minus_oracle", "damage"} <= set(p["frontier"]) for p in chosen["chip"]["grid"])  # the plot's
+    assert chosen["chip"]["oracle_frontier"]["forget_minus_oracle"] == 0.0
     validation = chosen["chip"]["validation_requests"]
     assert len(validation) == 1 and validation[0].startswith("validation-fraction0.2-")
     tested = {row["method"]: row for row in metrics["results"]}

@@ -5,10 +5,12 @@ from medunlearn.evaluation.selection import (
     choose,
     criterion,
     edge_of,
+    frontier,
     meets_target,
     selection_record,
     target_distances,
 )
+from medunlearn.report.plots import grid_frontier
 
 
 def _row(**means):
@@ -182,3 +184,25 @@ def test_grid_cells_are_named_by_their_settings_and_numbered_ones_are_adopted(tm
     write_json(stray, {"settings": method_config("chip", {"k": 99.0}).settings.to_json()})
     adopt_numbered_cells(folder, config, request)
     assert folder.cell(request.key, "chip@k=10").is_file() and not old.exists() and stray.exists()
+
+
+def test_each_grid_point_keeps_its_place_on_the_forgetting_damage_plane(tmp_path):
+    over = _row(forget=0.30, siblings=0.85, retain=0.90, holdout_diagnostic=0.8)  # past the oracle, some damage
+    assert frontier(over, VANILLA, ORACLE) == pytest.approx({"forget_minus_oracle": -0.10, "damage": 0.07})
+    assert frontier(ORACLE, VANILLA, ORACLE) == pytest.approx({"forget_minus_oracle": 0.0, "damage": 0.0})
+    little = _row(forget=0.90, siblings=0.9, retain=0.92, holdout_diagnostic=0.8)
+    places = [[frontier(little, VANILLA, ORACLE)] * 2, [frontier(over, VANILLA, ORACLE)] * 2]
+    record = selection_record(
+        [{"epochs": 1.0}, {"epochs": 2.0}],
+        [[0.5, 0.5], [0.17, 0.17]],
+        ["v1", "v2"],
+        places=places,
+        oracle_place=[frontier(ORACLE, VANILLA, ORACLE)] * 2,
+    )
+    assert record["grid"][0]["frontier"] == pytest.approx({"forget_minus_oracle": 0.5, "damage": 0.0})
+    assert record["oracle_frontier"] == {"forget_minus_oracle": 0.0, "damage": 0.0}
+    # the report draws the grid as a line per method, the chosen point ringed
+    assert grid_frontier({"m": {"patient": {"npo": record}}}, tmp_path / "f.png").is_file()
+    assert (
+        grid_frontier({"m": {"patient": {"npo": {**record, "grid": [{"settings": {}}]}}}}, tmp_path / "g.png") is None
+    )

@@ -78,6 +78,31 @@ def target_distances(row: dict[str, Any], vanilla: dict[str, Any], oracle: dict[
     return out
 
 
+def frontier(row: dict[str, Any], vanilla: dict[str, Any], oracle: dict[str, Any]) -> dict[str, float]:
+    """Where one run sits on the forgetting–damage plane on one request: its memorised forget score minus the
+    oracle's (signed: below 0 is over-forgetting) and its damage, Σ max(0, vanilla − run) over the kept sets."""
+    out = {}
+    forget, target = set_score(row, FORGETTING_SET), set_score(oracle, FORGETTING_SET)
+    if forget is not None and target is not None:
+        out["forget_minus_oracle"] = forget - target
+    drops = [
+        max(0.0, before - after)
+        for name in KEPT_SETS
+        if (before := set_score(vanilla, name)) is not None and (after := set_score(row, name)) is not None
+    ]
+    if drops:
+        out["damage"] = sum(drops)
+    return out
+
+
+def _mean_place(places: Sequence[dict[str, float]]) -> dict[str, float]:
+    """The mean of each coordinate over the requests that have it, rounded as the record's other numbers."""
+    names = {name for place in places for name in place}
+    return {
+        name: round(sum(p[name] for p in places if name in p) / sum(name in p for p in places), 6) for name in names
+    }
+
+
 def meets_target(distances: Sequence[dict[str, float]]) -> bool:
     """Whether the means over the validation requests meet the per-level target."""
     names = {name for d in distances for name in d}
@@ -128,21 +153,27 @@ def selection_record(
     distances: Sequence[Sequence[dict[str, float]]] | None = None,
     bounds: dict[str, tuple[Any, Any]] | None = None,
     left_out: Sequence[str] = (),
+    places: Sequence[Sequence[dict[str, float]]] | None = None,
+    oracle_place: Sequence[dict[str, float]] = (),
 ) -> dict[str, Any]:
     """What the report shows for one method and level: the grid, each point's criterion values and whether it met
     the target (``distances``: per point, each request's :func:`target_distances`), the choice and its edge.
     ``left_out``: the validation requests that could not select (:func:`can_select`); with none left (``requests``
-    empty) nothing is chosen and the method runs at its defaults."""
+    empty) nothing is chosen and the method runs at its defaults. ``places``: per point, each request's
+    :func:`frontier`, and ``oracle_place`` the oracle's, averaged into the record (the report's frontier plot)."""
     grid = [
         {
             "settings": point,
             "criterion": [round(v, 6) for v in vals],
             "mean": round(sum(vals) / len(vals), 6) if vals else None,
             **({"meets_target": meets_target(distances[i])} if distances is not None and requests else {}),
+            **({"frontier": _mean_place(places[i])} if places is not None and places[i] else {}),
         }
         for i, (point, vals) in enumerate(zip(points, values, strict=True))
     ]
     record: dict[str, Any] = {"criterion": CRITERION, "validation_requests": list(requests), "grid": grid}
+    if oracle_place:
+        record["oracle_frontier"] = _mean_place(oracle_place)
     if left_out:
         record["left_out"] = list(left_out)
     if not requests:

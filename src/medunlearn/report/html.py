@@ -296,7 +296,9 @@ def _selection(selection: dict[str, Any]) -> str:
 def render(metrics: dict[str, Any], folder: Path) -> Path:
     """Draw the plots into ``folder/plots`` and write ``folder/report.html``."""
     results = metrics["results"]
-    plots = draw_all(results, folder / "plots", metrics.get("aggregates"), metrics.get("noise"))
+    plots = draw_all(
+        results, folder / "plots", metrics.get("aggregates"), metrics.get("noise"), metrics.get("selection")
+    )
     captions = {
         "forgetting_vs_damage.png": "Per level, each method's memorised forget score against its damage to the kept "
         "sets (Σ of its drops below vanilla on siblings, retain and holdout diagnostic); the dashed line is the "
@@ -308,6 +310,9 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
         "(reconstruction attack; questions whose answer the context states are left out).",
         "mia_roc.png": "LOSS membership-inference ROC curves, forget vs holdout; the oracle's curve is the target.",
         "cost_vs_quality.png": "Wall time against distance to the oracle on the forget sets.",
+        "grid_frontier.png": "Each selected method's whole grid on the validation requests: memorised forget score "
+        "minus the oracle's against damage to the kept sets, the chosen point ringed, the oracle starred. A choice at "
+        "the end of a line is on its grid's edge: the grid did not bracket it.",
     }
     table = summary_table(results)
     verdicts = closest_to_oracle(results)

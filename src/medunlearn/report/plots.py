@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from medunlearn.evaluation.results import FORGETTING_SET, ORACLE, REFERENCE_ROWS, SCORE, VANILLA
+from medunlearn.evaluation.selection import FORGET_TOLERANCE
 from medunlearn.outputs import atomic_file
 from medunlearn.report.tables import damage, grouped, summary_table
 
@@ -217,11 +218,54 @@ def forget_against_oracle(aggregates: list[dict[str, Any]], noise: list[dict[str
     return _save(figure, path)
 
 
+def grid_frontier(selection: dict[str, Any], path: Path) -> Path | None:
+    """Per model and group: each selected method's grid on the validation requests, memorised forget score minus
+    the oracle's against damage to the kept sets, joined along its axis, the chosen point ringed, the oracle's own
+    place starred and the forget tolerance shaded — the frontier the choice was read from."""
+    groups = [
+        (model, group, methods)
+        for model, by_group in (selection or {}).items()
+        for group, methods in by_group.items()
+        if any(point.get("frontier") for record in methods.values() for point in record["grid"])
+    ]
+    if not groups:
+        return None
+    figure, axes = _panels(len(groups))
+    for ax, (model, group, methods) in zip(axes, groups, strict=True):
+        ax.axhspan(-FORGET_TOLERANCE, FORGET_TOLERANCE, color="#d5f5e3", label=f"±{FORGET_TOLERANCE:.2f} of the oracle")
+        oracle = None
+        for name, record in methods.items():
+            placed = [
+                (i, p["frontier"])
+                for i, p in enumerate(record["grid"])
+                if {"damage", "forget_minus_oracle"} <= set(p.get("frontier") or {})
+            ]
+            if not placed:
+                continue
+            xs = [place["damage"] for _, place in placed]
+            ys = [place["forget_minus_oracle"] for _, place in placed]
+            (line,) = ax.plot(xs, ys, marker="o", markersize=3, linewidth=1, label=name)
+            chosen = [k for k, (i, _) in enumerate(placed) if i == record.get("chosen_index")]
+            if chosen:
+                ax.scatter([xs[chosen[0]]], [ys[chosen[0]]], s=90, facecolors="none", edgecolors=line.get_color())
+            oracle = oracle or record.get("oracle_frontier")
+        if oracle and "damage" in oracle:
+            ax.scatter([oracle["damage"]], [0.0], marker="*", s=120, color="black", label="oracle", zorder=3)
+        ax.axhline(0, color="black", linewidth=0.7)
+        ax.set_xlabel("damage: Σ drop below vanilla (kept sets)", fontsize=8)
+        ax.set_ylabel("memorised forget − oracle", fontsize=8)
+        ax.set_title(f"{model} · {group}", fontsize=9)
+        ax.legend(fontsize=6)
+    figure.suptitle("Each method's grid on the validation requests (ringed: chosen); the oracle sits at 0 on its own")
+    return _save(figure, path)
+
+
 def draw_all(
     results: list[dict[str, Any]],
     folder: Path,
     aggregates: list[dict[str, Any]] | None = None,
     noise: list[dict[str, Any]] | None = None,
+    selection: dict[str, Any] | None = None,
 ) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     made = [
@@ -231,5 +275,6 @@ def draw_all(
         reconstruction(results, folder / "reconstruction.png"),
         mia_roc(results, folder / "mia_roc.png"),
         cost_vs_quality(results, folder / "cost_vs_quality.png"),
+        grid_frontier(selection or {}, folder / "grid_frontier.png"),
     ]
     return [p for p in made if p is not None]
