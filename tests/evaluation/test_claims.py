@@ -123,6 +123,10 @@ def test_the_reconstruction_claim_reads_recovery_beyond_the_oracle_per_level():
     assert claim["verdict"] == HOLDS and [c["verdict"] for c in claim["checks"]] == [HOLDS, HOLDS]
     entries[1] = _entry("institution", "grad_diff", reconstruction__recovery={"minus_oracle": _ci(0.2, 0.1, 0.3)})
     assert next(c for c in check_claims(entries) if "reconstruction" in c["claim"])["verdict"] == FAILS
+    # the mean over the methods reads each one's chosen setting: one on its grid's edge and the level decides nothing
+    edge = {"m": {"institution": {"grad_diff": {"grid": [], "chosen": {"epochs": 0.5}, "edge": "low epochs"}}}}
+    claim = next(c for c in check_claims(entries, selection=edge) if "reconstruction" in c["claim"])
+    assert [c["verdict"] for c in claim["checks"]] == [HOLDS, INCONCLUSIVE]
 
 
 @pytest.mark.parametrize(

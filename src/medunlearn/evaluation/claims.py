@@ -29,10 +29,6 @@ The claims (from the seed papers):
   method's whole grid: if any grid point met that target on the validation requests, the
   method is not evidence that it struggles (the check cannot hold) — doing nothing is not
   struggling.
-
-Every check that reads a method's chosen setting (①, ③, Forget-MI) decides **neither way**
-where that choice sits on an edge of its grid that is not a natural bound, or tied with
-other grid points on the criterion: the grid did not bracket it, or its order chose it.
 - MedForget ②: fine-grained (section, study) unlearning is vulnerable to the
   reconstruction attack, coarse (institution, patient) is not — the context's recovery
   of the forget score beyond the oracle's exceeds ``RECOVERY_THRESHOLD`` at the fine
@@ -47,6 +43,11 @@ other grid points on the criterion: the grid did not bracket it, or its order ch
 - Forget-MI: forget AUC, forget F1 and the MIA score (the share of forget samples the SVC audit calls members, as
   the paper's) drop against the original model (paper: −0.221, −0.305, −0.202) while test performance stays that
   of the retrained model (|test AUC − oracle| ≤ ``TEST_TOLERANCE``, a margin from a power calculation).
+
+Every check that reads a method's chosen setting (①, ② through its mean over the methods,
+③, Forget-MI) decides **neither way** where that choice sits on an edge of its grid that is
+not a natural bound, or tied with other grid points on the criterion: the grid did not
+bracket it, or its order chose it.
 """
 
 from __future__ import annotations
@@ -302,6 +303,7 @@ def _reconstruction(context: Context, levels: list[str], methods: dict[str, list
                 side_test(recovery, RECOVERY_THRESHOLD, below=not fine),
                 f"recovery − oracle's, per request the mean over methods {described(recovery)}",
                 measured=context.measurability(level, FORGETTING),
+                undecided=choice_doubts({m: context.record(level, m) for m in methods[level]}),
             )
         )
     return _claim(
