@@ -1,5 +1,5 @@
 """The interval over requests and its tests, simulated where they are used: 5 and 8 requests (the claims run has 8),
-on laws met in a bench, scores piled at 0 among them (issue 40; docs/evaluation.md, "Intervals over requests")."""
+on laws met in a bench, scores piled at 0 among them (issue 40; docs/evaluation.md, "Uncertainty")."""
 
 import math
 

@@ -25,7 +25,7 @@ its tests are the distribution-free ones of :mod:`medunlearn.evaluation.betting`
 every law in the range, at the price of width. Only an unbounded metric (the normalised
 forgetting) keeps the plain hull, and is a point when every value is alike. Coverage and each side's
 level are simulated at 5 and 8 requests in tests/evaluation/test_intervals.py
-(docs/evaluation.md, "Intervals over requests"). Below ``MIN_INTERVAL_N`` = 4 values no
+(docs/evaluation.md, "Uncertainty"). Below ``MIN_INTERVAL_N`` = 4 values no
 method tested reaches its coverage, so there is no interval.
 """
 
