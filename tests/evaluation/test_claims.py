@@ -121,6 +121,7 @@ def test_the_reconstruction_claim_reads_recovery_beyond_the_oracle_per_level():
     ]
     claim = next(c for c in check_claims(entries) if "reconstruction" in c["claim"])
     assert claim["verdict"] == HOLDS and [c["verdict"] for c in claim["checks"]] == [HOLDS, HOLDS]
+    assert "(n = 6)" in claim["checks"][0]["numbers"]  # every verdict states the requests behind it
     entries[1] = _entry("institution", "grad_diff", reconstruction__recovery={"minus_oracle": _ci(0.2, 0.1, 0.3)})
     assert next(c for c in check_claims(entries) if "reconstruction" in c["claim"])["verdict"] == FAILS
     # the mean over the methods reads each one's chosen setting: one on its grid's edge and the level decides nothing

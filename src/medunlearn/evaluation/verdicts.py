@@ -102,10 +102,11 @@ def negate(verdict: str) -> str:
 
 
 def described(entry: dict[str, Any] | None) -> str:
+    """An entry as a verdict states it: mean, 95 % interval and the number of requests behind them."""
     if not entry or entry.get("mean") is None:
         return "–"
     interval = (
-        f" [{entry['low']:+.3f}, {entry['high']:+.3f}]"
+        f" [{entry['low']:+.3f}, {entry['high']:+.3f}] (n = {entry.get('n', 1)})"
         if entry.get("low") is not None
         else f" (n = {entry.get('n', 1)}, no interval)"
     )
