@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from statistics import median
+from statistics import median, stdev
 from typing import Any
 
 from scipy import optimize, stats
@@ -71,9 +71,7 @@ def _spread(entry: dict[str, Any]) -> float | None:
     values = entry.get("values") or []
     if len(values) < 2:
         return None
-    mean = sum(values) / len(values)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-    spread = max(sd, float(entry.get("floor", 0.0)) * math.sqrt(len(values)))
+    spread = max(stdev(values), float(entry.get("floor", 0.0)) * math.sqrt(len(values)))
     return spread if spread > 0 else None
 
 

@@ -228,19 +228,11 @@ def retraining_noise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     keys = list(dict.fromkeys((r["model"], group_of(r["request"]), r["method"]) for r in rows if r["method"] in PAIRED))
     for model, group, method in keys:
-        mine = [
-            ((r.get("summary") or {}).get("training_seed", 0), row_metrics(r))
-            for r in rows
-            if (r["model"], group_of(r["request"]), r["method"]) == (model, group, method)
-        ]
+        own = [r for r in rows if (r["model"], group_of(r["request"]), r["method"]) == (model, group, method)]
+        mine = [((r.get("summary") or {}).get("training_seed", 0), row_metrics(r)) for r in own]
         seeds = sorted({seed for seed, _ in mine})
         # the requests the further seeds were trained on: the band's own n (the first seed covers every request)
-        requests = {
-            r["request"]["key"]
-            for r in rows
-            if (r["model"], group_of(r["request"]), r["method"]) == (model, group, method)
-            and (r.get("summary") or {}).get("training_seed", 0) != (seeds[0] if seeds else 0)
-        }
+        requests = {r["request"]["key"] for r, (seed, _) in zip(own, mine, strict=True) if seed != seeds[0]}
         metrics = {}
         for name in NOISE_METRICS:
             per_seed = []
