@@ -25,24 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from medunlearn.data.declared import INFERABLE, MEMORISED, deleted_by, own_type
 from medunlearn.data.hierarchy import DeletionRequest, Hospital
-from medunlearn.data.questions import stated_in_report
-from medunlearn.data.samples import Knowledge, Sample, Task
+from medunlearn.data.samples import Sample, Task
 
 #: a task score at or above this answers the item
 ANSWERED = 0.5
-MEMORISED, INFERABLE = Knowledge.MEMORISED.value, Knowledge.INFERABLE.value
 PARTS = (MEMORISED, INFERABLE)
-
-
-def own_type(hospital: Hospital, sample: Sample, *, reads_report: bool = False) -> str | None:
-    """The item's declared type before any request (None: not declared). A label the study's report states is
-    inferable to a model that reads the report (``reads_report``), whatever the image shows."""
-    if sample.knowledge is None:
-        return None
-    if sample.knowledge is Knowledge.INFERABLE or (reads_report and stated_in_report(hospital, sample)):
-        return INFERABLE
-    return MEMORISED
 
 
 def declared_part(
@@ -55,8 +44,7 @@ def declared_part(
         return kind
     if request is None:
         return None
-    deleted = any(hospital.is_in_subtree(sample.fact_node, target) for target in request.targets)
-    return MEMORISED if deleted else INFERABLE
+    return MEMORISED if deleted_by(hospital, request, sample) else INFERABLE
 
 
 def attacked(parts: Sequence[str | None]) -> list[int]:
