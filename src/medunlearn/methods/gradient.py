@@ -84,11 +84,24 @@ class BatchStream:
         return [self.samples[i] for i in rows]
 
 
+class StrataStream:
+    """Endless batches that draw an equal share of each batch from each of several sample lists (the first lists
+    taking the remainder), each list shuffled on its own from the one generator."""
+
+    def __init__(self, strata: list[list[Sample]], batch_size: int, generator: torch.Generator) -> None:
+        strata = [s for s in strata if s]
+        sizes = [batch_size // len(strata) + (i < batch_size % len(strata)) for i in range(len(strata))]
+        self.streams = [BatchStream(s, size, generator) for s, size in zip(strata, sizes, strict=True) if size]
+
+    def next(self) -> list[Sample]:
+        return [sample for stream in self.streams for sample in stream.next()]
+
+
 @dataclass(frozen=True)
 class Objective:
     uses_forget: bool
     uses_retain: bool
-    reference_on: str | None  # the set the frozen original model is run on ("forget", "retain"), if any
+    reference_on: str | None  # the set the frozen original model is run on ("forget", "retain", "both"), if any
     #: (forget term, retain term) of a step, each a mean over its rows (None: the objective has no such term)
     terms: Callable[
         [MultimodalModel, MultimodalModel | None, list[Sample], list[Sample], GradientSettings],
@@ -179,15 +192,30 @@ def micro_batches(
     return out
 
 
-def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSettings, objective: Objective) -> None:
-    forget, retain = job.forget_and_retain(
-        model, needs_forget=objective.uses_forget, needs_retain=objective.retains(settings)
-    )
+def run_objective(
+    model: MultimodalModel,
+    job: UnlearnJob,
+    settings: GradientSettings,
+    objective: Objective,
+    samples: tuple[list[Sample], list[list[Sample]]] | None = None,
+) -> None:
+    """Run the loop. ``samples``: the forget list and the retain strata its batches are drawn from, each retain batch
+    an equal share of every stratum (default: the job's forget set and its retain set as one stratum); the budget
+    counts passes over the forget list."""
+    if samples is None:
+        forget, retain = job.forget_and_retain(
+            model, needs_forget=objective.uses_forget, needs_retain=objective.retains(settings)
+        )
+        strata = [retain]
+    else:
+        forget, strata = samples
     generator = torch.Generator().manual_seed(job.seed)
     torch.manual_seed(job.seed)
-    forget_stream, retain_stream = (
-        BatchStream(forget, settings.batch_size, generator),
-        BatchStream(retain, settings.batch_size, generator),
+    forget_stream = BatchStream(forget, settings.batch_size, generator)
+    retain_stream = (
+        BatchStream(strata[0], settings.batch_size, generator)
+        if len(strata) == 1
+        else StrataStream(strata, settings.batch_size, generator)
     )
     reference = frozen_copy(model) if objective.reference_on else None
     optimizer, trainable = adamw(model, settings.lr)
@@ -224,9 +252,11 @@ def run_objective(model: MultimodalModel, job: UnlearnJob, settings: GradientSet
             optimizer.step()
             losses.append(reported.item())
             passes = len(forget_batch) + len(retain_batch)
-            reference_passes = {"forget": len(forget_batch), "retain": len(retain_batch)}.get(
-                objective.reference_on or "", 0
-            )
+            reference_passes = {
+                "forget": len(forget_batch),
+                "retain": len(retain_batch),
+                "both": len(forget_batch) + len(retain_batch),
+            }.get(objective.reference_on or "", 0)
             job.meter.cost.forward += passes + reference_passes
             job.meter.cost.backward += passes
             for budget in stops.get(len(losses), ()):  # (unlearn() gives budgets only with a snapshot)
