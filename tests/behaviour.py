@@ -48,9 +48,45 @@ SPECIFICITY = 0.25
 ASSERTED = [case for case in CASES if case[1] in ("grad_diff", "npo") and case[3] is Level.INSTITUTION]
 
 
+#: the targeted method's cases (benchmarks/targeted_spread.py measures them; tests/methods/test_targeted.py asserts
+#: those in TARGETED_ASSERTED): at each level the memorised part's loss rise against the largest rise of a kept set
+#: (the forget set's other items, the siblings, the held-out patients' diagnostic questions)
+TARGETED_CASES = [("vlm", "targeted", {"epochs": 10}, level) for level in REQUESTS]
+#: targeted is specific when every kept set's loss rises at most half as much as the memorised part's (fixed before
+#: the measurement): (memorised rise − largest kept rise) / memorised rise > TARGETING
+TARGETING = 0.5
+#: the targeted cases tests/methods/test_targeted.py asserts: every level kept at least 3 spreads of margin
+#: (targeted_spread.json), and the institution's case, the slowest (about 40–60 s), is measured but left out of the
+#: suite's time
+TARGETED_ASSERTED = [case for case in TARGETED_CASES if case[3] is not Level.INSTITUTION]
+
+
 def specificity(forget_rise: float, sibling_rise: float) -> float:
     """How much of the forget set's loss rise the siblings did not share: 1 = none of it, 0 = all of it."""
     return (forget_rise - sibling_rise) / abs(forget_rise)
+
+
+def targeting(memorised_rise: float, kept_rises: list[float]) -> float:
+    """How much of the memorised part's loss rise no kept set shared: 1 = none rose, 0 = one rose as much."""
+    return (memorised_rise - max(kept_rises)) / abs(memorised_rise)
+
+
+def targeted_sets(model, dataset, split) -> dict[str, float]:
+    """The mean answer loss of the request's memorised part and of each kept set the targeted method must hold."""
+    import numpy as np
+
+    from medunlearn.evaluation.quality import diagnostic_questions, per_sample_losses
+    from medunlearn.methods.targets import partition
+
+    forget = model.usable(split.table(dataset, "forget"))
+    memorised, kept = partition(dataset.hospital, split.request, forget, reads_report=not model.reads_questions)
+    sets = {
+        "memorised": memorised,
+        "kept_forget": kept,
+        "siblings": model.usable(split.table(dataset, "siblings")),
+        "holdout_diagnostic": model.usable(diagnostic_questions(split.table(dataset, "holdout"))),
+    }
+    return {name: float(np.mean(per_sample_losses(model, samples))) for name, samples in sets.items()}
 
 
 def case_id(case: tuple) -> str:

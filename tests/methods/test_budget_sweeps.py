@@ -34,7 +34,7 @@ def _alone(vlm, split, small_dataset, name, epochs, lora_r):
     return _weights(model), summary, (cost.forward, cost.backward)
 
 
-@pytest.mark.parametrize(("name", "lora_r"), [("npo", 0), ("grad_diff", 4)])
+@pytest.mark.parametrize(("name", "lora_r"), [("npo", 0), ("grad_diff", 4), ("targeted", 0)])
 def test_each_budget_of_a_sweep_is_the_model_a_run_of_that_budget_returns(name, lora_r, vlm, small_dataset):
     split = make_split(small_dataset, REQUEST, seed=0)
     seen = {}

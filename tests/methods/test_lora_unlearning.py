@@ -38,7 +38,7 @@ def _no_copies(monkeypatch):
     monkeypatch.setattr(gradient, "copy", SimpleNamespace(deepcopy=refuse))
 
 
-@pytest.mark.parametrize("name", ["npo", "kl", "grad_diff", "forget_mi"])
+@pytest.mark.parametrize("name", ["npo", "kl", "grad_diff", "forget_mi", "targeted"])
 def test_lora_unlearning_in_place_holds_one_copy_and_trains_only_the_adapter(name, vlm, small_dataset, monkeypatch):
     split = make_split(small_dataset, REQUEST, seed=0)
     network = vlm.network

@@ -63,6 +63,7 @@ def runs(toy_folders, small_dataset):
                 "before": before,
                 "after": _weights(source),
                 "results": [(_weights(m), cost) for m, cost, _ in results],
+                "summary": results[0][2],
             }
         return done[family, name]
 
@@ -91,14 +92,18 @@ def test_the_source_model_is_untouched(runs, family, name):
 def test_the_result_is_deterministic_and_differs_from_the_source(runs, family, name):
     (first, _), (second, _) = runs(family, name)["results"]
     assert _same(first, second)
-    assert not _same(first, runs(family, name)["before"])
+    # a targeted deletion whose request holds nothing memorised (the small hospital declares no classifier label
+    # memorised) takes no step and says so; every other run moves the model
+    nothing = runs(family, name)["summary"].get("targets") == 0
+    assert _same(first, runs(family, name)["before"]) is nothing
 
 
 @pytest.mark.parametrize("family, name", MATRIX, ids=IDS)
 def test_the_cost_is_counted(runs, family, name):
+    stepped = runs(family, name)["summary"].get("steps") != 0
     for _, cost in runs(family, name)["results"]:
-        assert cost.wall_s > 0 and cost.peak_mb > 0 and cost.forward > 0
-        assert (cost.backward == 0) if METHODS[name].training_free else (cost.backward > 0)
+        assert cost.wall_s > 0 and cost.peak_mb > 0 and (cost.forward > 0) is stepped
+        assert (cost.backward == 0) if METHODS[name].training_free or not stepped else (cost.backward > 0)
 
 
 def _outside(p: Parameter) -> list[object]:

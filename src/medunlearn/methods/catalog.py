@@ -27,6 +27,7 @@ from medunlearn.methods.settings import (
     Parameter,
     SaliencySettings,
     SimNPOSettings,
+    TargetedSettings,
     UndialSettings,
 )
 
@@ -130,6 +131,13 @@ METHODS: dict[str, Method] = {
             "gradient difference on the weights most salient to the forget set (SalUn's mask)",
             SaliencySettings,
             "medunlearn.methods.saliency",
+        ),
+        _gradient(
+            "targeted",
+            "NPO on the request's memorised part only (declared, else identifier rules) + KL to the original on the "
+            "forget set's other items, the targets' kin and retained data",
+            TargetedSettings,
+            "medunlearn.methods.targeted",
         ),
         Method(
             "retrain",

@@ -249,6 +249,42 @@ class SimNPOSettings(GradientSettings):
 
 
 @dataclass(frozen=True)
+class TargetedSettings(NPOSettings):
+    """NPO on the request's memorised part, the kept items held to the original by KL (methods/targeted.py)."""
+
+    owner: ClassVar[str] = "targeted"
+
+    beta: float = positive(
+        1.0,
+        "NPO inverse temperature β: a target's weight halves once its answer's probability fell to a third of the "
+        "original's (Δ NLL = ln 3 / β)",
+        high=MAX_SCALE,
+    )
+    retain_weight: float = setting(
+        1.0, "weight of the KL to the original model on the kept batch (0: no kept batch)", low=0, high=MAX_SCALE
+    )
+    memorised_only: int = setting(
+        1,
+        "1: ascend on the memorised part only (declared type, else the identifier rules); 0: the whole forget set",
+        low=0,
+        high=1,
+    )
+    keep_forget: int = setting(
+        1, "1: the forget set's other items are in the kept batch (held by KL, never trained on); 0: not", low=0, high=1
+    )
+    kin: int = setting(
+        1,
+        "1: the kept batch holds the retained items that ask the targets' facts of other nodes; 0: retained items "
+        "drawn at random only",
+        low=0,
+        high=1,
+    )
+    rules_only: int = setting(
+        0, "1: the identifier rules decide the memorised part even where a type is declared", low=0, high=1
+    )
+
+
+@dataclass(frozen=True)
 class UndialSettings(GradientSettings):
     owner: ClassVar[str] = "undial"
 
