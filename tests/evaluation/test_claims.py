@@ -114,6 +114,29 @@ def test_existing_methods_struggle_unless_one_forgets_like_the_oracle_and_keeps_
     assert claim([good])["verdict"] == FAILS and claim([bad])["verdict"] == HOLDS
 
 
+def test_the_targeted_claim_holds_where_the_method_meets_the_target_and_is_not_an_existing_method():
+    keeps = {"minus_vanilla": _ci(0.0, -0.01, 0.01)}
+    damage = {"minus_vanilla": _ci(-0.2, -0.25, -0.15)}
+
+    def level(group, forget, kept):
+        return _entry(group, "targeted", forget_memorised__answered={"minus_oracle": forget}, siblings__answered=kept)
+
+    claims = check_claims(
+        [level("patient", _ci(0.02, -0.03, 0.05), keeps), level("study", _ci(0.0, -0.02, 0.02), keeps)]
+    )
+    targeted = next(c for c in claims if "targeted deletion" in c["claim"])
+    assert targeted["verdict"] == HOLDS and len(targeted["checks"]) == 2
+    assert not [c for c in claims if "struggle" in c["claim"]]  # ①'s existing methods do not include it
+    # forgetting bought with the siblings at one level: the claim does not hold
+    claims = check_claims(
+        [level("patient", _ci(0.02, -0.03, 0.05), keeps), level("study", _ci(0.0, -0.02, 0.02), damage)]
+    )
+    assert next(c for c in claims if "targeted deletion" in c["claim"])["verdict"] == FAILS
+    # it keeps the kept sets but forgets less than the oracle: does not hold either
+    claims = check_claims([level("patient", _ci(0.4, 0.3, 0.5), keeps)])
+    assert next(c for c in claims if "targeted deletion" in c["claim"])["verdict"] == FAILS
+
+
 def test_the_reconstruction_claim_reads_recovery_beyond_the_oracle_per_level():
     entries = [
         _entry("section", "grad_diff", reconstruction__recovery={"minus_oracle": _ci(0.2, 0.1, 0.3)}),

@@ -40,6 +40,8 @@ The claims (from the seed papers):
   *and* against the oracle: a gap larger than the oracle's by more than
   ``FORGET_TOLERANCE`` is over-forgetting, and the verdict says so. Checked for each CHIP
   configuration run (ours, ``chip``; the authors', ``chip_reference``).
+- medunlearn's targeted deletion (not a paper's claim: the issue it answers, issue 41): at every level it meets the
+  per-level target of ① — ``targeted`` is not one of ①'s existing methods.
 - Forget-MI: forget AUC, forget F1 and the MIA score (the share of forget samples the SVC audit calls members, as
   the paper's) drop against the original model (paper: −0.221, −0.305, −0.202) while test performance stays that
   of the retrained model (|test AUC − oracle| ≤ ``TEST_TOLERANCE``, a margin from a power calculation).
@@ -87,6 +89,8 @@ CHIP = "chip"
 #: every CHIP configuration: ours and the authors' code's (PROTOCOL.md §3)
 CHIPS = ("chip", "chip_reference")
 FORGET_MI = "forget_mi"
+#: medunlearn's own method (issue 41): not an existing method of claim ①, judged by its own claim
+TARGETED = "targeted"
 FINE, COARSE = ("section", "study"), ("institution", "patient")
 #: what a claim reads (PROTOCOL.md §5: on the memorised part, the share of items answered)
 FORGETTING = f"{FORGETTING_SET}/{SCORE}"
@@ -150,6 +154,7 @@ def check_claims(
         if levels:
             claims += [
                 _struggle(context, levels, methods),
+                _targeted(context, levels, methods),
                 _reconstruction(context, levels, methods),
                 *(claim for chip in CHIPS for claim in _chip_gap(context, levels, methods, chip)),
             ]
@@ -236,25 +241,32 @@ def _claim(title: str, model: str, checks: list[dict[str, Any]]) -> dict[str, An
     }
 
 
+def _per_level_target(context: Context, level: str, method: str) -> tuple[tuple[float, float], str]:
+    """The test that ``method`` meets the per-level target at ``level`` (its memorised forget score within
+    FORGET_TOLERANCE of the oracle's, every kept set within UTILITY_TOLERANCE of vanilla), and its numbers."""
+    metrics = context.metrics(level, method)
+    forget = _paired(metrics, FORGETTING, "minus_oracle")
+    succeeds = [within_test(forget, FORGET_TOLERANCE)]
+    numbers = [f"forget − oracle {described(forget)}"]
+    for name in KEPT:
+        drop = _paired(metrics, name, "minus_vanilla")
+        if drop is not None and drop.get("mean") is not None:
+            succeeds.append(side_test(drop, -UTILITY_TOLERANCE, below=False))
+            numbers.append(f"{name.split('/')[0]} − vanilla {described(drop)}")
+    return conjunction(succeeds), "; ".join(numbers)
+
+
 def _struggle(context: Context, levels: list[str], methods: dict[str, list[str]]) -> dict[str, Any]:
     checks = []
     for level in levels:
-        for method in [m for m in methods[level] if m not in CHIPS]:
-            metrics = context.metrics(level, method)
-            forget = _paired(metrics, FORGETTING, "minus_oracle")
-            succeeds = [within_test(forget, FORGET_TOLERANCE)]
-            numbers = [f"forget − oracle {described(forget)}"]
-            for name in KEPT:
-                drop = _paired(metrics, name, "minus_vanilla")
-                if drop is not None and drop.get("mean") is not None:
-                    succeeds.append(side_test(drop, -UTILITY_TOLERANCE, below=False))
-                    numbers.append(f"{name.split('/')[0]} − vanilla {described(drop)}")
+        for method in [m for m in methods[level] if m not in (*CHIPS, TARGETED)]:
+            test, numbers = _per_level_target(context, level, method)
             # the claim (methods struggle) holds for this method when it does not succeed
             checks.append(
                 _check(
                     f"{level}: {method} forgets to the oracle's level without utility loss — it should not",
-                    negated(conjunction(succeeds)),
-                    "; ".join(numbers),
+                    negated(test),
+                    numbers,
                     measured=context.measurability(level, FORGETTING),
                     cannot_hold=grid_evidence(context.record(level, method)),
                     undecided=choice_doubts({method: context.record(level, method)}),
@@ -262,6 +274,28 @@ def _struggle(context: Context, levels: list[str], methods: dict[str, list[str]]
             )
     return _claim(
         "MedForget: existing methods struggle to forget hierarchically without utility loss", context.model, checks
+    )
+
+
+def _targeted(context: Context, levels: list[str], methods: dict[str, list[str]]) -> dict[str, Any]:
+    """medunlearn's targeted deletion (issue 41) meets the per-level target at every level."""
+    checks = []
+    for level in [g for g in levels if TARGETED in methods[g]]:
+        test, numbers = _per_level_target(context, level, TARGETED)
+        checks.append(
+            _check(
+                f"{level}: {TARGETED} forgets to the oracle's level without utility loss",
+                test,
+                numbers,
+                measured=context.measurability(level, FORGETTING),
+                undecided=choice_doubts({TARGETED: context.record(level, TARGETED)}),
+            )
+        )
+    return _claim(
+        f"medunlearn: targeted deletion meets the per-level target (forget within ±{FORGET_TOLERANCE:.2f} of the "
+        f"oracle's, kept sets within {UTILITY_TOLERANCE:.2f} of vanilla) at every level",
+        context.model,
+        checks,
     )
 
 
