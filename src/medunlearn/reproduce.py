@@ -16,13 +16,14 @@ until the next full run measures it. It runs:
 - the tiny Qwen2-VL model at all four levels of a hospital of six institutions × 2
   patients × 2 studies: 8 test requests at the patient, study and section levels, 5 at
   the institution level (six institutions: five to test, one to validate on), with CHIP
-  in our configuration and in the authors' (``chip_reference``), Forget-MI and two
+  in our configuration and in the authors' (``chip_reference``), Forget-MI, two
   gradient baselines — GradDiff and NPO, the two MedForget compares most closely (the
   other three baselines would add 21 grid runs per validation request; ``bench
-  --methods`` runs them);
+  --methods`` runs them) — SimNPO, the field's objective that came nearest the per-level
+  target in the demo, and medunlearn's ``targeted`` (issue 41);
 - the dual-encoder classifier on the Forget-MI cohort (120 patients), 3, 6 and 10 % of
   its patients deleted at once, eight draws of each, the Forget-MI paper's baselines beside
-  CHIP both ways and retain fine-tuning (``DUAL_METHODS``).
+  CHIP both ways, retain fine-tuning, SimNPO and ``targeted`` (``DUAL_METHODS``).
 
 Eight requests detect a paired difference of about 0.84 of its standard deviation (the
 t quantile 2.36 / √8; ten would detect 0.72); five, about 1.24.
@@ -80,7 +81,7 @@ NOISE_REQUESTS = {"vlm": MIN_NOISE_REQUESTS, "dual": MIN_NOISE_REQUESTS}
 CLASSIFIER_NPO_BETA = round(math.log(3) / math.log(len(EDEMA_GRADES)), 4)
 #: questions scored per set at most (a forget set holds at least 20; siblings and retain are sampled)
 EVAL_LIMIT = 30
-VLM_METHODS = ("chip", "chip_reference", "forget_mi", "grad_diff", "npo", "retrain")
+VLM_METHODS = ("chip", "chip_reference", "forget_mi", "grad_diff", "npo", "simnpo", "targeted", "retrain")
 #: the classifier's methods: the Forget-MI paper's baselines, CHIP both ways and retain fine-tuning. Named, not the
 #: registry's whole list, so that a newly registered method does not lengthen the claims run unseen (the four of
 #: issue 27 would add 156 cells, about 8 minutes); ``bench --methods`` runs any method on either setting
@@ -93,6 +94,8 @@ DUAL_METHODS = (
     "kl",
     "npo",
     "retain_ft",
+    "simnpo",
+    "targeted",
     "retrain",
 )
 
@@ -122,7 +125,7 @@ def reproduce_configs(*, seed: int) -> tuple[BenchConfig, BenchConfig]:
         forget_fractions=FORGET_FRACTIONS,
         targets_per_level=FRACTION_DRAWS,
         noise_requests=NOISE_REQUESTS["dual"],
-        method_settings={"npo": {"beta": CLASSIFIER_NPO_BETA}},
+        method_settings={"npo": {"beta": CLASSIFIER_NPO_BETA}, "targeted": {"beta": CLASSIFIER_NPO_BETA}},
         threads=1 if side_by_side() > 1 else 0,
         **common,
     )
