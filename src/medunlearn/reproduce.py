@@ -10,8 +10,11 @@ Measured alone on a 2-core CPU from cached bases (docs/results.md, 2026-12-04), 
 took 108 minutes against a 120-minute target (the classifier 15, the VLM's vanilla model 2,
 its validation requests 18, its 29 test requests with the noise band 72) when the VLM's band
 rested on one request. The band on three adds 16 VLM oracle trainings; at that run's 133 s of
-worker time per oracle (5 466 s for 41), about 18 more minutes on two workers, an estimate
-until the next full run measures it. It runs:
+worker time per oracle (5 466 s for 41), about 18 more minutes on two workers. SimNPO and
+``targeted`` took 1 070 and 1 230 s of worker time over 4 validation requests' grids and 16
+test requests (2026-12-07, docs/methods.md), and a cell's evaluation about 4 s: scaled to 29
+test requests, about 30 more minutes. Both are estimates until the next full run measures
+them (about 156 minutes in all). It runs:
 
 - the tiny Qwen2-VL model at all four levels of a hospital of six institutions × 2
   patients × 2 studies: 8 test requests at the patient, study and section levels, 5 at
