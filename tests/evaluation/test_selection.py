@@ -1,12 +1,17 @@
 import pytest
 
+from medunlearn.data.hierarchy import DeletionRequest, Level
 from medunlearn.evaluation.selection import (
     can_select,
     choose,
+    compute,
+    compute_shares,
     criterion,
     edge_of,
     frontier,
+    grid_evidence,
     meets_target,
+    next_step_over_cap,
     selection_record,
     target_distances,
 )
@@ -129,7 +134,6 @@ def test_the_bench_leaves_out_a_request_that_cannot_select_and_runs_defaults_whe
     from medunlearn.bench.requests import BenchRequest
     from medunlearn.bench.selection import choose as bench_choose
     from medunlearn.bench.selection import chosen_runs, grid_cell
-    from medunlearn.data.hierarchy import DeletionRequest, Level
     from medunlearn.methods.catalog import method_config
 
     config = BenchConfig(methods=("grad_diff", "retrain"), select=True)
@@ -168,7 +172,6 @@ def test_grid_cells_are_named_by_their_settings_and_numbered_ones_are_adopted(tm
     from medunlearn.bench.requests import BenchRequest
     from medunlearn.bench.run_folder import RunFolder
     from medunlearn.bench.selection import adopt_numbered_cells, grid_cell, grid_runs
-    from medunlearn.data.hierarchy import DeletionRequest, Level
     from medunlearn.methods.catalog import method_config
     from medunlearn.outputs import write_json
 
@@ -206,3 +209,80 @@ def test_each_grid_point_keeps_its_place_on_the_forgetting_damage_plane(tmp_path
     assert (
         grid_frontier({"m": {"patient": {"npo": {**record, "grid": [{"settings": {}}]}}}}, tmp_path / "g.png") is None
     )
+
+
+def test_the_oracles_compute_caps_the_budget_axis():
+    # forward + 2 x backward sample passes: a gradient run's backward passes count twice, the oracle's training alike
+    assert compute({"cost": {"forward": 300, "backward": 200}}) == 700.0
+    assert compute({"cost": {"wall_s": 1.0}}) is None and compute({}) is None  # no passes recorded: no cap
+    points = [{"epochs": 10.0}, {"epochs": 20.0}, {"epochs": 40.0}]
+    oracle = [1000.0, 1000.0]
+    # the largest point forgets best but cost more than retraining: it is not chosen, and the axis is bounded there
+    computes = [[250.0, 250.0], [500.0, 500.0], [1000.0, 1100.0]]
+    record = selection_record(
+        points, [[0.4, 0.4], [0.2, 0.2], [0.0, 0.0]], ["v1", "v2"], computes=computes, oracle_computes=oracle
+    )
+    assert record["chosen"] == {"epochs": 20.0} and record["edge"] is None
+    assert [p.get("compute") for p in record["grid"]] == [0.25, 0.5, 1.05]
+    assert [bool(p.get("over_oracle_compute")) for p in record["grid"]] == [False, False, True]
+    assert record["oracle_compute"] == 1000.0
+    # the top point under the cap whose next step (its growth continued: x2) passes the cap is not an edge
+    under = [[150.0, 150.0], [300.0, 300.0], [600.0, 600.0]]
+    record = selection_record(
+        points, [[0.4, 0.4], [0.2, 0.2], [0.0, 0.0]], ["v1", "v2"], computes=under, oracle_computes=oracle
+    )
+    assert record["chosen"] == {"epochs": 40.0} and record["edge"] is None
+    assert compute_shares(under, oracle)[2] == 0.6 and next_step_over_cap(points, compute_shares(under, oracle), 2)
+    # far below the cap the top of the grid stays an edge (the grid does not bracket the choice)
+    cheap = [[15.0, 15.0], [30.0, 30.0], [60.0, 60.0]]
+    record = selection_record(
+        points, [[0.4, 0.4], [0.2, 0.2], [0.0, 0.0]], ["v1", "v2"], computes=cheap, oracle_computes=oracle
+    )
+    assert record["edge"] == "high epochs"
+    # a budget that does not move compute (CHIP's k) never reaches the cap; nor does a grid with no costs
+    flat = [{"k": 5.0}, {"k": 10.0}]
+    assert not next_step_over_cap(flat, compute_shares([[90.0], [90.0]], [1000.0]), 1)
+    record = selection_record(points, [[0.4], [0.2], [0.0]], ["v1"], computes=[[None]] * 3, oracle_computes=[None])
+    assert record["edge"] == "high epochs" and "oracle_compute" not in record
+    # every point over the cap: the cap cannot choose, the criterion does (and the record marks them all)
+    record = selection_record(
+        points[:2], [[0.4], [0.2]], ["v1"], computes=[[2000.0], [4000.0]], oracle_computes=[1000.0]
+    )
+    assert record["chosen"] == {"epochs": 20.0} and all(p["over_oracle_compute"] for p in record["grid"])
+
+
+def test_a_point_over_the_oracles_compute_is_no_evidence_a_method_can_meet_the_target():
+    record = {
+        "chosen": {"epochs": 1.0},
+        "grid": [
+            {"settings": {"epochs": 1.0}, "meets_target": False},
+            {"settings": {"epochs": 80.0}, "meets_target": True, "over_oracle_compute": True},
+        ],
+    }
+    assert grid_evidence(record) == []
+    record["grid"][1].pop("over_oracle_compute")
+    assert grid_evidence(record) == ["grid point(s) {'epochs': 80.0} met the target on the validation requests"]
+
+
+def test_the_bench_caps_each_grid_at_its_requests_oracle_compute():
+    from medunlearn.bench.config import BenchConfig
+    from medunlearn.bench.requests import BenchRequest
+    from medunlearn.bench.selection import choose as bench_choose
+    from medunlearn.bench.selection import grid_cell
+
+    config = BenchConfig(methods=("grad_diff", "retrain"), select=True)
+    request = BenchRequest(DeletionRequest(Level.PATIENT, ("inst-1.pat-01",)), role="validation")
+    grid = config.grid("grad_diff")
+    top = max(point["epochs"] for point in grid)
+    oracle = {**ORACLE, "cell": "retrain", "cost": {"forward": 1000, "backward": 1000}}  # 3000 passes
+    rows = [{**VANILLA, "cell": "vanilla"}, oracle] + [
+        {  # forgets to the oracle's level only at the top, whose passes (epochs x 100, x 2 backward) pass 3000
+            **_row(forget=0.40 if p["epochs"] == top else 0.9, siblings=0.9, retain=0.92, holdout_diagnostic=0.8),
+            "cell": grid_cell("grad_diff", p),
+            "cost": {"forward": 100 * p["epochs"], "backward": 100 * p["epochs"]},
+        }
+        for p in grid
+    ]
+    record = bench_choose(config, [request], [rows])["patient"]["grad_diff"]
+    assert top * 300 > 3000 and record["grid"][-1]["over_oracle_compute"]
+    assert record["chosen"] != {"epochs": top} and record["oracle_compute"] == 3000.0

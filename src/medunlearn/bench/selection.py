@@ -12,7 +12,14 @@ from medunlearn.bench.config import BenchConfig
 from medunlearn.bench.requests import BenchRequest
 from medunlearn.bench.run_folder import RunFolder
 from medunlearn.evaluation.results import ORACLE, VANILLA
-from medunlearn.evaluation.selection import can_select, criterion, frontier, selection_record, target_distances
+from medunlearn.evaluation.selection import (
+    can_select,
+    compute,
+    criterion,
+    frontier,
+    selection_record,
+    target_distances,
+)
 from medunlearn.methods.catalog import method
 from medunlearn.outputs import read_json
 
@@ -82,9 +89,19 @@ def choose(
                 for point in points
             ]
             oracle_place = [frontier(cells[ORACLE], cells[VANILLA], cells[ORACLE]) for cells in members]
+            computes = [[compute(cells[grid_cell(name, point)]) for cells in members] for point in points]
             bounds = {p.name: (p.low, p.high) for p in method(name).parameters if p.grid}
             selection.setdefault(group, {})[name] = selection_record(
-                points, values, keys, distances, bounds, left_out, places, oracle_place
+                points,
+                values,
+                keys,
+                distances,
+                bounds,
+                left_out,
+                places,
+                oracle_place,
+                computes,
+                [compute(cells[ORACLE]) for cells in members],
             )
     return selection
 

@@ -19,7 +19,7 @@ from typing import Any
 from medunlearn.evaluation.claims import FORGET_MI_PAPER, RECOVERY_THRESHOLD, TEST_TOLERANCE
 from medunlearn.evaluation.intervals import INTERVAL_METHOD, MIN_INTERVAL_N
 from medunlearn.evaluation.measurability import MIN_NOISE_REQUESTS, MIN_NOISE_SEEDS
-from medunlearn.evaluation.selection import CRITERION, FORGET_TOLERANCE, UTILITY_TOLERANCE
+from medunlearn.evaluation.selection import COMPUTE_CAP, CRITERION, FORGET_TOLERANCE, UTILITY_TOLERANCE
 from medunlearn.evaluation.verdicts import ALPHA
 
 FILE = "claims_plan.json"
@@ -49,7 +49,7 @@ def claims_plan(
             "noise_band": {"seeds": MIN_NOISE_SEEDS, "requests": MIN_NOISE_REQUESTS},
         },
         "tests": {"interval": INTERVAL_METHOD, "rules": RULES},
-        "selection": {"criterion": CRITERION, "grids": grids} if select else None,
+        "selection": {"criterion": CRITERION, "cap": COMPUTE_CAP, "grids": grids} if select else None,
         "requests": list(requests),
     }
 

@@ -18,6 +18,14 @@ over the whole grid — and the record says when the chosen point lies on an **e
 its grid that is not a natural bound of the setting (k = 100 %): a grid that does not
 bracket its choice.
 
+**The oracle's compute caps the budget.** Each grid point records its compute as a share
+of the oracle's training on the same validation requests (sample passes, a backward pass
+counted as two forward passes: :func:`compute`). A point that cost more than retraining is
+not chosen (retraining is then the cheaper deletion, and exact), and a choice at the top of
+its axis is not an edge when the axis's next step — the last step's measured growth in
+compute continued — would cost more than the oracle: the cap is the axis's natural bound
+(issue 40). A budget that does not move compute (CHIP's k, an lr) is never capped.
+
 A validation request **can select** only where the unmodified model is more than
 ``FORGET_TOLERANCE`` from its oracle on the memorised part (:func:`can_select`). Where it is
 not, doing nothing already meets the forget target, every budget that keeps the kept sets
@@ -44,6 +52,12 @@ SELECTION_SETS = ("forget", *KEPT_SETS)
 CRITERION = (
     "|forget − oracle forget| (memorised part) + Σ max(0, vanilla − method) over siblings, retain, "
     "holdout_diagnostic (share of items answered; lower is better)"
+)
+
+#: the cap on a budget axis (issue 40), part of a bench's pre-registered plan
+COMPUTE_CAP = (
+    "a grid point whose compute (forward + 2 x backward sample passes) exceeds the oracle's training is not chosen; a "
+    "choice at the top of its axis is no edge when the axis's next step would exceed it"
 )
 
 
@@ -95,6 +109,49 @@ def frontier(row: dict[str, Any], vanilla: dict[str, Any], oracle: dict[str, Any
     return out
 
 
+def compute(row: dict[str, Any]) -> float | None:
+    """A run's compute in sample passes, forward + 2 × backward (a backward pass costs about two forward passes), from
+    its cost record; None where it has none (a row written before costs, a copied model)."""
+    cost = row.get("cost") or {}
+    forward, backward = cost.get("forward"), cost.get("backward")
+    if forward is None or backward is None:
+        return None
+    return float(forward) + 2.0 * float(backward)
+
+
+def compute_shares(
+    computes: Sequence[Sequence[float | None]], oracle_computes: Sequence[float | None]
+) -> list[float | None]:
+    """Each grid point's mean compute over the validation requests as a share of the oracle's mean (None where a
+    request lacks a cost, or the oracle cost nothing)."""
+    if not oracle_computes or any(c is None for c in oracle_computes):
+        return [None] * len(computes)
+    oracle = sum(oracle_computes) / len(oracle_computes)  # type: ignore[arg-type]
+    shares: list[float | None] = []
+    for point in computes:
+        if not point or any(c is None for c in point) or oracle <= 0:
+            shares.append(None)
+        else:
+            shares.append(sum(point) / len(point) / oracle)  # type: ignore[arg-type]
+    return shares
+
+
+def next_step_over_cap(points: Sequence[dict[str, Any]], shares: Sequence[float | None], chosen: int) -> bool:
+    """Whether the step after the chosen point along its (one) axis would cost more than the oracle: the chosen
+    point's compute share times the growth from the point below it on the axis."""
+    if len(points[chosen]) != 1 or shares[chosen] is None:
+        return False
+    (name,) = points[chosen]
+    below = [i for i, p in enumerate(points) if p.get(name) is not None and p[name] < points[chosen][name]]
+    if not below:
+        return False
+    previous = max(below, key=lambda i: points[i][name])
+    if shares[previous] is None or shares[previous] <= 0:
+        return False
+    growth = shares[chosen] / shares[previous]
+    return shares[chosen] * growth > 1.0
+
+
 def _mean_place(places: Sequence[dict[str, float]]) -> dict[str, float]:
     """The mean of each coordinate over the requests that have it, rounded as the record's other numbers."""
     names = {name for place in places for name in place}
@@ -114,9 +171,12 @@ def meets_target(distances: Sequence[dict[str, float]]) -> bool:
     )
 
 
-def edge_of(points: Sequence[dict[str, Any]], chosen: int, bounds: dict[str, tuple[Any, Any]]) -> str | None:
+def edge_of(
+    points: Sequence[dict[str, Any]], chosen: int, bounds: dict[str, tuple[Any, Any]], *, capped: bool = False
+) -> str | None:
     """Which edge of which grid axis the chosen point sits on ("low k", "high epochs"), unless that edge is the
-    setting's own bound (``bounds``: name → (low, high)); None when it is interior or the grid has one point."""
+    setting's own bound (``bounds``: name → (low, high)) or, for the high edge, the oracle's compute (``capped``: the
+    next step would cost more than retraining); None when it is interior or the grid has one point."""
     edges = []
     for name in points[chosen] if len(points) > 1 else ():
         axis = sorted({point[name] for point in points})
@@ -124,25 +184,26 @@ def edge_of(points: Sequence[dict[str, Any]], chosen: int, bounds: dict[str, tup
         low, high = bounds.get(name, (None, None))
         if len(axis) > 1 and value == axis[0] and value != low:
             edges.append(f"low {name}")
-        if len(axis) > 1 and value == axis[-1] and value != high:
+        if len(axis) > 1 and value == axis[-1] and value != high and not capped:
             edges.append(f"high {name}")
     return ", ".join(edges) or None
 
 
-def _means(values: Sequence[Sequence[float]]) -> list[float]:
-    """Each point's mean criterion, rounded: equal means tie despite summation order."""
-    return [round(sum(v) / len(v), 12) if v else math.inf for v in values]
+def _means(values: Sequence[Sequence[float]], excluded: Sequence[int] = ()) -> list[float]:
+    """Each point's mean criterion, rounded: equal means tie despite summation order (``excluded``: never chosen)."""
+    return [round(sum(v) / len(v), 12) if v and i not in excluded else math.inf for i, v in enumerate(values)]
 
 
-def choose(values: Sequence[Sequence[float]]) -> int:
-    """The index of the grid point with the smallest mean criterion over the validation requests (first on ties)."""
-    means = _means(values)
+def choose(values: Sequence[Sequence[float]], excluded: Sequence[int] = ()) -> int:
+    """The index of the grid point with the smallest mean criterion over the validation requests (first on ties),
+    leaving out the ``excluded`` points (those over the oracle's compute)."""
+    means = _means(values, excluded)
     return min(range(len(means)), key=lambda i: (means[i], i))
 
 
-def tied_with(values: Sequence[Sequence[float]], chosen: int) -> list[int]:
+def tied_with(values: Sequence[Sequence[float]], chosen: int, excluded: Sequence[int] = ()) -> list[int]:
     """The other grid points whose mean criterion equals the chosen one's: a flat criterion chose by order alone."""
-    means = _means(values)
+    means = _means(values, excluded)
     return [i for i, mean in enumerate(means) if i != chosen and mean == means[chosen]]
 
 
@@ -155,12 +216,19 @@ def selection_record(
     left_out: Sequence[str] = (),
     places: Sequence[Sequence[dict[str, float]]] | None = None,
     oracle_place: Sequence[dict[str, float]] = (),
+    computes: Sequence[Sequence[float | None]] | None = None,
+    oracle_computes: Sequence[float | None] = (),
 ) -> dict[str, Any]:
     """What the report shows for one method and level: the grid, each point's criterion values and whether it met
     the target (``distances``: per point, each request's :func:`target_distances`), the choice and its edge.
     ``left_out``: the validation requests that could not select (:func:`can_select`); with none left (``requests``
     empty) nothing is chosen and the method runs at its defaults. ``places``: per point, each request's
-    :func:`frontier`, and ``oracle_place`` the oracle's, averaged into the record (the report's frontier plot)."""
+    :func:`frontier`, and ``oracle_place`` the oracle's, averaged into the record (the report's frontier plot).
+    ``computes``: per point, each request's :func:`compute`, and ``oracle_computes`` the oracles': a point over the
+    oracle's is ``over_oracle_compute`` and not chosen while another point is under it."""
+    shares = compute_shares(computes, oracle_computes) if computes is not None else [None] * len(points)
+    over = [i for i, share in enumerate(shares) if share is not None and share > 1.0]
+    excluded = over if len(over) < len(points) else []  # every point over: the cap cannot choose, the criterion does
     grid = [
         {
             "settings": point,
@@ -168,23 +236,29 @@ def selection_record(
             "mean": round(sum(vals) / len(vals), 6) if vals else None,
             **({"meets_target": meets_target(distances[i])} if distances is not None and requests else {}),
             **({"frontier": _mean_place(places[i])} if places is not None and places[i] else {}),
+            **({"compute": round(shares[i], 4)} if shares[i] is not None else {}),
+            **({"over_oracle_compute": True} if i in over else {}),
         }
         for i, (point, vals) in enumerate(zip(points, values, strict=True))
     ]
     record: dict[str, Any] = {"criterion": CRITERION, "validation_requests": list(requests), "grid": grid}
     if oracle_place:
         record["oracle_frontier"] = _mean_place(oracle_place)
+    if oracle_computes and all(c is not None for c in oracle_computes):
+        record["oracle_compute"] = round(sum(oracle_computes) / len(oracle_computes), 1)  # type: ignore[arg-type]
     if left_out:
         record["left_out"] = list(left_out)
     if not requests:
         return {**record, "chosen": None, "chosen_index": None, "edge": None}
-    chosen = choose(values)
+    chosen = choose(values, excluded)
+    # a higher grid point over the cap already bounds the axis (the choice is not its top); else the next step
+    capped = next_step_over_cap(points, shares, chosen)
     return {
         **record,
         "chosen": dict(points[chosen]),
         "chosen_index": chosen,
-        "edge": edge_of(points, chosen, bounds or {}),
-        "tied": [dict(points[i]) for i in tied_with(values, chosen)],
+        "edge": edge_of(points, chosen, bounds or {}, capped=capped),
+        "tied": [dict(points[i]) for i in tied_with(values, chosen, excluded)],
     }
 
 
@@ -214,7 +288,12 @@ def grid_evidence(record: dict[str, Any]) -> list[str]:
             f"no validation request could select its setting ({', '.join(record['left_out'])}: vanilla already within "
             f"{FORGET_TOLERANCE:.2f} of the oracle there), so it ran at its defaults"
         )
-    met = [i for i, point in enumerate(record.get("grid") or []) if point.get("meets_target")]
+    # a point that cost more than retraining is no evidence that unlearning can meet the target
+    met = [
+        i
+        for i, point in enumerate(record.get("grid") or [])
+        if point.get("meets_target") and not point.get("over_oracle_compute")
+    ]
     if met:
         shown = ", ".join(str(record["grid"][i]["settings"]) for i in met)
         reasons.append(f"grid point(s) {shown} met the target on the validation requests")

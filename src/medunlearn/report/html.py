@@ -26,6 +26,7 @@ from medunlearn.report.claims import claims_section
 from medunlearn.report.plots import draw_all
 from medunlearn.report.power import power_section
 from medunlearn.report.robustness import robustness_section
+from medunlearn.report.selection import selection_section
 from medunlearn.report.tables import closest_to_oracle, embedded_image, request_label, summary_table
 
 STYLE = """
@@ -232,67 +233,6 @@ def _aggregates(aggregates: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
-def _selection(selection: dict[str, Any]) -> str:
-    """Each method's grid on a group's validation requests, its criterion values and the chosen point."""
-    if not any(methods for groups in selection.values() for methods in groups.values()):
-        return (
-            "<p class='note'>No selection ran: every method used its declared default settings (with any --set "
-            "overrides). "
-            "Run the bench with --select to choose each method's setting per level on validation requests.</p>"
-        )
-    parts = []
-    for model, groups in selection.items():
-        for group, methods in groups.items():
-            rows = []
-            for name, record in methods.items():
-                for i, point in enumerate(record["grid"]):
-                    mark = " ✔" if i == record["chosen_index"] else ""
-                    if mark and record.get("edge"):
-                        mark += f" ⚠ on the grid's {record['edge']} edge"
-                    if mark and record.get("tied"):
-                        mark += f" ⚠ tied with {len(record['tied'])} other point(s)"
-                    if point.get("meets_target"):
-                        mark += " (met the target)"
-                    settings = ", ".join(f"{k}={v:g}" for k, v in point["settings"].items())
-                    values = ", ".join(f"{v:.3f}" for v in point["criterion"])
-                    mean = "–" if point["mean"] is None else f"{point['mean']:.3f}"
-                    rows.append(
-                        f"<tr><td class='name'>{html.escape(name)}{mark}</td><td "
-                        f"class='name'>{html.escape(settings)}</td>"
-                        f"<td>{mean}</td><td class='name'>{html.escape(values)}</td></tr>"
-                    )
-            first = next(iter(methods.values())) if methods else {}
-            requests, left_out = first.get("validation_requests", []), first.get("left_out", [])
-            note = (
-                f"; left out, vanilla already within the forget tolerance of its oracle: {', '.join(left_out)}"
-                if left_out
-                else ""
-            )
-            if left_out and not requests:
-                note += " — no request could select, every method ran at its defaults"
-            parts.append(
-                f"<h3>{html.escape(model)} · {html.escape(group)} (validation requests: "
-                f"{html.escape(', '.join(requests) or 'none')}{html.escape(note)})</h3>"
-                "<table><thead><tr><th class='name'>method</th><th class='name'>grid point</th><th>criterion "
-                "(mean)</th>"
-                f"<th class='name'>per validation request</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
-            )
-    criterion = next(
-        record["criterion"]
-        for groups in selection.values()
-        for methods in groups.values()
-        for record in methods.values()
-    )
-    return (
-        f"<p class='note'>Criterion, fixed before any test request is scored: {html.escape(criterion)}. ✔ marks the "
-        "chosen point; ⚠ flags a choice on an edge of its grid that is not a natural bound of the setting (the grid "
-        "does not bracket it) or tied with other points on the criterion (the grid's order chose it), and no claim's "
-        "check reads such a choice either way; <i>met the target</i> marks a point whose memorised forget score came "
-        "within 0.10 of the oracle's with every kept set within 0.05 of vanilla on the validation requests.</p>"
-        + "".join(parts)
-    )
-
-
 def render(metrics: dict[str, Any], folder: Path) -> Path:
     """Draw the plots into ``folder/plots`` and write ``folder/report.html``."""
     results = metrics["results"]
@@ -400,7 +340,7 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
     parts += robustness_section(metrics.get("aggregates") or [], folder / "plots")
     if "selection" in metrics:
         parts.append("<h2>How each method's settings were chosen</h2>")
-        parts.append(_selection(metrics["selection"]))
+        parts.append(selection_section(metrics["selection"]))
     parts.append("<h2>Figures</h2>")
     parts += [embedded_image(p, captions.get(p.name, p.name)) for p in plots if p.name != "forgetting_vs_damage.png"]
     parts.append("<h2>Per-level detail (mean score per set)</h2>")
