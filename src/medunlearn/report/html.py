@@ -252,7 +252,8 @@ def render(metrics: dict[str, Any], folder: Path) -> Path:
         "cost_vs_quality.png": "Wall time against distance to the oracle on the forget sets.",
         "grid_frontier.png": "Each selected method's whole grid on the validation requests: memorised forget score "
         "minus the oracle's against damage to the kept sets, the chosen point ringed, the oracle starred. A choice at "
-        "the end of a line is on its grid's edge: the grid did not bracket it.",
+        "the end of a line is on its grid's edge (the grid did not bracket it) unless its next step would cost more "
+        "than retraining (the selection table's compute).",
     }
     table = summary_table(results)
     verdicts = closest_to_oracle(results)
