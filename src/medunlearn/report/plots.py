@@ -233,7 +233,7 @@ def grid_frontier(selection: dict[str, Any], path: Path) -> Path | None:
     figure, axes = _panels(len(groups))
     for ax, (model, group, methods) in zip(axes, groups, strict=True):
         ax.axhspan(-FORGET_TOLERANCE, FORGET_TOLERANCE, color="#d5f5e3", label=f"±{FORGET_TOLERANCE:.2f} of the oracle")
-        oracle = None
+        oracle, capped = None, False
         for name, record in methods.items():
             placed = [
                 (i, p["frontier"])
@@ -244,13 +244,21 @@ def grid_frontier(selection: dict[str, Any], path: Path) -> Path | None:
                 continue
             xs = [place["damage"] for _, place in placed]
             ys = [place["forget_minus_oracle"] for _, place in placed]
-            (line,) = ax.plot(xs, ys, marker="o", markersize=3, linewidth=1, label=name)
             chosen = [k for k, (i, _) in enumerate(placed) if i == record.get("chosen_index")]
+            share = record["grid"][placed[chosen[0]][0]].get("compute") if chosen else None
+            label = name if share is None else f"{name} (chosen: {share:.2g} of the oracle's compute)"
+            (line,) = ax.plot(xs, ys, marker="o", markersize=3, linewidth=1, label=label)
             if chosen:
                 ax.scatter([xs[chosen[0]]], [ys[chosen[0]]], s=90, facecolors="none", edgecolors=line.get_color())
+            over = [k for k, (i, _) in enumerate(placed) if record["grid"][i].get("over_oracle_compute")]
+            if over:  # cost more than retraining: not chosen
+                ax.scatter([xs[k] for k in over], [ys[k] for k in over], marker="x", s=40, color="black", zorder=3)
+                capped = True
             oracle = oracle or record.get("oracle_frontier")
         if oracle and "damage" in oracle:
             ax.scatter([oracle["damage"]], [0.0], marker="*", s=120, color="black", label="oracle", zorder=3)
+        if capped:
+            ax.scatter([], [], marker="x", color="black", label="over the oracle's compute")
         ax.axhline(0, color="black", linewidth=0.7)
         ax.set_xlabel("damage: Σ drop below vanilla (kept sets)", fontsize=8)
         ax.set_ylabel("memorised forget − oracle", fontsize=8)
