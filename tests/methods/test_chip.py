@@ -215,3 +215,70 @@ def test_positive_control_a_linearly_separable_node_loses_its_facts_and_its_sibl
     assert _separability(before, nodes, 0, [1, 2, 3]) >= 0.95
     assert _separability(after, nodes, 0, [1, 2, 3]) <= 0.65
     assert min(_separability(after, nodes, a, [b]) for a, b in ((1, 2), (1, 3), (2, 3))) >= 0.95
+
+
+# -- the authors' choices (chip_reference, issue 39 item 8) ------------------------------------------------------------
+
+
+def test_the_authors_pool_padding_with_the_text():
+    output = torch.tensor([[[1.0], [3.0], [5.0], [100.0]]])  # position 3 is padding
+    batch = Batch(
+        ["s"],
+        {},
+        torch.zeros(1),
+        torch.zeros(1, 4, dtype=torch.bool),
+        vision_mask=torch.tensor([[True, False, False, False]]),
+        text_mask=torch.tensor([[False, True, True, False]]),
+    )
+    assert pool(output, batch, "tokens", 0.3, padding=True).item() == pytest.approx(0.3 * 1.0 + 0.7 * 36.0)
+    # a text-only model (its vision marker is one column): every position
+    text_only = Batch(["s"], {}, torch.zeros(1), torch.ones(1, 1, dtype=torch.bool), torch.ones(1, 1, dtype=torch.bool),
+                      torch.tensor([[True, True, True, False]]))  # fmt: skip
+    assert pool(output, text_only, "tokens", 0.3).item() == pytest.approx(3.0)
+    assert pool(output, text_only, "tokens", 0.3, padding=True).item() == pytest.approx(109.0 / 4)
+
+
+def test_the_authors_floor_k_and_leave_the_bias_alone():
+    stats = LayerStatistics(units=10, nodes=1)
+    stats.add(torch.arange(10.0).unsqueeze(0), torch.tensor([0]), FORGET)
+    stats.add(torch.zeros(1, 10), torch.tensor([0]), RETAIN)
+    assert select_units(stats, 19.0).tolist() == [8, 9]  # 1.9 units: rounded to 2
+    assert select_units(stats, 19.0, floor=True).tolist() == [9]  # int(10 * 19 / 100) = 1
+    assert select_units(stats, 5.0, floor=True).tolist() == [9]  # never none
+    layer = _layer()
+    bias = layer.bias.detach().clone()
+    basis = principal_directions(torch.tensor([[1.0, 2.0, 0.0]]), tau=0.99)
+    assert project_rows(layer, torch.tensor([1, 3, 4]), basis, bias=False) > 0
+    assert torch.equal(layer.bias.detach(), bias)
+
+
+def test_the_authors_rank_the_projector_on_each_tokens_magnitude():
+    stats = LayerStatistics(units=1, nodes=1)
+    pooled = torch.tensor([[0.0]])  # tokens +2 and −2: their mean is 0, their magnitude 2
+    stats.add(pooled, torch.tensor([0]), FORGET, magnitude=torch.tensor([[2.0]]))
+    assert stats.magnitude[FORGET].item() == 2.0 and stats.node_means()[0].item() == 0.0
+    stats.add(pooled, torch.tensor([0]), RETAIN)
+    assert stats.magnitude[RETAIN].item() == 0.0
+
+
+def test_the_authors_count_a_fact_only_at_or_below_its_node(small_dataset):
+    hospital = small_dataset.hospital
+    above = next(s for s in small_dataset.samples if s.fact_level is Level.PATIENT and s.image_node is not None)
+    study = node_at(hospital, above, Level.STUDY)
+    assert study is not None and hospital.ancestor_at(study, Level.PATIENT).id == above.fact_node
+    assert node_at(hospital, above, Level.STUDY, image_anchor=False) is None
+    assert node_at(hospital, above, Level.PATIENT, image_anchor=False) == above.fact_node
+
+
+def test_the_authors_configuration_projects_weight_rows_without_their_bias(vlm, small_dataset):
+    split = make_split(small_dataset, DeletionRequest(Level.PATIENT, ("inst-1.pat-02",)))
+    before = {k: v.clone() for k, v in vlm.network.state_dict().items()}
+    biases = {k for k in before if k.endswith(".bias")}
+
+    def changed(settings: dict) -> set[str]:
+        model, _, _ = unlearn(vlm, split, method_config("chip_reference", settings), dataset=small_dataset)
+        after = model.network.state_dict()
+        return {k for k in before if not torch.equal(before[k], after[k])}
+
+    assert biases and not changed({}) & biases  # the authors: weight rows only
+    assert changed({"bias": 1}) & biases  # ours: the projector's bias rows move with its weight rows

@@ -37,6 +37,9 @@ def test_defaults_are_filled_and_values_typed():
     assert config.to_json()["settings"]["alpha"] == ChipSettings().alpha
     reference = method_config("chip_reference").settings  # the authors' choices as defaults
     assert (reference.own, reference.pooled, reference.layer_share) == (0, 1, 6 / 28)
+    switches = (reference.image_anchor, reference.k_floor, reference.token_magnitude, reference.bias, reference.padding)
+    assert switches == (0, 1, 1, 0, 1)
+    assert reference.batch_size == 4
     batch = method_config("grad_diff", {"batch_size": "12"}).settings.batch_size
     assert batch == 12 and isinstance(batch, int)
     assert isinstance(method_config("grad_diff", {"epochs": "3"}).settings.epochs, float)

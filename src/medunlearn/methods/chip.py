@@ -74,10 +74,11 @@ def chosen_layers(editable: dict[str, EditableLinear], last: int) -> dict[str, E
     return out
 
 
-def node_at(hospital: Hospital, sample: Sample, level: Level) -> str | None:
-    """The node of ``level`` a sample belongs to: via its fact node, else via the study its image shows."""
+def node_at(hospital: Hospital, sample: Sample, level: Level, *, image_anchor: bool = True) -> str | None:
+    """The node of ``level`` a sample belongs to: via its fact node, else (``image_anchor``) via the study its image
+    shows; without it a fact above ``level`` belongs to no node of it (the authors' graph)."""
     if not sample.fact_level.is_below(level) and sample.fact_level is not level:
-        anchor = sample.image_node if level.depth <= Level.STUDY.depth else None
+        anchor = sample.image_node if image_anchor and level.depth <= Level.STUDY.depth else None
     else:
         anchor = sample.fact_node
     if anchor is None:
@@ -94,14 +95,19 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
-def pool(output: torch.Tensor, batch: Batch, span: str, alpha: float) -> torch.Tensor:
-    """Per-sample pooled activation ``[B, units]`` of one layer's output."""
+def pool(output: torch.Tensor, batch: Batch, span: str, alpha: float, *, padding: bool = False) -> torch.Tensor:
+    """Per-sample pooled activation ``[B, units]`` of one layer's output (``padding``: padding positions count as
+    text, as the authors' mean over every non-vision position)."""
     rows = len(batch)
     output = output.float()
     if output.dim() == 3 and output.shape[0] == rows:
         if span == "vision":  # a projector applied per image: [B, patches, units]
             return output.mean(1)
-        text_mask = batch.text_mask.to(output.device)
+        text_mask = batch.text_mask
+        if padding:  # every position that is not a vision token (a text-only model's: every position)
+            aligned = batch.vision_mask.shape == text_mask.shape
+            text_mask = ~batch.vision_mask if aligned else torch.ones_like(text_mask)
+        text_mask = text_mask.to(output.device)
         if text_mask.shape[1] != output.shape[1]:
             raise MedunlearnError(
                 f"cannot pool a layer output of shape {tuple(output.shape)} over a batch of width {text_mask.shape[1]}."
@@ -148,10 +154,14 @@ class LayerStatistics:
         self.magnitude = torch.zeros(2, self.units, dtype=torch.float64)
         self.group_counts = torch.zeros(2, dtype=torch.float64)
 
-    def add(self, pooled: torch.Tensor, node_index: torch.Tensor, group: int) -> None:
-        """``node_index`` ``[B]`` or ``[B, m]``: the node(s) each sample counts for (one per level; −1: none)."""
+    def add(
+        self, pooled: torch.Tensor, node_index: torch.Tensor, group: int, magnitude: torch.Tensor | None = None
+    ) -> None:
+        """``node_index`` ``[B]`` or ``[B, m]``: the node(s) each sample counts for (one per level; −1: none);
+        ``magnitude``: each sample's |activation| pooled per token, where units are ranked on that (else |pooled|)."""
         pooled = pooled.detach().to("cpu", torch.float64)
-        self.magnitude[group] += pooled.abs().sum(0)
+        size = pooled.abs() if magnitude is None else magnitude.detach().to("cpu", torch.float64)
+        self.magnitude[group] += size.sum(0)
         self.group_counts[group] += len(pooled)
         columns = node_index.unsqueeze(1) if node_index.dim() == 1 else node_index
         for column in columns.T:
@@ -182,8 +192,11 @@ def stream_statistics(
     alpha: float,
     batch_size: int,
     job: UnlearnJob | None = None,
+    padding: bool = False,
+    token_magnitude: bool = False,
 ) -> dict[str, LayerStatistics]:
-    """One forward pass over each group's samples; hooks stream pooled activations into per-node sums."""
+    """One forward pass over each group's samples; hooks stream pooled activations into per-node sums
+    (``padding``: see :func:`pool`; ``token_magnitude``: a projector's units ranked on |activation| per token)."""
     stats = {name: LayerStatistics(linear.layer.out_features, n_nodes) for name, linear in layers.items()}
     first = next(iter(node_of.values()), -1)
     missing = (-1,) * len(first) if isinstance(first, tuple) else -1  # a sample of no node
@@ -192,8 +205,13 @@ def stream_statistics(
     def hook(name: str, span: str):
         def record(_module, _inputs, output):
             batch: Batch = current["batch"]  # type: ignore[assignment]
-            # type: ignore[arg-type]
-            stats[name].add(pool(output, batch, span, alpha), current["nodes"], current["group"])
+            pooled = pool(output, batch, span, alpha, padding=padding)
+            size = (
+                pool(output.abs(), batch, span, alpha, padding=padding)
+                if token_magnitude and span == "vision"
+                else None
+            )
+            stats[name].add(pooled, current["nodes"], current["group"], size)  # type: ignore[arg-type]
 
         return record
 
@@ -227,11 +245,12 @@ def stream_statistics(
 # -- selection, directions, projection ---------------------------------------------------------
 
 
-def select_units(stats: LayerStatistics, percent: float) -> torch.Tensor:
-    """Indices of the top ``percent`` % units by mean|a_forget| − mean|a_retain| (ties: lower index first)."""
+def select_units(stats: LayerStatistics, percent: float, *, floor: bool = False) -> torch.Tensor:
+    """Indices of the top ``percent`` % units by mean|a_forget| − mean|a_retain| (ties: lower index first), their
+    number rounded (``floor``: rounded down, as the authors' ``int(D * k / 100)``), at least one."""
     means = stats.magnitude / stats.group_counts.clamp(min=1).unsqueeze(1)
     score = means[FORGET] - means[RETAIN]
-    keep = max(1, int(round(stats.units * percent / 100.0)))
+    keep = max(1, int(stats.units * percent / 100) if floor else int(round(stats.units * percent / 100.0)))
     order = sorted(range(stats.units), key=lambda i: (-float(score[i]), i))
     return torch.tensor(sorted(order[:keep]), dtype=torch.long)
 
@@ -249,8 +268,8 @@ def principal_directions(directions: torch.Tensor, tau: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def project_rows(layer: torch.nn.Linear, rows: torch.Tensor, basis: torch.Tensor) -> float:
-    """``W[rows, :] ← (I − QQᵀ) W[rows, :]`` (and the bias rows), computed in float32, cast back;
+def project_rows(layer: torch.nn.Linear, rows: torch.Tensor, basis: torch.Tensor, *, bias: bool = True) -> float:
+    """``W[rows, :] ← (I − QQᵀ) W[rows, :]`` (and, with ``bias``, the bias rows), computed in float32, cast back;
     returns the weight's relative change ‖ΔW‖/‖W‖ (Frobenius)."""
     if basis.shape[1] == 0:
         return 0.0
@@ -261,9 +280,9 @@ def project_rows(layer: torch.nn.Linear, rows: torch.Tensor, basis: torch.Tensor
     weight = layer.weight[index].float()
     layer.weight[index] = (projector @ weight).to(layer.weight.dtype)
     change = float((layer.weight[index].float() - weight).norm())
-    if layer.bias is not None:
-        bias = layer.bias[index].float()
-        layer.bias[index] = (projector @ bias).to(layer.bias.dtype)
+    if bias and layer.bias is not None:
+        rows_bias = layer.bias[index].float()
+        layer.bias[index] = (projector @ rows_bias).to(layer.bias.dtype)
     return change / norm if norm > 0 else 0.0
 
 
@@ -342,12 +361,13 @@ def run_chip(model: MultimodalModel, job: UnlearnJob, settings: ChipSettings) ->
     hospital = job.dataset.hospital
     request = job.split.request
     forget, retain = job.forget_and_retain(model)
+    anchor = bool(settings.image_anchor)
     levels = direction_levels(request.level, settings)
     plans: list[DirectionPlan] = []
     known: set[str] = set()
     for node_level in levels:  # the nodes of each level the forget and retain samples belong to, and the plans on them
-        retained_nodes = {n for s in retain if (n := node_at(hospital, s, node_level)) is not None}
-        forget_nodes = {n for s in forget if (n := node_at(hospital, s, node_level)) is not None}
+        retained_nodes = {n for s in retain if (n := node_at(hospital, s, node_level, image_anchor=anchor)) is not None}
+        forget_nodes = {n for s in forget if (n := node_at(hospital, s, node_level, image_anchor=anchor)) is not None}
         retained_nodes -= forget_nodes
         _, level_plans = direction_plans(hospital, request.level, request.targets, retained_nodes, node_level)
         plans += [p for p in level_plans if p.target in forget_nodes]
@@ -359,7 +379,10 @@ def run_chip(model: MultimodalModel, job: UnlearnJob, settings: ChipSettings) ->
             "nothing to contrast."
         )
     index = {node: i for i, node in enumerate(sorted(known))}
-    node_of = {s.id: tuple(index.get(node_at(hospital, s, lv) or "", -1) for lv in levels) for s in forget + retain}
+    node_of = {
+        s.id: tuple(index.get(node_at(hospital, s, lv, image_anchor=anchor) or "", -1) for lv in levels)
+        for s in forget + retain
+    }
     editable = model.editable_linears()
     last = (
         max(1, math.ceil(settings.layer_share * layer_depth(editable) - 1e-9))
@@ -376,17 +399,19 @@ def run_chip(model: MultimodalModel, job: UnlearnJob, settings: ChipSettings) ->
         alpha=settings.alpha,
         batch_size=settings.batch_size,
         job=job,
+        padding=bool(settings.padding),
+        token_magnitude=bool(settings.token_magnitude),
     )
     report = {}
     for name, linear in layers.items():
         layer_stats = stats[name]
-        units = select_units(layer_stats, settings.k)
+        units = select_units(layer_stats, settings.k, floor=bool(settings.k_floor))
         rows = sibling_directions(layer_stats, units, plans, index, pooled=bool(settings.pooled))
         if not rows:
             report[name] = {"units": len(units), "directions": 0, "components": 0}
             continue
         basis = principal_directions(torch.stack(rows), settings.tau)
-        change = project_rows(linear.layer, units, basis)
+        change = project_rows(linear.layer, units, basis, bias=bool(settings.bias))
         report[name] = {
             "units": len(units),
             "directions": len(rows),

@@ -354,6 +354,29 @@ class ChipSettings(MethodSettings):
         low=0,
         high=1,
     )
+    image_anchor: int = setting(
+        1,
+        "1: a fact above a node's level counts for the node its image shows; 0: only facts at or below the node "
+        "(the authors)",
+        low=0,
+        high=1,
+    )
+    k_floor: int = setting(0, "1: ⌊units × k / 100⌋ units per layer (the authors); 0: rounded", low=0, high=1)
+    token_magnitude: int = setting(
+        0,
+        "1: the projector's |activation| averaged per token, as the authors rank units; 0: |per-image mean|",
+        low=0,
+        high=1,
+    )
+    bias: int = setting(
+        1,
+        "1: the selected bias rows are projected with the weight rows; 0: the weight rows only (the authors)",
+        low=0,
+        high=1,
+    )
+    padding: int = setting(
+        0, "1: padding positions are pooled with the text tokens (the authors); 0: left out", low=0, high=1
+    )
 
 
 #: the authors' code edits language layers 22–27 of 28 (chip/chip.py of their repository)
@@ -362,10 +385,12 @@ AUTHORS_LAYER_SHARE = 6 / 28
 
 @dataclass(frozen=True)
 class ChipReferenceSettings(ChipSettings):
-    """CHIP as the authors' code makes its choices: child directions only when the node has children, sibling
-    means pooled over samples, the last ~21 % of the language layers. Their sibling sets are ours already
-    (children of the target's siblings; at the section level the other sections of its study, not matched by
-    kind), as is their rank rule."""
+    """CHIP as the authors' code (``chip/chip.py``) makes its choices: child directions only when the node has
+    children, sibling means pooled over samples, the last ~21 % of the language layers, facts counted only at or
+    below their node, ⌊k⌋ units ranked on the projector's per-token magnitudes, padding pooled with the text in
+    batches of 4, weight rows projected without their bias. Their sibling sets are ours already (children of the
+    target's siblings; at the section level the other sections of its study, not matched by kind), as is their rank
+    rule; what stays different is in docs/methods.md."""
 
     owner: ClassVar[str] = "chip_reference"
 
@@ -374,6 +399,21 @@ class ChipReferenceSettings(ChipSettings):
     layer_share: float = setting(
         AUTHORS_LAYER_SHARE, "hook the last ⌈share × depth⌉ language layers (the authors: 6 of 28)", low=0, high=1
     )
+    batch_size: int = positive(
+        4, "samples per activation batch (the authors' 4: it sets the padding pooled)", high=MAX_BATCH
+    )
+    image_anchor: int = setting(
+        0,
+        "1: a fact above a node's level counts for its image's node; 0: only facts at or below (the authors)",
+        low=0,
+        high=1,
+    )
+    k_floor: int = setting(1, "1: ⌊units × k / 100⌋ units per layer (the authors); 0: rounded", low=0, high=1)
+    token_magnitude: int = setting(
+        1, "1: the projector's |activation| averaged per token (the authors); 0: |per-image mean|", low=0, high=1
+    )
+    bias: int = setting(0, "1: bias rows projected too; 0: the weight rows only (the authors)", low=0, high=1)
+    padding: int = setting(1, "1: padding pooled with the text tokens (the authors); 0: left out", low=0, high=1)
 
 
 @dataclass(frozen=True)
