@@ -2,8 +2,9 @@
 
 1. One teacher-forced forward pass without gradients over the forget and retain sets;
    hooks pool each chosen linear layer's output per sample,
-   ``a = α·mean(vision tokens) + (1 − α)·mean(text tokens)`` (padding excluded), and
-   stream per-node sums and counts (memory independent of the number of samples).
+   ``a = α·mean(vision tokens) + (1 − α)·mean(text tokens)`` (padding excluded, or pooled
+   with the text as the authors do: ``padding``), and stream per-node sums and counts
+   (memory independent of the number of samples).
 2. Per layer, units scored ``mean|a_forget| − mean|a_retain|``; the top k % are kept (S).
 3. Sibling-differential directions ``normalise(μ_target[S] − μ_siblings[S])``: one per
    node ``depth`` levels below the request (its children by default; deeper when a
