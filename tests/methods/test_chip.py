@@ -64,9 +64,12 @@ def test_components_reach_tau_of_the_energy():
     assert principal_directions(directions, 1.0).shape[1] == 3
 
 
-def test_pooling_weights_vision_and_text_and_excludes_padding():
-    output = torch.tensor([[[1.0], [3.0], [5.0], [100.0]]])  # position 3 is padding
-    batch = Batch(
+#: one sample of four positions: a vision token, two text tokens, padding (100: it shows wherever it is pooled)
+PADDED = torch.tensor([[[1.0], [3.0], [5.0], [100.0]]])
+
+
+def _padded_batch() -> Batch:
+    return Batch(
         ["s"],
         {},
         torch.zeros(1),
@@ -74,6 +77,10 @@ def test_pooling_weights_vision_and_text_and_excludes_padding():
         vision_mask=torch.tensor([[True, False, False, False]]),
         text_mask=torch.tensor([[False, True, True, False]]),
     )
+
+
+def test_pooling_weights_vision_and_text_and_excludes_padding():
+    output, batch = PADDED, _padded_batch()
     pooled = pool(output, batch, "tokens", alpha=0.3)
     assert pooled.item() == pytest.approx(0.3 * 1.0 + 0.7 * 4.0)
 
@@ -221,16 +228,8 @@ def test_positive_control_a_linearly_separable_node_loses_its_facts_and_its_sibl
 
 
 def test_the_authors_pool_padding_with_the_text():
-    output = torch.tensor([[[1.0], [3.0], [5.0], [100.0]]])  # position 3 is padding
-    batch = Batch(
-        ["s"],
-        {},
-        torch.zeros(1),
-        torch.zeros(1, 4, dtype=torch.bool),
-        vision_mask=torch.tensor([[True, False, False, False]]),
-        text_mask=torch.tensor([[False, True, True, False]]),
-    )
-    assert pool(output, batch, "tokens", 0.3, padding=True).item() == pytest.approx(0.3 * 1.0 + 0.7 * 36.0)
+    output = PADDED
+    assert pool(output, _padded_batch(), "tokens", 0.3, padding=True).item() == pytest.approx(0.3 * 1.0 + 0.7 * 36.0)
     # a text-only model (its vision marker is one column): every position
     text_only = Batch(["s"], {}, torch.zeros(1), torch.ones(1, 1, dtype=torch.bool), torch.ones(1, 1, dtype=torch.bool),
                       torch.tensor([[True, True, True, False]]))  # fmt: skip
