@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -99,6 +100,15 @@ def copy_with_manifest(folder: Path, target: Path, **changes) -> Path:
     manifest = json.loads((target / "manifest.json").read_text())
     (target / "manifest.json").write_text(json.dumps({**manifest, **changes}))
     return target
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Every module, class and function the tests import is alive until the session ends: gc.freeze() takes them out
+    of every later collection. A full collection (the product's ``released()`` runs one each time a command frees a
+    model, the one-model census runs them too) then walks only what the tests made since: it took about 0.21 s over
+    the ~470,000 objects of the imports, and under 1 ms right after the freeze (measured 2026-12-07). What a test
+    makes, a model included, is collected as before."""
+    gc.freeze()
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -2,14 +2,18 @@
 next (at real size a model is the most expensive thing in memory). A method that needs its frozen reference holds it
 beside the model it edits when LoRA is off (with LoRA the reference is the adapter switched off).
 
-The count: every network of a model class alive in the process and holding weights (gc's objects, so deep copies
-count too; a network moved to the meta device has given its weights up), taken at model inputs being built — every
-forward pass of scoring, decoding and training builds one."""
+The count: every network of a model class alive in the process and holding weights (a network moved to the meta
+device has given its weights up), taken at every model input built — every forward pass of scoring, decoding and
+training builds one. Networks are followed as they are made (``__init__``; ``__setstate__`` for deep copies and
+unpickling), so a count costs microseconds; where it exceeds the largest seen, gc runs and it is taken again (garbage
+awaiting collection is not held). Every ``FULL_EVERY_S`` a census of gc's objects checks that nothing was made past
+those hooks (it walks every object of the process: a few tenths of a second)."""
 
 from __future__ import annotations
 
 import gc
 import time
+import weakref
 
 import pytest
 
@@ -25,9 +29,9 @@ from medunlearn.models.vlm import FAMILIES, VisionLanguageModel
 TARGET = "inst-1.pat-02"
 REQUEST = ["--level", "patient", "--target", TARGET]
 NETWORKS = (*(family.model_class for family in FAMILIES.values()), DualEncoderNetwork)
-#: a census at most this often (one walks every object of the process: a few tenths of a second); a second model
-#: held beside the first is held for a stage — a load, an evaluation, a method's run — seconds long
-EVERY_S = 0.5
+#: the gc census that checks the followed networks are all there is, at most this often (a second model held beside
+#: the first is held for a stage — a load, an evaluation, a method's run — seconds long)
+FULL_EVERY_S = 5.0
 
 
 def holding(network) -> bool:
@@ -36,26 +40,47 @@ def holding(network) -> bool:
 
 
 def alive() -> int:
+    """Every network alive and holding weights, from gc's objects."""
     gc.collect()
     return sum(isinstance(o, NETWORKS) and holding(o) for o in gc.get_objects())
 
 
 @pytest.fixture
 def census(monkeypatch):
-    """The largest number of networks alive at once while the test runs, counted at inputs being built, at most every
-    ``EVERY_S`` seconds."""
-    seen = {"most": 0, "calls": 0, "last": 0.0}
+    """The largest number of networks alive at once while the test runs, counted at every model input built."""
+    made: weakref.WeakSet = weakref.WeakSet()
+    seen = {"most": 0, "calls": 0, "full": 0, "last": float("-inf")}
+
+    def followed() -> int:
+        return sum(holding(network) for network in list(made))
+
+    def follow(method_name: str, cls):
+        original = getattr(cls, method_name)
+
+        def wrapper(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            made.add(self)
+
+        monkeypatch.setattr(cls, method_name, wrapper)
 
     def counted(batch):
         def wrapper(self, *args, **kwargs):
-            if time.monotonic() - seen["last"] >= EVERY_S:
-                seen["most"] = max(seen["most"], alive())
+            if followed() > seen["most"]:
+                gc.collect()  # garbage awaiting collection holds nothing anyone can use
+                seen["most"] = max(seen["most"], followed())
+            if time.monotonic() - seen["last"] >= FULL_EVERY_S:
+                everything = alive()
+                assert everything == followed(), f"{everything} networks alive, {followed()} made through the hooks"
+                seen["full"] += 1
                 seen["last"] = time.monotonic()
             seen["calls"] += 1
             return batch(self, *args, **kwargs)
 
         return wrapper
 
+    for network_class in NETWORKS:
+        follow("__init__", network_class)
+        follow("__setstate__", network_class)
     for cls in (VisionLanguageModel, DualEncoderModel):
         monkeypatch.setattr(cls, "batch", counted(cls.batch))
     assert alive() == 0, "a model of another test is still alive"
