@@ -90,10 +90,23 @@ def _steps(small_dataset, settings: dict, calls: list | None = None, method: str
     return {n: p.detach().clone() for n, p in unlearned.network.named_parameters()}, unlearned, summary
 
 
+@pytest.fixture(scope="module")
+def without_levers(small_dataset) -> dict:
+    """Each method's run without a lever, once for the tests below (deterministic in one process): its weights, its
+    summary and the first layer's MLP calls."""
+    runs = {}
+    for method in ("grad_diff", "forget_mi"):
+        calls: list[bool] = []
+        weights, _, summary = _steps(small_dataset, {}, calls, method)
+        runs[method] = {"weights": weights, "summary": summary, "calls": calls}
+    return runs
+
+
 @pytest.mark.parametrize("method", ["grad_diff", "forget_mi"])
-def test_checkpointing_recomputes_each_layer_in_the_backward_pass_and_is_undone_after(small_dataset, method):
-    plain, levered = [], []
-    _steps(small_dataset, {}, plain, method)
+def test_checkpointing_recomputes_each_layer_in_the_backward_pass_and_is_undone_after(
+    small_dataset, without_levers, method
+):
+    plain, levered = without_levers[method]["calls"], []
     _, model, _ = _steps(small_dataset, {"checkpointing": 1}, levered, method)
     # every forward pass with gradients runs the layer once more in the backward pass
     assert levered.count(True) == 2 * plain.count(True) > 0
@@ -103,8 +116,9 @@ def test_checkpointing_recomputes_each_layer_in_the_backward_pass_and_is_undone_
 
 @pytest.mark.parametrize("method", ["grad_diff", "forget_mi"])
 @pytest.mark.parametrize("lever", [{"accumulation": 4}, {"checkpointing": 1}])
-def test_the_memory_levers_take_the_same_steps(small_dataset, lever, method):
-    (plain, _, summary), (levered, _, _) = (_steps(small_dataset, settings, method=method) for settings in ({}, lever))
+def test_the_memory_levers_take_the_same_steps(small_dataset, without_levers, lever, method):
+    plain, summary = without_levers[method]["weights"], without_levers[method]["summary"]
+    levered, _, _ = _steps(small_dataset, lever, method=method)
     if method == "forget_mi":
         # the caps bound (measured 12-14 of the run's batches over those seeds and threads): micro-batches must
         # decide them on the whole batch
