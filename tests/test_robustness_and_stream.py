@@ -13,7 +13,7 @@ from medunlearn.evaluation.membership import gradient_norms
 from medunlearn.evaluation.robustness import fake_quantized, related_samples
 from medunlearn.models.loading import load_model
 
-VLM = ["--model", "tiny-qwen2-vl@scratch", "--epochs", "4", "--limit", "20", "--methods", "grad_diff,retrain"]
+VLM = ["--model", "tiny-qwen2-vl@scratch", "--epochs", "1", "--limit", "20", "--methods", "grad_diff,retrain"]
 
 
 def test_round_to_nearest_keeps_each_weight_within_half_a_step_of_its_group():
