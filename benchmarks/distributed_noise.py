@@ -73,6 +73,7 @@ def unlearned_weights(dataset, folder: Path, method: str, threads: int, out: Pat
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3, help="training epochs (the test's EPOCHS)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     show_progress(False)
@@ -82,13 +83,24 @@ def main() -> None:
         data = Path(tmp) / "data"
         dataset.save(data)
         for seed in range(args.seeds):
-            config = TrainConfig(model="tiny-qwen2-vl@scratch", epochs=3, lr=1e-3, batch_size=8, seed=seed)
+            config = TrainConfig(model="tiny-qwen2-vl@scratch", epochs=args.epochs, lr=1e-3, batch_size=8, seed=seed)
             torch.set_num_threads(1)
             single = losses(train(dataset, config, Path(tmp) / f"one-thread-{seed}"))
             torch.set_num_threads(2)
             folder = train(dataset, config, Path(tmp) / f"one-{seed}")
             trained = Path(tmp) / f"two-{seed}"
-            flags = ["--model", config.model, "--epochs", "3", "--lr", "1e-3", "--batch-size", "8", "--seed", str(seed)]
+            flags = [
+                "--model",
+                config.model,
+                "--epochs",
+                str(args.epochs),
+                "--lr",
+                "1e-3",
+                "--batch-size",
+                "8",
+                "--seed",
+                str(seed),
+            ]
             torchrun("-m", "medunlearn", "train", "--data", str(data), "--out", str(trained), *flags)
             curve = losses(folder)
             row = {
