@@ -57,6 +57,28 @@ class ModuleScheduling(LoadScopeScheduling):
     def _split_scope(self, nodeid: str) -> str:
         return "tests/methods" if nodeid.startswith("tests/methods/") else super()._split_scope(nodeid)
 
+    def _assign_work_unit(self, node) -> None:  # noqa: ANN001
+        """The longest units first (``LONGEST_FIRST``), then xdist's order (most tests first): a long module
+        started last would leave the other worker idle at the end."""
+        for scope in LONGEST_FIRST:
+            if scope in self.workqueue:
+                self.workqueue.move_to_end(scope, last=False)
+                break
+        super()._assign_work_unit(node)
+
+
+#: the units that took longest in `make test` (2026-12-07, clean clone: seconds of wall on one worker), longest first;
+#: xdist orders units by their number of tests, which put the two-process module 16th and the one-model census 27th
+LONGEST_FIRST = (
+    "tests/test_distributed.py",  # about 230 s: every check launches two processes
+    "tests/methods",  # about 200 s, 867 tests
+    "tests/test_cli.py",  # about 150 s: the quick demo
+    "tests/test_bench.py",
+    "tests/test_executors.py",  # Ray
+    "tests/test_one_model.py",
+    "tests/test_robustness_and_stream.py",
+)
+
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log) -> LoadScopeScheduling | None:  # noqa: ANN001
     return ModuleScheduling(config, log) if config.getvalue("dist") == "loadscope" else None
