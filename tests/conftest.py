@@ -67,8 +67,9 @@ class ModuleScheduling(LoadScopeScheduling):
         super()._assign_work_unit(node)
 
 
-#: the units that took longest in `make test` (2026-12-07, clean clone: seconds of wall on one worker), longest first;
-#: xdist orders units by their number of tests, which put the two-process module 16th and the one-model census 27th
+#: the units that took longest in `make test` (2026-12-07, an installed checkout: seconds on one worker), longest
+#: first; xdist orders units by their number of tests, which put the two-process module 16th, the one-model census
+#: 24th and the attack benches 35th
 LONGEST_FIRST = (
     "tests/test_distributed.py",  # about 230 s: every check launches two processes
     "tests/methods",  # about 200 s, 867 tests
