@@ -73,6 +73,9 @@ class TrainConfig:
     #: memory levers (models/memory_levers.py): micro-batches per batch, and activations recomputed in the backward
     accumulation: int = 1
     checkpointing: bool = False
+    #: the share of training questions shown each epoch after hierarchical context (data/context.py; None: the
+    #: family's default), so that the reconstruction attack's prompt is one the model knows
+    context_share: float | None = None
 
     def __post_init__(self) -> None:
         # upper bounds far above any real run: a mistyped 1e6 epochs or batch is refused, not run "forever"
@@ -92,6 +95,12 @@ class TrainConfig:
         check_integer("--accumulation", self.accumulation, 1, MAX_BATCH, " micro-batches per batch")
         if not 0 <= self.warmup < 1:
             raise MedunlearnError(f"warmup is {self.warmup}; use a share in [0, 1).")
+        if self.context_share is not None and not (
+            isinstance(self.context_share, (int, float)) and 0 <= self.context_share <= 1
+        ):
+            raise MedunlearnError(
+                f"--context-share is {self.context_share!r}; use a share of the questions in [0, 1], such as 0.5."
+            )
 
     @property
     def is_oracle(self) -> bool:
@@ -119,6 +128,8 @@ class TrainConfig:
         for name, default in (("accumulation", 1), ("checkpointing", False)):  # likewise (the same steps either way)
             if payload[name] == default:
                 del payload[name]
+        if not payload["context_share"]:  # recorded when some context is shown: a recipe without any keeps its identity
+            del payload["context_share"]
         if payload["lora_targets"] == DEFAULT_LORA_TARGETS:  # likewise
             del payload["lora_targets"]
         else:
@@ -135,6 +146,7 @@ class TrainConfig:
         values = dict(payload)
         values["exclude"] = exclusion(values.pop("exclude_level", None), values.pop("exclude_targets", None))
         values["also_exclude"] = tuple(DeletionRequest.from_json(r) for r in values.pop("also_exclude", []))
+        values.setdefault("context_share", 0.0)  # a recipe that records none showed no context (not the default's)
         return cls(**values)
 
 

@@ -3,7 +3,16 @@ rows, the values fixed by construction, and the report's section."""
 
 import pytest
 
-from medunlearn.evaluation.attack_validation import NO_POWER, NOT_CHANCE, PASSES, TOO_FEW, attack_validation
+from medunlearn.evaluation.attack_validation import (
+    MIN_ITEMS,
+    NO_POWER,
+    NOT_CHANCE,
+    PASSES,
+    TOO_FEW,
+    UNFAMILIAR,
+    attack_validation,
+    familiarity_check,
+)
 from medunlearn.report.attack_checks import attack_validation_section
 
 
@@ -70,3 +79,27 @@ def test_a_request_counts_only_where_its_value_rests_on_enough_items():
             row["privacy"]["loss"]["n"] = [1, 20]
     [entry] = attack_validation(rows)
     assert entry["power"]["n"] == 4 and entry["chance"]["n"] == 0 and entry["verdict"] == TOO_FEW
+
+
+def _familiar(shares: list[tuple[float, float]], items: int = 20) -> list[dict]:
+    rows = []
+    for k, (without, told) in enumerate(shares):
+        entry = {"part": "memorised", "items": items, "without": without, "with": told}
+        for method in ("vanilla", "retrain"):  # only the vanilla model's rows are read
+            rows.append(
+                {"model": "vlm", "method": method, "request": {"key": f"study-{k}", "role": "test"}, "privacy": {}}
+            )
+            rows[-1]["reconstruction_familiarity"] = entry if method == "vanilla" else {**entry, "with": 0.0}
+    return rows
+
+
+def test_the_reconstruction_prompt_is_familiar_only_within_the_tolerance():
+    [familiar] = familiarity_check(_familiar([(0.9, 0.9), (0.85, 0.9), (0.95, 0.9), (0.9, 0.95)]))
+    assert familiar["verdict"] == PASSES and familiar["familiarity"]["mean"] == pytest.approx(0.0125)
+    assert familiar["items"] == 80 and familiar["without"] == pytest.approx(0.9)
+    assert familiar["familiarity"]["low"] < 0 < familiar["familiarity"]["high"]
+    [unfamiliar] = familiarity_check(_familiar([(1.0, 0.2), (1.0, 0.25), (0.95, 0.2), (1.0, 0.3)]))
+    assert unfamiliar["verdict"] == UNFAMILIAR and unfamiliar["familiarity"]["mean"] == pytest.approx(-0.75)
+    assert familiarity_check(_familiar([(1.0, 0.2)] * 4, items=MIN_ITEMS - 1)) == []  # too few items a request
+    section = "".join(attack_validation_section(_familiar([(1.0, 0.2), (1.0, 0.25), (0.95, 0.2), (1.0, 0.3)])))
+    assert "Reconstruction, vlm" in section and f"<b>{UNFAMILIAR}</b>" in section

@@ -151,6 +151,16 @@ def test_the_reconstruction_claim_reads_recovery_beyond_the_oracle_per_level():
     edge = {"m": {"institution": {"grad_diff": {"grid": [], "chosen": {"epochs": 0.5}, "edge": "low epochs"}}}}
     claim = next(c for c in check_claims(entries, selection=edge) if "reconstruction" in c["claim"])
     assert [c["verdict"] for c in claim["checks"]] == [HOLDS, INCONCLUSIVE]
+    # a level whose vanilla model reads a context prefix as another prompt decides nothing (issue 39)
+    familiar = [_entry("section", "vanilla", reconstruction__familiarity={"mean": -0.04})]
+    claim = next(c for c in check_claims(entries + familiar) if "reconstruction" in c["claim"])
+    assert (
+        claim["checks"][0]["verdict"] == HOLDS
+        and "familiarity on the vanilla model -0.040" in claim["checks"][0]["numbers"]
+    )
+    unfamiliar = [_entry("section", "vanilla", reconstruction__familiarity={"mean": -0.75})]
+    claim = next(c for c in check_claims(entries + unfamiliar) if "reconstruction" in c["claim"])
+    assert claim["checks"][0]["verdict"] == INCONCLUSIVE and "not recall" in claim["checks"][0]["numbers"]
 
 
 @pytest.mark.parametrize(

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from medunlearn.config import TrainConfig
+from medunlearn.data.context import STEPS, context
 from medunlearn.data.hierarchy import DeletionRequest, Level
 from medunlearn.data.splits import make_split
 from medunlearn.evaluation.evaluate import compare_with_oracle, evaluate_model
 from medunlearn.evaluation.knowledge import declared_part
 from medunlearn.evaluation.membership import matched_strangers
-from medunlearn.evaluation.reconstruction import STEPS, context
 from medunlearn.evaluation.sets import evaluation_sets, parted_sample, seeded_sample, stratified_sample
 from medunlearn.models.base import calibrated_log_probs
 from medunlearn.models.loading import load_model
@@ -95,6 +95,10 @@ def test_evaluation_against_itself_has_zero_distance_and_ks_p_one(quick_vlm, sma
     # conditional recovery: of the items not answered without context, the share the context brings back
     assert fullest["unanswered"] == round((1 - first["answered"]) * first["items"])
     assert fullest["recovered"] is None if not fullest["unanswered"] else 0 <= fullest["recovered"] <= 1
+    # the prompt's familiarity: retained memorised items (scored retain items, at most the limit), with and without
+    familiar = row["reconstruction_familiarity"]
+    assert familiar["part"] == "memorised" and 0 < familiar["items"] <= 4
+    assert 0 <= familiar["without"] <= 1 and 0 <= familiar["with"] <= 1
     assert set(row["scores"]["forget"]) >= {"all", "answered"}
     assert row["scores"]["forget_memorised"]["n"] + row["scores"]["forget_inferable"]["n"] == len(sets["forget"])
     assert row["oracle_agreement"] == {"forget": 1.0, "forget_memorised": 1.0}
@@ -116,7 +120,7 @@ def test_evaluation_against_itself_has_zero_distance_and_ks_p_one(quick_vlm, sma
 
 def test_reconstruction_context_is_cumulative(small_dataset):
     sample = next(s for s in small_dataset.training_samples() if s.image_node)
-    texts = [context(small_dataset, sample, step) for step in STEPS]
+    texts = [context(small_dataset.hospital, sample, step) for step in STEPS]
     assert texts[0] == ""
     for shorter, longer in itertools.pairwise(texts):
         assert longer.startswith(shorter) and len(longer) > len(shorter)

@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from medunlearn.data.context import STEPS, context, leaks, offered_steps
 from medunlearn.data.hierarchy import DeletionRequest, Level
 from medunlearn.data.questions import all_templates
 from medunlearn.data.samples import Knowledge, Sample, Task
@@ -24,7 +25,7 @@ from medunlearn.evaluation.knowledge import (
     resolved_parts,
 )
 from medunlearn.evaluation.membership import attack_key, attack_members, matched_strangers
-from medunlearn.evaluation.reconstruction import STEPS, attacked_items, context, leaks, offered_steps
+from medunlearn.evaluation.reconstruction import attacked_items
 from medunlearn.evaluation.scores import task_score
 
 #: every template's type, written out: a change to one is a change to the benchmark and must be made here too
@@ -144,7 +145,7 @@ def test_the_attack_offers_retained_context_only_and_never_its_answer(small_data
     for sample in asked:
         assert declared_part(hospital, request, sample) == MEMORISED
         for step in steps:
-            text = context(small_dataset, sample, step)
+            text = context(small_dataset.hospital, sample, step)
             assert sample.answer.lower() not in text.lower(), (sample.id, step)
 
 
@@ -154,12 +155,14 @@ def test_a_question_whose_answer_is_in_its_context_is_left_out(small_dataset):
     honest = next(s for s in forget if s.fact == "report.granuloma")
     institution = small_dataset.hospital.ancestor_at(honest.image_node, Level.INSTITUTION).attributes["name"]
     leaking = dataclasses.replace(honest, id="leaking", answer=institution)  # a memorised answer the context states
-    assert leaks(small_dataset, leaking, "institution") and not leaks(small_dataset, leaking, "none")
-    assert not leaks(small_dataset, honest, "study")
+    assert leaks(small_dataset.hospital, leaking, "institution") and not leaks(small_dataset.hospital, leaking, "none")
+    assert not leaks(small_dataset.hospital, honest, "study")
     asked, steps, _ = attacked_items(small_dataset, [honest, leaking], request)
     assert steps == list(STEPS) and [s.id for s in asked] == [honest.id]
     birth = next(s for s in small_dataset.training_samples() if s.fact == "patient.birth_date")
-    assert leaks(small_dataset, birth, "patient") and offered_steps(small_dataset, birth, None) == list(STEPS)
+    assert leaks(small_dataset.hospital, birth, "patient") and offered_steps(
+        small_dataset.hospital, birth, None
+    ) == list(STEPS)
 
 
 def _sample(fact: str, task: Task, answer: str) -> Sample:

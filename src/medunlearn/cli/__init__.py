@@ -134,6 +134,14 @@ def train_command(
             help="Questions of the base's replay set rehearsed every epoch (default: 200 from a VLM base, else 0)."
         ),
     ] = None,
+    context_share: Annotated[
+        float | None,
+        typer.Option(
+            "--context-share",
+            help="Share of the questions shown each epoch after the institution, patient and study they are about "
+            "(default: 0.5 for a tiny VLM, else 0).",
+        ),
+    ] = None,
     min_pixels: MinPixelsOption = None,
     max_pixels: MaxPixelsOption = None,
     accumulation: AccumulationOption = 1,
@@ -166,6 +174,7 @@ def train_command(
         max_pixels=max_pixels,
         accumulation=accumulation,
         checkpointing=checkpointing,
+        context_share=context_share,
     )
     with claimed_output(out_dir, "train", inputs=inputs, overwrite=overwrite, lock=is_main()):
         _train(data, out_dir, config, limit)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import io
+import string
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,13 @@ from PIL import Image
 
 from medunlearn.data.hierarchy import Level
 from medunlearn.errors import MedunlearnError
+
+_PUNCT = str.maketrans({c: " " for c in string.punctuation})
+
+
+def normalise(text: str) -> str:
+    """An answer's normal form for exact comparison: lower case, punctuation as spaces, single spaces."""
+    return " ".join(text.lower().translate(_PUNCT).split())
 
 
 class Task(str, enum.Enum):

@@ -15,6 +15,11 @@ U-LiRA (:mod:`medunlearn.evaluation.ulira`, with ``--seeds 3`` or more) is check
 the vanilla model's share of memorised items distinguishable from retraining (above :data:`FPR`), its chance the
 oracle-against-oracle null's share (:data:`FPR` when its Gaussian describes retraining).
 
+The reconstruction attack is no membership score; its check is **familiarity** (:func:`familiarity_check`): on the
+vanilla model, the retained memorised items' share answered after the context the fine-tune showed them with, minus
+without (``reconstruction/familiarity``). Its mean must lie within :data:`FAMILIARITY_TOLERANCE` of 0, else a context
+prefix changes the prompt itself and recovery under it reads the prompt, not recall (issue 39).
+
 Two values are fixed by construction and are not checks: the vanilla-reference attack's power (on the vanilla model
 every relative loss is 0) and the oracle-reference attack's chance (on the oracle, likewise). An attack that fails a
 check is marked in the report, never left out. A request counts towards a check only where its value rests on at
@@ -40,6 +45,10 @@ CHANCE = 0.5
 #: the fewest items on each side (members and strangers, memorised and inferable; U-LiRA: items) a request's value
 #: needs to count: an AUC of one member is 0, 0.5 or 1, and a share of one item 0 or 1
 MIN_ITEMS = 5
+#: how far the vanilla model's retained memorised score may move under context for the attack's prompt to count as
+#: familiar (issue 39)
+FAMILIARITY_TOLERANCE = 0.05
+UNFAMILIAR = "unfamiliar prompt"
 
 
 def _counted(entry: Any, key: str) -> tuple[float, int] | None:
@@ -125,6 +134,39 @@ def _checks(vanilla: list[dict[str, Any]], oracle: list[dict[str, Any]]) -> list
                 "chance": chance,
                 "by_construction": sorted(check for attack, check in BY_CONSTRUCTION if attack == name),
                 "chance_level": level,
+                "verdict": verdict,
+            }
+        )
+    return out
+
+
+def familiarity_check(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model family whose vanilla rows measured it: the reconstruction prompt's familiarity over the test requests
+    (mean, 95 % interval, n; each request's value the difference of two shares of its items) and its verdict: passes
+    when the mean lies within :data:`FAMILIARITY_TOLERANCE` of 0."""
+    out = []
+    for model in dict.fromkeys(r.get("model") for r in results):
+        found = []
+        for row in _test_rows([r for r in results if r.get("model") == model], VANILLA):
+            entry = row.get("reconstruction_familiarity") or {}
+            if entry.get("items", 0) >= MIN_ITEMS:
+                found.append((float(entry["with"]) - float(entry["without"]), int(entry["items"])))
+        if not found:
+            continue
+        values, items = [f[0] for f in found], [f[1] for f in found]
+        interval = mean_interval(values, bounds=(-1, 1), floor=item_floor(values, items, (-1, 1)))
+        without = [
+            float(r["reconstruction_familiarity"]["without"])
+            for r in _test_rows([r for r in results if r.get("model") == model], VANILLA)
+            if (r.get("reconstruction_familiarity") or {}).get("items", 0) >= MIN_ITEMS
+        ]
+        verdict = PASSES if abs(interval["mean"]) <= FAMILIARITY_TOLERANCE else UNFAMILIAR
+        out.append(
+            {
+                "model": model,
+                "familiarity": interval,
+                "without": sum(without) / len(without),
+                "items": sum(items),
                 "verdict": verdict,
             }
         )

@@ -33,7 +33,10 @@ The claims (from the seed papers):
   reconstruction attack, coarse (institution, patient) is not — the context's recovery
   of the forget score beyond the oracle's exceeds ``RECOVERY_THRESHOLD`` at the fine
   levels and stays below it at the coarse ones (per request, the mean over the
-  unlearning methods).
+  unlearning methods). The institution level has no retained ancestor to give as context, so
+  the coarse side is read at the patient level. A level where the vanilla model's retained
+  memorised score moves by more than ``FAMILIARITY_TOLERANCE`` under context decides
+  neither way: recovery would read the prompt, not recall (issue 39).
 - MedForget ③: CHIP has the highest forget–retain gap at every level with competitive
   utility — CHIP's gap minus the best other method's gap > 0 (paired per request), and
   CHIP's holdout-diagnostic drop below vanilla ≤ ``UTILITY_TOLERANCE``. Judged as stated
@@ -57,6 +60,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from medunlearn.evaluation.attack_validation import FAMILIARITY_TOLERANCE
 from medunlearn.evaluation.intervals import difference_range, holm, mean_interval, value_range
 from medunlearn.evaluation.measurability import measurability, noise_widths
 from medunlearn.evaluation.results import FORGETTING_SET, KEPT_SETS, ORACLE, SCORE, VANILLA
@@ -77,6 +81,8 @@ from medunlearn.evaluation.verdicts import (
 )
 
 RECOVERY_THRESHOLD = 0.05
+#: the vanilla model's retained memorised score with context minus without (statistics.row_metrics)
+FAMILIARITY = "reconstruction/familiarity"
 #: F2's equivalence margin on test AUC − oracle, from a power calculation fixed before the run: with the spread of
 #: that difference over requests measured in the 2026-12-04 claims run (sd ≈ 0.06 per request; docs/results.md) and
 #: the claims run's 8 draws per fraction, the smallest margin at which the equivalence test holds with power ≥ 0.8
@@ -330,14 +336,22 @@ def _reconstruction(context: Context, levels: list[str], methods: dict[str, list
         if recovery is None or level not in FINE + COARSE:
             continue
         fine = level in FINE
+        doubts = choice_doubts({m: context.record(level, m) for m in methods[level]})
+        familiar = ((context.metrics(level, VANILLA) or {}).get(FAMILIARITY) or {}).get("mean")
+        if familiar is not None and abs(familiar) > FAMILIARITY_TOLERANCE:  # the prefix changes the prompt itself
+            doubts.append(
+                f"the vanilla model answers retained memorised items {familiar:+.2f} differently after context "
+                f"(beyond ±{FAMILIARITY_TOLERANCE:.2f}): recovery would read the prompt, not recall"
+            )
         checks.append(
             _check(
                 f"{level}: context {'recovers' if fine else 'does not recover'} the forget set beyond the oracle "
                 f"(threshold {RECOVERY_THRESHOLD:+.2f})",
                 side_test(recovery, RECOVERY_THRESHOLD, below=not fine),
-                f"recovery − oracle's, per request the mean over methods {described(recovery)}",
+                f"recovery − oracle's, per request the mean over methods {described(recovery)}"
+                + (f"; the prompt's familiarity on the vanilla model {familiar:+.3f}" if familiar is not None else ""),
                 measured=context.measurability(level, FORGETTING),
-                undecided=choice_doubts({m: context.record(level, m) for m in methods[level]}),
+                undecided=doubts,
             )
         )
     return _claim(

@@ -16,6 +16,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from medunlearn.evaluation.attack_validation import FAMILIARITY_TOLERANCE
 from medunlearn.evaluation.claims import FORGET_MI_PAPER, RECOVERY_THRESHOLD, TEST_TOLERANCE
 from medunlearn.evaluation.intervals import INTERVAL_METHOD, MIN_INTERVAL_N
 from medunlearn.evaluation.measurability import MIN_NOISE_REQUESTS, MIN_NOISE_SEEDS
@@ -42,6 +43,7 @@ def claims_plan(
             "forget_tolerance": FORGET_TOLERANCE,
             "utility_tolerance": UTILITY_TOLERANCE,
             "recovery_threshold": RECOVERY_THRESHOLD,
+            "familiarity_tolerance": FAMILIARITY_TOLERANCE,
             "test_tolerance": TEST_TOLERANCE,
             "forget_mi_paper": FORGET_MI_PAPER,
             "alpha": ALPHA,

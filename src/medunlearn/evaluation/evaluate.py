@@ -50,7 +50,7 @@ from medunlearn.evaluation.privacy import (
     reference_attack,
     separation,
 )
-from medunlearn.evaluation.reconstruction import reconstruction_attack
+from medunlearn.evaluation.reconstruction import familiarity, reconstruction_attack
 from medunlearn.evaluation.results import (
     FORGET_SETS,
     HOLDOUT_SETS,
@@ -108,6 +108,8 @@ class ModelEvaluation:
     members: list[str] = field(default_factory=list)
     #: per matched stranger's id, its weight in the attacks (privacy.matching_weights)
     stranger_weights: dict[str, float] = field(default_factory=dict)
+    #: the reconstruction prompt's familiarity on retained memorised items (reconstruction.familiarity)
+    familiarity: dict[str, Any] | None = None
 
     def scores(self) -> dict[str, dict[str, float]]:
         return {name: s.summary for name, s in self.sets.items() if name != MATCHED}
@@ -282,6 +284,7 @@ def _evaluate(
         )
     privacy: dict[str, Any] = {}
     attack: list[dict[str, Any]] = []
+    familiar: dict[str, Any] | None = None
     members: list[str] = []
     weights: dict[str, float] = {}
     if attacks:
@@ -289,6 +292,7 @@ def _evaluate(
         attack = reconstruction_attack(
             model, dataset, sets["forget"], request=request, limit=reconstruction_limit, seed=seed
         )
+        familiar = familiarity(model, dataset, sets.get("retain") or [], limit=reconstruction_limit, seed=seed)
     retain_logits = None
     if model.classes and sets.get("retain"):  # a classifier's logits on retain, for the logit distance to the oracle
         retain_logits = np.concatenate(
@@ -297,7 +301,7 @@ def _evaluate(
                 for i in range(0, len(sets["retain"]), 64)
             ]
         )
-    return ModelEvaluation(results, privacy, attack, retain_logits, members, weights)
+    return ModelEvaluation(results, privacy, attack, retain_logits, members, weights, familiar)
 
 
 def compare_with_oracle(evaluation: ModelEvaluation, oracle: dict[str, Any] | None) -> dict[str, Any]:
@@ -336,6 +340,8 @@ def compare_with_oracle(evaluation: ModelEvaluation, oracle: dict[str, Any] | No
         "privacy": evaluation.privacy,
         "reconstruction": evaluation.reconstruction,
     }
+    if evaluation.familiarity is not None:
+        row["reconstruction_familiarity"] = evaluation.familiarity
     if agreements:
         row["oracle_agreement"] = agreements
     if evaluation.members:  # per member, its loss: U-LiRA compares it with the seeds' (bench --seeds 3)

@@ -61,8 +61,8 @@ def value_range(name: str) -> tuple[float, float] | None:
         return (0.0, 1.0)
     if name.endswith("/factuality"):
         return (0.0, 10.0)
-    if name.startswith("gap/") or name == "reconstruction/recovery":  # recovery: a share, or (older rows) a difference
-        return (-1.0, 1.0)
+    if name.startswith("gap/") or name.startswith("reconstruction/"):  # recovery: a share, or (older rows) a
+        return (-1.0, 1.0)  # difference; familiarity: a difference of two shares
     return None
 
 

@@ -14,7 +14,6 @@ context, is the target. The classifier reads the report, not a question, so the 
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -22,55 +21,14 @@ from typing import Any
 import numpy as np
 
 from medunlearn import distributed
+from medunlearn.data.context import leaks, offered_steps, training_steps, with_context
 from medunlearn.data.dataset import HospitalDataset
-from medunlearn.data.hierarchy import DeletionRequest, Level
+from medunlearn.data.declared import own_type
+from medunlearn.data.hierarchy import DeletionRequest
 from medunlearn.data.samples import Sample
 from medunlearn.evaluation.knowledge import MEMORISED, answered, declared_part
-from medunlearn.evaluation.scores import normalise, task_score
+from medunlearn.evaluation.scores import task_score
 from medunlearn.models.base import MultimodalModel
-
-STEPS = ("none", "institution", "patient", "study")
-STEP_LEVELS = {"institution": Level.INSTITUTION, "patient": Level.PATIENT, "study": Level.STUDY}
-
-
-def offered_steps(dataset: HospitalDataset, sample: Sample, request: DeletionRequest | None) -> list[str]:
-    """The steps whose ancestor of the sample's image the request keeps (every step without a request)."""
-    steps = ["none"]
-    for step in STEPS[1:]:
-        node = dataset.hospital.ancestor_at(sample.image_node, STEP_LEVELS[step])
-        if node is None:
-            continue
-        if request is not None and any(dataset.hospital.is_in_subtree(node.id, t) for t in request.targets):
-            break  # this ancestor is deleted, and so is everything below it
-        steps.append(step)
-    return steps
-
-
-def context(dataset: HospitalDataset, sample: Sample, step: str) -> str:
-    """The context sentence(s) of ``step`` (cumulative) for the study the sample's image shows."""
-    hospital = dataset.hospital
-    parts: list[str] = []
-    upto = STEPS.index(step)
-    institution = hospital.ancestor_at(sample.image_node, Level.INSTITUTION)
-    patient = hospital.ancestor_at(sample.image_node, Level.PATIENT)
-    study = hospital.ancestor_at(sample.image_node, Level.STUDY)
-    if upto >= 1 and institution is not None and institution.attributes.get("name"):
-        parts.append(f"This radiograph was acquired at {institution.attributes['name']}.")
-    if upto >= 2 and patient is not None and patient.attributes.get("name"):
-        a = patient.attributes
-        parts.append(
-            f"The patient is {a['name']}, {a.get('sex', 'unknown sex')}, born "
-            f"{a.get('birth_date', 'on an unknown date')}."
-        )
-    if upto >= 3 and study is not None and study.attributes.get("date"):
-        parts.append(f"The study was performed on {study.attributes['date']}.")
-    return " ".join(parts)
-
-
-def leaks(dataset: HospitalDataset, sample: Sample, step: str) -> bool:
-    """Whether the sample's normalised answer appears in the context of ``step``."""
-    answer = normalise(sample.answer)
-    return bool(answer) and f" {answer} " in f" {normalise(context(dataset, sample, step))} "
 
 
 def attacked_items(
@@ -82,10 +40,10 @@ def attacked_items(
     samples, part = (list(forget), "all") if undeclared else (declared, MEMORISED)
     if not samples:
         return [], ["none"], part
-    steps = offered_steps(dataset, samples[0], request)
+    steps = offered_steps(dataset.hospital, samples[0], request)
     for sample in samples[1:]:  # the steps every asked question is offered (one request: the same ancestors)
-        steps = [step for step in steps if step in offered_steps(dataset, sample, request)]
-    kept = [s for s in samples if not leaks(dataset, s, steps[-1])]
+        steps = [step for step in steps if step in offered_steps(dataset.hospital, sample, request)]
+    kept = [s for s in samples if not leaks(dataset.hospital, s, steps[-1])]
     return kept, steps, part
 
 
@@ -113,7 +71,7 @@ def reconstruction_attack(
     out = []
     unanswered: np.ndarray | None = None  # per item, not answered without context
     for step in steps:
-        asked = [dataclasses.replace(s, question=f"{context(dataset, s, step)} {s.question}".strip()) for s in samples]
+        asked = [with_context(dataset.hospital, s, step) for s in samples]
         answers = distributed.sharded(model.answer, asked)
         scores = np.asarray([task_score(s, a) for s, a in zip(samples, answers, strict=True)], dtype=float)
         entry: dict[str, Any] = {
@@ -130,3 +88,37 @@ def reconstruction_attack(
             entry["recovered"] = float(answered(scores)[unanswered].mean()) if unanswered.any() else None
         out.append(entry)
     return out
+
+
+def familiarity(
+    model: MultimodalModel, dataset: HospitalDataset, retained: Sequence[Sample], *, limit: int, seed: int
+) -> dict[str, Any] | None:
+    """Whether a prompt with context is one the model knows: on the retained memorised items (their nodes kept, so
+    any model that learnt them should still answer), the share answered as asked (``without``) and after the fullest
+    context the fine-tune shows them with (``with``, :func:`~medunlearn.data.context.training_steps`). Where the two
+    differ, the attack's context changes the prompt, not just what the model is reminded of (issue 39: before the
+    context-prefixed fine-tune, 1.00 without and about 0.2 with). None for a model that reads no question, or with no
+    such item (imported data without declared types counts every retained item)."""
+    if not model.reads_questions:
+        return None
+    hospital = dataset.hospital
+    undeclared = all(s.knowledge is None for s in retained)
+    items = [
+        s
+        for s in retained
+        if (undeclared or own_type(hospital, s) == MEMORISED) and len(training_steps(hospital, s)) > 1
+    ]
+    if not items:
+        return None
+    if len(items) > limit:
+        items = [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), limit))]
+    asked = [*items, *(with_context(hospital, s, training_steps(hospital, s)[-1]) for s in items)]
+    answers = distributed.sharded(model.answer, asked)
+    scores = np.asarray([task_score(s, a) for s, a in zip([*items, *items], answers, strict=True)], dtype=float)
+    hit = answered(scores)
+    return {
+        "part": "all" if undeclared else MEMORISED,
+        "items": len(items),
+        "without": float(hit[: len(items)].mean()),
+        "with": float(hit[len(items) :].mean()),
+    }

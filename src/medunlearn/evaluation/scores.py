@@ -13,7 +13,6 @@ ROUGE-L == 1.0, which fails ``B`` against ``B) Male``.
 from __future__ import annotations
 
 import re
-import string
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -22,14 +21,9 @@ from rouge_score import rouge_scorer
 from sklearn.metrics import f1_score, roc_auc_score
 
 from medunlearn.data.questions import FREE_TEXT_PREFIX, LETTERS
-from medunlearn.data.samples import Sample, Task
+from medunlearn.data.samples import Sample, Task, normalise
 
-_PUNCT = str.maketrans({c: " " for c in string.punctuation})
 _LETTER = re.compile(r"^\s*\(?([A-Ha-h])\)?(?:[\s.:)]|$)")
-
-
-def normalise(text: str) -> str:
-    return " ".join(text.lower().translate(_PUNCT).split())
 
 
 def resolve_option(prediction: str, options: Sequence[str]) -> str:

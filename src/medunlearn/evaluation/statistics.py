@@ -18,7 +18,9 @@ oracle_reference; their method − oracle is the privleak-style difference),
 ``privacy/audit_member_share``, U-LiRA's ``privacy/ulira_distinguishable`` (``_under``, ``_over``), and
 ``reconstruction/recovery``: of the memorised items the model does not answer without context, the share the
 fullest context brings back (conditional; rows written before it: the forget score with the
-fullest context minus the score without context).
+fullest context minus the score without context), and ``reconstruction/familiarity``: on the retained memorised
+items, the share answered with the context the fine-tune showed them with minus the share without — whether the
+attack's prompt is one the model knows (about 0 when it is).
 """
 
 from __future__ import annotations
@@ -89,6 +91,9 @@ def row_metrics(row: dict[str, Any]) -> dict[str, float]:
         scores = [step["score"] for step in steps if step.get("score") is not None]
         if len(scores) >= 2:
             out["reconstruction/recovery"] = float(scores[-1]) - float(scores[0])
+    familiar = row.get("reconstruction_familiarity")
+    if familiar:  # retained memorised items answered with their training context minus without (issue 39)
+        out["reconstruction/familiarity"] = float(familiar["with"]) - float(familiar["without"])
     return out
 
 
@@ -142,6 +147,8 @@ def row_items(row: dict[str, Any]) -> dict[str, int]:
     steps = row.get("reconstruction") or []
     if len(steps) >= 2 and (count := _count(steps[-1].get("unanswered"))) is not None and count > 0:
         out["reconstruction/recovery"] = count  # the conditional share's denominator
+    if (count := _count((row.get("reconstruction_familiarity") or {}).get("items"))) is not None:
+        out["reconstruction/familiarity"] = count
     return out
 
 

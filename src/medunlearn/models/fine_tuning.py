@@ -11,6 +11,10 @@ and the schedule's and random generators' state in JSON — and the same command
 from it. The finished model folder appears atomically, with ``train_config.json`` and
 ``training_log.json`` beside the weights.
 
+``context_share`` of the questions are shown each epoch after hierarchical context
+(:func:`medunlearn.data.context.contextualised`: the institution, the patient, the study — only nodes above the
+fact's own), drawn anew per epoch from the recipe's seed; the rest, and the replay set, as they are.
+
 Memory levers (:mod:`medunlearn.models.memory_levers`): ``checkpointing`` recomputes each
 layer's activations in the backward pass, and ``accumulation`` splits each batch into
 micro-batches whose gradients add up (under a launcher, exchanged once per batch).
@@ -39,6 +43,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from medunlearn import distributed
 from medunlearn.config import TrainConfig, differing_keys
+from medunlearn.data.context import contextualised, training_steps
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.data.samples import SampleTable
 from medunlearn.data.splits import make_split
@@ -53,6 +58,9 @@ from medunlearn.progress import tell, track
 CHECKPOINT, STATE, TENSORS = "checkpoint", "state.json", "tensors"
 #: the checkpoint an older medunlearn wrote (a pickle): refused, never read
 PICKLED = "checkpoint.pt"
+#: the stream of an epoch's context draws (``TrainConfig.context_share``): seeded by the recipe's seed and the epoch,
+#: so a resumed training draws what the uninterrupted one would have, and every process the same
+CONTEXT_STREAM = 11
 
 
 def training_samples(dataset: HospitalDataset, config: TrainConfig) -> SampleTable:
@@ -137,6 +145,8 @@ def fine_tune(
         )
     rehearsed = [] if replay is None else model.usable(replay.samples)
     per_epoch = min(int(config.replay or 0), len(rehearsed))
+    share = float(config.context_share or 0)  # questions shown after hierarchical context (data/context.py)
+    steps = [training_steps(dataset.hospital, s)[1:] for s in samples] if share else []
 
     trainable = model.master_weights()  # float32 master weights and optimizer state for a bf16 (GPU) load
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay, fused=True)
@@ -173,7 +183,11 @@ def fine_tune(
                 if per_epoch
                 else []
             )
-            epoch_samples = [*samples, *drawn]
+            shown = samples
+            if share:
+                rng = np.random.default_rng([config.seed, epoch, CONTEXT_STREAM])
+                shown = contextualised(dataset.hospital, samples, steps, share, rng)
+            epoch_samples = [*shown, *drawn]
             batches = length_grouped_batches(epoch_samples, int(config.batch_size), generator)  # type: ignore[arg-type]
             for step, rows in enumerate(track(batches, f"epoch {epoch + 1}/{config.epochs}")):
                 part, weight = distributed.share(rows)

@@ -25,21 +25,42 @@ SCRATCH_SUFFIX = "@scratch"
 #: each epoch rehearses questions of the base's replay set (a fixed 200 moved held-out diagnostics 0.82 → 0.85;
 #: docs/models.md)
 BASE_REPLAY = 200
+#: a tiny VLM knows no language beyond the hospital's: it sees half its questions after hierarchical context
+#: (data/context.py), else a context prefix alone is an unfamiliar prompt (issue 39). A real model's language model
+#: reads a preceding sentence, so its questions are fine-tuned as they are (the attack's familiarity check says
+#: whether that holds); the dual encoder reads reports, not questions
+TINY_CONTEXT_SHARE = 0.5
 BASE_VLM_DEFAULTS: dict[str, Any] = {
     "epochs": 20,
     "lr": 1e-3,
     "batch_size": 8,
     "freeze_vision": True,
     "replay": BASE_REPLAY,
+    "context_share": TINY_CONTEXT_SHARE,
 }
-SCRATCH_VLM_DEFAULTS: dict[str, Any] = {"epochs": 30, "lr": 1e-3, "batch_size": 8, "freeze_vision": False, "replay": 0}
-REAL_VLM_DEFAULTS: dict[str, Any] = {"epochs": 3, "lr": 2e-5, "batch_size": 4, "freeze_vision": False, "replay": 0}
+SCRATCH_VLM_DEFAULTS: dict[str, Any] = {
+    "epochs": 30,
+    "lr": 1e-3,
+    "batch_size": 8,
+    "freeze_vision": False,
+    "replay": 0,
+    "context_share": TINY_CONTEXT_SHARE,
+}
+REAL_VLM_DEFAULTS: dict[str, Any] = {
+    "epochs": 3,
+    "lr": 2e-5,
+    "batch_size": 4,
+    "freeze_vision": False,
+    "replay": 0,
+    "context_share": 0.0,
+}
 BASE_DUAL_ENCODER_DEFAULTS: dict[str, Any] = {
     "epochs": 20,
     "lr": 1e-3,
     "batch_size": 8,
     "freeze_vision": True,
     "replay": 0,
+    "context_share": 0.0,
 }
 SCRATCH_DUAL_ENCODER_DEFAULTS: dict[str, Any] = {
     "epochs": 30,
@@ -47,6 +68,7 @@ SCRATCH_DUAL_ENCODER_DEFAULTS: dict[str, Any] = {
     "batch_size": 4,
     "freeze_vision": False,
     "replay": 0,
+    "context_share": 0.0,
 }
 
 

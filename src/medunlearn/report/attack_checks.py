@@ -6,7 +6,13 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from medunlearn.evaluation.attack_validation import PASSES, TOO_FEW, attack_validation
+from medunlearn.evaluation.attack_validation import (
+    FAMILIARITY_TOLERANCE,
+    PASSES,
+    TOO_FEW,
+    attack_validation,
+    familiarity_check,
+)
 
 INTRODUCTION = (
     "<p class='note'>Each attack is checked where the answer is known. <b>Power</b>: on the vanilla model, which saw "
@@ -36,8 +42,8 @@ def _value(entry: dict[str, Any], fixed: bool) -> str:
 
 def attack_validation_section(results: list[dict[str, Any]]) -> list[str]:
     """The section's HTML parts (none when no test request ran the attacks)."""
-    entries = attack_validation(results)
-    if not entries:
+    entries, familiar = attack_validation(results), familiarity_check(results)
+    if not entries and not familiar:
         return []
     parts = ["<h2>Do the attacks measure membership?</h2>", INTRODUCTION]
     for model in dict.fromkeys(e["model"] for e in entries):
@@ -56,5 +62,14 @@ def attack_validation_section(results: list[dict[str, Any]]) -> list[str]:
             "<th>power: memorised vs inferable, vanilla (AUC; U-LiRA: share)</th>"
             "<th>chance: memorised vs strangers, oracle (AUC; U-LiRA: null share)</th>"
             f"<th class='name'>check</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        )
+    for e in familiar:  # the reconstruction attack's own check
+        verdict = html.escape(e["verdict"])
+        parts.append(
+            f"<p class='note'><b>Reconstruction, {html.escape(str(e['model']))}:</b> is a prompt with context one the "
+            "model knows? On the vanilla model, retained memorised items (their nodes kept) answered after the "
+            f"context the fine-tune showed them with, minus without: {html.escape(_value(e['familiarity'], False))} "
+            f"over {e['items']} items (without context {e['without']:.2f} answered). Familiar when within "
+            f"±{FAMILIARITY_TOLERANCE:.2f} of 0: {verdict if e['verdict'] == PASSES else f'<b>{verdict}</b>'}.</p>"
         )
     return parts
