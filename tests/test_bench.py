@@ -10,16 +10,18 @@ from medunlearn.bench.config import BenchConfig
 from medunlearn.bench.requests import draw_requests
 from medunlearn.bench.run import Bench
 from medunlearn.bench.run_folder import loaded_vanilla
+from medunlearn.bench.selection import choose
 from medunlearn.data.hierarchy import Level
 from medunlearn.data.synthetic import HospitalConfig, synthesize
 from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.attack_validation import attack_validation
-from medunlearn.evaluation.claims_plan import plan_hash, unjudged
-from medunlearn.evaluation.results import load_metrics
+from medunlearn.evaluation.claims_plan import LEAVE_ONE_OUT, plan_hash, unjudged
+from medunlearn.evaluation.results import KEPT_SETS, load_metrics
 from medunlearn.executors import LocalExecutor, Task
 from medunlearn.methods.catalog import method_config
 from medunlearn.models.loading import load_model
 from medunlearn.models.train import training_settings
+from medunlearn.report.selection import selection_section
 
 DUAL = dict(
     model="dual-encoder@scratch",
@@ -295,6 +297,55 @@ def test_select_tunes_on_validation_requests_and_runs_the_tests_with_the_choice(
     assert again["results"] == metrics["results"] and again["claims_plan"]["dual_encoder"]["hash"] == plan_hash(plan)
     assert unjudged(again) and "changed after the run began" in unjudged(again)[0]
     assert json.loads((tmp_path / "run" / "claims_plan.json").read_text()) == plan
+
+
+@pytest.mark.slow
+def test_leave_one_out_runs_the_grid_on_every_test_request_and_chooses_each_from_the_others(
+    tmp_path, small_dataset, monkeypatch
+):
+    monkeypatch.setattr("medunlearn.bench.selection.can_select", lambda vanilla, oracle: True)  # as above
+    config = BenchConfig(
+        **{**DUAL, "methods": ("chip", "grad_diff", "retrain")},
+        select=True,
+        select_by="leave-one-out",
+        targets_per_level=3,
+    )
+    metrics = Bench(small_dataset, config, tmp_path / "run").run()
+    plan = json.loads((tmp_path / "run" / "claims_plan.json").read_text())
+    assert plan["selection"]["chosen_on"] == LEAVE_ONE_OUT
+    assert [r["role"] for r in plan["requests"]] == ["test"] * 3  # no validation request is drawn
+    tests = draw_requests(small_dataset, load_model(tmp_path / "run" / "models" / "vanilla"), config)
+    cells = tmp_path / "run" / "cells"
+    grids = []
+    for request in tests:
+        rows = [json.loads(p.read_text()) | {"cell": p.stem} for p in (cells / request.key).glob("*.json")]
+        rows = [r for r in rows if not r["cell"].endswith(".reference")]
+        grid = [r for r in rows if "@" in r["cell"]]
+        assert len(grid) == len(config.grid("chip")) + len(config.grid("grad_diff"))
+        for row in grid:  # a grid point feeds the criterion only: its sets, no attack
+            assert set(row["scores"]) <= {"forget", "forget_memorised", "forget_inferable", *KEPT_SETS}
+            assert not row["privacy"] and not row.get("reconstruction")
+        grids.append(rows)
+    record = metrics["selection"]["dual_encoder"]["fraction0.2"]
+    tested = {(row["request"]["key"], row["method"]): row for row in metrics["results"]}
+    for index, request in enumerate(tests):  # each request's setting, chosen over the other two alone
+        others = [k for k in range(3) if k != index]
+        fold = choose(config, [tests[k] for k in others], [grids[k] for k in others])["fraction0.2"]
+        for name in ("chip", "grad_diff"):
+            assert record[name]["folds"][request.key] == fold[name]["chosen"]
+            row = tested[(request.key, name)]
+            assert {k: row["settings"][k] for k in fold[name]["chosen"]} == fold[name]["chosen"]
+            assert row["privacy"]  # the request's own cell at its chosen point is attacked as every test row is
+    for name in ("chip", "grad_diff"):
+        folds = record[name]["folds"]
+        assert record[name]["moved"] == sum(point != record[name]["chosen"] for point in folds.values())
+        assert record[name]["validation_requests"] == [r.key for r in tests]  # the whole group's record
+    section = selection_section(metrics["selection"])  # the report says how often the choice moved
+    assert "(test requests: " in section and f"grad_diff: {record['grad_diff']['moved']} of 3 requests'" in section
+    with pytest.raises(MedunlearnError, match="--targets-per-level 2 leaves fewer than 2"):
+        dataclasses.replace(config, targets_per_level=2)
+    with pytest.raises(MedunlearnError, match="--select-by 'best' is unknown; use validation or leave-one-out"):
+        dataclasses.replace(config, select_by="best")
 
 
 def test_the_bench_trains_and_unlearns_through_the_lora_ranks_it_is_given():

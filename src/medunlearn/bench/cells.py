@@ -46,6 +46,8 @@ from medunlearn.outputs import read_json, write_json
 Run = tuple[str, MethodConfig]
 
 ORACLE_WORK, VANILLA_WORK, METHOD_WORK = "oracle", "vanilla", "method"
+#: between a method's name and its settings in a grid point's cell name (``grad_diff@epochs=0.5``)
+GRID_MARK = "@"
 
 
 @dataclass(frozen=True)
@@ -275,9 +277,17 @@ class BenchWork:
         summary: dict[str, Any],
         timings: Timings,
     ) -> None:
-        """A method run's model evaluated (and attacked) on the request's sets, its row written as cell ``name``."""
-        evaluation = self._evaluate(model, drawn.sets, bench_request, timings)
-        attacked = self._attacked(model, drawn.split, drawn.sets, evaluation, reference, bench_request, timings)
+        """A method run's model evaluated (and attacked) on the request's sets, its row written as cell ``name``. A
+        grid point (``GRID_MARK`` in its name) feeds the selection criterion only, on a test request as on a validation
+        one: it is scored on the criterion's sets and never attacked (the chosen point runs again as the request's
+        own cell)."""
+        sets = drawn.sets
+        if GRID_MARK in name:
+            sets = {key: value for key, value in sets.items() if key in SELECTION_SETS}
+        evaluation = self._evaluate(model, sets, bench_request, timings, attacks=GRID_MARK not in name)
+        attacked = None
+        if GRID_MARK not in name:
+            attacked = self._attacked(model, drawn.split, sets, evaluation, reference, bench_request, timings)
         self._write(
             self.folder.cell(bench_request.key, name),
             model,
@@ -293,10 +303,17 @@ class BenchWork:
         )
 
     def _evaluate(
-        self, model: MultimodalModel, sets, bench_request: BenchRequest, timings: Timings, *, validate: bool = False
+        self,
+        model: MultimodalModel,
+        sets,
+        bench_request: BenchRequest,
+        timings: Timings,
+        *,
+        validate: bool = False,
+        attacks: bool = True,
     ) -> ModelEvaluation:
         """``validate``: the attacks' check on the vanilla model (GradNorm's separation too, a backward pass per
-        inferable forget item)."""
+        inferable forget item); ``attacks``: False for a grid point (a test request's other models are attacked)."""
         started = time.perf_counter()
         evaluation = evaluate_model(
             model,
@@ -304,7 +321,7 @@ class BenchWork:
             sets,
             seed=self.config.seed,
             request=bench_request.request,
-            attacks=bench_request.role == TEST_ROLE,
+            attacks=attacks and bench_request.role == TEST_ROLE,
             validate_attacks=validate,
         )
         timings["evaluation"] = timings.get("evaluation", 0.0) + time.perf_counter() - started

@@ -38,7 +38,11 @@ LATER_OPTIONS: dict[str, Any] = {
     "accumulation": 1,
     "checkpointing": False,
     "min_memorised": 0,
+    "select_by": "validation",
 }
+#: how ``select`` chooses a test request's setting: on the validation requests of its group, or from the group's
+#: other test requests, each running the whole grid (leave one request out; issue 40)
+SELECT_BY = ("validation", "leave-one-out")
 #: a request's forget set must hold this many questions the model can take to be measured (PROTOCOL.md §5)
 MIN_SCORED_ITEMS = 20
 
@@ -56,6 +60,7 @@ class BenchConfig:
     fewer_targets: bool = False
     forget_fractions: tuple[float, ...] = ()
     select: bool = False
+    select_by: str = "validation"
     validation_per_level: int = 1
     min_items: int = MIN_SCORED_ITEMS
     #: the memorised items (declared types) a test or validation request's forget set must hold (PROTOCOL.md §5:
@@ -106,6 +111,13 @@ class BenchConfig:
         if self.requests not in ("drawn", "dataset"):
             raise MedunlearnError(f"--requests {self.requests!r} is unknown; use drawn or dataset.")
         check_integer("--validation-per-level", self.validation_per_level, 1, 1000)
+        if self.select_by not in SELECT_BY:
+            raise MedunlearnError(f"--select-by {self.select_by!r} is unknown; use {' or '.join(SELECT_BY)}.")
+        if self.leave_one_out and self.targets_per_level < 3:
+            raise MedunlearnError(
+                f"--select-by leave-one-out chooses each test request's setting from the others of its level: "
+                f"--targets-per-level {self.targets_per_level} leaves fewer than 2; give 3 or more."
+            )
         check_integer("--seeds", self.seeds, 1, 100, " (1: one training seed; more: the retraining-noise band)")
         check_integer("--min-items", self.min_items, 1, 100_000)
         check_integer("--min-memorised", self.min_memorised, 0, 100_000)
@@ -140,6 +152,16 @@ class BenchConfig:
             resolved = method(name).settings(given).to_json()  # checked once; only the given keys are kept
             typed[name] = {key: resolved[key] for key in given}
         object.__setattr__(self, "method_settings", typed)
+
+    @property
+    def leave_one_out(self) -> bool:
+        """Whether settings are chosen across the test requests (each from the others), with no validation request."""
+        return self.select and self.select_by == "leave-one-out"
+
+    @property
+    def validation_requests(self) -> int:
+        """Validation requests per level or fraction: ``validation_per_level`` when selecting on them, else none."""
+        return self.validation_per_level if self.select and not self.leave_one_out else 0
 
     @property
     def unlearning_methods(self) -> list[str]:

@@ -101,7 +101,7 @@ def draw_requests(dataset: HospitalDataset, model: MultimodalModel, config: Benc
     validation targets when selecting, then the fraction requests (and their validation draws)."""
     rng = random.Random(config.seed)
     requests: list[BenchRequest] = []
-    wanted = {TEST: config.targets_per_level, VALIDATION: config.validation_per_level if config.select else 0}
+    wanted = {TEST: config.targets_per_level, VALIDATION: config.validation_requests}
 
     def counts(level: Level, targets: tuple[str, ...]) -> tuple[int, int, int]:
         """The request's forget items the model can take, its retain items, and its memorised forget items."""

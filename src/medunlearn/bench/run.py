@@ -38,7 +38,7 @@ from medunlearn.bench.cells import (
 from medunlearn.bench.config import BenchConfig
 from medunlearn.bench.requests import TEST, VALIDATION, BenchRequest, draw_requests, shipped_targets
 from medunlearn.bench.run_folder import RunFolder, is_trained, loaded_vanilla, trained
-from medunlearn.bench.selection import adopt_numbered_cells, choose, chosen_runs, grid_runs
+from medunlearn.bench.selection import adopt_numbered_cells, choose, choose_left_out, chosen_runs, grid_runs
 from medunlearn.data.dataset import HospitalDataset
 from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.claims_plan import FILE as PLAN_FILE
@@ -112,15 +112,19 @@ class Bench:
         )
         tests = [r for r in requests if r.role == TEST]
         validations = [r for r in requests if r.role == VALIDATION]
-        selection = {}
-        if self.config.select:
+        selection: dict[str, Any] = {}
+        folds: dict[str, dict[str, Any]] = {}  # leave one out: each test request's selection, from the others
+        if self.config.leave_one_out:
+            grids = self._rows([(r, grid_runs(self.config, r), 0) for r in tests])
+            folds, selection = choose_left_out(self.config, tests, grids)
+        elif self.config.select:
             selection = choose(
                 self.config, validations, self._rows([(r, grid_runs(self.config, r), 0) for r in validations])
             )
         banded = self.noise_band_requests(tests)
         offsets = range(1, self.config.seeds)  # the same requests, vanilla and oracles trained from another seed
         # one pool for the test cells and the noise band's: the further vanilla models train beside the oracles
-        units = [(r, chosen_runs(self.config, selection, r), 0) for r in tests]
+        units = [(r, chosen_runs(self.config, folds.get(r.key, selection), r), 0) for r in tests]
         units += [(r, [], offset) for offset in offsets for r in banded]
         untrained = [
             offset
@@ -176,7 +180,7 @@ class Bench:
         Its record for metrics.json: the first plan's hash, and the current one's where they differ."""
         drawn = [{"key": r.key, "role": r.role, "group": r.group, "targets": list(r.request.targets)} for r in requests]
         grids = {name: self.config.grid(name) for name in self.config.unlearning_methods} if self.config.select else {}
-        plan = claims_plan(drawn, grids, select=self.config.select)
+        plan = claims_plan(drawn, grids, select=self.config.select, leave_one_out=self.config.leave_one_out)
         path = self.folder.path / PLAN_FILE
         written = read_json(path)
         if written is None:
@@ -233,10 +237,12 @@ class Bench:
         for r in requests:
             grid = [name for name, _ in grid_runs(self.config, r)]
             seeds = [f".seed{offset}" for offset in range(1, self.config.seeds)] if r.key in banded else []
+            if r.role == TEST:  # leave one out: a test request runs the grid too
+                grid = [*self.config.unlearning_methods, *(grid if self.config.leave_one_out else ())]
             names = [
                 VANILLA,
                 ORACLE,
-                *(self.config.unlearning_methods if r.role == TEST else grid),
+                *grid,
                 *(f"{row}{s}" for s in seeds for row in (VANILLA, ORACLE)),
             ]
             paths += [self.folder.cell(r.key, name) for name in names]

@@ -1,13 +1,16 @@
 """The grid search of ``bench --select`` (PROTOCOL.md §5): each method's declared grid runs on the validation
 requests, and per group (level or forget fraction) the point minimising the criterion of
-:mod:`medunlearn.evaluation.selection` over the group's validation requests is chosen for its test requests.
+:mod:`medunlearn.evaluation.selection` over the group's validation requests is chosen for its test requests. With
+``--select-by leave-one-out`` (issue 40) there are no validation requests: the grid runs on every test request
+(a budget axis costs one run of its largest point, :func:`~medunlearn.bench.cells.sweeps`), and each test request
+takes the point chosen over the other test requests of its group (:func:`choose_left_out`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from medunlearn.bench.cells import Run, same_settings
+from medunlearn.bench.cells import GRID_MARK, Run, same_settings
 from medunlearn.bench.config import BenchConfig
 from medunlearn.bench.requests import BenchRequest
 from medunlearn.bench.run_folder import RunFolder
@@ -27,7 +30,7 @@ from medunlearn.outputs import read_json
 def grid_cell(name: str, point: dict[str, Any]) -> str:
     """A grid point's cell: the method and the point's settings (``grad_diff@epochs=0.5``), so a widened grid keeps
     every cell already run."""
-    return f"{name}@" + ",".join(f"{key}={value:g}" for key, value in point.items())
+    return f"{name}{GRID_MARK}" + ",".join(f"{key}={value:g}" for key, value in point.items())
 
 
 def grid_runs(config: BenchConfig, request: BenchRequest) -> list[Run]:
@@ -104,6 +107,28 @@ def choose(
                 [compute(cells[ORACLE]) for cells in members],
             )
     return selection
+
+
+def choose_left_out(
+    config: BenchConfig, tests: list[BenchRequest], results: list[list[dict[str, Any]]]
+) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, Any]]]:
+    """Leave one request out (``--select-by leave-one-out``, issue 40): every grid point ran on every test request
+    (``results``: each one's rows). Per test request, the selection over the *other* test requests of its group — its
+    own rows never choose its setting — and the selection over all of them, whose records (the frontier, the edge and
+    tie doubts) also keep each request's choice (``folds``: request key → point) and how many of them differ from
+    the whole group's (``moved``)."""
+    whole = choose(config, tests, results)
+    folds: dict[str, dict[str, dict[str, Any]]] = {}
+    for index, request in enumerate(tests):
+        others = [k for k, r in enumerate(tests) if k != index and r.group == request.group]
+        folds[request.key] = choose(config, [tests[k] for k in others], [results[k] for k in others])
+        for name, record in (folds[request.key].get(request.group) or {}).items():
+            if name in whole.get(request.group, {}):
+                whole[request.group][name].setdefault("folds", {})[request.key] = record["chosen"]
+    for records in whole.values():
+        for record in records.values():
+            record["moved"] = sum(point != record["chosen"] for point in record.get("folds", {}).values())
+    return folds, whole
 
 
 def chosen_runs(config: BenchConfig, selection: dict[str, dict[str, Any]], request: BenchRequest) -> list[Run]:

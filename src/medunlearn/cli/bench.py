@@ -56,6 +56,14 @@ def bench_command(
             "defaults).",
         ),
     ] = False,
+    select_by: Annotated[
+        str,
+        typer.Option(
+            "--select-by",
+            help="validation: choose on --validation-per-level validation requests per level; leave-one-out: run the "
+            "grid on every test request and choose each one's setting from the others of its level.",
+        ),
+    ] = "validation",
     validation_per_level: Annotated[
         int, typer.Option("--validation-per-level", help="Validation requests per level that --select tunes on.")
     ] = 1,
@@ -182,6 +190,7 @@ def bench_command(
         set_,
         threads,
         select=select,
+        select_by=select_by,
         validation_per_level=validation_per_level,
         min_items=min_items,
         min_memorised=min_memorised,

@@ -24,6 +24,10 @@ from medunlearn.evaluation.selection import COMPUTE_CAP, CRITERION, FORGET_TOLER
 from medunlearn.evaluation.verdicts import ALPHA
 
 FILE = "claims_plan.json"
+LEAVE_ONE_OUT = (
+    "every grid point runs on every test request; each test request takes the point minimising the criterion's mean "
+    "over the other test requests of its group"
+)
 #: how the verdicts are reached (a change of rule is a change of plan)
 RULES = (
     "each condition one-sided at alpha on the per-request values, with the tests the intervals invert; a check "
@@ -34,10 +38,20 @@ RULES = (
 
 
 def claims_plan(
-    requests: Sequence[dict[str, Any]], grids: dict[str, list[dict[str, Any]]], *, select: bool
+    requests: Sequence[dict[str, Any]],
+    grids: dict[str, list[dict[str, Any]]],
+    *,
+    select: bool,
+    leave_one_out: bool = False,
 ) -> dict[str, Any]:
     """The plan of one bench: ``requests`` as (key, role, group) records in the order drawn; ``grids``: each
-    method's declared grid (empty without ``select``: the methods run at their settings)."""
+    method's declared grid (empty without ``select``: the methods run at their settings); ``leave_one_out``: each
+    test request's setting chosen from the other test requests of its group (else on the validation requests)."""
+    selection = None
+    if select:
+        selection = {"criterion": CRITERION, "cap": COMPUTE_CAP, "grids": grids}
+        if leave_one_out:  # recorded when so: the plans written before keep their hash
+            selection["chosen_on"] = LEAVE_ONE_OUT
     return {
         "thresholds": {
             "forget_tolerance": FORGET_TOLERANCE,
@@ -51,7 +65,7 @@ def claims_plan(
             "noise_band": {"seeds": MIN_NOISE_SEEDS, "requests": MIN_NOISE_REQUESTS},
         },
         "tests": {"interval": INTERVAL_METHOD, "rules": RULES},
-        "selection": {"criterion": CRITERION, "cap": COMPUTE_CAP, "grids": grids} if select else None,
+        "selection": selection,
         "requests": list(requests),
     }
 

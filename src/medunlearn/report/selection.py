@@ -41,6 +41,13 @@ def selection_section(selection: dict[str, Any]) -> str:
                     )
             first = next(iter(methods.values())) if methods else {}
             requests, left_out = first.get("validation_requests", []), first.get("left_out", [])
+            loo = any("folds" in record for record in methods.values())
+            moves = [
+                f"{html.escape(name)}: {record['moved']} of {len(record['folds'])} requests' choices moved off ✔ "
+                f"({html.escape(_distinct(record))})"
+                for name, record in methods.items()
+                if "folds" in record
+            ]
             note = (
                 f"; left out, vanilla already within the forget tolerance of its oracle: {', '.join(left_out)}"
                 if left_out
@@ -49,11 +56,18 @@ def selection_section(selection: dict[str, Any]) -> str:
             if left_out and not requests:
                 note += " — no request could select, every method ran at its defaults"
             parts.append(
-                f"<h3>{html.escape(model)} · {html.escape(group)} (validation requests: "
+                f"<h3>{html.escape(model)} · {html.escape(group)} ({'test' if loo else 'validation'} requests: "
                 f"{html.escape(', '.join(requests) or 'none')}{html.escape(note)})</h3>"
-                "<table><thead><tr><th class='name'>method</th><th class='name'>grid point</th><th>criterion "
+                + (
+                    "<p class='note'>Leave one out: each test request ran at the point chosen over the others; ✔ is "
+                    f"the choice over them all. {'; '.join(moves)}.</p>"
+                    if moves
+                    else ""
+                )
+                + "<table><thead><tr><th class='name'>method</th><th class='name'>grid point</th><th>criterion "
                 "(mean)</th>"
-                "<th class='name'>per validation request</th><th>compute ÷ the oracle's</th></tr></thead>"
+                f"<th class='name'>per {'test' if loo else 'validation'} request</th><th>compute ÷ the oracle's</th>"
+                "</tr></thead>"
                 f"<tbody>{''.join(rows)}</tbody></table>"
             )
     criterion = next(
@@ -72,3 +86,12 @@ def selection_section(selection: dict[str, Any]) -> str:
         "1 is not chosen (retraining is cheaper), and a choice at its axis's top whose next step would pass 1 is on "
         "that natural bound, not an edge.</p>" + "".join(parts)
     )
+
+
+def _distinct(record: dict[str, Any]) -> str:
+    """The points the leave-one-out folds chose, each with how many requests took it."""
+    counts: dict[str, int] = {}
+    for point in record["folds"].values():
+        label = "defaults" if point is None else ", ".join(f"{k}={v:g}" for k, v in point.items())
+        counts[label] = counts.get(label, 0) + 1
+    return "; ".join(f"{label} × {n}" for label, n in counts.items())
