@@ -12,6 +12,7 @@ from medunlearn.bench.run import Bench
 from medunlearn.bench.run_folder import loaded_vanilla
 from medunlearn.bench.selection import choose
 from medunlearn.data.hierarchy import Level
+from medunlearn.data.samples import SampleTable
 from medunlearn.data.synthetic import HospitalConfig, synthesize
 from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.attack_validation import attack_validation
@@ -346,6 +347,32 @@ def test_leave_one_out_runs_the_grid_on_every_test_request_and_chooses_each_from
         dataclasses.replace(config, targets_per_level=2)
     with pytest.raises(MedunlearnError, match="--select-by 'best' is unknown; use validation or leave-one-out"):
         dataclasses.replace(config, select_by="best")
+
+
+@pytest.mark.slow
+def test_held_out_oracle_seeds_split_imported_items_not_the_compared_oracle(tmp_path, small_dataset):
+    # imported data: no declared types, so every forget item's part is measured by an oracle
+    table = small_dataset.samples.table
+    undeclared = dataclasses.replace(small_dataset, samples=SampleTable(table.drop_columns(["knowledge"])))
+    config = BenchConfig(**{**DUAL, "methods": ("chip", "retrain")}, seeds=2)
+    metrics = Bench(undeclared, config, tmp_path / "run").run()
+    [request] = {row["request"]["key"] for row in metrics["results"]}
+    cells = tmp_path / "run" / "cells" / request
+    compared = json.loads((cells / "retrain.reference.json").read_text())["answered"]["forget"]
+    held = json.loads((cells / "retrain.seed1.reference.json").read_text())["answered"]["forget"]
+    for row in metrics["results"]:
+        assert row["split"] == "held-out oracle seeds (1)"
+        kept = row["forget_items"]["forget"]
+        memorised = [i for i, item in enumerate(kept["ids"]) if not held[item]]  # the held-out oracle misses it
+        assert row["scores"]["forget_memorised"]["n"] == len(memorised)
+        mine = [kept["scores"][i] >= 0.5 for i in memorised]
+        assert row["scores"]["forget_memorised"]["answered"] == pytest.approx(sum(mine) / len(mine))
+    oracle = next(row for row in metrics["results"] if row["method"] == "retrain")
+    share = sum(compared[item] for item in oracle["forget_items"]["forget"]["ids"] if not held[item])
+    # no longer 0 by construction: the compared oracle answers some items another retraining does not
+    assert oracle["scores"]["forget_memorised"]["answered"] == pytest.approx(
+        share / oracle["scores"]["forget_memorised"]["n"]
+    )
 
 
 def test_the_bench_trains_and_unlearns_through_the_lora_ranks_it_is_given():

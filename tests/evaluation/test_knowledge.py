@@ -15,12 +15,16 @@ from medunlearn.data.samples import Knowledge, Sample, Task
 from medunlearn.data.splits import make_split
 from medunlearn.data.synthetic import HospitalConfig, synthesize
 from medunlearn.evaluation.knowledge import (
+    COMPARED_SPLIT,
+    HELD_OUT_SPLIT,
     INFERABLE,
     MEMORISED,
     agreement,
     declared_part,
+    measured_again,
     normalised_forgetting,
     own_type,
+    part_scores,
     part_summary,
     resolved_parts,
 )
@@ -120,6 +124,39 @@ def test_undeclared_items_are_measured_against_the_oracle():
     parts = resolved_parts([None, None, MEMORISED, None], ["a", "b", "c", "d"], {"a": True, "b": False, "c": True})
     assert parts == [INFERABLE, MEMORISED, MEMORISED, None]  # a declared type wins; no oracle answer: unresolved
     assert resolved_parts([None], ["a"], None) == [None]
+
+
+def test_held_out_oracle_seeds_split_undeclared_items_again():
+    ids, tasks = ["a", "b", "c", "d", "e"], ["cloze"] * 5
+    scores, declared = [1.0, 1.0, 0.0, 1.0, 0.0], [None, None, None, None, MEMORISED]
+    compared = {"a": True, "b": True, "c": False, "d": False, "e": True}  # the oracle the row is compared with
+    found = part_scores("forget", ids, tasks, scores, declared, compared, compared)
+    assert found["scores"]["forget_memorised"] == {
+        "n": 3,
+        "answered": pytest.approx(1 / 3),
+        "cloze": pytest.approx(1 / 3),
+    }
+    assert found["distances"]["forget_memorised"] == pytest.approx(0.0)  # the compared oracle answers e alone
+    row = {
+        "scores": {"retain": {"answered": 0.9}, **found["scores"]},
+        "oracle_distance": dict(found["distances"]),
+        "oracle_agreement": {"forget": 0.4, "forget_memorised": found["agreement"]},
+        "forget_items": {"forget": {"ids": ids, "tasks": tasks, "scores": scores, "declared": declared}},
+        "split": COMPARED_SPLIT,
+    }
+    # two held-out seeds: an item is memorised when neither answers it (b, c), inferable when one does (a, d)
+    seeds = [{"a": True, "b": False, "c": False, "d": True, "e": False}, {"a": False, "b": False, "c": False}]
+    measured_again(row, {"forget": seeds}, {"answered": {"forget": compared}})
+    memorised = row["scores"]["forget_memorised"]
+    assert memorised["n"] == 3 and memorised["answered"] == pytest.approx(1 / 3)  # b answered, c and e (declared) not
+    assert row["scores"]["forget_inferable"] == {"n": 2, "answered": 1.0, "cloze": 1.0}
+    assert row["gap_memorised"] == pytest.approx(0.9 - 1 / 3)
+    assert row["oracle_distance"]["forget_memorised"] == pytest.approx(abs(1 / 3 - 2 / 3))  # compared: b, e answered
+    assert row["oracle_agreement"]["forget_memorised"] == pytest.approx(2 / 3)  # b and c agree, e does not
+    assert row["split"] == f"{HELD_OUT_SPLIT} (2)"
+    untouched = {"scores": {}, "split": COMPARED_SPLIT}  # no undeclared item kept: nothing to split again
+    measured_again(untouched, {"forget": seeds}, {"answered": {"forget": compared}})
+    assert untouched == {"scores": {}, "split": COMPARED_SPLIT}
 
 
 def test_part_summary_agreement_and_normalised_forgetting_by_hand():

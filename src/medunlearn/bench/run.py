@@ -43,8 +43,9 @@ from medunlearn.data.dataset import HospitalDataset
 from medunlearn.errors import MedunlearnError
 from medunlearn.evaluation.claims_plan import FILE as PLAN_FILE
 from medunlearn.evaluation.claims_plan import claims_plan, plan_record
+from medunlearn.evaluation.knowledge import measured_again
 from medunlearn.evaluation.quality import measure_quality
-from medunlearn.evaluation.results import ORACLE, VANILLA, metrics_document
+from medunlearn.evaluation.results import FORGET_SETS, ORACLE, VANILLA, metrics_document
 from medunlearn.evaluation.statistics import aggregate, retraining_noise
 from medunlearn.evaluation.ulira import MIN_SEEDS, ulira
 from medunlearn.executors import Executor, LocalExecutor, Task
@@ -146,6 +147,7 @@ class Bench:
             }
         }
         self.attach_ulira(rows, banded)
+        self.attach_measured_split(rows, banded)
         metrics = metrics_document(self.settings, models, rows, self.timings)
         metrics["selection"] = {family: selection} if selection else {}
         metrics["claims_plan"] = {family: plan}
@@ -197,15 +199,7 @@ class Bench:
         if self.config.seeds < MIN_SEEDS:
             return
         for request in banded:
-            references = [
-                read_json(
-                    self.folder.cell(request.key, Cell(ORACLE_WORK, request, offset).name).with_suffix(
-                        ".reference.json"
-                    )
-                )
-                or {}
-                for offset in range(self.config.seeds)
-            ]
+            references = self.references(request)
             oracle = [(ref.get("losses") or {}).get("forget") or {} for ref in references]
             vanilla = [(ref.get("vanilla_losses") or {}).get("forget") or {} for ref in references]
             for row in rows:
@@ -216,6 +210,30 @@ class Bench:
                     **row["privacy"],
                     "ulira": ulira(row["member_losses"], oracle, vanilla, own_seed=own),
                 }
+
+    def references(self, request: BenchRequest) -> list[dict[str, Any]]:
+        """The request's oracles' reference files, one per training seed (the compared oracle's first)."""
+        return [
+            read_json(
+                self.folder.cell(request.key, Cell(ORACLE_WORK, request, offset).name).with_suffix(".reference.json")
+            )
+            or {}
+            for offset in range(self.config.seeds)
+        ]
+
+    def attach_measured_split(self, rows: list[dict[str, Any]], banded: list[BenchRequest]) -> None:
+        """On data without declared types (imported data), a request whose oracle was also trained from further
+        seeds has its rows' undeclared forget items split again by those held-out oracles (memorised: none answers
+        it), not by the oracle the rows are compared with (:func:`~medunlearn.evaluation.knowledge.measured_again`);
+        every other row says its split is the compared oracle's."""
+        if self.config.seeds < 2:
+            return
+        for request in banded:
+            compared, *held = self.references(request)
+            held_out = {name: [(r.get("answered") or {}).get(name) or {} for r in held] for name in FORGET_SETS}
+            for row in rows:
+                if row["request"].get("key") == request.key:
+                    measured_again(row, held_out, compared)
 
     def noise_band_requests(self, tests: list[BenchRequest]) -> list[BenchRequest]:
         """The test requests whose vanilla model and oracle are also trained from the further seeds: every one,

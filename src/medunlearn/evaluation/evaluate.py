@@ -30,15 +30,14 @@ from medunlearn.data.samples import Sample, Task
 from medunlearn.data.splits import make_split
 from medunlearn.evaluation.factuality import factuality, total_score
 from medunlearn.evaluation.knowledge import (
+    COMPARED_SPLIT,
     INFERABLE,
     MEMORISED,
-    PARTS,
     agreement,
     answered,
     attacked,
     declared_part,
-    part_summary,
-    resolved_parts,
+    part_scores,
 )
 from medunlearn.evaluation.membership import attack_key, attack_statistics, gradient_norms
 from medunlearn.evaluation.privacy import (
@@ -312,24 +311,25 @@ def compare_with_oracle(evaluation: ModelEvaluation, oracle: dict[str, Any] | No
     oracle_answered = (oracle or {}).get("answered") or {}
     agreements: dict[str, float | None] = {}
     part_distances: dict[str, float | None] = {}
+    items: dict[str, dict[str, list[Any]]] = {}
     for name in FORGET_SETS:
         evaluated = evaluation.sets.get(name)
         if evaluated is None or evaluated.parts is None:
             continue
         theirs = oracle_answered.get(name) if oracle else None
-        parts = resolved_parts(evaluated.parts, evaluated.ids, theirs)
-        for part in PARTS:
-            chosen = [i for i, p in enumerate(parts) if p == part]
-            if chosen:
-                scores[f"{name}_{part}"] = summary = part_summary(evaluated.tasks, evaluated.scores, chosen)
-                known = [theirs[evaluated.ids[i]] for i in chosen if theirs and evaluated.ids[i] in theirs]
-                if known:  # the oracle's share answered of the same items
-                    part_distances[f"{name}_{part}"] = abs(summary[SCORE] - float(np.mean(known)))
+        if None in evaluated.parts:  # an undeclared item: its part measured, and the items kept to measure it again
+            items[name] = {
+                "ids": list(evaluated.ids),
+                "tasks": list(evaluated.tasks),
+                "scores": [float(x) for x in evaluated.scores],
+                "declared": list(evaluated.parts),
+            }
+        found = part_scores(name, evaluated.ids, evaluated.tasks, evaluated.scores, evaluated.parts, theirs, theirs)
+        scores.update(found["scores"])
+        part_distances.update(found["distances"])
         if name == "forget" and name in oracle_answered:
-            mine = evaluated.answered()
-            agreements["forget"] = agreement(mine, oracle_answered[name], evaluated.ids)
-            memorised = [item for item, p in zip(evaluated.ids, parts, strict=True) if p == MEMORISED]
-            agreements[f"forget_{MEMORISED}"] = agreement(mine, oracle_answered[name], memorised)
+            agreements["forget"] = agreement(evaluated.answered(), oracle_answered[name], evaluated.ids)
+            agreements[f"forget_{MEMORISED}"] = found["agreement"]
     retain = evaluation.mean("retain")
     memorised_forget = scores.get(f"forget_{MEMORISED}", {}).get(SCORE)
     row: dict[str, Any] = {
@@ -342,6 +342,9 @@ def compare_with_oracle(evaluation: ModelEvaluation, oracle: dict[str, Any] | No
     }
     if evaluation.familiarity is not None:
         row["reconstruction_familiarity"] = evaluation.familiarity
+    if items:  # measured by the compared oracle until held-out seeds measure it again (measured_again)
+        row["forget_items"] = items
+        row["split"] = COMPARED_SPLIT
     if agreements:
         row["oracle_agreement"] = agreements
     if evaluation.members:  # per member, its loss: U-LiRA compares it with the seeds' (bench --seeds 3)

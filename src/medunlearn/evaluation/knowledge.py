@@ -11,7 +11,10 @@ forget-side item (forget, children, paraphrase) is
 - *inferable* when its sample is declared inferable, or its fact is held by a node the request keeps;
 - for a sample without a declared type (imported data), *measured*: inferable when the retrain oracle answers it
   (its task score reaches :data:`ANSWERED`), memorised when the oracle does not. Without an oracle such an item
-  stays unresolved and is counted in neither part.
+  stays unresolved and is counted in neither part. Measured by the oracle a row is then compared with, the split
+  is circular (that oracle's memorised score is 0 by construction); where the bench trained the request's oracle
+  from further seeds, :func:`measured_again` splits the items by those held-out oracles instead (memorised: none
+  answers it), and each row's ``split`` says which measured it.
 
 A score "answers" an item when it reaches :data:`ANSWERED`: exact match is 0 or 1, and a ROUGE-L of 0.5 or more
 recovers at least half of a free-text answer. ``answered`` — the share of items answered — is the one score every
@@ -100,3 +103,67 @@ def normalised_forgetting(vanilla: float | None, method: float | None, oracle: f
 #: the smallest vanilla − oracle distance on the memorised part a normalised forgetting is computed over: one
 #: item in ten (fixed before any run; the retraining-noise band of issue 25 replaces it where seeds are measured)
 MIN_DISTANCE = 0.1
+
+
+#: how a row's undeclared forget items were split: by the oracle it is compared with (circular: that oracle's
+#: memorised score is 0 by construction), or by the other training seeds' oracles (bench --seeds 2 or more)
+COMPARED_SPLIT, HELD_OUT_SPLIT = "the compared oracle", "held-out oracle seeds"
+
+
+def part_scores(
+    name: str,
+    ids: Sequence[str],
+    tasks: Sequence[str],
+    scores: Sequence[float] | np.ndarray,
+    declared: Sequence[str | None],
+    measured_by: dict[str, bool] | None,
+    compared: dict[str, bool] | None,
+) -> dict[str, Any]:
+    """One forget set's memorised and inferable parts: declared, else measured by ``measured_by`` (per item, whether
+    an oracle answered it); each part's summary (``scores``), its distance to the compared oracle's share answered of
+    the same items (``distances``) and the memorised items' agreement with it (``agreement``)."""
+    parts = resolved_parts(declared, ids, measured_by)
+    values = np.asarray(scores, dtype=float)
+    out: dict[str, Any] = {"scores": {}, "distances": {}, "agreement": None}
+    for part in PARTS:
+        chosen = [i for i, p in enumerate(parts) if p == part]
+        if chosen:
+            out["scores"][f"{name}_{part}"] = summary = part_summary(tasks, values, chosen)
+            known = [compared[ids[i]] for i in chosen if compared and ids[i] in compared]
+            if known:  # the oracle's share answered of the same items
+                out["distances"][f"{name}_{part}"] = abs(summary["answered"] - float(np.mean(known)))
+    if compared:
+        mine = {item: bool(a) for item, a in zip(ids, answered(values), strict=True)}
+        out["agreement"] = agreement(mine, compared, [i for i, p in zip(ids, parts, strict=True) if p == MEMORISED])
+    return out
+
+
+def measured_again(row: dict[str, Any], held_out: dict[str, list[dict[str, bool]]], compared: dict[str, Any]) -> None:
+    """A row's undeclared forget items split again by held-out oracle seeds (``held_out``: per forget set, each seed's
+    answered flags): an item is memorised when no held-out seed answers it (docs/evaluation.md, issue 39). Its parts'
+    scores, distances to the compared oracle (``compared``: its reference) and memorised agreement are replaced; the
+    row's ``split`` says which oracles measured it."""
+    kept = row.get("forget_items") or {}
+    if not kept or not all(any(held_out.get(name) or []) for name in kept):
+        return
+    theirs = compared.get("answered") or {}
+    for name, entry in kept.items():
+        seeds = held_out[name]
+        measured = {item: any(seed[item] for seed in seeds if item in seed) for item in entry["ids"]}
+        measured = {item: flag for item, flag in measured.items() if any(item in seed for seed in seeds)}
+        found = part_scores(
+            name, entry["ids"], entry["tasks"], entry["scores"], entry["declared"], measured, theirs.get(name)
+        )
+        for part in PARTS:  # a part the new split leaves empty is gone
+            row["scores"].pop(f"{name}_{part}", None)
+            (row.get("oracle_distance") or {}).pop(f"{name}_{part}", None)
+        row["scores"].update(found["scores"])
+        if "oracle_distance" in row:
+            row["oracle_distance"].update(found["distances"])
+        if name == "forget":
+            if "oracle_agreement" in row:
+                row["oracle_agreement"][f"forget_{MEMORISED}"] = found["agreement"]
+            memorised = row["scores"].get(f"forget_{MEMORISED}", {}).get("answered")
+            retain = (row["scores"].get("retain") or {}).get("answered")
+            row["gap_memorised"] = float(retain - memorised) if memorised is not None and retain is not None else None
+    row["split"] = f"{HELD_OUT_SPLIT} ({len(next(iter(held_out.values())))})"
