@@ -1,11 +1,14 @@
 """A sweep of a method's budget axis as one run: each smaller budget's model is the longer run's snapshot there."""
 
+import dataclasses
+
 import pytest
 import torch
 
 from medunlearn.data.hierarchy import DeletionRequest, Level
 from medunlearn.data.splits import make_split
 from medunlearn.errors import MedunlearnError
+from medunlearn.evaluation.knowledge import INFERABLE, declared_part
 from medunlearn.methods import cost as cost_module
 from medunlearn.methods.catalog import method, method_config
 from medunlearn.methods.cost import CostMeter
@@ -64,6 +67,29 @@ def test_each_budget_of_a_sweep_is_the_model_a_run_of_that_budget_returns(name, 
         assert all(torch.equal(weights[k], alone_weights[k]) for k in weights), budget  # bit for bit
         assert summary == alone_summary and passes == alone_passes
     assert seen[0.5][1]["steps"] < seen[1.0][1]["steps"] < swept[2]["steps"]
+
+
+def test_a_run_that_takes_no_step_hands_every_budget_the_model_it_returns(vlm, small_dataset):
+    # targeted on a forget set with nothing memorised: no step at any budget, and every budget's cell still gets a model
+    split = make_split(small_dataset, REQUEST, seed=0)
+    inferable = [
+        s.id
+        for s in split.table(small_dataset, "forget")
+        if declared_part(small_dataset.hospital, REQUEST, s) == INFERABLE
+    ]
+    split = dataclasses.replace(split, forget=tuple(inferable))
+    before, seen = _weights(vlm), {}
+    swept = unlearn(
+        vlm,
+        split,
+        method_config("targeted", {"epochs": 2}, 3),
+        dataset=small_dataset,
+        budgets=(0.5, 1.0),
+        snapshot=lambda budget, model, cost, summary: seen.update({budget: (_weights(model), summary)}),
+    )
+    assert swept[2]["steps"] == 0 and sorted(seen) == [0.5, 1.0]
+    for weights, summary in seen.values():
+        assert all(torch.equal(weights[k], before[k]) for k in before) and summary["steps"] == 0
 
 
 def test_a_method_without_a_budget_axis_or_a_budget_above_the_run_is_refused(vlm, small_dataset):

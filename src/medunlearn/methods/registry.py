@@ -66,6 +66,12 @@ def unlearn(
     seed_everything(config.seed)  # before the adapter: its A matrices are drawn from the seed
     if config.lora_r:
         working = with_lora(working, config.lora_r, config.lora_targets)
+    handed: list[float] = []  # the budgets the run handed a model to
+
+    def handing(budget: float, *args: Any) -> None:
+        handed.append(budget)
+        snapshot(budget, *args)  # type: ignore[misc]
+
     with CostMeter(device) as meter:
         job = UnlearnJob(
             chosen.name,
@@ -76,11 +82,15 @@ def unlearn(
             source=source,
             workdir=workdir,
             budgets=tuple(budgets),
-            snapshot=snapshot,
+            snapshot=handing if snapshot is not None else None,
         )
         replaced = chosen.run(working, job, config.settings)
     unlearned = distributed.release(
         replaced if isinstance(replaced, MultimodalModel) else working
     )  # prepared by adamw() under a launcher
     unlearned.train(False)
+    for budget in (b for b in budgets if b not in handed):
+        # the run ended before this budget's step (it took fewer steps: none, where there was nothing to forget), so a
+        # run of that budget returns this model too
+        snapshot(budget, unlearned, meter.cost, dict(job.summary))  # type: ignore[misc]
     return unlearned, meter.cost, job.summary
