@@ -19,10 +19,11 @@ from medunlearn.evaluation.attack_validation import attack_validation
 from medunlearn.evaluation.claims_plan import LEAVE_ONE_OUT, plan_hash, unjudged
 from medunlearn.evaluation.results import KEPT_SETS, load_metrics
 from medunlearn.executors import LocalExecutor, Task
-from medunlearn.methods.catalog import method_config
+from medunlearn.methods.catalog import METHODS, method_config
 from medunlearn.models.loading import load_model
 from medunlearn.models.train import training_settings
 from medunlearn.report.selection import selection_section
+from medunlearn.reproduce import reproduce_configs
 
 DUAL = dict(
     model="dual-encoder@scratch",
@@ -531,3 +532,10 @@ def test_three_training_seeds_give_every_row_its_ulira_and_the_attacks_their_che
     assert {"privacy/ulira_distinguishable", "privacy/ulira_under", "privacy/ulira_over"} <= names
     checked = {e["attack"] for e in attack_validation(metrics["results"])}
     assert {"loss", "grad_norm", "oracle_reference", "vanilla_reference", "ulira"} <= checked
+
+
+def test_the_claims_run_runs_every_method_on_the_classifier_and_chooses_across_its_draws():
+    vlm, dual = reproduce_configs(seed=0)
+    assert set(dual.methods) == set(METHODS) and dual.leave_one_out and dual.validation_requests == 0
+    # the VLM chooses on one validation request a level: leave-one-out there costs about 75 minutes more
+    assert not vlm.leave_one_out and vlm.validation_requests == 1 and set(vlm.methods) < set(METHODS)

@@ -14,19 +14,29 @@ worker time per oracle (5 466 s for 41), about 18 more minutes on two workers. S
 ``targeted`` took 1 070 and 1 230 s of worker time over 4 validation requests' grids and 16
 test requests (2026-12-07, docs/methods.md), and a cell's evaluation about 4 s: scaled to 29
 test requests, about 30 more minutes. Both are estimates until the next full run measures
-them (about 156 minutes in all). It runs:
+them (about 156 minutes in all). Since 2026-12-07 the classifier runs every registered method
+and chooses each draw's settings from the other seven draws of its fraction (leave one out,
+issue 40): measured at one fraction (6 %, 2026-12-07), 13.2 minutes of wall time for its eight
+draws, so about 40 for the three with the noise band, against 15.4 for the whole classifier in
+the 2026-12-04 run (11 methods chosen on one validation draw a fraction); and the
+tiny VLM's fine-tune shows half its questions after hierarchical context (issue 39), which
+makes every VLM training about 1.25× as long. Leave-one-out on the VLM would add about 75
+minutes more (docs/evaluation.md), so the VLM still chooses on one validation request a level.
+Over the 150 minutes of issue 40 by these estimates; the next full run measures it. It runs:
 
 - the tiny Qwen2-VL model at all four levels of a hospital of six institutions × 2
   patients × 2 studies: 8 test requests at the patient, study and section levels, 5 at
   the institution level (six institutions: five to test, one to validate on), with CHIP
   in our configuration and in the authors' (``chip_reference``), Forget-MI, two
-  gradient baselines — GradDiff and NPO, the two MedForget compares most closely (the
-  other three baselines would add 21 grid runs per validation request; ``bench
-  --methods`` runs them) — SimNPO, the field's objective that came nearest the per-level
-  target in the demo, and medunlearn's ``targeted`` (issue 41);
+  gradient baselines — GradDiff and NPO, the two MedForget compares most closely —
+  SimNPO, the field's objective that came nearest the per-level target in the demo, and
+  medunlearn's ``targeted`` (issue 41). The other six registered objectives (GradAscent, KL,
+  retain fine-tuning, UNDIAL, IdK, SalUn) are left out of the VLM: each costs about what NPO
+  does, 1 650 worker-seconds in the 2026-12-04 run, about 16 minutes on two workers
+  (``bench --methods`` runs them);
 - the dual-encoder classifier on the Forget-MI cohort (120 patients), 3, 6 and 10 % of
-  its patients deleted at once, eight draws of each, the Forget-MI paper's baselines beside
-  CHIP both ways, retain fine-tuning, SimNPO and ``targeted`` (``DUAL_METHODS``).
+  its patients deleted at once, eight draws of each, every registered method
+  (``DUAL_METHODS``), each draw's settings chosen from the other draws of its fraction.
 
 Eight requests detect a paired difference of about 0.84 of its standard deviation (the
 t quantile 2.36 / √8; ten would detect 0.72); five, about 1.24.
@@ -51,6 +61,7 @@ from medunlearn.demo import FORGET_FRACTIONS, FORGET_MI_COHORT, DemoRun, demo_da
 from medunlearn.evaluation.measurability import MIN_NOISE_REQUESTS
 from medunlearn.evaluation.results import merge_metrics
 from medunlearn.executors import Executor, LocalExecutor, side_by_side
+from medunlearn.methods.catalog import METHODS
 from medunlearn.outputs import mark, write_json
 from medunlearn.report.html import render
 
@@ -85,22 +96,8 @@ CLASSIFIER_NPO_BETA = round(math.log(3) / math.log(len(EDEMA_GRADES)), 4)
 #: questions scored per set at most (a forget set holds at least 20; siblings and retain are sampled)
 EVAL_LIMIT = 30
 VLM_METHODS = ("chip", "chip_reference", "forget_mi", "grad_diff", "npo", "simnpo", "targeted", "retrain")
-#: the classifier's methods: the Forget-MI paper's baselines, CHIP both ways and retain fine-tuning. Named, not the
-#: registry's whole list, so that a newly registered method does not lengthen the claims run unseen (the four of
-#: issue 27 would add 156 cells, about 8 minutes); ``bench --methods`` runs any method on either setting
-DUAL_METHODS = (
-    "chip",
-    "chip_reference",
-    "forget_mi",
-    "grad_ascent",
-    "grad_diff",
-    "kl",
-    "npo",
-    "retain_ft",
-    "simnpo",
-    "targeted",
-    "retrain",
-)
+#: the classifier runs every registered method (issue 40): its cells take seconds
+DUAL_METHODS = tuple(METHODS)
 
 
 def reproduce_configs(*, seed: int) -> tuple[BenchConfig, BenchConfig]:
@@ -129,6 +126,7 @@ def reproduce_configs(*, seed: int) -> tuple[BenchConfig, BenchConfig]:
         targets_per_level=FRACTION_DRAWS,
         noise_requests=NOISE_REQUESTS["dual"],
         method_settings={"npo": {"beta": CLASSIFIER_NPO_BETA}, "targeted": {"beta": CLASSIFIER_NPO_BETA}},
+        select_by="leave-one-out",
         threads=1 if side_by_side() > 1 else 0,
         **common,
     )
