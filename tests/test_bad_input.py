@@ -451,6 +451,12 @@ ROWS: list[tuple[str | None, list[str], str]] = [
     (None, [*UNLEARN[:-1], "chip", "--set", "batch_size=99999999999"], "batch_size=99999999999 is out of range"),
     (None, [*BENCH, "--methods", "chip,erase"], "unknown method 'erase'"),
     (None, [*BENCH, "--levels", "ward"], "unknown level 'ward'"),
+    (
+        None,
+        [*BENCH, "--select", "--select-by", "best"],
+        "--select-by 'best' is unknown; use validation or leave-one-out",
+    ),
+    (None, [*BENCH, "--select", "--select-by", "leave-one-out"], "--targets-per-level 1 leaves fewer than 2; give 3"),
     (None, [*BENCH, "--forget-fraction", "lots"], "is not a number"),
     (None, [*BENCH, "--forget-fraction", "1.5"], "1.5"),
     (None, [*BENCH, "--set", "k=5"], "needs a method prefix"),
