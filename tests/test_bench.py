@@ -150,6 +150,12 @@ def test_vlm_bench_covers_a_level_with_reconstruction(tmp_path, small_dataset):
     assert [r["method"] for r in metrics["results"]] == ["vanilla", "retrain", "chip", "npo"]
     assert all(len(r["reconstruction"]) == 4 for r in metrics["results"])
     assert (tmp_path / "run" / "cells").is_dir()
+    # the vanilla model trained with context (a tiny VLM's default), and every row measured the prompt's familiarity
+    recipe = json.loads((tmp_path / "run" / "models" / "vanilla" / "train_config.json").read_text())["config"]
+    assert recipe["context_share"] == 0.5
+    assert all(0 < r["reconstruction_familiarity"]["items"] <= 6 for r in metrics["results"])
+    vanilla = next(a for a in metrics["aggregates"] if a["method"] == "vanilla")
+    assert "reconstruction/familiarity" in vanilla["metrics"]
 
 
 @pytest.mark.slow
