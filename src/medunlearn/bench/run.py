@@ -3,10 +3,11 @@
 Requests (PROTOCOL.md §5, :mod:`medunlearn.bench.requests`): per level, ``targets_per_level`` test targets whose
 forget sets hold at least ``min_items`` questions the model can take, and forget-fraction draws. With ``select``,
 each level also gets validation targets, and each method's setting per group is chosen on them, or (``select_by``
-leave-one-out) each test request's from the other test requests of its group (:mod:`medunlearn.bench.selection`); without it the declared defaults (with ``--set`` overrides) run and the report
-says so. Every aggregate over a group's test requests carries a bootstrap CI
-(:mod:`medunlearn.evaluation.statistics`); with ``seeds`` > 1 the vanilla model and every test request's oracle
-are also trained from the further seeds, and their spread is the retraining-noise band.
+leave-one-out) each test request's from the other test requests of its group (:mod:`medunlearn.bench.selection`);
+without it the declared defaults (with ``--set`` overrides) run and the report says so. Every aggregate over a
+group's test requests carries a bootstrap CI (:mod:`medunlearn.evaluation.statistics`); with ``seeds`` > 1 the
+vanilla model and every test request's oracle are also trained from the further seeds, and their spread is the
+retraining-noise band.
 
 The cells (:mod:`medunlearn.bench.cells`) are tasks of an executor (:mod:`medunlearn.executors`): in this
 process, in a local process pool (``bench --workers N``) or on Ray (``--executor ray``); the vanilla and method
