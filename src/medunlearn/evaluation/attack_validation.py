@@ -146,20 +146,17 @@ def familiarity_check(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]
     when the mean lies within :data:`FAMILIARITY_TOLERANCE` of 0."""
     out = []
     for model in dict.fromkeys(r.get("model") for r in results):
-        found = []
-        for row in _test_rows([r for r in results if r.get("model") == model], VANILLA):
-            entry = row.get("reconstruction_familiarity") or {}
-            if entry.get("items", 0) >= MIN_ITEMS:
-                found.append((float(entry["with"]) - float(entry["without"]), int(entry["items"])))
+        found = [
+            entry
+            for row in _test_rows([r for r in results if r.get("model") == model], VANILLA)
+            if (entry := row.get("reconstruction_familiarity") or {}).get("items", 0) >= MIN_ITEMS
+        ]
         if not found:
             continue
-        values, items = [f[0] for f in found], [f[1] for f in found]
+        values = [float(e["with"]) - float(e["without"]) for e in found]
+        items = [int(e["items"]) for e in found]
         interval = mean_interval(values, bounds=(-1, 1), floor=item_floor(values, items, (-1, 1)))
-        without = [
-            float(r["reconstruction_familiarity"]["without"])
-            for r in _test_rows([r for r in results if r.get("model") == model], VANILLA)
-            if (r.get("reconstruction_familiarity") or {}).get("items", 0) >= MIN_ITEMS
-        ]
+        without = [float(e["without"]) for e in found]
         verdict = PASSES if abs(interval["mean"]) <= FAMILIARITY_TOLERANCE else UNFAMILIAR
         out.append(
             {
