@@ -149,8 +149,10 @@ def measured_again(row: dict[str, Any], held_out: dict[str, list[dict[str, bool]
     theirs = compared.get("answered") or {}
     for name, entry in kept.items():
         seeds = held_out[name]
-        measured = {item: any(seed[item] for seed in seeds if item in seed) for item in entry["ids"]}
-        measured = {item: flag for item, flag in measured.items() if any(item in seed for seed in seeds)}
+        # per item some held-out seed scored: whether any of them answered it
+        measured = {
+            item: any(s.get(item, False) for s in seeds) for item in entry["ids"] if any(item in s for s in seeds)
+        }
         found = part_scores(
             name, entry["ids"], entry["tasks"], entry["scores"], entry["declared"], measured, theirs.get(name)
         )

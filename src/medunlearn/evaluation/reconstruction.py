@@ -103,16 +103,17 @@ def familiarity(
         return None
     hospital = dataset.hospital
     undeclared = all(s.knowledge is None for s in retained)
-    items = [
-        s
+    told = [  # each item with the fullest step the fine-tune shows it after
+        (s, steps[-1])
         for s in retained
-        if (undeclared or own_type(hospital, s) == MEMORISED) and len(training_steps(hospital, s)) > 1
+        if (undeclared or own_type(hospital, s) == MEMORISED) and len(steps := training_steps(hospital, s)) > 1
     ]
-    if not items:
+    if not told:
         return None
-    if len(items) > limit:
-        items = [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), limit))]
-    asked = [*items, *(with_context(hospital, s, training_steps(hospital, s)[-1]) for s in items)]
+    if len(told) > limit:
+        told = [told[i] for i in sorted(random.Random(seed).sample(range(len(told)), limit))]
+    items = [s for s, _ in told]
+    asked = [*items, *(with_context(hospital, s, step) for s, step in told)]
     answers = distributed.sharded(model.answer, asked)
     scores = np.asarray([task_score(s, a) for s, a in zip([*items, *items], answers, strict=True)], dtype=float)
     hit = answered(scores)
