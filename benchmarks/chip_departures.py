@@ -27,6 +27,9 @@ OURS = {
     "bias": 1,
     "padding": 0,
     "batch_size": 16,
+    "per_node": 0,
+    "max_per_node": 0,
+    "conversation": 0,
 }
 
 

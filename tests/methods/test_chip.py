@@ -8,22 +8,27 @@ from medunlearn.data.hierarchy import DeletionRequest, Level
 from medunlearn.data.splits import make_split
 from medunlearn.methods.catalog import method_config
 from medunlearn.methods.chip import (
-    FORGET,
-    RETAIN,
     DirectionPlan,
-    LayerStatistics,
     chosen_layers,
     direction_plans,
-    node_at,
-    pool,
     principal_directions,
     project_rows,
     select_units,
     sibling_directions,
+)
+from medunlearn.methods.chip_activations import (
+    FORGET,
+    RETAIN,
+    LayerStatistics,
+    node_at,
+    node_passes,
+    pool,
+    set_passes,
     stream_statistics,
 )
 from medunlearn.methods.registry import unlearn
 from medunlearn.models.base import Batch
+from medunlearn.models.tiny import build_scratch
 
 
 def _layer(seed: int = 0) -> nn.Linear:
@@ -105,9 +110,8 @@ def test_streamed_node_means_equal_the_means_of_stored_activations(vlm, small_da
     nodes = sorted({node_at(small_dataset.hospital, s, Level.STUDY) for s in forget + retain})
     node_of = {s.id: nodes.index(node_at(small_dataset.hospital, s, Level.STUDY)) for s in forget + retain}
     layers = dict(list(chosen_layers(vlm.editable_linears(), 1).items())[:2])
-    stats = stream_statistics(
-        vlm, layers, [(FORGET, forget), (RETAIN, retain)], node_of, len(nodes), alpha=0.3, batch_size=3
-    )
+    passes = set_passes([(FORGET, forget), (RETAIN, retain)], {i: (n,) for i, n in node_of.items()})
+    stats = stream_statistics(vlm, layers, passes, len(nodes), alpha=0.3, batch_size=3)
 
     stored: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     for name, linear in layers.items():  # all activations at once, kept per sample
@@ -214,7 +218,8 @@ def test_positive_control_a_linearly_separable_node_loses_its_facts_and_its_sibl
     stats.add(before[nodes > 0], nodes[nodes > 0], RETAIN)
     chosen = select_units(stats, 100.0)
     plan = DirectionPlan("target", ("a", "b", "c"), fallback=False)
-    rows = sibling_directions(stats, chosen, [plan], {"target": 0, "a": 1, "b": 2, "c": 3}, pooled=pooled)
+    index = {"target": 0, "a": 1, "b": 2, "c": 3}
+    rows = sibling_directions(stats, chosen, [plan], index, index, pooled=pooled)
     project_rows(layer, chosen, principal_directions(torch.stack(rows), 0.95))
     with torch.no_grad():
         after = layer(inputs)
@@ -281,3 +286,51 @@ def test_the_authors_configuration_projects_weight_rows_without_their_bias(vlm, 
 
     assert biases and not changed({}) & biases  # the authors: weight rows only
     assert changed({"bias": 1}) & biases  # ours: the projector's bias rows move with its weight rows
+
+
+def test_the_authors_collect_node_by_node_own_questions_first_then_descendants_breadth_first(small_dataset):
+    hospital = small_dataset.hospital
+    split = make_split(small_dataset, DeletionRequest(Level.PATIENT, ("inst-1.pat-02",)))
+    forget = list(split.table(small_dataset, "forget"))
+    rows = {n: i for i, n in enumerate(["inst-1.pat-02", "inst-1.pat-02.st-1", "inst-1.pat-02.st-2"])}
+    passes = node_passes(
+        hospital, FORGET, forget, [Level.PATIENT, Level.STUDY], rows, image_anchor=False, max_per_node=0
+    )
+    patient, *studies = passes
+    assert patient.rows[0] == (0,) and sorted(p.rows[0] for p in studies) == [(1,), (2,)]  # levels in order
+    assert all(len(set(p.rows)) == 1 for p in passes)
+    # the forget set's questions at or below the patient (not those about its institution asked on its images)
+    assert len(patient.samples) == sum(s.fact_level is not Level.INSTITUTION for s in forget) < len(forget)
+    assert sum(len(p.samples) for p in studies) == sum(s.fact_level.is_below(Level.PATIENT) for s in forget)
+    depth = [s.fact_level.depth for s in patient.samples]
+    assert depth == sorted(depth)  # the patient's own questions, then its studies', then their sections'
+    studied = [s.fact_node for s in patient.samples if s.fact_level is Level.STUDY]
+    runs = [node for i, node in enumerate(studied) if i == 0 or studied[i - 1] != node]
+    assert sorted(runs) == sorted(set(studied))  # one study's questions after the other's
+    for node in runs:  # and each study's in set order
+        own = [s for s in patient.samples if s.fact_node == node]
+        assert own == [s for s in forget if s.fact_node == node]
+    capped = node_passes(hospital, FORGET, forget, [Level.PATIENT], rows, image_anchor=False, max_per_node=5)
+    again = node_passes(hospital, FORGET, forget, [Level.PATIENT], rows, image_anchor=False, max_per_node=5)
+    assert len(capped[0].samples) == 5 and capped[0].samples == again[0].samples  # a draw seeded by the node
+
+
+@pytest.mark.parametrize("preset", ["tiny-qwen2-vl", "tiny-qwen2.5-vl", "tiny-llava"])
+def test_the_authors_conversation_holds_the_answer_as_their_collate_builds_it(preset, small_dataset):
+    model = build_scratch(preset, small_dataset, seed=0)
+    model.attach(small_dataset)
+    samples = [s for _, s in zip(range(3), small_dataset.samples, strict=False)]
+    ours, theirs = model.batch(samples), model.conversation_batch(samples)
+    for row, sample in enumerate(samples):
+        whole = theirs.inputs["input_ids"][row][theirs.inputs["attention_mask"][row].bool()].tolist()
+        labelled = theirs.labels[row][theirs.labels[row] != -100].tolist()
+        if model.family == "llava":  # their "USER: <image>\n…\nASSISTANT: …", every token a label
+            text = model.tokenizer.decode([t for t in whole if t != model.image_token_id])
+            assert text == f"USER: \n{sample.question}\nASSISTANT: {sample.answer}" and labelled == whole
+            continue
+        mine = ours.inputs["input_ids"][row][ours.inputs["attention_mask"][row].bool()].tolist()
+        assert whole[: len(mine)] == mine and model.tokenizer.decode(whole[len(mine) :]) == "\n"  # the template's
+        assert labelled == mine[-len(labelled) + 1 :] + whole[len(mine) :]  # the answer, end of turn, newline
+    assert torch.equal(ours.inputs["pixel_values"], theirs.inputs["pixel_values"])
+    assert torch.equal(theirs.vision_mask.sum(1), ours.vision_mask.sum(1))
+    assert torch.isfinite(model.sample_losses(theirs)).all()

@@ -377,6 +377,23 @@ class ChipSettings(MethodSettings):
     padding: int = setting(
         0, "1: padding positions are pooled with the text tokens (the authors); 0: left out", low=0, high=1
     )
+    per_node: int = setting(
+        0,
+        "1: activations collected node by node at the request's level and the one below, each node's samples with "
+        "its descendants' in batches of their own (the authors); 0: one pass over each set",
+        low=0,
+        high=1,
+    )
+    max_per_node: int = setting(
+        0, "with per_node, at most this many samples per node (a seeded draw; the authors: 500); 0: all", low=0
+    )
+    conversation: int = setting(
+        0,
+        "1: batches of whole conversations through the processor, the answer as the assistant's turn (the "
+        "authors'); 0: medunlearn's prompt",
+        low=0,
+        high=1,
+    )
 
 
 #: the authors' code edits language layers 22–27 of 28 (chip/chip.py of their repository)
@@ -388,7 +405,8 @@ class ChipReferenceSettings(ChipSettings):
     """CHIP as the authors' code (``chip/chip.py``) makes its choices: child directions only when the node has
     children, sibling means pooled over samples, the last ~21 % of the language layers, facts counted only at or
     below their node, ⌊k⌋ units ranked on the projector's per-token magnitudes, padding pooled with the text in
-    batches of 4, weight rows projected without their bias. Their sibling sets are ours already (children of the
+    batches of 4, activations collected node by node (at most 500 a node) from whole conversations, weight rows
+    projected without their bias. Their sibling sets are ours already (children of the
     target's siblings; at the section level the other sections of its study, not matched by kind), as is their rank
     rule; what stays different is in docs/methods.md."""
 
@@ -414,6 +432,13 @@ class ChipReferenceSettings(ChipSettings):
     )
     bias: int = setting(0, "1: bias rows projected too; 0: the weight rows only (the authors)", low=0, high=1)
     padding: int = setting(1, "1: padding pooled with the text tokens (the authors); 0: left out", low=0, high=1)
+    per_node: int = setting(
+        1, "1: activations collected node by node, with descendants (the authors); 0: one pass", low=0, high=1
+    )
+    max_per_node: int = setting(500, "with per_node, at most this many samples per node (the authors: 500)", low=0)
+    conversation: int = setting(
+        1, "1: whole conversations through the processor (the authors'); 0: medunlearn's prompt", low=0, high=1
+    )
 
 
 @dataclass(frozen=True)

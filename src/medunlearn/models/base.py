@@ -121,6 +121,11 @@ class MultimodalModel(abc.ABC):
         ``texts`` replace each sample's text input (see :meth:`model_text`), e.g. with noisy copies.
         """
 
+    def conversation_batch(self, samples: Sequence[Sample]) -> Batch:
+        """Each sample's whole conversation, question and answer, as a chat model's own training code builds it (the
+        authors' CHIP collate). A model without a prompt (the dual encoder) has no conversation: its own batch."""
+        return self.batch(samples)
+
     @abc.abstractmethod
     def sample_losses(self, batch: Batch) -> torch.Tensor:
         """Mean negative log-likelihood of each row's answer, ``[B]`` (with gradients)."""

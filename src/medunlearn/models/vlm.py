@@ -48,6 +48,8 @@ from medunlearn.models.base import (
 from medunlearn.models.image_budget import CARD_KEY as IMAGE_BUDGET_KEY
 from medunlearn.models.image_budget import IMAGE_CACHE_BYTES, ImageBudget, ImageCache
 from medunlearn.models.tokenizer import (
+    IM_START,
+    LLAVA_IMAGE,
     LLAVA_IMAGE_PLACEHOLDER,
     QWEN_IMAGE_PLACEHOLDER,
 )
@@ -229,6 +231,56 @@ class VisionLanguageModel(MultimodalModel):
             sample_ids=[s.id for s in samples],
             inputs=inputs,
             labels=label_ids,
+            answer_mask=answer_mask,
+            vision_mask=vision,
+            text_mask=attention.bool() & ~vision,
+        )
+
+    def conversation_batch(self, samples: Sequence[Sample]) -> Batch:
+        """The whole conversation through the processor's own call, padded by it, as the authors' CHIP code
+        (``_make_collate`` of fengli-wu/MedForget's ``chip/chip.py``) builds its batches.
+
+        Qwen: the chat template over the user's image and question and the answer as the assistant's turn (no
+        generation header, the template's end-of-turn after the answer); labels are the tokens after the first
+        assistant header. LLaVA: ``USER: <image>\\n{question}\\nASSISTANT: {answer}``, truncated as the processor
+        truncates; labels are every token. Padding is never a label. The vision span is every image token (the
+        authors take Qwen's between its vision start and end tokens, the same positions, and LLaVA's as 576 tokens
+        from the first, llava-1.5's count).
+        """
+        if self.dataset is None:
+            raise MedunlearnError("the model has no dataset attached; call model.attach(dataset) first.")
+        pictures = [self.dataset.images.decode(s.image).convert("RGB") for s in samples]
+        if self.family == "llava":
+            texts = [f"USER: {LLAVA_IMAGE}\n{s.question}\nASSISTANT: {s.answer}" for s in samples]
+            encoded = self.processor(text=texts, images=pictures, padding=True, truncation=True, return_tensors="pt")
+        else:
+            texts = [
+                self.processor.apply_chat_template(
+                    [
+                        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": s.question}]},
+                        {"role": "assistant", "content": s.answer},
+                    ],
+                    tokenize=False,
+                    add_generation_prompt=False,
+                )
+                for s in samples
+            ]
+            encoded = self.processor(text=texts, images=pictures, padding=True, return_tensors="pt")
+        input_ids, attention = encoded["input_ids"], encoded["attention_mask"]
+        labels = input_ids.clone()
+        if self.family != "llava":
+            header = self.tokenizer.encode(f"{IM_START}assistant\n", add_special_tokens=False)
+            for row, ids in enumerate(input_ids.tolist()):
+                starts = [j for j in range(len(ids) - len(header) + 1) if ids[j : j + len(header)] == header]
+                labels[row, : starts[0] + len(header) if starts else len(ids)] = IGNORE
+        labels[input_ids == self.pad_id] = IGNORE
+        vision = input_ids == self.image_token_id
+        answer_mask = torch.zeros_like(attention, dtype=torch.bool)
+        answer_mask[:, :-1] = labels[:, 1:] != IGNORE
+        return Batch(
+            sample_ids=[s.id for s in samples],
+            inputs=dict(encoded),
+            labels=labels,
             answer_mask=answer_mask,
             vision_mask=vision,
             text_mask=attention.bool() & ~vision,
