@@ -6,34 +6,25 @@ the hospital holds them, each with its own method seed, and three training seeds
 vanilla model and of the first three test requests' oracles per level and fraction: the
 retraining-noise band, the fewest seeds and requests on which "not measurable" is a test
 (evaluation/claims.py). Both benches run their cells two at a time, one torch thread each.
-Measured alone on a 2-core CPU from cached bases (docs/results.md, 2026-12-04), the whole run
-took 108 minutes against a 120-minute target (the classifier 15, the VLM's vanilla model 2,
-its validation requests 18, its 29 test requests with the noise band 72) when the VLM's band
-rested on one request. The band on three adds 16 VLM oracle trainings; at that run's 133 s of
-worker time per oracle (5 466 s for 41), about 18 more minutes on two workers. SimNPO and
-``targeted`` took 1 070 and 1 230 s of worker time over 4 validation requests' grids and 16
-test requests (2026-12-07, docs/methods.md), and a cell's evaluation about 4 s: scaled to 29
-test requests, about 30 more minutes. Both are estimates until the next full run measures
-them (about 156 minutes in all). Since 2026-12-07 the classifier runs every registered method
-and chooses each draw's settings from the other seven draws of its fraction (leave one out,
-issue 40): measured at one fraction (6 %, 2026-12-07), 13.2 minutes of wall time for its eight
-draws, so about 40 for the three with the noise band, against 15.4 for the whole classifier in
-the 2026-12-04 run (11 methods chosen on one validation draw a fraction); and the
-tiny VLM's fine-tune shows half its questions after hierarchical context (issue 39), which
-makes every VLM training about 1.25× as long. Leave-one-out on the VLM would add about 75
-minutes more (docs/evaluation.md), so the VLM still chooses on one validation request a level.
-Over the 150 minutes of issue 40 by these estimates; the next full run measures it. It runs:
+
+Every registered method runs on both settings (issue 40), which costs time, not power. Measured 2026-12-07 on
+this 2-core CPU (3 study requests and their validation request, the 7 methods of the previous configuration, two
+one-thread workers): an oracle trains in 264 s of worker time (20 epochs of 2 077 samples; the claims hospital's four
+memorised facts per section, issue 39, doubled the 133 s of 2026-12-04), a test request's cells take 288
+worker-seconds for 7 methods, a level's validation grid 424. The VLM trains 49 oracles (29 test requests, 4
+validation requests, 16 more for the noise band on 3 requests a level): 108 minutes on two workers before any
+method runs. With the six other objectives (about 45 worker-seconds a test request each) the VLM comes to about 4.6
+hours and the classifier (every method, leave one out) to about 40 minutes: **over the 150 minutes of issue 40**,
+and no cut of requests reaches it (at 5 test requests a level the oracles alone are 88 minutes). The run resumes
+where it stopped, so it may take several sittings. It runs:
 
 - the tiny Qwen2-VL model at all four levels of a hospital of six institutions × 2
   patients × 2 studies: 8 test requests at the patient, study and section levels, 5 at
-  the institution level (six institutions: five to test, one to validate on), with CHIP
-  in our configuration and in the authors' (``chip_reference``), Forget-MI, two
-  gradient baselines — GradDiff and NPO, the two MedForget compares most closely —
-  SimNPO, the field's objective that came nearest the per-level target in the demo, and
-  medunlearn's ``targeted`` (issue 41). The other six registered objectives (GradAscent, KL,
-  retain fine-tuning, UNDIAL, IdK, SalUn) are left out of the VLM: each costs about what NPO
-  does, 1 650 worker-seconds in the 2026-12-04 run, about 16 minutes on two workers
-  (``bench --methods`` runs them);
+  the institution level (six institutions: five to test, one to validate on), every
+  registered method: CHIP in our configuration and in the authors' (``chip_reference``),
+  Forget-MI, the field's objectives and medunlearn's ``targeted`` (issue 41), each chosen
+  on one validation request a level (leave-one-out there would add about 75 minutes more,
+  docs/evaluation.md);
 - the dual-encoder classifier on the Forget-MI cohort (120 patients), 3, 6 and 10 % of
   its patients deleted at once, eight draws of each, every registered method
   (``DUAL_METHODS``), each draw's settings chosen from the other draws of its fraction.
@@ -95,8 +86,8 @@ NOISE_REQUESTS = {"vlm": MIN_NOISE_REQUESTS, "dual": MIN_NOISE_REQUESTS}
 CLASSIFIER_NPO_BETA = round(math.log(3) / math.log(len(EDEMA_GRADES)), 4)
 #: questions scored per set at most (a forget set holds at least 20; siblings and retain are sampled)
 EVAL_LIMIT = 30
-VLM_METHODS = ("chip", "chip_reference", "forget_mi", "grad_diff", "npo", "simnpo", "targeted", "retrain")
-#: the classifier runs every registered method (issue 40): its cells take seconds
+#: every registered method on both settings (issue 40); the module docstring gives what it costs
+VLM_METHODS = tuple(METHODS)
 DUAL_METHODS = tuple(METHODS)
 
 
