@@ -283,7 +283,7 @@ def run_chip(model: MultimodalModel, job: UnlearnJob, settings: ChipSettings) ->
             "node_levels": [level.value for level in levels],
             "activations": "per node" if per_node else "one pass",
             "forwarded": sum(len(p.samples) for p in passes),
-            "prompt": "the whole conversation (the authors')" if settings.conversation else "medunlearn's",
+            "prompt": _prompt(model, bool(settings.conversation)),
             "targets": [p.target for p in plans],
             "fallback_targets": [p.target for p in plans if p.fallback],
             "layers": report,
@@ -294,6 +294,12 @@ def run_chip(model: MultimodalModel, job: UnlearnJob, settings: ChipSettings) ->
             f"no retained sibling under the same parent for {sum(p.fallback for p in plans)} target node(s); "
             "contrasted with all retained nodes of their level instead."
         )
+
+
+def _prompt(model: MultimodalModel, conversation: bool) -> str:
+    if type(model).conversation_batch is MultimodalModel.conversation_batch:
+        return "none: the model reads no prompt"
+    return "the whole conversation (the authors')" if conversation else "medunlearn's"
 
 
 def _rows(

@@ -49,7 +49,7 @@ def node_at(hospital: Hospital, sample: Sample, level: Level, *, image_anchor: b
     return found.id if found is not None else None
 
 
-# -- pooling and streaming -----------------------------------------------------------------------
+# -- which samples are forwarded together -------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,8 @@ class Pass:
 
 def set_passes(groups: Iterable[tuple[int, list[Sample]]], rows_of: Mapping[str, tuple[int, ...]]) -> list[Pass]:
     """One pass over each group, in set order; each sample adds to its rows in ``rows_of`` (ours)."""
-    out = []
-    for group, samples in groups:
-        width = len(next(iter(rows_of.values()), (-1,)))
-        out.append(Pass(group, samples, [rows_of.get(s.id, (-1,) * width) for s in samples]))
-    return out
+    missing = (-1,) * len(next(iter(rows_of.values()), (-1,)))  # a sample of no node
+    return [Pass(group, samples, [rows_of.get(s.id, missing) for s in samples]) for group, samples in groups]
 
 
 def graph_order(hospital: Hospital, samples: Sequence[Sample]) -> dict[str, int]:
