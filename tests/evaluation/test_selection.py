@@ -15,6 +15,7 @@ from medunlearn.evaluation.selection import (
     selection_record,
     target_distances,
 )
+from medunlearn.report import plots
 from medunlearn.report.plots import grid_frontier
 
 
@@ -209,6 +210,27 @@ def test_each_grid_point_keeps_its_place_on_the_forgetting_damage_plane(tmp_path
     assert (
         grid_frontier({"m": {"patient": {"npo": {**record, "grid": [{"settings": {}}]}}}}, tmp_path / "g.png") is None
     )
+
+
+def test_the_frontier_draws_each_of_many_methods_alike_in_every_panel_and_no_two_alike(tmp_path, monkeypatch):
+    # every registered method on one figure: more methods than matplotlib's ten colours
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda figure, path: drawn.append(figure) or path)
+    names = [f"method{i}" for i in range(13)]
+    place = {"frontier": {"damage": 0.1, "forget_minus_oracle": 0.2}, "settings": {}}
+    record = {"grid": [place, place], "chosen_index": 1}
+    groups = {"patient": {name: record for name in names}, "study": {name: record for name in names[::-1]}}
+    grid_frontier({"m": groups}, tmp_path / "f.png")
+    styles = [
+        {
+            line.get_label(): (line.get_marker(), line.get_color())
+            for line in ax.get_lines()
+            if line.get_label() in names
+        }
+        for ax in drawn[0].axes
+    ]
+    assert styles[0] == styles[1] and len(styles[0]) == 13
+    assert len(set(styles[0].values())) == 13
 
 
 def test_the_oracles_compute_caps_the_budget_axis():

@@ -230,7 +230,10 @@ def grid_frontier(selection: dict[str, Any], path: Path) -> Path | None:
     ]
     if not groups:
         return None
-    figure, axes = _panels(len(groups))
+    # as many methods as the registry holds: each keeps one colour and marker in every panel, and the legend sits
+    # under its panel, clear of the points
+    styles = _method_styles(list(dict.fromkeys(name for _, _, methods in groups for name in methods)))
+    figure, axes = _panels(len(groups), height=6.0)
     for ax, (model, group, methods) in zip(axes, groups, strict=True):
         ax.axhspan(-FORGET_TOLERANCE, FORGET_TOLERANCE, color="#d5f5e3", label=f"±{FORGET_TOLERANCE:.2f} of the oracle")
         oracle, capped = None, False
@@ -246,10 +249,11 @@ def grid_frontier(selection: dict[str, Any], path: Path) -> Path | None:
             ys = [place["forget_minus_oracle"] for _, place in placed]
             chosen = [k for k, (i, _) in enumerate(placed) if i == record.get("chosen_index")]
             share = record["grid"][placed[chosen[0]][0]].get("compute") if chosen else None
-            label = name if share is None else f"{name} (chosen: {share:.2g} of the oracle's compute)"
-            (line,) = ax.plot(xs, ys, marker="o", markersize=3, linewidth=1, label=label)
+            label = name if share is None else f"{name} · {share:.2g}"
+            marker, _, colour = styles[name]
+            ax.plot(xs, ys, marker=marker, markersize=4, linewidth=1, color=colour, label=label)
             if chosen:
-                ax.scatter([xs[chosen[0]]], [ys[chosen[0]]], s=90, facecolors="none", edgecolors=line.get_color())
+                ax.scatter([xs[chosen[0]]], [ys[chosen[0]]], s=110, facecolors="none", edgecolors=colour)
             over = [k for k, (i, _) in enumerate(placed) if record["grid"][i].get("over_oracle_compute")]
             if over:  # cost more than retraining: not chosen
                 ax.scatter([xs[k] for k in over], [ys[k] for k in over], marker="x", s=40, color="black", zorder=3)
@@ -263,8 +267,15 @@ def grid_frontier(selection: dict[str, Any], path: Path) -> Path | None:
         ax.set_xlabel("damage: Σ drop below vanilla (kept sets)", fontsize=8)
         ax.set_ylabel("memorised forget − oracle", fontsize=8)
         ax.set_title(f"{model} · {group}", fontsize=9)
-        ax.legend(fontsize=6)
-    figure.suptitle("Each method's grid on the validation requests (ringed: chosen); the oracle sits at 0 on its own")
+        ax.legend(
+            fontsize=6,
+            title="method · chosen point's compute ÷ the oracle's",
+            title_fontsize=6,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.16),
+            ncol=2,
+        )
+    figure.suptitle("Each method's grid on the requests it was chosen on (ringed: chosen); the oracle sits at 0")
     return _save(figure, path)
 
 
