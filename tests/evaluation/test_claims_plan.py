@@ -17,6 +17,11 @@ def test_a_plan_holds_the_thresholds_tests_grids_and_requests_and_hashes_them_st
     assert claims_plan(REQUESTS, {}, select=False)["selection"] is None
     redrawn = claims_plan([{**REQUESTS[0], "targets": ["inst-1.pat-03"]}], {}, select=False)
     assert plan_hash(redrawn) != plan_hash(claims_plan(REQUESTS, {}, select=False))
+    # a method's own compute cap is part of the plan; a plan without one keeps the hash it had before caps
+    capped = claims_plan(REQUESTS, {"targeted": [{"epochs": 1.0}]}, select=True, caps={"targeted": 0.25})
+    assert capped["selection"]["caps"] == {"targeted": 0.25}
+    uncapped = claims_plan(REQUESTS, {"targeted": [{"epochs": 1.0}]}, select=True)
+    assert "caps" not in uncapped["selection"] and plan_hash(capped) != plan_hash(uncapped)
 
 
 def test_a_plan_that_changed_after_the_run_began_leaves_the_claims_unjudged():

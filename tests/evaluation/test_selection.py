@@ -2,6 +2,7 @@ import pytest
 
 from medunlearn.data.hierarchy import DeletionRequest, Level
 from medunlearn.evaluation.selection import (
+    OVER_CAP,
     can_select,
     choose,
     compute,
@@ -15,6 +16,7 @@ from medunlearn.evaluation.selection import (
     selection_record,
     target_distances,
 )
+from medunlearn.methods.catalog import method
 from medunlearn.report import plots
 from medunlearn.report.plots import grid_frontier
 
@@ -246,7 +248,7 @@ def test_the_oracles_compute_caps_the_budget_axis():
     )
     assert record["chosen"] == {"epochs": 20.0} and record["edge"] is None
     assert [p.get("compute") for p in record["grid"]] == [0.25, 0.5, 1.05]
-    assert [bool(p.get("over_oracle_compute")) for p in record["grid"]] == [False, False, True]
+    assert [bool(p.get(OVER_CAP)) for p in record["grid"]] == [False, False, True]
     assert record["oracle_compute"] == 1000.0
     # the top point under the cap whose next step (its growth continued: x2) passes the cap is not an edge
     under = [[150.0, 150.0], [300.0, 300.0], [600.0, 600.0]]
@@ -270,10 +272,11 @@ def test_the_oracles_compute_caps_the_budget_axis():
     record = selection_record(
         points[:2], [[0.4], [0.2]], ["v1"], computes=[[2000.0], [4000.0]], oracle_computes=[1000.0]
     )
-    assert record["chosen"] == {"epochs": 20.0} and all(p["over_oracle_compute"] for p in record["grid"])
+    assert record["chosen"] == {"epochs": 20.0} and all(p[OVER_CAP] for p in record["grid"])
 
 
 def test_a_point_over_the_oracles_compute_is_no_evidence_a_method_can_meet_the_target():
+    # a record written before 2026-12-08 names the mark over_oracle_compute: it reads the same
     record = {
         "chosen": {"epochs": 1.0},
         "grid": [
@@ -284,6 +287,23 @@ def test_a_point_over_the_oracles_compute_is_no_evidence_a_method_can_meet_the_t
     assert grid_evidence(record) == []
     record["grid"][1].pop("over_oracle_compute")
     assert grid_evidence(record) == ["grid point(s) {'epochs': 80.0} met the target on the validation requests"]
+    record["grid"][1][OVER_CAP] = True
+    assert grid_evidence(record) == []
+
+
+def test_a_methods_own_compute_cap_bounds_its_grid_below_the_oracles():
+    # targeted promises a quarter of retraining (issue 41): a point over a quarter is not chosen, and the top under it
+    # whose next step would pass a quarter is that cap's natural bound, not an edge
+    assert method("targeted").compute_cap == 0.25 and method("npo").compute_cap == 1.0
+    points = [{"epochs": 10.0}, {"epochs": 20.0}, {"epochs": 40.0}]
+    values = [[0.3, 0.3], [0.2, 0.2], [0.1, 0.1]]  # the criterion still falls at the top
+    computes = [[90.0, 90.0], [180.0, 180.0], [360.0, 360.0]]
+    record = selection_record(points, values, ["v1", "v2"], computes=computes, oracle_computes=[1000.0] * 2, cap=0.25)
+    assert record["chosen"] == {"epochs": 20.0} and record["edge"] is None and record["compute_cap"] == 0.25
+    assert [bool(p.get(OVER_CAP)) for p in record["grid"]] == [False, False, True]
+    # at the oracle's cap the same grid chooses its top, on an edge (0.36 x 2 is under 1)
+    record = selection_record(points, values, ["v1", "v2"], computes=computes, oracle_computes=[1000.0] * 2)
+    assert record["chosen"] == {"epochs": 40.0} and record["edge"] == "high epochs" and "compute_cap" not in record
 
 
 def test_the_bench_caps_each_grid_at_its_requests_oracle_compute():
@@ -306,5 +326,5 @@ def test_the_bench_caps_each_grid_at_its_requests_oracle_compute():
         for p in grid
     ]
     record = bench_choose(config, [request], [rows])["patient"]["grad_diff"]
-    assert top * 300 > 3000 and record["grid"][-1]["over_oracle_compute"]
+    assert top * 300 > 3000 and record["grid"][-1][OVER_CAP]
     assert record["chosen"] != {"epochs": top} and record["oracle_compute"] == 3000.0

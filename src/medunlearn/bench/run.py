@@ -50,6 +50,7 @@ from medunlearn.evaluation.results import FORGET_SETS, ORACLE, VANILLA, metrics_
 from medunlearn.evaluation.statistics import aggregate, retraining_noise
 from medunlearn.evaluation.ulira import MIN_SEEDS, ulira
 from medunlearn.executors import Executor, LocalExecutor, Task
+from medunlearn.methods.catalog import method
 from medunlearn.models.card import check_trained_on
 from medunlearn.models.loading import released
 from medunlearn.models.model_name import base_name
@@ -183,7 +184,8 @@ class Bench:
         Its record for metrics.json: the first plan's hash, and the current one's where they differ."""
         drawn = [{"key": r.key, "role": r.role, "group": r.group, "targets": list(r.request.targets)} for r in requests]
         grids = {name: self.config.grid(name) for name in self.config.unlearning_methods} if self.config.select else {}
-        plan = claims_plan(drawn, grids, select=self.config.select, leave_one_out=self.config.leave_one_out)
+        caps = {name: method(name).compute_cap for name in grids if method(name).compute_cap != 1.0}
+        plan = claims_plan(drawn, grids, select=self.config.select, leave_one_out=self.config.leave_one_out, caps=caps)
         path = self.folder.path / PLAN_FILE
         written = read_json(path)
         if written is None:

@@ -105,6 +105,7 @@ def choose(
                 oracle_place,
                 computes,
                 [compute(cells[ORACLE]) for cells in members],
+                method(name).compute_cap,
             )
     return selection
 

@@ -43,15 +43,19 @@ def claims_plan(
     *,
     select: bool,
     leave_one_out: bool = False,
+    caps: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """The plan of one bench: ``requests`` as (key, role, group) records in the order drawn; ``grids``: each
     method's declared grid (empty without ``select``: the methods run at their settings); ``leave_one_out``: each
-    test request's setting chosen from the other test requests of its group (else on the validation requests)."""
+    test request's setting chosen from the other test requests of its group (else on the validation requests);
+    ``caps``: the methods whose chosen budget must stay under less than the oracle's compute, with their share."""
     selection = None
     if select:
         selection = {"criterion": CRITERION, "cap": COMPUTE_CAP, "grids": grids}
         if leave_one_out:  # recorded when so: the plans written before keep their hash
             selection["chosen_on"] = LEAVE_ONE_OUT
+        if caps:  # likewise: a plan without such a method keeps its hash
+            selection["caps"] = dict(sorted(caps.items()))
     return {
         "thresholds": {
             "forget_tolerance": FORGET_TOLERANCE,

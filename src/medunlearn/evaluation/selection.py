@@ -54,11 +54,20 @@ CRITERION = (
     "holdout_diagnostic (share of items answered; lower is better)"
 )
 
-#: the cap on a budget axis (issue 40), part of a bench's pre-registered plan
+#: the cap on a budget axis (issue 40), part of a bench's pre-registered plan (with each method's own cap where it
+#: promises less than the oracle's compute: the plan's ``caps``)
 COMPUTE_CAP = (
     "a grid point whose compute (forward + 2 x backward sample passes) exceeds the oracle's training is not chosen; a "
     "choice at the top of its axis is no edge when the axis's next step would exceed it"
 )
+#: the grid point record's mark of a point over its method's cap (never chosen while another point is under it)
+OVER_CAP = "over_compute_cap"
+
+
+def over_cap(point: dict[str, Any]) -> bool:
+    """Whether a grid point of a selection record cost more than its method's cap (records before 2026-12-08 named
+    it ``over_oracle_compute``: the cap was the oracle's compute for every method)."""
+    return bool(point.get(OVER_CAP) or point.get("over_oracle_compute"))
 
 
 def criterion(row: dict[str, Any], vanilla: dict[str, Any], oracle: dict[str, Any]) -> float:
@@ -136,9 +145,11 @@ def compute_shares(
     return shares
 
 
-def next_step_over_cap(points: Sequence[dict[str, Any]], shares: Sequence[float | None], chosen: int) -> bool:
-    """Whether the step after the chosen point along its (one) axis would cost more than the oracle: the chosen
-    point's compute share times the growth from the point below it on the axis."""
+def next_step_over_cap(
+    points: Sequence[dict[str, Any]], shares: Sequence[float | None], chosen: int, cap: float = 1.0
+) -> bool:
+    """Whether the step after the chosen point along its (one) axis would cost more than ``cap`` × the oracle: the
+    chosen point's compute share times the growth from the point below it on the axis."""
     if len(points[chosen]) != 1 or shares[chosen] is None:
         return False
     (name,) = points[chosen]
@@ -149,7 +160,7 @@ def next_step_over_cap(points: Sequence[dict[str, Any]], shares: Sequence[float 
     if shares[previous] is None or shares[previous] <= 0:
         return False
     growth = shares[chosen] / shares[previous]
-    return shares[chosen] * growth > 1.0
+    return shares[chosen] * growth > cap
 
 
 def _mean_place(places: Sequence[dict[str, float]]) -> dict[str, float]:
@@ -218,16 +229,18 @@ def selection_record(
     oracle_place: Sequence[dict[str, float]] = (),
     computes: Sequence[Sequence[float | None]] | None = None,
     oracle_computes: Sequence[float | None] = (),
+    cap: float = 1.0,
 ) -> dict[str, Any]:
     """What the report shows for one method and level: the grid, each point's criterion values and whether it met
     the target (``distances``: per point, each request's :func:`target_distances`), the choice and its edge.
     ``left_out``: the validation requests that could not select (:func:`can_select`); with none left (``requests``
     empty) nothing is chosen and the method runs at its defaults. ``places``: per point, each request's
     :func:`frontier`, and ``oracle_place`` the oracle's, averaged into the record (the report's frontier plot).
-    ``computes``: per point, each request's :func:`compute`, and ``oracle_computes`` the oracles': a point over the
-    oracle's is ``over_oracle_compute`` and not chosen while another point is under it."""
+    ``computes``: per point, each request's :func:`compute`, and ``oracle_computes`` the oracles': a point over
+    ``cap`` × the oracle's (the method's own cap, 1 for most) is marked :data:`OVER_CAP` and not chosen while another
+    point is under it."""
     shares = compute_shares(computes, oracle_computes) if computes is not None else [None] * len(points)
-    over = [i for i, share in enumerate(shares) if share is not None and share > 1.0]
+    over = [i for i, share in enumerate(shares) if share is not None and share > cap]
     excluded = over if len(over) < len(points) else []  # every point over: the cap cannot choose, the criterion does
     grid = [
         {
@@ -237,7 +250,7 @@ def selection_record(
             **({"meets_target": meets_target(distances[i])} if distances is not None and requests else {}),
             **({"frontier": _mean_place(places[i])} if places is not None and places[i] else {}),
             **({"compute": round(shares[i], 4)} if shares[i] is not None else {}),
-            **({"over_oracle_compute": True} if i in over else {}),
+            **({OVER_CAP: True} if i in over else {}),
         }
         for i, (point, vals) in enumerate(zip(points, values, strict=True))
     ]
@@ -246,13 +259,15 @@ def selection_record(
         record["oracle_frontier"] = _mean_place(oracle_place)
     if oracle_computes and all(c is not None for c in oracle_computes):
         record["oracle_compute"] = round(sum(oracle_computes) / len(oracle_computes), 1)  # type: ignore[arg-type]
+    if cap != 1.0:
+        record["compute_cap"] = cap
     if left_out:
         record["left_out"] = list(left_out)
     if not requests:
         return {**record, "chosen": None, "chosen_index": None, "edge": None}
     chosen = choose(values, excluded)
     # a higher grid point over the cap already bounds the axis (the choice is not its top); else the next step
-    capped = next_step_over_cap(points, shares, chosen)
+    capped = next_step_over_cap(points, shares, chosen, cap)
     return {
         **record,
         "chosen": dict(points[chosen]),
@@ -289,11 +304,7 @@ def grid_evidence(record: dict[str, Any]) -> list[str]:
             f"{FORGET_TOLERANCE:.2f} of the oracle there), so it ran at its defaults"
         )
     # a point that cost more than retraining is no evidence that unlearning can meet the target
-    met = [
-        i
-        for i, point in enumerate(record.get("grid") or [])
-        if point.get("meets_target") and not point.get("over_oracle_compute")
-    ]
+    met = [i for i, point in enumerate(record.get("grid") or []) if point.get("meets_target") and not over_cap(point)]
     if met:
         shown = ", ".join(str(record["grid"][i]["settings"]) for i in met)
         reasons.append(f"grid point(s) {shown} met the target on the validation requests")

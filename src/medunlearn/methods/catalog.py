@@ -46,6 +46,10 @@ class Method:
     budget_axis: str | None = None
     #: whether the method starts from the given model's weights (retrain builds its own model from the recipe)
     reads_weights: bool = True
+    #: the most compute a chosen budget may use, as a share of the oracle's training (forward + 2 × backward sample
+    #: passes): 1 is retraining's own, past which retraining is the cheaper deletion; ``targeted`` promises a quarter
+    #: (issue 41). Selection never chooses a grid point over it (evaluation/selection.py)
+    compute_cap: float = 1.0
 
     def run(self, model: Any, job: Any, settings: MethodSettings) -> Any:
         """Run the method (its module imported now: a method's code is torch, loaded when a method runs)."""
@@ -66,11 +70,15 @@ class Method:
 
 
 GRADIENT = "medunlearn.methods.gradient"
+#: issue 41: a deletion that targets the memorised part must cost less than a quarter of retraining
+TARGETED_COMPUTE_CAP = 0.25
 
 
-def _gradient(name: str, summary: str, settings_type: type[GradientSettings], module: str = GRADIENT) -> Method:
+def _gradient(
+    name: str, summary: str, settings_type: type[GradientSettings], module: str = GRADIENT, compute_cap: float = 1.0
+) -> Method:
     """A method that is one objective run by the gradient loop (methods/gradient.py)."""
-    return Method(name, summary, settings_type, module, budget_axis="epochs")
+    return Method(name, summary, settings_type, module, budget_axis="epochs", compute_cap=compute_cap)
 
 
 #: the gradient loop's five objectives (PROTOCOL.md §3)
@@ -138,6 +146,7 @@ METHODS: dict[str, Method] = {
             "forget set's other items, the targets' kin and retained data",
             TargetedSettings,
             "medunlearn.methods.targeted",
+            compute_cap=TARGETED_COMPUTE_CAP,
         ),
         Method(
             "retrain",

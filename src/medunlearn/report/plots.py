@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from medunlearn.evaluation.results import FORGETTING_SET, ORACLE, REFERENCE_ROWS, SCORE, VANILLA
-from medunlearn.evaluation.selection import FORGET_TOLERANCE
+from medunlearn.evaluation.selection import FORGET_TOLERANCE, over_cap
 from medunlearn.outputs import atomic_file
 from medunlearn.report.tables import damage, grouped, summary_table
 
@@ -254,15 +254,15 @@ def grid_frontier(selection: dict[str, Any], path: Path) -> Path | None:
             ax.plot(xs, ys, marker=marker, markersize=4, linewidth=1, color=colour, label=label)
             if chosen:
                 ax.scatter([xs[chosen[0]]], [ys[chosen[0]]], s=110, facecolors="none", edgecolors=colour)
-            over = [k for k, (i, _) in enumerate(placed) if record["grid"][i].get("over_oracle_compute")]
-            if over:  # cost more than retraining: not chosen
+            over = [k for k, (i, _) in enumerate(placed) if over_cap(record["grid"][i])]
+            if over:  # cost more than the method's cap (retraining, or its own promise): not chosen
                 ax.scatter([xs[k] for k in over], [ys[k] for k in over], marker="x", s=40, color="black", zorder=3)
                 capped = True
             oracle = oracle or record.get("oracle_frontier")
         if oracle and "damage" in oracle:
             ax.scatter([oracle["damage"]], [0.0], marker="*", s=120, color="black", label="oracle", zorder=3)
         if capped:
-            ax.scatter([], [], marker="x", color="black", label="over the oracle's compute")
+            ax.scatter([], [], marker="x", color="black", label="over its compute cap")
         ax.axhline(0, color="black", linewidth=0.7)
         ax.set_xlabel("damage: Σ drop below vanilla (kept sets)", fontsize=8)
         ax.set_ylabel("memorised forget − oracle", fontsize=8)

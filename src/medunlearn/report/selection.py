@@ -6,6 +6,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from medunlearn.evaluation.selection import over_cap
+
 
 def selection_section(selection: dict[str, Any]) -> str:
     """Each method's grid on a group's validation requests, its criterion values and the chosen point."""
@@ -28,8 +30,8 @@ def selection_section(selection: dict[str, Any]) -> str:
                         mark += f" ⚠ tied with {len(record['tied'])} other point(s)"
                     if point.get("meets_target"):
                         mark += " (met the target)"
-                    if point.get("over_oracle_compute"):
-                        mark += " (over the oracle's compute: not chosen)"
+                    if over_cap(point):
+                        mark += f" (over {record.get('compute_cap', 1.0):g} × the oracle's compute: not chosen)"
                     settings = ", ".join(f"{k}={v:g}" for k, v in point["settings"].items())
                     values = ", ".join(f"{v:.3f}" for v in point["criterion"])
                     mean = "–" if point["mean"] is None else f"{point['mean']:.3f}"
