@@ -24,7 +24,8 @@ counted as two forward passes: :func:`compute`). A point that cost more than ret
 not chosen (retraining is then the cheaper deletion, and exact), and a choice at the top of
 its axis is not an edge when the axis's next step — the last step's measured growth in
 compute continued — would cost more than the oracle: the cap is the axis's natural bound
-(issue 40). A budget that does not move compute (CHIP's k, an lr) is never capped.
+(issue 40). A method that promises less has its own cap (``Method.compute_cap``: ``targeted``'s is a quarter,
+issue 41), which acts the same way. A budget that does not move compute (CHIP's k, an lr) is never capped.
 
 A validation request **can select** only where the unmodified model is more than
 ``FORGET_TOLERANCE`` from its oracle on the memorised part (:func:`can_select`). Where it is
@@ -303,7 +304,8 @@ def grid_evidence(record: dict[str, Any]) -> list[str]:
             f"no validation request could select its setting ({', '.join(record['left_out'])}: vanilla already within "
             f"{FORGET_TOLERANCE:.2f} of the oracle there), so it ran at its defaults"
         )
-    # a point that cost more than retraining is no evidence that unlearning can meet the target
+    # a point over its method's cap (retraining's compute, or the method's own promise) is no evidence that it can
+    # meet the target
     met = [i for i, point in enumerate(record.get("grid") or []) if point.get("meets_target") and not over_cap(point)]
     if met:
         shown = ", ".join(str(record["grid"][i]["settings"]) for i in met)
