@@ -304,27 +304,36 @@ def test_a_methods_own_compute_cap_bounds_its_grid_below_the_oracles():
     # at the oracle's cap the same grid chooses its top, on an edge (0.36 x 2 is under 1)
     record = selection_record(points, values, ["v1", "v2"], computes=computes, oracle_computes=[1000.0] * 2)
     assert record["chosen"] == {"epochs": 40.0} and record["edge"] == "high epochs" and "compute_cap" not in record
+    # a grid whose top is under the cap: its next step (x2, 0.36) passes a quarter, so the top is no edge there,
+    # while under the oracle's cap the same top is one
+    kept = dict(values=values[:2], requests=["v1", "v2"], computes=computes[:2], oracle_computes=[1000.0] * 2)
+    assert selection_record(points[:2], **kept, cap=0.25)["edge"] is None
+    assert selection_record(points[:2], **kept)["edge"] == "high epochs"
 
 
-def test_the_bench_caps_each_grid_at_its_requests_oracle_compute():
+@pytest.mark.parametrize("name, cap", [("grad_diff", 1.0), ("targeted", 0.25)])
+def test_the_bench_caps_each_grid_at_its_requests_oracle_compute(name, cap):
     from medunlearn.bench.config import BenchConfig
     from medunlearn.bench.requests import BenchRequest
     from medunlearn.bench.selection import choose as bench_choose
     from medunlearn.bench.selection import grid_cell
 
-    config = BenchConfig(methods=("grad_diff", "retrain"), select=True)
+    config = BenchConfig(methods=(name, "retrain"), select=True)
     request = BenchRequest(DeletionRequest(Level.PATIENT, ("inst-1.pat-01",)), role="validation")
-    grid = config.grid("grad_diff")
+    grid = config.grid(name)
     top = max(point["epochs"] for point in grid)
     oracle = {**ORACLE, "cell": "retrain", "cost": {"forward": 1000, "backward": 1000}}  # 3000 passes
     rows = [{**VANILLA, "cell": "vanilla"}, oracle] + [
         {  # forgets to the oracle's level only at the top, whose passes (epochs x 100, x 2 backward) pass 3000
             **_row(forget=0.40 if p["epochs"] == top else 0.9, siblings=0.9, retain=0.92, holdout_diagnostic=0.8),
-            "cell": grid_cell("grad_diff", p),
+            "cell": grid_cell(name, p),
             "cost": {"forward": 100 * p["epochs"], "backward": 100 * p["epochs"]},
         }
         for p in grid
     ]
-    record = bench_choose(config, [request], [rows])["patient"]["grad_diff"]
+    record = bench_choose(config, [request], [rows])["patient"][name]
     assert top * 300 > 3000 and record["grid"][-1][OVER_CAP]
     assert record["chosen"] != {"epochs": top} and record["oracle_compute"] == 3000.0
+    # the method's own cap: every point over it marked, the chosen one under it
+    assert [bool(p.get(OVER_CAP)) for p in record["grid"]] == [p["epochs"] * 300 > cap * 3000 for p in grid]
+    assert record["chosen"]["epochs"] * 300 <= cap * 3000 and record.get("compute_cap", 1.0) == cap

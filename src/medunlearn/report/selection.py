@@ -85,8 +85,9 @@ def selection_section(selection: dict[str, Any]) -> str:
         "check reads such a choice either way; <i>met the target</i> marks a point whose memorised forget score came "
         "within 0.10 of the oracle's with every kept set within 0.05 of vanilla on the validation requests. Compute is "
         "a point's forward + 2 × backward sample passes over the oracle's training on the same requests: a point over "
-        "its method's cap (1, where retraining is cheaper; a quarter for targeted) is not chosen, and a choice at its "
-        "axis's top whose next step would pass the cap is on that natural bound, not an edge.</p>" + "".join(parts)
+        "its method's cap (1, where retraining is cheaper, unless the method promises less: its points say so) is not "
+        "chosen, and a choice at its axis's top whose next step would pass the cap is on that natural bound, not an "
+        "edge.</p>" + "".join(parts)
     )
 
 
